@@ -1,0 +1,7 @@
+//! tephra's shared vocabulary: the stable rejection codes that RPC and UDP
+//! replies carry, and the limits every stage agrees on. No I/O lives here.
+
+pub mod limits;
+pub mod reject;
+
+pub use reject::{Reject, RejectCode};
