@@ -1,0 +1,224 @@
+//! seal: the open block, from its parameters to a complete Ethereum header.
+
+use alloy_consensus::{EMPTY_OMMER_ROOT_HASH, Header, ReceiptEnvelope, ReceiptWithBloom, TxType, Typed2718};
+use alloy_eips::{
+    eip1559::{BaseFeeParams, INITIAL_BASE_FEE, calc_next_block_base_fee},
+    eip2718::Encodable2718,
+    eip7685::EMPTY_REQUESTS_HASH,
+};
+use alloy_primitives::{Address, B256, Bloom, Bytes};
+use alloy_trie::{EMPTY_ROOT_HASH, root::ordered_trie_root_with_encoder};
+use revm::primitives::hardfork::SpecId;
+use tephra_types::limits::EXTRA_DATA_MAX_BYTES;
+
+use crate::{
+    chainspec::ChainSpec,
+    evm::blob_params,
+    executor::{ExecutedTx, Executor, TxOutcome},
+    state::StateDb,
+    verify::VerifiedTx,
+};
+
+/// Everything about a block that is fixed when it opens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockParams {
+    pub chain_id: u64,
+    pub spec: SpecId,
+    pub parent_hash: B256,
+    pub number: u64,
+    pub timestamp: u64,
+    pub beneficiary: Address,
+    pub gas_limit: u64,
+    pub base_fee_per_gas: u64,
+    /// The header's mix hash, PREVRANDAO to the EVM.
+    pub prevrandao: B256,
+    pub extra_data: Bytes,
+    /// Cancun on: the header's excess blob gas.
+    pub excess_blob_gas: Option<u64>,
+}
+
+/// What the sequencer chooses for a new block; the rest follows from the parent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockChoice {
+    pub timestamp: u64,
+    pub beneficiary: Address,
+    pub prevrandao: B256,
+    pub extra_data: Bytes,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OpenBlockError {
+    #[error("block {number} would be sealed under {spec:?}; tephra seals post-merge blocks only")]
+    PreMerge { number: u64, spec: SpecId },
+    #[error("timestamp {timestamp} is before the parent's {parent}")]
+    TimestampBeforeParent { timestamp: u64, parent: u64 },
+    #[error("extra data of {0} bytes, at most 32 are allowed")]
+    ExtraDataTooLong(usize),
+}
+
+impl BlockParams {
+    /// The parameters of the child of `parent`. Timestamps may repeat the
+    /// parent's: blocks come faster than one per second.
+    pub fn child_of(chain: &ChainSpec, parent: &Header, choice: BlockChoice) -> Result<Self, OpenBlockError> {
+        let number = parent.number + 1;
+        let spec = chain.spec_at(number, choice.timestamp);
+        if !spec.is_enabled_in(SpecId::MERGE) {
+            return Err(OpenBlockError::PreMerge { number, spec });
+        }
+        if choice.timestamp < parent.timestamp {
+            return Err(OpenBlockError::TimestampBeforeParent {
+                timestamp: choice.timestamp,
+                parent: parent.timestamp,
+            });
+        }
+        if choice.extra_data.len() > EXTRA_DATA_MAX_BYTES {
+            return Err(OpenBlockError::ExtraDataTooLong(choice.extra_data.len()));
+        }
+        let base_fee_per_gas = match parent.base_fee_per_gas {
+            Some(parent_base_fee) => {
+                calc_next_block_base_fee(parent.gas_used, parent.gas_limit, parent_base_fee, BaseFeeParams::ethereum())
+            }
+            None => INITIAL_BASE_FEE,
+        };
+        let excess_blob_gas = chain.is_cancun_active(choice.timestamp).then(|| {
+            blob_params(spec).next_block_excess_blob_gas_osaka(
+                parent.excess_blob_gas.unwrap_or(0),
+                parent.blob_gas_used.unwrap_or(0),
+                parent.base_fee_per_gas.unwrap_or(0),
+            )
+        });
+        Ok(Self {
+            chain_id: chain.chain_id(),
+            spec,
+            parent_hash: parent.hash_slow(),
+            number,
+            timestamp: choice.timestamp,
+            beneficiary: choice.beneficiary,
+            gas_limit: parent.gas_limit,
+            base_fee_per_gas,
+            prevrandao: choice.prevrandao,
+            extra_data: choice.extra_data,
+            excess_blob_gas,
+        })
+    }
+}
+
+/// A sealed block: its header, hash and the transactions with their receipts.
+#[derive(Clone, Debug)]
+pub struct SealedBlock {
+    pub header: Header,
+    pub hash: B256,
+    pub transactions: Vec<ExecutedTx>,
+}
+
+/// The open block: transactions are executed into it as they arrive.
+#[derive(Debug)]
+pub struct BlockBuilder {
+    params: BlockParams,
+    transactions: Vec<ExecutedTx>,
+    gas_used: u64,
+    /// Reused across batches so that executing a batch does not allocate it.
+    outcomes: Vec<TxOutcome>,
+}
+
+impl BlockBuilder {
+    pub fn new(params: BlockParams) -> Self {
+        Self { params, transactions: Vec::new(), gas_used: 0, outcomes: Vec::new() }
+    }
+
+    pub fn params(&self) -> &BlockParams {
+        &self.params
+    }
+
+    pub fn gas_used(&self) -> u64 {
+        self.gas_used
+    }
+
+    pub fn transactions(&self) -> &[ExecutedTx] {
+        &self.transactions
+    }
+
+    /// Executes a batch into the block. Included transactions join the block;
+    /// `on_outcome` sees every outcome in order, with the transaction's index in
+    /// the block for included ones.
+    pub fn execute(
+        &mut self,
+        executor: &mut dyn Executor,
+        state: &mut StateDb,
+        txs: Vec<VerifiedTx>,
+        mut on_outcome: impl FnMut(Option<usize>, TxOutcome),
+    ) {
+        self.outcomes.clear();
+        executor.execute(state, &self.params, self.gas_used, txs, &mut self.outcomes);
+        for outcome in self.outcomes.drain(..) {
+            match outcome {
+                TxOutcome::Included(executed) => {
+                    self.gas_used = executed.receipt.cumulative_gas_used;
+                    self.transactions.push(executed.clone());
+                    on_outcome(Some(self.transactions.len() - 1), TxOutcome::Included(executed));
+                }
+                other => on_outcome(None, other),
+            }
+        }
+    }
+
+    /// Closes the block: roots, bloom and a complete header. Records the hash
+    /// in `state` for BLOCKHASH.
+    pub fn seal(self, state: &mut StateDb) -> SealedBlock {
+        let p = self.params;
+        let transactions_root =
+            ordered_trie_root_with_encoder(&self.transactions, |t, buf| buf.extend_from_slice(&t.tx.encoded));
+        let mut logs_bloom = Bloom::ZERO;
+        let receipts: Vec<ReceiptEnvelope> = self
+            .transactions
+            .iter()
+            .map(|t| {
+                let with_bloom = ReceiptWithBloom::from(t.receipt.clone());
+                logs_bloom |= with_bloom.logs_bloom;
+                receipt_envelope(t.tx.envelope.ty(), with_bloom)
+            })
+            .collect();
+        let receipts_root = ordered_trie_root_with_encoder(&receipts, |r, buf| r.encode_2718(buf));
+        let cancun = p.excess_blob_gas.is_some();
+        let header = Header {
+            parent_hash: p.parent_hash,
+            ommers_hash: EMPTY_OMMER_ROOT_HASH,
+            beneficiary: p.beneficiary,
+            state_root: state.state_root(),
+            transactions_root,
+            receipts_root,
+            logs_bloom,
+            difficulty: Default::default(),
+            number: p.number,
+            gas_limit: p.gas_limit,
+            gas_used: self.gas_used,
+            timestamp: p.timestamp,
+            extra_data: p.extra_data,
+            mix_hash: p.prevrandao,
+            nonce: Default::default(),
+            base_fee_per_gas: Some(p.base_fee_per_gas),
+            withdrawals_root: p.spec.is_enabled_in(SpecId::SHANGHAI).then_some(EMPTY_ROOT_HASH),
+            blob_gas_used: cancun.then_some(0),
+            excess_blob_gas: p.excess_blob_gas,
+            // No beacon chain stands behind a sequencer's blocks.
+            parent_beacon_block_root: cancun.then_some(B256::ZERO),
+            requests_hash: p.spec.is_enabled_in(SpecId::PRAGUE).then_some(EMPTY_REQUESTS_HASH),
+            block_access_list_hash: None,
+            slot_number: None,
+        };
+        let hash = header.hash_slow();
+        state.push_block_hash(header.number, hash);
+        SealedBlock { header, hash, transactions: self.transactions }
+    }
+}
+
+/// A receipt in the envelope of its transaction's type.
+pub fn receipt_envelope(tx_type: u8, receipt: ReceiptWithBloom) -> ReceiptEnvelope {
+    match TxType::try_from(tx_type).unwrap_or(TxType::Legacy) {
+        TxType::Legacy => ReceiptEnvelope::Legacy(receipt),
+        TxType::Eip2930 => ReceiptEnvelope::Eip2930(receipt),
+        TxType::Eip1559 => ReceiptEnvelope::Eip1559(receipt),
+        TxType::Eip4844 => ReceiptEnvelope::Eip4844(receipt),
+        TxType::Eip7702 => ReceiptEnvelope::Eip7702(receipt),
+    }
+}

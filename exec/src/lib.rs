@@ -1,0 +1,25 @@
+//! tephra's execution core, with no I/O of its own beyond state snapshots:
+//! verify, pack, execute with revm, seal.
+//!
+//! ```text
+//! raw bytes -> verify -> pack (pool) -> executor (revm) -> BlockBuilder::seal
+//!              decode    nonce queues   receipts          roots, header, hash
+//!              recover   mini-blocks    state commit
+//! ```
+
+pub mod block;
+pub mod chainspec;
+pub mod dev;
+pub mod evm;
+pub mod executor;
+pub mod pool;
+pub mod snapshot;
+pub mod state;
+pub mod trie;
+pub mod verify;
+
+pub use block::{BlockBuilder, BlockChoice, BlockParams, SealedBlock};
+pub use chainspec::ChainSpec;
+pub use executor::{ExecutedTx, Executor, SequentialExecutor, TxOutcome};
+pub use state::StateDb;
+pub use verify::{VerifiedTx, Verifier, VerifyRules};

@@ -1,0 +1,345 @@
+//! State: accounts, storage and code in memory behind revm's `DatabaseRef` and
+//! `DatabaseCommit`, with an incremental Merkle-Patricia state root.
+//!
+//! Every write marks what it touched; `state_root` rehashes only the trie paths
+//! of accounts and slots changed since the previous root, so its cost grows with
+//! the keys a block changed, not with the size of the state.
+
+use std::collections::VecDeque;
+
+use alloy_genesis::Genesis;
+use alloy_primitives::{
+    Address, B256, U256, keccak256,
+    map::{AddressMap, B256Map, HashSet, U256Map},
+};
+use alloy_trie::TrieAccount;
+use revm::{
+    Database, DatabaseCommit, DatabaseRef,
+    bytecode::Bytecode,
+    primitives::{KECCAK_EMPTY, hardfork::SpecId},
+    state::{Account as EvmAccount, AccountInfo},
+};
+use tephra_types::limits::BLOCK_HASH_HISTORY;
+
+use crate::trie::MerkleTrie;
+
+/// One account as stored.
+#[derive(Clone, Debug, Default)]
+pub struct Account {
+    pub nonce: u64,
+    pub balance: U256,
+    pub code_hash: B256,
+    /// Non-zero slots only: a slot written to zero is removed.
+    pub storage: U256Map<U256>,
+    /// keccak256 of the address, the account's key in the state trie.
+    hashed_address: B256,
+    storage_trie: MerkleTrie,
+    /// Slots written since the last root.
+    dirty_slots: HashSet<U256>,
+}
+
+impl Account {
+    fn new(address: Address) -> Self {
+        Self { code_hash: KECCAK_EMPTY, hashed_address: keccak256(address), ..Default::default() }
+    }
+
+    fn set_slot(&mut self, slot: U256, value: U256) {
+        if value.is_zero() {
+            self.storage.remove(&slot);
+        } else {
+            self.storage.insert(slot, value);
+        }
+        self.dirty_slots.insert(slot);
+    }
+
+    fn clear_storage(&mut self) {
+        self.storage.clear();
+        self.storage_trie = MerkleTrie::new();
+        self.dirty_slots.clear();
+    }
+
+    /// Folds the dirty slots into the storage trie and returns its root.
+    fn storage_root(&mut self) -> B256 {
+        for slot in self.dirty_slots.drain() {
+            let key = keccak256(slot.to_be_bytes::<32>());
+            match self.storage.get(&slot) {
+                Some(value) => self.storage_trie.insert(key, alloy_rlp::encode(value)),
+                None => self.storage_trie.remove(key),
+            }
+        }
+        self.storage_trie.root()
+    }
+}
+
+/// Recent block hashes for the BLOCKHASH opcode, bounded to the 256 it can see.
+#[derive(Clone, Debug, Default)]
+struct BlockHashes {
+    /// Hash of block `first_number + i` at index `i`.
+    hashes: VecDeque<B256>,
+    first_number: u64,
+}
+
+impl BlockHashes {
+    fn push(&mut self, number: u64, hash: B256) {
+        if self.hashes.is_empty() || number != self.first_number + self.hashes.len() as u64 {
+            self.hashes.clear();
+            self.first_number = number;
+        }
+        self.hashes.push_back(hash);
+        while self.hashes.len() as u64 > BLOCK_HASH_HISTORY {
+            self.hashes.pop_front();
+            self.first_number += 1;
+        }
+    }
+
+    fn get(&self, number: u64) -> B256 {
+        number
+            .checked_sub(self.first_number)
+            .and_then(|i| self.hashes.get(usize::try_from(i).ok()?))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// The whole world state, in memory.
+#[derive(Clone, Debug)]
+pub struct StateDb {
+    accounts: AddressMap<Account>,
+    codes: B256Map<Bytecode>,
+    account_trie: MerkleTrie,
+    /// Accounts written since the last root, including removed ones.
+    dirty_accounts: HashSet<Address>,
+    block_hashes: BlockHashes,
+    /// EIP-161 removes touched empty accounts from Spurious Dragon on.
+    spec: SpecId,
+}
+
+impl Default for StateDb {
+    fn default() -> Self {
+        Self {
+            accounts: AddressMap::default(),
+            codes: B256Map::default(),
+            account_trie: MerkleTrie::new(),
+            dirty_accounts: HashSet::default(),
+            block_hashes: BlockHashes::default(),
+            spec: SpecId::default(),
+        }
+    }
+}
+
+impl StateDb {
+    /// The state a genesis file allocates. Zero storage values are skipped, as
+    /// geth does.
+    pub fn from_genesis(genesis: &Genesis) -> Self {
+        let mut state = Self::default();
+        for (address, alloc) in &genesis.alloc {
+            let mut account = Account::new(*address);
+            account.nonce = alloc.nonce.unwrap_or(0);
+            account.balance = alloc.balance;
+            if let Some(code) = alloc.code.as_ref().filter(|code| !code.is_empty()) {
+                let bytecode = Bytecode::new_raw(code.clone());
+                account.code_hash = bytecode.hash_slow();
+                state.codes.insert(account.code_hash, bytecode);
+            }
+            for (slot, value) in alloc.storage.iter().flatten() {
+                let value = U256::from_be_bytes(value.0);
+                if !value.is_zero() {
+                    account.set_slot(U256::from_be_bytes(slot.0), value);
+                }
+            }
+            state.accounts.insert(*address, account);
+            state.dirty_accounts.insert(*address);
+        }
+        state
+    }
+
+    /// Sets the rules commits follow (EIP-161 empty-account removal).
+    pub fn set_spec(&mut self, spec: SpecId) {
+        self.spec = spec;
+    }
+
+    pub fn account(&self, address: &Address) -> Option<&Account> {
+        self.accounts.get(address)
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = (&Address, &Account)> {
+        self.accounts.iter()
+    }
+
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn code(&self, code_hash: &B256) -> Option<&Bytecode> {
+        self.codes.get(code_hash)
+    }
+
+    pub fn codes(&self) -> impl Iterator<Item = (&B256, &Bytecode)> {
+        self.codes.iter()
+    }
+
+    pub fn balance(&self, address: &Address) -> U256 {
+        self.accounts.get(address).map_or(U256::ZERO, |a| a.balance)
+    }
+
+    pub fn nonce(&self, address: &Address) -> u64 {
+        self.accounts.get(address).map_or(0, |a| a.nonce)
+    }
+
+    pub fn storage_at(&self, address: &Address, slot: U256) -> U256 {
+        self.accounts.get(address).and_then(|a| a.storage.get(&slot).copied()).unwrap_or_default()
+    }
+
+    /// Records a sealed block's hash for BLOCKHASH.
+    pub fn push_block_hash(&mut self, number: u64, hash: B256) {
+        self.block_hashes.push(number, hash);
+    }
+
+    /// The block hashes BLOCKHASH can see, oldest first.
+    pub fn block_hashes(&self) -> impl Iterator<Item = (u64, B256)> + '_ {
+        let first = self.block_hashes.first_number;
+        self.block_hashes.hashes.iter().enumerate().map(move |(i, h)| (first + i as u64, *h))
+    }
+
+    /// Writes one account wholesale (snapshot restore, genesis, tests).
+    pub fn insert_account(
+        &mut self,
+        address: Address,
+        nonce: u64,
+        balance: U256,
+        code: Option<Bytecode>,
+        storage: impl IntoIterator<Item = (U256, U256)>,
+    ) {
+        let mut account = Account::new(address);
+        account.nonce = nonce;
+        account.balance = balance;
+        if let Some(code) = code {
+            account.code_hash = code.hash_slow();
+            self.codes.insert(account.code_hash, code);
+        }
+        for (slot, value) in storage {
+            account.set_slot(slot, value);
+        }
+        self.accounts.insert(address, account);
+        self.dirty_accounts.insert(address);
+    }
+
+    /// Adds to an account's balance, creating it if needed.
+    pub fn add_balance(&mut self, address: Address, amount: U256) {
+        let account = self.accounts.entry(address).or_insert_with(|| Account::new(address));
+        account.balance = account.balance.saturating_add(amount);
+        self.dirty_accounts.insert(address);
+    }
+
+    /// Applies one transaction's changes as revm reports them.
+    pub fn apply(&mut self, address: Address, change: EvmAccount) {
+        if !change.is_touched() {
+            return;
+        }
+        let eip161 = self.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON);
+        if change.is_selfdestructed() || (eip161 && change.info.is_empty()) {
+            if self.accounts.remove(&address).is_some() {
+                self.dirty_accounts.insert(address);
+            }
+            return;
+        }
+        let account = self.accounts.entry(address).or_insert_with(|| Account::new(address));
+        if change.is_created() {
+            account.clear_storage();
+        }
+        account.nonce = change.info.nonce;
+        account.balance = change.info.balance;
+        if account.code_hash != change.info.code_hash {
+            account.code_hash = change.info.code_hash;
+            if let Some(code) = change.info.code.filter(|_| change.info.code_hash != KECCAK_EMPTY) {
+                self.codes.entry(change.info.code_hash).or_insert(code);
+            }
+        }
+        for (slot, value) in change.storage {
+            if value.is_changed() {
+                account.set_slot(slot, value.present_value);
+            }
+        }
+        self.dirty_accounts.insert(address);
+    }
+
+    /// The state root. Rehashes only what changed since the previous call.
+    pub fn state_root(&mut self) -> B256 {
+        for address in self.dirty_accounts.drain() {
+            match self.accounts.get_mut(&address) {
+                Some(account) => {
+                    let leaf = TrieAccount {
+                        nonce: account.nonce,
+                        balance: account.balance,
+                        storage_root: account.storage_root(),
+                        code_hash: account.code_hash,
+                    };
+                    self.account_trie.insert(account.hashed_address, alloy_rlp::encode(leaf));
+                }
+                None => self.account_trie.remove(keccak256(address)),
+            }
+        }
+        self.account_trie.root()
+    }
+
+    /// Whether every change is folded into the last `state_root`.
+    pub fn is_clean(&self) -> bool {
+        self.dirty_accounts.is_empty()
+    }
+}
+
+impl DatabaseRef for StateDb {
+    type Error = core::convert::Infallible;
+
+    fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        Ok(self.accounts.get(&address).map(|account| AccountInfo {
+            balance: account.balance,
+            nonce: account.nonce,
+            code_hash: account.code_hash,
+            code: self.codes.get(&account.code_hash).cloned(),
+            ..Default::default()
+        }))
+    }
+
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        Ok(self.codes.get(&code_hash).cloned().unwrap_or_default())
+    }
+
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        Ok(self.storage_at(&address, index))
+    }
+
+    fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
+        Ok(self.block_hashes.get(number))
+    }
+}
+
+/// revm's `Database` for executing straight on the state: the reads never fail
+/// and need no cache in between.
+impl Database for StateDb {
+    type Error = core::convert::Infallible;
+
+    fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        self.basic_ref(address)
+    }
+
+    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        self.code_by_hash_ref(code_hash)
+    }
+
+    fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        self.storage_ref(address, index)
+    }
+
+    fn block_hash(&mut self, number: u64) -> Result<B256, Self::Error> {
+        self.block_hash_ref(number)
+    }
+}
+
+impl DatabaseCommit for StateDb {
+    fn commit(&mut self, changes: AddressMap<EvmAccount>) {
+        for (address, change) in changes {
+            self.apply(address, change);
+        }
+    }
+}
