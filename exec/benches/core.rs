@@ -1,0 +1,195 @@
+//! Execution-core floors on one core: `cargo bench -p tephra-exec --bench core`.
+//!
+//! Each figure is the median of repeated timed runs after a warm-up, printed
+//! beside the goal it is held to. Ratios are measured side by side in one run.
+
+#![allow(clippy::print_stdout, reason = "a benchmark reports its figures on stdout")]
+
+use std::time::{Duration, Instant};
+
+use alloy_consensus::{TxEip1559, TxEnvelope, TypedTransaction};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
+use tephra_exec::{
+    BlockBuilder, BlockChoice, BlockParams, ChainSpec, SequentialExecutor, StateDb, VerifiedTx, Verifier, VerifyRules,
+    dev::DevKey,
+};
+
+const GWEI: u128 = 1_000_000_000;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Runs `setup` then times `run`, `rounds` times; returns the median of `run`.
+fn measure<S>(rounds: usize, mut setup: impl FnMut() -> S, mut run: impl FnMut(S)) -> Duration {
+    let input = setup();
+    run(input); // warm-up
+    median(
+        (0..rounds)
+            .map(|_| {
+                let input = setup();
+                let start = Instant::now();
+                run(input);
+                start.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn report(name: &str, value: f64, unit: &str, goal: f64) {
+    let verdict = if value <= goal { "meets" } else { "MISSES" };
+    println!("{name:<52} {value:>10.2} {unit:<3} (goal <= {goal} {unit}: {verdict})");
+}
+
+fn transfer(key: &DevKey, chain_id: u64, nonce: u64, to: Address) -> TxEnvelope {
+    key.sign(TypedTransaction::Eip1559(TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 10 * GWEI,
+        max_priority_fee_per_gas: GWEI,
+        to: TxKind::Call(to),
+        value: U256::from(1),
+        ..Default::default()
+    }))
+}
+
+struct Bench {
+    spec: ChainSpec,
+    verifier: Verifier,
+    params: BlockParams,
+}
+
+impl Bench {
+    fn new() -> Self {
+        let spec = ChainSpec::dev();
+        let choice = BlockChoice {
+            timestamp: 1,
+            beneficiary: Address::repeat_byte(0xbe),
+            prevrandao: B256::ZERO,
+            extra_data: Bytes::new(),
+        };
+        let params = BlockParams::child_of(&spec, spec.genesis_header(), choice).expect("dev genesis opens a block");
+        let verifier = Verifier::new(VerifyRules {
+            chain_id: spec.chain_id(),
+            spec: params.spec,
+            block_gas_limit: params.gas_limit,
+            base_fee_per_gas: params.base_fee_per_gas,
+            allow_unprotected: false,
+        });
+        Self { spec, verifier, params }
+    }
+
+    /// `count` senders, each funded, each sending one transfer to a fresh address.
+    fn transfers(&self, count: usize) -> (StateDb, Vec<VerifiedTx>) {
+        let mut state = self.spec.genesis_state();
+        let txs = (0..count)
+            .map(|i| {
+                let key = DevKey::from_seed(i as u64);
+                state.add_balance(key.address(), U256::from(10u128.pow(20)));
+                let raw =
+                    transfer(&key, self.spec.chain_id(), 0, Address::with_last_byte(1).create(i as u64)).encoded_2718();
+                self.verifier.verify(&raw).expect("valid transfer")
+            })
+            .collect();
+        state.state_root();
+        (state, txs)
+    }
+}
+
+fn decode_and_recover(bench: &Bench) {
+    let raws: Vec<Vec<u8>> = (0..1_000)
+        .map(|i| transfer(&DevKey::from_seed(i), bench.spec.chain_id(), 0, Address::ZERO).encoded_2718())
+        .collect();
+    let per_batch = measure(
+        9,
+        || (),
+        |()| {
+            for raw in &raws {
+                std::hint::black_box(bench.verifier.verify(raw).expect("valid"));
+            }
+        },
+    );
+    report("decode + recover, per transaction", per_batch.as_secs_f64() * 1e6 / raws.len() as f64, "us", 55.0);
+}
+
+fn execute_transfers(bench: &Bench) {
+    const N: usize = 10_000;
+    let (state, txs) = bench.transfers(N);
+    let per_block = measure(
+        7,
+        || (state.clone(), txs.clone()),
+        |(mut state, txs)| {
+            let mut builder = BlockBuilder::new(bench.params.clone());
+            builder.execute(&mut SequentialExecutor, &mut state, txs, |_, _| {});
+            assert_eq!(builder.transactions().len(), N);
+        },
+    );
+    report("execute an ETH transfer", per_block.as_secs_f64() * 1e6 / N as f64, "us", 3.0);
+}
+
+fn seal_block(bench: &Bench) {
+    const N: usize = 10_000;
+    let (state, txs) = bench.transfers(N);
+    let per_seal = measure(
+        7,
+        || {
+            let mut state = state.clone();
+            let mut builder = BlockBuilder::new(bench.params.clone());
+            builder.execute(&mut SequentialExecutor, &mut state, txs.clone(), |_, _| {});
+            (state, builder)
+        },
+        |(mut state, builder)| {
+            std::hint::black_box(builder.seal(&mut state));
+        },
+    );
+    report("seal a 10,000-transfer block, roots included", per_seal.as_secs_f64() * 1e3, "ms", 15.0);
+}
+
+/// The state root after changing `changed` accounts of a state of `size`.
+fn state_root_after_change(size: usize, changed: usize) -> Duration {
+    let mut state = StateDb::default();
+    for i in 0..size {
+        state.insert_account(Address::with_last_byte(7).create(i as u64), 1, U256::from(i), None, []);
+    }
+    state.state_root();
+    let state = std::cell::RefCell::new(state);
+    let mut round = 0u64;
+    measure(
+        9,
+        || {
+            round += 1;
+            for j in 0..changed {
+                // A different spread of accounts each round, all existing.
+                let index = (j as u64 * 7_919 + round * 104_729) % size as u64;
+                state.borrow_mut().add_balance(Address::with_last_byte(7).create(index), U256::from(round));
+            }
+        },
+        |()| {
+            std::hint::black_box(state.borrow_mut().state_root());
+        },
+    )
+}
+
+fn incremental_state_root() {
+    let small = state_root_after_change(10_000, 1_000);
+    let large = state_root_after_change(1_000_000, 1_000);
+    println!("state root, 1,000 changed of 10,000 accounts      {:>10.2} ms", small.as_secs_f64() * 1e3);
+    println!("state root, 1,000 changed of 1,000,000 accounts   {:>10.2} ms", large.as_secs_f64() * 1e3);
+    report("state root ratio, 1,000,000 / 10,000 accounts", large.as_secs_f64() / small.as_secs_f64(), "x", 2.0);
+}
+
+fn main() {
+    // `cargo test --benches` runs this binary with `--bench` absent: keep that cheap.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return;
+    }
+    let bench = Bench::new();
+    println!("tephra-exec floors, one core");
+    decode_and_recover(&bench);
+    execute_transfers(&bench);
+    seal_block(&bench);
+    incremental_state_root();
+}
