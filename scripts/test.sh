@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need on a fresh machine, then runs
+# every test of the workspace. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real peers for the differential and end-to-end tests: Foundry's anvil and
+# cast from npm, pinned in package-lock.json.
+if [ ! -x node_modules/.bin/anvil ] || [ ! -x node_modules/.bin/cast ]; then
+  npm ci --no-audit --no-fund
+fi
+export PATH="$PWD/node_modules/.bin:$PATH"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
