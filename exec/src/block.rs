@@ -13,7 +13,7 @@ use tephra_types::limits::EXTRA_DATA_MAX_BYTES;
 
 use crate::{
     chainspec::ChainSpec,
-    evm::blob_params,
+    evm::{apply_pre_block_system_calls, blob_params},
     executor::{ExecutedTx, Executor, TxOutcome},
     state::StateDb,
     verify::VerifiedTx,
@@ -122,7 +122,10 @@ pub struct BlockBuilder {
 }
 
 impl BlockBuilder {
-    pub fn new(params: BlockParams) -> Self {
+    /// Opens the block on `state`: makes the system calls that precede its
+    /// first transaction.
+    pub fn open(params: BlockParams, state: &mut StateDb) -> Self {
+        apply_pre_block_system_calls(state, &params);
         Self { params, transactions: Vec::new(), gas_used: 0, outcomes: Vec::new() }
     }
 

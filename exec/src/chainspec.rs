@@ -18,7 +18,8 @@ const GENESIS_GAS_LIMIT_DEFAULT: u64 = 5_000;
 
 /// The embedded development genesis: chain id 31337, every fork through Osaka
 /// active at genesis, the ten accounts of the standard dev mnemonic
-/// (`test test ... junk`) funded with 10,000 ETH each, as anvil and hardhat do.
+/// (`test test ... junk`) funded with 10,000 ETH each, plus the EIP-2935
+/// history contract and the deterministic CREATE2 deployer, as anvil has them.
 pub const DEV_GENESIS_JSON: &str = include_str!("../genesis/dev.json");
 
 #[derive(Debug, thiserror::Error)]
@@ -218,7 +219,9 @@ mod tests {
         assert_eq!(h.blob_gas_used, Some(0));
         assert_eq!(h.parent_beacon_block_root, Some(B256::ZERO));
         assert_eq!(h.requests_hash, Some(EMPTY_REQUESTS_HASH));
-        assert_eq!(spec.genesis().alloc.len(), 10);
+        // The ten dev accounts, the EIP-2935 history contract and the CREATE2 deployer.
+        assert_eq!(spec.genesis().alloc.len(), 12);
+        assert!(spec.genesis().alloc.contains_key(&alloy_eips::eip2935::HISTORY_STORAGE_ADDRESS));
     }
 
     #[test]

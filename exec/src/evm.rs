@@ -1,19 +1,49 @@
 //! The one place tephra meets revm: environments in, outcomes out.
 
 use alloy_consensus::{Transaction, TxEnvelope, Typed2718};
-use alloy_eips::eip7840::BlobParams;
-use alloy_primitives::U256;
+use alloy_eips::{eip2935::HISTORY_STORAGE_ADDRESS, eip4788::BEACON_ROOTS_ADDRESS, eip7840::BlobParams};
+use alloy_primitives::{Address, B256, Bytes, U256};
 use revm::{
+    Context, MainBuilder, MainContext, SystemCallCommitEvm,
     context::{BlockEnv, CfgEnv, TxEnv, either::Either},
     context_interface::{
         block::BlobExcessGasAndPrice,
         result::{EVMError, InvalidTransaction},
     },
-    primitives::hardfork::SpecId,
+    primitives::{KECCAK_EMPTY, hardfork::SpecId},
 };
 use tephra_types::{Reject, RejectCode};
 
-use crate::{block::BlockParams, verify::VerifiedTx};
+use crate::{block::BlockParams, state::StateDb, verify::VerifiedTx};
+
+/// The system calls that open a block, as geth makes them: EIP-4788 stores the
+/// parent beacon root (tephra's is zero), EIP-2935 the parent block hash.
+/// A system contract absent from the state is skipped, as calling it would do
+/// nothing.
+pub fn apply_pre_block_system_calls(state: &mut StateDb, block: &BlockParams) {
+    let calls: [(bool, Address, B256); 2] = [
+        (block.spec.is_enabled_in(SpecId::CANCUN), BEACON_ROOTS_ADDRESS, B256::ZERO),
+        (block.spec.is_enabled_in(SpecId::PRAGUE), HISTORY_STORAGE_ADDRESS, block.parent_hash),
+    ];
+    let due: Vec<(Address, B256)> = calls
+        .into_iter()
+        .filter(|(active, address, _)| *active && state.account(address).is_some_and(|a| a.code_hash != KECCAK_EMPTY))
+        .map(|(_, address, input)| (address, input))
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    state.set_spec(block.spec);
+    let mut vm = Context::mainnet()
+        .with_db(&mut *state)
+        .with_block(block_env(block))
+        .with_cfg(cfg_env(block.chain_id, block.spec))
+        .build_mainnet();
+    for (address, input) in due {
+        // A failing system contract leaves the block valid, as in geth.
+        let _ = vm.system_call_commit(address, Bytes::copy_from_slice(input.as_slice()));
+    }
+}
 
 /// The blob parameters in force: tephra takes no blobs, but BLOBBASEFEE and the
 /// header's excess blob gas still follow them.
