@@ -82,20 +82,26 @@ impl Bench {
         Self { spec, verifier, params }
     }
 
-    /// `count` senders, each funded, each sending one transfer to a fresh address.
-    fn transfers(&self, count: usize) -> (StateDb, Vec<VerifiedTx>) {
+    /// The dev state plus `count` funded accounts, `DevKey::from_seed(0..count)`.
+    fn funded_state(&self, count: usize) -> StateDb {
         let mut state = self.spec.genesis_state();
+        for i in 0..count {
+            state.add_balance(DevKey::from_seed(i as u64).address(), U256::from(10u128.pow(20)));
+        }
+        state.state_root();
+        state
+    }
+
+    /// `count` funded senders, each sending one transfer to a fresh address.
+    fn transfers(&self, count: usize) -> (StateDb, Vec<VerifiedTx>) {
         let txs = (0..count)
             .map(|i| {
-                let key = DevKey::from_seed(i as u64);
-                state.add_balance(key.address(), U256::from(10u128.pow(20)));
-                let raw =
-                    transfer(&key, self.spec.chain_id(), 0, Address::with_last_byte(1).create(i as u64)).encoded_2718();
+                let to = Address::with_last_byte(1).create(i as u64);
+                let raw = transfer(&DevKey::from_seed(i as u64), self.spec.chain_id(), 0, to).encoded_2718();
                 self.verifier.verify(&raw).expect("valid transfer")
             })
             .collect();
-        state.state_root();
-        (state, txs)
+        (self.funded_state(count), txs)
     }
 }
 
@@ -122,12 +128,90 @@ fn execute_transfers(bench: &Bench) {
         7,
         || (state.clone(), txs.clone()),
         |(mut state, txs)| {
-            let mut builder = BlockBuilder::new(bench.params.clone());
+            let mut builder = BlockBuilder::open(bench.params.clone(), &mut state);
             builder.execute(&mut SequentialExecutor, &mut state, txs, |_, _| {});
             assert_eq!(builder.transactions().len(), N);
         },
     );
     report("execute an ETH transfer", per_block.as_secs_f64() * 1e6 / N as f64, "us", 3.0);
+}
+
+/// The committed test token's creation code with `supply` as constructor argument.
+fn token_init_code(supply: U256) -> Bytes {
+    let hex = include_str!("../../contracts/Token.bin");
+    let mut code = alloy_primitives::hex::decode(hex.trim()).expect("Token.bin is hex");
+    code.extend_from_slice(&supply.to_be_bytes::<32>());
+    code.into()
+}
+
+fn call(key: &DevKey, chain_id: u64, nonce: u64, to: TxKind, input: Vec<u8>, gas_limit: u64) -> TxEnvelope {
+    key.sign(TypedTransaction::Eip1559(TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit,
+        max_fee_per_gas: 10 * GWEI,
+        max_priority_fee_per_gas: GWEI,
+        to,
+        input: input.into(),
+        ..Default::default()
+    }))
+}
+
+fn abi_call(signature: &str, address: Address, amount: u64) -> Vec<u8> {
+    let mut data = alloy_primitives::keccak256(signature.as_bytes())[..4].to_vec();
+    data.extend_from_slice(&U256::from_be_slice(address.as_slice()).to_be_bytes::<32>());
+    data.extend_from_slice(&U256::from(amount).to_be_bytes::<32>());
+    data
+}
+
+fn execute_token_transfers(bench: &Bench) {
+    const N: usize = 10_000;
+    let chain_id = bench.spec.chain_id();
+    let mut state = bench.funded_state(N);
+    // Setup block: deploy the token, then mint to every sender.
+    let minter = DevKey::dev(0);
+    let token = minter.address().create(0);
+    let mut setup = vec![call(&minter, chain_id, 0, TxKind::Create, token_init_code(U256::ZERO).to_vec(), 2_000_000)];
+    for i in 0..N {
+        let holder = DevKey::from_seed(i as u64).address();
+        setup.push(call(
+            &minter,
+            chain_id,
+            1 + i as u64,
+            TxKind::Call(token),
+            abi_call("mint(address,uint256)", holder, 1_000_000),
+            100_000,
+        ));
+    }
+    let setup = setup.iter().map(|tx| bench.verifier.verify(&tx.encoded_2718()).expect("valid")).collect();
+    let mut params = bench.params.clone();
+    params.gas_limit = u64::MAX / 2;
+    let mut builder = BlockBuilder::open(params.clone(), &mut state);
+    builder.execute(&mut SequentialExecutor, &mut state, setup, |_, _| {});
+    assert_eq!(builder.transactions().len(), N + 1);
+    builder.seal(&mut state);
+    let transfers: Vec<VerifiedTx> = (0..N)
+        .map(|i| {
+            let key = DevKey::from_seed(i as u64);
+            let to = Address::with_last_byte(2).create(i as u64);
+            let tx =
+                call(&key, chain_id, 0, TxKind::Call(token), abi_call("transfer(address,uint256)", to, 7), 100_000);
+            bench.verifier.verify(&tx.encoded_2718()).expect("valid")
+        })
+        .collect();
+    state.state_root();
+    let per_block = measure(
+        7,
+        || (state.clone(), transfers.clone()),
+        |(mut state, txs)| {
+            let mut builder = BlockBuilder::open(params.clone(), &mut state);
+            builder.execute(&mut SequentialExecutor, &mut state, txs, |_, _| {});
+            assert!(
+                builder.transactions().iter().all(|t| t.receipt.status.coerce_status() && t.receipt.logs.len() == 1)
+            );
+        },
+    );
+    report("execute a token transfer", per_block.as_secs_f64() * 1e6 / N as f64, "us", 5.0);
 }
 
 fn seal_block(bench: &Bench) {
@@ -137,7 +221,7 @@ fn seal_block(bench: &Bench) {
         7,
         || {
             let mut state = state.clone();
-            let mut builder = BlockBuilder::new(bench.params.clone());
+            let mut builder = BlockBuilder::open(bench.params.clone(), &mut state);
             builder.execute(&mut SequentialExecutor, &mut state, txs.clone(), |_, _| {});
             (state, builder)
         },
@@ -148,16 +232,19 @@ fn seal_block(bench: &Bench) {
     report("seal a 10,000-transfer block, roots included", per_seal.as_secs_f64() * 1e3, "ms", 15.0);
 }
 
-/// The state root after changing `changed` accounts of a state of `size`.
-fn state_root_after_change(size: usize, changed: usize) -> Duration {
+/// The state root of a state of `size` accounts built from scratch, and after
+/// changing `changed` of them.
+fn state_root_after_change(size: usize, changed: usize) -> (Duration, Duration) {
     let mut state = StateDb::default();
     for i in 0..size {
         state.insert_account(Address::with_last_byte(7).create(i as u64), 1, U256::from(i), None, []);
     }
+    let start = Instant::now();
     state.state_root();
+    let from_scratch = start.elapsed();
     let state = std::cell::RefCell::new(state);
     let mut round = 0u64;
-    measure(
+    let incremental = measure(
         9,
         || {
             round += 1;
@@ -170,14 +257,16 @@ fn state_root_after_change(size: usize, changed: usize) -> Duration {
         |()| {
             std::hint::black_box(state.borrow_mut().state_root());
         },
-    )
+    );
+    (from_scratch, incremental)
 }
 
 fn incremental_state_root() {
-    let small = state_root_after_change(10_000, 1_000);
-    let large = state_root_after_change(1_000_000, 1_000);
-    println!("state root, 1,000 changed of 10,000 accounts      {:>10.2} ms", small.as_secs_f64() * 1e3);
-    println!("state root, 1,000 changed of 1,000,000 accounts   {:>10.2} ms", large.as_secs_f64() * 1e3);
+    let (_, small) = state_root_after_change(10_000, 1_000);
+    let (large_scratch, large) = state_root_after_change(1_000_000, 1_000);
+    println!("state root, 1,000 changed of 10,000 accounts           {:>10.2} ms", small.as_secs_f64() * 1e3);
+    println!("state root, 1,000 changed of 1,000,000 accounts        {:>10.2} ms", large.as_secs_f64() * 1e3);
+    println!("state root, 1,000,000 accounts from scratch            {:>10.2} ms", large_scratch.as_secs_f64() * 1e3);
     report("state root ratio, 1,000,000 / 10,000 accounts", large.as_secs_f64() / small.as_secs_f64(), "x", 2.0);
 }
 
@@ -190,6 +279,7 @@ fn main() {
     println!("tephra-exec floors, one core");
     decode_and_recover(&bench);
     execute_transfers(&bench);
+    execute_token_transfers(&bench);
     seal_block(&bench);
     incremental_state_root();
 }

@@ -87,13 +87,29 @@ impl Chain {
         let params = self.params(self.head.timestamp + 1);
         self.verifier.set_block(params.spec, params.gas_limit, params.base_fee_per_gas);
         let verified = txs.iter().map(|tx| self.verifier.verify(&tx.encoded_2718()).expect("valid")).collect();
-        let mut builder = BlockBuilder::new(params);
+        let mut builder = BlockBuilder::open(params, &mut self.state);
         let mut outcomes = Vec::new();
         builder.execute(&mut SequentialExecutor, &mut self.state, verified, |_, outcome| outcomes.push(outcome));
         let sealed = builder.seal(&mut self.state);
         self.head = sealed.header.clone();
         (sealed, outcomes)
     }
+}
+
+/// The root of `state` rebuilt from scratch, account by account.
+fn rebuilt_root(state: &StateDb) -> B256 {
+    let mut fresh = StateDb::default();
+    for (address, account) in state.accounts() {
+        let storage = account.storage.iter().map(|(k, v)| (*k, *v));
+        fresh.insert_account(
+            *address,
+            account.nonce,
+            account.balance,
+            state.code(&account.code_hash).cloned(),
+            storage,
+        );
+    }
+    fresh.state_root()
 }
 
 fn included(outcome: &TxOutcome) -> &tephra_exec::ExecutedTx {
@@ -193,7 +209,7 @@ fn invalid_at_execution_is_dropped_with_its_reason_and_full_blocks_defer() {
     params.gas_limit = 50_000;
     let txs: Vec<_> = (0..3).map(|_| small.tx(2, TxKind::Call(BENEFICIARY), 1, vec![], 21_000)).collect();
     let verified = txs.iter().map(|tx| small.verifier.verify(&tx.encoded_2718()).unwrap()).collect();
-    let mut builder = BlockBuilder::new(params);
+    let mut builder = BlockBuilder::open(params, &mut small.state);
     let mut kinds = Vec::new();
     builder.execute(&mut SequentialExecutor, &mut small.state, verified, |index, outcome| {
         kinds.push((index, matches!(outcome, TxOutcome::BlockFull(_))))
@@ -220,18 +236,7 @@ fn sealed_headers_chain_and_carry_exact_roots_and_base_fees() {
         .collect();
     assert_eq!(block1.header.receipts_root, calculate_receipt_root(&receipts));
     // The state root is incremental: it must equal a root built from scratch.
-    let mut fresh = StateDb::default();
-    for (address, account) in chain.state.accounts() {
-        let code = chain.state.code(&account.code_hash).cloned();
-        fresh.insert_account(
-            *address,
-            account.nonce,
-            account.balance,
-            code,
-            account.storage.iter().map(|(k, v)| (*k, *v)),
-        );
-    }
-    assert_eq!(block1.header.state_root, fresh.state_root());
+    assert_eq!(block1.header.state_root, rebuilt_root(&chain.state));
 
     // EIP-1559: a block below its gas target lowers the next base fee by up to 1/8.
     let fee1 = block1.header.base_fee_per_gas.unwrap();
@@ -251,6 +256,21 @@ fn sealed_headers_chain_and_carry_exact_roots_and_base_fees() {
         assert_eq!(header.requests_hash, Some(alloy_eips::eip7685::EMPTY_REQUESTS_HASH));
         assert_eq!(header.mix_hash, B256::repeat_byte(0x42));
     }
+}
+
+#[test]
+fn a_slot_written_to_zero_leaves_the_state_trie() {
+    let mut chain = Chain::dev();
+    let deploy = chain.tx(0, TxKind::Create, 0, deploy_code(STORE_AND_LOG), 200_000);
+    let (_, outcomes) = chain.block(&[deploy]);
+    let store = included(&outcomes[0]).contract_address.unwrap();
+    let set = chain.tx(1, TxKind::Call(store), 0, B256::repeat_byte(3).to_vec(), 100_000);
+    chain.block(&[set]);
+    assert_eq!(chain.state.account(&store).unwrap().storage.len(), 1);
+    let clear = chain.tx(1, TxKind::Call(store), 0, B256::ZERO.to_vec(), 100_000);
+    let (block, _) = chain.block(&[clear]);
+    assert!(chain.state.account(&store).unwrap().storage.is_empty());
+    assert_eq!(block.header.state_root, rebuilt_root(&chain.state), "no zero-valued leaf remains");
 }
 
 #[test]
@@ -339,10 +359,16 @@ fn snapshots_round_trip_and_refuse_corruption() {
     assert_eq!(restored.storage_at(&store, U256::ZERO), chain.state.storage_at(&store, U256::ZERO));
     assert_eq!(restored.block_hashes().last(), Some((2, block.hash)));
 
-    let mut bytes = std::fs::read(&path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    assert!(matches!(snapshot::read_from(&bytes[..]), Err(snapshot::SnapshotError::Checksum { .. })));
+    let bytes = std::fs::read(&path).unwrap();
+    // Any flipped bit anywhere is refused (checksum, bounds or a short read).
+    for index in 0..bytes.len() {
+        let mut corrupt = bytes.clone();
+        corrupt[index] ^= 0x01;
+        assert!(snapshot::read_from(&corrupt[..]).is_err(), "a flip at byte {index} went unnoticed");
+    }
+    let mut bad_checksum = bytes.clone();
+    *bad_checksum.last_mut().unwrap() ^= 0x01;
+    assert!(matches!(snapshot::read_from(&bad_checksum[..]), Err(snapshot::SnapshotError::Checksum { .. })));
     assert!(matches!(snapshot::read_from(&bytes[..40]), Err(snapshot::SnapshotError::Io(_))));
     assert!(matches!(snapshot::read_from(&b"NOTASNAP........"[..]), Err(snapshot::SnapshotError::BadMagic)));
     std::fs::remove_dir_all(&dir).unwrap();
