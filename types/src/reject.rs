@@ -99,6 +99,10 @@ reject_codes! {
     Expired = 306, "expired while waiting for a nonce gap";
     /// Pushed out of a full pool by the eviction rule.
     Evicted = 307, "evicted from a full pool";
+    /// Replaced in the pool by a transaction of the same sender and nonce with higher fees.
+    Replaced = 308, "replaced by a transaction with higher fees";
+    /// The sequencer's submission queue is full: try again shortly.
+    Busy = 309, "sequencer busy";
     /// At execution the sender's nonce had moved past this transaction.
     ExecNonceTooLow = 400, "nonce too low at execution";
     /// At execution the sender's nonce was below this transaction's.

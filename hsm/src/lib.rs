@@ -1,0 +1,97 @@
+//! Signers. The sequencer signs only typed payloads: a signer is handed a
+//! `Payload`, never raw bytes, so nothing but a sealed block can be signed
+//! with the block key.
+
+mod file;
+
+use alloy_primitives::{Address, B256, keccak256};
+
+pub use file::FileSigner;
+
+/// What a signer may sign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// A sealed block, signed with the OP Stack unsafe-block scheme over its
+    /// hash (the payload hash is the block hash: keccak256 of the RLP header).
+    SealedBlock { chain_id: u64, number: u64, block_hash: B256 },
+}
+
+impl Payload {
+    /// The 32-byte digest that is signed.
+    pub fn signing_hash(&self) -> B256 {
+        match *self {
+            Payload::SealedBlock { chain_id, block_hash, .. } => block_signing_hash(chain_id, block_hash),
+        }
+    }
+}
+
+/// OP Stack unsafe-block signing hash:
+/// keccak256(domain (32 zero bytes) ‖ chain id as 32 big-endian bytes ‖ payload hash).
+pub fn block_signing_hash(chain_id: u64, payload_hash: B256) -> B256 {
+    let mut message = [0u8; 96];
+    message[56..64].copy_from_slice(&chain_id.to_be_bytes());
+    message[64..].copy_from_slice(payload_hash.as_slice());
+    keccak256(message)
+}
+
+/// A 65-byte signature: r ‖ s ‖ v, `s` in the lower half of the curve order
+/// and `v` the recovery id (0 or 1).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature65(pub [u8; 65]);
+
+impl core::fmt::Debug for Signature65 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "0x{}", hex::encode(self.0))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("signer key: {0}")]
+    Key(String),
+    #[error("signer I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A key that signs typed payloads.
+pub trait Signer: Send + Sync {
+    /// The Ethereum address of the signing key.
+    fn address(&self) -> Address;
+    /// Signs `payload`; the signature recovers to `address()`.
+    fn sign(&self, payload: &Payload) -> Result<Signature65, SignError>;
+}
+
+/// The address that signed `hash` with `signature`, if it recovers.
+pub fn recover(signature: &Signature65, hash: B256) -> Option<Address> {
+    use secp256k1::{
+        Message, SECP256K1,
+        ecdsa::{RecoverableSignature, RecoveryId},
+    };
+    let recovery_id = RecoveryId::try_from(i32::from(signature.0[64])).ok()?;
+    let recoverable = RecoverableSignature::from_compact(&signature.0[..64], recovery_id).ok()?;
+    let public = SECP256K1.recover_ecdsa(Message::from_digest(hash.0), &recoverable).ok()?;
+    Some(Address::from_slice(&keccak256(&public.serialize_uncompressed()[1..])[12..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::b256;
+
+    use super::*;
+
+    #[test]
+    fn op_stack_golden_vector() {
+        let payload_hash = keccak256([0x99u8; 32]);
+        assert_eq!(
+            block_signing_hash(10, payload_hash),
+            b256!("44a0e2b1aba1aae1771eddae1dcd2ad18a8cdac8891517153f03253e49d3f206")
+        );
+    }
+
+    #[test]
+    fn another_chain_id_changes_the_hash() {
+        let payload_hash = keccak256([0x99u8; 32]);
+        assert_ne!(block_signing_hash(10, payload_hash), block_signing_hash(11, payload_hash));
+        assert_ne!(block_signing_hash(10, payload_hash), block_signing_hash(10, keccak256([0x98u8; 32])));
+    }
+}
