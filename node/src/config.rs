@@ -1,0 +1,229 @@
+//! One TOML file, every key in config/default.toml. Each part of the node gets
+//! its own slice. Unknown keys are refused; a bad value names its key.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde::Deserialize;
+
+/// The embedded defaults: config/default.toml.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub block: BlockConfig,
+    pub pool: PoolConfig,
+    pub log: LogConfig,
+    pub rpc: RpcConfig,
+    pub metrics: MetricsConfig,
+    pub signer: SignerConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub genesis: PathBuf,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockConfig {
+    pub block_time_ms: u64,
+    pub beneficiary: String,
+    pub extra_data: String,
+    pub snapshot_interval_blocks: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub capacity: usize,
+    pub per_sender_max: usize,
+    pub nonce_gap_max: u64,
+    pub queued_lifetime_ms: u64,
+    pub mini_block_txs_max: usize,
+    pub mini_block_gas_max: u64,
+    pub mini_block_wait_ms: u64,
+    pub allow_unprotected: bool,
+    pub submission_queue_depth: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub segment_size_max_bytes: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpcConfig {
+    pub listen: SocketAddr,
+    pub request_size_max_bytes: u32,
+    pub response_size_max_bytes: u32,
+    pub batch_size_max: u32,
+    pub connections_max: u32,
+    pub get_logs_block_range_max: u64,
+    pub get_logs_results_max: usize,
+    pub send_raw_sync_timeout_ms_default: u64,
+    pub send_raw_sync_timeout_ms_max: u64,
+    pub history_blocks_max: usize,
+    pub subscription_buffer_max: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum SignerKind {
+    File,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignerConfig {
+    pub kind: SignerKind,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Parse(String),
+    #[error("config: {key} = {value}: {reason}")]
+    Invalid { key: &'static str, value: String, reason: &'static str },
+    #[error("config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+}
+
+impl Config {
+    /// The defaults, overlaid with `overrides` (a TOML document that may set
+    /// any subset of keys).
+    pub fn from_toml(overrides: &str) -> Result<Self, ConfigError> {
+        let mut merged: toml::Table =
+            DEFAULT_TOML.parse().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        let overrides: toml::Table =
+            overrides.parse().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        merge(&mut merged, overrides);
+        let config: Config =
+            toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::from_toml(""),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                Self::from_toml(&text)
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |key: &'static str, value: u64| {
+            if value == 0 {
+                return Err(ConfigError::Invalid { key, value: value.to_string(), reason: "must be at least 1" });
+            }
+            Ok(())
+        };
+        positive("block.block_time_ms", self.block.block_time_ms)?;
+        positive("block.snapshot_interval_blocks", self.block.snapshot_interval_blocks)?;
+        positive("pool.capacity", self.pool.capacity as u64)?;
+        positive("pool.per_sender_max", self.pool.per_sender_max as u64)?;
+        positive("pool.mini_block_txs_max", self.pool.mini_block_txs_max as u64)?;
+        positive("pool.mini_block_gas_max", self.pool.mini_block_gas_max)?;
+        positive("pool.submission_queue_depth", self.pool.submission_queue_depth as u64)?;
+        positive("rpc.history_blocks_max", self.rpc.history_blocks_max as u64)?;
+        if self.log.segment_size_max_bytes < 1 << 20 {
+            return Err(ConfigError::Invalid {
+                key: "log.segment_size_max_bytes",
+                value: self.log.segment_size_max_bytes.to_string(),
+                reason: "must be at least 1 MiB",
+            });
+        }
+        if self.block.extra_data.len() > tephra_types::limits::EXTRA_DATA_MAX_BYTES {
+            return Err(ConfigError::Invalid {
+                key: "block.extra_data",
+                value: self.block.extra_data.clone(),
+                reason: "at most 32 bytes",
+            });
+        }
+        if !self.block.beneficiary.is_empty() && self.block.beneficiary.parse::<alloy_primitives::Address>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "block.beneficiary",
+                value: self.block.beneficiary.clone(),
+                reason: "not a 20-byte hex address",
+            });
+        }
+        if self.rpc.send_raw_sync_timeout_ms_default > self.rpc.send_raw_sync_timeout_ms_max {
+            return Err(ConfigError::Invalid {
+                key: "rpc.send_raw_sync_timeout_ms_default",
+                value: self.rpc.send_raw_sync_timeout_ms_default.to_string(),
+                reason: "above rpc.send_raw_sync_timeout_ms_max",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Overlays `overrides` onto `base`, table by table.
+fn merge(base: &mut toml::Table, overrides: toml::Table) {
+    for (key, value) in overrides {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(override_table)) => {
+                merge(base_table, override_table)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_defaults_parse() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.block.block_time_ms, 250);
+        assert_eq!(config.rpc.listen.to_string(), "127.0.0.1:8545");
+    }
+
+    #[test]
+    fn overrides_apply_key_by_key() {
+        let config = Config::from_toml("[block]\nblock_time_ms = 50\n").unwrap();
+        assert_eq!(config.block.block_time_ms, 50);
+        assert_eq!(config.block.extra_data, "tephra");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let unknown = Config::from_toml("[block]\nblock_tme_ms = 5\n").unwrap_err().to_string();
+        assert!(unknown.contains("block_tme_ms"), "{unknown}");
+        let bad_type = Config::from_toml("[rpc]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(bad_type.contains("listen"), "{bad_type}");
+        let zero = Config::from_toml("[block]\nblock_time_ms = 0\n").unwrap_err().to_string();
+        assert!(zero.contains("block.block_time_ms"), "{zero}");
+        let section = Config::from_toml("[nonsense]\nx = 1\n").unwrap_err().to_string();
+        assert!(section.contains("nonsense"), "{section}");
+    }
+}

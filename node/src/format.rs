@@ -1,0 +1,165 @@
+//! Ethereum JSON-RPC shapes for blocks, transactions, receipts and logs.
+
+use alloy_consensus::{Header, Transaction as _, Typed2718};
+use alloy_primitives::{B256, Log};
+use serde_json::{Value, json};
+
+use crate::view::{OpenBlock, StoredBlock, StoredTx};
+
+pub fn qty(n: impl Into<u128>) -> String {
+    format!("{:#x}", n.into())
+}
+
+/// Where a transaction sits, as RPC reports it: a sealed block has a hash,
+/// the open (preconfirmed) block does not yet.
+#[derive(Clone, Copy, Debug)]
+pub struct Position {
+    pub block_number: u64,
+    pub block_hash: Option<B256>,
+    pub index: usize,
+}
+
+pub fn transaction(tx: &StoredTx, at: Option<Position>) -> Value {
+    let mut value = serde_json::to_value(&tx.envelope).expect("transactions serialise");
+    let object = value.as_object_mut().expect("a transaction is an object");
+    object.insert("from".into(), json!(tx.sender));
+    object.insert("hash".into(), json!(tx.hash));
+    object.insert("blockHash".into(), json!(at.and_then(|p| p.block_hash)));
+    object.insert("blockNumber".into(), json!(at.map(|p| qty(p.block_number))));
+    object.insert("transactionIndex".into(), json!(at.map(|p| qty(p.index as u64))));
+    // The price paid: for EIP-1559 types, base fee plus the capped tip.
+    object.insert("gasPrice".into(), json!(qty(tx.effective_gas_price)));
+    value
+}
+
+pub fn log(log: &Log, tx: &StoredTx, at: Position, log_index: u64) -> Value {
+    json!({
+        "address": log.address,
+        "topics": log.topics(),
+        "data": log.data.data,
+        "blockNumber": qty(at.block_number),
+        "blockHash": at.block_hash,
+        "transactionHash": tx.hash,
+        "transactionIndex": qty(at.index as u64),
+        "logIndex": qty(log_index),
+        "removed": false,
+    })
+}
+
+pub fn receipt(tx: &StoredTx, at: Position) -> Value {
+    let logs: Vec<Value> =
+        tx.receipt.logs.iter().enumerate().map(|(i, l)| log(l, tx, at, tx.first_log_index + i as u64)).collect();
+    json!({
+        "transactionHash": tx.hash,
+        "transactionIndex": qty(at.index as u64),
+        "blockHash": at.block_hash,
+        "blockNumber": qty(at.block_number),
+        "from": tx.sender,
+        "to": tx.envelope.to(),
+        "cumulativeGasUsed": qty(tx.receipt.cumulative_gas_used),
+        "gasUsed": qty(tx.gas_used),
+        "effectiveGasPrice": qty(tx.effective_gas_price),
+        "contractAddress": tx.contract_address,
+        "logs": logs,
+        "logsBloom": tx.logs_bloom(),
+        "type": qty(u64::from(tx.envelope.ty())),
+        "status": if tx.receipt.status.coerce_status() { "0x1" } else { "0x0" },
+    })
+}
+
+pub fn header(header: &Header, hash: Option<B256>) -> Value {
+    let mut value = json!({
+        "hash": hash,
+        "parentHash": header.parent_hash,
+        "sha3Uncles": header.ommers_hash,
+        "miner": header.beneficiary,
+        "stateRoot": header.state_root,
+        "transactionsRoot": header.transactions_root,
+        "receiptsRoot": header.receipts_root,
+        "logsBloom": header.logs_bloom,
+        "difficulty": qty(0u64),
+        "totalDifficulty": qty(0u64),
+        "number": qty(header.number),
+        "gasLimit": qty(header.gas_limit),
+        "gasUsed": qty(header.gas_used),
+        "timestamp": qty(header.timestamp),
+        "extraData": header.extra_data,
+        "mixHash": header.mix_hash,
+        "nonce": header.nonce,
+    });
+    let object = value.as_object_mut().expect("an object");
+    let optional = [
+        ("baseFeePerGas", header.base_fee_per_gas.map(|v| json!(qty(v)))),
+        ("withdrawalsRoot", header.withdrawals_root.map(|v| json!(v))),
+        ("blobGasUsed", header.blob_gas_used.map(|v| json!(qty(v)))),
+        ("excessBlobGas", header.excess_blob_gas.map(|v| json!(qty(v)))),
+        ("parentBeaconBlockRoot", header.parent_beacon_block_root.map(|v| json!(v))),
+        ("requestsHash", header.requests_hash.map(|v| json!(v))),
+    ];
+    for (key, v) in optional {
+        if let Some(v) = v {
+            object.insert(key.into(), v);
+        }
+    }
+    value
+}
+
+fn transactions(txs: &[StoredTx], full: bool, number: u64, hash: Option<B256>) -> Value {
+    Value::Array(
+        txs.iter()
+            .enumerate()
+            .map(|(index, tx)| {
+                if full {
+                    transaction(tx, Some(Position { block_number: number, block_hash: hash, index }))
+                } else {
+                    json!(tx.hash)
+                }
+            })
+            .collect(),
+    )
+}
+
+pub fn block(block: &StoredBlock, full: bool) -> Value {
+    let mut value = header(&block.header, Some(block.hash));
+    let object = value.as_object_mut().expect("an object");
+    let size = alloy_rlp::Encodable::length(&block.header)
+        + block.txs.iter().map(|t| alloy_eips::eip2718::Encodable2718::encode_2718_len(&t.envelope)).sum::<usize>()
+        + 8;
+    object.insert("size".into(), json!(qty(size as u64)));
+    object.insert("transactions".into(), transactions(&block.txs, full, block.header.number, Some(block.hash)));
+    object.insert("uncles".into(), json!([]));
+    if block.header.withdrawals_root.is_some() {
+        object.insert("withdrawals".into(), json!([]));
+    }
+    // tephra's own field: the block key's signature, once made.
+    object.insert("signature".into(), json!(block.signature.map(|s| format!("0x{}", hex::encode(s.0)))));
+    value
+}
+
+/// The open block: numbered, parented and timed, its hash and roots not yet known.
+pub fn pending_block(open: &OpenBlock, full: bool) -> Value {
+    let p = &open.params;
+    json!({
+        "hash": null,
+        "parentHash": p.parent_hash,
+        "sha3Uncles": alloy_consensus::EMPTY_OMMER_ROOT_HASH,
+        "miner": p.beneficiary,
+        "stateRoot": B256::ZERO,
+        "transactionsRoot": B256::ZERO,
+        "receiptsRoot": B256::ZERO,
+        "logsBloom": alloy_primitives::Bloom::ZERO,
+        "difficulty": qty(0u64),
+        "totalDifficulty": qty(0u64),
+        "number": qty(p.number),
+        "gasLimit": qty(p.gas_limit),
+        "gasUsed": qty(open.gas_used),
+        "timestamp": qty(p.timestamp),
+        "extraData": p.extra_data,
+        "mixHash": p.prevrandao,
+        "nonce": null,
+        "baseFeePerGas": qty(p.base_fee_per_gas),
+        "size": qty(0u64),
+        "transactions": transactions(&open.txs, full, p.number, None),
+        "uncles": [],
+    })
+}

@@ -1,0 +1,136 @@
+//! Prometheus metrics, and the small HTTP endpoint that serves them with
+//! /health and /ready.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub code: u16,
+}
+
+/// Every metric the node exports. Cheap to update from the hot loop.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub tx_received: Counter,
+    pub tx_accepted: Counter,
+    pub tx_rejected: Family<ReasonLabel, Counter>,
+    pub tx_preconfirmed: Counter,
+    pub pool_size: Gauge,
+    pub head_number: Gauge,
+    pub preconf_latency_us: Histogram,
+    pub seal_time_us: Histogram,
+    pub fsync_time_us: Histogram,
+    pub signing_lag_blocks: Gauge,
+    pub blocks_sealed: Counter,
+}
+
+/// Microsecond buckets from 10 us to about 1.3 s.
+fn micros_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(10.0, 2.0, 18)
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tephra");
+        let m = Self {
+            tx_received: Counter::default(),
+            tx_accepted: Counter::default(),
+            tx_rejected: Family::default(),
+            tx_preconfirmed: Counter::default(),
+            pool_size: Gauge::default(),
+            head_number: Gauge::default(),
+            preconf_latency_us: Histogram::new(micros_buckets()),
+            seal_time_us: Histogram::new(micros_buckets()),
+            fsync_time_us: Histogram::new(micros_buckets()),
+            signing_lag_blocks: Gauge::default(),
+            blocks_sealed: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("tx_received", "Transactions submitted", m.tx_received.clone());
+        registry.register("tx_accepted", "Transactions admitted to the pool", m.tx_accepted.clone());
+        registry.register("tx_rejected", "Transactions rejected, by reject code", m.tx_rejected.clone());
+        registry.register(
+            "tx_preconfirmed",
+            "Transactions preconfirmed (durable in the batch log)",
+            m.tx_preconfirmed.clone(),
+        );
+        registry.register("pool_size", "Transactions in the pool", m.pool_size.clone());
+        registry.register("head_number", "Number of the last sealed block", m.head_number.clone());
+        registry.register(
+            "preconf_latency_us",
+            "From submission to durable preconfirmation, microseconds",
+            m.preconf_latency_us.clone(),
+        );
+        registry.register("seal_time_us", "Sealing a block (roots and header), microseconds", m.seal_time_us.clone());
+        registry.register("fsync_time_us", "One batch log group commit, microseconds", m.fsync_time_us.clone());
+        registry.register("signing_lag_blocks", "Sealed blocks not yet signed", m.signing_lag_blocks.clone());
+        registry.register("blocks_sealed", "Blocks sealed", m.blocks_sealed.clone());
+        Self { registry, ..m }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Largest HTTP request head read from a metrics client.
+const REQUEST_HEAD_MAX_BYTES: usize = 8192;
+
+/// Serves GET /metrics, /health (the process is up) and /ready (the node has
+/// replayed its log and is producing blocks).
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let metrics = metrics.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let mut head = vec![0u8; REQUEST_HEAD_MAX_BYTES];
+            let mut filled = 0;
+            while filled < head.len() {
+                match stream.read(&mut head[filled..]).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => filled += n,
+                }
+                if head[..filled].windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            let line = String::from_utf8_lossy(&head[..filled]);
+            let path = line.split_whitespace().nth(1).unwrap_or("");
+            let (status, body) = match path {
+                "/metrics" => ("200 OK", metrics.render()),
+                "/health" => ("200 OK", "ok\n".to_string()),
+                "/ready" if ready.load(Ordering::Acquire) => ("200 OK", "ready\n".to_string()),
+                "/ready" => ("503 Service Unavailable", "starting\n".to_string()),
+                _ => ("404 Not Found", "not found\n".to_string()),
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}

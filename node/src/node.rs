@@ -1,0 +1,305 @@
+//! Glue: the data directory, the chain, the signer, replay, and the threads
+//! and servers of a running node.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread,
+};
+
+use alloy_primitives::Address;
+use tephra_exec::{BlockBuilder, BlockChoice, BlockParams, ChainSpec, snapshot};
+use tephra_hsm::{FileSigner, Signer};
+
+use crate::{
+    batchlog::{self, LogWriter},
+    config::{Config, SignerKind},
+    metrics::Metrics,
+    replay::{self, OpenReplay},
+    sequencer::{Sequencer, Shared, SignJob, run_signer, unix_ms},
+    view::{OpenBlock, TxLocation, View},
+};
+
+/// Signatures waiting to be logged, at most: the signer is far behind if this fills.
+const SIGN_QUEUE_DEPTH: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("genesis {path}: {reason}")]
+    Genesis { path: PathBuf, reason: String },
+    #[error("data dir {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Log(#[from] batchlog::LogError),
+    #[error(transparent)]
+    Replay(#[from] replay::ReplayError),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
+    #[error(transparent)]
+    Signer(#[from] tephra_hsm::SignError),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+    move |source| NodeError::Io { path: path.to_path_buf(), source }
+}
+
+/// The data directory's files.
+#[derive(Clone, Debug)]
+pub struct DataDir(pub PathBuf);
+
+impl DataDir {
+    pub fn genesis(&self) -> PathBuf {
+        self.0.join("genesis.json")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.0.join("log")
+    }
+    pub fn snapshot(&self) -> PathBuf {
+        self.0.join("snapshot.bin")
+    }
+}
+
+/// The chain of a data dir: its genesis.json, written on first use from the
+/// configured genesis (or the embedded dev one). A different genesis over an
+/// existing data dir is refused.
+pub fn chain_of(config: &Config, data: &DataDir) -> Result<ChainSpec, NodeError> {
+    fs::create_dir_all(&data.0).map_err(io_error(&data.0))?;
+    let configured = if config.node.genesis.as_os_str().is_empty() {
+        None
+    } else {
+        Some(fs::read_to_string(&config.node.genesis).map_err(io_error(&config.node.genesis))?)
+    };
+    let stored_path = data.genesis();
+    let json = match (fs::read_to_string(&stored_path).ok(), configured) {
+        (Some(stored), Some(configured)) => {
+            let (a, b) = (parse_chain(&stored, &stored_path)?, parse_chain(&configured, &config.node.genesis)?);
+            if a.genesis_hash() != b.genesis_hash() {
+                return Err(NodeError::Genesis {
+                    path: config.node.genesis.clone(),
+                    reason: format!("the data dir holds another chain (genesis {})", a.genesis_hash()),
+                });
+            }
+            stored
+        }
+        (Some(stored), None) => stored,
+        (None, configured) => {
+            let json = configured.unwrap_or_else(|| tephra_exec::chainspec::DEV_GENESIS_JSON.to_string());
+            parse_chain(&json, &stored_path)?;
+            write_durably(&stored_path, json.as_bytes())?;
+            json
+        }
+    };
+    parse_chain(&json, &stored_path)
+}
+
+fn parse_chain(json: &str, path: &Path) -> Result<ChainSpec, NodeError> {
+    ChainSpec::from_genesis_json(json)
+        .map_err(|e| NodeError::Genesis { path: path.to_path_buf(), reason: e.to_string() })
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes).map_err(io_error(&tmp))?;
+    fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_error(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_error(path))?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io_error(dir))?;
+    }
+    Ok(())
+}
+
+pub fn load_signer(config: &Config, data: &DataDir) -> Result<Arc<dyn Signer>, NodeError> {
+    match config.signer.kind {
+        SignerKind::File => {
+            let path = data.0.join(&config.signer.key_file);
+            let (signer, created) = FileSigner::load_or_create(&path)?;
+            if created {
+                tracing::info!(address = %signer.address(), key_file = %path.display(), "created a dev block key");
+            }
+            Ok(Arc::new(signer))
+        }
+    }
+}
+
+/// A running node: its shared state and the handles to stop it.
+pub struct Running {
+    pub shared: Arc<Shared>,
+    rpc: jsonrpsee::server::ServerHandle,
+    sequencer: thread::JoinHandle<Result<(), batchlog::LogError>>,
+}
+
+impl Running {
+    /// Stops taking requests, lets the sequencer make everything durable, and waits.
+    pub async fn stop(self) -> Result<(), NodeError> {
+        let _ = self.rpc.stop();
+        self.shared.shutdown.store(true, Ordering::Release);
+        let sequencer = self.sequencer;
+        tokio::task::spawn_blocking(move || sequencer.join())
+            .await
+            .expect("join task")
+            .expect("sequencer thread panicked")?;
+        Ok(())
+    }
+
+    /// Whether the sequencer thread has ended (an error stops the node).
+    pub fn sequencer_finished(&self) -> bool {
+        self.sequencer.is_finished()
+    }
+}
+
+/// Opens the data dir, replays the log and starts everything.
+pub async fn start(config: Config) -> Result<Running, NodeError> {
+    let data = DataDir(config.node.data_dir.clone());
+    let chain = chain_of(&config, &data)?;
+    let signer = load_signer(&config, &data)?;
+    let beneficiary = if config.block.beneficiary.is_empty() {
+        signer.address()
+    } else {
+        config.block.beneficiary.parse::<Address>().expect("validated with the config")
+    };
+    tracing::info!(chain_id = chain.chain_id(), genesis = %chain.genesis_hash(), signer = %signer.address(), "opening");
+
+    fs::create_dir_all(data.log()).map_err(io_error(&data.log()))?;
+    let records = batchlog::read_all(&data.log(), |segment, offset, reason| {
+        tracing::warn!(segment = %segment.display(), offset, reason, "torn batch log tail truncated");
+    })?;
+    let start = if data.snapshot().exists() { Some(snapshot::load(&data.snapshot())?) } else { None };
+    let from_block = start.as_ref().map_or(0, |(_, meta)| meta.block_number);
+    let replayed = replay::replay(&chain, records, start, None)?;
+    tracing::info!(
+        from_snapshot_block = from_block,
+        re_executed_blocks = replayed.executed_blocks,
+        head = replayed.blocks.back().map_or(0, |b| b.header.number),
+        "batch log replayed"
+    );
+    let log = LogWriter::open(&data.log(), config.log.segment_size_max_bytes)?;
+
+    let mut state = replayed.state;
+    let head = replayed.blocks.back().expect("genesis").clone();
+    let (builder, open_txs, open_logged) = match replayed.open {
+        Some(OpenReplay { builder, txs }) => (builder, txs, true),
+        None => {
+            let choice = BlockChoice {
+                timestamp: (unix_ms() / 1000).max(head.header.timestamp),
+                beneficiary,
+                prevrandao: alloy_primitives::keccak256(head.hash),
+                extra_data: config.block.extra_data.clone().into_bytes().into(),
+            };
+            let params = BlockParams::child_of(&chain, &head.header, choice)
+                .map_err(|e| NodeError::Genesis { path: data.genesis(), reason: e.to_string() })?;
+            (BlockBuilder::open(params, &mut state), Vec::new(), false)
+        }
+    };
+    let params = builder.params().clone();
+    let verifier = tephra_exec::Verifier::new(tephra_exec::VerifyRules {
+        chain_id: chain.chain_id(),
+        spec: params.spec,
+        block_gas_limit: params.gas_limit,
+        base_fee_per_gas: params.base_fee_per_gas,
+        allow_unprotected: config.pool.allow_unprotected,
+    });
+    let pool_limits = tephra_exec::pool::PoolLimits {
+        capacity: config.pool.capacity,
+        per_sender_max: config.pool.per_sender_max,
+        nonce_gap_max: config.pool.nonce_gap_max,
+        queued_lifetime_ms: config.pool.queued_lifetime_ms,
+        mini_block_txs_max: config.pool.mini_block_txs_max,
+        mini_block_gas_max: config.pool.mini_block_gas_max,
+        mini_block_wait_ms: config.pool.mini_block_wait_ms,
+    };
+    let mut view = View {
+        state,
+        pool: tephra_exec::pool::Pool::new(pool_limits),
+        blocks: Default::default(),
+        history_blocks_max: config.rpc.history_blocks_max,
+        tx_index: Default::default(),
+        open: OpenBlock { params: params.clone(), txs: Vec::new(), gas_used: builder.gas_used() },
+    };
+    let unsigned: Vec<SignJob> = replayed
+        .blocks
+        .iter()
+        .filter(|b| b.signature.is_none() && b.header.number > 0)
+        .map(|b| SignJob { number: b.header.number, hash: b.hash })
+        .collect();
+    for block in replayed.blocks {
+        view.push_block(block);
+    }
+    for (index, tx) in open_txs.iter().enumerate() {
+        view.tx_index.insert(tx.hash, TxLocation { block_number: params.number, index });
+    }
+    view.open.txs = open_txs;
+
+    let metrics = Arc::new(Metrics::new());
+    metrics.head_number.set(i64::try_from(view.head().header.number).unwrap_or(i64::MAX));
+    let (submit_tx, submit_rx) = mpsc::sync_channel(config.pool.submission_queue_depth);
+    let (events, _) = tokio::sync::broadcast::channel(config.rpc.subscription_buffer_max as usize);
+    let ready = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(Shared {
+        chain: chain.clone(),
+        config: config.clone(),
+        view: RwLock::new(view),
+        verifier: RwLock::new(verifier),
+        metrics: metrics.clone(),
+        events,
+        submissions: submit_tx,
+        signer_address: signer.address(),
+        ready: ready.clone(),
+        shutdown: AtomicBool::new(false),
+    });
+
+    let (job_tx, job_rx) = mpsc::sync_channel(SIGN_QUEUE_DEPTH);
+    let (signed_tx, signed_rx) = mpsc::sync_channel(SIGN_QUEUE_DEPTH);
+    let unsigned_count = unsigned.len() as u64;
+    for job in unsigned {
+        let _ = job_tx.try_send(job);
+    }
+    let chain_id = chain.chain_id();
+    thread::Builder::new()
+        .name("tephra-sign".into())
+        .spawn(move || run_signer(chain_id, signer, job_rx, signed_tx))
+        .map_err(io_error(&data.0))?;
+    let sequencer = Sequencer::new(
+        shared.clone(),
+        submit_rx,
+        log,
+        job_tx,
+        signed_rx,
+        builder,
+        open_logged,
+        beneficiary,
+        data.snapshot(),
+        unsigned_count,
+    );
+    let sequencer = thread::Builder::new()
+        .name("tephra-sequencer".into())
+        .spawn(move || sequencer.run())
+        .map_err(io_error(&data.0))?;
+
+    let metrics_listener =
+        tokio::net::TcpListener::bind(config.metrics.listen).await.map_err(io_error(Path::new("metrics.listen")))?;
+    let metrics_address = metrics_listener.local_addr().map_err(io_error(Path::new("metrics.listen")))?;
+    tokio::spawn(crate::metrics::serve(metrics_listener, metrics, ready.clone()));
+    let (rpc_address, rpc) = crate::rpc::serve(shared.clone()).await.map_err(io_error(Path::new("rpc.listen")))?;
+    ready.store(true, Ordering::Release);
+    tracing::info!(rpc = %rpc_address, metrics = %metrics_address, block_time_ms = config.block.block_time_ms, "ready");
+    Ok(Running { shared, rpc, sequencer })
+}
+
+/// `tephra log verify`: re-executes the whole log from genesis and checks
+/// every root, hash and signature.
+pub fn verify_log(config: &Config) -> Result<replay::Replayed, NodeError> {
+    let data = DataDir(config.node.data_dir.clone());
+    let chain = chain_of(config, &data)?;
+    let signer = load_signer(config, &data)?;
+    let records = batchlog::read_all(&data.log(), |segment, offset, reason| {
+        tracing::warn!(segment = %segment.display(), offset, reason, "torn batch log tail truncated");
+    })?;
+    Ok(replay::replay(&chain, records, None, Some(signer.address()))?)
+}

@@ -1,0 +1,286 @@
+//! Rebuilding the chain from the batch log: at start (from the latest
+//! snapshot) and for `tephra log verify` (from genesis, every block
+//! re-executed and every signature checked).
+
+use std::collections::VecDeque;
+
+use alloy_consensus::{Eip658Value, Header, Receipt, Transaction as _, TxEnvelope};
+use alloy_eips::eip2718::Decodable2718;
+use alloy_primitives::{Address, keccak256};
+use alloy_rlp::Decodable;
+use tephra_exec::{
+    BlockBuilder, BlockChoice, BlockParams, ChainSpec, ExecutedTx, SequentialExecutor, StateDb, TxOutcome, Verifier,
+    VerifyRules, snapshot::SnapshotMeta,
+};
+use tephra_hsm::{Payload, Signature65};
+
+use crate::{
+    batchlog::{OpenRecord, ReceiptRecord, Record},
+    view::{StoredBlock, StoredTx},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("batch log does not follow the chain at block {number}: {reason}")]
+    Diverged { number: u64, reason: String },
+}
+
+fn diverged(number: u64, reason: impl Into<String>) -> ReplayError {
+    ReplayError::Diverged { number, reason: reason.into() }
+}
+
+/// The open block left by the log: its builder and preconfirmed transactions.
+#[derive(Debug)]
+pub struct OpenReplay {
+    pub builder: BlockBuilder,
+    pub txs: Vec<StoredTx>,
+}
+
+/// The chain as the log leaves it.
+#[derive(Debug)]
+pub struct Replayed {
+    pub state: StateDb,
+    pub blocks: VecDeque<StoredBlock>,
+    pub open: Option<OpenReplay>,
+    /// Blocks re-executed (the rest were read back without executing).
+    pub executed_blocks: u64,
+    pub signatures_checked: u64,
+}
+
+enum Current {
+    Idle,
+    /// Before the snapshot: read back, not executed.
+    History {
+        open: OpenRecord,
+        txs: Vec<(Address, TxEnvelope)>,
+    },
+    /// After the snapshot: re-executed.
+    Exec {
+        builder: BlockBuilder,
+        txs: Vec<StoredTx>,
+    },
+}
+
+/// The parameters of the block `open` describes, checked against the chain's
+/// rules for a child of `parent`.
+pub fn params_of(chain: &ChainSpec, parent: &Header, open: &OpenRecord) -> Result<BlockParams, ReplayError> {
+    let choice = BlockChoice {
+        timestamp: open.timestamp,
+        beneficiary: open.beneficiary,
+        prevrandao: open.prevrandao,
+        extra_data: open.extra_data.clone(),
+    };
+    let params = BlockParams::child_of(chain, parent, choice).map_err(|e| diverged(open.number, e.to_string()))?;
+    if params.number != open.number || params.parent_hash != open.parent_hash {
+        return Err(diverged(open.number, "block does not extend the previous one"));
+    }
+    if params.base_fee_per_gas != open.base_fee_per_gas || params.gas_limit != open.gas_limit {
+        return Err(diverged(open.number, "base fee or gas limit off the chain rules"));
+    }
+    Ok(params)
+}
+
+pub fn open_record(params: &BlockParams) -> OpenRecord {
+    OpenRecord {
+        number: params.number,
+        parent_hash: params.parent_hash,
+        timestamp: params.timestamp,
+        beneficiary: params.beneficiary,
+        prevrandao: params.prevrandao,
+        extra_data: params.extra_data.clone(),
+        gas_limit: params.gas_limit,
+        base_fee_per_gas: params.base_fee_per_gas,
+    }
+}
+
+pub fn receipt_record(executed: &StoredTx) -> ReceiptRecord {
+    ReceiptRecord {
+        success: executed.receipt.status.coerce_status(),
+        cumulative_gas_used: executed.receipt.cumulative_gas_used,
+        logs: executed.receipt.logs.clone(),
+    }
+}
+
+/// A verifier that accepts what the log holds: the transactions were checked
+/// when they arrived; replay re-checks them against execution.
+pub fn replay_verifier(chain: &ChainSpec, params: &BlockParams) -> Verifier {
+    Verifier::new(VerifyRules {
+        chain_id: chain.chain_id(),
+        spec: params.spec,
+        block_gas_limit: params.gas_limit,
+        base_fee_per_gas: params.base_fee_per_gas,
+        allow_unprotected: true,
+    })
+}
+
+/// The stored form of the transactions `executed`, numbered from `first`.
+pub fn stored_txs<'a>(
+    executed: impl IntoIterator<Item = &'a ExecutedTx>,
+    base_fee_per_gas: u64,
+    mut first_log_index: u64,
+) -> Vec<StoredTx> {
+    executed
+        .into_iter()
+        .map(|t| {
+            let stored = StoredTx::new(t, base_fee_per_gas, first_log_index);
+            first_log_index += t.receipt.logs.len() as u64;
+            stored
+        })
+        .collect()
+}
+
+pub fn genesis_block(chain: &ChainSpec) -> StoredBlock {
+    StoredBlock { header: chain.genesis_header().clone(), hash: chain.genesis_hash(), txs: Vec::new(), signature: None }
+}
+
+/// Replays `records` onto `start` (a snapshot, or genesis when `None`).
+/// With `signer`, every signature must recover to it.
+pub fn replay(
+    chain: &ChainSpec,
+    records: Vec<Record>,
+    start: Option<(StateDb, SnapshotMeta)>,
+    signer: Option<Address>,
+) -> Result<Replayed, ReplayError> {
+    let (mut state, base_number) = match start {
+        Some((state, meta)) => (state, meta.block_number),
+        None => (chain.genesis_state(), 0),
+    };
+    let mut blocks = VecDeque::from([genesis_block(chain)]);
+    let mut current = Current::Idle;
+    let mut executed_blocks = 0;
+    let mut signatures_checked = 0;
+    let mut executor = SequentialExecutor;
+    for record in records {
+        match record {
+            Record::Open(open) => {
+                if !matches!(current, Current::Idle) {
+                    return Err(diverged(open.number, "a block opened before the previous one sealed"));
+                }
+                let parent = &blocks.back().expect("genesis").header;
+                if open.number <= base_number {
+                    current = Current::History { open, txs: Vec::new() };
+                } else {
+                    let params = params_of(chain, parent, &open)?;
+                    current = Current::Exec { builder: BlockBuilder::open(params, &mut state), txs: Vec::new() };
+                }
+            }
+            Record::Batch { number, txs: batch } => match &mut current {
+                Current::History { txs, .. } => {
+                    for (sender, raw) in batch {
+                        let envelope =
+                            TxEnvelope::decode_2718_exact(&raw).map_err(|e| diverged(number, e.to_string()))?;
+                        txs.push((sender, envelope));
+                    }
+                }
+                Current::Exec { builder, txs } => {
+                    let verifier = replay_verifier(chain, builder.params());
+                    let mut verified = Vec::with_capacity(batch.len());
+                    for (sender, raw) in batch {
+                        let tx = verifier.verify(&raw).map_err(|e| diverged(number, e.to_string()))?;
+                        if tx.sender != sender {
+                            return Err(diverged(number, format!("{} recovers to another sender", tx.hash)));
+                        }
+                        verified.push(tx);
+                    }
+                    let first = builder.transactions().len();
+                    let mut failure = None;
+                    builder.execute(&mut executor, &mut state, verified, |_, outcome| {
+                        if !matches!(outcome, TxOutcome::Included(_)) && failure.is_none() {
+                            failure = Some(format!("a logged transaction was not included again: {outcome:?}"));
+                        }
+                    });
+                    if let Some(reason) = failure {
+                        return Err(diverged(number, reason));
+                    }
+                    let first_log_index = txs.last().map_or(0, |t| t.first_log_index + t.receipt.logs.len() as u64);
+                    let base_fee = builder.params().base_fee_per_gas;
+                    txs.extend(stored_txs(&builder.transactions()[first..], base_fee, first_log_index));
+                }
+                Current::Idle => return Err(diverged(number, "a batch outside any block")),
+            },
+            Record::Sealed { number, header_rlp, receipts } => {
+                let header = Header::decode(&mut header_rlp.as_ref()).map_err(|e| diverged(number, e.to_string()))?;
+                let hash = keccak256(&header_rlp);
+                let block = match std::mem::replace(&mut current, Current::Idle) {
+                    Current::History { open, txs } => history_block(header, open, txs, receipts)?,
+                    Current::Exec { builder, txs } => {
+                        let sealed = builder.seal(&mut state);
+                        if sealed.hash != hash {
+                            return Err(diverged(number, format!("re-executed hash {} , logged {hash}", sealed.hash)));
+                        }
+                        executed_blocks += 1;
+                        StoredBlock { header: sealed.header, hash, txs, signature: None }
+                    }
+                    Current::Idle => return Err(diverged(number, "a seal outside any block")),
+                };
+                // A snapshot carries the block hashes before it; sealing records the rest.
+                blocks.push_back(block);
+            }
+            Record::Signed { number, hash, signature } => {
+                let block = blocks
+                    .iter_mut()
+                    .rev()
+                    .find(|b| b.header.number == number)
+                    .ok_or_else(|| diverged(number, "a signature for an unknown block"))?;
+                if block.hash != hash {
+                    return Err(diverged(number, "a signature over another block hash"));
+                }
+                let signature = Signature65(signature);
+                if let Some(expected) = signer {
+                    let payload = Payload::SealedBlock { chain_id: chain.chain_id(), number, block_hash: hash };
+                    if tephra_hsm::recover(&signature, payload.signing_hash()) != Some(expected) {
+                        return Err(diverged(number, format!("signature does not recover to {expected}")));
+                    }
+                    signatures_checked += 1;
+                }
+                block.signature = Some(signature);
+            }
+        }
+    }
+    let open = match current {
+        Current::Idle => None,
+        Current::Exec { builder, txs } => Some(OpenReplay { builder, txs }),
+        Current::History { open, .. } => return Err(diverged(open.number, "the snapshot is ahead of its seal")),
+    };
+    Ok(Replayed { state, blocks, open, executed_blocks, signatures_checked })
+}
+
+fn history_block(
+    header: Header,
+    open: OpenRecord,
+    txs: Vec<(Address, TxEnvelope)>,
+    receipts: Vec<ReceiptRecord>,
+) -> Result<StoredBlock, ReplayError> {
+    if txs.len() != receipts.len() || header.number != open.number {
+        return Err(diverged(open.number, "transactions and receipts disagree"));
+    }
+    let hash = header.hash_slow();
+    let mut previous_gas = 0;
+    let mut first_log_index = 0;
+    let stored = txs
+        .into_iter()
+        .zip(receipts)
+        .map(|((sender, envelope), r)| {
+            let gas_used = r.cumulative_gas_used.saturating_sub(previous_gas);
+            previous_gas = r.cumulative_gas_used;
+            let log_count = r.logs.len() as u64;
+            let tx = StoredTx {
+                hash: *envelope.tx_hash(),
+                contract_address: envelope.is_create().then(|| sender.create(envelope.nonce())),
+                effective_gas_price: envelope.effective_gas_price(Some(open.base_fee_per_gas)),
+                receipt: Receipt {
+                    status: Eip658Value::Eip658(r.success),
+                    cumulative_gas_used: r.cumulative_gas_used,
+                    logs: r.logs,
+                },
+                envelope,
+                sender,
+                gas_used,
+                first_log_index,
+            };
+            first_log_index += log_count;
+            tx
+        })
+        .collect();
+    Ok(StoredBlock { header, hash, txs: stored, signature: None })
+}

@@ -1,0 +1,685 @@
+//! Ethereum JSON-RPC over HTTP and WebSocket (one port): the methods wallets
+//! and dapps use, with tephra's rejection codes in error data.
+
+use std::{sync::Arc, time::Duration};
+
+use alloy_consensus::Transaction as _;
+use alloy_eips::eip2930::AccessList;
+use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
+use jsonrpsee::{
+    PendingSubscriptionSink, RpcModule, SubscriptionMessage,
+    server::{BatchRequestConfig, Server, ServerConfig, ServerHandle},
+    types::{ErrorObjectOwned, Params},
+};
+use revm::{
+    Context, ExecuteEvm, MainBuilder, MainContext,
+    context::TxEnv,
+    context_interface::result::{ExecutionResult, Output},
+    database::CacheDB,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tephra_exec::evm;
+use tephra_types::{Reject, RejectCode, limits::TX_GAS_LIMIT_CAP};
+use tokio::sync::{broadcast::error::RecvError, oneshot};
+
+use crate::{
+    format::{self, Position, qty},
+    sequencer::{Event, Shared, SubmitStatus},
+    view::{StoredTx, View},
+};
+
+type RpcResult = Result<Value, ErrorObjectOwned>;
+
+const CLIENT_VERSION: &str = concat!("tephra/v", env!("CARGO_PKG_VERSION"));
+/// Most blocks one eth_feeHistory may span (geth's bound).
+const FEE_HISTORY_BLOCKS_MAX: u64 = 1024;
+/// Generic server error, as geth uses it for rejected transactions.
+const SERVER_ERROR: i32 = -32000;
+const INVALID_PARAMS: i32 = -32602;
+/// EIP-7966: the transaction did not make it in time / the node is not ready.
+const SYNC_TIMEOUT: i32 = 4;
+const SYNC_NOT_READY: i32 = 5;
+/// geth's code for a reverted eth_call / eth_estimateGas.
+const EXECUTION_REVERTED: i32 = 3;
+
+fn error(code: i32, message: impl Into<String>, data: Option<Value>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(code, message.into(), data)
+}
+
+fn invalid(message: impl Into<String>) -> ErrorObjectOwned {
+    error(INVALID_PARAMS, message, None)
+}
+
+/// A rejection: geth's code and message style, tephra's stable code in data.
+fn rejected(reject: &Reject) -> ErrorObjectOwned {
+    error(
+        SERVER_ERROR,
+        format!("{}: {}", reject.code.text(), reject.detail),
+        Some(json!({"code": reject.code.as_u16(), "reason": reject.code.text()})),
+    )
+}
+
+/// A block named by a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BlockTag {
+    Number(u64),
+    Hash(B256),
+    Latest,
+    Pending,
+    /// safe and finalized: the newest block the block key has signed.
+    Signed,
+    Earliest,
+}
+
+fn parse_tag(value: Option<&Value>) -> Result<BlockTag, ErrorObjectOwned> {
+    let Some(value) = value else { return Ok(BlockTag::Latest) };
+    if let Some(object) = value.as_object() {
+        if let Some(hash) = object.get("blockHash") {
+            return serde_json::from_value(hash.clone()).map(BlockTag::Hash).map_err(|e| invalid(e.to_string()));
+        }
+        return parse_tag(object.get("blockNumber"));
+    }
+    match value.as_str() {
+        Some("latest") | None if value.is_null() => Ok(BlockTag::Latest),
+        Some("latest") => Ok(BlockTag::Latest),
+        Some("pending") => Ok(BlockTag::Pending),
+        Some("safe") | Some("finalized") => Ok(BlockTag::Signed),
+        Some("earliest") => Ok(BlockTag::Earliest),
+        Some(text) if text.len() == 66 => text.parse().map(BlockTag::Hash).map_err(|_| invalid("bad block hash")),
+        Some(text) => parse_u64(text).map(BlockTag::Number),
+        None => value.as_u64().map(BlockTag::Number).ok_or_else(|| invalid("bad block tag")),
+    }
+}
+
+fn parse_u64(text: &str) -> Result<u64, ErrorObjectOwned> {
+    let digits = text.strip_prefix("0x").ok_or_else(|| invalid(format!("{text}: hex quantity expected")))?;
+    u64::from_str_radix(digits, 16).map_err(|_| invalid(format!("{text}: not a quantity")))
+}
+
+fn param<T: for<'de> Deserialize<'de>>(list: &[Value], index: usize, name: &str) -> Result<T, ErrorObjectOwned> {
+    let value = list.get(index).ok_or_else(|| invalid(format!("missing parameter {name}")))?;
+    serde_json::from_value(value.clone()).map_err(|e| invalid(format!("{name}: {e}")))
+}
+
+fn list(params: &Params<'_>) -> Result<Vec<Value>, ErrorObjectOwned> {
+    if params.is_object() {
+        return Err(invalid("positional parameters expected"));
+    }
+    Ok(params.parse::<Option<Vec<Value>>>().map_err(|e| invalid(e.to_string()))?.unwrap_or_default())
+}
+
+/// A block number for a tag; `None` for pending.
+fn resolve(view: &View, tag: BlockTag) -> Option<u64> {
+    match tag {
+        BlockTag::Number(n) => Some(n),
+        BlockTag::Hash(hash) => view.block_by_hash(&hash).map(|b| b.header.number),
+        BlockTag::Latest => Some(view.head().header.number),
+        BlockTag::Pending => None,
+        BlockTag::Signed => {
+            Some(view.blocks.iter().rev().find(|b| b.signature.is_some()).map_or(0, |b| b.header.number))
+        }
+        BlockTag::Earliest => Some(0),
+    }
+}
+
+/// State reads are served from the preconfirmed tip: tephra keeps no
+/// historical state.
+fn check_state_tag(view: &View, tag: BlockTag) -> Result<(), ErrorObjectOwned> {
+    match tag {
+        BlockTag::Latest | BlockTag::Pending | BlockTag::Signed => Ok(()),
+        other => match resolve(view, other) {
+            Some(n) if n >= view.head().header.number => Ok(()),
+            Some(n) => Err(error(SERVER_ERROR, format!("state at block {n} is not kept; ask for latest"), None)),
+            None => Err(error(SERVER_ERROR, "unknown block", None)),
+        },
+    }
+}
+
+/// A call as eth_call and eth_estimateGas take it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CallRequest {
+    from: Option<Address>,
+    to: Option<Address>,
+    gas: Option<U256>,
+    gas_price: Option<U256>,
+    max_fee_per_gas: Option<U256>,
+    max_priority_fee_per_gas: Option<U256>,
+    value: Option<U256>,
+    data: Option<Bytes>,
+    input: Option<Bytes>,
+    nonce: Option<U256>,
+    access_list: Option<AccessList>,
+}
+
+enum CallOutcome {
+    Success { output: Bytes, gas_used: u64 },
+    Reverted(Bytes),
+    Halted(String),
+}
+
+fn u64_of(value: U256, name: &str) -> Result<u64, ErrorObjectOwned> {
+    u64::try_from(value).map_err(|_| invalid(format!("{name} too large")))
+}
+
+fn u128_of(value: U256, name: &str) -> Result<u128, ErrorObjectOwned> {
+    u128::try_from(value).map_err(|_| invalid(format!("{name} too large")))
+}
+
+/// Executes `request` on the preconfirmed state without committing.
+fn simulate(shared: &Shared, request: &CallRequest, gas_limit: Option<u64>) -> Result<CallOutcome, ErrorObjectOwned> {
+    let view = shared.view.read().expect("view lock");
+    let params = &view.open.params;
+    let cap = params.gas_limit.min(TX_GAS_LIMIT_CAP);
+    let caller = request.from.unwrap_or_default();
+    let gas_price = request.max_fee_per_gas.or(request.gas_price).map(|v| u128_of(v, "gas price")).transpose()?;
+    let tx = TxEnv {
+        tx_type: if request.max_fee_per_gas.is_some() {
+            2
+        } else if request.access_list.is_some() {
+            1
+        } else {
+            0
+        },
+        caller,
+        gas_limit: gas_limit.or(request.gas.map(|g| u64_of(g, "gas")).transpose()?).unwrap_or(cap).min(cap),
+        gas_price: gas_price.unwrap_or(0),
+        kind: request.to.map_or(TxKind::Create, TxKind::Call),
+        value: request.value.unwrap_or_default(),
+        data: request.input.clone().or_else(|| request.data.clone()).unwrap_or_default(),
+        nonce: match request.nonce {
+            Some(n) => u64_of(n, "nonce")?,
+            None => view.state.nonce(&caller),
+        },
+        chain_id: Some(shared.chain.chain_id()),
+        access_list: request.access_list.clone().unwrap_or_default(),
+        gas_priority_fee: request.max_priority_fee_per_gas.map(|v| u128_of(v, "priority fee")).transpose()?,
+        ..Default::default()
+    };
+    let mut cfg = evm::cfg_env(shared.chain.chain_id(), params.spec);
+    cfg.disable_nonce_check = true;
+    // A call that names no price pays none, as in geth.
+    cfg.disable_base_fee = gas_price.is_none();
+    let mut vm = Context::mainnet()
+        .with_db(CacheDB::new(&view.state))
+        .with_block(evm::block_env(params))
+        .with_cfg(cfg)
+        .build_mainnet();
+    let result = vm.transact(tx).map_err(|e| rejected(&evm::reject_of(e)))?.result;
+    Ok(match result {
+        ExecutionResult::Success { output, gas, .. } => {
+            let output = match output {
+                Output::Call(bytes) => bytes,
+                Output::Create(bytes, _) => bytes,
+            };
+            CallOutcome::Success { output, gas_used: gas.tx_gas_used() }
+        }
+        ExecutionResult::Revert { output, .. } => CallOutcome::Reverted(output),
+        ExecutionResult::Halt { reason, .. } => CallOutcome::Halted(format!("{reason:?}")),
+    })
+}
+
+/// geth's shape for a revert: code 3, the reason decoded where it is an
+/// `Error(string)`, the raw data attached.
+fn revert_error(output: &Bytes) -> ErrorObjectOwned {
+    let reason = (output.len() >= 68 && output[..4] == [0x08, 0xc3, 0x79, 0xa0])
+        .then(|| {
+            let len = usize::try_from(U256::from_be_slice(&output[36..68])).ok()?;
+            output.get(68..68 + len).and_then(|s| std::str::from_utf8(s).ok()).map(str::to_owned)
+        })
+        .flatten();
+    let message = reason.map_or("execution reverted".to_string(), |r| format!("execution reverted: {r}"));
+    error(EXECUTION_REVERTED, message, Some(json!(output)))
+}
+
+fn call_result(outcome: CallOutcome) -> RpcResult {
+    match outcome {
+        CallOutcome::Success { output, .. } => Ok(json!(output)),
+        CallOutcome::Reverted(output) => Err(revert_error(&output)),
+        CallOutcome::Halted(reason) => Err(error(SERVER_ERROR, format!("execution halted: {reason}"), None)),
+    }
+}
+
+fn estimate_gas(shared: &Shared, request: &CallRequest) -> RpcResult {
+    let cap = {
+        let view = shared.view.read().expect("view lock");
+        view.open.params.gas_limit.min(TX_GAS_LIMIT_CAP)
+    };
+    let ceiling = request.gas.map(|g| u64_of(g, "gas")).transpose()?.unwrap_or(cap).min(cap);
+    let used = match simulate(shared, request, Some(ceiling))? {
+        CallOutcome::Success { gas_used, .. } => gas_used,
+        other => return call_result(other),
+    };
+    // The least gas limit that succeeds: refunds and the 63/64 rule can make
+    // it more than the gas used.
+    let (mut low, mut high) = (used.saturating_sub(1), ceiling);
+    while low + 1 < high {
+        let mid = low + (high - low) / 2;
+        match simulate(shared, request, Some(mid))? {
+            CallOutcome::Success { .. } => high = mid,
+            _ => low = mid,
+        }
+    }
+    Ok(json!(qty(high)))
+}
+
+fn submit(
+    shared: &Shared,
+    raw: &Bytes,
+    wait: bool,
+) -> Result<(B256, oneshot::Receiver<crate::sequencer::SubmitOutcome>), ErrorObjectOwned> {
+    let verified = shared.verifier.read().expect("verifier lock").verify(raw).map_err(|reject| {
+        shared.metrics.tx_received.inc();
+        shared.reject_metric(&reject);
+        rejected(&reject)
+    })?;
+    let hash = verified.hash;
+    if shared.view.read().expect("view lock").tx_index.contains_key(&hash) {
+        let reject = Reject::new(RejectCode::AlreadyKnown, format!("{hash} is already included"));
+        shared.reject_metric(&reject);
+        return Err(rejected(&reject));
+    }
+    let (reply, outcome) = oneshot::channel();
+    shared.submit(verified, Some(reply), wait).map_err(|reject| rejected(&reject))?;
+    Ok((hash, outcome))
+}
+
+fn receipt_of(view: &View, hash: &B256, include_open: bool) -> Option<Value> {
+    let (block_number, index, tx) = view.tx(hash)?;
+    let block_hash = view.block(block_number).filter(|b| b.header.number == block_number).map(|b| b.hash);
+    if block_hash.is_none() && !include_open {
+        return None;
+    }
+    Some(format::receipt(tx, Position { block_number, block_hash, index }))
+}
+
+/// A log filter: addresses (any of) and topic positions (any of, or any).
+#[derive(Debug, Default)]
+struct LogFilter {
+    addresses: Vec<Address>,
+    topics: Vec<Vec<B256>>,
+}
+
+impl LogFilter {
+    fn parse(value: Option<&Value>) -> Result<Self, ErrorObjectOwned> {
+        let mut filter = LogFilter::default();
+        let Some(object) = value.and_then(Value::as_object) else { return Ok(filter) };
+        match object.get("address") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) => {
+                for a in list {
+                    filter.addresses.push(serde_json::from_value(a.clone()).map_err(|e| invalid(e.to_string()))?);
+                }
+            }
+            Some(one) => {
+                filter.addresses.push(serde_json::from_value(one.clone()).map_err(|e| invalid(e.to_string()))?)
+            }
+        }
+        if let Some(Value::Array(topics)) = object.get("topics") {
+            if topics.len() > 4 {
+                return Err(invalid("at most 4 topic positions"));
+            }
+            for position in topics {
+                filter.topics.push(match position {
+                    Value::Null => Vec::new(),
+                    Value::Array(any) => any
+                        .iter()
+                        .map(|t| serde_json::from_value(t.clone()).map_err(|e| invalid(e.to_string())))
+                        .collect::<Result<_, _>>()?,
+                    one => vec![serde_json::from_value(one.clone()).map_err(|e| invalid(e.to_string()))?],
+                });
+            }
+        }
+        Ok(filter)
+    }
+
+    fn matches(&self, log: &alloy_primitives::Log) -> bool {
+        if !self.addresses.is_empty() && !self.addresses.contains(&log.address) {
+            return false;
+        }
+        self.topics
+            .iter()
+            .enumerate()
+            .all(|(i, any)| any.is_empty() || log.topics().get(i).is_some_and(|t| any.contains(t)))
+    }
+}
+
+fn matching_logs(filter: &LogFilter, txs: &[StoredTx], number: u64, hash: Option<B256>, out: &mut Vec<Value>) {
+    for (index, tx) in txs.iter().enumerate() {
+        for (i, l) in tx.receipt.logs.iter().enumerate() {
+            if filter.matches(l) {
+                let at = Position { block_number: number, block_hash: hash, index };
+                out.push(format::log(l, tx, at, tx.first_log_index + i as u64));
+            }
+        }
+    }
+}
+
+fn get_logs(shared: &Shared, request: Option<&Value>) -> RpcResult {
+    let filter = LogFilter::parse(request)?;
+    let view = shared.view.read().expect("view lock");
+    let object = request.and_then(Value::as_object);
+    let (from, to) = if let Some(hash) = object.and_then(|o| o.get("blockHash")) {
+        let hash: B256 = serde_json::from_value(hash.clone()).map_err(|e| invalid(e.to_string()))?;
+        let n = view.block_by_hash(&hash).ok_or_else(|| error(SERVER_ERROR, "unknown block", None))?.header.number;
+        (n, n)
+    } else {
+        let head = view.head().header.number;
+        let pick = |key: &str| -> Result<u64, ErrorObjectOwned> {
+            let tag = parse_tag(object.and_then(|o| o.get(key)))?;
+            Ok(resolve(&view, tag).unwrap_or(head).min(head))
+        };
+        (pick("fromBlock")?, pick("toBlock")?)
+    };
+    if from > to {
+        return Ok(json!([]));
+    }
+    let limits = &shared.config.rpc;
+    if to - from >= limits.get_logs_block_range_max {
+        return Err(error(
+            -32005,
+            format!("query spans {} blocks, at most {} are allowed", to - from + 1, limits.get_logs_block_range_max),
+            None,
+        ));
+    }
+    let mut out = Vec::new();
+    for n in from..=to {
+        if let Some(block) = view.block(n) {
+            matching_logs(&filter, &block.txs, n, Some(block.hash), &mut out);
+            if out.len() > limits.get_logs_results_max {
+                return Err(error(
+                    -32005,
+                    format!("more than {} logs match; narrow the query", limits.get_logs_results_max),
+                    None,
+                ));
+            }
+        }
+    }
+    Ok(Value::Array(out))
+}
+
+fn fee_history(shared: &Shared, params: &[Value]) -> RpcResult {
+    let count = match params.first() {
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| invalid("blockCount"))?,
+        Some(Value::String(s)) => parse_u64(s)?,
+        _ => return Err(invalid("missing parameter blockCount")),
+    }
+    .clamp(1, FEE_HISTORY_BLOCKS_MAX);
+    let view = shared.view.read().expect("view lock");
+    let head = view.head().header.number;
+    let newest = resolve(&view, parse_tag(params.get(1))?).unwrap_or(head).min(head);
+    let oldest = (newest + 1).saturating_sub(count).max(view.blocks.front().map_or(0, |b| b.header.number));
+    let percentiles: Vec<f64> = params.get(2).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
+    let mut base_fees = Vec::new();
+    let mut ratios = Vec::new();
+    let mut rewards = Vec::new();
+    for n in oldest..=newest {
+        let Some(block) = view.block(n) else { continue };
+        let base_fee = block.header.base_fee_per_gas.unwrap_or(0);
+        base_fees.push(qty(base_fee));
+        ratios.push(block.header.gas_used as f64 / block.header.gas_limit.max(1) as f64);
+        // Tips weighted by gas used, as geth computes them.
+        let mut tips: Vec<(u128, u64)> =
+            block.txs.iter().map(|t| (t.envelope.effective_tip_per_gas(base_fee).unwrap_or(0), t.gas_used)).collect();
+        tips.sort_unstable();
+        let total: u64 = tips.iter().map(|t| t.1).sum();
+        rewards.push(
+            percentiles
+                .iter()
+                .map(|p| {
+                    let threshold = total as f64 * p / 100.0;
+                    let mut acc = 0u64;
+                    let tip = tips.iter().find(|(_, gas)| {
+                        acc += gas;
+                        acc as f64 >= threshold
+                    });
+                    qty(tip.or(tips.last()).map_or(0, |t| t.0))
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    // One more: the base fee of the block after the newest.
+    let next = if newest == head {
+        view.open.params.base_fee_per_gas
+    } else {
+        view.block(newest + 1).and_then(|b| b.header.base_fee_per_gas).unwrap_or(0)
+    };
+    base_fees.push(qty(next));
+    let mut out = json!({"oldestBlock": qty(oldest), "baseFeePerGas": base_fees, "gasUsedRatio": ratios});
+    if !percentiles.is_empty() {
+        out["reward"] = json!(rewards);
+    }
+    Ok(out)
+}
+
+fn block_by_tag(view: &View, tag: BlockTag, full: bool) -> Value {
+    if tag == BlockTag::Pending {
+        return format::pending_block(&view.open, full);
+    }
+    let number = resolve(view, tag);
+    number.and_then(|n| view.block(n)).map_or(Value::Null, |b| format::block(b, full))
+}
+
+pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
+    let chain_id = shared.chain.chain_id();
+    let mut m = RpcModule::from_arc(shared);
+    m.register_method("eth_chainId", move |_, _, _| -> RpcResult { Ok(json!(qty(chain_id))) }).expect("unique");
+    m.register_method("net_version", move |_, _, _| -> RpcResult { Ok(json!(chain_id.to_string())) }).expect("unique");
+    m.register_method("net_listening", |_, _, _| -> RpcResult { Ok(json!(true)) }).expect("unique");
+    m.register_method("web3_clientVersion", |_, _, _| -> RpcResult { Ok(json!(CLIENT_VERSION)) }).expect("unique");
+    m.register_method("eth_syncing", |_, _, _| -> RpcResult { Ok(json!(false)) }).expect("unique");
+    // tephra's own: the address every block signature recovers to.
+    m.register_method("tephra_blockSigner", |_, s, _| -> RpcResult { Ok(json!(s.signer_address)) }).expect("unique");
+    m.register_method("eth_accounts", |_, _, _| -> RpcResult { Ok(json!([])) }).expect("unique");
+    m.register_method("eth_blockNumber", |_, s, _| -> RpcResult {
+        Ok(json!(qty(s.view.read().expect("view lock").head().header.number)))
+    })
+    .expect("unique");
+    m.register_method("eth_getBlockByNumber", |p, s, _| -> RpcResult {
+        let p = list(&p)?;
+        let tag = parse_tag(p.first())?;
+        let full = p.get(1).and_then(Value::as_bool).unwrap_or(false);
+        Ok(block_by_tag(&s.view.read().expect("view lock"), tag, full))
+    })
+    .expect("unique");
+    m.register_method("eth_getBlockByHash", |p, s, _| -> RpcResult {
+        let p = list(&p)?;
+        let hash: B256 = param(&p, 0, "blockHash")?;
+        let full = p.get(1).and_then(Value::as_bool).unwrap_or(false);
+        let view = s.view.read().expect("view lock");
+        Ok(view.block_by_hash(&hash).map_or(Value::Null, |b| format::block(b, full)))
+    })
+    .expect("unique");
+    m.register_method("eth_getBalance", |p, s, _| -> RpcResult {
+        let p = list(&p)?;
+        let address: Address = param(&p, 0, "address")?;
+        let view = s.view.read().expect("view lock");
+        check_state_tag(&view, parse_tag(p.get(1))?)?;
+        Ok(json!(format!("{:#x}", view.state.balance(&address))))
+    })
+    .expect("unique");
+    m.register_method("eth_getTransactionCount", |p, s, _| -> RpcResult {
+        let p = list(&p)?;
+        let address: Address = param(&p, 0, "address")?;
+        let tag = parse_tag(p.get(1))?;
+        let view = s.view.read().expect("view lock");
+        check_state_tag(&view, tag)?;
+        let nonce = view.state.nonce(&address);
+        let nonce = if tag == BlockTag::Pending { view.pool.next_nonce(&address, nonce) } else { nonce };
+        Ok(json!(qty(nonce)))
+    })
+    .expect("unique");
+    m.register_method("eth_getCode", |p, s, _| -> RpcResult {
+        let p = list(&p)?;
+        let address: Address = param(&p, 0, "address")?;
+        let view = s.view.read().expect("view lock");
+        check_state_tag(&view, parse_tag(p.get(1))?)?;
+        let code = view
+            .state
+            .account(&address)
+            .and_then(|a| view.state.code(&a.code_hash))
+            .map(|c| c.original_bytes())
+            .unwrap_or_default();
+        Ok(json!(code))
+    })
+    .expect("unique");
+    m.register_method("eth_getStorageAt", |p, s, _| -> RpcResult {
+        let p = list(&p)?;
+        let address: Address = param(&p, 0, "address")?;
+        let slot: U256 = param(&p, 1, "slot")?;
+        let view = s.view.read().expect("view lock");
+        check_state_tag(&view, parse_tag(p.get(2))?)?;
+        Ok(json!(B256::from(view.state.storage_at(&address, slot))))
+    })
+    .expect("unique");
+    m.register_method("eth_call", |p, s, _| -> RpcResult {
+        let p = list(&p)?;
+        let request: CallRequest = param(&p, 0, "transaction")?;
+        check_state_tag(&s.view.read().expect("view lock"), parse_tag(p.get(1))?)?;
+        call_result(simulate(s, &request, None)?)
+    })
+    .expect("unique");
+    m.register_method("eth_estimateGas", |p, s, _| -> RpcResult {
+        let p = list(&p)?;
+        let request: CallRequest = param(&p, 0, "transaction")?;
+        estimate_gas(s, &request)
+    })
+    .expect("unique");
+    m.register_method("eth_gasPrice", |_, s, _| -> RpcResult {
+        Ok(json!(qty(s.view.read().expect("view lock").open.params.base_fee_per_gas)))
+    })
+    .expect("unique");
+    // Ordering is first come, first served: a tip buys nothing.
+    m.register_method("eth_maxPriorityFeePerGas", |_, _, _| -> RpcResult { Ok(json!(qty(0u64))) }).expect("unique");
+    m.register_method("eth_feeHistory", |p, s, _| -> RpcResult { fee_history(s, &list(&p)?) }).expect("unique");
+    m.register_method("eth_getTransactionByHash", |p, s, _| -> RpcResult {
+        let p = list(&p)?;
+        let hash: B256 = param(&p, 0, "hash")?;
+        let view = s.view.read().expect("view lock");
+        Ok(view.tx(&hash).map_or(Value::Null, |(number, index, tx)| {
+            let block_hash = view.block(number).map(|b| b.hash);
+            format::transaction(tx, Some(Position { block_number: number, block_hash, index }))
+        }))
+    })
+    .expect("unique");
+    m.register_method("eth_getTransactionReceipt", |p, s, _| -> RpcResult {
+        let p = list(&p)?;
+        let hash: B256 = param(&p, 0, "hash")?;
+        Ok(receipt_of(&s.view.read().expect("view lock"), &hash, false).unwrap_or(Value::Null))
+    })
+    .expect("unique");
+    m.register_method("eth_getLogs", |p, s, _| -> RpcResult { get_logs(s, list(&p)?.first()) }).expect("unique");
+    m.register_async_method("eth_sendRawTransaction", |p, s, _| async move {
+        let p = list(&p)?;
+        let raw: Bytes = param(&p, 0, "transaction")?;
+        let (hash, outcome) = submit(&s, &raw, false)?;
+        match outcome.await {
+            Ok(Ok(_)) => Ok(json!(hash)),
+            Ok(Err(reject)) => Err(rejected(&reject)),
+            Err(_) => Err(error(SERVER_ERROR, "sequencer stopped", None)),
+        }
+    })
+    .expect("unique");
+    m.register_async_method("eth_sendRawTransactionSync", |p, s, _| async move {
+        if !s.ready.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(error(SYNC_NOT_READY, "node is not ready", None));
+        }
+        let p = list(&p)?;
+        let raw: Bytes = param(&p, 0, "transaction")?;
+        let limits = &s.config.rpc;
+        let timeout_ms = match p.get(1) {
+            None | Some(Value::Null) => limits.send_raw_sync_timeout_ms_default,
+            Some(Value::Number(n)) => n.as_u64().ok_or_else(|| invalid("timeout"))?,
+            Some(Value::String(text)) => parse_u64(text)?,
+            Some(_) => return Err(invalid("timeout must be milliseconds")),
+        }
+        .min(limits.send_raw_sync_timeout_ms_max);
+        let (hash, outcome) = submit(&s, &raw, true)?;
+        match tokio::time::timeout(Duration::from_millis(timeout_ms), outcome).await {
+            Ok(Ok(Ok(SubmitStatus::Preconfirmed(_)))) => {
+                Ok(receipt_of(&s.view.read().expect("view lock"), &hash, true).unwrap_or(Value::Null))
+            }
+            Ok(Ok(Ok(SubmitStatus::Pooled))) => Err(error(SERVER_ERROR, "pooled without waiting", None)),
+            Ok(Ok(Err(reject))) => Err(rejected(&reject)),
+            Ok(Err(_)) => Err(error(SERVER_ERROR, "sequencer stopped", None)),
+            Err(_) => Err(error(
+                SYNC_TIMEOUT,
+                format!("transaction {hash} was not preconfirmed within {timeout_ms} ms"),
+                Some(json!(hash)),
+            )),
+        }
+    })
+    .expect("unique");
+    m.register_subscription("eth_subscribe", "eth_subscription", "eth_unsubscribe", subscribe).expect("unique");
+    m
+}
+
+async fn subscribe(
+    params: Params<'static>,
+    pending: PendingSubscriptionSink,
+    shared: Arc<Shared>,
+    _: jsonrpsee::Extensions,
+) -> jsonrpsee::core::SubscriptionResult {
+    let p = list(&params)?;
+    let kind: String = param(&p, 0, "subscription")?;
+    let filter = match kind.as_str() {
+        "newHeads" | "preconfirmations" => LogFilter::default(),
+        "logs" => LogFilter::parse(p.get(1))?,
+        other => {
+            pending.reject(invalid(format!("unknown subscription {other}"))).await;
+            return Ok(());
+        }
+    };
+    let mut events = shared.events.subscribe();
+    let sink = pending.accept().await?;
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            // A subscriber too slow for the buffer is dropped rather than
+            // holding memory for it.
+            Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return Ok(()),
+        };
+        let messages: Vec<Value> = match (&event, kind.as_str()) {
+            (Event::Sealed(block), "newHeads") => vec![format::header(&block.header, Some(block.hash))],
+            (Event::Sealed(block), "logs") => {
+                let mut out = Vec::new();
+                matching_logs(&filter, &block.txs, block.header.number, Some(block.hash), &mut out);
+                out
+            }
+            (Event::Preconfirmed { block_number, txs }, "preconfirmations") => txs
+                .iter()
+                .map(|tx| {
+                    json!({
+                        "transactionHash": tx.hash,
+                        "blockNumber": qty(*block_number),
+                        "status": if tx.receipt.status.coerce_status() { "0x1" } else { "0x0" },
+                        "gasUsed": qty(tx.gas_used),
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for message in messages {
+            let message = SubscriptionMessage::from(serde_json::value::to_raw_value(&message)?);
+            if sink.send(message).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Starts the JSON-RPC server (HTTP and WebSocket on one port).
+pub async fn serve(shared: Arc<Shared>) -> std::io::Result<(std::net::SocketAddr, ServerHandle)> {
+    let limits = shared.config.rpc.clone();
+    let config = ServerConfig::builder()
+        .max_request_body_size(limits.request_size_max_bytes)
+        .max_response_body_size(limits.response_size_max_bytes)
+        .max_connections(limits.connections_max)
+        .set_message_buffer_capacity(limits.subscription_buffer_max)
+        .set_batch_request_config(BatchRequestConfig::Limit(limits.batch_size_max))
+        .build();
+    let server = Server::builder().set_config(config).build(limits.listen).await?;
+    let address = server.local_addr()?;
+    Ok((address, server.start(module(shared))))
+}

@@ -1,0 +1,512 @@
+//! The sequencer: one thread that owns block production. It admits verified
+//! transactions to the pool, executes mini-blocks into the open block, makes
+//! each durable in the batch log before preconfirming it, seals a block every
+//! `block_time_ms`, and hands sealed blocks to the signer thread.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+        mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use alloy_primitives::{Address, B256, Bytes, keccak256, map::B256Map};
+use tephra_exec::{
+    BlockBuilder, BlockChoice, BlockParams, ChainSpec, SequentialExecutor, StateDb, TxOutcome, VerifiedTx, Verifier,
+    snapshot::{self, SnapshotMeta},
+};
+use tephra_hsm::{Payload, Signature65, Signer};
+use tephra_types::{Reject, RejectCode};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::{
+    batchlog::{LogError, LogWriter, Record},
+    config::Config,
+    metrics::{Metrics, ReasonLabel},
+    replay::{open_record, receipt_record, stored_txs},
+    view::{OpenBlock, StoredBlock, StoredTx, TxLocation, View},
+};
+
+/// Submissions taken from the queue per loop turn, so that sealing is never
+/// starved by a flood.
+const ADMIT_BATCH_MAX: usize = 4096;
+
+/// A durable preconfirmation: where the transaction sits and how it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preconf {
+    pub hash: B256,
+    pub block_number: u64,
+    pub index: usize,
+    pub success: bool,
+    pub gas_used: u64,
+}
+
+/// How far a submission got: admitted to the pool, or durably preconfirmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubmitStatus {
+    Pooled,
+    Preconfirmed(Preconf),
+}
+
+pub type SubmitOutcome = Result<SubmitStatus, Reject>;
+
+/// A verified transaction on its way to the sequencer.
+#[derive(Debug)]
+pub struct Submission {
+    pub tx: VerifiedTx,
+    pub received: Instant,
+    pub reply: Option<oneshot::Sender<SubmitOutcome>>,
+    /// Answer at preconfirmation rather than at admission.
+    pub wait_for_preconf: bool,
+}
+
+/// What subscribers hear.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Transactions just preconfirmed into the open block `block_number`.
+    Preconfirmed { block_number: u64, txs: Arc<Vec<StoredTx>> },
+    /// A block sealed.
+    Sealed(Arc<StoredBlock>),
+}
+
+/// Everything the RPC side shares with the sequencer.
+#[derive(Debug)]
+pub struct Shared {
+    pub chain: ChainSpec,
+    pub config: Config,
+    pub view: RwLock<View>,
+    /// The rules for the open block; RPC handlers verify with it.
+    pub verifier: RwLock<Verifier>,
+    pub metrics: Arc<Metrics>,
+    pub events: broadcast::Sender<Event>,
+    pub submissions: SyncSender<Submission>,
+    pub signer_address: Address,
+    pub ready: Arc<AtomicBool>,
+    pub shutdown: AtomicBool,
+}
+
+impl Shared {
+    /// Queues a verified transaction. The reply comes at admission, or with
+    /// `wait_for_preconf` once the transaction is durably preconfirmed.
+    pub fn submit(
+        &self,
+        tx: VerifiedTx,
+        reply: Option<oneshot::Sender<SubmitOutcome>>,
+        wait_for_preconf: bool,
+    ) -> Result<(), Reject> {
+        self.metrics.tx_received.inc();
+        let hash = tx.hash;
+        let submission = Submission { tx, received: Instant::now(), reply, wait_for_preconf };
+        self.submissions.try_send(submission).map_err(|_| {
+            self.metrics.tx_rejected.get_or_create(&ReasonLabel { code: RejectCode::Busy.as_u16() }).inc();
+            Reject::new(RejectCode::Busy, format!("submission queue full, {hash} not taken"))
+        })
+    }
+
+    pub fn reject_metric(&self, reject: &Reject) {
+        self.metrics.tx_rejected.get_or_create(&ReasonLabel { code: reject.code.as_u16() }).inc();
+    }
+}
+
+/// A block for the signer thread.
+#[derive(Clone, Copy, Debug)]
+pub struct SignJob {
+    pub number: u64,
+    pub hash: B256,
+}
+
+#[derive(Debug)]
+pub struct Signed {
+    pub number: u64,
+    pub hash: B256,
+    pub signature: Signature65,
+}
+
+/// Signs sealed blocks in order, off the sequencer's thread.
+pub fn run_signer(chain_id: u64, signer: Arc<dyn Signer>, jobs: Receiver<SignJob>, signed: SyncSender<Signed>) {
+    while let Ok(job) = jobs.recv() {
+        let payload = Payload::SealedBlock { chain_id, number: job.number, block_hash: job.hash };
+        match signer.sign(&payload) {
+            Ok(signature) => {
+                if signed.send(Signed { number: job.number, hash: job.hash, signature }).is_err() {
+                    return;
+                }
+            }
+            Err(error) => tracing::error!(block = job.number, %error, "signing failed; the block stays unsigned"),
+        }
+    }
+}
+
+struct Waiter {
+    reply: Option<oneshot::Sender<SubmitOutcome>>,
+    received: Instant,
+}
+
+/// The sequencer thread's state.
+pub struct Sequencer {
+    shared: Arc<Shared>,
+    submissions: Receiver<Submission>,
+    log: LogWriter,
+    sign_jobs: SyncSender<SignJob>,
+    signed: Receiver<Signed>,
+    /// The open block; taken only while it is sealed.
+    builder: Option<BlockBuilder>,
+    /// Whether the open block's Open record is in the log.
+    open_logged: bool,
+    waiting: B256Map<Waiter>,
+    block_deadline: Instant,
+    beneficiary: Address,
+    snapshot_path: PathBuf,
+    unsigned: u64,
+    batch: Vec<VerifiedTx>,
+}
+
+impl Sequencer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        shared: Arc<Shared>,
+        submissions: Receiver<Submission>,
+        log: LogWriter,
+        sign_jobs: SyncSender<SignJob>,
+        signed: Receiver<Signed>,
+        builder: BlockBuilder,
+        open_logged: bool,
+        beneficiary: Address,
+        snapshot_path: PathBuf,
+        unsigned: u64,
+    ) -> Self {
+        let block_time = Duration::from_millis(shared.config.block.block_time_ms);
+        Self {
+            shared,
+            submissions,
+            log,
+            sign_jobs,
+            signed,
+            builder: Some(builder),
+            open_logged,
+            waiting: B256Map::default(),
+            block_deadline: Instant::now() + block_time,
+            beneficiary,
+            snapshot_path,
+            unsigned,
+            batch: Vec::new(),
+        }
+    }
+
+    /// Runs until shutdown is requested or every submitter is gone.
+    pub fn run(mut self) -> Result<(), LogError> {
+        let tick = Duration::from_millis(self.shared.config.pool.mini_block_wait_ms.max(1));
+        loop {
+            if self.shared.shutdown.load(Ordering::Acquire) {
+                return self.log.commit().map(|_| ());
+            }
+            let now = Instant::now();
+            let pending = self.shared.view.read().expect("view lock").pool.pending_count() > 0;
+            let timeout = self.block_deadline.saturating_duration_since(now).min(if pending {
+                tick
+            } else {
+                Duration::from_millis(20)
+            });
+            let mut arrivals = Vec::new();
+            match self.submissions.recv_timeout(timeout) {
+                Ok(first) => {
+                    arrivals.push(first);
+                    while arrivals.len() < ADMIT_BATCH_MAX {
+                        match self.submissions.try_recv() {
+                            Ok(next) => arrivals.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return self.log.commit().map(|_| ()),
+            }
+            if !arrivals.is_empty() {
+                self.admit(arrivals);
+            }
+            self.collect_signatures()?;
+            let now_ms = unix_ms();
+            let due = self.shared.view.read().expect("view lock").pool.mini_block_due(now_ms);
+            if due {
+                self.run_mini_block()?;
+            }
+            if Instant::now() >= self.block_deadline {
+                self.seal()?;
+            }
+        }
+    }
+
+    fn admit(&mut self, arrivals: Vec<Submission>) {
+        let now_ms = unix_ms();
+        let shared = self.shared.clone();
+        let mut view = shared.view.write().expect("view lock");
+        let view = &mut *view;
+        for Submission { tx, received, mut reply, wait_for_preconf } in arrivals {
+            let hash = tx.hash;
+            let state_nonce = view.state.nonce(&tx.sender);
+            match view.pool.insert(tx, state_nonce, now_ms) {
+                Ok(admitted) => {
+                    self.shared.metrics.tx_accepted.inc();
+                    for (gone, code) in
+                        [(admitted.replaced, RejectCode::Replaced), (admitted.evicted, RejectCode::Evicted)]
+                    {
+                        if let Some(gone) = gone {
+                            self.answer(&gone.hash, Err(Reject::new(code, format!("{} left the pool", gone.hash))));
+                        }
+                    }
+                    if !wait_for_preconf && let Some(reply) = reply.take() {
+                        let _ = reply.send(Ok(SubmitStatus::Pooled));
+                    }
+                    self.waiting.insert(hash, Waiter { reply, received });
+                }
+                Err(reject) => {
+                    self.shared.reject_metric(&reject);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(reject));
+                    }
+                }
+            }
+        }
+        view.pool.expire(now_ms, |tx| {
+            if let Some(waiter) = self.waiting.remove(&tx.hash)
+                && let Some(reply) = waiter.reply
+            {
+                let _ = reply.send(Err(Reject::new(RejectCode::Expired, format!("{} expired", tx.hash))));
+            }
+        });
+        self.shared.metrics.pool_size.set(i64::try_from(view.pool.len()).unwrap_or(i64::MAX));
+    }
+
+    fn answer(&mut self, hash: &B256, outcome: SubmitOutcome) {
+        if let Some(waiter) = self.waiting.remove(hash) {
+            if outcome.is_ok() {
+                let latency = waiter.received.elapsed().as_micros() as f64;
+                self.shared.metrics.preconf_latency_us.observe(latency);
+            }
+            if let Some(reply) = waiter.reply {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    fn builder(&mut self) -> &mut BlockBuilder {
+        self.builder.as_mut().expect("a block is always open outside seal")
+    }
+
+    /// Cuts a mini-block, executes it, makes it durable, then preconfirms it.
+    fn run_mini_block(&mut self) -> Result<(), LogError> {
+        let mut answers: Vec<(B256, SubmitOutcome)> = Vec::new();
+        let mut block_full = false;
+        let preconfirmed;
+        let shared = self.shared.clone();
+        {
+            let mut guard = shared.view.write().expect("view lock");
+            let view = &mut *guard;
+            self.batch.clear();
+            view.pool.cut_mini_block(&mut self.batch);
+            if self.batch.is_empty() {
+                return Ok(());
+            }
+            let number = self.builder().params().number;
+            let first = self.builder().transactions().len();
+            let mut deferred = Vec::new();
+            let mut settle = Vec::new();
+            let batch = std::mem::take(&mut self.batch);
+            let builder = self.builder.as_mut().expect("a block is always open outside seal");
+            builder.execute(&mut SequentialExecutor, &mut view.state, batch, |index, outcome| match outcome {
+                TxOutcome::Included(executed) => {
+                    let index = index.expect("included transactions have an index");
+                    settle.push((executed.tx.sender, false));
+                    answers.push((
+                        executed.tx.hash,
+                        Ok(SubmitStatus::Preconfirmed(Preconf {
+                            hash: executed.tx.hash,
+                            block_number: number,
+                            index,
+                            success: executed.receipt.status.coerce_status(),
+                            gas_used: executed.gas_used,
+                        })),
+                    ));
+                }
+                TxOutcome::Dropped { tx, reject } => {
+                    settle.push((tx.sender, true));
+                    answers.push((tx.hash, Err(reject)));
+                }
+                TxOutcome::BlockFull(tx) => {
+                    settle.push((tx.sender, true));
+                    deferred.push(tx);
+                }
+            });
+            for (sender, dropped) in settle {
+                let nonce = view.state.nonce(&sender);
+                view.pool.settle(&sender, nonce, dropped);
+            }
+            for tx in deferred {
+                // Back to the pool for the next block.
+                block_full = true;
+                let nonce = view.state.nonce(&tx.sender);
+                if let Err(reject) = view.pool.insert(tx.clone(), nonce, unix_ms()) {
+                    answers.push((tx.hash, Err(reject)));
+                }
+            }
+            let builder = self.builder.as_ref().expect("a block is always open outside seal");
+            let included = &builder.transactions()[first..];
+            if !included.is_empty() {
+                if !self.open_logged {
+                    self.log.append(&Record::Open(open_record(builder.params())))?;
+                    self.open_logged = true;
+                }
+                let txs: Vec<(Address, Bytes)> = included.iter().map(|t| (t.tx.sender, t.tx.encoded.clone())).collect();
+                self.log.append(&Record::Batch { number, txs })?;
+                let synced = self.log.commit()?;
+                self.shared.metrics.fsync_time_us.observe(synced.as_micros() as f64);
+            }
+            // Durable: now visible.
+            let first_log_index = view.open.txs.last().map_or(0, |t| t.first_log_index + t.receipt.logs.len() as u64);
+            let stored = stored_txs(included, builder.params().base_fee_per_gas, first_log_index);
+            for (offset, tx) in stored.iter().enumerate() {
+                view.tx_index.insert(tx.hash, TxLocation { block_number: number, index: first + offset });
+            }
+            view.open.txs.extend(stored.iter().cloned());
+            view.open.gas_used = builder.gas_used();
+            self.shared.metrics.pool_size.set(i64::try_from(view.pool.len()).unwrap_or(i64::MAX));
+            preconfirmed = (number, stored);
+        }
+        self.shared.metrics.tx_preconfirmed.inc_by(preconfirmed.1.len() as u64);
+        for (hash, outcome) in answers {
+            if let Err(reject) = &outcome {
+                self.shared.reject_metric(reject);
+            }
+            self.answer(&hash, outcome);
+        }
+        if !preconfirmed.1.is_empty() {
+            let _ = self
+                .shared
+                .events
+                .send(Event::Preconfirmed { block_number: preconfirmed.0, txs: Arc::new(preconfirmed.1) });
+        }
+        if block_full {
+            self.block_deadline = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Seals the open block, logs it, publishes it and opens the next one.
+    fn seal(&mut self) -> Result<(), LogError> {
+        let started = Instant::now();
+        let block_time = Duration::from_millis(self.shared.config.block.block_time_ms);
+        let sealed_block;
+        let shared = self.shared.clone();
+        {
+            let mut guard = shared.view.write().expect("view lock");
+            let view = &mut *guard;
+            let builder = self.builder.take().expect("a block is always open outside seal");
+            if !self.open_logged {
+                self.log.append(&Record::Open(open_record(builder.params())))?;
+            }
+            let sealed = builder.seal(&mut view.state);
+            let txs = std::mem::take(&mut view.open.txs);
+            let receipts = txs.iter().map(receipt_record).collect();
+            let header_rlp = Bytes::from(alloy_rlp::encode(&sealed.header));
+            self.log.append(&Record::Sealed { number: sealed.header.number, header_rlp, receipts })?;
+            let synced = self.log.commit()?;
+            self.shared.metrics.fsync_time_us.observe(synced.as_micros() as f64);
+            let block = StoredBlock { header: sealed.header, hash: sealed.hash, txs, signature: None };
+            view.push_block(block.clone());
+            sealed_block = Arc::new(block);
+            if sealed_block.header.number.is_multiple_of(self.shared.config.block.snapshot_interval_blocks) {
+                // Before the next block's system calls touch the state.
+                self.write_snapshot(&view.state, &sealed_block);
+            }
+
+            let params =
+                BlockParams::child_of(&self.shared.chain, &sealed_block.header, self.next_choice(&sealed_block))
+                    .expect("a child of a sealed block opens");
+            self.builder = Some(BlockBuilder::open(params.clone(), &mut view.state));
+            self.open_logged = false;
+            view.open = OpenBlock { params: params.clone(), txs: Vec::new(), gas_used: 0 };
+            self.shared.verifier.write().expect("verifier lock").set_block(
+                params.spec,
+                params.gas_limit,
+                params.base_fee_per_gas,
+            );
+        }
+        let number = sealed_block.header.number;
+        self.shared.metrics.seal_time_us.observe(started.elapsed().as_micros() as f64);
+        self.shared.metrics.blocks_sealed.inc();
+        self.shared.metrics.head_number.set(i64::try_from(number).unwrap_or(i64::MAX));
+        self.unsigned += 1;
+        self.shared.metrics.signing_lag_blocks.set(i64::try_from(self.unsigned).unwrap_or(i64::MAX));
+        if self.sign_jobs.try_send(SignJob { number, hash: sealed_block.hash }).is_err() {
+            tracing::warn!(block = number, "signer queue full: block left unsigned");
+        }
+        let _ = self.shared.events.send(Event::Sealed(sealed_block.clone()));
+        self.block_deadline += block_time;
+        if self.block_deadline < Instant::now() {
+            self.block_deadline = Instant::now() + block_time;
+        }
+        Ok(())
+    }
+
+    fn next_choice(&self, parent: &StoredBlock) -> BlockChoice {
+        BlockChoice {
+            // Seconds never run backwards, and may repeat: blocks come faster than one a second.
+            timestamp: (unix_ms() / 1000).max(parent.header.timestamp),
+            beneficiary: self.beneficiary,
+            // Deterministic and public: replay needs it, and it is not a source of randomness.
+            prevrandao: keccak256(parent.hash),
+            extra_data: Bytes::from(self.shared.config.block.extra_data.clone().into_bytes()),
+        }
+    }
+
+    fn write_snapshot(&self, state: &StateDb, block: &StoredBlock) {
+        let meta = SnapshotMeta {
+            block_number: block.header.number,
+            block_hash: block.hash,
+            state_root: block.header.state_root,
+        };
+        if let Err(error) = snapshot::save(state, &meta, &self.snapshot_path) {
+            tracing::warn!(%error, "snapshot failed; restart will replay more of the log");
+        }
+    }
+
+    fn collect_signatures(&mut self) -> Result<(), LogError> {
+        let mut got = Vec::new();
+        loop {
+            match self.signed.try_recv() {
+                Ok(signed) => got.push(signed),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        if got.is_empty() {
+            return Ok(());
+        }
+        for signed in &got {
+            self.log.append(&Record::Signed {
+                number: signed.number,
+                hash: signed.hash,
+                signature: signed.signature.0,
+            })?;
+        }
+        // Durable before any client can read a signature.
+        self.log.commit()?;
+        let shared = self.shared.clone();
+        let mut view = shared.view.write().expect("view lock");
+        for signed in got {
+            if let Some(block) = view.blocks.iter_mut().rev().find(|b| b.header.number == signed.number) {
+                block.signature = Some(signed.signature);
+            }
+            self.unsigned = self.unsigned.saturating_sub(1);
+        }
+        self.shared.metrics.signing_lag_blocks.set(i64::try_from(self.unsigned).unwrap_or(i64::MAX));
+        Ok(())
+    }
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
