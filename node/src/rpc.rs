@@ -669,6 +669,23 @@ async fn subscribe(
     }
 }
 
+/// Subscription ids as geth makes them: hex strings (viem matches on them).
+#[derive(Debug)]
+struct HexIds {
+    next: std::sync::atomic::AtomicU64,
+    salt: B256,
+}
+
+impl jsonrpsee::core::traits::IdProvider for HexIds {
+    fn next_id(&self) -> jsonrpsee::types::SubscriptionId<'static> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut input = self.salt.to_vec();
+        input.extend_from_slice(&n.to_be_bytes());
+        let id = alloy_primitives::keccak256(input);
+        jsonrpsee::types::SubscriptionId::Str(format!("0x{}", hex::encode(&id[..16])).into())
+    }
+}
+
 /// Starts the JSON-RPC server (HTTP and WebSocket on one port).
 pub async fn serve(shared: Arc<Shared>) -> std::io::Result<(std::net::SocketAddr, ServerHandle)> {
     let limits = shared.config.rpc.clone();
@@ -678,6 +695,10 @@ pub async fn serve(shared: Arc<Shared>) -> std::io::Result<(std::net::SocketAddr
         .max_connections(limits.connections_max)
         .set_message_buffer_capacity(limits.subscription_buffer_max)
         .set_batch_request_config(BatchRequestConfig::Limit(limits.batch_size_max))
+        .set_id_provider(HexIds {
+            next: std::sync::atomic::AtomicU64::new(0),
+            salt: alloy_primitives::keccak256(crate::sequencer::unix_ms().to_be_bytes()),
+        })
         .build();
     let server = Server::builder().set_config(config).build(limits.listen).await?;
     let address = server.local_addr()?;

@@ -1,0 +1,155 @@
+//! Real clients against a real node: cast, viem, and raw JSON-RPC.
+
+mod common;
+
+use alloy_primitives::{B256, keccak256};
+use common::{DEV_ADDRESS_0, DEV_KEY_0, TephraNode, quantity, signed_transfer};
+use serde_json::{Value, json};
+
+#[test]
+fn cast_sends_a_transfer_deploys_a_token_and_reads_both_receipts() {
+    let node = TephraNode::start("cast", "");
+    let bob = "0x000000000000000000000000000000000000b0b0";
+    let transfer = node.cast(&["send", "--private-key", DEV_KEY_0, bob, "--value", "12345", "--json"]);
+    let transfer: Value = serde_json::from_str(&transfer).unwrap();
+    assert_eq!(transfer["status"], "0x1");
+    assert_eq!(node.cast(&["balance", bob]), "12345");
+
+    let token_code = std::fs::read_to_string(common::workspace_root().join("contracts/Token.bin")).unwrap();
+    let supply = common::cast(&["abi-encode", "constructor(uint256)", "1000000"]);
+    let init = format!("0x{}{}", token_code.trim(), supply.trim_start_matches("0x"));
+    let deploy = node.cast(&["send", "--json", "--private-key", DEV_KEY_0, "--create", &init]);
+    let deploy: Value = serde_json::from_str(&deploy).unwrap();
+    assert_eq!(deploy["status"], "0x1");
+    let token = deploy["contractAddress"].as_str().unwrap().to_string();
+    assert!(node.cast(&["code", &token]).len() > 100);
+
+    let send =
+        node.cast(&["send", "--private-key", DEV_KEY_0, &token, "transfer(address,uint256)", bob, "250", "--json"]);
+    let send: Value = serde_json::from_str(&send).unwrap();
+    assert_eq!(send["logs"][0]["topics"][0], format!("{}", keccak256("Transfer(address,address,uint256)")));
+    assert_eq!(node.cast(&["call", &token, "balanceOf(address)(uint256)", bob]), "250");
+
+    // Both receipts read back by hash once sealed.
+    for hash in [transfer["transactionHash"].as_str().unwrap(), deploy["transactionHash"].as_str().unwrap()] {
+        let receipt: Value = serde_json::from_str(&node.cast(&["receipt", hash, "--json"])).unwrap();
+        assert_eq!(receipt["status"], "0x1");
+        assert!(receipt["blockHash"].is_string());
+    }
+}
+
+#[test]
+fn send_raw_transaction_sync_returns_the_preconfirmed_receipt() {
+    let node = TephraNode::start("sync", "");
+    let raw = signed_transfer(&node, DEV_KEY_0, 0, "0x000000000000000000000000000000000000b0b1", 7);
+    let receipt = node.rpc("eth_sendRawTransactionSync", json!([raw, 5000]));
+    assert_eq!(receipt["status"], "0x1");
+    assert_eq!(receipt["gasUsed"], "0x5208");
+    assert_eq!(receipt["from"].as_str().unwrap().to_lowercase(), DEV_ADDRESS_0.to_lowercase());
+    let number = quantity(&receipt["blockNumber"]);
+    // Sealed at the number the preconfirmation promised.
+    node.wait_for_block(number);
+    let sealed = node.rpc("eth_getTransactionReceipt", json!([receipt["transactionHash"]]));
+    assert_eq!(sealed["blockNumber"], receipt["blockNumber"]);
+    assert_eq!(sealed["transactionIndex"], receipt["transactionIndex"]);
+    // The same bytes again: a rejection with tephra's code.
+    let again = node.call("eth_sendRawTransactionSync", json!([raw])).unwrap_err();
+    assert_eq!(again["code"], -32000);
+    assert_eq!(again["data"]["code"], 305, "{again}");
+}
+
+#[test]
+fn json_rpc_behaves_as_clients_expect() {
+    let node = TephraNode::start("jsonrpc", "[rpc]\nrequest_size_max_bytes = 100000\n");
+    // viem falls back on exactly -32601.
+    let unknown = node.call("eth_newPendingTransactionFilterX", json!([])).unwrap_err();
+    assert_eq!(unknown["code"], -32601);
+    // Batches answer every call.
+    let batch = node.post(&json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
+        {"jsonrpc": "2.0", "id": 2, "method": "net_version", "params": []},
+        {"jsonrpc": "2.0", "id": 3, "method": "web3_clientVersion", "params": []},
+    ]));
+    let batch = batch.as_array().unwrap();
+    assert_eq!(batch.len(), 3);
+    assert!(batch.iter().any(|r| r["result"] == "0x7a69"));
+    assert!(batch.iter().any(|r| r["result"] == "31337"));
+    // An oversized request is refused, not processed.
+    let status = node.status_for_announced_body(200_000);
+    assert!(status.contains("413"), "{status}");
+    // Rejections carry the execution core's codes.
+    let wrong_chain = node.cast(&[
+        "mktx",
+        "--private-key",
+        DEV_KEY_0,
+        "--chain",
+        "1",
+        "--nonce",
+        "0",
+        "--gas-limit",
+        "21000",
+        "--gas-price",
+        "20gwei",
+        "--priority-gas-price",
+        "1gwei",
+        "0x000000000000000000000000000000000000b0b0",
+    ]);
+    let error = node.call("eth_sendRawTransaction", json!([wrong_chain])).unwrap_err();
+    assert_eq!(error["data"]["code"], 200, "{error}");
+    let malformed = node.call("eth_sendRawTransaction", json!(["0x02ff"])).unwrap_err();
+    assert_eq!(malformed["data"]["code"], 100, "{malformed}");
+    // A gapped nonce is pooled (pending nonce does not move), then filled.
+    let gapped = signed_transfer(&node, DEV_KEY_0, 1, "0x000000000000000000000000000000000000b0b0", 1);
+    let hash = node.rpc("eth_sendRawTransaction", json!([gapped]));
+    assert_eq!(node.rpc("eth_getTransactionCount", json!([DEV_ADDRESS_0, "pending"])), "0x0");
+    let fill = signed_transfer(&node, DEV_KEY_0, 0, "0x000000000000000000000000000000000000b0b0", 1);
+    node.rpc("eth_sendRawTransactionSync", json!([fill]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while node.rpc("eth_getTransactionReceipt", json!([hash])).is_null() {
+        assert!(std::time::Instant::now() < deadline, "the gapped transaction never sealed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(node.rpc("eth_getTransactionCount", json!([DEV_ADDRESS_0, "latest"])), "0x2");
+    // Every sealed block is signed by the block key, with the OP Stack hash.
+    let signer: alloy_primitives::Address = serde_json::from_value(node.rpc("tephra_blockSigner", json!([]))).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let block = loop {
+        let block = node.rpc("eth_getBlockByNumber", json!(["finalized", false]));
+        if quantity(&block["number"]) > 0 {
+            break block;
+        }
+        assert!(std::time::Instant::now() < deadline, "no block signed in time");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let hash: B256 = serde_json::from_value(block["hash"].clone()).unwrap();
+    let signature = hex::decode(block["signature"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+    let payload =
+        tephra_hsm::Payload::SealedBlock { chain_id: 31337, number: quantity(&block["number"]), block_hash: hash };
+    let signature = tephra_hsm::Signature65(signature.try_into().unwrap());
+    assert_eq!(tephra_hsm::recover(&signature, payload.signing_hash()), Some(signer));
+    // Pending is the open block; historical state is refused with a clear error.
+    assert!(node.rpc("eth_getBlockByNumber", json!(["pending", false]))["hash"].is_null());
+    let old = node.call("eth_getBalance", json!([DEV_ADDRESS_0, "0x0"]));
+    assert!(old.is_ok() || old.unwrap_err()["message"].as_str().unwrap().contains("not kept"));
+    // Metrics count what happened.
+    let metrics = node.metrics();
+    assert!(metrics.contains("tephra_tx_rejected_total{code=\"200\"} 1"), "{metrics}");
+    assert!(metrics.contains("tephra_preconf_latency_us_count"));
+}
+
+#[test]
+fn viem_sends_waits_reads_balances_logs_and_watches_blocks() {
+    let node = TephraNode::start("viem", "");
+    let script = common::workspace_root().join("node/tests/clients/viem.mjs");
+    let output = std::process::Command::new("node")
+        .arg(&script)
+        .env("TEPHRA_RPC", &node.rpc_url)
+        .env("TEPHRA_WS", &node.ws_url)
+        .env("TOKEN_BIN", common::workspace_root().join("contracts/Token.bin"))
+        .current_dir(common::workspace_root())
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "viem script failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("viem: ok"), "{stdout}");
+}

@@ -1,0 +1,210 @@
+//! A real `tephra` process for end-to-end tests, on free loopback ports and a
+//! fresh data dir, with a small JSON-RPC client.
+
+#![allow(dead_code, reason = "each test file uses its own part of the harness")]
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+pub const DEV_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+pub const DEV_ADDRESS_0: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("node/ sits in the workspace").to_path_buf()
+}
+
+/// A tool installed by `npm ci` at the workspace root (scripts/test.sh runs it).
+pub fn npm_tool(name: &str) -> PathBuf {
+    let path = workspace_root().join("node_modules/.bin").join(name);
+    assert!(path.exists(), "{name} not found: run `npm ci` at the workspace root (scripts/test.sh does)");
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct TephraNode {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub rpc_url: String,
+    pub ws_url: String,
+    pub metrics_url: String,
+    agent: ureq::Agent,
+}
+
+impl TephraNode {
+    /// A node on a fresh data dir; `extra` is appended to its config file.
+    pub fn start(name: &str, extra: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tephra-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (rpc, metrics) = (free_port(), free_port());
+        let config = dir.join("tephra.toml");
+        let mut table: toml::Table = extra.parse().expect("extra config is TOML");
+        let mut set = |section: &str, key: &str, value: String| {
+            let entry = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            entry.as_table_mut().expect("a table").insert(key.into(), toml::Value::String(value));
+        };
+        set("node", "data_dir", dir.join("data").display().to_string());
+        set("rpc", "listen", format!("127.0.0.1:{rpc}"));
+        set("metrics", "listen", format!("127.0.0.1:{metrics}"));
+        std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        let mut node = Self {
+            child: None,
+            dir,
+            config,
+            rpc_url: format!("http://127.0.0.1:{rpc}"),
+            ws_url: format!("ws://127.0.0.1:{rpc}"),
+            metrics_url: format!("http://127.0.0.1:{metrics}"),
+            agent,
+        };
+        node.spawn();
+        node
+    }
+
+    /// Starts (or restarts) the process on the same data dir and waits until ready.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("node.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tephra"))
+            .args(["run", "--config", self.config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tephra starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = self.agent.get(format!("{}/ready", self.metrics_url)).call().is_ok_and(|r| r.status() == 200);
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tephra not ready within 60 s; see {}",
+                self.dir.join("node.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+            let status = child.wait().unwrap();
+            assert!(status.success(), "tephra exited with {status}");
+        }
+    }
+
+    /// A JSON-RPC call: the result, or the error object.
+    pub fn call(&self, method: &str, params: Value) -> Result<Value, Value> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let reply = self.post(&body);
+        match reply.get("error") {
+            Some(error) => Err(error.clone()),
+            None => Ok(reply["result"].clone()),
+        }
+    }
+
+    pub fn rpc(&self, method: &str, params: Value) -> Value {
+        self.call(method, params).unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    pub fn post(&self, body: &Value) -> Value {
+        let mut response = self.agent.post(&self.rpc_url).send_json(body).expect("rpc answers");
+        response.body_mut().read_json().expect("json reply")
+    }
+
+    /// Announces a request body of `length` bytes and returns the status
+    /// line the server answers with, before the body is sent.
+    pub fn status_for_announced_body(&self, length: usize) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let address = self.rpc_url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            stream,
+            "POST / HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n{{"
+        )
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).unwrap();
+        line.trim().to_string()
+    }
+
+    pub fn metrics(&self) -> String {
+        self.agent.get(format!("{}/metrics", self.metrics_url)).call().unwrap().body_mut().read_to_string().unwrap()
+    }
+
+    /// Runs `cast SUBCOMMAND --rpc-url <this node> ARGS...`.
+    pub fn cast(&self, args: &[&str]) -> String {
+        let (subcommand, rest) = args.split_first().expect("a cast subcommand");
+        cast(&[&[*subcommand, "--rpc-url", &self.rpc_url], rest].concat())
+    }
+
+    pub fn wait_for_block(&self, number: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while quantity(&self.rpc("eth_blockNumber", json!([]))) < number {
+            assert!(Instant::now() < deadline, "block {number} not sealed in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TephraNode {
+    fn drop(&mut self) {
+        self.kill9();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Runs `cast` with exactly `args`.
+pub fn cast(args: &[&str]) -> String {
+    let output = Command::new(npm_tool("cast")).args(args).output().unwrap();
+    assert!(output.status.success(), "cast {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+pub fn quantity(value: &Value) -> u64 {
+    u64::from_str_radix(value.as_str().expect("a quantity").trim_start_matches("0x"), 16).unwrap()
+}
+
+/// A signed dev transaction from `cast mktx`.
+pub fn signed_transfer(node: &TephraNode, key: &str, nonce: u64, to: &str, value: u64) -> String {
+    node.cast(&[
+        "mktx",
+        "--private-key",
+        key,
+        "--nonce",
+        &nonce.to_string(),
+        "--gas-limit",
+        "21000",
+        "--gas-price",
+        "20gwei",
+        "--priority-gas-price",
+        "1gwei",
+        to,
+        "--value",
+        &value.to_string(),
+    ])
+}
