@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tephra_exec::dev::DevKey;
 
 const SENDERS: usize = 8;
-const TXS_PER_SENDER: u64 = 400;
+const TXS_PER_SENDER: usize = 400;
 
 fn raw_transfer(key: &DevKey, nonce: u64) -> String {
     let tx = key.sign(TypedTransaction::Eip1559(TxEip1559 {
@@ -46,7 +46,7 @@ fn preconfirmed_transactions_survive_kill_9_at_their_positions() {
             std::thread::spawn(move || {
                 let key = DevKey::dev(sender);
                 let agent = ureq::Agent::new_with_defaults();
-                for nonce in 0..TXS_PER_SENDER {
+                for nonce in 0..TXS_PER_SENDER as u64 {
                     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransactionSync",
                         "params": [raw_transfer(&key, nonce), 5000]});
                     let Ok(mut response) = agent.post(&url).send_json(&body) else { return };
@@ -63,7 +63,7 @@ fn preconfirmed_transactions_survive_kill_9_at_their_positions() {
         .collect();
     // Kill mid-stream, once a good share has been preconfirmed.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while promised.lock().unwrap().len() < SENDERS * TXS_PER_SENDER as usize / 3 {
+    while promised.lock().unwrap().len() < SENDERS * TXS_PER_SENDER / 3 {
         assert!(Instant::now() < deadline, "the stream did not get going");
         std::thread::sleep(Duration::from_millis(5));
     }
