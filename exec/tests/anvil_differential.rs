@@ -11,6 +11,7 @@
 //! any zero write. The transactions here write no zeros; tephra's handling of
 //! zero writes is pinned against a from-scratch root in tests/execution.rs.
 
+use std::os::unix::process::CommandExt;
 use std::{
     net::TcpListener,
     path::{Path, PathBuf},
@@ -59,6 +60,7 @@ impl Anvil {
             .args(["--port", &port.to_string(), "--silent"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("anvil starts");
         let anvil = Self { child, url: format!("http://127.0.0.1:{port}"), agent: ureq::Agent::new_with_defaults() };
@@ -85,9 +87,11 @@ impl Anvil {
     }
 }
 
+/// npm's `anvil` is a wrapper that starts the real binary: each runs in its
+/// own process group, and the whole group is killed.
 impl Drop for Anvil {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
         let _ = self.child.wait();
     }
 }

@@ -98,6 +98,10 @@ fn json_rpc_behaves_as_clients_expect() {
     assert_eq!(error["data"]["code"], 200, "{error}");
     let malformed = node.call("eth_sendRawTransaction", json!(["0x02ff"])).unwrap_err();
     assert_eq!(malformed["data"]["code"], 100, "{malformed}");
+    // EIP-7966: a transaction that cannot preconfirm in time answers code 4.
+    let stuck = signed_transfer(&node, DEV_KEY_0, 5, "0x000000000000000000000000000000000000b0b0", 1);
+    let timeout = node.call("eth_sendRawTransactionSync", json!([stuck, 100])).unwrap_err();
+    assert_eq!(timeout["code"], 4, "{timeout}");
     // A gapped nonce is pooled (pending nonce does not move), then filled.
     let gapped = signed_transfer(&node, DEV_KEY_0, 1, "0x000000000000000000000000000000000000b0b0", 1);
     let hash = node.rpc("eth_sendRawTransaction", json!([gapped]));
@@ -135,6 +139,35 @@ fn json_rpc_behaves_as_clients_expect() {
     let metrics = node.metrics();
     assert!(metrics.contains("tephra_tx_rejected_total{code=\"200\"} 1"), "{metrics}");
     assert!(metrics.contains("tephra_preconf_latency_us_count"));
+}
+
+#[test]
+fn init_prints_mainnet_genesis_root_and_hash() {
+    let dir = std::env::temp_dir().join(format!("tephra-init-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("tephra.toml");
+    std::fs::write(&config, format!("[node]\ndata_dir = \"{}\"\n", dir.join("data").display())).unwrap();
+    let genesis = common::workspace_root().join("../shared/testdata/ethereum-mainnet-genesis.json");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tephra"))
+        .args(["init", "--genesis", genesis.to_str().unwrap(), "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("0xd7f8974fb5ac78d9ac099b9ad5018bedc2ce0a72dad1827a1709da30580f0544"), "{stdout}");
+    assert!(stdout.contains("0xd4e56740f876aef8c010b86a40d5f56745a118d0906a34e69aec8c0db1cb8fa3"), "{stdout}");
+    assert!(dir.join("data/genesis.json").exists());
+    // The data dir now belongs to mainnet: another genesis is refused.
+    let dev = dir.join("dev.json");
+    std::fs::write(&dev, tephra_exec::chainspec::DEV_GENESIS_JSON).unwrap();
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_tephra"))
+        .args(["init", "--genesis", dev.to_str().unwrap(), "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("another chain"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -1,0 +1,281 @@
+//! JSON-RPC against anvil on the same pre-signed transfers, in one run:
+//! sustained throughput (eth_sendRawTransaction over many connections, until
+//! every transfer is in a block) and eth_sendRawTransactionSync latency at a
+//! fixed offered rate, scheduled in advance so that a slow answer does not
+//! hide the ones queued behind it.
+//!
+//! `cargo bench -p tephra-node --bench rpc` (anvil from `npm ci`).
+
+#![allow(clippy::print_stdout, reason = "a benchmark reports its figures on stdout")]
+
+use std::os::unix::process::CommandExt;
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use alloy_consensus::{TxEip1559, TypedTransaction};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, TxKind, U256, hex};
+use serde_json::{Value, json};
+use tephra_exec::dev::DevKey;
+
+const ACCOUNTS: usize = 2_000;
+const THROUGHPUT_TXS_PER_ACCOUNT: u64 = 5;
+const CONNECTIONS: usize = 32;
+const LATENCY_SAMPLES: usize = 3_000;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A genesis funding `ACCOUNTS` generated accounts, every fork through Osaka.
+fn genesis(dir: &Path) -> PathBuf {
+    let dev: Value = serde_json::from_str(tephra_exec::chainspec::DEV_GENESIS_JSON).unwrap();
+    let mut genesis = dev.clone();
+    let alloc = genesis["alloc"].as_object_mut().unwrap();
+    for i in 0..ACCOUNTS {
+        alloc.insert(DevKey::from_seed(i as u64).address().to_string(), json!({"balance": "0x3635c9adc5dea00000"}));
+    }
+    let path = dir.join("genesis.json");
+    std::fs::write(&path, serde_json::to_string(&genesis).unwrap()).unwrap();
+    path
+}
+
+fn transfer(key: &DevKey, nonce: u64) -> String {
+    let tx = key.sign(TypedTransaction::Eip1559(TxEip1559 {
+        chain_id: 31337,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 100_000_000_000,
+        max_priority_fee_per_gas: 1,
+        to: TxKind::Call(Address::with_last_byte(0xee)),
+        value: U256::from(1),
+        ..Default::default()
+    }));
+    format!("0x{}", hex::encode(tx.encoded_2718()))
+}
+
+struct Peer {
+    name: &'static str,
+    child: Child,
+    url: String,
+}
+
+/// npm's `anvil` is a wrapper that starts the real binary: each runs in its
+/// own process group, and the whole group is killed.
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn rpc(agent: &ureq::Agent, url: &str, method: &str, params: Value) -> Result<Value, String> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let mut response = agent.post(url).send_json(&body).map_err(|e| e.to_string())?;
+    let reply: Value = response.body_mut().read_json().map_err(|e| e.to_string())?;
+    match reply.get("error") {
+        Some(error) => Err(error.to_string()),
+        None => Ok(reply["result"].clone()),
+    }
+}
+
+fn wait_ready(url: &str) {
+    let agent = ureq::Agent::new_with_defaults();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rpc(&agent, url, "eth_chainId", json!([])).is_err() {
+        assert!(Instant::now() < deadline, "{url} not up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start_tephra(dir: &Path, genesis: &Path) -> Peer {
+    let port = free_port();
+    let config = dir.join("tephra.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\ndata_dir = \"{}\"\ngenesis = \"{}\"\nlog_level = \"warn\"\n[rpc]\nlisten = \"127.0.0.1:{port}\"\n[metrics]\nlisten = \"127.0.0.1:{}\"\n",
+            dir.join("data").display(),
+            genesis.display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_tephra"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&url);
+    Peer { name: "tephra", child, url }
+}
+
+fn start_anvil(genesis: &Path) -> Peer {
+    let port = free_port();
+    let child = Command::new(workspace_root().join("node_modules/.bin/anvil"))
+        .args(["--init", genesis.to_str().unwrap(), "--hardfork", "osaka", "--port", &port.to_string(), "--silent"])
+        .args(["--gas-limit", "1000000000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("anvil from npm ci");
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&url);
+    Peer { name: "anvil", child, url }
+}
+
+/// Sends every transaction (senders' nonces in order, senders spread over
+/// `CONNECTIONS` connections) and waits until all are in blocks.
+fn sustained_throughput(peer: &Peer, by_sender: &[Vec<String>], last_hashes: &[String]) -> f64 {
+    let total: usize = by_sender.iter().map(Vec::len).sum();
+    let started = Instant::now();
+    let chunks: Vec<Vec<Vec<String>>> =
+        (0..CONNECTIONS).map(|c| by_sender.iter().skip(c).step_by(CONNECTIONS).cloned().collect()).collect();
+    let workers: Vec<_> = chunks
+        .into_iter()
+        .map(|senders| {
+            let url = peer.url.clone();
+            std::thread::spawn(move || {
+                let agent = ureq::Agent::new_with_defaults();
+                // Round-robin over this connection's senders, one nonce each turn.
+                let rounds = senders.iter().map(Vec::len).max().unwrap_or(0);
+                for round in 0..rounds {
+                    for txs in &senders {
+                        if let Some(raw) = txs.get(round) {
+                            rpc(&agent, &url, "eth_sendRawTransaction", json!([raw])).expect("accepted");
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let agent = ureq::Agent::new_with_defaults();
+    for hash in last_hashes {
+        while rpc(&agent, &peer.url, "eth_getTransactionReceipt", json!([hash])).unwrap().is_null() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// eth_sendRawTransactionSync at `rate` per second, send times fixed in
+/// advance; latency counts from the scheduled time.
+fn sync_latency(peer: &Peer, txs: Vec<String>, rate: f64) -> Option<Vec<Duration>> {
+    let agent = ureq::Agent::new_with_defaults();
+    if let Err(error) = rpc(&agent, &peer.url, "eth_sendRawTransactionSync", json!([txs[0]])) {
+        println!("{}: eth_sendRawTransactionSync unavailable ({error})", peer.name);
+        return None;
+    }
+    let samples = Arc::new(Mutex::new(Vec::with_capacity(txs.len())));
+    let start = Instant::now() + Duration::from_millis(50);
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let per_worker: Vec<Vec<(usize, String)>> = (0..CONNECTIONS)
+        .map(|w| txs.iter().enumerate().skip(1 + w).step_by(CONNECTIONS).map(|(i, t)| (i, t.clone())).collect())
+        .collect();
+    let workers: Vec<_> = per_worker
+        .into_iter()
+        .map(|mine| {
+            let (url, samples) = (peer.url.clone(), samples.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::Agent::new_with_defaults();
+                for (i, raw) in mine {
+                    let scheduled = start + interval * u32::try_from(i).unwrap();
+                    if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let receipt = rpc(&agent, &url, "eth_sendRawTransactionSync", json!([raw])).expect("receipt");
+                    assert_eq!(receipt["status"], "0x1");
+                    samples.lock().unwrap().push(scheduled.elapsed());
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let mut samples = Arc::try_unwrap(samples).unwrap().into_inner().unwrap();
+    samples.sort();
+    Some(samples)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index].as_secs_f64() * 1e3
+}
+
+fn main() {
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("tephra-rpc-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let genesis = genesis(&dir);
+    print!("pre-signing {} transfers... ", ACCOUNTS as u64 * (THROUGHPUT_TXS_PER_ACCOUNT + 2));
+    let keys: Vec<DevKey> = (0..ACCOUNTS).map(|i| DevKey::from_seed(i as u64)).collect();
+    let by_sender: Vec<Vec<String>> =
+        keys.iter().map(|k| (0..THROUGHPUT_TXS_PER_ACCOUNT).map(|n| transfer(k, n)).collect()).collect();
+    let last_hashes: Vec<String> = by_sender
+        .iter()
+        .map(|txs| {
+            format!(
+                "{}",
+                alloy_primitives::keccak256(hex::decode(txs.last().unwrap().trim_start_matches("0x")).unwrap())
+            )
+        })
+        .collect();
+    // Latency runs after throughput: the next nonces, two rounds.
+    let latency_txs: Vec<String> = (0..2)
+        .flat_map(|round| keys.iter().map(move |k| transfer(k, THROUGHPUT_TXS_PER_ACCOUNT + round)))
+        .take(LATENCY_SAMPLES)
+        .collect();
+    println!("done");
+
+    let mut report = Vec::new();
+    for start in [start_tephra as fn(&Path, &Path) -> Peer, |_: &Path, g: &Path| start_anvil(g)] {
+        let peer_dir = dir.join(format!("peer-{}", report.len()));
+        std::fs::create_dir_all(&peer_dir).unwrap();
+        let peer = start(&peer_dir, &genesis);
+        let throughput = sustained_throughput(&peer, &by_sender, &last_hashes);
+        println!("{:<7} sustained JSON-RPC transfers: {throughput:>9.0} tx/s", peer.name);
+        report.push((peer.name, throughput, peer));
+    }
+    let tephra_max = report[0].1;
+    let rate = tephra_max / 2.0;
+    for (name, _, peer) in &report {
+        match sync_latency(peer, latency_txs.clone(), rate.min(if *name == "anvil" { report[1].1 / 2.0 } else { rate }))
+        {
+            Some(samples) => println!(
+                "{name:<7} eth_sendRawTransactionSync at {:.0} tx/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                if *name == "anvil" { report[1].1 / 2.0 } else { rate },
+                percentile(&samples, 0.50),
+                percentile(&samples, 0.99),
+                percentile(&samples, 1.0)
+            ),
+            None => {}
+        }
+    }
+    let ratio = report[0].1 / report[1].1;
+    println!(
+        "tephra / anvil sustained throughput: {ratio:.1}x (goal >= 10x: {})",
+        if ratio >= 10.0 { "meets" } else { "MISSES" }
+    );
+    drop(report);
+    let _ = std::fs::remove_dir_all(&dir);
+}
