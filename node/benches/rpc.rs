@@ -218,8 +218,8 @@ fn sync_latency(peer: &Peer, txs: Vec<String>, rate: f64) -> Option<Vec<Duration
     Some(samples)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+fn percentile(sorted: &[Duration], per_mille: usize) -> f64 {
+    let index = (sorted.len() - 1) * per_mille / 1000;
     sorted[index].as_secs_f64() * 1e3
 }
 
@@ -277,11 +277,11 @@ fn main() {
             println!(
                 "{:<30} eth_sendRawTransactionSync at {rate:.0} tx/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms{}",
                 peer.name,
-                percentile(&samples, 0.50),
-                percentile(&samples, 0.99),
-                percentile(&samples, 1.0),
+                percentile(&samples, 500),
+                percentile(&samples, 990),
+                percentile(&samples, 1000),
                 if peer.name == tephra.name {
-                    format!(" (goal p99 < 5 ms: {})", if percentile(&samples, 0.99) < 5.0 { "meets" } else { "MISSES" })
+                    format!(" (goal p99 < 5 ms: {})", if percentile(&samples, 990) < 5.0 { "meets" } else { "MISSES" })
                 } else {
                     String::new()
                 }
