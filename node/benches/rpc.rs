@@ -103,9 +103,10 @@ fn start_tephra(dir: &Path, genesis: &Path) -> Peer {
     std::fs::write(
         &config,
         format!(
-            "[node]\ndata_dir = \"{}\"\ngenesis = \"{}\"\nlog_level = \"warn\"\n[rpc]\nlisten = \"127.0.0.1:{port}\"\n[metrics]\nlisten = \"127.0.0.1:{}\"\n",
+            "[node]\ndata_dir = \"{}\"\ngenesis = \"{}\"\nlog_level = \"warn\"\n[rpc]\nlisten = \"127.0.0.1:{port}\"\n[metrics]\nlisten = \"127.0.0.1:{}\"\n[udp]\nlisten = \"127.0.0.1:{}\"\n",
             dir.join("data").display(),
             genesis.display(),
+            free_port(),
             free_port()
         ),
     )

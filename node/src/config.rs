@@ -16,6 +16,7 @@ pub struct Config {
     pub pool: PoolConfig,
     pub log: LogConfig,
     pub rpc: RpcConfig,
+    pub udp: UdpConfig,
     pub metrics: MetricsConfig,
     pub signer: SignerConfig,
 }
@@ -79,6 +80,14 @@ pub struct RpcConfig {
     pub send_raw_sync_timeout_ms_max: u64,
     pub history_blocks_max: usize,
     pub subscription_buffer_max: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpConfig {
+    pub listen: SocketAddr,
+    pub inflight_datagrams_max: usize,
+    pub preconf_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -151,6 +160,7 @@ impl Config {
         positive("pool.mini_block_gas_max", self.pool.mini_block_gas_max)?;
         positive("pool.submission_queue_depth", self.pool.submission_queue_depth as u64)?;
         positive("rpc.history_blocks_max", self.rpc.history_blocks_max as u64)?;
+        positive("udp.inflight_datagrams_max", self.udp.inflight_datagrams_max as u64)?;
         if self.log.segment_size_max_bytes < 1 << 20 {
             return Err(ConfigError::Invalid {
                 key: "log.segment_size_max_bytes",

@@ -8,6 +8,7 @@ mod node;
 mod replay;
 mod rpc;
 mod sequencer;
+mod udp;
 mod view;
 
 use std::{path::PathBuf, process::ExitCode};

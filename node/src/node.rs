@@ -287,8 +287,17 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     let metrics_address = metrics_listener.local_addr().map_err(io_error(Path::new("metrics.listen")))?;
     tokio::spawn(crate::metrics::serve(metrics_listener, metrics, ready.clone()));
     let (rpc_address, rpc) = crate::rpc::serve(shared.clone()).await.map_err(io_error(Path::new("rpc.listen")))?;
+    let udp = tokio::net::UdpSocket::bind(config.udp.listen).await.map_err(io_error(Path::new("udp.listen")))?;
+    let udp_address = udp.local_addr().map_err(io_error(Path::new("udp.listen")))?;
+    tokio::spawn(crate::udp::serve(udp, shared.clone()));
     ready.store(true, Ordering::Release);
-    tracing::info!(rpc = %rpc_address, metrics = %metrics_address, block_time_ms = config.block.block_time_ms, "ready");
+    tracing::info!(
+        rpc = %rpc_address,
+        udp = %udp_address,
+        metrics = %metrics_address,
+        block_time_ms = config.block.block_time_ms,
+        "ready"
+    );
     Ok(Running { shared, rpc, sequencer })
 }
 

@@ -1,7 +1,9 @@
 //! tephra's shared vocabulary: the stable rejection codes that RPC and UDP
-//! replies carry, and the limits every stage agrees on. No I/O lives here.
+//! replies carry, the UDP wire format, and the limits every stage agrees on.
+//! No I/O lives here.
 
 pub mod limits;
 pub mod reject;
+pub mod wire;
 
 pub use reject::{Reject, RejectCode};

@@ -63,6 +63,8 @@ reject_codes! {
     UnsupportedType = 102, "unsupported transaction type";
     /// EIP-4844 blob transactions: a sequencer has no blob sidecar path.
     BlobUnsupported = 103, "blob transactions are not accepted";
+    /// A UDP datagram of a wire format version this node does not speak.
+    UnsupportedWireVersion = 104, "unsupported wire format version";
     /// The signature does not recover to a sender.
     InvalidSignature = 110, "invalid signature";
     /// Signed for another chain.

@@ -30,6 +30,10 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 pub struct TephraNode {
     child: Option<Child>,
     pub dir: PathBuf,
@@ -37,6 +41,7 @@ pub struct TephraNode {
     pub rpc_url: String,
     pub ws_url: String,
     pub metrics_url: String,
+    pub udp_address: String,
     agent: ureq::Agent,
 }
 
@@ -46,7 +51,7 @@ impl TephraNode {
         let dir = std::env::temp_dir().join(format!("tephra-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (rpc, metrics) = (free_port(), free_port());
+        let (rpc, metrics, udp) = (free_port(), free_port(), free_udp_port());
         let config = dir.join("tephra.toml");
         let mut table: toml::Table = extra.parse().expect("extra config is TOML");
         let mut set = |section: &str, key: &str, value: String| {
@@ -56,6 +61,7 @@ impl TephraNode {
         set("node", "data_dir", dir.join("data").display().to_string());
         set("rpc", "listen", format!("127.0.0.1:{rpc}"));
         set("metrics", "listen", format!("127.0.0.1:{metrics}"));
+        set("udp", "listen", format!("127.0.0.1:{udp}"));
         std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
         let mut node = Self {
@@ -65,6 +71,7 @@ impl TephraNode {
             rpc_url: format!("http://127.0.0.1:{rpc}"),
             ws_url: format!("ws://127.0.0.1:{rpc}"),
             metrics_url: format!("http://127.0.0.1:{metrics}"),
+            udp_address: format!("127.0.0.1:{udp}"),
             agent,
         };
         node.spawn();

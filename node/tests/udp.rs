@@ -1,0 +1,78 @@
+//! UDP ingress, wire format v1: preconfirmations and rejection codes come
+//! back in one reply datagram; bad datagrams get a code, never silence.
+
+mod common;
+
+use std::{net::UdpSocket, time::Duration};
+
+use alloy_consensus::{TxEip1559, TypedTransaction};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, TxKind, U256, keccak256};
+use common::{TephraNode, quantity};
+use serde_json::json;
+use tephra_exec::dev::DevKey;
+use tephra_types::{
+    RejectCode,
+    wire::{self, TxReply},
+};
+
+fn transfer(nonce: u64, chain_id: u64) -> Vec<u8> {
+    DevKey::dev(3)
+        .sign(TypedTransaction::Eip1559(TxEip1559 {
+            chain_id,
+            nonce,
+            gas_limit: 21_000,
+            max_fee_per_gas: 50_000_000_000,
+            to: TxKind::Call(Address::with_last_byte(0xab)),
+            value: U256::from(3),
+            ..Default::default()
+        }))
+        .encoded_2718()
+}
+
+fn exchange(socket: &UdpSocket, node: &TephraNode, datagram: &[u8]) -> Vec<u8> {
+    socket.send_to(datagram, &node.udp_address).unwrap();
+    let mut buffer = vec![0u8; wire::DATAGRAM_SIZE_MAX_BYTES];
+    let (len, _) = socket.recv_from(&mut buffer).expect("a reply datagram");
+    buffer.truncate(len);
+    buffer
+}
+
+#[test]
+fn a_datagram_of_transactions_is_answered_with_preconfirmations_and_codes() {
+    let node = TephraNode::start("udp", "");
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+
+    let (first, second, wrong_chain) = (transfer(0, 31337), transfer(1, 31337), transfer(2, 1));
+    let garbage = [0x02, 0xff, 0x00];
+    let mut datagram = Vec::new();
+    wire::encode_request(42, &[&first, &second, &wrong_chain, &garbage], &mut datagram);
+    let reply = exchange(&socket, &node, &datagram);
+    let (id, answers) = wire::decode_reply(&reply).expect("a well-formed reply");
+    assert_eq!(id, 42);
+    let answers = answers.expect("answered per transaction");
+    assert_eq!(answers.len(), 4);
+    let TxReply::Preconfirmed { hash, block_number, index, success: true, gas_used: 21_000 } = answers[0] else {
+        panic!("first transfer: {:?}", answers[0]);
+    };
+    assert_eq!(hash, keccak256(&first));
+    assert!(matches!(answers[1], TxReply::Preconfirmed { success: true, .. }), "{:?}", answers[1]);
+    assert_eq!(answers[2], TxReply::Rejected { hash: keccak256(&wrong_chain), code: RejectCode::WrongChainId });
+    assert!(matches!(answers[3], TxReply::Rejected { code: RejectCode::Malformed, .. }));
+    // The promise holds once sealed.
+    node.wait_for_block(block_number);
+    let receipt = node.rpc("eth_getTransactionReceipt", json!([hash]));
+    assert_eq!(
+        (quantity(&receipt["blockNumber"]), quantity(&receipt["transactionIndex"])),
+        (block_number, u64::from(index))
+    );
+
+    // A datagram of another version, and one that is not ours at all.
+    let mut other_version = datagram.clone();
+    other_version[2] = 9;
+    let reply = exchange(&socket, &node, &other_version);
+    assert_eq!(wire::decode_reply(&reply), Some((42, Err(RejectCode::UnsupportedWireVersion))));
+    let reply = exchange(&socket, &node, b"hello");
+    assert_eq!(wire::decode_reply(&reply), Some((0, Err(RejectCode::Malformed))));
+}
