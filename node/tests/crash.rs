@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tephra_exec::dev::DevKey;
 
 const SENDERS: usize = 8;
-const TXS_PER_SENDER: usize = 400;
+const TXS_PER_SENDER: usize = 1_000;
 
 fn raw_transfer(key: &DevKey, nonce: u64) -> String {
     let tx = key.sign(TypedTransaction::Eip1559(TxEip1559 {
@@ -37,7 +37,8 @@ fn raw_transfer(key: &DevKey, nonce: u64) -> String {
 
 #[test]
 fn preconfirmed_transactions_survive_kill_9_at_their_positions() {
-    let mut node = TephraNode::start("crash", "[block]\nblock_time_ms = 100\n");
+    // Snapshots every 4 blocks: the restart restores one and replays the tail.
+    let mut node = TephraNode::start("crash", "[block]\nblock_time_ms = 50\nsnapshot_interval_blocks = 4\n");
     let promised: Arc<Mutex<HashMap<String, (u64, u64)>>> = Arc::default();
     let url = node.rpc_url.clone();
     let streams: Vec<_> = (0..SENDERS)
@@ -61,9 +62,11 @@ fn preconfirmed_transactions_survive_kill_9_at_their_positions() {
             })
         })
         .collect();
-    // Kill mid-stream, once a good share has been preconfirmed.
+    // Kill mid-stream, once a good share has been preconfirmed and a snapshot taken.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while promised.lock().unwrap().len() < SENDERS * TXS_PER_SENDER / 3 {
+    while promised.lock().unwrap().len() < SENDERS * TXS_PER_SENDER / 4
+        || quantity(&node.rpc("eth_blockNumber", json!([]))) < 6
+    {
         assert!(Instant::now() < deadline, "the stream did not get going");
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -75,6 +78,15 @@ fn preconfirmed_transactions_survive_kill_9_at_their_positions() {
     assert!(!promised.is_empty());
 
     node.spawn();
+    let log = std::fs::read_to_string(node.dir.join("node.log")).unwrap();
+    let replayed = log.lines().rev().find(|l| l.contains("batch log replayed")).expect("a replay line");
+    let from: u64 = replayed
+        .split("from_snapshot_block=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no snapshot block in: {replayed}"));
+    assert!(from > 0, "the restart restores a snapshot: {replayed}");
     let last_block = promised.values().map(|at| at.0).max().unwrap();
     node.wait_for_block(last_block);
     for (hash, (block, index)) in &promised {
