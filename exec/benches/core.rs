@@ -43,19 +43,6 @@ fn report(name: &str, value: f64, unit: &str, goal: f64) {
     println!("{name:<52} {value:>10.2} {unit:<3} (goal <= {goal} {unit}: {verdict})");
 }
 
-fn transfer(key: &DevKey, chain_id: u64, nonce: u64, to: Address) -> TxEnvelope {
-    key.sign(TypedTransaction::Eip1559(TxEip1559 {
-        chain_id,
-        nonce,
-        gas_limit: 21_000,
-        max_fee_per_gas: 10 * GWEI,
-        max_priority_fee_per_gas: GWEI,
-        to: TxKind::Call(to),
-        value: U256::from(1),
-        ..Default::default()
-    }))
-}
-
 struct Bench {
     spec: ChainSpec,
     verifier: Verifier,
@@ -97,7 +84,8 @@ impl Bench {
         let txs = (0..count)
             .map(|i| {
                 let to = Address::with_last_byte(1).create(i as u64);
-                let raw = transfer(&DevKey::from_seed(i as u64), self.spec.chain_id(), 0, to).encoded_2718();
+                let raw =
+                    DevKey::from_seed(i as u64).transfer(self.spec.chain_id(), 0, to, U256::from(1)).encoded_2718();
                 self.verifier.verify(&raw).expect("valid transfer")
             })
             .collect();
@@ -107,7 +95,7 @@ impl Bench {
 
 fn decode_and_recover(bench: &Bench) {
     let raws: Vec<Vec<u8>> = (0..1_000)
-        .map(|i| transfer(&DevKey::from_seed(i), bench.spec.chain_id(), 0, Address::ZERO).encoded_2718())
+        .map(|i| DevKey::from_seed(i).transfer(bench.spec.chain_id(), 0, Address::ZERO, U256::from(1)).encoded_2718())
         .collect();
     let per_batch = measure(
         9,

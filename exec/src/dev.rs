@@ -3,9 +3,10 @@
 //! genesis, and signing with them: tests, examples and the bench harness use
 //! these, exactly as anvil and hardhat users do.
 
-use alloy_consensus::{SignableTransaction, TxEnvelope, TypedTransaction};
-use alloy_primitives::{Address, B256, Signature, U256, b256, keccak256};
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope, TypedTransaction};
+use alloy_primitives::{Address, B256, Signature, TxKind, U256, b256, keccak256};
 use secp256k1::{Message, SECP256K1, SecretKey};
+use tephra_types::crypto::address_of;
 
 /// The ten dev private keys, in derivation order.
 pub const DEV_PRIVATE_KEYS: [B256; 10] = [
@@ -38,9 +39,7 @@ impl DevKey {
     /// The key for 32 secret bytes; `None` if they are not a valid scalar.
     pub fn from_bytes(secret: &B256) -> Option<Self> {
         let secret = SecretKey::from_byte_array(secret.0).ok()?;
-        let public = secret.public_key(SECP256K1).serialize_uncompressed();
-        let address = Address::from_slice(&keccak256(&public[1..])[12..]);
-        Some(Self { secret, address })
+        Some(Self { secret, address: address_of(&secret.public_key(SECP256K1)) })
     }
 
     /// Dev key `index` (0..10).
@@ -73,6 +72,21 @@ impl DevKey {
             U256::from_be_slice(&compact[32..]),
             i32::from(recovery_id) != 0,
         )
+    }
+
+    /// A signed EIP-1559 ETH transfer: 21,000 gas, a 100 gwei fee cap and a
+    /// 1 wei tip. The workload of tests and benchmarks.
+    pub fn transfer(&self, chain_id: u64, nonce: u64, to: Address, value: U256) -> TxEnvelope {
+        self.sign(TypedTransaction::Eip1559(TxEip1559 {
+            chain_id,
+            nonce,
+            gas_limit: 21_000,
+            max_fee_per_gas: 100_000_000_000,
+            max_priority_fee_per_gas: 1,
+            to: TxKind::Call(to),
+            value,
+            ..Default::default()
+        }))
     }
 
     /// Signs a transaction into its EIP-2718 envelope.

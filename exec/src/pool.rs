@@ -25,8 +25,9 @@ use crate::verify::VerifiedTx;
 /// A replacement must raise both fee caps by at least this percentage.
 pub const REPLACEMENT_BUMP_PERCENT: u128 = 10;
 
-/// The pool's bounds and the mini-block cut rule.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The pool's bounds and the mini-block cut rule: the node's `[pool]` config.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PoolLimits {
     pub capacity: usize,
     pub per_sender_max: usize,

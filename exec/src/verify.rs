@@ -10,14 +10,11 @@ use alloy_eips::{
     eip2718::Decodable2718,
     eip7702::{RecoveredAuthority, RecoveredAuthorization},
 };
-use alloy_primitives::{Address, B256, Bytes, Signature, U256, keccak256};
+use alloy_primitives::{Address, B256, Bytes, Signature, U256};
 use revm::{context_interface::cfg::GasParams, primitives::hardfork::SpecId};
-use secp256k1::{
-    Message, SECP256K1,
-    ecdsa::{RecoverableSignature, RecoveryId},
-};
 use tephra_types::{
     Reject, RejectCode,
+    crypto::recover_address,
     limits::{INITCODE_SIZE_MAX_BYTES, TX_GAS_LIMIT_CAP, TX_SIZE_MAX_BYTES},
 };
 
@@ -218,14 +215,10 @@ pub fn recover_signer(signature: &Signature, hash: B256) -> Option<Address> {
     if signature.s() > SECP256K1N_HALF {
         return None;
     }
-    let recovery_id = RecoveryId::try_from(i32::from(signature.v())).ok()?;
     let mut compact = [0u8; 64];
     compact[..32].copy_from_slice(&signature.r().to_be_bytes::<32>());
     compact[32..].copy_from_slice(&signature.s().to_be_bytes::<32>());
-    let recoverable = RecoverableSignature::from_compact(&compact, recovery_id).ok()?;
-    let public_key = SECP256K1.recover_ecdsa(Message::from_digest(hash.0), &recoverable).ok()?;
-    let uncompressed = public_key.serialize_uncompressed();
-    Some(Address::from_slice(&keccak256(&uncompressed[1..])[12..]))
+    recover_address(hash, &compact, u8::from(signature.v()))
 }
 
 /// EIP-7702: an authorization whose signature does not recover is skipped at

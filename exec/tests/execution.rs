@@ -112,6 +112,13 @@ fn rebuilt_root(state: &StateDb) -> B256 {
     fresh.state_root()
 }
 
+/// Deploys `runtime` from dev account `from` in a block of its own.
+fn deploy(chain: &mut Chain, from: usize, runtime: &[u8]) -> Address {
+    let tx = chain.tx(from, TxKind::Create, 0, deploy_code(runtime), 200_000);
+    let (_, outcomes) = chain.block(&[tx]);
+    included(&outcomes[0]).contract_address.unwrap()
+}
+
 fn included(outcome: &TxOutcome) -> &tephra_exec::ExecutedTx {
     match outcome {
         TxOutcome::Included(executed) => executed,
@@ -261,9 +268,7 @@ fn sealed_headers_chain_and_carry_exact_roots_and_base_fees() {
 #[test]
 fn a_slot_written_to_zero_leaves_the_state_trie() {
     let mut chain = Chain::dev();
-    let deploy = chain.tx(0, TxKind::Create, 0, deploy_code(STORE_AND_LOG), 200_000);
-    let (_, outcomes) = chain.block(&[deploy]);
-    let store = included(&outcomes[0]).contract_address.unwrap();
+    let store = deploy(&mut chain, 0, STORE_AND_LOG);
     let set = chain.tx(1, TxKind::Call(store), 0, B256::repeat_byte(3).to_vec(), 100_000);
     chain.block(&[set]);
     assert_eq!(chain.state.account(&store).unwrap().storage.len(), 1);
@@ -296,9 +301,7 @@ fn blockhash_and_beneficiary_balance_are_visible_to_contracts() {
 #[test]
 fn eip7702_delegation_runs_the_delegate_code_on_the_eoa() {
     let mut chain = Chain::dev();
-    let deploy = chain.tx(0, TxKind::Create, 0, deploy_code(STORE_AND_LOG), 200_000);
-    let (_, outcomes) = chain.block(&[deploy]);
-    let delegate = included(&outcomes[0]).contract_address.unwrap();
+    let delegate = deploy(&mut chain, 0, STORE_AND_LOG);
     let eoa = DevKey::dev(5);
     let auth = Authorization { chain_id: U256::from(chain.spec.chain_id()), address: delegate, nonce: 0 };
     let signed_auth = auth.clone().into_signed(eoa.sign_hash(auth.signature_hash()));
@@ -342,9 +345,7 @@ fn selfdestruct_in_the_creating_transaction_leaves_no_account() {
 #[test]
 fn snapshots_round_trip_and_refuse_corruption() {
     let mut chain = Chain::dev();
-    let deploy = chain.tx(0, TxKind::Create, 0, deploy_code(STORE_AND_LOG), 200_000);
-    let (_, outcomes) = chain.block(&[deploy]);
-    let store = included(&outcomes[0]).contract_address.unwrap();
+    let store = deploy(&mut chain, 0, STORE_AND_LOG);
     let call = chain.tx(1, TxKind::Call(store), 0, B256::repeat_byte(9).to_vec(), 100_000);
     let (block, _) = chain.block(&[call]);
     let meta = snapshot::SnapshotMeta { block_number: 2, block_hash: block.hash, state_root: block.header.state_root };

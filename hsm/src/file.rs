@@ -8,8 +8,9 @@ use std::{
     path::Path,
 };
 
-use alloy_primitives::{Address, keccak256};
+use alloy_primitives::Address;
 use secp256k1::{Message, SECP256K1, SecretKey};
+use tephra_types::crypto::address_of;
 use zeroize::Zeroizing;
 
 use crate::{Payload, SignError, Signature65, Signer};
@@ -57,8 +58,7 @@ impl FileSigner {
 
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, SignError> {
         let secret = SecretKey::from_byte_array(*bytes).map_err(|e| SignError::Key(e.to_string()))?;
-        let public = secret.public_key(SECP256K1).serialize_uncompressed();
-        Ok(Self { secret, address: Address::from_slice(&keccak256(&public[1..])[12..]) })
+        Ok(Self { secret, address: address_of(&secret.public_key(SECP256K1)) })
     }
 }
 

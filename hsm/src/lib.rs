@@ -63,14 +63,8 @@ pub trait Signer: Send + Sync {
 
 /// The address that signed `hash` with `signature`, if it recovers.
 pub fn recover(signature: &Signature65, hash: B256) -> Option<Address> {
-    use secp256k1::{
-        Message, SECP256K1,
-        ecdsa::{RecoverableSignature, RecoveryId},
-    };
-    let recovery_id = RecoveryId::try_from(i32::from(signature.0[64])).ok()?;
-    let recoverable = RecoverableSignature::from_compact(&signature.0[..64], recovery_id).ok()?;
-    let public = SECP256K1.recover_ecdsa(Message::from_digest(hash.0), &recoverable).ok()?;
-    Some(Address::from_slice(&keccak256(&public.serialize_uncompressed()[1..])[12..]))
+    let compact: &[u8; 64] = signature.0[..64].try_into().expect("65 bytes hold 64");
+    tephra_types::crypto::recover_address(hash, compact, signature.0[64])
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use serde::Deserialize;
+use tephra_exec::pool::PoolLimits;
 
 /// The embedded defaults: config/default.toml.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -13,7 +14,9 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 pub struct Config {
     pub node: NodeConfig,
     pub block: BlockConfig,
-    pub pool: PoolConfig,
+    pub pool: PoolLimits,
+    pub verify: VerifyConfig,
+    pub sequencer: SequencerConfig,
     pub log: LogConfig,
     pub rpc: RpcConfig,
     pub udp: UdpConfig,
@@ -48,15 +51,13 @@ pub struct BlockConfig {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PoolConfig {
-    pub capacity: usize,
-    pub per_sender_max: usize,
-    pub nonce_gap_max: u64,
-    pub queued_lifetime_ms: u64,
-    pub mini_block_txs_max: usize,
-    pub mini_block_gas_max: u64,
-    pub mini_block_wait_ms: u64,
+pub struct VerifyConfig {
     pub allow_unprotected: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequencerConfig {
     pub submission_queue_depth: usize,
 }
 
@@ -158,7 +159,7 @@ impl Config {
         positive("pool.per_sender_max", self.pool.per_sender_max as u64)?;
         positive("pool.mini_block_txs_max", self.pool.mini_block_txs_max as u64)?;
         positive("pool.mini_block_gas_max", self.pool.mini_block_gas_max)?;
-        positive("pool.submission_queue_depth", self.pool.submission_queue_depth as u64)?;
+        positive("sequencer.submission_queue_depth", self.sequencer.submission_queue_depth as u64)?;
         positive("rpc.history_blocks_max", self.rpc.history_blocks_max as u64)?;
         positive("udp.inflight_datagrams_max", self.udp.inflight_datagrams_max as u64)?;
         if self.log.segment_size_max_bytes < 1 << 20 {

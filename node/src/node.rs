@@ -203,20 +203,11 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         spec: params.spec,
         block_gas_limit: params.gas_limit,
         base_fee_per_gas: params.base_fee_per_gas,
-        allow_unprotected: config.pool.allow_unprotected,
+        allow_unprotected: config.verify.allow_unprotected,
     });
-    let pool_limits = tephra_exec::pool::PoolLimits {
-        capacity: config.pool.capacity,
-        per_sender_max: config.pool.per_sender_max,
-        nonce_gap_max: config.pool.nonce_gap_max,
-        queued_lifetime_ms: config.pool.queued_lifetime_ms,
-        mini_block_txs_max: config.pool.mini_block_txs_max,
-        mini_block_gas_max: config.pool.mini_block_gas_max,
-        mini_block_wait_ms: config.pool.mini_block_wait_ms,
-    };
     let mut view = View {
         state,
-        pool: tephra_exec::pool::Pool::new(pool_limits),
+        pool: tephra_exec::pool::Pool::new(config.pool.clone()),
         blocks: Default::default(),
         history_blocks_max: config.rpc.history_blocks_max,
         tx_index: Default::default(),
@@ -238,7 +229,7 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
 
     let metrics = Arc::new(Metrics::new());
     metrics.head_number.set(i64::try_from(view.head().header.number).unwrap_or(i64::MAX));
-    let (submit_tx, submit_rx) = mpsc::sync_channel(config.pool.submission_queue_depth);
+    let (submit_tx, submit_rx) = mpsc::sync_channel(config.sequencer.submission_queue_depth);
     let (events, _) = tokio::sync::broadcast::channel(config.rpc.subscription_buffer_max as usize);
     let ready = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {

@@ -78,22 +78,9 @@ fn json_rpc_behaves_as_clients_expect() {
     let status = node.status_for_announced_body(200_000);
     assert!(status.contains("413"), "{status}");
     // Rejections carry the execution core's codes.
-    let wrong_chain = node.cast(&[
-        "mktx",
-        "--private-key",
-        DEV_KEY_0,
-        "--chain",
-        "1",
-        "--nonce",
-        "0",
-        "--gas-limit",
-        "21000",
-        "--gas-price",
-        "20gwei",
-        "--priority-gas-price",
-        "1gwei",
-        "0x000000000000000000000000000000000000b0b0",
-    ]);
+    let wrong_chain =
+        tephra_exec::dev::DevKey::dev(0).transfer(1, 0, alloy_primitives::Address::ZERO, alloy_primitives::U256::ZERO);
+    let wrong_chain = format!("0x{}", hex::encode(alloy_eips::eip2718::Encodable2718::encoded_2718(&wrong_chain)));
     let error = node.call("eth_sendRawTransaction", json!([wrong_chain])).unwrap_err();
     assert_eq!(error["data"]["code"], 200, "{error}");
     let malformed = node.call("eth_sendRawTransaction", json!(["0x02ff"])).unwrap_err();

@@ -11,9 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use alloy_consensus::{TxEip1559, TypedTransaction};
 use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, TxKind, U256, hex};
+use alloy_primitives::{Address, U256, hex};
 use common::{TephraNode, quantity};
 use serde_json::{Value, json};
 use tephra_exec::dev::DevKey;
@@ -22,16 +21,7 @@ const SENDERS: usize = 8;
 const TXS_PER_SENDER: usize = 1_000;
 
 fn raw_transfer(key: &DevKey, nonce: u64) -> String {
-    let tx = key.sign(TypedTransaction::Eip1559(TxEip1559 {
-        chain_id: 31337,
-        nonce,
-        gas_limit: 21_000,
-        max_fee_per_gas: 50_000_000_000,
-        max_priority_fee_per_gas: 1,
-        to: TxKind::Call(Address::with_last_byte(0xee)),
-        value: U256::from(1),
-        ..Default::default()
-    }));
+    let tx = key.transfer(31337, nonce, Address::with_last_byte(0xee), U256::from(1));
     format!("0x{}", hex::encode(tx.encoded_2718()))
 }
 

@@ -5,9 +5,8 @@ mod common;
 
 use std::{net::UdpSocket, time::Duration};
 
-use alloy_consensus::{TxEip1559, TypedTransaction};
 use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, TxKind, U256, keccak256};
+use alloy_primitives::{Address, U256, keccak256};
 use common::{TephraNode, quantity};
 use serde_json::json;
 use tephra_exec::dev::DevKey;
@@ -17,17 +16,7 @@ use tephra_types::{
 };
 
 fn transfer(nonce: u64, chain_id: u64) -> Vec<u8> {
-    DevKey::dev(3)
-        .sign(TypedTransaction::Eip1559(TxEip1559 {
-            chain_id,
-            nonce,
-            gas_limit: 21_000,
-            max_fee_per_gas: 50_000_000_000,
-            to: TxKind::Call(Address::with_last_byte(0xab)),
-            value: U256::from(3),
-            ..Default::default()
-        }))
-        .encoded_2718()
+    DevKey::dev(3).transfer(chain_id, nonce, Address::with_last_byte(0xab), U256::from(3)).encoded_2718()
 }
 
 fn exchange(socket: &UdpSocket, node: &TephraNode, datagram: &[u8]) -> Vec<u8> {

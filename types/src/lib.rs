@@ -2,6 +2,7 @@
 //! replies carry, the UDP wire format, and the limits every stage agrees on.
 //! No I/O lives here.
 
+pub mod crypto;
 pub mod limits;
 pub mod reject;
 pub mod wire;
