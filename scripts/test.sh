@@ -4,9 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# SoftHSM2 is the real PKCS#11 module the HSM tests sign with; pkcs11-tool
+# (opensc) makes its keys.
+if ! command -v softhsm2-util >/dev/null || ! command -v pkcs11-tool >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 opensc
+fi
+
 # Real peers for the differential and end-to-end tests: Foundry's anvil and
 # cast from npm, pinned in package-lock.json.
-if [ ! -x node_modules/.bin/anvil ] || [ ! -x node_modules/.bin/cast ]; then
+if [ ! -x node_modules/.bin/anvil ] || [ ! -x node_modules/.bin/cast ] || [ ! -d node_modules/viem ]; then
   npm ci --no-audit --no-fund
 fi
 export PATH="$PWD/node_modules/.bin:$PATH"

@@ -3,10 +3,17 @@
 //! with the block key.
 
 mod file;
+mod guard;
+mod pkcs11;
+mod yubi;
 
 use alloy_primitives::{Address, B256, keccak256};
+use secp256k1::ecdsa;
 
 pub use file::FileSigner;
+pub use guard::{GuardError, GuardedSigner, HighWaterMark, SignGuard};
+pub use pkcs11::{Pkcs11Config, Pkcs11Signer};
+pub use yubi::{YubiConnector, YubiHsmConfig, YubiHsmSigner};
 
 /// What a signer may sign.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +58,29 @@ pub enum SignError {
     Key(String),
     #[error("signer I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("HSM: {0}")]
+    Device(String),
+    #[error("refused by the signing guard: {0}")]
+    Guard(#[from] GuardError),
+}
+
+/// Turns an HSM's r ‖ s into an Ethereum signature: `s` normalised into the
+/// lower half of the curve order (HSMs do not), and the recovery id found by
+/// trial recovery against the key's address.
+pub fn ethereum_signature(hash: B256, compact: &[u8; 64], address: Address) -> Result<Signature65, SignError> {
+    let mut signature =
+        ecdsa::Signature::from_compact(compact).map_err(|e| SignError::Device(format!("bad signature: {e}")))?;
+    signature.normalize_s();
+    let compact = signature.serialize_compact();
+    for recovery_id in 0..2u8 {
+        if tephra_types::crypto::recover_address(hash, &compact, recovery_id) == Some(address) {
+            let mut out = [0u8; 65];
+            out[..64].copy_from_slice(&compact);
+            out[64] = recovery_id;
+            return Ok(Signature65(out));
+        }
+    }
+    Err(SignError::Device("the signature does not recover to the key's address".into()))
 }
 
 /// A key that signs typed payloads.
@@ -59,6 +89,16 @@ pub trait Signer: Send + Sync {
     fn address(&self) -> Address;
     /// Signs `payload`; the signature recovers to `address()`.
     fn sign(&self, payload: &Payload) -> Result<Signature65, SignError>;
+}
+
+impl<S: Signer + ?Sized> Signer for Box<S> {
+    fn address(&self) -> Address {
+        (**self).address()
+    }
+
+    fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
+        (**self).sign(payload)
+    }
 }
 
 /// The address that signed `hash` with `signature`, if it recovers.

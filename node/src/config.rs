@@ -101,13 +101,24 @@ pub struct MetricsConfig {
 #[serde(deny_unknown_fields, rename_all = "lowercase")]
 pub enum SignerKind {
     File,
+    Pkcs11,
+    Yubihsm,
 }
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignerConfig {
     pub kind: SignerKind,
+    pub guard_file: PathBuf,
     pub key_file: PathBuf,
+    pub pkcs11_module: PathBuf,
+    pub pkcs11_token_label: String,
+    pub pkcs11_pin_file: PathBuf,
+    pub pkcs11_key_label: String,
+    pub yubihsm_connector: String,
+    pub yubihsm_auth_key_id: u16,
+    pub yubihsm_password_file: PathBuf,
+    pub yubihsm_key_id: u16,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,10 @@ use std::{
 
 use alloy_primitives::Address;
 use tephra_exec::{BlockBuilder, BlockChoice, BlockParams, ChainSpec, snapshot};
-use tephra_hsm::{FileSigner, Signer};
+use tephra_hsm::{
+    FileSigner, GuardedSigner, Pkcs11Config, Pkcs11Signer, SignError, SignGuard, Signer, YubiConnector, YubiHsmConfig,
+    YubiHsmSigner,
+};
 
 use crate::{
     batchlog::{self, LogWriter},
@@ -115,17 +118,58 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     Ok(())
 }
 
-pub fn load_signer(config: &Config, data: &DataDir) -> Result<Arc<dyn Signer>, NodeError> {
-    match config.signer.kind {
+/// The block key named by `[signer]`, without the guard (log verify reads only its address).
+pub fn load_key(config: &Config, data: &DataDir) -> Result<Box<dyn Signer>, NodeError> {
+    let c = &config.signer;
+    Ok(match c.kind {
         SignerKind::File => {
-            let path = data.0.join(&config.signer.key_file);
+            let path = data.0.join(&c.key_file);
             let (signer, created) = FileSigner::load_or_create(&path)?;
             if created {
                 tracing::info!(address = %signer.address(), key_file = %path.display(), "created a dev block key");
             }
-            Ok(Arc::new(signer))
+            Box::new(signer)
         }
+        SignerKind::Pkcs11 => Box::new(Pkcs11Signer::open(&Pkcs11Config {
+            module: c.pkcs11_module.clone(),
+            token_label: c.pkcs11_token_label.clone(),
+            pin_file: c.pkcs11_pin_file.clone(),
+            key_label: c.pkcs11_key_label.clone(),
+        })?),
+        SignerKind::Yubihsm => {
+            let connector =
+                yubihsm_connector(&c.yubihsm_connector).map_err(|reason| NodeError::Signer(SignError::Key(reason)))?;
+            Box::new(YubiHsmSigner::open(&YubiHsmConfig {
+                connector,
+                auth_key_id: c.yubihsm_auth_key_id,
+                password_file: c.yubihsm_password_file.clone(),
+                key_id: c.yubihsm_key_id,
+            })?)
+        }
+    })
+}
+
+fn yubihsm_connector(text: &str) -> Result<YubiConnector, String> {
+    #[cfg(feature = "yubihsm-usb")]
+    if text == "usb" {
+        return Ok(YubiConnector::Usb);
     }
+    let rest = text
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("signer.yubihsm_connector = {text}: expected http://HOST:PORT"))?;
+    let (addr, port) = rest.rsplit_once(':').ok_or_else(|| format!("signer.yubihsm_connector = {text}: no port"))?;
+    let port = port.parse().map_err(|_| format!("signer.yubihsm_connector = {text}: bad port"))?;
+    Ok(YubiConnector::Http { addr: addr.to_string(), port })
+}
+
+/// The block key behind the double-sign guard.
+pub fn load_signer(config: &Config, data: &DataDir) -> Result<Arc<dyn Signer>, NodeError> {
+    let key = load_key(config, data)?;
+    let guard = SignGuard::open(&data.0.join(&config.signer.guard_file)).map_err(SignError::from)?;
+    if let Some(mark) = guard.mark() {
+        tracing::info!(number = mark.number, hash = %mark.hash, "signing guard high-water mark");
+    }
+    Ok(Arc::new(GuardedSigner::new(key, guard)))
 }
 
 /// A running node: its shared state and the handles to stop it.
@@ -297,7 +341,7 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
 pub fn verify_log(config: &Config) -> Result<replay::Replayed, NodeError> {
     let data = DataDir(config.node.data_dir.clone());
     let chain = chain_of(config, &data)?;
-    let signer = load_signer(config, &data)?;
+    let signer = load_key(config, &data)?;
     let records = batchlog::read_all(&data.log(), |segment, offset, reason| {
         tracing::warn!(segment = %segment.display(), offset, reason, "torn batch log tail truncated");
     })?;

@@ -1,0 +1,100 @@
+//! The PKCS#11 signer against SoftHSM2, a real PKCS#11 module: a token and a
+//! secp256k1 key are made with softhsm2-util and pkcs11-tool (apt: softhsm2,
+//! opensc; scripts/test.sh installs them).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use alloy_primitives::B256;
+use tephra_hsm::{Payload, Pkcs11Config, Pkcs11Signer, Signer, recover};
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const CHILD_ENV: &str = "TEPHRA_SOFTHSM_DIR";
+
+fn run(command: &mut Command) {
+    let output = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(output.status.success(), "{command:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Makes a token with a secp256k1 key in `dir`; returns the SoftHSM2 config path.
+fn make_token(dir: &Path) -> PathBuf {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\n", tokens.display()))
+        .unwrap();
+    run(Command::new("softhsm2-util").env("SOFTHSM2_CONF", &conf).args([
+        "--init-token",
+        "--free",
+        "--label",
+        "tephra",
+        "--pin",
+        "1234",
+        "--so-pin",
+        "5678",
+    ]));
+    run(Command::new("pkcs11-tool").env("SOFTHSM2_CONF", &conf).args([
+        "--module",
+        MODULE,
+        "--token-label",
+        "tephra",
+        "--login",
+        "--pin",
+        "1234",
+        "--keypairgen",
+        "--key-type",
+        "EC:secp256k1",
+        "--label",
+        "block",
+    ]));
+    std::fs::write(dir.join("pin"), "1234\n").unwrap();
+    conf
+}
+
+#[test]
+fn softhsm2_signs_sealed_blocks_with_low_s_recoverable_signatures() {
+    // The module reads SOFTHSM2_CONF when loaded: the signing half runs in a
+    // child process started with it.
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        let dir = PathBuf::from(dir);
+        let signer = Pkcs11Signer::open(&Pkcs11Config {
+            module: MODULE.into(),
+            token_label: "tephra".into(),
+            pin_file: dir.join("pin"),
+            key_label: "block".into(),
+        })
+        .expect("the SoftHSM2 key opens");
+        assert!(format!("{signer:?}").contains("REDACTED"));
+        for n in 0..16u8 {
+            let payload = Payload::SealedBlock { chain_id: 10, number: u64::from(n), block_hash: B256::repeat_byte(n) };
+            let signature = signer.sign(&payload).unwrap();
+            assert!(signature.0[32] < 0x80, "s is normalised low");
+            assert_eq!(recover(&signature, payload.signing_hash()), Some(signer.address()));
+        }
+        return;
+    }
+    if !Path::new(MODULE).exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI must have SoftHSM2 ({MODULE}); scripts/test.sh installs it");
+        eprintln!("skipped: {MODULE} is missing (apt install softhsm2 opensc, or run scripts/test.sh)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("tephra-softhsm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = make_token(&dir);
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "softhsm2_signs_sealed_blocks_with_low_s_recoverable_signatures", "--nocapture"])
+        .env("SOFTHSM2_CONF", &conf)
+        .env(CHILD_ENV, &dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "signing with SoftHSM2 failed:\n{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
