@@ -137,6 +137,7 @@ impl<S: Signer> Signer for GuardedSigner<S> {
     fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
         match *payload {
             Payload::SealedBlock { number, block_hash, .. } => self.guard.admit(number, block_hash)?,
+            Payload::SelfTest { .. } => {}
         }
         self.inner.sign(payload)
     }

@@ -2,6 +2,7 @@
 //! `Payload`, never raw bytes, so nothing but a sealed block can be signed
 //! with the block key.
 
+mod audit;
 mod file;
 mod guard;
 mod pkcs11;
@@ -10,6 +11,7 @@ mod yubi;
 use alloy_primitives::{Address, B256, keccak256};
 use secp256k1::ecdsa;
 
+pub use audit::{AuditEntry, AuditError, AuditedSigner, verify as verify_audit_log};
 pub use file::FileSigner;
 pub use guard::{GuardError, GuardedSigner, HighWaterMark, SignGuard};
 pub use pkcs11::{Pkcs11Config, Pkcs11Signer};
@@ -21,13 +23,20 @@ pub enum Payload {
     /// A sealed block, signed with the OP Stack unsafe-block scheme over its
     /// hash (the payload hash is the block hash: keccak256 of the RLP header).
     SealedBlock { chain_id: u64, number: u64, block_hash: B256 },
+    /// `tephra hsm selftest`: a random challenge under its own domain, so that
+    /// it can never be a block signature.
+    SelfTest { challenge: B256 },
 }
+
+/// Domain of self-test signatures: never a valid OP Stack signing hash input.
+const SELF_TEST_DOMAIN: &[u8] = b"tephra/hsm/selftest/v1";
 
 impl Payload {
     /// The 32-byte digest that is signed.
     pub fn signing_hash(&self) -> B256 {
         match *self {
             Payload::SealedBlock { chain_id, block_hash, .. } => block_signing_hash(chain_id, block_hash),
+            Payload::SelfTest { challenge } => keccak256([SELF_TEST_DOMAIN, challenge.as_slice()].concat()),
         }
     }
 }

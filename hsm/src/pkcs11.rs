@@ -46,23 +46,62 @@ fn device(context: &str) -> impl FnOnce(cryptoki::error::Error) -> SignError + '
     move |error| SignError::Device(format!("{context}: {error}"))
 }
 
+/// DER of the secp256k1 curve's OID (1.3.132.0.10), as CKA_EC_PARAMS.
+const SECP256K1_EC_PARAMS: [u8; 7] = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a];
+
+/// A logged-in session on the configured token.
+fn login(config: &Pkcs11Config, read_write: bool) -> Result<(Pkcs11, Session), SignError> {
+    let context = Pkcs11::new(&config.module).map_err(device("loading the PKCS#11 module"))?;
+    match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        // Another signer in this process initialised the module already.
+        Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(error) => return Err(device("initialising the module")(error)),
+    }
+    let slot = context
+        .get_slots_with_token()
+        .map_err(device("listing slots"))?
+        .into_iter()
+        .find(|slot| context.get_token_info(*slot).is_ok_and(|info| info.label() == config.token_label))
+        .ok_or_else(|| SignError::Key(format!("no token labelled {:?}", config.token_label)))?;
+    let session = if read_write { context.open_rw_session(slot) } else { context.open_ro_session(slot) }
+        .map_err(device("opening a session"))?;
+    let pin = Zeroizing::new(std::fs::read_to_string(&config.pin_file)?);
+    match session.login(UserType::User, Some(&AuthPin::new(pin.trim().to_string().into()))) {
+        // PKCS#11 logs in per token and process: another session did already.
+        Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(error) => return Err(device("logging in")(error)),
+    }
+    Ok((context, session))
+}
+
 impl Pkcs11Signer {
+    /// Generates a secp256k1 key pair labelled `key_label` on the token; the
+    /// private key is sensitive and never leaves it.
+    pub fn generate(config: &Pkcs11Config) -> Result<Self, SignError> {
+        {
+            let (_context, session) = login(config, true)?;
+            let label = Attribute::Label(config.key_label.as_bytes().to_vec());
+            let public = [
+                Attribute::Token(true),
+                Attribute::EcParams(SECP256K1_EC_PARAMS.to_vec()),
+                Attribute::Verify(true),
+                label.clone(),
+            ];
+            let private = [
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Sign(true),
+                label,
+            ];
+            session.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private).map_err(device("generating"))?;
+        }
+        Self::open(config)
+    }
+
     pub fn open(config: &Pkcs11Config) -> Result<Self, SignError> {
-        let context = Pkcs11::new(&config.module).map_err(device("loading the PKCS#11 module"))?;
-        context
-            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-            .map_err(device("initialising the module"))?;
-        let slot = context
-            .get_slots_with_token()
-            .map_err(device("listing slots"))?
-            .into_iter()
-            .find(|slot| context.get_token_info(*slot).is_ok_and(|info| info.label() == config.token_label))
-            .ok_or_else(|| SignError::Key(format!("no token labelled {:?}", config.token_label)))?;
-        let session = context.open_ro_session(slot).map_err(device("opening a session"))?;
-        let pin = Zeroizing::new(std::fs::read_to_string(&config.pin_file)?);
-        session
-            .login(UserType::User, Some(&AuthPin::new(pin.trim().to_string().into())))
-            .map_err(device("logging in"))?;
+        let (context, session) = login(config, false)?;
         let find = |class| {
             session
                 .find_objects(&[Attribute::Class(class), Attribute::Label(config.key_label.as_bytes().to_vec())])

@@ -31,6 +31,10 @@ pub struct YubiHsmConfig {
     pub key_id: u16,
 }
 
+struct SessionOnly {
+    client: Client,
+}
+
 pub struct YubiHsmSigner {
     client: Client,
     key_id: object::Id,
@@ -53,6 +57,17 @@ fn device(context: &str) -> impl FnOnce(yubihsm::client::Error) -> SignError + '
 
 impl YubiHsmSigner {
     pub fn open(config: &YubiHsmConfig) -> Result<Self, SignError> {
+        let (connector, credentials) = Self::credentials(config)?;
+        Self::with_connector(connector, credentials, config.key_id)
+    }
+
+    /// A session without a key yet: for `generate`.
+    fn connect(config: &YubiHsmConfig) -> Result<SessionOnly, SignError> {
+        let (connector, credentials) = Self::credentials(config)?;
+        Ok(SessionOnly { client: Client::open(connector, credentials, true).map_err(device("connecting"))? })
+    }
+
+    fn credentials(config: &YubiHsmConfig) -> Result<(Connector, Credentials), SignError> {
         let connector = match &config.connector {
             YubiConnector::Http { addr, port } => {
                 Connector::http(&HttpConfig { addr: addr.clone(), port: *port, ..HttpConfig::default() })
@@ -62,7 +77,23 @@ impl YubiHsmSigner {
         };
         let password = Zeroizing::new(std::fs::read_to_string(&config.password_file)?);
         let credentials = Credentials::from_password(config.auth_key_id, password.trim().as_bytes());
-        Self::with_connector(connector, credentials, config.key_id)
+        Ok((connector, credentials))
+    }
+
+    /// Generates a secp256k1 signing key with object id `key_id` in the device.
+    pub fn generate(config: &YubiHsmConfig) -> Result<Self, SignError> {
+        let signer = Self::connect(config)?;
+        signer
+            .client
+            .generate_asymmetric_key(
+                config.key_id,
+                "tephra block key".into(),
+                yubihsm::Domain::DOM1,
+                yubihsm::Capability::SIGN_ECDSA,
+                yubihsm::asymmetric::Algorithm::EcK256,
+            )
+            .map_err(device("generating"))?;
+        Self::open(config)
     }
 
     /// Opens the key `key_id` through `connector` (tests pass the crate's MockHsm).

@@ -73,6 +73,18 @@ fn softhsm2_signs_sealed_blocks_with_low_s_recoverable_signatures() {
             assert!(signature.0[32] < 0x80, "s is normalised low");
             assert_eq!(recover(&signature, payload.signing_hash()), Some(signer.address()));
         }
+        // A key tephra generates on the token itself signs as well.
+        let generated = Pkcs11Signer::generate(&Pkcs11Config {
+            module: MODULE.into(),
+            token_label: "tephra".into(),
+            pin_file: dir.join("pin"),
+            key_label: "generated".into(),
+        })
+        .expect("a key is generated on the token");
+        assert_ne!(generated.address(), signer.address());
+        let payload = Payload::SealedBlock { chain_id: 10, number: 1, block_hash: B256::repeat_byte(1) };
+        let signature = generated.sign(&payload).unwrap();
+        assert_eq!(recover(&signature, payload.signing_hash()), Some(generated.address()));
         return;
     }
     if !Path::new(MODULE).exists() {

@@ -110,6 +110,7 @@ pub enum SignerKind {
 pub struct SignerConfig {
     pub kind: SignerKind,
     pub guard_file: PathBuf,
+    pub audit_file: PathBuf,
     pub key_file: PathBuf,
     pub pkcs11_module: PathBuf,
     pub pkcs11_token_label: String,

@@ -3,6 +3,7 @@
 mod batchlog;
 mod config;
 mod format;
+mod hsm_cli;
 mod metrics;
 mod node;
 mod replay;
@@ -45,6 +46,46 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Work with the block key.
+    Hsm {
+        #[command(subcommand)]
+        command: HsmCommand,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Fetch a block over JSON-RPC and check its hash and its signature.
+    VerifyBlock {
+        /// JSON-RPC endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:8545")]
+        rpc: String,
+        /// Block number (decimal or 0x-hex) or tag (latest, finalized, ...).
+        #[arg(long, default_value = "finalized")]
+        block: String,
+        /// The block key's address; by default the one the node names.
+        #[arg(long)]
+        signer: Option<alloy_primitives::Address>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum HsmCommand {
+    /// Create the block key where [signer] points (file, PKCS#11 token or YubiHSM).
+    Keygen,
+    /// Print the block key's address.
+    Pubkey,
+    /// Sign a random challenge, verify it, print the latency.
+    Selftest,
+    /// The signing audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check the hash chain and every signature.
+    Verify,
 }
 
 #[derive(Subcommand, Debug)]
@@ -84,6 +125,25 @@ fn main() -> ExitCode {
                 println!("genesis block hash: {}", chain.genesis_hash());
                 Ok(())
             })
+        }
+        Command::Hsm { command, config } => {
+            Config::load(config.as_deref()).map_err(|e| e.to_string()).and_then(|config| {
+                let report = match command {
+                    HsmCommand::Keygen => hsm_cli::keygen(&config),
+                    HsmCommand::Pubkey => hsm_cli::pubkey(&config),
+                    HsmCommand::Selftest => hsm_cli::selftest(&config),
+                    HsmCommand::Audit { command: AuditCommand::Verify } => hsm_cli::audit_verify(&config),
+                }?;
+                println!("{report}");
+                Ok(())
+            })
+        }
+        Command::VerifyBlock { rpc, block, signer } => {
+            let block = match block.parse::<u64>() {
+                Ok(number) => format!("{number:#x}"),
+                Err(_) => block,
+            };
+            hsm_cli::verify_block(&rpc, &block, signer).map(|report| println!("{report}"))
         }
         Command::Log { command: LogCommand::Verify { config } } => {
             Config::load(config.as_deref()).map_err(|e| e.to_string()).and_then(|config| {

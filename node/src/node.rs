@@ -15,8 +15,8 @@ use std::{
 use alloy_primitives::Address;
 use tephra_exec::{BlockBuilder, BlockChoice, BlockParams, ChainSpec, snapshot};
 use tephra_hsm::{
-    FileSigner, GuardedSigner, Pkcs11Config, Pkcs11Signer, SignError, SignGuard, Signer, YubiConnector, YubiHsmConfig,
-    YubiHsmSigner,
+    AuditedSigner, FileSigner, GuardedSigner, Pkcs11Config, Pkcs11Signer, SignError, SignGuard, Signer, YubiConnector,
+    YubiHsmConfig, YubiHsmSigner,
 };
 
 use crate::{
@@ -149,7 +149,7 @@ pub fn load_key(config: &Config, data: &DataDir) -> Result<Box<dyn Signer>, Node
     })
 }
 
-fn yubihsm_connector(text: &str) -> Result<YubiConnector, String> {
+pub fn yubihsm_connector(text: &str) -> Result<YubiConnector, String> {
     #[cfg(feature = "yubihsm-usb")]
     if text == "usb" {
         return Ok(YubiConnector::Usb);
@@ -162,9 +162,10 @@ fn yubihsm_connector(text: &str) -> Result<YubiConnector, String> {
     Ok(YubiConnector::Http { addr: addr.to_string(), port })
 }
 
-/// The block key behind the double-sign guard.
+/// The block key, every signature audited, behind the double-sign guard.
 pub fn load_signer(config: &Config, data: &DataDir) -> Result<Arc<dyn Signer>, NodeError> {
-    let key = load_key(config, data)?;
+    let key = AuditedSigner::open(load_key(config, data)?, &data.0.join(&config.signer.audit_file))
+        .map_err(|e| SignError::Device(e.to_string()))?;
     let guard = SignGuard::open(&data.0.join(&config.signer.guard_file)).map_err(SignError::from)?;
     if let Some(mark) = guard.mark() {
         tracing::info!(number = mark.number, hash = %mark.hash, "signing guard high-water mark");

@@ -42,12 +42,25 @@ pub struct TephraNode {
     pub ws_url: String,
     pub metrics_url: String,
     pub udp_address: String,
+    env: Vec<(String, String)>,
     agent: ureq::Agent,
 }
 
 impl TephraNode {
-    /// A node on a fresh data dir; `extra` is appended to its config file.
+    /// A node on a fresh data dir; `extra` is merged into its config file.
     pub fn start(name: &str, extra: &str) -> Self {
+        Self::start_with_env(name, extra, &[])
+    }
+
+    /// As `start`, with extra environment for the process (SOFTHSM2_CONF, say).
+    pub fn start_with_env(name: &str, extra: &str, env: &[(&str, &str)]) -> Self {
+        let mut node = Self::configure(name, extra, env);
+        node.spawn();
+        node
+    }
+
+    /// The data dir and config of a node, not started yet.
+    pub fn configure(name: &str, extra: &str, env: &[(&str, &str)]) -> Self {
         let dir = std::env::temp_dir().join(format!("tephra-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -64,7 +77,7 @@ impl TephraNode {
         set("udp", "listen", format!("127.0.0.1:{udp}"));
         std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-        let mut node = Self {
+        Self {
             child: None,
             dir,
             config,
@@ -72,10 +85,9 @@ impl TephraNode {
             ws_url: format!("ws://127.0.0.1:{rpc}"),
             metrics_url: format!("http://127.0.0.1:{metrics}"),
             udp_address: format!("127.0.0.1:{udp}"),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             agent,
-        };
-        node.spawn();
-        node
+        }
     }
 
     /// Starts (or restarts) the process on the same data dir and waits until ready.
@@ -83,6 +95,7 @@ impl TephraNode {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("node.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_tephra"))
             .args(["run", "--config", self.config.to_str().unwrap()])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -165,6 +178,31 @@ impl TephraNode {
     pub fn cast(&self, args: &[&str]) -> String {
         let (subcommand, rest) = args.split_first().expect("a cast subcommand");
         cast(&[&[*subcommand, "--rpc-url", &self.rpc_url], rest].concat())
+    }
+
+    /// Runs `tephra ARGS... --config <this node's config>` to completion.
+    pub fn tephra(&self, args: &[&str]) -> Result<String, String> {
+        let output = Command::new(env!("CARGO_BIN_EXE_tephra"))
+            .args(args)
+            .args(["--config", self.config.to_str().unwrap()])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        if output.status.success() {
+            Ok(stdout)
+        } else {
+            Err(format!("{stdout}{}", String::from_utf8_lossy(&output.stderr)))
+        }
+    }
+
+    /// Waits until the newest signed block is at least `number`.
+    pub fn wait_for_signed_block(&self, number: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while quantity(&self.rpc("eth_getBlockByNumber", json!(["finalized", false]))["number"]) < number {
+            assert!(Instant::now() < deadline, "block {number} not signed in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn wait_for_block(&self, number: u64) {
