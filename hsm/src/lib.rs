@@ -5,6 +5,7 @@
 mod audit;
 mod file;
 mod guard;
+mod pipeline;
 mod pkcs11;
 mod yubi;
 
@@ -14,6 +15,7 @@ use secp256k1::ecdsa;
 pub use audit::{AuditEntry, AuditError, AuditedSigner, verify as verify_audit_log};
 pub use file::FileSigner;
 pub use guard::{GuardError, GuardedSigner, HighWaterMark, SignGuard};
+pub use pipeline::{BacklogFull, SignedBlock, SignerHealth, SigningPipeline};
 pub use pkcs11::{Pkcs11Config, Pkcs11Signer};
 pub use yubi::{YubiConnector, YubiHsmConfig, YubiHsmSigner};
 

@@ -111,6 +111,9 @@ pub struct SignerConfig {
     pub kind: SignerKind,
     pub guard_file: PathBuf,
     pub audit_file: PathBuf,
+    pub unsigned_blocks_max: usize,
+    pub sign_timeout_ms: u64,
+    pub sign_retry_ms: u64,
     pub key_file: PathBuf,
     pub pkcs11_module: PathBuf,
     pub pkcs11_token_label: String,
@@ -174,6 +177,8 @@ impl Config {
         positive("sequencer.submission_queue_depth", self.sequencer.submission_queue_depth as u64)?;
         positive("rpc.history_blocks_max", self.rpc.history_blocks_max as u64)?;
         positive("udp.inflight_datagrams_max", self.udp.inflight_datagrams_max as u64)?;
+        positive("signer.unsigned_blocks_max", self.signer.unsigned_blocks_max as u64)?;
+        positive("signer.sign_timeout_ms", self.signer.sign_timeout_ms)?;
         if self.log.segment_size_max_bytes < 1 << 20 {
             return Err(ConfigError::Invalid {
                 key: "log.segment_size_max_bytes",

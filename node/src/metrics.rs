@@ -99,12 +99,19 @@ impl Default for Metrics {
 const REQUEST_HEAD_MAX_BYTES: usize = 8192;
 
 /// Serves GET /metrics, /health (the process is up) and /ready (the node has
-/// replayed its log and is producing blocks).
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) {
+/// replayed its log and is producing blocks; 503 with the reason while the
+/// signer fails).
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    not_ready: Arc<std::sync::Mutex<Option<String>>>,
+) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
         let metrics = metrics.clone();
         let ready = ready.clone();
+        let not_ready = not_ready.clone();
         tokio::spawn(async move {
             let mut head = vec![0u8; REQUEST_HEAD_MAX_BYTES];
             let mut filled = 0;
@@ -122,8 +129,11 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Arc<Atom
             let (status, body) = match path {
                 "/metrics" => ("200 OK", metrics.render()),
                 "/health" => ("200 OK", "ok\n".to_string()),
-                "/ready" if ready.load(Ordering::Acquire) => ("200 OK", "ready\n".to_string()),
-                "/ready" => ("503 Service Unavailable", "starting\n".to_string()),
+                "/ready" => match not_ready.lock().expect("readiness lock").clone() {
+                    Some(reason) => ("503 Service Unavailable", format!("not ready: {reason}\n")),
+                    None if ready.load(Ordering::Acquire) => ("200 OK", "ready\n".to_string()),
+                    None => ("503 Service Unavailable", "starting\n".to_string()),
+                },
                 _ => ("404 Not Found", "not found\n".to_string()),
             };
             let response = format!(

@@ -15,8 +15,8 @@ use std::{
 use alloy_primitives::Address;
 use tephra_exec::{BlockBuilder, BlockChoice, BlockParams, ChainSpec, snapshot};
 use tephra_hsm::{
-    AuditedSigner, FileSigner, GuardedSigner, Pkcs11Config, Pkcs11Signer, SignError, SignGuard, Signer, YubiConnector,
-    YubiHsmConfig, YubiHsmSigner,
+    AuditedSigner, FileSigner, GuardedSigner, Pkcs11Config, Pkcs11Signer, SignError, SignGuard, Signer,
+    SigningPipeline, YubiConnector, YubiHsmConfig, YubiHsmSigner,
 };
 
 use crate::{
@@ -24,12 +24,9 @@ use crate::{
     config::{Config, SignerKind},
     metrics::Metrics,
     replay::{self, OpenReplay},
-    sequencer::{Sequencer, Shared, SignJob, run_signer, unix_ms},
+    sequencer::{Sequencer, Shared, unix_ms},
     view::{OpenBlock, TxLocation, View},
 };
-
-/// Signatures waiting to be logged, at most: the signer is far behind if this fills.
-const SIGN_QUEUE_DEPTH: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -258,11 +255,11 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         tx_index: Default::default(),
         open: OpenBlock { params: params.clone(), txs: Vec::new(), gas_used: builder.gas_used() },
     };
-    let unsigned: Vec<SignJob> = replayed
+    let unsigned: Vec<(u64, alloy_primitives::B256)> = replayed
         .blocks
         .iter()
         .filter(|b| b.signature.is_none() && b.header.number > 0)
-        .map(|b| SignJob { number: b.header.number, hash: b.hash })
+        .map(|b| (b.header.number, b.hash))
         .collect();
     for block in replayed.blocks {
         view.push_block(block);
@@ -277,6 +274,7 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     let (submit_tx, submit_rx) = mpsc::sync_channel(config.sequencer.submission_queue_depth);
     let (events, _) = tokio::sync::broadcast::channel(config.rpc.subscription_buffer_max as usize);
     let ready = Arc::new(AtomicBool::new(false));
+    let not_ready = Arc::new(std::sync::Mutex::new(None));
     let shared = Arc::new(Shared {
         chain: chain.clone(),
         config: config.clone(),
@@ -287,32 +285,25 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         submissions: submit_tx,
         signer_address: signer.address(),
         ready: ready.clone(),
+        not_ready: not_ready.clone(),
         shutdown: AtomicBool::new(false),
     });
 
-    let (job_tx, job_rx) = mpsc::sync_channel(SIGN_QUEUE_DEPTH);
-    let (signed_tx, signed_rx) = mpsc::sync_channel(SIGN_QUEUE_DEPTH);
-    let unsigned_count = unsigned.len() as u64;
-    for job in unsigned {
-        let _ = job_tx.try_send(job);
+    // Sealing stops at the bound, so a log never holds more unsigned blocks
+    // than it allows; a bound lowered since is widened to fit them.
+    let mut signing = SigningPipeline::start(
+        signer,
+        chain.chain_id(),
+        config.signer.unsigned_blocks_max.max(unsigned.len()),
+        std::time::Duration::from_millis(config.signer.sign_timeout_ms),
+        std::time::Duration::from_millis(config.signer.sign_retry_ms),
+    )
+    .map_err(io_error(&data.0))?;
+    for (number, hash) in unsigned {
+        signing.submit(number, hash).expect("the bound fits every unsigned block");
     }
-    let chain_id = chain.chain_id();
-    thread::Builder::new()
-        .name("tephra-sign".into())
-        .spawn(move || run_signer(chain_id, signer, job_rx, signed_tx))
-        .map_err(io_error(&data.0))?;
-    let sequencer = Sequencer::new(
-        shared.clone(),
-        submit_rx,
-        log,
-        job_tx,
-        signed_rx,
-        builder,
-        open_logged,
-        beneficiary,
-        data.snapshot(),
-        unsigned_count,
-    );
+    let sequencer =
+        Sequencer::new(shared.clone(), submit_rx, log, signing, builder, open_logged, beneficiary, data.snapshot());
     let sequencer = thread::Builder::new()
         .name("tephra-sequencer".into())
         .spawn(move || sequencer.run())
@@ -321,7 +312,7 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     let metrics_listener =
         tokio::net::TcpListener::bind(config.metrics.listen).await.map_err(io_error(Path::new("metrics.listen")))?;
     let metrics_address = metrics_listener.local_addr().map_err(io_error(Path::new("metrics.listen")))?;
-    tokio::spawn(crate::metrics::serve(metrics_listener, metrics, ready.clone()));
+    tokio::spawn(crate::metrics::serve(metrics_listener, metrics, ready.clone(), not_ready));
     let (rpc_address, rpc) = crate::rpc::serve(shared.clone()).await.map_err(io_error(Path::new("rpc.listen")))?;
     let udp = tokio::net::UdpSocket::bind(config.udp.listen).await.map_err(io_error(Path::new("udp.listen")))?;
     let udp_address = udp.local_addr().map_err(io_error(Path::new("udp.listen")))?;

@@ -6,9 +6,9 @@
 use std::{
     path::PathBuf,
     sync::{
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
         atomic::{AtomicBool, Ordering},
-        mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError},
+        mpsc::{Receiver, RecvTimeoutError, SyncSender},
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -18,7 +18,7 @@ use tephra_exec::{
     BlockBuilder, BlockChoice, BlockParams, ChainSpec, SequentialExecutor, StateDb, TxOutcome, VerifiedTx, Verifier,
     snapshot::{self, SnapshotMeta},
 };
-use tephra_hsm::{Payload, Signature65, Signer};
+use tephra_hsm::{SignerHealth, SigningPipeline};
 use tephra_types::{Reject, RejectCode};
 use tokio::sync::{broadcast, oneshot};
 
@@ -33,6 +33,10 @@ use crate::{
 /// Submissions taken from the queue per loop turn, so that sealing is never
 /// starved by a flood.
 const ADMIT_BATCH_MAX: usize = 4096;
+/// How soon a seal held back by the signer is tried again.
+const SEAL_RETRY: Duration = Duration::from_millis(5);
+/// The longest the loop sleeps with nothing pending (signatures may arrive).
+const IDLE_WAKE: Duration = Duration::from_millis(20);
 
 /// A durable preconfirmation: where the transaction sits and how it ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +89,8 @@ pub struct Shared {
     pub submissions: SyncSender<Submission>,
     pub signer_address: Address,
     pub ready: Arc<AtomicBool>,
+    /// Why the node is not ready although running (the signer failing).
+    pub not_ready: Arc<Mutex<Option<String>>>,
     pub shutdown: AtomicBool,
 }
 
@@ -111,35 +117,6 @@ impl Shared {
     }
 }
 
-/// A block for the signer thread.
-#[derive(Clone, Copy, Debug)]
-pub struct SignJob {
-    pub number: u64,
-    pub hash: B256,
-}
-
-#[derive(Debug)]
-pub struct Signed {
-    pub number: u64,
-    pub hash: B256,
-    pub signature: Signature65,
-}
-
-/// Signs sealed blocks in order, off the sequencer's thread.
-pub fn run_signer(chain_id: u64, signer: Arc<dyn Signer>, jobs: Receiver<SignJob>, signed: SyncSender<Signed>) {
-    while let Ok(job) = jobs.recv() {
-        let payload = Payload::SealedBlock { chain_id, number: job.number, block_hash: job.hash };
-        match signer.sign(&payload) {
-            Ok(signature) => {
-                if signed.send(Signed { number: job.number, hash: job.hash, signature }).is_err() {
-                    return;
-                }
-            }
-            Err(error) => tracing::error!(block = job.number, %error, "signing failed; the block stays unsigned"),
-        }
-    }
-}
-
 struct Waiter {
     reply: Option<oneshot::Sender<SubmitOutcome>>,
     received: Instant,
@@ -150,8 +127,7 @@ pub struct Sequencer {
     shared: Arc<Shared>,
     submissions: Receiver<Submission>,
     log: LogWriter,
-    sign_jobs: SyncSender<SignJob>,
-    signed: Receiver<Signed>,
+    signing: SigningPipeline,
     /// The open block; taken only while it is sealed.
     builder: Option<BlockBuilder>,
     /// Whether the open block's Open record is in the log.
@@ -160,7 +136,6 @@ pub struct Sequencer {
     block_deadline: Instant,
     beneficiary: Address,
     snapshot_path: PathBuf,
-    unsigned: u64,
     batch: Vec<VerifiedTx>,
 }
 
@@ -170,28 +145,24 @@ impl Sequencer {
         shared: Arc<Shared>,
         submissions: Receiver<Submission>,
         log: LogWriter,
-        sign_jobs: SyncSender<SignJob>,
-        signed: Receiver<Signed>,
+        signing: SigningPipeline,
         builder: BlockBuilder,
         open_logged: bool,
         beneficiary: Address,
         snapshot_path: PathBuf,
-        unsigned: u64,
     ) -> Self {
         let block_time = Duration::from_millis(shared.config.block.block_time_ms);
         Self {
             shared,
             submissions,
             log,
-            sign_jobs,
-            signed,
+            signing,
             builder: Some(builder),
             open_logged,
             waiting: B256Map::default(),
             block_deadline: Instant::now() + block_time,
             beneficiary,
             snapshot_path,
-            unsigned,
             batch: Vec::new(),
         }
     }
@@ -205,11 +176,12 @@ impl Sequencer {
             }
             let now = Instant::now();
             let pending = self.shared.view.read().expect("view lock").pool.pending_count() > 0;
-            let timeout = self.block_deadline.saturating_duration_since(now).min(if pending {
-                tick
-            } else {
-                Duration::from_millis(20)
-            });
+            // Past the deadline but held back by the signer: look again shortly.
+            let until_seal = match self.block_deadline.saturating_duration_since(now) {
+                wait if wait.is_zero() => SEAL_RETRY,
+                wait => wait,
+            };
+            let timeout = until_seal.min(if pending { tick } else { IDLE_WAKE });
             let mut arrivals = Vec::new();
             match self.submissions.recv_timeout(timeout) {
                 Ok(first) => {
@@ -233,7 +205,7 @@ impl Sequencer {
             if due {
                 self.run_mini_block()?;
             }
-            if Instant::now() >= self.block_deadline {
+            if Instant::now() >= self.block_deadline && self.signer_allows_sealing() {
                 self.seal()?;
             }
         }
@@ -278,6 +250,26 @@ impl Sequencer {
             }
         });
         self.shared.metrics.pool_size.set(i64::try_from(view.pool.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Fails closed: no new block is sealed while the signer is failing or
+    /// `unsigned_blocks_max` blocks already wait for it.
+    fn signer_allows_sealing(&self) -> bool {
+        let health = self.signing.health();
+        let blocked = match &health {
+            SignerHealth::Ok => None,
+            SignerHealth::Backlogged { .. } => return false,
+            SignerHealth::Failed(reason) => Some(reason.clone()),
+        };
+        let mut not_ready = self.shared.not_ready.lock().expect("readiness lock");
+        if *not_ready != blocked {
+            match &blocked {
+                Some(reason) => tracing::error!(reason, "signer failing: sealing stopped"),
+                None => tracing::info!("signer answering again: sealing resumed"),
+            }
+            *not_ready = blocked;
+        }
+        health == SignerHealth::Ok
     }
 
     fn answer(&mut self, hash: &B256, outcome: SubmitOutcome) {
@@ -438,11 +430,10 @@ impl Sequencer {
         self.shared.metrics.seal_time_us.observe(started.elapsed().as_micros() as f64);
         self.shared.metrics.blocks_sealed.inc();
         self.shared.metrics.head_number.set(i64::try_from(number).unwrap_or(i64::MAX));
-        self.unsigned += 1;
-        self.shared.metrics.signing_lag_blocks.set(i64::try_from(self.unsigned).unwrap_or(i64::MAX));
-        if self.sign_jobs.try_send(SignJob { number, hash: sealed_block.hash }).is_err() {
-            tracing::warn!(block = number, "signer queue full: block left unsigned");
-        }
+        // Room is certain: sealing waited for it.
+        let queued = self.signing.submit(number, sealed_block.hash);
+        debug_assert!(queued.is_ok(), "sealing checks the signing backlog first");
+        self.shared.metrics.signing_lag_blocks.set(i64::try_from(self.signing.unsigned()).unwrap_or(i64::MAX));
         let _ = self.shared.events.send(Event::Sealed(sealed_block.clone()));
         self.block_deadline += block_time;
         if self.block_deadline < Instant::now() {
@@ -474,35 +465,27 @@ impl Sequencer {
     }
 
     fn collect_signatures(&mut self) -> Result<(), LogError> {
-        let mut got = Vec::new();
-        loop {
-            match self.signed.try_recv() {
-                Ok(signed) => got.push(signed),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => break,
-            }
-        }
-        if got.is_empty() {
+        let signed = self.signing.collect();
+        if signed.is_empty() {
             return Ok(());
         }
-        for signed in &got {
+        for block in &signed {
             self.log.append(&Record::Signed {
-                number: signed.number,
-                hash: signed.hash,
-                signature: signed.signature.0,
+                number: block.number,
+                hash: block.hash,
+                signature: block.signature.0,
             })?;
         }
         // Durable before any client can read a signature.
         self.log.commit()?;
         let shared = self.shared.clone();
         let mut view = shared.view.write().expect("view lock");
-        for signed in got {
-            if let Some(block) = view.blocks.iter_mut().rev().find(|b| b.header.number == signed.number) {
-                block.signature = Some(signed.signature);
+        for block in signed {
+            if let Some(stored) = view.blocks.iter_mut().rev().find(|b| b.header.number == block.number) {
+                stored.signature = Some(block.signature);
             }
-            self.unsigned = self.unsigned.saturating_sub(1);
         }
-        self.shared.metrics.signing_lag_blocks.set(i64::try_from(self.unsigned).unwrap_or(i64::MAX));
+        self.shared.metrics.signing_lag_blocks.set(i64::try_from(self.signing.unsigned()).unwrap_or(i64::MAX));
         Ok(())
     }
 }

@@ -1,0 +1,265 @@
+//! Signing off the hot path: sealed blocks go through a bounded queue to one
+//! signing thread (an HSM signs one payload at a time), in order. When the
+//! signer fails or is slower than `timeout`, the pipeline reports it as
+//! failed and retries the same block until it succeeds: the node fails
+//! closed, sealing nothing new while blocks stay unsigned, and resumes by
+//! itself when the HSM answers again.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc,
+        mpsc::{self, Receiver, SyncSender, TryRecvError},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use alloy_primitives::B256;
+
+use crate::{Payload, Signature65, Signer};
+
+/// A signed block, ready to be made durable and published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignedBlock {
+    pub number: u64,
+    pub hash: B256,
+    pub signature: Signature65,
+}
+
+enum Report {
+    Signed(SignedBlock),
+    Failed { number: u64, reason: String },
+}
+
+/// The signing backlog is at its bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{unsigned} blocks already wait for a signature")]
+pub struct BacklogFull {
+    pub unsigned: usize,
+}
+
+/// Whether the node may seal another block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignerHealth {
+    Ok,
+    /// `unsigned_max` sealed blocks wait for signatures: seal no more yet.
+    Backlogged {
+        unsigned: usize,
+    },
+    /// The signer failed or is too slow: seal nothing, report not-ready.
+    Failed(String),
+}
+
+/// The pipeline, driven from the sequencer's thread.
+pub struct SigningPipeline {
+    jobs: SyncSender<(u64, B256)>,
+    reports: Receiver<Report>,
+    /// Submitted, not yet signed: (number, submitted at).
+    outstanding: VecDeque<(u64, Instant)>,
+    unsigned_max: usize,
+    timeout: Duration,
+    failure: Option<String>,
+}
+
+impl core::fmt::Debug for SigningPipeline {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SigningPipeline")
+            .field("outstanding", &self.outstanding.len())
+            .field("failure", &self.failure)
+            .finish()
+    }
+}
+
+impl SigningPipeline {
+    /// Starts the signing thread. At most `unsigned_max` blocks wait for a
+    /// signature; a failed signature is retried every `retry`.
+    pub fn start(
+        signer: Arc<dyn Signer>,
+        chain_id: u64,
+        unsigned_max: usize,
+        timeout: Duration,
+        retry: Duration,
+    ) -> std::io::Result<Self> {
+        assert!(unsigned_max > 0, "at least one block may wait");
+        let (jobs, job_rx) = mpsc::sync_channel::<(u64, B256)>(unsigned_max);
+        let (report_tx, reports) = mpsc::sync_channel(unsigned_max * 2);
+        thread::Builder::new().name("tephra-sign".into()).spawn(move || {
+            while let Ok((number, hash)) = job_rx.recv() {
+                let payload = Payload::SealedBlock { chain_id, number, block_hash: hash };
+                loop {
+                    let report = match signer.sign(&payload) {
+                        Ok(signature) => Report::Signed(SignedBlock { number, hash, signature }),
+                        Err(error) => Report::Failed { number, reason: error.to_string() },
+                    };
+                    let signed = matches!(report, Report::Signed(_));
+                    if report_tx.send(report).is_err() {
+                        return;
+                    }
+                    if signed {
+                        break;
+                    }
+                    thread::sleep(retry);
+                }
+            }
+        })?;
+        Ok(Self { jobs, reports, outstanding: VecDeque::new(), unsigned_max, timeout, failure: None })
+    }
+
+    /// Queues a sealed block. Callers check `health` first: a full queue is
+    /// refused rather than waited on.
+    pub fn submit(&mut self, number: u64, hash: B256) -> Result<(), BacklogFull> {
+        self.jobs.try_send((number, hash)).map_err(|_| BacklogFull { unsigned: self.outstanding.len() })?;
+        self.outstanding.push_back((number, Instant::now()));
+        Ok(())
+    }
+
+    /// Signatures made since the last call, in block order; updates health.
+    pub fn collect(&mut self) -> Vec<SignedBlock> {
+        let mut signed = Vec::new();
+        loop {
+            match self.reports.try_recv() {
+                Ok(Report::Signed(block)) => {
+                    self.outstanding.retain(|(n, _)| *n != block.number);
+                    self.failure = None;
+                    signed.push(block);
+                }
+                Ok(Report::Failed { number, reason }) => {
+                    self.failure = Some(format!("signing block {number} failed: {reason}"));
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.failure = Some("the signing thread stopped".into());
+                    break;
+                }
+            }
+        }
+        signed
+    }
+
+    pub fn unsigned(&self) -> usize {
+        self.outstanding.len()
+    }
+
+    /// Whether another block may be sealed now.
+    pub fn health(&self) -> SignerHealth {
+        if let Some(reason) = &self.failure {
+            return SignerHealth::Failed(reason.clone());
+        }
+        if let Some((number, since)) = self.outstanding.front()
+            && since.elapsed() > self.timeout
+        {
+            return SignerHealth::Failed(format!(
+                "block {number} unsigned for {} ms (signer timeout {} ms)",
+                since.elapsed().as_millis(),
+                self.timeout.as_millis()
+            ));
+        }
+        if self.outstanding.len() >= self.unsigned_max {
+            return SignerHealth::Backlogged { unsigned: self.outstanding.len() };
+        }
+        SignerHealth::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use alloy_primitives::Address;
+
+    use super::*;
+    use crate::{FileSigner, SignError};
+
+    /// An HSM that can be unplugged: no real device can be made to fail on
+    /// demand here.
+    struct Unpluggable {
+        key: FileSigner,
+        plugged: AtomicBool,
+    }
+
+    impl Signer for Unpluggable {
+        fn address(&self) -> Address {
+            self.key.address()
+        }
+        fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
+            if !self.plugged.load(Ordering::SeqCst) {
+                return Err(SignError::Device("device not found".into()));
+            }
+            self.key.sign(payload)
+        }
+    }
+
+    fn wait_for(
+        pipeline: &mut SigningPipeline,
+        mut done: impl FnMut(&SigningPipeline, &[SignedBlock]) -> bool,
+    ) -> Vec<SignedBlock> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut all = Vec::new();
+        loop {
+            all.extend(pipeline.collect());
+            if done(pipeline, &all) {
+                return all;
+            }
+            assert!(Instant::now() < deadline, "pipeline did not get there: {pipeline:?}");
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn fails_closed_applies_backpressure_and_resumes() {
+        let signer =
+            Arc::new(Unpluggable { key: FileSigner::from_bytes(&[3; 32]).unwrap(), plugged: AtomicBool::new(true) });
+        let mut pipeline =
+            SigningPipeline::start(signer.clone(), 1, 2, Duration::from_secs(30), Duration::from_millis(5)).unwrap();
+        pipeline.submit(1, B256::repeat_byte(1)).unwrap();
+        let signed = wait_for(&mut pipeline, |_, all| all.len() == 1);
+        assert_eq!(signed[0].number, 1);
+        assert_eq!(pipeline.health(), SignerHealth::Ok);
+
+        signer.plugged.store(false, Ordering::SeqCst);
+        pipeline.submit(2, B256::repeat_byte(2)).unwrap();
+        wait_for(&mut pipeline, |p, _| matches!(p.health(), SignerHealth::Failed(_)));
+        let SignerHealth::Failed(reason) = pipeline.health() else { unreachable!() };
+        assert!(reason.contains("device not found"), "{reason}");
+        // The bound: one more may wait, then the sealer is held back.
+        pipeline.submit(3, B256::repeat_byte(3)).unwrap();
+        assert_eq!(pipeline.unsigned(), 2);
+
+        signer.plugged.store(true, Ordering::SeqCst);
+        let signed = wait_for(&mut pipeline, |p, _| p.unsigned() == 0);
+        assert_eq!(signed.iter().map(|s| s.number).collect::<Vec<_>>(), vec![2, 3], "in order, none lost");
+        assert_eq!(pipeline.health(), SignerHealth::Ok);
+    }
+
+    #[test]
+    fn a_full_backlog_holds_the_sealer_back() {
+        let signer =
+            Arc::new(Unpluggable { key: FileSigner::from_bytes(&[4; 32]).unwrap(), plugged: AtomicBool::new(false) });
+        let mut pipeline =
+            SigningPipeline::start(signer, 1, 2, Duration::from_secs(30), Duration::from_millis(50)).unwrap();
+        pipeline.submit(1, B256::repeat_byte(1)).unwrap();
+        pipeline.submit(2, B256::repeat_byte(2)).unwrap();
+        assert!(matches!(pipeline.health(), SignerHealth::Backlogged { unsigned: 2 } | SignerHealth::Failed(_)));
+    }
+
+    #[test]
+    fn a_signer_slower_than_the_timeout_is_reported() {
+        struct Stuck;
+        impl Signer for Stuck {
+            fn address(&self) -> Address {
+                Address::ZERO
+            }
+            fn sign(&self, _: &Payload) -> Result<Signature65, SignError> {
+                thread::sleep(Duration::from_secs(3600));
+                unreachable!("killed with the test process")
+            }
+        }
+        let mut pipeline =
+            SigningPipeline::start(Arc::new(Stuck), 1, 4, Duration::from_millis(20), Duration::from_millis(5)).unwrap();
+        pipeline.submit(9, B256::ZERO).unwrap();
+        wait_for(&mut pipeline, |p, _| matches!(p.health(), SignerHealth::Failed(_)));
+        let SignerHealth::Failed(reason) = pipeline.health() else { unreachable!() };
+        assert!(reason.contains("block 9 unsigned"), "{reason}");
+    }
+}
