@@ -66,6 +66,8 @@ fn parse_line(line: &str, number: u64) -> Result<(AuditEntry, B256), AuditError>
     let payload_type = match payload_type {
         "sealed_block" => "sealed_block",
         "self_test" => "self_test",
+        "delegation" => "delegation",
+        "preconf_batch" => "preconf_batch",
         _ => return Err(broken("unknown payload type")),
     };
     let signature: [u8; 65] = hex::decode(signature.trim_start_matches("0x"))
@@ -146,6 +148,8 @@ impl<S: Signer> Signer for AuditedSigner<S> {
         let (payload_type, height) = match *payload {
             Payload::SealedBlock { number, .. } => ("sealed_block", number),
             Payload::SelfTest { .. } => ("self_test", 0),
+            Payload::Delegation { epoch, .. } => ("delegation", epoch),
+            Payload::PreconfBatch { block_number, .. } => ("preconf_batch", block_number),
         };
         let entry = AuditEntry {
             sequence: state.1,

@@ -15,6 +15,17 @@ use zeroize::Zeroizing;
 
 use crate::{Payload, SignError, Signature65, Signer};
 
+/// 32 random bytes from the kernel that make a valid secret key.
+fn random_secret() -> Result<Zeroizing<[u8; 32]>, SignError> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    loop {
+        fs::File::open("/dev/urandom")?.read_exact(bytes.as_mut_slice())?;
+        if SecretKey::from_byte_array(*bytes).is_ok() {
+            return Ok(bytes);
+        }
+    }
+}
+
 /// A secp256k1 key loaded from a file.
 pub struct FileSigner {
     secret: SecretKey,
@@ -43,17 +54,16 @@ impl FileSigner {
         if path.exists() {
             return Ok((Self::load(path)?, false));
         }
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        loop {
-            fs::File::open("/dev/urandom")?.read_exact(bytes.as_mut_slice())?;
-            if SecretKey::from_byte_array(*bytes).is_ok() {
-                break;
-            }
-        }
+        let bytes = random_secret()?;
         let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
         file.write_all(Zeroizing::new(hex::encode(bytes.as_slice())).as_bytes())?;
         file.sync_all()?;
         Ok((Self::from_bytes(&bytes)?, true))
+    }
+
+    /// A fresh random key held in memory only.
+    pub fn random() -> Result<Self, SignError> {
+        Self::from_bytes(&*random_secret()?)
     }
 
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, SignError> {

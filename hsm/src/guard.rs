@@ -137,7 +137,11 @@ impl<S: Signer> Signer for GuardedSigner<S> {
     fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
         match *payload {
             Payload::SealedBlock { number, block_hash, .. } => self.guard.admit(number, block_hash)?,
-            Payload::SelfTest { .. } => {}
+            Payload::SelfTest { .. } | Payload::Delegation { .. } => {}
+            // The block key never signs preconfirmations: that is the hot key's job.
+            Payload::PreconfBatch { .. } => {
+                return Err(SignError::Key("the block key does not sign preconfirmation batches".into()));
+            }
         }
         self.inner.sign(payload)
     }

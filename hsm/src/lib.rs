@@ -3,6 +3,7 @@
 //! with the block key.
 
 mod audit;
+mod delegation;
 mod file;
 mod guard;
 mod pipeline;
@@ -13,6 +14,10 @@ use alloy_primitives::{Address, B256, keccak256};
 use secp256k1::ecdsa;
 
 pub use audit::{AuditEntry, AuditError, AuditedSigner, verify as verify_audit_log};
+pub use delegation::{
+    Certificate, HotKey, PreconfError, Preconfirmation, SignedBatch, certify, merkle_proof, merkle_root,
+    verify_preconfirmation, verify_proof,
+};
 pub use file::FileSigner;
 pub use guard::{GuardError, GuardedSigner, HighWaterMark, SignGuard};
 pub use pipeline::{BacklogFull, SignedBlock, SignerHealth, SigningPipeline};
@@ -28,10 +33,17 @@ pub enum Payload {
     /// `tephra hsm selftest`: a random challenge under its own domain, so that
     /// it can never be a block signature.
     SelfTest { challenge: B256 },
+    /// A certificate for an epoch's hot preconfirmation key (block key only).
+    Delegation { chain_id: u64, epoch: u64, hot_key: Address, valid_from_block: u64, valid_until_block: u64 },
+    /// The Merkle root of one mini-block's transaction hashes (hot key only).
+    PreconfBatch { chain_id: u64, block_number: u64, first_index: u32, count: u32, root: B256 },
 }
 
-/// Domain of self-test signatures: never a valid OP Stack signing hash input.
+/// Domains of tephra's own payloads: each hashes a distinct prefix, so none
+/// can be taken for another or for an OP Stack block signing hash.
 const SELF_TEST_DOMAIN: &[u8] = b"tephra/hsm/selftest/v1";
+const DELEGATION_DOMAIN: &[u8] = b"tephra/delegation/v1";
+const PRECONF_DOMAIN: &[u8] = b"tephra/preconf/v1";
 
 impl Payload {
     /// The 32-byte digest that is signed.
@@ -39,6 +51,28 @@ impl Payload {
         match *self {
             Payload::SealedBlock { chain_id, block_hash, .. } => block_signing_hash(chain_id, block_hash),
             Payload::SelfTest { challenge } => keccak256([SELF_TEST_DOMAIN, challenge.as_slice()].concat()),
+            Payload::Delegation { chain_id, epoch, hot_key, valid_from_block, valid_until_block } => keccak256(
+                [
+                    DELEGATION_DOMAIN,
+                    &chain_id.to_be_bytes(),
+                    &epoch.to_be_bytes(),
+                    hot_key.as_slice(),
+                    &valid_from_block.to_be_bytes(),
+                    &valid_until_block.to_be_bytes(),
+                ]
+                .concat(),
+            ),
+            Payload::PreconfBatch { chain_id, block_number, first_index, count, root } => keccak256(
+                [
+                    PRECONF_DOMAIN,
+                    &chain_id.to_be_bytes(),
+                    &block_number.to_be_bytes(),
+                    &first_index.to_be_bytes(),
+                    &count.to_be_bytes(),
+                    root.as_slice(),
+                ]
+                .concat(),
+            ),
         }
     }
 }

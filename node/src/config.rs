@@ -114,6 +114,7 @@ pub struct SignerConfig {
     pub unsigned_blocks_max: usize,
     pub sign_timeout_ms: u64,
     pub sign_retry_ms: u64,
+    pub delegation_epoch_blocks: u64,
     pub key_file: PathBuf,
     pub pkcs11_module: PathBuf,
     pub pkcs11_token_label: String,
@@ -179,6 +180,7 @@ impl Config {
         positive("udp.inflight_datagrams_max", self.udp.inflight_datagrams_max as u64)?;
         positive("signer.unsigned_blocks_max", self.signer.unsigned_blocks_max as u64)?;
         positive("signer.sign_timeout_ms", self.signer.sign_timeout_ms)?;
+        positive("signer.delegation_epoch_blocks", self.signer.delegation_epoch_blocks)?;
         if self.log.segment_size_max_bytes < 1 << 20 {
             return Err(ConfigError::Invalid {
                 key: "log.segment_size_max_bytes",

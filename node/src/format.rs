@@ -67,6 +67,37 @@ pub fn receipt(tx: &StoredTx, at: Position) -> Value {
     })
 }
 
+fn signature_hex(signature: &tephra_hsm::Signature65) -> String {
+    format!("0x{}", hex::encode(signature.0))
+}
+
+/// A transaction's signed preconfirmation with its Merkle proof and the
+/// hot key's certificate: everything `tephra verify-preconf` needs.
+pub fn preconfirmation(tx: &StoredTx, index: usize) -> Option<Value> {
+    let at = tx.preconf.as_ref()?;
+    let (batch, cert) = (&at.mini_block.batch, &at.mini_block.certificate);
+    Some(json!({
+        "transactionHash": tx.hash,
+        "blockNumber": qty(batch.block_number),
+        "transactionIndex": qty(index as u64),
+        "batch": {
+            "firstIndex": qty(u64::from(batch.first_index)),
+            "count": qty(u64::from(batch.count)),
+            "root": batch.root,
+            "signature": signature_hex(&batch.signature),
+        },
+        "proof": tephra_hsm::merkle_proof(&at.mini_block.tx_hashes, at.position),
+        "certificate": {
+            "chainId": qty(cert.chain_id),
+            "epoch": qty(cert.epoch),
+            "hotKey": cert.hot_key,
+            "validFromBlock": qty(cert.valid_from_block),
+            "validUntilBlock": qty(cert.valid_until_block),
+            "signature": signature_hex(&cert.signature),
+        },
+    }))
+}
+
 pub fn header(header: &Header, hash: Option<B256>) -> Value {
     let mut value = json!({
         "hash": hash,

@@ -91,6 +91,64 @@ fn rpc(agent: &ureq::Agent, url: &str, method: &str, params: Value) -> Result<Va
     }
 }
 
+fn signature_of(value: &Value) -> Result<Signature65, String> {
+    let bytes =
+        hex::decode(value.as_str().ok_or("a signature string")?.trim_start_matches("0x")).map_err(|e| e.to_string())?;
+    Ok(Signature65(bytes.try_into().map_err(|_| "a signature is 65 bytes")?))
+}
+
+fn quantity(value: &Value) -> Result<u64, String> {
+    let text = value.as_str().ok_or("a quantity")?;
+    u64::from_str_radix(text.trim_start_matches("0x"), 16).map_err(|e| format!("{text}: {e}"))
+}
+
+/// Reads a preconfirmation as `tephra_getPreconfirmation` serves it.
+pub fn parse_preconfirmation(json: &Value) -> Result<tephra_hsm::Preconfirmation, String> {
+    let de = |v: &Value| serde_json::from_value::<B256>(v.clone()).map_err(|e| e.to_string());
+    let (batch, cert) = (&json["batch"], &json["certificate"]);
+    Ok(tephra_hsm::Preconfirmation {
+        tx_hash: de(&json["transactionHash"])?,
+        index: u32::try_from(quantity(&json["transactionIndex"])?).map_err(|e| e.to_string())?,
+        batch: tephra_hsm::SignedBatch {
+            block_number: quantity(&json["blockNumber"])?,
+            first_index: u32::try_from(quantity(&batch["firstIndex"])?).map_err(|e| e.to_string())?,
+            count: u32::try_from(quantity(&batch["count"])?).map_err(|e| e.to_string())?,
+            root: de(&batch["root"])?,
+            signature: signature_of(&batch["signature"])?,
+        },
+        proof: json["proof"].as_array().ok_or("a proof list")?.iter().map(de).collect::<Result<_, _>>()?,
+        certificate: tephra_hsm::Certificate {
+            chain_id: quantity(&cert["chainId"])?,
+            epoch: quantity(&cert["epoch"])?,
+            hot_key: serde_json::from_value(cert["hotKey"].clone()).map_err(|e| e.to_string())?,
+            valid_from_block: quantity(&cert["validFromBlock"])?,
+            valid_until_block: quantity(&cert["validUntilBlock"])?,
+            signature: signature_of(&cert["signature"])?,
+        },
+    })
+}
+
+/// Fetches a transaction's preconfirmation and checks it back to the block key.
+pub fn verify_preconf(url: &str, tx: B256, signer: Option<Address>) -> Result<String, String> {
+    let agent = ureq::Agent::new_with_defaults();
+    let expected = match signer {
+        Some(address) => address,
+        None => {
+            serde_json::from_value(rpc(&agent, url, "tephra_blockSigner", json!([]))?).map_err(|e| e.to_string())?
+        }
+    };
+    let json = rpc(&agent, url, "tephra_getPreconfirmation", json!([tx]))?;
+    if json.is_null() {
+        return Err(format!("no signed preconfirmation for {tx}"));
+    }
+    let preconf = parse_preconfirmation(&json)?;
+    tephra_hsm::verify_preconfirmation(&preconf, expected).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "preconfirmation of {tx} verified: block {} index {}, hot key {} certified by {expected} for epoch {}",
+        preconf.batch.block_number, preconf.index, preconf.certificate.hot_key, preconf.certificate.epoch
+    ))
+}
+
 /// Fetches a block over JSON-RPC, rebuilds its header from the served
 /// fields, and checks its hash and its signature by the block key.
 pub fn verify_block(url: &str, block: &str, signer: Option<Address>) -> Result<String, String> {

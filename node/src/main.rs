@@ -2,6 +2,7 @@
 
 mod batchlog;
 mod config;
+mod delegation;
 mod format;
 mod hsm_cli;
 mod metrics;
@@ -52,6 +53,17 @@ enum Command {
         command: HsmCommand,
         #[arg(long, global = true)]
         config: Option<PathBuf>,
+    },
+    /// Fetch a transaction's preconfirmation over JSON-RPC and check it back to the block key.
+    VerifyPreconf {
+        #[arg(long, default_value = "http://127.0.0.1:8545")]
+        rpc: String,
+        /// The transaction hash.
+        #[arg(long)]
+        tx: alloy_primitives::B256,
+        /// The block key's address; by default the one the node names.
+        #[arg(long)]
+        signer: Option<alloy_primitives::Address>,
     },
     /// Fetch a block over JSON-RPC and check its hash and its signature.
     VerifyBlock {
@@ -137,6 +149,9 @@ fn main() -> ExitCode {
                 println!("{report}");
                 Ok(())
             })
+        }
+        Command::VerifyPreconf { rpc, tx, signer } => {
+            hsm_cli::verify_preconf(&rpc, tx, signer).map(|report| println!("{report}"))
         }
         Command::VerifyBlock { rpc, block, signer } => {
             let block = match block.parse::<u64>() {

@@ -22,6 +22,7 @@ use tephra_hsm::{
 use crate::{
     batchlog::{self, LogWriter},
     config::{Config, SignerKind},
+    delegation::Delegation,
     metrics::Metrics,
     replay::{self, OpenReplay},
     sequencer::{Sequencer, Shared, unix_ms},
@@ -292,7 +293,7 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     // Sealing stops at the bound, so a log never holds more unsigned blocks
     // than it allows; a bound lowered since is widened to fit them.
     let mut signing = SigningPipeline::start(
-        signer,
+        signer.clone(),
         chain.chain_id(),
         config.signer.unsigned_blocks_max.max(unsigned.len()),
         std::time::Duration::from_millis(config.signer.sign_timeout_ms),
@@ -302,8 +303,19 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     for (number, hash) in unsigned {
         signing.submit(number, hash).expect("the bound fits every unsigned block");
     }
-    let sequencer =
-        Sequencer::new(shared.clone(), submit_rx, log, signing, builder, open_logged, beneficiary, data.snapshot());
+    let delegation =
+        Delegation::start(signer.clone(), chain.chain_id(), config.signer.delegation_epoch_blocks, params.number)?;
+    let sequencer = Sequencer::new(
+        shared.clone(),
+        submit_rx,
+        log,
+        signing,
+        delegation,
+        builder,
+        open_logged,
+        beneficiary,
+        data.snapshot(),
+    );
     let sequencer = thread::Builder::new()
         .name("tephra-sequencer".into())
         .spawn(move || sequencer.run())

@@ -277,6 +277,7 @@ fn history_block(
                 sender,
                 gas_used,
                 first_log_index,
+                preconf: None,
             };
             first_log_index += log_count;
             tx

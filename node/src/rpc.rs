@@ -469,6 +469,14 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
     m.register_method("net_listening", |_, _, _| -> RpcResult { Ok(json!(true)) }).expect("unique");
     m.register_method("web3_clientVersion", |_, _, _| -> RpcResult { Ok(json!(CLIENT_VERSION)) }).expect("unique");
     m.register_method("eth_syncing", |_, _, _| -> RpcResult { Ok(json!(false)) }).expect("unique");
+    // tephra's own: a transaction's signed preconfirmation, checkable back to the block key.
+    m.register_method("tephra_getPreconfirmation", |p, s, _| -> RpcResult {
+        let p = list(&p)?;
+        let hash: B256 = param(&p, 0, "hash")?;
+        let view = s.view.read().expect("view lock");
+        Ok(view.tx(&hash).and_then(|(_, index, tx)| format::preconfirmation(tx, index)).unwrap_or(Value::Null))
+    })
+    .expect("unique");
     // tephra's own: the address every block signature recovers to.
     m.register_method("tephra_blockSigner", |_, s, _| -> RpcResult { Ok(json!(s.signer_address)) }).expect("unique");
     m.register_method("eth_accounts", |_, _, _| -> RpcResult { Ok(json!([])) }).expect("unique");
@@ -598,7 +606,14 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
         let (hash, outcome) = submit(&s, &raw, true)?;
         match tokio::time::timeout(Duration::from_millis(timeout_ms), outcome).await {
             Ok(Ok(Ok(SubmitStatus::Preconfirmed(_)))) => {
-                Ok(receipt_of(&s.view.read().expect("view lock"), &hash, true).unwrap_or(Value::Null))
+                let view = s.view.read().expect("view lock");
+                let mut receipt = receipt_of(&view, &hash, true).unwrap_or(Value::Null);
+                if let Some((_, index, tx)) = view.tx(&hash)
+                    && let Some(preconf) = format::preconfirmation(tx, index)
+                {
+                    receipt["preconfirmation"] = preconf;
+                }
+                Ok(receipt)
             }
             Ok(Ok(Ok(SubmitStatus::Pooled))) => Err(error(SERVER_ERROR, "pooled without waiting", None)),
             Ok(Ok(Err(reject))) => Err(rejected(&reject)),

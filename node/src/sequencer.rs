@@ -25,9 +25,10 @@ use tokio::sync::{broadcast, oneshot};
 use crate::{
     batchlog::{LogError, LogWriter, Record},
     config::Config,
+    delegation::Delegation,
     metrics::{Metrics, ReasonLabel},
     replay::{open_record, receipt_record, stored_txs},
-    view::{OpenBlock, StoredBlock, StoredTx, TxLocation, View},
+    view::{OpenBlock, PreconfRef, SignedMiniBlock, StoredBlock, StoredTx, TxLocation, View},
 };
 
 /// Submissions taken from the queue per loop turn, so that sealing is never
@@ -128,6 +129,7 @@ pub struct Sequencer {
     submissions: Receiver<Submission>,
     log: LogWriter,
     signing: SigningPipeline,
+    delegation: Delegation,
     /// The open block; taken only while it is sealed.
     builder: Option<BlockBuilder>,
     /// Whether the open block's Open record is in the log.
@@ -146,6 +148,7 @@ impl Sequencer {
         submissions: Receiver<Submission>,
         log: LogWriter,
         signing: SigningPipeline,
+        delegation: Delegation,
         builder: BlockBuilder,
         open_logged: bool,
         beneficiary: Address,
@@ -157,6 +160,7 @@ impl Sequencer {
             submissions,
             log,
             signing,
+            delegation,
             builder: Some(builder),
             open_logged,
             waiting: B256Map::default(),
@@ -358,7 +362,8 @@ impl Sequencer {
             }
             // Durable: now visible.
             let first_log_index = view.open.txs.last().map_or(0, |t| t.first_log_index + t.receipt.logs.len() as u64);
-            let stored = stored_txs(included, builder.params().base_fee_per_gas, first_log_index);
+            let mut stored = stored_txs(included, builder.params().base_fee_per_gas, first_log_index);
+            sign_preconfirmations(&mut self.delegation, shared.chain.chain_id(), number, first, &mut stored);
             for (offset, tx) in stored.iter().enumerate() {
                 view.tx_index.insert(tx.hash, TxLocation { block_number: number, index: first + offset });
             }
@@ -487,6 +492,31 @@ impl Sequencer {
         }
         self.shared.metrics.signing_lag_blocks.set(i64::try_from(self.signing.unsigned()).unwrap_or(i64::MAX));
         Ok(())
+    }
+}
+
+/// One hot-key signature over a mini-block's transaction-hash root; each
+/// transaction keeps its place for its own proof.
+fn sign_preconfirmations(
+    delegation: &mut Delegation,
+    chain_id: u64,
+    number: u64,
+    first: usize,
+    stored: &mut [StoredTx],
+) {
+    if stored.is_empty() {
+        return;
+    }
+    let Some((hot, certificate)) = delegation.key_for(number) else {
+        tracing::warn!(block = number, "no certified preconfirmation key: preconfirmations go unsigned");
+        return;
+    };
+    let tx_hashes: Vec<B256> = stored.iter().map(|t| t.hash).collect();
+    let first_index = u32::try_from(first).expect("a block holds fewer than 2^32 transactions");
+    let batch = hot.sign_batch(chain_id, number, first_index, &tx_hashes);
+    let mini_block = Arc::new(SignedMiniBlock { batch, certificate: *certificate, tx_hashes });
+    for (position, tx) in stored.iter_mut().enumerate() {
+        tx.preconf = Some(PreconfRef { mini_block: mini_block.clone(), position });
     }
 }
 

@@ -1,12 +1,12 @@
 //! What RPC reads: the state, the pool, the open block's preconfirmed
 //! transactions and the recent sealed blocks. The sequencer is its only writer.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, sync::Arc};
 
 use alloy_consensus::{Header, Receipt, Transaction as _, TxEnvelope};
 use alloy_primitives::{Address, B256, Bloom, Log, map::B256Map};
 use tephra_exec::{BlockParams, ExecutedTx, StateDb, pool::Pool};
-use tephra_hsm::Signature65;
+use tephra_hsm::{Certificate, Signature65, SignedBatch};
 
 /// A transaction in a sealed or open block, with its receipt.
 #[derive(Clone, Debug)]
@@ -20,6 +20,23 @@ pub struct StoredTx {
     pub effective_gas_price: u128,
     /// Index in the block of this transaction's first log.
     pub first_log_index: u64,
+    /// Its signed preconfirmation (none for transactions replayed after a restart).
+    pub preconf: Option<PreconfRef>,
+}
+
+/// A mini-block whose transaction-hash root the hot key signed.
+#[derive(Debug)]
+pub struct SignedMiniBlock {
+    pub batch: SignedBatch,
+    pub certificate: Certificate,
+    pub tx_hashes: Vec<B256>,
+}
+
+/// A transaction's place in its signed mini-block.
+#[derive(Clone, Debug)]
+pub struct PreconfRef {
+    pub mini_block: Arc<SignedMiniBlock>,
+    pub position: usize,
 }
 
 impl StoredTx {
@@ -34,6 +51,7 @@ impl StoredTx {
             contract_address: executed.contract_address,
             effective_gas_price: envelope.effective_gas_price(Some(base_fee_per_gas)),
             first_log_index,
+            preconf: None,
         }
     }
 

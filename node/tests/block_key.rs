@@ -78,3 +78,43 @@ fn a_node_signs_with_a_softhsm2_key_it_generated() {
     drop(node);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn preconfirmations_are_signed_by_certified_hot_keys_across_epochs() {
+    // Short epochs so that the test crosses into new hot keys.
+    let node = TephraNode::start("delegation", "[block]\nblock_time_ms = 50\n[signer]\ndelegation_epoch_blocks = 8\n");
+    let key = tephra_exec::dev::DevKey::dev(4);
+    let verify = |hash: &str, signer: Option<String>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tephra"));
+        command.args(["verify-preconf", "--rpc", &node.rpc_url, "--tx", hash]);
+        if let Some(signer) = signer {
+            command.args(["--signer", &signer]);
+        }
+        command.output().unwrap()
+    };
+    let mut epochs = std::collections::BTreeSet::new();
+    let mut last_hash = String::new();
+    for nonce in 0..12 {
+        let tx = key.transfer(
+            31337,
+            nonce,
+            alloy_primitives::Address::with_last_byte(0x77),
+            alloy_primitives::U256::from(1),
+        );
+        let raw = format!("0x{}", hex::encode(alloy_eips::eip2718::Encodable2718::encoded_2718(&tx)));
+        let receipt = node.rpc("eth_sendRawTransactionSync", json!([raw]));
+        let preconf = &receipt["preconfirmation"];
+        assert!(preconf.is_object(), "a signed preconfirmation comes with the receipt: {receipt}");
+        epochs.insert(preconf["certificate"]["epoch"].as_str().unwrap().to_string());
+        last_hash = receipt["transactionHash"].as_str().unwrap().to_string();
+        let output = verify(&last_hash, None);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        std::thread::sleep(std::time::Duration::from_millis(40));
+    }
+    assert!(epochs.len() >= 2, "hot keys rotated across epochs: {epochs:?}");
+    // Checked against another key, the same preconfirmation fails.
+    let wrong = tephra_exec::dev::DevKey::dev(9).address().to_string();
+    let output = verify(&last_hash, Some(wrong));
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not signed by the block key"));
+}
