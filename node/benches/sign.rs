@@ -16,7 +16,10 @@ use std::{
 };
 
 use alloy_primitives::B256;
-use tephra_hsm::{AuditedSigner, FileSigner, GuardedSigner, Payload, Pkcs11Config, Pkcs11Signer, SignGuard, Signer};
+use tephra_hsm::{
+    AuditedSigner, FileSigner, GuardedSigner, Payload, Pkcs11Config, Pkcs11Signer, SignGuard, Signer, SignerHealth,
+    SigningPipeline,
+};
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
@@ -36,6 +39,51 @@ fn latency(name: &str, signer: &dyn Signer, rounds: u64) {
     samples.sort();
     let at = |per_mille: usize| samples[(samples.len() - 1) * per_mille / 1000].as_secs_f64() * 1e3;
     println!("{name:<52} p50 {:>8.3} ms   p99 {:>8.3} ms", at(500), at(990));
+}
+
+/// A signer as slow as a YubiHSM 2 at its worst: 120 ms a signature.
+struct Slow(FileSigner);
+
+impl Signer for Slow {
+    fn address(&self) -> alloy_primitives::Address {
+        self.0.address()
+    }
+    fn sign(&self, payload: &Payload) -> Result<tephra_hsm::Signature65, tephra_hsm::SignError> {
+        std::thread::sleep(Duration::from_millis(120));
+        self.0.sign(payload)
+    }
+}
+
+/// Seals a block every 150 ms for 40 blocks through the signing pipeline
+/// with a 120 ms signer, as the sequencer does, and reports how far the
+/// signatures lag and whether sealing was ever held back.
+fn signing_lag_with_a_slow_signer(dir: &Path) {
+    let signer = Arc::new(GuardedSigner::new(
+        Slow(FileSigner::from_bytes(&[8; 32]).unwrap()),
+        SignGuard::open(&dir.join("slow-guard")).unwrap(),
+    ));
+    let mut pipeline =
+        SigningPipeline::start(signer, 1, 2, Duration::from_secs(2), Duration::from_millis(100)).unwrap();
+    let block_time = Duration::from_millis(150);
+    let (mut lag_max, mut held_back) = (0, 0);
+    let start = Instant::now();
+    for number in 1..=40u64 {
+        let due = start + block_time * u32::try_from(number).unwrap();
+        while Instant::now() < due {
+            pipeline.collect();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        pipeline.collect();
+        if pipeline.health() != SignerHealth::Ok {
+            held_back += 1;
+        }
+        pipeline.submit(number, B256::from(alloy_primitives::U256::from(number))).expect("room in the backlog");
+        lag_max = lag_max.max(pipeline.unsigned());
+    }
+    println!(
+        "{:<52} unsigned at most {lag_max} block(s) after a seal, sealing held back {held_back} time(s)",
+        "150 ms blocks, 120 ms signer (40 blocks)"
+    );
 }
 
 fn main() {
@@ -81,6 +129,8 @@ fn main() {
         per_second,
         1e6 / per_second
     );
+
+    signing_lag_with_a_slow_signer(&dir);
 
     if Path::new(MODULE).exists() {
         // SoftHSM2 reads SOFTHSM2_CONF when loaded: measured in a child process.

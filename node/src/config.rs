@@ -27,10 +27,18 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
+    pub profile: Profile,
     pub data_dir: PathBuf,
     pub genesis: PathBuf,
     pub log_format: LogFormat,
     pub log_level: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    Development,
+    Production,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -116,6 +124,7 @@ pub struct SignerConfig {
     pub sign_retry_ms: u64,
     pub delegation_epoch_blocks: u64,
     pub key_file: PathBuf,
+    pub allow_file_key_in_production: bool,
     pub pkcs11_module: PathBuf,
     pub pkcs11_token_label: String,
     pub pkcs11_pin_file: PathBuf,
@@ -181,6 +190,16 @@ impl Config {
         positive("signer.unsigned_blocks_max", self.signer.unsigned_blocks_max as u64)?;
         positive("signer.sign_timeout_ms", self.signer.sign_timeout_ms)?;
         positive("signer.delegation_epoch_blocks", self.signer.delegation_epoch_blocks)?;
+        if self.node.profile == Profile::Production
+            && matches!(self.signer.kind, SignerKind::File)
+            && !self.signer.allow_file_key_in_production
+        {
+            return Err(ConfigError::Invalid {
+                key: "signer.kind",
+                value: "file".into(),
+                reason: "a production node keeps its block key in an HSM (set signer.allow_file_key_in_production to override)",
+            });
+        }
         if self.log.segment_size_max_bytes < 1 << 20 {
             return Err(ConfigError::Invalid {
                 key: "log.segment_size_max_bytes",
@@ -255,5 +274,13 @@ mod tests {
         assert!(zero.contains("block.block_time_ms"), "{zero}");
         let section = Config::from_toml("[nonsense]\nx = 1\n").unwrap_err().to_string();
         assert!(section.contains("nonsense"), "{section}");
+    }
+
+    #[test]
+    fn production_refuses_a_file_key_unless_allowed() {
+        let refused = Config::from_toml("[node]\nprofile = \"production\"\n").unwrap_err().to_string();
+        assert!(refused.contains("signer.kind") && refused.contains("HSM"), "{refused}");
+        Config::from_toml("[node]\nprofile = \"production\"\n[signer]\nallow_file_key_in_production = true\n").unwrap();
+        Config::from_toml("[node]\nprofile = \"production\"\n[signer]\nkind = \"pkcs11\"\n").unwrap();
     }
 }
