@@ -138,6 +138,10 @@ impl<S: Signer> AuditedSigner<S> {
 }
 
 impl<S: Signer> Signer for AuditedSigner<S> {
+    fn public_key(&self) -> secp256k1::PublicKey {
+        self.inner.public_key()
+    }
+
     fn address(&self) -> Address {
         self.inner.address()
     }

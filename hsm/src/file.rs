@@ -9,7 +9,7 @@ use std::{
 };
 
 use alloy_primitives::Address;
-use secp256k1::{Message, SECP256K1, SecretKey};
+use secp256k1::{Message, PublicKey, SECP256K1, SecretKey};
 use tephra_types::crypto::address_of;
 use zeroize::Zeroizing;
 
@@ -29,6 +29,7 @@ fn random_secret() -> Result<Zeroizing<[u8; 32]>, SignError> {
 /// A secp256k1 key loaded from a file.
 pub struct FileSigner {
     secret: SecretKey,
+    public: PublicKey,
     address: Address,
 }
 
@@ -68,11 +69,16 @@ impl FileSigner {
 
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, SignError> {
         let secret = SecretKey::from_byte_array(*bytes).map_err(|e| SignError::Key(e.to_string()))?;
-        Ok(Self { secret, address: address_of(&secret.public_key(SECP256K1)) })
+        let public = secret.public_key(SECP256K1);
+        Ok(Self { secret, public, address: address_of(&public) })
     }
 }
 
 impl Signer for FileSigner {
+    fn public_key(&self) -> PublicKey {
+        self.public
+    }
+
     fn address(&self) -> Address {
         self.address
     }

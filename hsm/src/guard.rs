@@ -130,6 +130,10 @@ impl<S: Signer> GuardedSigner<S> {
 }
 
 impl<S: Signer> Signer for GuardedSigner<S> {
+    fn public_key(&self) -> secp256k1::PublicKey {
+        self.inner.public_key()
+    }
+
     fn address(&self) -> Address {
         self.inner.address()
     }

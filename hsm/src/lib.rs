@@ -130,13 +130,21 @@ pub fn ethereum_signature(hash: B256, compact: &[u8; 64], address: Address) -> R
 
 /// A key that signs typed payloads.
 pub trait Signer: Send + Sync {
+    /// The signing key's public key.
+    fn public_key(&self) -> secp256k1::PublicKey;
     /// The Ethereum address of the signing key.
-    fn address(&self) -> Address;
+    fn address(&self) -> Address {
+        tephra_types::crypto::address_of(&self.public_key())
+    }
     /// Signs `payload`; the signature recovers to `address()`.
     fn sign(&self, payload: &Payload) -> Result<Signature65, SignError>;
 }
 
 impl<S: Signer + ?Sized> Signer for Box<S> {
+    fn public_key(&self) -> secp256k1::PublicKey {
+        (**self).public_key()
+    }
+
     fn address(&self) -> Address {
         (**self).address()
     }

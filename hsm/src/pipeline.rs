@@ -166,8 +166,6 @@ impl SigningPipeline {
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use alloy_primitives::Address;
-
     use super::*;
     use crate::{FileSigner, SignError};
 
@@ -179,8 +177,8 @@ mod tests {
     }
 
     impl Signer for Unpluggable {
-        fn address(&self) -> Address {
-            self.key.address()
+        fn public_key(&self) -> secp256k1::PublicKey {
+            self.key.public_key()
         }
         fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
             if !self.plugged.load(Ordering::SeqCst) {
@@ -245,18 +243,24 @@ mod tests {
 
     #[test]
     fn a_signer_slower_than_the_timeout_is_reported() {
-        struct Stuck;
+        struct Stuck(FileSigner);
         impl Signer for Stuck {
-            fn address(&self) -> Address {
-                Address::ZERO
+            fn public_key(&self) -> secp256k1::PublicKey {
+                self.0.public_key()
             }
             fn sign(&self, _: &Payload) -> Result<Signature65, SignError> {
                 thread::sleep(Duration::from_secs(3600));
                 unreachable!("killed with the test process")
             }
         }
-        let mut pipeline =
-            SigningPipeline::start(Arc::new(Stuck), 1, 4, Duration::from_millis(20), Duration::from_millis(5)).unwrap();
+        let mut pipeline = SigningPipeline::start(
+            Arc::new(Stuck(FileSigner::from_bytes(&[5; 32]).unwrap())),
+            1,
+            4,
+            Duration::from_millis(20),
+            Duration::from_millis(5),
+        )
+        .unwrap();
         pipeline.submit(9, B256::ZERO).unwrap();
         wait_for(&mut pipeline, |p, _| matches!(p.health(), SignerHealth::Failed(_)));
         let SignerHealth::Failed(reason) = pipeline.health() else { unreachable!() };

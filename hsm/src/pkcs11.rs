@@ -32,6 +32,7 @@ pub struct Pkcs11Signer {
     // The session is not Sync: one signature at a time.
     session: Mutex<Session>,
     key: ObjectHandle,
+    public_key: PublicKey,
     address: Address,
     _context: Pkcs11,
 }
@@ -121,11 +122,15 @@ impl Pkcs11Signer {
         let point = der.get(der.len().saturating_sub(65)..).unwrap_or_default();
         let public_key = PublicKey::from_slice(point).map_err(|e| SignError::Key(format!("EC point: {e}")))?;
         let address = tephra_types::crypto::address_of(&public_key);
-        Ok(Self { session: Mutex::new(session), key, address, _context: context })
+        Ok(Self { session: Mutex::new(session), key, public_key, address, _context: context })
     }
 }
 
 impl Signer for Pkcs11Signer {
+    fn public_key(&self) -> PublicKey {
+        self.public_key
+    }
+
     fn address(&self) -> Address {
         self.address
     }

@@ -38,6 +38,7 @@ struct SessionOnly {
 pub struct YubiHsmSigner {
     client: Client,
     key_id: object::Id,
+    public_key: PublicKey,
     address: Address,
 }
 
@@ -108,11 +109,15 @@ impl YubiHsmSigner {
         }
         uncompressed[1..].copy_from_slice(body);
         let public_key = PublicKey::from_slice(&uncompressed).map_err(|e| SignError::Key(e.to_string()))?;
-        Ok(Self { client, key_id, address: tephra_types::crypto::address_of(&public_key) })
+        Ok(Self { client, key_id, public_key, address: tephra_types::crypto::address_of(&public_key) })
     }
 }
 
 impl Signer for YubiHsmSigner {
+    fn public_key(&self) -> PublicKey {
+        self.public_key
+    }
+
     fn address(&self) -> Address {
         self.address
     }

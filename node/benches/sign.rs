@@ -45,8 +45,8 @@ fn latency(name: &str, signer: &dyn Signer, rounds: u64) {
 struct Slow(FileSigner);
 
 impl Signer for Slow {
-    fn address(&self) -> alloy_primitives::Address {
-        self.0.address()
+    fn public_key(&self) -> secp256k1::PublicKey {
+        self.0.public_key()
     }
     fn sign(&self, payload: &Payload) -> Result<tephra_hsm::Signature65, tephra_hsm::SignError> {
         std::thread::sleep(Duration::from_millis(120));

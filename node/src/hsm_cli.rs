@@ -19,7 +19,11 @@ use crate::{
 pub fn pubkey(config: &Config) -> Result<String, String> {
     let data = DataDir(config.node.data_dir.clone());
     let key = node::load_key(config, &data).map_err(|e| e.to_string())?;
-    Ok(format!("block key address: {}", key.address()))
+    Ok(format!(
+        "block key address: {}\nblock key public key: 0x{}",
+        key.address(),
+        hex::encode(key.public_key().serialize_uncompressed())
+    ))
 }
 
 /// Creates the block key where `[signer]` points: a key file, or a key pair
