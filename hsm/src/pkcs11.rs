@@ -4,7 +4,6 @@
 
 use std::{path::PathBuf, sync::Mutex};
 
-use alloy_primitives::Address;
 use cryptoki::{
     context::{CInitializeArgs, CInitializeFlags, Pkcs11},
     mechanism::Mechanism,
@@ -33,13 +32,12 @@ pub struct Pkcs11Signer {
     session: Mutex<Session>,
     key: ObjectHandle,
     public_key: PublicKey,
-    address: Address,
     _context: Pkcs11,
 }
 
 impl core::fmt::Debug for Pkcs11Signer {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Pkcs11Signer").field("address", &self.address).field("pin", &"REDACTED").finish()
+        f.debug_struct("Pkcs11Signer").field("address", &self.address()).field("pin", &"REDACTED").finish()
     }
 }
 
@@ -121,18 +119,13 @@ impl Pkcs11Signer {
         // CKA_EC_POINT is a DER OCTET STRING around the uncompressed point.
         let point = der.get(der.len().saturating_sub(65)..).unwrap_or_default();
         let public_key = PublicKey::from_slice(point).map_err(|e| SignError::Key(format!("EC point: {e}")))?;
-        let address = tephra_types::crypto::address_of(&public_key);
-        Ok(Self { session: Mutex::new(session), key, public_key, address, _context: context })
+        Ok(Self { session: Mutex::new(session), key, public_key, _context: context })
     }
 }
 
 impl Signer for Pkcs11Signer {
     fn public_key(&self) -> PublicKey {
         self.public_key
-    }
-
-    fn address(&self) -> Address {
-        self.address
     }
 
     fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
@@ -145,6 +138,6 @@ impl Signer for Pkcs11Signer {
             .map_err(device("signing"))?;
         let compact: [u8; 64] =
             raw.try_into().map_err(|raw: Vec<u8>| SignError::Device(format!("a {}-byte signature", raw.len())))?;
-        ethereum_signature(hash, &compact, self.address)
+        ethereum_signature(hash, &compact, self.address())
     }
 }

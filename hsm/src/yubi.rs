@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use alloy_primitives::Address;
 use secp256k1::{PublicKey, ecdsa};
 use yubihsm::{Client, Connector, Credentials, HttpConfig, object};
 use zeroize::Zeroizing;
@@ -39,13 +38,12 @@ pub struct YubiHsmSigner {
     client: Client,
     key_id: object::Id,
     public_key: PublicKey,
-    address: Address,
 }
 
 impl core::fmt::Debug for YubiHsmSigner {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("YubiHsmSigner")
-            .field("address", &self.address)
+            .field("address", &self.address())
             .field("key_id", &self.key_id)
             .field("password", &"REDACTED")
             .finish()
@@ -109,7 +107,7 @@ impl YubiHsmSigner {
         }
         uncompressed[1..].copy_from_slice(body);
         let public_key = PublicKey::from_slice(&uncompressed).map_err(|e| SignError::Key(e.to_string()))?;
-        Ok(Self { client, key_id, public_key, address: tephra_types::crypto::address_of(&public_key) })
+        Ok(Self { client, key_id, public_key })
     }
 }
 
@@ -118,15 +116,11 @@ impl Signer for YubiHsmSigner {
         self.public_key
     }
 
-    fn address(&self) -> Address {
-        self.address
-    }
-
     fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
         let hash = payload.signing_hash();
         let der = self.client.sign_ecdsa_prehash_raw(self.key_id, hash.as_slice()).map_err(device("signing"))?;
         let signature = ecdsa::Signature::from_der(&der).map_err(|e| SignError::Device(format!("DER: {e}")))?;
-        ethereum_signature(hash, &signature.serialize_compact(), self.address)
+        ethereum_signature(hash, &signature.serialize_compact(), self.address())
     }
 }
 
