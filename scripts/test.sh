@@ -5,10 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # SoftHSM2 is the real PKCS#11 module the HSM tests sign with; pkcs11-tool
-# (opensc) makes its keys.
-if ! command -v softhsm2-util >/dev/null || ! command -v pkcs11-tool >/dev/null; then
+# (opensc) makes its keys; libusb lets the YubiHSM USB connector build.
+if ! command -v softhsm2-util >/dev/null || ! command -v pkcs11-tool >/dev/null \
+  || ! pkg-config --exists libusb-1.0 2>/dev/null; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 opensc
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 opensc libusb-1.0-0-dev pkg-config
 fi
 
 # Real peers for the differential and end-to-end tests: Foundry's anvil and
@@ -20,4 +21,6 @@ export PATH="$PWD/node_modules/.bin:$PATH"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The YubiHSM USB connector is behind a feature (it needs libusb): keep it building.
+cargo clippy -p tephra-node --features yubihsm-usb --locked -- -D warnings
 cargo test --workspace --locked
