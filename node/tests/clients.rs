@@ -2,7 +2,7 @@
 
 mod common;
 
-use alloy_primitives::{B256, keccak256};
+use alloy_primitives::{B256, U256, keccak256};
 use common::{DEV_ADDRESS_0, DEV_KEY_0, TephraNode, quantity, signed_transfer};
 use serde_json::{Value, json};
 
@@ -172,4 +172,78 @@ fn viem_sends_waits_reads_balances_logs_and_watches_blocks() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "viem script failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("viem: ok"), "{stdout}");
+}
+
+#[test]
+fn estimates_calls_logs_and_fee_history_answer_exactly() {
+    let node = TephraNode::start("queries", "[rpc]\nget_logs_block_range_max = 50\n[block]\nblock_time_ms = 50\n");
+    let token_code = std::fs::read_to_string(common::workspace_root().join("contracts/Token.bin")).unwrap();
+    let supply = common::cast(&["abi-encode", "constructor(uint256)", "1000000"]);
+    let init = format!("0x{}{}", token_code.trim(), supply.trim_start_matches("0x"));
+    let deploy: Value =
+        serde_json::from_str(&node.cast(&["send", "--json", "--private-key", DEV_KEY_0, "--create", &init])).unwrap();
+    let token = deploy["contractAddress"].as_str().unwrap().to_string();
+    let bob = "0x000000000000000000000000000000000000b0b3";
+
+    // eth_call reads the state; a revert comes back with geth's code 3 and reason.
+    let balance_of = common::cast(&["calldata", "balanceOf(address)", DEV_ADDRESS_0]);
+    let balance = node.rpc("eth_call", json!([{"to": token, "data": balance_of}, "latest"]));
+    assert_eq!(
+        U256::from_str_radix(balance.as_str().unwrap().trim_start_matches("0x"), 16).unwrap(),
+        U256::from(1_000_000)
+    );
+    let overdraw = common::cast(&["calldata", "transfer(address,uint256)", bob, "1"]);
+    let reverted = node.call("eth_call", json!([{"from": bob, "to": token, "data": overdraw}, "latest"])).unwrap_err();
+    assert_eq!(reverted["code"], 3);
+    assert!(reverted["message"].as_str().unwrap().contains("insufficient balance"), "{reverted}");
+
+    // eth_estimateGas is the least gas limit that succeeds.
+    let transfer = common::cast(&["calldata", "transfer(address,uint256)", bob, "5"]);
+    let estimate =
+        quantity(&node.rpc("eth_estimateGas", json!([{"from": DEV_ADDRESS_0, "to": token, "data": transfer}])));
+    let send_with = |nonce: u64, gas: u64| -> Value {
+        let raw = node.cast(&[
+            "mktx",
+            "--private-key",
+            DEV_KEY_0,
+            "--nonce",
+            &nonce.to_string(),
+            "--gas-limit",
+            &gas.to_string(),
+            "--gas-price",
+            "20gwei",
+            "--priority-gas-price",
+            "1gwei",
+            &token,
+            "transfer(address,uint256)",
+            bob,
+            "5",
+        ]);
+        node.rpc("eth_sendRawTransactionSync", json!([raw]))
+    };
+    let nonce = quantity(&node.rpc("eth_getTransactionCount", json!([DEV_ADDRESS_0, "pending"])));
+    assert_eq!(send_with(nonce, estimate - 1)["status"], "0x0", "one gas less fails");
+    let ok = send_with(nonce + 1, estimate);
+    assert_eq!(ok["status"], "0x1", "the estimate succeeds");
+
+    // eth_getLogs by address and topic, and its range bound.
+    node.wait_for_block(quantity(&ok["blockNumber"]));
+    let transfer_topic = format!("{}", alloy_primitives::keccak256("Transfer(address,address,uint256)"));
+    let bob_topic = format!("0x{:0>64}", bob.trim_start_matches("0x"));
+    let logs = node.rpc(
+        "eth_getLogs",
+        json!([{"fromBlock": "0x0", "toBlock": "latest", "address": token, "topics": [transfer_topic, null, bob_topic]}]),
+    );
+    let logs = logs.as_array().unwrap();
+    assert_eq!(logs.len(), 1, "only the successful transfer to bob: {logs:?}");
+    assert_eq!(logs[0]["transactionHash"], ok["transactionHash"]);
+    node.wait_for_block(60);
+    let too_wide = node.call("eth_getLogs", json!([{"fromBlock": "0x0", "toBlock": "latest"}])).unwrap_err();
+    assert_eq!(too_wide["code"], -32005, "{too_wide}");
+
+    // eth_feeHistory: one more base fee than blocks, ratios and rewards per block.
+    let history = node.rpc("eth_feeHistory", json!(["0x4", "latest", [50]]));
+    assert_eq!(history["baseFeePerGas"].as_array().unwrap().len(), 5);
+    assert_eq!(history["gasUsedRatio"].as_array().unwrap().len(), 4);
+    assert_eq!(history["reward"].as_array().unwrap().len(), 4);
 }
