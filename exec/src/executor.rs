@@ -5,7 +5,7 @@
 //! as `SequentialExecutor` does.
 
 use alloy_consensus::{Eip658Value, Receipt, Transaction as _};
-use alloy_primitives::{Address, Log};
+use alloy_primitives::{Address, Log, map::AddressSet};
 use revm::{Context, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
 use tephra_types::Reject;
 
@@ -67,8 +67,12 @@ impl Executor for SequentialExecutor {
             .with_block(evm::block_env(block))
             .with_cfg(evm::cfg_env(block.chain_id, block.spec))
             .build_mainnet();
+        // A sender whose transaction did not fit keeps its later ones for the
+        // next block too: executing them now would fail on the nonce gap.
+        let mut deferred = AddressSet::default();
         for tx in txs {
-            if tx.gas_limit() > block.gas_limit - block_gas_used {
+            if deferred.contains(&tx.sender) || tx.gas_limit() > block.gas_limit - block_gas_used {
+                deferred.insert(tx.sender);
                 outcomes.push(TxOutcome::BlockFull(tx));
                 continue;
             }

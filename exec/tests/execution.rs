@@ -214,14 +214,21 @@ fn invalid_at_execution_is_dropped_with_its_reason_and_full_blocks_defer() {
     let mut small = Chain::dev();
     let mut params = small.params(1);
     params.gas_limit = 50_000;
-    let txs: Vec<_> = (0..3).map(|_| small.tx(2, TxKind::Call(BENEFICIARY), 1, vec![], 21_000)).collect();
+    // Sender 2's second transaction does not fit the 29,000 gas left; its third
+    // would, but waits with its predecessor; sender 3's fits and is included.
+    let txs = vec![
+        small.tx(2, TxKind::Call(BENEFICIARY), 1, vec![], 21_000),
+        small.tx(2, TxKind::Call(BENEFICIARY), 1, vec![], 30_000),
+        small.tx(2, TxKind::Call(BENEFICIARY), 1, vec![], 21_000),
+        small.tx(3, TxKind::Call(BENEFICIARY), 1, vec![], 21_000),
+    ];
     let verified = txs.iter().map(|tx| small.verifier.verify(&tx.encoded_2718()).unwrap()).collect();
     let mut builder = BlockBuilder::open(params, &mut small.state);
     let mut kinds = Vec::new();
     builder.execute(&mut SequentialExecutor, &mut small.state, verified, |index, outcome| {
         kinds.push((index, matches!(outcome, TxOutcome::BlockFull(_))))
     });
-    assert_eq!(kinds, vec![(Some(0), false), (Some(1), false), (None, true)]);
+    assert_eq!(kinds, vec![(Some(0), false), (None, true), (None, true), (Some(1), false)]);
 }
 
 #[test]
