@@ -216,7 +216,7 @@ fn invalid_at_execution_is_dropped_with_its_reason_and_full_blocks_defer() {
     params.gas_limit = 50_000;
     // Sender 2's second transaction does not fit the 29,000 gas left; its third
     // would, but waits with its predecessor; sender 3's fits and is included.
-    let txs = vec![
+    let txs = [
         small.tx(2, TxKind::Call(BENEFICIARY), 1, vec![], 21_000),
         small.tx(2, TxKind::Call(BENEFICIARY), 1, vec![], 30_000),
         small.tx(2, TxKind::Call(BENEFICIARY), 1, vec![], 21_000),
