@@ -98,6 +98,10 @@ pub struct Pool {
     len: usize,
     pending_count: usize,
     pending_gas: u64,
+    /// Transactions whose nonce the sender's account moved past outside the
+    /// pool (an EIP-7702 authorization bumps the authority's nonce): removed,
+    /// waiting for `drain_stale` so that their submitters are answered.
+    stale: Vec<VerifiedTx>,
 }
 
 impl Pool {
@@ -112,7 +116,43 @@ impl Pool {
             len: 0,
             pending_count: 0,
             pending_gas: 0,
+            stale: Vec::new(),
         }
+    }
+
+    /// Transactions removed because their sender's nonce moved past them.
+    pub fn drain_stale(&mut self) -> std::vec::Drain<'_, VerifiedTx> {
+        self.stale.drain(..)
+    }
+
+    /// Re-anchors `sender` at `state_nonce`: transactions below it can never
+    /// execute and go to `stale`; the rest are pending from `state_nonce` on,
+    /// or queued behind a gap.
+    fn rebase(&mut self, sender: &Address, state_nonce: u64) {
+        let Some(queue) = self.senders.get_mut(sender) else { return };
+        let entries: Vec<(u64, u64, bool, u64)> =
+            queue.txs.iter().map(|(&n, p)| (n, p.seq, p.pending, p.tx.gas_limit())).collect();
+        queue.next_nonce = state_nonce;
+        for (nonce, seq, pending, gas) in entries {
+            if pending {
+                self.ready.remove(&(seq, *sender));
+                self.pending_count -= 1;
+                self.pending_gas -= gas;
+            } else {
+                self.queued.remove(&(seq, *sender, nonce));
+            }
+            let queue = self.senders.get_mut(sender).expect("held");
+            if nonce < state_nonce {
+                let pooled = queue.txs.remove(&nonce).expect("listed");
+                self.hashes.remove(&pooled.tx.hash);
+                self.len -= 1;
+                self.stale.push(pooled.tx);
+            } else {
+                queue.txs.get_mut(&nonce).expect("listed").pending = false;
+                self.queued.insert((seq, *sender, nonce));
+            }
+        }
+        self.promote(sender, state_nonce);
     }
 
     pub fn limits(&self) -> &PoolLimits {
@@ -158,9 +198,12 @@ impl Pool {
             return Err(Reject::new(RejectCode::AlreadyKnown, format!("{} is already pooled", tx.hash)));
         }
         let (sender, nonce) = (tx.sender, tx.nonce());
+        if self.senders.get(&sender).is_some_and(|q| state_nonce > q.next_nonce) {
+            self.rebase(&sender, state_nonce);
+        }
         let (next_nonce, sender_len, pending) = match self.senders.get(&sender) {
             Some(queue) => {
-                let next = queue.next_nonce.max(state_nonce);
+                let next = queue.next_nonce;
                 let after_pending = nonce > next && queue.txs.get(&(nonce - 1)).is_some_and(|p| p.pending);
                 if nonce >= next && queue.txs.contains_key(&nonce) {
                     return self.replace(tx).map(|replaced| Admitted {
@@ -335,24 +378,14 @@ impl Pool {
 
     /// Reports the execution outcome of a handed-out transaction. When it was
     /// dropped, the sender's nonce falls back to `state_nonce` and its later
-    /// transactions wait for the gap to fill again.
+    /// transactions wait for the gap to fill again; when the account's nonce
+    /// moved ahead of the pool, the pool follows it.
     pub fn settle(&mut self, sender: &Address, state_nonce: u64, dropped: bool) {
         let Some(queue) = self.senders.get_mut(sender) else { return };
         queue.in_flight = queue.in_flight.saturating_sub(1);
-        if dropped && state_nonce < queue.next_nonce {
-            queue.next_nonce = state_nonce;
-            let seqs: Vec<(u64, u64, bool, u64)> =
-                queue.txs.iter().map(|(&n, p)| (n, p.seq, p.pending, p.tx.gas_limit())).collect();
-            for (nonce, seq, pending, gas) in seqs {
-                if pending {
-                    self.ready.remove(&(seq, *sender));
-                    self.pending_count -= 1;
-                    self.pending_gas -= gas;
-                    self.queued.insert((seq, *sender, nonce));
-                    self.senders.get_mut(sender).expect("held").txs.get_mut(&nonce).expect("listed").pending = false;
-                }
-            }
-            self.promote(sender, state_nonce);
+        let next = queue.next_nonce;
+        if (dropped && state_nonce < next) || state_nonce > next {
+            self.rebase(sender, state_nonce);
         }
         self.drop_if_idle(sender);
     }
@@ -533,11 +566,41 @@ mod tests {
         assert_eq!(cut_all(&mut pool), vec![(1, 1), (1, 2)]);
     }
 
+    #[test]
+    fn a_nonce_moved_outside_the_pool_makes_older_transactions_stale() {
+        let mut pool = Pool::new(limits());
+        pool.insert(tx(1, 5, GWEI, 0), 5, 0).unwrap();
+        // An EIP-7702 authorization elsewhere took nonce 5: the account is at 6.
+        assert!(pool.insert(tx(1, 7, GWEI, 0), 6, 1).is_ok());
+        let stale: Vec<u64> = pool.drain_stale().map(|t| t.nonce()).collect();
+        assert_eq!(stale, vec![5]);
+        assert_eq!((pool.pending_count(), pool.queued_count()), (0, 1));
+        assert!(!pool.mini_block_due(1_000));
+        pool.insert(tx(1, 6, GWEI, 0), 6, 2).unwrap();
+        assert_eq!(cut_all(&mut pool), vec![(1, 6), (1, 7)]);
+        // The same when the move is seen at settlement.
+        pool.insert(tx(2, 0, GWEI, 0), 0, 3).unwrap();
+        pool.insert(tx(2, 2, GWEI, 0), 0, 3).unwrap();
+        let mut out = Vec::new();
+        pool.cut_mini_block(&mut out);
+        pool.settle(&Address::repeat_byte(2), 3, false);
+        assert_eq!(pool.drain_stale().map(|t| t.nonce()).collect::<Vec<_>>(), vec![2]);
+        assert!(pool.is_empty());
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
-        Insert { sender: u8, nonce: u64, fee: u128 },
+        Insert {
+            sender: u8,
+            nonce: u64,
+            fee: u128,
+        },
         Cut,
         Expire,
+        /// The account's nonce moves on outside the pool (an EIP-7702 authorization).
+        Bump {
+            sender: u8,
+        },
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -545,6 +608,7 @@ mod tests {
             6 => (0u8..6, 0u64..8, 1u128..4).prop_map(|(sender, nonce, fee)| Op::Insert { sender, nonce, fee: fee * 100 }),
             2 => Just(Op::Cut),
             1 => Just(Op::Expire),
+            1 => (0u8..6).prop_map(|sender| Op::Bump { sender }),
         ]
     }
 
@@ -584,7 +648,14 @@ mod tests {
                         gone += out.len();
                     }
                     Op::Expire => pool.expire(now, |_| gone += 1),
+                    Op::Bump { sender } => {
+                        let next = handed.entry(Address::repeat_byte(sender)).or_insert(0);
+                        *next += 1;
+                        // The next submission from this sender brings the new state nonce.
+                        let _ = pool.insert(tx(sender, *next + 100, 1, 0), *next, now).map(|_| admitted += 1);
+                    }
                 }
+                gone += pool.drain_stale().count();
                 prop_assert_eq!(admitted, gone + pool.len());
                 prop_assert!(pool.len() <= limits.capacity);
                 prop_assert_eq!(pool.pending_count() + pool.queued_count(), pool.len());

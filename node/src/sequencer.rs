@@ -246,6 +246,7 @@ impl Sequencer {
                 }
             }
         }
+        self.answer_stale(&mut view.pool);
         view.pool.expire(now_ms, |tx| {
             if let Some(waiter) = self.waiting.remove(&tx.hash)
                 && let Some(reply) = waiter.reply
@@ -274,6 +275,16 @@ impl Sequencer {
             *not_ready = blocked;
         }
         health == SignerHealth::Ok
+    }
+
+    /// Answers the transactions whose sender's nonce moved past them.
+    fn answer_stale(&mut self, pool: &mut tephra_exec::pool::Pool) {
+        let stale: Vec<B256> = pool.drain_stale().map(|tx| tx.hash).collect();
+        for hash in stale {
+            let reject = Reject::new(RejectCode::NonceTooLow, "the account's nonce moved past it");
+            self.shared.reject_metric(&reject);
+            self.answer(&hash, Err(reject));
+        }
     }
 
     fn answer(&mut self, hash: &B256, outcome: SubmitOutcome) {
@@ -339,6 +350,9 @@ impl Sequencer {
             for (sender, dropped) in settle {
                 let nonce = view.state.nonce(&sender);
                 view.pool.settle(&sender, nonce, dropped);
+            }
+            for tx in view.pool.drain_stale() {
+                answers.push((tx.hash, Err(Reject::new(RejectCode::NonceTooLow, "the account's nonce moved past it"))));
             }
             for tx in deferred {
                 // Back to the pool for the next block.
