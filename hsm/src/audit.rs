@@ -125,8 +125,18 @@ pub struct AuditedSigner<S> {
 }
 
 impl<S: Signer> AuditedSigner<S> {
-    /// Opens (or creates) the log at `path`, checking the chain so far.
+    /// Opens (or creates) the log at `path`, checking the chain so far. A
+    /// last line cut short by a crash (no newline yet) is removed first: its
+    /// signature was never released.
     pub fn open(inner: S, path: &Path) -> Result<Self, AuditError> {
+        let io = |source| AuditError::Io { path: path.to_path_buf(), source };
+        if let Ok(bytes) = std::fs::read(path)
+            && bytes.last().is_some_and(|&b| b != b'\n')
+        {
+            let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let file = OpenOptions::new().write(true).open(path).map_err(io)?;
+            file.set_len(keep as u64).and_then(|()| file.sync_all()).map_err(io)?;
+        }
         let (entries, last) = verify(path)?;
         let file = OpenOptions::new()
             .create(true)
@@ -217,6 +227,12 @@ mod tests {
         let edited = text.replacen(" 2 0x", " 9 0x", 1);
         std::fs::write(&path, edited).unwrap();
         assert!(verify(&path).is_err());
+
+        // A line cut short by a crash is dropped when the log is reopened.
+        std::fs::write(&path, &text[..text.len() - 20]).unwrap();
+        let signer = AuditedSigner::open(FileSigner::from_bytes(&[9; 32]).unwrap(), &path).unwrap();
+        signer.sign(&Payload::SelfTest { challenge: B256::repeat_byte(5) }).unwrap();
+        assert_eq!(verify(&path).unwrap().0.len(), 4);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

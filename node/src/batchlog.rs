@@ -279,21 +279,23 @@ pub fn read_all(dir: &Path, mut on_torn: impl FnMut(&Path, u64, &str)) -> Result
         let bytes = fs::read(&path)?;
         let mut offset = 0usize;
         while offset < bytes.len() {
-            let (damage, claimed_end) = match parse_frame(&bytes[offset..]) {
+            let damage = match parse_frame(&bytes[offset..]) {
                 Ok(payload) => match Record::decode(payload) {
                     Ok(record) => {
                         records.push(record);
                         offset += HEADER_BYTES + payload.len();
                         continue;
                     }
-                    Err(reason) => (reason, offset + HEADER_BYTES + payload.len()),
+                    Err(reason) => reason,
                 },
-                Err((reason, claimed_len)) => (reason, offset.saturating_add(claimed_len)),
+                Err(reason) => reason,
             };
-            // A torn write damages only the end: the damaged record reaches the
-            // end of the file, or everything after it is zeros (space the file
-            // system allocated but never wrote).
-            let torn = claimed_end >= bytes.len() || bytes[offset..].iter().all(|&b| b == 0);
+            // A torn write damages only the end: no good record may follow the
+            // damage (what follows is cut short, garbage, or zeros the file
+            // system allocated but never wrote). A good record after it means
+            // damage inside the durable log, which is refused.
+            let torn = !(offset + 1..bytes.len())
+                .any(|at| parse_frame(&bytes[at..]).is_ok_and(|payload| Record::decode(payload).is_ok()));
             if !is_last || !torn {
                 return Err(LogError::Corrupt { segment: path, offset: offset as u64, reason: damage });
             }
@@ -307,24 +309,22 @@ pub fn read_all(dir: &Path, mut on_torn: impl FnMut(&Path, u64, &str)) -> Result
     Ok(records)
 }
 
-/// The payload of the frame at the start of `bytes`, or why not with the
-/// length the frame claims (header included).
-fn parse_frame(bytes: &[u8]) -> Result<&[u8], (String, usize)> {
+/// The payload of the frame at the start of `bytes`, or why not.
+fn parse_frame(bytes: &[u8]) -> Result<&[u8], String> {
     if bytes.len() < HEADER_BYTES {
-        return Err((format!("a header cut short ({} bytes)", bytes.len()), usize::MAX));
+        return Err(format!("a header cut short ({} bytes)", bytes.len()));
     }
     let len = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-    let claimed = HEADER_BYTES.saturating_add(len);
     if len > RECORD_SIZE_MAX_BYTES {
-        return Err((format!("a length of {len} bytes, above the record limit"), usize::MAX));
+        return Err(format!("a length of {len} bytes, above the record limit"));
     }
-    let Some(payload) = bytes.get(HEADER_BYTES..claimed) else {
-        return Err((format!("a length of {len} bytes with {} left", bytes.len() - HEADER_BYTES), claimed));
+    let Some(payload) = bytes.get(HEADER_BYTES..HEADER_BYTES + len) else {
+        return Err(format!("a length of {len} bytes with {} left", bytes.len() - HEADER_BYTES));
     };
     let computed = crc32c::crc32c(payload);
     if computed != crc {
-        return Err((format!("checksum {computed:#010x}, recorded {crc:#010x}"), claimed));
+        return Err(format!("checksum {computed:#010x}, recorded {crc:#010x}"));
     }
     Ok(payload)
 }

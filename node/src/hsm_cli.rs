@@ -64,6 +64,8 @@ pub fn keygen(config: &Config) -> Result<String, String> {
 /// checks it recovers to the key, and reports the latency.
 pub fn selftest(config: &Config) -> Result<String, String> {
     let data = DataDir(config.node.data_dir.clone());
+    // The audit log is appended to: not while a node runs on this data dir.
+    let _lock = node::lock_data_dir(&data).map_err(|e| e.to_string())?;
     let key = node::load_key(config, &data).map_err(|e| e.to_string())?;
     let signer = AuditedSigner::open(key, &data.0.join(&config.signer.audit_file)).map_err(|e| e.to_string())?;
     let mut challenge = [0u8; 32];

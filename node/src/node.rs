@@ -45,6 +45,21 @@ pub enum NodeError {
     Snapshot(#[from] snapshot::SnapshotError),
     #[error(transparent)]
     Signer(#[from] tephra_hsm::SignError),
+    #[error("data dir {0} is in use by another tephra process")]
+    Locked(PathBuf),
+}
+
+/// Holds the data dir for this process: two nodes (or a node and `log
+/// verify`) on one batch log and one signing guard could fork the chain.
+pub fn lock_data_dir(data: &DataDir) -> Result<fs::File, NodeError> {
+    fs::create_dir_all(&data.0).map_err(io_error(&data.0))?;
+    let path = data.0.join("LOCK");
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_error(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(NodeError::Locked(data.0.clone())),
+        Err(fs::TryLockError::Error(error)) => Err(NodeError::Io { path, source: error }),
+    }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
@@ -160,6 +175,20 @@ pub fn yubihsm_connector(text: &str) -> Result<YubiConnector, String> {
     Ok(YubiConnector::Http { addr: addr.to_string(), port })
 }
 
+/// Block signatures in the audit log, by signing hash.
+fn audited_block_signatures(
+    config: &Config,
+    data: &DataDir,
+) -> Result<alloy_primitives::map::B256Map<tephra_hsm::Signature65>, NodeError> {
+    let (entries, _) = tephra_hsm::verify_audit_log(&data.0.join(&config.signer.audit_file))
+        .map_err(|e| SignError::Device(e.to_string()))?;
+    Ok(entries
+        .into_iter()
+        .filter(|e| e.payload_type == "sealed_block")
+        .map(|e| (e.payload_hash, e.signature))
+        .collect())
+}
+
 /// The block key, every signature audited, behind the double-sign guard.
 pub fn load_signer(config: &Config, data: &DataDir) -> Result<Arc<dyn Signer>, NodeError> {
     let key = AuditedSigner::open(load_key(config, data)?, &data.0.join(&config.signer.audit_file))
@@ -175,6 +204,8 @@ pub fn load_signer(config: &Config, data: &DataDir) -> Result<Arc<dyn Signer>, N
 pub struct Running {
     pub shared: Arc<Shared>,
     rpc: jsonrpsee::server::ServerHandle,
+    /// Released when the process exits.
+    _lock: fs::File,
     sequencer: thread::JoinHandle<Result<(), batchlog::LogError>>,
 }
 
@@ -200,6 +231,7 @@ impl Running {
 /// Opens the data dir, replays the log and starts everything.
 pub async fn start(config: Config) -> Result<Running, NodeError> {
     let data = DataDir(config.node.data_dir.clone());
+    let lock = lock_data_dir(&data)?;
     let chain = chain_of(&config, &data)?;
     let signer = load_signer(&config, &data)?;
     let beneficiary = if config.block.beneficiary.is_empty() {
@@ -256,13 +288,33 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         tx_index: Default::default(),
         open: OpenBlock { params: params.clone(), txs: Vec::new(), gas_used: builder.gas_used() },
     };
-    let unsigned: Vec<(u64, alloy_primitives::B256)> = replayed
-        .blocks
-        .iter()
-        .filter(|b| b.signature.is_none() && b.header.number > 0)
-        .map(|b| (b.header.number, b.hash))
-        .collect();
-    for block in replayed.blocks {
+    // A block signed just before a crash may be in the audit log but not yet
+    // in the batch log: take its signature from there rather than ask the
+    // guard, which has moved past it, to sign it again.
+    let audited = audited_block_signatures(&config, &data)?;
+    let mut unsigned: Vec<(u64, alloy_primitives::B256)> = Vec::new();
+    let mut log = log;
+    let mut replayed_blocks = replayed.blocks;
+    for block in replayed_blocks.iter_mut().filter(|b| b.signature.is_none() && b.header.number > 0) {
+        let payload = tephra_hsm::Payload::SealedBlock {
+            chain_id: chain.chain_id(),
+            number: block.header.number,
+            block_hash: block.hash,
+        };
+        match audited.get(&payload.signing_hash()) {
+            Some(signature) => {
+                log.append(&batchlog::Record::Signed {
+                    number: block.header.number,
+                    hash: block.hash,
+                    signature: signature.0,
+                })?;
+                block.signature = Some(*signature);
+            }
+            None => unsigned.push((block.header.number, block.hash)),
+        }
+    }
+    log.commit()?;
+    for block in replayed_blocks {
         view.push_block(block);
     }
     for (index, tx) in open_txs.iter().enumerate() {
@@ -337,13 +389,14 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         block_time_ms = config.block.block_time_ms,
         "ready"
     );
-    Ok(Running { shared, rpc, sequencer })
+    Ok(Running { shared, rpc, sequencer, _lock: lock })
 }
 
 /// `tephra log verify`: re-executes the whole log from genesis and checks
 /// every root, hash and signature.
 pub fn verify_log(config: &Config) -> Result<replay::Replayed, NodeError> {
     let data = DataDir(config.node.data_dir.clone());
+    let _lock = lock_data_dir(&data)?;
     let chain = chain_of(config, &data)?;
     let signer = load_key(config, &data)?;
     let records = batchlog::read_all(&data.log(), |segment, offset, reason| {

@@ -141,9 +141,9 @@ pub fn replay(
     start: Option<(StateDb, SnapshotMeta)>,
     signer: Option<Address>,
 ) -> Result<Replayed, ReplayError> {
-    let (mut state, base_number) = match start {
-        Some((state, meta)) => (state, meta.block_number),
-        None => (chain.genesis_state(), 0),
+    let (mut state, base_number, base_hash) = match start {
+        Some((state, meta)) => (state, meta.block_number, meta.block_hash),
+        None => (chain.genesis_state(), 0, chain.genesis_hash()),
     };
     let mut blocks = VecDeque::from([genesis_block(chain)]);
     let mut current = Current::Idle;
@@ -236,6 +236,11 @@ pub fn replay(
                 block.signature = Some(signature);
             }
         }
+    }
+    // The snapshot's block must be in the log: a log cut short behind a
+    // snapshot would re-seal heights already sealed and signed.
+    if base_number > 0 && !blocks.iter().any(|b| b.header.number == base_number && b.hash == base_hash) {
+        return Err(diverged(base_number, "the snapshot's block is not in the batch log"));
     }
     let open = match current {
         Current::Idle => None,

@@ -139,6 +139,10 @@ pub struct Sequencer {
     beneficiary: Address,
     snapshot_path: PathBuf,
     batch: Vec<VerifiedTx>,
+    /// The open block had no room for a transaction: nothing more is cut
+    /// into it, it is sealed as soon as the signer allows.
+    block_full: bool,
+    started: Instant,
 }
 
 impl Sequencer {
@@ -168,6 +172,8 @@ impl Sequencer {
             beneficiary,
             snapshot_path,
             batch: Vec::new(),
+            block_full: false,
+            started: Instant::now(),
         }
     }
 
@@ -204,8 +210,9 @@ impl Sequencer {
                 self.admit(arrivals);
             }
             self.collect_signatures()?;
-            let now_ms = unix_ms();
-            let due = self.shared.view.read().expect("view lock").pool.mini_block_due(now_ms);
+            let now_ms = self.pool_ms();
+            // A full block takes nothing more until it is sealed.
+            let due = !self.block_full && self.shared.view.read().expect("view lock").pool.mini_block_due(now_ms);
             if due {
                 self.run_mini_block()?;
             }
@@ -216,7 +223,7 @@ impl Sequencer {
     }
 
     fn admit(&mut self, arrivals: Vec<Submission>) {
-        let now_ms = unix_ms();
+        let now_ms = self.pool_ms();
         let shared = self.shared.clone();
         let mut view = shared.view.write().expect("view lock");
         let view = &mut *view;
@@ -299,6 +306,12 @@ impl Sequencer {
         }
     }
 
+    /// The pool's clock: monotonic milliseconds, so that a wall clock stepped
+    /// back cannot stall mini-block cuts or queued-transaction expiry.
+    fn pool_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn builder(&mut self) -> &mut BlockBuilder {
         self.builder.as_mut().expect("a block is always open outside seal")
     }
@@ -307,6 +320,7 @@ impl Sequencer {
     fn run_mini_block(&mut self) -> Result<(), LogError> {
         let mut answers: Vec<(B256, SubmitOutcome)> = Vec::new();
         let mut block_full = false;
+        let now_ms = self.pool_ms();
         let preconfirmed;
         let shared = self.shared.clone();
         {
@@ -358,7 +372,7 @@ impl Sequencer {
                 // Back to the pool for the next block.
                 block_full = true;
                 let nonce = view.state.nonce(&tx.sender);
-                if let Err(reject) = view.pool.insert(tx.clone(), nonce, unix_ms()) {
+                if let Err(reject) = view.pool.insert(tx.clone(), nonce, now_ms) {
                     answers.push((tx.hash, Err(reject)));
                 }
             }
@@ -400,6 +414,7 @@ impl Sequencer {
                 .send(Event::Preconfirmed { block_number: preconfirmed.0, txs: Arc::new(preconfirmed.1) });
         }
         if block_full {
+            self.block_full = true;
             self.block_deadline = Instant::now();
         }
         Ok(())
@@ -438,6 +453,7 @@ impl Sequencer {
                     .expect("a child of a sealed block opens");
             self.builder = Some(BlockBuilder::open(params.clone(), &mut view.state));
             self.open_logged = false;
+            self.block_full = false;
             view.open = OpenBlock { params: params.clone(), txs: Vec::new(), gas_used: 0 };
             self.shared.verifier.write().expect("verifier lock").set_block(
                 params.spec,

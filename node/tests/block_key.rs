@@ -28,6 +28,8 @@ fn file_key_blocks_verify_and_every_signature_is_audited() {
     assert!(pubkey.contains(&signer), "{pubkey} names {signer}");
     assert!(verify_block(&node, "3").contains("verified"));
     assert!(verify_block(&node, "finalized").contains("verified"));
+    // One process per data dir: a live node's log is not replayed under it.
+    assert!(node.tephra(&["log", "verify"]).unwrap_err().contains("in use"));
     node.stop();
     let selftest = node.tephra(&["hsm", "selftest"]).unwrap();
     assert!(selftest.contains("self-test ok"), "{selftest}");
