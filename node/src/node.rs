@@ -247,7 +247,7 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     })?;
     let start = if data.snapshot().exists() { Some(snapshot::load(&data.snapshot())?) } else { None };
     let from_block = start.as_ref().map_or(0, |(_, meta)| meta.block_number);
-    let replayed = replay::replay(&chain, records, start, None)?;
+    let replayed = replay::replay(&chain, records, start, None, config.rpc.history_blocks_max)?;
     tracing::info!(
         from_snapshot_block = from_block,
         re_executed_blocks = replayed.executed_blocks,
@@ -392,6 +392,10 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     Ok(Running { shared, rpc, sequencer, _lock: lock })
 }
 
+/// Blocks `log verify` keeps while it replays: a signature is logged within
+/// a few blocks of its seal.
+const VERIFY_HISTORY_BLOCKS: usize = 1024;
+
 /// `tephra log verify`: re-executes the whole log from genesis and checks
 /// every root, hash and signature.
 pub fn verify_log(config: &Config) -> Result<replay::Replayed, NodeError> {
@@ -402,5 +406,6 @@ pub fn verify_log(config: &Config) -> Result<replay::Replayed, NodeError> {
     let records = batchlog::read_all(&data.log(), |segment, offset, reason| {
         tracing::warn!(segment = %segment.display(), offset, reason, "torn batch log tail truncated");
     })?;
-    Ok(replay::replay(&chain, records, None, Some(signer.address()))?)
+    // Verification keeps only what a signature may still refer to.
+    Ok(replay::replay(&chain, records, None, Some(signer.address()), VERIFY_HISTORY_BLOCKS)?)
 }

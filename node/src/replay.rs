@@ -133,19 +133,22 @@ pub fn genesis_block(chain: &ChainSpec) -> StoredBlock {
     StoredBlock { header: chain.genesis_header().clone(), hash: chain.genesis_hash(), txs: Vec::new(), signature: None }
 }
 
-/// Replays `records` onto `start` (a snapshot, or genesis when `None`).
-/// With `signer`, every signature must recover to it.
+/// Replays `records` onto `start` (a snapshot, or genesis when `None`),
+/// keeping the newest `history_blocks_max` blocks. With `signer`, every
+/// signature must recover to it.
 pub fn replay(
     chain: &ChainSpec,
     records: Vec<Record>,
     start: Option<(StateDb, SnapshotMeta)>,
     signer: Option<Address>,
+    history_blocks_max: usize,
 ) -> Result<Replayed, ReplayError> {
     let (mut state, base_number, base_hash) = match start {
         Some((state, meta)) => (state, meta.block_number, meta.block_hash),
         None => (chain.genesis_state(), 0, chain.genesis_hash()),
     };
     let mut blocks = VecDeque::from([genesis_block(chain)]);
+    let mut snapshot_block_seen = base_number == 0;
     let mut current = Current::Idle;
     let mut executed_blocks = 0;
     let mut signatures_checked = 0;
@@ -214,7 +217,11 @@ pub fn replay(
                     Current::Idle => return Err(diverged(number, "a seal outside any block")),
                 };
                 // A snapshot carries the block hashes before it; sealing records the rest.
+                snapshot_block_seen |= block.header.number == base_number && block.hash == base_hash;
                 blocks.push_back(block);
+                while blocks.len() > history_blocks_max.max(1) {
+                    blocks.pop_front();
+                }
             }
             Record::Signed { number, hash, signature } => {
                 let block = blocks
@@ -239,7 +246,7 @@ pub fn replay(
     }
     // The snapshot's block must be in the log: a log cut short behind a
     // snapshot would re-seal heights already sealed and signed.
-    if base_number > 0 && !blocks.iter().any(|b| b.header.number == base_number && b.hash == base_hash) {
+    if !snapshot_block_seen {
         return Err(diverged(base_number, "the snapshot's block is not in the batch log"));
     }
     let open = match current {

@@ -209,15 +209,15 @@ impl Sequencer {
             if !arrivals.is_empty() {
                 self.admit(arrivals);
             }
-            self.collect_signatures()?;
+            self.collect_signatures().map_err(|e| self.fail(e))?;
             let now_ms = self.pool_ms();
             // A full block takes nothing more until it is sealed.
             let due = !self.block_full && self.shared.view.read().expect("view lock").pool.mini_block_due(now_ms);
             if due {
-                self.run_mini_block()?;
+                self.run_mini_block().map_err(|e| self.fail(e))?;
             }
             if Instant::now() >= self.block_deadline && self.signer_allows_sealing() {
-                self.seal()?;
+                self.seal().map_err(|e| self.fail(e))?;
             }
         }
     }
@@ -304,6 +304,16 @@ impl Sequencer {
                 let _ = reply.send(outcome);
             }
         }
+    }
+
+    /// The batch log failed: stop answering as ready at once (the state may
+    /// hold a mini-block that is not durable) and stop the node.
+    fn fail(&self, error: LogError) -> LogError {
+        tracing::error!(%error, "batch log write failed: stopping");
+        *self.shared.not_ready.lock().expect("readiness lock") = Some(format!("batch log write failed: {error}"));
+        self.shared.ready.store(false, Ordering::Release);
+        self.shared.shutdown.store(true, Ordering::Release);
+        error
     }
 
     /// The pool's clock: monotonic milliseconds, so that a wall clock stepped
