@@ -75,31 +75,47 @@ fn node_hash(left: B256, right: B256) -> B256 {
     keccak256([left.as_slice(), right.as_slice()].concat())
 }
 
-/// A binary keccak Merkle tree over `leaves` in order; an odd node is
-/// carried up unhashed. The root of one leaf is the leaf.
-pub fn merkle_root(leaves: &[B256]) -> B256 {
-    let mut level = leaves.to_vec();
-    while level.len() > 1 {
-        level =
-            level.chunks(2).map(|pair| if pair.len() == 2 { node_hash(pair[0], pair[1]) } else { pair[0] }).collect();
-    }
-    level.first().copied().unwrap_or_default()
+/// A binary keccak Merkle tree over leaves in order; an odd node is carried
+/// up unhashed. Every level is kept, so that each client's proof is a few
+/// lookups: the tree is built once per mini-block, proofs are asked for per
+/// transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MerkleTree {
+    /// `levels[0]` are the leaves, the last level is the root alone.
+    levels: Vec<Vec<B256>>,
 }
 
-/// The siblings of leaf `index`, bottom up (levels where it has none skipped).
-pub fn merkle_proof(leaves: &[B256], mut index: usize) -> Vec<B256> {
-    let mut proof = Vec::new();
-    let mut level = leaves.to_vec();
-    while level.len() > 1 {
-        let sibling = index ^ 1;
-        if sibling < level.len() {
-            proof.push(level[sibling]);
+impl MerkleTree {
+    pub fn new(leaves: &[B256]) -> Self {
+        let mut levels = vec![leaves.to_vec()];
+        while levels.last().is_some_and(|level| level.len() > 1) {
+            let level = levels.last().expect("checked").chunks(2);
+            let next = level.map(|pair| if pair.len() == 2 { node_hash(pair[0], pair[1]) } else { pair[0] }).collect();
+            levels.push(next);
         }
-        level =
-            level.chunks(2).map(|pair| if pair.len() == 2 { node_hash(pair[0], pair[1]) } else { pair[0] }).collect();
-        index /= 2;
+        Self { levels }
     }
-    proof
+
+    /// The root; the root of one leaf is the leaf, of none the zero hash.
+    pub fn root(&self) -> B256 {
+        self.levels.last().and_then(|level| level.first()).copied().unwrap_or_default()
+    }
+
+    pub fn leaves(&self) -> &[B256] {
+        &self.levels[0]
+    }
+
+    /// The siblings of leaf `index`, bottom up (levels where it has none skipped).
+    pub fn proof(&self, mut index: usize) -> Vec<B256> {
+        let mut proof = Vec::with_capacity(self.levels.len());
+        for level in &self.levels[..self.levels.len() - 1] {
+            if let Some(&sibling) = level.get(index ^ 1) {
+                proof.push(sibling);
+            }
+            index /= 2;
+        }
+        proof
+    }
 }
 
 /// Whether `leaf` sits at `index` of `count` leaves under `root`.
@@ -139,10 +155,10 @@ impl HotKey {
         self.key.address()
     }
 
-    /// Signs the root of one mini-block's transaction hashes.
-    pub fn sign_batch(&self, chain_id: u64, block_number: u64, first_index: u32, tx_hashes: &[B256]) -> SignedBatch {
-        let count = u32::try_from(tx_hashes.len()).expect("a mini-block is bounded");
-        let root = merkle_root(tx_hashes);
+    /// Signs the root of one mini-block's transaction-hash tree.
+    pub fn sign_batch(&self, chain_id: u64, block_number: u64, first_index: u32, tree: &MerkleTree) -> SignedBatch {
+        let count = u32::try_from(tree.leaves().len()).expect("a mini-block is bounded");
+        let root = tree.root();
         let payload = Payload::PreconfBatch { chain_id, block_number, first_index, count, root };
         let signature = self.key.sign(&payload).expect("an in-memory key always signs");
         SignedBatch { block_number, first_index, count, root, signature }
@@ -205,12 +221,13 @@ mod tests {
         let hot = HotKey::generate().unwrap();
         let certificate = certify(&block_key, 31337, 3, &hot, 300, 400).unwrap();
         let hashes: Vec<B256> = (0..5u8).map(B256::repeat_byte).collect();
-        let batch = hot.sign_batch(31337, 321, 10, &hashes);
+        let tree = MerkleTree::new(&hashes);
+        let batch = hot.sign_batch(31337, 321, 10, &tree);
         let preconf = |i: usize| Preconfirmation {
             tx_hash: hashes[i],
             index: 10 + u32::try_from(i).unwrap(),
             batch,
-            proof: merkle_proof(&hashes, i),
+            proof: tree.proof(i),
             certificate,
         };
         for i in 0..hashes.len() {
@@ -226,14 +243,9 @@ mod tests {
         assert_eq!(verify_preconfirmation(&swapped, block_key.address()), Err(PreconfError::Proof));
         let rogue = HotKey::generate().unwrap();
         let mut rogue_batch = preconf(0);
-        rogue_batch.batch = rogue.sign_batch(31337, 321, 10, &hashes);
+        rogue_batch.batch = rogue.sign_batch(31337, 321, 10, &tree);
         assert_eq!(verify_preconfirmation(&rogue_batch, block_key.address()), Err(PreconfError::HotKey));
-        let late = Preconfirmation {
-            batch: hot.sign_batch(31337, 400, 0, &hashes),
-            index: 0,
-            proof: merkle_proof(&hashes, 0),
-            ..preconf(0)
-        };
+        let late = Preconfirmation { batch: hot.sign_batch(31337, 400, 0, &tree), index: 0, ..preconf(0) };
         assert_eq!(verify_preconfirmation(&late, block_key.address()), Err(PreconfError::Window(400)));
     }
 
@@ -241,9 +253,10 @@ mod tests {
         #[test]
         fn every_leaf_proves_and_no_other_position_does(count in 1usize..70, pick in 0usize..70, wrong in 0usize..70) {
             let leaves: Vec<B256> = (0..count).map(|i| keccak256(i.to_be_bytes())).collect();
-            let root = merkle_root(&leaves);
+            let tree = MerkleTree::new(&leaves);
+            let root = tree.root();
             let index = pick % count;
-            let proof = merkle_proof(&leaves, index);
+            let proof = tree.proof(index);
             prop_assert!(verify_proof(leaves[index], index, count, &proof, root));
             let other = wrong % count;
             if other != index {

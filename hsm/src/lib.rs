@@ -15,8 +15,8 @@ use secp256k1::ecdsa;
 
 pub use audit::{AuditEntry, AuditError, AuditedSigner, verify as verify_audit_log};
 pub use delegation::{
-    Certificate, HotKey, PreconfError, Preconfirmation, SignedBatch, certify, merkle_proof, merkle_root,
-    verify_preconfirmation, verify_proof,
+    Certificate, HotKey, MerkleTree, PreconfError, Preconfirmation, SignedBatch, certify, verify_preconfirmation,
+    verify_proof,
 };
 pub use file::FileSigner;
 pub use guard::{GuardError, GuardedSigner, HighWaterMark, SignGuard};

@@ -86,7 +86,7 @@ pub fn preconfirmation(tx: &StoredTx, index: usize) -> Option<Value> {
             "root": batch.root,
             "signature": signature_hex(&batch.signature),
         },
-        "proof": tephra_hsm::merkle_proof(&at.mini_block.tx_hashes, at.position),
+        "proof": at.mini_block.tree.proof(at.position),
         "certificate": {
             "chainId": qty(cert.chain_id),
             "epoch": qty(cert.epoch),

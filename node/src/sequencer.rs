@@ -18,7 +18,7 @@ use tephra_exec::{
     BlockBuilder, BlockChoice, BlockParams, ChainSpec, SequentialExecutor, StateDb, TxOutcome, VerifiedTx, Verifier,
     snapshot::{self, SnapshotMeta},
 };
-use tephra_hsm::{SignerHealth, SigningPipeline};
+use tephra_hsm::{MerkleTree, SignerHealth, SigningPipeline};
 use tephra_types::{Reject, RejectCode};
 use tokio::sync::{broadcast, oneshot};
 
@@ -551,10 +551,10 @@ fn sign_preconfirmations(
         tracing::warn!(block = number, "no certified preconfirmation key: preconfirmations go unsigned");
         return;
     };
-    let tx_hashes: Vec<B256> = stored.iter().map(|t| t.hash).collect();
+    let tree = MerkleTree::new(&stored.iter().map(|t| t.hash).collect::<Vec<B256>>());
     let first_index = u32::try_from(first).expect("a block holds fewer than 2^32 transactions");
-    let batch = hot.sign_batch(chain_id, number, first_index, &tx_hashes);
-    let mini_block = Arc::new(SignedMiniBlock { batch, certificate: *certificate, tx_hashes });
+    let batch = hot.sign_batch(chain_id, number, first_index, &tree);
+    let mini_block = Arc::new(SignedMiniBlock { batch, certificate: *certificate, tree });
     for (position, tx) in stored.iter_mut().enumerate() {
         tx.preconf = Some(PreconfRef { mini_block: mini_block.clone(), position });
     }

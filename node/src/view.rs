@@ -6,7 +6,7 @@ use std::{collections::VecDeque, sync::Arc};
 use alloy_consensus::{Header, Receipt, Transaction as _, TxEnvelope};
 use alloy_primitives::{Address, B256, Bloom, Log, map::B256Map};
 use tephra_exec::{BlockParams, ExecutedTx, StateDb, pool::Pool};
-use tephra_hsm::{Certificate, Signature65, SignedBatch};
+use tephra_hsm::{Certificate, MerkleTree, Signature65, SignedBatch};
 
 /// A transaction in a sealed or open block, with its receipt.
 #[derive(Clone, Debug)]
@@ -29,7 +29,8 @@ pub struct StoredTx {
 pub struct SignedMiniBlock {
     pub batch: SignedBatch,
     pub certificate: Certificate,
-    pub tx_hashes: Vec<B256>,
+    /// The mini-block's transaction-hash tree: proofs are looked up, not rebuilt.
+    pub tree: MerkleTree,
 }
 
 /// A transaction's place in its signed mini-block.
