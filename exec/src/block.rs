@@ -142,25 +142,24 @@ impl BlockBuilder {
     }
 
     /// Executes a batch into the block. Included transactions join the block;
-    /// `on_outcome` sees every outcome in order, with the transaction's index in
-    /// the block for included ones.
+    /// `on_outcome` sees every outcome in order, by reference (nothing is
+    /// copied per transaction), with the transaction's index in the block for
+    /// included ones.
     pub fn execute(
         &mut self,
         executor: &mut dyn Executor,
         state: &mut StateDb,
         txs: Vec<VerifiedTx>,
-        mut on_outcome: impl FnMut(Option<usize>, TxOutcome),
+        mut on_outcome: impl FnMut(Option<usize>, &TxOutcome),
     ) {
         self.outcomes.clear();
         executor.execute(state, &self.params, self.gas_used, txs, &mut self.outcomes);
         for outcome in self.outcomes.drain(..) {
-            match outcome {
-                TxOutcome::Included(executed) => {
-                    self.gas_used = executed.receipt.cumulative_gas_used;
-                    self.transactions.push(executed.clone());
-                    on_outcome(Some(self.transactions.len() - 1), TxOutcome::Included(executed));
-                }
-                other => on_outcome(None, other),
+            let index = matches!(outcome, TxOutcome::Included(_)).then_some(self.transactions.len());
+            on_outcome(index, &outcome);
+            if let TxOutcome::Included(executed) = outcome {
+                self.gas_used = executed.receipt.cumulative_gas_used;
+                self.transactions.push(executed);
             }
         }
     }

@@ -89,7 +89,8 @@ impl Chain {
         let verified = txs.iter().map(|tx| self.verifier.verify(&tx.encoded_2718()).expect("valid")).collect();
         let mut builder = BlockBuilder::open(params, &mut self.state);
         let mut outcomes = Vec::new();
-        builder.execute(&mut SequentialExecutor, &mut self.state, verified, |_, outcome| outcomes.push(outcome));
+        builder
+            .execute(&mut SequentialExecutor, &mut self.state, verified, |_, outcome| outcomes.push(outcome.clone()));
         let sealed = builder.seal(&mut self.state);
         self.head = sealed.header.clone();
         (sealed, outcomes)

@@ -364,11 +364,12 @@ impl Sequencer {
                 }
                 TxOutcome::Dropped { tx, reject } => {
                     settle.push((tx.sender, true));
-                    answers.push((tx.hash, Err(reject)));
+                    answers.push((tx.hash, Err(reject.clone())));
                 }
                 TxOutcome::BlockFull(tx) => {
                     settle.push((tx.sender, true));
-                    deferred.push(tx);
+                    // Rare: the block is full. Back to the pool, so a copy.
+                    deferred.push(tx.clone());
                 }
             });
             for (sender, dropped) in settle {
@@ -381,9 +382,9 @@ impl Sequencer {
             for tx in deferred {
                 // Back to the pool for the next block.
                 block_full = true;
-                let nonce = view.state.nonce(&tx.sender);
-                if let Err(reject) = view.pool.insert(tx.clone(), nonce, now_ms) {
-                    answers.push((tx.hash, Err(reject)));
+                let (hash, nonce) = (tx.hash, view.state.nonce(&tx.sender));
+                if let Err(reject) = view.pool.insert(tx, nonce, now_ms) {
+                    answers.push((hash, Err(reject)));
                 }
             }
             let builder = self.builder.as_ref().expect("a block is always open outside seal");
