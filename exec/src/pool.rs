@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use alloy_primitives::{
-    Address, B256,
+    Address,
     map::{AddressMap, B256Set},
 };
 use tephra_types::{Reject, RejectCode};
@@ -155,10 +155,6 @@ impl Pool {
         self.promote(sender, state_nonce);
     }
 
-    pub fn limits(&self) -> &PoolLimits {
-        &self.limits
-    }
-
     pub fn len(&self) -> usize {
         self.len
     }
@@ -173,10 +169,6 @@ impl Pool {
 
     pub fn queued_count(&self) -> usize {
         self.queued.len()
-    }
-
-    pub fn contains(&self, hash: &B256) -> bool {
-        self.hashes.contains(hash)
     }
 
     /// The nonce a sender's next new transaction would take: what `pending`

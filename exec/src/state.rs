@@ -281,11 +281,6 @@ impl StateDb {
         }
         self.account_trie.root()
     }
-
-    /// Whether every change is folded into the last `state_root`.
-    pub fn is_clean(&self) -> bool {
-        self.dirty_accounts.is_empty()
-    }
 }
 
 impl DatabaseRef for StateDb {

@@ -80,8 +80,10 @@ fn parse_tag(value: Option<&Value>) -> Result<BlockTag, ErrorObjectOwned> {
         }
         return parse_tag(object.get("blockNumber"));
     }
+    if value.is_null() {
+        return Ok(BlockTag::Latest);
+    }
     match value.as_str() {
-        Some("latest") | None if value.is_null() => Ok(BlockTag::Latest),
         Some("latest") => Ok(BlockTag::Latest),
         Some("pending") => Ok(BlockTag::Pending),
         Some("safe") | Some("finalized") => Ok(BlockTag::Signed),
