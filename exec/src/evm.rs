@@ -4,17 +4,93 @@ use alloy_consensus::{Transaction, TxEnvelope, Typed2718};
 use alloy_eips::{eip2935::HISTORY_STORAGE_ADDRESS, eip4788::BEACON_ROOTS_ADDRESS, eip7840::BlobParams};
 use alloy_primitives::{Address, B256, Bytes, U256};
 use revm::{
-    Context, MainBuilder, MainContext, SystemCallCommitEvm,
-    context::{BlockEnv, CfgEnv, TxEnv, either::Either},
+    Context, Database, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext, SystemCallCommitEvm,
+    context::{BlockEnv, CfgEnv, ContextSetters, ContextTr, TxEnv, either::Either},
     context_interface::{
         block::BlobExcessGasAndPrice,
-        result::{EVMError, InvalidTransaction},
+        result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction},
     },
+    handler::{EvmTr, FrameResult, Handler, MainnetContext, MainnetEvm, post_execution},
     primitives::{KECCAK_EMPTY, hardfork::SpecId},
+    state::EvmState,
 };
 use tephra_types::{Reject, RejectCode};
 
 use crate::{block::BlockParams, state::StateDb, verify::VerifiedTx};
+
+/// An EVM executing straight on the state.
+pub(crate) type StateEvm<'a> = MainnetEvm<MainnetContext<&'a mut StateDb>>;
+
+/// An EVM for `block` executing straight on `state`.
+pub(crate) fn state_evm<'a>(state: &'a mut StateDb, block: &BlockParams) -> StateEvm<'a> {
+    state.set_spec(block.spec);
+    Context::mainnet()
+        .with_db(state)
+        .with_block(block_env(block))
+        .with_cfg(cfg_env(block.chain_id, block.spec))
+        .build_mainnet()
+}
+
+/// The database an EVM executes on.
+pub(crate) fn db_of<DB: Database>(vm: &mut MainnetEvm<MainnetContext<DB>>) -> &mut DB {
+    vm.ctx.db_mut()
+}
+
+/// Executes `tx` and commits its changes, as a node does.
+pub(crate) fn transact_commit(vm: &mut StateEvm<'_>, tx: &VerifiedTx) -> Result<ExecutionResult<HaltReason>, Reject> {
+    let output = vm.transact(tx_env(tx)).map_err(reject_of)?;
+    vm.commit(output.state);
+    Ok(output.result)
+}
+
+/// What a speculative EVM's database must do besides serving reads: know
+/// when revm is paying the block beneficiary, so that this read is not taken
+/// for a dependency of the transaction.
+pub(crate) trait RewardAware: Database<Error = core::convert::Infallible> {
+    fn set_paying_beneficiary(&mut self, paying: bool);
+}
+
+/// An EVM executing on a speculative view of the state.
+pub(crate) type SpeculativeEvm<DB> = MainnetEvm<MainnetContext<DB>>;
+
+pub(crate) fn speculative_evm<DB: RewardAware>(db: DB, block: &BlockParams) -> SpeculativeEvm<DB> {
+    Context::mainnet()
+        .with_db(db)
+        .with_block(block_env(block))
+        .with_cfg(cfg_env(block.chain_id, block.spec))
+        .build_mainnet()
+}
+
+/// revm's mainnet handler, except that it tells the database when the
+/// beneficiary is being paid (`RewardAware`).
+#[derive(Debug)]
+struct SpeculativeHandler<DB>(core::marker::PhantomData<DB>);
+
+impl<DB: RewardAware> Handler for SpeculativeHandler<DB> {
+    type Evm = SpeculativeEvm<DB>;
+    type Error = EVMError<core::convert::Infallible>;
+    type HaltReason = HaltReason;
+
+    fn reward_beneficiary(&self, evm: &mut Self::Evm, exec_result: &mut FrameResult) -> Result<(), Self::Error> {
+        evm.ctx().db_mut().set_paying_beneficiary(true);
+        let paid = post_execution::reward_beneficiary(evm.ctx(), exec_result.gas());
+        evm.ctx().db_mut().set_paying_beneficiary(false);
+        paid.map_err(From::from)
+    }
+}
+
+/// Executes `tx` without committing: its result and the accounts it loaded
+/// (changed ones marked touched), as `transact` would give them.
+pub(crate) fn speculate<DB: RewardAware>(
+    vm: &mut SpeculativeEvm<DB>,
+    tx: &VerifiedTx,
+) -> (Result<ExecutionResult<HaltReason>, Reject>, EvmState) {
+    vm.ctx().set_tx(tx_env(tx));
+    let result = SpeculativeHandler(core::marker::PhantomData).run(vm);
+    // Clears the journal for the next transaction, on success or error.
+    let changes = vm.finalize();
+    (result.map_err(reject_of), changes)
+}
 
 /// The system calls that open a block, as geth makes them: EIP-4788 stores the
 /// parent beacon root (tephra's is zero), EIP-2935 the parent block hash.
@@ -33,12 +109,7 @@ pub fn apply_pre_block_system_calls(state: &mut StateDb, block: &BlockParams) {
     if due.is_empty() {
         return;
     }
-    state.set_spec(block.spec);
-    let mut vm = Context::mainnet()
-        .with_db(&mut *state)
-        .with_block(block_env(block))
-        .with_cfg(cfg_env(block.chain_id, block.spec))
-        .build_mainnet();
+    let mut vm = state_evm(state, block);
     for (address, input) in due {
         // A failing system contract leaves the block valid, as in geth.
         let _ = vm.system_call_commit(address, Bytes::copy_from_slice(input.as_slice()));

@@ -6,7 +6,7 @@
 
 use alloy_consensus::{Eip658Value, Receipt, Transaction as _};
 use alloy_primitives::{Address, Log, map::AddressSet};
-use revm::{Context, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
+use revm::context_interface::result::{ExecutionResult, HaltReason};
 use tephra_types::Reject;
 
 use crate::{block::BlockParams, evm, state::StateDb, verify::VerifiedTx};
@@ -48,51 +48,83 @@ pub trait Executor {
     );
 }
 
+/// The block-full rule both executors follow, in sequence order: a
+/// transaction whose gas limit does not fit in what is left of the block waits
+/// for the next one, and so do its sender's later transactions (executing them
+/// now would fail on the nonce gap).
+#[derive(Debug)]
+pub(crate) struct BlockGas {
+    pub(crate) used: u64,
+    limit: u64,
+    deferred: AddressSet,
+}
+
+impl BlockGas {
+    pub(crate) fn new(block: &BlockParams, used: u64) -> Self {
+        Self { used, limit: block.gas_limit, deferred: AddressSet::default() }
+    }
+
+    /// Whether `tx` may execute now; if not, its sender is deferred.
+    pub(crate) fn admits(&mut self, tx: &VerifiedTx) -> bool {
+        if self.deferred.contains(&tx.sender) || tx.gas_limit() > self.limit - self.used {
+            self.deferred.insert(tx.sender);
+            return false;
+        }
+        true
+    }
+
+    /// The outcome of `tx` given what the EVM made of it.
+    pub(crate) fn outcome(&mut self, tx: VerifiedTx, result: Result<ExecutionResult<HaltReason>, Reject>) -> TxOutcome {
+        let result = match result {
+            Ok(result) => result,
+            Err(reject) => return TxOutcome::Dropped { tx, reject },
+        };
+        let gas_used = result.gas().tx_gas_used();
+        self.used += gas_used;
+        // As geth's receipts: the address a creation targets, even if it failed.
+        let contract_address = tx.envelope.is_create().then(|| tx.sender.create(tx.nonce()));
+        let receipt = Receipt {
+            status: Eip658Value::Eip658(result.is_success()),
+            cumulative_gas_used: self.used,
+            logs: result.into_logs(),
+        };
+        TxOutcome::Included(ExecutedTx { tx, receipt, gas_used, contract_address })
+    }
+}
+
 /// The reference executor: one transaction after another on one core.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SequentialExecutor;
+
+impl SequentialExecutor {
+    /// Executes `txs` in order straight on the state of `vm`.
+    pub(crate) fn run<I: IntoIterator<Item = VerifiedTx>>(
+        vm: &mut evm::StateEvm<'_>,
+        gas: &mut BlockGas,
+        txs: I,
+        outcomes: &mut Vec<TxOutcome>,
+    ) {
+        for tx in txs {
+            if !gas.admits(&tx) {
+                outcomes.push(TxOutcome::BlockFull(tx));
+                continue;
+            }
+            let result = evm::transact_commit(vm, &tx);
+            outcomes.push(gas.outcome(tx, result));
+        }
+    }
+}
 
 impl Executor for SequentialExecutor {
     fn execute(
         &mut self,
         state: &mut StateDb,
         block: &BlockParams,
-        mut block_gas_used: u64,
+        block_gas_used: u64,
         txs: Vec<VerifiedTx>,
         outcomes: &mut Vec<TxOutcome>,
     ) {
-        state.set_spec(block.spec);
-        let mut vm = Context::mainnet()
-            .with_db(&mut *state)
-            .with_block(evm::block_env(block))
-            .with_cfg(evm::cfg_env(block.chain_id, block.spec))
-            .build_mainnet();
-        // A sender whose transaction did not fit keeps its later ones for the
-        // next block too: executing them now would fail on the nonce gap.
-        let mut deferred = AddressSet::default();
-        for tx in txs {
-            if deferred.contains(&tx.sender) || tx.gas_limit() > block.gas_limit - block_gas_used {
-                deferred.insert(tx.sender);
-                outcomes.push(TxOutcome::BlockFull(tx));
-                continue;
-            }
-            match vm.transact(evm::tx_env(&tx)) {
-                Ok(output) => {
-                    vm.commit(output.state);
-                    let result = output.result;
-                    let gas_used = result.gas().tx_gas_used();
-                    block_gas_used += gas_used;
-                    // As geth's receipts: the address a creation targets, even if it failed.
-                    let contract_address = tx.envelope.is_create().then(|| tx.sender.create(tx.nonce()));
-                    let receipt = Receipt {
-                        status: Eip658Value::Eip658(result.is_success()),
-                        cumulative_gas_used: block_gas_used,
-                        logs: result.into_logs(),
-                    };
-                    outcomes.push(TxOutcome::Included(ExecutedTx { tx, receipt, gas_used, contract_address }));
-                }
-                Err(error) => outcomes.push(TxOutcome::Dropped { tx, reject: evm::reject_of(error) }),
-            }
-        }
+        let mut vm = evm::state_evm(state, block);
+        Self::run(&mut vm, &mut BlockGas::new(block, block_gas_used), txs, outcomes);
     }
 }

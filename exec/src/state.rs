@@ -71,6 +71,31 @@ impl Account {
     }
 }
 
+/// What committing one of revm's account changes does to the stored account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Effect {
+    Untouched,
+    /// Self-destructed, or touched and empty from Spurious Dragon on (EIP-161).
+    Remove,
+    /// Written; a created account starts from empty storage.
+    Write {
+        clear_storage: bool,
+    },
+}
+
+impl Effect {
+    pub(crate) fn of(change: &EvmAccount, spec: SpecId) -> Self {
+        if !change.is_touched() {
+            return Self::Untouched;
+        }
+        let eip161 = spec.is_enabled_in(SpecId::SPURIOUS_DRAGON);
+        if change.is_selfdestructed() || (eip161 && change.info.is_empty()) {
+            return Self::Remove;
+        }
+        Self::Write { clear_storage: change.is_created() }
+    }
+}
+
 /// Recent block hashes for the BLOCKHASH opcode, bounded to the 256 it can see.
 #[derive(Clone, Debug, Default)]
 struct BlockHashes {
@@ -233,18 +258,18 @@ impl StateDb {
 
     /// Applies one transaction's changes as revm reports them.
     pub fn apply(&mut self, address: Address, change: EvmAccount) {
-        if !change.is_touched() {
-            return;
-        }
-        let eip161 = self.spec.is_enabled_in(SpecId::SPURIOUS_DRAGON);
-        if change.is_selfdestructed() || (eip161 && change.info.is_empty()) {
-            if self.accounts.remove(&address).is_some() {
-                self.dirty_accounts.insert(address);
+        let clear_storage = match Effect::of(&change, self.spec) {
+            Effect::Untouched => return,
+            Effect::Remove => {
+                if self.accounts.remove(&address).is_some() {
+                    self.dirty_accounts.insert(address);
+                }
+                return;
             }
-            return;
-        }
+            Effect::Write { clear_storage } => clear_storage,
+        };
         let account = self.accounts.entry(address).or_insert_with(|| Account::new(address));
-        if change.is_created() {
+        if clear_storage {
             account.clear_storage();
         }
         account.nonce = change.info.nonce;
@@ -261,6 +286,19 @@ impl StateDb {
             }
         }
         self.dirty_accounts.insert(address);
+    }
+
+    /// Credits `amount` to `address` as revm pays a block beneficiary: the
+    /// account is touched (EIP-161 removes it if it stays empty) and a credit
+    /// that would overflow its balance is not made.
+    pub fn credit(&mut self, address: Address, amount: U256) {
+        let mut info = self.basic_ref(address).unwrap_or_default().unwrap_or_default();
+        if let Some(balance) = info.balance.checked_add(amount) {
+            info.balance = balance;
+        }
+        let mut change = EvmAccount::from(info);
+        change.mark_touch();
+        self.apply(address, change);
     }
 
     /// The state root. Rehashes only what changed since the previous call.

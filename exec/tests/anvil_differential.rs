@@ -1,6 +1,7 @@
 //! Differential test against anvil (Foundry's reference node, on revm): the
 //! same genesis, the same signed transactions, the same header fields; tephra
-//! must produce the same receipts, post-state and roots.
+//! must produce the same receipts, post-state and roots, executing on parallel
+//! shards (and sequentially, which must agree).
 //!
 //! anvil comes from npm (`npm ci` at the workspace root; scripts/test.sh does
 //! it) or from `$ANVIL`.
@@ -24,7 +25,8 @@ use alloy_eips::{eip2718::Encodable2718, eip7702::Authorization};
 use alloy_primitives::{Address, B256, Bytes, TxKind, U256, address, hex, keccak256};
 use serde_json::{Value, json};
 use tephra_exec::{
-    BlockBuilder, BlockChoice, BlockParams, ChainSpec, SequentialExecutor, StateDb, TxOutcome, Verifier, VerifyRules,
+    BlockBuilder, BlockChoice, BlockParams, ChainSpec, ParallelExecutor, SequentialExecutor, ShardConfig, StateDb,
+    TxOutcome, Verifier, VerifyRules,
     block::SealedBlock,
     dev::DevKey,
     pool::{Pool, PoolLimits},
@@ -137,9 +139,14 @@ struct Differential {
     head: alloy_consensus::Header,
     pool: Pool,
     verifier: Verifier,
+    executor: ParallelExecutor,
     nonces: [u64; 10],
     timestamp: u64,
 }
+
+/// tephra executes the differential blocks on this many shards, always
+/// speculating, and checks them against its sequential executor as well.
+const SHARDS: usize = 4;
 
 impl Differential {
     fn new() -> Self {
@@ -159,6 +166,8 @@ impl Differential {
             head,
             pool: Pool::new(PoolLimits { mini_block_txs_max: 1_000, ..PoolLimits::default() }),
             verifier,
+            executor: ParallelExecutor::new(&ShardConfig { shards: SHARDS, worker_cores: Vec::new(), adaptive: false })
+                .expect("shards start"),
             nonces: [0; 10],
             timestamp: 1_700_000_000,
         }
@@ -217,9 +226,15 @@ impl Differential {
 
         let mut batch = Vec::new();
         self.pool.cut_mini_block(&mut batch);
+        // The sequential reference on a copy; the chain goes on with the
+        // parallel executor's block, which must be the same.
+        let mut sequential_state = self.state.clone();
+        let mut sequential = BlockBuilder::open(params.clone(), &mut sequential_state);
+        sequential.execute(&mut SequentialExecutor, &mut sequential_state, batch.clone(), |_, _| {});
+        let sequential = sequential.seal(&mut sequential_state);
         let mut builder = BlockBuilder::open(params, &mut self.state);
         let mut settled = Vec::new();
-        builder.execute(&mut SequentialExecutor, &mut self.state, batch, |_, outcome| match outcome {
+        builder.execute(&mut self.executor, &mut self.state, batch, |_, outcome| match outcome {
             TxOutcome::Included(executed) => settled.push((executed.tx.sender, false)),
             other => panic!("anvil included every transaction; tephra did not: {other:?}"),
         });
@@ -228,6 +243,9 @@ impl Differential {
             self.pool.settle(&sender, nonce, dropped);
         }
         let ours = builder.seal(&mut self.state);
+        let stats = self.executor.stats();
+        assert_eq!(stats.sequential_txs, 0, "every transaction was speculated: {stats:?}");
+        assert_eq!(ours.hash, sequential.hash, "block {number}: {SHARDS} shards and sequential execution agree");
         self.head = ours.header.clone();
 
         let their_hashes: Vec<B256> = theirs["transactions"].as_array().unwrap().iter().map(b256).collect();
