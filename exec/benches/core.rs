@@ -5,92 +5,18 @@
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports its figures on stdout")]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use alloy_consensus::{TxEip1559, TxEnvelope, TypedTransaction};
 use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
-use tephra_exec::{
-    BlockBuilder, BlockChoice, BlockParams, ChainSpec, SequentialExecutor, StateDb, VerifiedTx, Verifier, VerifyRules,
-    dev::DevKey,
-};
-
-const GWEI: u128 = 1_000_000_000;
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-/// Runs `setup` then times `run`, `rounds` times; returns the median of `run`.
-fn measure<S>(rounds: usize, mut setup: impl FnMut() -> S, mut run: impl FnMut(S)) -> Duration {
-    let input = setup();
-    run(input); // warm-up
-    median(
-        (0..rounds)
-            .map(|_| {
-                let input = setup();
-                let start = Instant::now();
-                run(input);
-                start.elapsed()
-            })
-            .collect(),
-    )
-}
+use alloy_primitives::{Address, TxKind, U256};
+use common::{Bench, abi_call, call, measure};
+use tephra_exec::{BlockBuilder, SequentialExecutor, StateDb, VerifiedTx, dev::DevKey};
 
 fn report(name: &str, value: f64, unit: &str, goal: f64) {
     let verdict = if value <= goal { "meets" } else { "MISSES" };
     println!("{name:<52} {value:>10.2} {unit:<3} (goal <= {goal} {unit}: {verdict})");
-}
-
-struct Bench {
-    spec: ChainSpec,
-    verifier: Verifier,
-    params: BlockParams,
-}
-
-impl Bench {
-    fn new() -> Self {
-        let spec = ChainSpec::dev();
-        let choice = BlockChoice {
-            timestamp: 1,
-            beneficiary: Address::repeat_byte(0xbe),
-            prevrandao: B256::ZERO,
-            extra_data: Bytes::new(),
-        };
-        let params = BlockParams::child_of(&spec, spec.genesis_header(), choice).expect("dev genesis opens a block");
-        let verifier = Verifier::new(VerifyRules {
-            chain_id: spec.chain_id(),
-            spec: params.spec,
-            block_gas_limit: params.gas_limit,
-            base_fee_per_gas: params.base_fee_per_gas,
-            allow_unprotected: false,
-        });
-        Self { spec, verifier, params }
-    }
-
-    /// The dev state plus `count` funded accounts, `DevKey::from_seed(0..count)`.
-    fn funded_state(&self, count: usize) -> StateDb {
-        let mut state = self.spec.genesis_state();
-        for i in 0..count {
-            state.add_balance(DevKey::from_seed(i as u64).address(), U256::from(10u128.pow(20)));
-        }
-        state.state_root();
-        state
-    }
-
-    /// `count` funded senders, each sending one transfer to a fresh address.
-    fn transfers(&self, count: usize) -> (StateDb, Vec<VerifiedTx>) {
-        let txs = (0..count)
-            .map(|i| {
-                let to = Address::with_last_byte(1).create(i as u64);
-                let raw =
-                    DevKey::from_seed(i as u64).transfer(self.spec.chain_id(), 0, to, U256::from(1)).encoded_2718();
-                self.verifier.verify(&raw).expect("valid transfer")
-            })
-            .collect();
-        (self.funded_state(count), txs)
-    }
 }
 
 fn decode_and_recover(bench: &Bench) {
@@ -124,60 +50,10 @@ fn execute_transfers(bench: &Bench) {
     report("execute an ETH transfer", per_block.as_secs_f64() * 1e6 / N as f64, "us", 3.0);
 }
 
-/// The committed test token's creation code with `supply` as constructor argument.
-fn token_init_code(supply: U256) -> Bytes {
-    let hex = include_str!("../../contracts/Token.bin");
-    let mut code = alloy_primitives::hex::decode(hex.trim()).expect("Token.bin is hex");
-    code.extend_from_slice(&supply.to_be_bytes::<32>());
-    code.into()
-}
-
-fn call(key: &DevKey, chain_id: u64, nonce: u64, to: TxKind, input: Vec<u8>, gas_limit: u64) -> TxEnvelope {
-    key.sign(TypedTransaction::Eip1559(TxEip1559 {
-        chain_id,
-        nonce,
-        gas_limit,
-        max_fee_per_gas: 10 * GWEI,
-        max_priority_fee_per_gas: GWEI,
-        to,
-        input: input.into(),
-        ..Default::default()
-    }))
-}
-
-fn abi_call(signature: &str, address: Address, amount: u64) -> Vec<u8> {
-    let mut data = alloy_primitives::keccak256(signature.as_bytes())[..4].to_vec();
-    data.extend_from_slice(&U256::from_be_slice(address.as_slice()).to_be_bytes::<32>());
-    data.extend_from_slice(&U256::from(amount).to_be_bytes::<32>());
-    data
-}
-
 fn execute_token_transfers(bench: &Bench) {
     const N: usize = 10_000;
     let chain_id = bench.spec.chain_id();
-    let mut state = bench.funded_state(N);
-    // Setup block: deploy the token, then mint to every sender.
-    let minter = DevKey::dev(0);
-    let token = minter.address().create(0);
-    let mut setup = vec![call(&minter, chain_id, 0, TxKind::Create, token_init_code(U256::ZERO).to_vec(), 2_000_000)];
-    for i in 0..N {
-        let holder = DevKey::from_seed(i as u64).address();
-        setup.push(call(
-            &minter,
-            chain_id,
-            1 + i as u64,
-            TxKind::Call(token),
-            abi_call("mint(address,uint256)", holder, 1_000_000),
-            100_000,
-        ));
-    }
-    let setup = setup.iter().map(|tx| bench.verifier.verify(&tx.encoded_2718()).expect("valid")).collect();
-    let mut params = bench.params.clone();
-    params.gas_limit = u64::MAX / 2;
-    let mut builder = BlockBuilder::open(params.clone(), &mut state);
-    builder.execute(&mut SequentialExecutor, &mut state, setup, |_, _| {});
-    assert_eq!(builder.transactions().len(), N + 1);
-    builder.seal(&mut state);
+    let (state, token, params) = bench.token_holders(N);
     let transfers: Vec<VerifiedTx> = (0..N)
         .map(|i| {
             let key = DevKey::from_seed(i as u64);
@@ -187,7 +63,6 @@ fn execute_token_transfers(bench: &Bench) {
             bench.verifier.verify(&tx.encoded_2718()).expect("valid")
         })
         .collect();
-    state.state_root();
     let per_block = measure(
         7,
         || (state.clone(), transfers.clone()),

@@ -66,9 +66,26 @@ impl BlockGas {
 
     /// Whether `tx` may execute now; if not, its sender is deferred.
     pub(crate) fn admits(&mut self, tx: &VerifiedTx) -> bool {
-        if self.deferred.contains(&tx.sender) || tx.gas_limit() > self.limit - self.used {
+        if !self.fits(tx, self.used) {
             self.deferred.insert(tx.sender);
             return false;
+        }
+        true
+    }
+
+    fn fits(&self, tx: &VerifiedTx, used: u64) -> bool {
+        !self.deferred.contains(&tx.sender) && tx.gas_limit() <= self.limit - used
+    }
+
+    /// Whether `txs`, given the gas each would use, would all be admitted in
+    /// order. Changes nothing.
+    pub(crate) fn admits_all<'a>(&self, txs: impl IntoIterator<Item = (&'a VerifiedTx, u64)>) -> bool {
+        let mut used = self.used;
+        for (tx, gas_used) in txs {
+            if !self.fits(tx, used) {
+                return false;
+            }
+            used += gas_used;
         }
         true
     }

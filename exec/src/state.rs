@@ -36,6 +36,8 @@ pub struct Account {
     storage_trie: MerkleTrie,
     /// Slots written since the last root.
     dirty_slots: HashSet<U256>,
+    /// Written since the last root (listed in its partition's `dirty`).
+    dirty: bool,
 }
 
 impl Account {
@@ -126,14 +128,97 @@ impl BlockHashes {
     }
 }
 
+/// The accounts are split by address into this many partitions, so that a
+/// parallel commit can write disjoint partitions from several cores.
+pub const STATE_PARTITIONS: usize = 16;
+
+fn partition_of(address: &Address) -> usize {
+    usize::from(address[19]) % STATE_PARTITIONS
+}
+
+/// One partition of the accounts. Aligned to its own cache lines: threads
+/// committing neighbouring partitions must not share one.
+#[derive(Clone, Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Partition {
+    accounts: AddressMap<Account>,
+    /// Accounts written since the last root, each once, and removed ones
+    /// (perhaps more than once: folding a removal twice is harmless).
+    dirty: Vec<Address>,
+}
+
+impl Partition {
+    fn touch(&mut self, address: Address) -> &mut Account {
+        let account = self.accounts.entry(address).or_insert_with(|| Account::new(address));
+        if !account.dirty {
+            account.dirty = true;
+            self.dirty.push(address);
+        }
+        account
+    }
+
+    fn insert(&mut self, address: Address, mut account: Account) {
+        account.dirty = true;
+        if self.accounts.insert(address, account).is_none_or(|old| !old.dirty) {
+            self.dirty.push(address);
+        }
+    }
+
+    fn remove(&mut self, address: &Address) {
+        if self.accounts.remove(address).is_some() {
+            self.dirty.push(*address);
+        }
+    }
+
+    /// The account part of `StateDb::apply`; code is stored by the caller.
+    fn apply(&mut self, address: Address, change: &EvmAccount, spec: SpecId) {
+        let clear_storage = match Effect::of(change, spec) {
+            Effect::Untouched => return,
+            Effect::Remove => {
+                self.remove(&address);
+                return;
+            }
+            Effect::Write { clear_storage } => clear_storage,
+        };
+        let account = self.touch(address);
+        if clear_storage {
+            account.clear_storage();
+        }
+        account.nonce = change.info.nonce;
+        account.balance = change.info.balance;
+        account.code_hash = change.info.code_hash;
+        for (slot, value) in &change.storage {
+            if value.is_changed() {
+                account.set_slot(*slot, value.present_value);
+            }
+        }
+    }
+}
+
+/// A set of partitions one thread of a parallel commit writes.
+#[derive(Debug)]
+pub(crate) struct PartitionGroup<'a> {
+    /// Indexed by partition number; `None` for the other groups' partitions.
+    partitions: Vec<Option<&'a mut Partition>>,
+    spec: SpecId,
+}
+
+impl PartitionGroup<'_> {
+    /// Applies `change` if `address` falls in this group; others are left to
+    /// the group that holds them.
+    pub(crate) fn apply(&mut self, address: Address, change: &EvmAccount) {
+        if let Some(partition) = &mut self.partitions[partition_of(&address)] {
+            partition.apply(address, change, self.spec);
+        }
+    }
+}
+
 /// The whole world state, in memory.
 #[derive(Clone, Debug)]
 pub struct StateDb {
-    accounts: AddressMap<Account>,
+    partitions: Vec<Partition>,
     codes: B256Map<Bytecode>,
     account_trie: MerkleTrie,
-    /// Accounts written since the last root, including removed ones.
-    dirty_accounts: HashSet<Address>,
     block_hashes: BlockHashes,
     /// EIP-161 removes touched empty accounts from Spurious Dragon on.
     spec: SpecId,
@@ -142,10 +227,9 @@ pub struct StateDb {
 impl Default for StateDb {
     fn default() -> Self {
         Self {
-            accounts: AddressMap::default(),
+            partitions: vec![Partition::default(); STATE_PARTITIONS],
             codes: B256Map::default(),
             account_trie: MerkleTrie::new(),
-            dirty_accounts: HashSet::default(),
             block_hashes: BlockHashes::default(),
             spec: SpecId::default(),
         }
@@ -172,8 +256,7 @@ impl StateDb {
                     account.set_slot(U256::from_be_bytes(slot.0), value);
                 }
             }
-            state.accounts.insert(*address, account);
-            state.dirty_accounts.insert(*address);
+            state.put(*address, account);
         }
         state
     }
@@ -184,15 +267,44 @@ impl StateDb {
     }
 
     pub fn account(&self, address: &Address) -> Option<&Account> {
-        self.accounts.get(address)
+        self.partitions[partition_of(address)].accounts.get(address)
     }
 
     pub fn accounts(&self) -> impl Iterator<Item = (&Address, &Account)> {
-        self.accounts.iter()
+        self.partitions.iter().flat_map(|partition| partition.accounts.iter())
     }
 
     pub fn account_count(&self) -> usize {
-        self.accounts.len()
+        self.partitions.iter().map(|partition| partition.accounts.len()).sum()
+    }
+
+    fn put(&mut self, address: Address, account: Account) {
+        self.partitions[partition_of(&address)].insert(address, account);
+    }
+
+    /// The partitions split into `groups` disjoint groups (partition `p` in
+    /// group `p % groups`), for a commit on `groups` threads. Code is not in
+    /// any partition: `store_code` first.
+    pub(crate) fn partition_groups(&mut self, groups: usize) -> Vec<PartitionGroup<'_>> {
+        let spec = self.spec;
+        let mut split: Vec<PartitionGroup<'_>> = (0..groups)
+            .map(|_| PartitionGroup { partitions: (0..STATE_PARTITIONS).map(|_| None).collect(), spec })
+            .collect();
+        for (p, partition) in self.partitions.iter_mut().enumerate() {
+            split[p % groups].partitions[p] = Some(partition);
+        }
+        split
+    }
+
+    /// Stores the code a change deploys, as `apply` does.
+    pub(crate) fn store_code(&mut self, change: &EvmAccount) {
+        if matches!(Effect::of(change, self.spec), Effect::Write { .. })
+            && change.info.code_hash != KECCAK_EMPTY
+            && let Some(code) = &change.info.code
+            && !self.codes.contains_key(&change.info.code_hash)
+        {
+            self.codes.insert(change.info.code_hash, code.clone());
+        }
     }
 
     pub fn code(&self, code_hash: &B256) -> Option<&Bytecode> {
@@ -204,15 +316,15 @@ impl StateDb {
     }
 
     pub fn balance(&self, address: &Address) -> U256 {
-        self.accounts.get(address).map_or(U256::ZERO, |a| a.balance)
+        self.account(address).map_or(U256::ZERO, |a| a.balance)
     }
 
     pub fn nonce(&self, address: &Address) -> u64 {
-        self.accounts.get(address).map_or(0, |a| a.nonce)
+        self.account(address).map_or(0, |a| a.nonce)
     }
 
     pub fn storage_at(&self, address: &Address, slot: U256) -> U256 {
-        self.accounts.get(address).and_then(|a| a.storage.get(&slot).copied()).unwrap_or_default()
+        self.account(address).and_then(|a| a.storage.get(&slot).copied()).unwrap_or_default()
     }
 
     /// Records a sealed block's hash for BLOCKHASH.
@@ -245,47 +357,19 @@ impl StateDb {
         for (slot, value) in storage {
             account.set_slot(slot, value);
         }
-        self.accounts.insert(address, account);
-        self.dirty_accounts.insert(address);
+        self.put(address, account);
     }
 
     /// Adds to an account's balance, creating it if needed.
     pub fn add_balance(&mut self, address: Address, amount: U256) {
-        let account = self.accounts.entry(address).or_insert_with(|| Account::new(address));
+        let account = self.partitions[partition_of(&address)].touch(address);
         account.balance = account.balance.saturating_add(amount);
-        self.dirty_accounts.insert(address);
     }
 
     /// Applies one transaction's changes as revm reports them.
-    pub fn apply(&mut self, address: Address, change: EvmAccount) {
-        let clear_storage = match Effect::of(&change, self.spec) {
-            Effect::Untouched => return,
-            Effect::Remove => {
-                if self.accounts.remove(&address).is_some() {
-                    self.dirty_accounts.insert(address);
-                }
-                return;
-            }
-            Effect::Write { clear_storage } => clear_storage,
-        };
-        let account = self.accounts.entry(address).or_insert_with(|| Account::new(address));
-        if clear_storage {
-            account.clear_storage();
-        }
-        account.nonce = change.info.nonce;
-        account.balance = change.info.balance;
-        if account.code_hash != change.info.code_hash {
-            account.code_hash = change.info.code_hash;
-            if let Some(code) = change.info.code.filter(|_| change.info.code_hash != KECCAK_EMPTY) {
-                self.codes.entry(change.info.code_hash).or_insert(code);
-            }
-        }
-        for (slot, value) in change.storage {
-            if value.is_changed() {
-                account.set_slot(slot, value.present_value);
-            }
-        }
-        self.dirty_accounts.insert(address);
+    pub fn apply(&mut self, address: Address, change: &EvmAccount) {
+        self.store_code(change);
+        self.partitions[partition_of(&address)].apply(address, change, self.spec);
     }
 
     /// Credits `amount` to `address` as revm pays a block beneficiary: the
@@ -298,23 +382,26 @@ impl StateDb {
         }
         let mut change = EvmAccount::from(info);
         change.mark_touch();
-        self.apply(address, change);
+        self.apply(address, &change);
     }
 
     /// The state root. Rehashes only what changed since the previous call.
     pub fn state_root(&mut self) -> B256 {
-        for address in self.dirty_accounts.drain() {
-            match self.accounts.get_mut(&address) {
-                Some(account) => {
-                    let leaf = TrieAccount {
-                        nonce: account.nonce,
-                        balance: account.balance,
-                        storage_root: account.storage_root(),
-                        code_hash: account.code_hash,
-                    };
-                    self.account_trie.insert(account.hashed_address, alloy_rlp::encode(leaf));
+        for partition in &mut self.partitions {
+            for address in partition.dirty.drain(..) {
+                match partition.accounts.get_mut(&address) {
+                    Some(account) => {
+                        account.dirty = false;
+                        let leaf = TrieAccount {
+                            nonce: account.nonce,
+                            balance: account.balance,
+                            storage_root: account.storage_root(),
+                            code_hash: account.code_hash,
+                        };
+                        self.account_trie.insert(account.hashed_address, alloy_rlp::encode(leaf));
+                    }
+                    None => self.account_trie.remove(keccak256(address)),
                 }
-                None => self.account_trie.remove(keccak256(address)),
             }
         }
         self.account_trie.root()
@@ -325,7 +412,7 @@ impl DatabaseRef for StateDb {
     type Error = core::convert::Infallible;
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
-        Ok(self.accounts.get(&address).map(|account| AccountInfo {
+        Ok(self.account(&address).map(|account| AccountInfo {
             balance: account.balance,
             nonce: account.nonce,
             code_hash: account.code_hash,
@@ -371,8 +458,8 @@ impl Database for StateDb {
 
 impl DatabaseCommit for StateDb {
     fn commit(&mut self, changes: AddressMap<EvmAccount>) {
-        for (address, change) in changes {
-            self.apply(address, change);
+        for (address, change) in &changes {
+            self.apply(*address, change);
         }
     }
 }

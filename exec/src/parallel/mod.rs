@@ -16,7 +16,7 @@ mod shard;
 
 use std::collections::VecDeque;
 
-use alloy_primitives::map::AddressMap;
+use alloy_primitives::{U256, map::AddressMap};
 use revm::DatabaseCommit;
 
 use crate::{
@@ -26,8 +26,10 @@ use crate::{
     state::StateDb,
     verify::VerifiedTx,
 };
-use shard::{Speculation, speculate_shard};
+use shard::{ShardWork, Speculation};
 
+/// CPUs a Linux affinity mask (`cpu_set_t`) can name.
+const CPU_SET_SIZE: usize = 1024;
 /// Most shards an executor runs.
 pub const SHARDS_MAX: usize = 64;
 /// Fewer transactions than this in a window are executed sequentially: the
@@ -62,6 +64,22 @@ impl ShardConfig {
     pub fn unpinned(shards: usize) -> Self {
         Self { shards, worker_cores: Vec::new(), adaptive: true }
     }
+
+    /// `shards` adaptive shards on the cores this thread may run on (see
+    /// `pinned_on`).
+    pub fn pinned(shards: usize) -> Self {
+        let cores: Vec<usize> =
+            core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|core| core.id).collect();
+        Self::pinned_on(shards, &cores)
+    }
+
+    /// `shards` adaptive shards, worker shard `k` pinned to `cores[k % len]`
+    /// (shard 0 runs wherever its caller does, usually `cores[0]`).
+    pub fn pinned_on(shards: usize, cores: &[usize]) -> Self {
+        let worker_cores =
+            if cores.is_empty() { Vec::new() } else { (1..shards).map(|k| cores[k % cores.len()]).collect() };
+        Self { shards, worker_cores, adaptive: true }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -70,8 +88,10 @@ pub enum ShardConfigError {
     ShardCount(usize),
     #[error("{cores} worker cores given for {workers} worker shards")]
     CoreCount { cores: usize, workers: usize },
-    #[error("core {core} does not exist on this machine (it has cores {available:?})")]
-    NoSuchCore { core: usize, available: Vec<usize> },
+    #[error("core {0} is beyond the {CPU_SET_SIZE} CPUs an affinity mask can name")]
+    NoSuchCore(usize),
+    #[error("a worker shard could not be pinned to core {core} (it may run on {allowed:?})")]
+    NotPinned { core: usize, allowed: Vec<usize> },
     #[error("cannot start the shard threads: {0}")]
     Threads(String),
 }
@@ -86,6 +106,10 @@ pub struct ShardStats {
     /// Transactions run sequentially because speculation kept failing (or the
     /// window was too small).
     pub sequential_txs: u64,
+    /// Speculated windows committed by the shards in parallel (no shard read
+    /// what another changed), and those committed in order on one core.
+    pub independent_windows: u64,
+    pub ordered_windows: u64,
 }
 
 /// Decides, window by window, between speculating and running sequentially.
@@ -127,14 +151,6 @@ impl ConflictMonitor {
     }
 }
 
-/// One shard's share of a window.
-#[derive(Debug, Default)]
-struct ShardWork {
-    /// Window positions of its transactions, in sequence order.
-    indices: Vec<usize>,
-    speculations: Vec<Speculation>,
-}
-
 /// The parallel executor: `shards` revm instances, worker shards on pinned
 /// threads.
 #[derive(Debug)]
@@ -157,10 +173,8 @@ impl ParallelExecutor {
         if !config.worker_cores.is_empty() && config.worker_cores.len() != workers {
             return Err(ShardConfigError::CoreCount { cores: config.worker_cores.len(), workers });
         }
-        let available: Vec<usize> =
-            core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|core| core.id).collect();
-        if let Some(&core) = config.worker_cores.iter().find(|core| !available.contains(core)) {
-            return Err(ShardConfigError::NoSuchCore { core, available });
+        if let Some(&core) = config.worker_cores.iter().find(|&&core| core >= CPU_SET_SIZE) {
+            return Err(ShardConfigError::NoSuchCore(core));
         }
         let pool = (workers > 0)
             .then(|| {
@@ -170,7 +184,7 @@ impl ParallelExecutor {
                     .thread_name(|i| format!("tephra-exec-{}", i + 1))
                     .start_handler(move |i| {
                         if let Some(&id) = cores.get(i) {
-                            // The core exists (checked above); pinning is best effort.
+                            // Checked below, once every worker has started.
                             core_affinity::set_for_current(core_affinity::CoreId { id });
                         }
                     })
@@ -178,6 +192,18 @@ impl ParallelExecutor {
                     .map_err(|error| ShardConfigError::Threads(error.to_string()))
             })
             .transpose()?;
+        if let (Some(pool), false) = (&pool, config.worker_cores.is_empty()) {
+            let placed: Vec<(usize, Vec<usize>)> = pool.broadcast(|context| {
+                let allowed = core_affinity::get_core_ids().unwrap_or_default();
+                (context.index(), allowed.into_iter().map(|core| core.id).collect())
+            });
+            for (worker, allowed) in placed {
+                let core = config.worker_cores[worker];
+                if allowed != [core] {
+                    return Err(ShardConfigError::NotPinned { core, allowed });
+                }
+            }
+        }
         Ok(Self {
             workers: pool,
             monitor: ConflictMonitor::new(config.adaptive),
@@ -203,21 +229,37 @@ impl ParallelExecutor {
         self.shard_of_sender.clear();
         self.shard_of_tx.clear();
         for work in &mut self.work {
-            work.indices.clear();
-            work.speculations.clear();
+            work.clear();
         }
-        for (index, tx) in txs.iter().take(count).enumerate() {
+        for (position, tx) in txs.iter().take(count).enumerate() {
             let work = &self.work;
             let shard = *self.shard_of_sender.entry(tx.sender).or_insert_with(|| {
-                (0..work.len()).min_by_key(|&shard| (work[shard].indices.len(), shard)).unwrap_or(0)
+                (0..work.len()).min_by_key(|&shard| (work[shard].positions.len(), shard)).unwrap_or(0)
             });
-            self.work[shard].indices.push(index);
+            self.work[shard].positions.push(position);
             self.shard_of_tx.push(shard);
         }
     }
 
+    /// Runs `job` for every shard's work, shard 0 on this thread and the
+    /// others on the workers, and returns when all are done.
+    fn on_all_shards<T: Send>(workers: Option<&rayon::ThreadPool>, mut items: Vec<T>, job: impl Fn(T) + Sync) {
+        let Some(workers) = workers else {
+            items.into_iter().for_each(job);
+            return;
+        };
+        let job = &job;
+        let first = items.remove(0);
+        workers.in_place_scope(|scope| {
+            for item in items {
+                scope.spawn(move |_| job(item));
+            }
+            job(first);
+        });
+    }
+
     /// Speculates the first `count` transactions on all shards, then commits
-    /// them in order. Returns how many had to be executed again.
+    /// them. Returns how many had to be executed again.
     fn speculate_and_commit(
         &mut self,
         state: &mut StateDb,
@@ -230,23 +272,91 @@ impl ParallelExecutor {
         self.route(txs, count);
         let base: &StateDb = state;
         let pending: &VecDeque<VerifiedTx> = txs;
-        let (first, rest) = self.work.split_first_mut().expect("at least one shard");
-        match &self.workers {
-            Some(workers) => workers.in_place_scope(|scope| {
-                for work in rest {
-                    scope.spawn(move |_| speculate_shard(base, block, pending, &work.indices, &mut work.speculations));
-                }
-                speculate_shard(base, block, pending, &first.indices, &mut first.speculations);
-            }),
-            None => speculate_shard(base, block, pending, &first.indices, &mut first.speculations),
+        Self::on_all_shards(self.workers.as_ref(), self.work.iter_mut().collect(), |work| {
+            work.speculate(base, block, pending);
+        });
+        if self.commit_independent(state, block, gas, txs, outcomes) {
+            self.stats.independent_windows += 1;
+            return 0;
         }
+        self.stats.ordered_windows += 1;
+        self.commit_in_order(state, block, gas, txs, outcomes)
+    }
 
+    /// The window's speculations in sequence order.
+    fn in_order(&mut self) -> impl Iterator<Item = Speculation> + '_ {
         let mut speculations: Vec<_> = self.work.iter_mut().map(|work| work.speculations.drain(..)).collect();
+        self.shard_of_tx.iter().map(move |&shard| speculations[shard].next().expect("one per routed transaction"))
+    }
+
+    /// The common case: no shard read what another changed, nothing read the
+    /// beneficiary, and everything fits in the block. Then every speculation
+    /// holds, their writes are disjoint, and the shards commit them in
+    /// parallel, each into its own partitions of the state. Returns false,
+    /// committing nothing, when the window is not such a case.
+    fn commit_independent(
+        &mut self,
+        state: &mut StateDb,
+        block: &BlockParams,
+        gas: &mut BlockGas,
+        txs: &mut VecDeque<VerifiedTx>,
+        outcomes: &mut Vec<TxOutcome>,
+    ) -> bool {
+        let mut cursors = vec![0; self.work.len()];
+        let gas_used = self.shard_of_tx.iter().zip(txs.iter()).map(|(&shard, tx)| {
+            let speculation = &self.work[shard].speculations[cursors[shard]];
+            cursors[shard] += 1;
+            (tx, speculation.result.as_ref().map_or(0, |result| result.gas().tx_gas_used()))
+        });
+        if !gas.admits_all(gas_used) {
+            return false;
+        }
+        let independent = (0..self.work.len()).all(|shard| {
+            let others: Vec<&ShardWork> =
+                self.work.iter().enumerate().filter(|(other, _)| *other != shard).map(|(_, work)| work).collect();
+            self.work[shard].independent_of(&others)
+        });
+        if !independent {
+            return false;
+        }
+        let changes = || self.work.iter().flat_map(|work| &work.speculations).flat_map(|s| &s.changes);
+        for (_, change) in changes() {
+            state.store_code(change);
+        }
+        let groups = state.partition_groups(self.work.len());
+        Self::on_all_shards(self.workers.as_ref(), groups, |mut group| {
+            for (address, change) in changes() {
+                group.apply(*address, change);
+            }
+        });
+        let fees: Vec<U256> = self.work.iter().flat_map(|work| &work.speculations).filter_map(|s| s.fee).collect();
+        if !fees.is_empty() {
+            state.credit(block.beneficiary, fees.into_iter().fold(U256::ZERO, U256::saturating_add));
+        }
+        let count = self.shard_of_tx.len();
+        for (tx, speculation) in txs.drain(..count).zip(self.in_order()) {
+            let admitted = gas.admits(&tx);
+            debug_assert!(admitted, "checked by admits_all");
+            outcomes.push(gas.outcome(tx, speculation.result));
+        }
+        true
+    }
+
+    /// Commits the window in sequence order on this thread: a speculation
+    /// whose reads still hold on the committed state commits its writes; any
+    /// other transaction is executed again, as the sequential executor would.
+    fn commit_in_order(
+        &mut self,
+        state: &mut StateDb,
+        block: &BlockParams,
+        gas: &mut BlockGas,
+        txs: &mut VecDeque<VerifiedTx>,
+        outcomes: &mut Vec<TxOutcome>,
+    ) -> usize {
+        let count = self.shard_of_tx.len();
         let mut vm = evm::state_evm(state, block);
         let mut reexecuted = 0;
-        for &shard in &self.shard_of_tx {
-            let tx = txs.pop_front().expect("routed transactions are pending");
-            let speculation = speculations[shard].next().expect("one speculation per routed transaction");
+        for (tx, speculation) in txs.drain(..count).zip(self.in_order()) {
             if !gas.admits(&tx) {
                 outcomes.push(TxOutcome::BlockFull(tx));
                 continue;

@@ -2,7 +2,7 @@
 //! the shard's own writes so far, and a record of every value read.
 
 use alloy_primitives::{
-    Address, B256, U256,
+    Address, B256, Bytes, U256,
     map::{AddressMap, B256Map, U256Map},
 };
 use revm::{
@@ -53,14 +53,28 @@ impl ReadSet {
     }
 }
 
-/// An account as this shard's earlier transactions left it.
+/// A storage slot as this shard's transactions left it.
+#[derive(Clone, Copy, Debug)]
+struct SlotWrite {
+    value: U256,
+    /// The window position of the first transaction that changed it.
+    first_writer: usize,
+}
+
+/// An account as this shard's earlier transactions left it, and which of them
+/// first changed it.
 #[derive(Debug, Default)]
 struct OverlayAccount {
     /// `None`: removed.
     info: Option<AccountView>,
-    storage: U256Map<U256>,
+    storage: U256Map<SlotWrite>,
     /// Storage below `storage` is empty rather than the base's (created or removed).
     storage_cleared: bool,
+    /// The window position of the first transaction that changed the
+    /// account's nonce, balance or code (or removed it), and that first
+    /// cleared its storage.
+    info_first_writer: Option<usize>,
+    cleared_first_writer: Option<usize>,
 }
 
 /// The shard's own writes in this window, over the base state.
@@ -71,61 +85,75 @@ struct Overlay {
 }
 
 impl Overlay {
-    /// Folds one transaction's changes in, with the rules `StateDb::apply` follows.
-    fn apply(&mut self, changes: &EvmState, spec: SpecId) {
-        for (address, change) in changes {
-            let clear_storage = match Effect::of(change, spec) {
-                Effect::Untouched => continue,
-                Effect::Remove => {
-                    let account = self.accounts.entry(*address).or_default();
-                    *account = OverlayAccount { info: None, storage: U256Map::default(), storage_cleared: true };
-                    continue;
-                }
-                Effect::Write { clear_storage } => clear_storage,
-            };
-            let account = self.accounts.entry(*address).or_default();
-            if clear_storage {
-                account.storage.clear();
-                account.storage_cleared = true;
-            }
-            account.info = Some(AccountView {
-                nonce: change.info.nonce,
-                balance: change.info.balance,
-                code_hash: change.info.code_hash,
-            });
-            if let Some(code) = change.info.code.as_ref().filter(|_| change.info.code_hash != KECCAK_EMPTY) {
-                self.codes.entry(change.info.code_hash).or_insert_with(|| code.clone());
-            }
-            for (slot, value) in &change.storage {
-                if value.is_changed() {
-                    account.storage.insert(*slot, value.present_value);
-                }
-            }
-        }
+    /// Whether a transaction at window position `position` read a value that
+    /// this overlay's transactions changed before it.
+    fn changed_before(&self, reads: &ReadSet, position: usize) -> bool {
+        let before = |writer: Option<usize>| writer.is_some_and(|writer| writer < position);
+        reads
+            .accounts
+            .iter()
+            .any(|(address, _)| self.accounts.get(address).is_some_and(|account| before(account.info_first_writer)))
+            || reads.slots.iter().any(|(address, slot, _)| {
+                self.accounts.get(address).is_some_and(|account| {
+                    before(account.cleared_first_writer)
+                        || before(account.storage.get(slot).map(|write| write.first_writer))
+                })
+            })
     }
 }
 
 /// The database a shard's EVM reads: overlay first, then the base state; every
 /// read recorded, except the beneficiary's load to be paid its fee.
 #[derive(Debug)]
-pub(crate) struct ShardDb<'a> {
+struct ShardDb<'a> {
     base: &'a StateDb,
-    overlay: Overlay,
+    /// This shard's own copies of the code it ran (see `CodeCache`).
+    codes: &'a mut CodeCache,
+    overlay: &'a mut Overlay,
     reads: ReadSet,
     beneficiary: Address,
+    /// Whether a transaction read the beneficiary other than to pay it.
+    reads_beneficiary: bool,
     paying_beneficiary: bool,
     /// The beneficiary's balance as loaded to pay it, when the transaction had
     /// not read the beneficiary before: the fee is then credited at commit.
     reward_base: Option<U256>,
 }
 
+/// Most code a shard keeps copies of; past it the cache starts again.
+pub const SHARD_CODE_CACHE_MAX: usize = 4096;
+
+/// A shard's private copies of contract code. revm clones code (an `Arc`)
+/// several times per call: on one shared copy, shards on different cores
+/// would fight over its reference count's cache line on every transaction.
+/// Code is content-addressed, so a copy never goes stale.
+#[derive(Debug, Default)]
+pub(crate) struct CodeCache(B256Map<Bytecode>);
+
+impl CodeCache {
+    fn get_or_copy(&mut self, code_hash: &B256, base: &StateDb) -> Option<Bytecode> {
+        if let Some(code) = self.0.get(code_hash) {
+            return Some(code.clone());
+        }
+        let shared = base.code(code_hash)?;
+        if self.0.len() >= SHARD_CODE_CACHE_MAX {
+            self.0.clear();
+        }
+        let copy = Bytecode::new_raw(Bytes::copy_from_slice(shared.original_byte_slice()));
+        self.0.insert(*code_hash, copy.clone());
+        Some(copy)
+    }
+}
+
 impl<'a> ShardDb<'a> {
-    fn new(base: &'a StateDb, beneficiary: Address) -> Self {
+    fn new(base: &'a StateDb, codes: &'a mut CodeCache, overlay: &'a mut Overlay, beneficiary: Address) -> Self {
         Self {
             base,
-            overlay: Overlay::default(),
+            codes,
+            overlay,
             reads: ReadSet::default(),
             beneficiary,
+            reads_beneficiary: false,
             paying_beneficiary: false,
             reward_base: None,
         }
@@ -138,8 +166,57 @@ impl<'a> ShardDb<'a> {
         }
     }
 
-    fn code(&self, code_hash: &B256) -> Option<Bytecode> {
-        self.overlay.codes.get(code_hash).or_else(|| self.base.code(code_hash)).cloned()
+    /// Folds one transaction's changes into the overlay, with the rules
+    /// `StateDb::apply` follows, noting the first writer of each change.
+    fn absorb(&mut self, changes: &EvmState, spec: SpecId, position: usize) {
+        for (address, change) in changes {
+            let effect = Effect::of(change, spec);
+            if effect == Effect::Untouched {
+                continue;
+            }
+            let before = self.view(address);
+            let account = self.overlay.accounts.entry(*address).or_default();
+            if effect == Effect::Remove {
+                if before.is_some() {
+                    account.info_first_writer.get_or_insert(position);
+                    account.cleared_first_writer.get_or_insert(position);
+                }
+                account.info = None;
+                account.storage.clear();
+                account.storage_cleared = true;
+                continue;
+            }
+            if effect == (Effect::Write { clear_storage: true }) {
+                account.storage.clear();
+                account.storage_cleared = true;
+                account.cleared_first_writer.get_or_insert(position);
+            }
+            let after = AccountView {
+                nonce: change.info.nonce,
+                balance: change.info.balance,
+                code_hash: change.info.code_hash,
+            };
+            if before != Some(after) {
+                account.info_first_writer.get_or_insert(position);
+            }
+            account.info = Some(after);
+            if let Some(code) = change.info.code.as_ref().filter(|_| change.info.code_hash != KECCAK_EMPTY) {
+                self.overlay.codes.entry(change.info.code_hash).or_insert_with(|| code.clone());
+            }
+            for (slot, value) in &change.storage {
+                if value.is_changed() {
+                    let first_writer = account.storage.get(slot).map_or(position, |write| write.first_writer);
+                    account.storage.insert(*slot, SlotWrite { value: value.present_value, first_writer });
+                }
+            }
+        }
+    }
+
+    fn code(&mut self, code_hash: &B256) -> Option<Bytecode> {
+        match self.overlay.codes.get(code_hash) {
+            Some(code) => Some(code.clone()),
+            None => self.codes.get_or_copy(code_hash, self.base),
+        }
     }
 }
 
@@ -159,6 +236,7 @@ impl Database for ShardDb<'_> {
         if self.paying_beneficiary && address == self.beneficiary {
             self.reward_base = Some(view.map_or(U256::ZERO, |v| v.balance));
         } else {
+            self.reads_beneficiary |= address == self.beneficiary;
             self.reads.accounts.push((address, view));
         }
         Ok(view.map(|v| AccountInfo {
@@ -177,7 +255,7 @@ impl Database for ShardDb<'_> {
     fn storage(&mut self, address: Address, slot: U256) -> Result<U256, Self::Error> {
         let value = match self.overlay.accounts.get(&address) {
             Some(account) => match account.storage.get(&slot) {
-                Some(value) => *value,
+                Some(write) => write.value,
                 None if account.storage_cleared || account.info.is_none() => U256::ZERO,
                 None => self.base.storage_at(&address, slot),
             },
@@ -205,24 +283,58 @@ pub(crate) struct Speculation {
     pub(crate) fee: Option<U256>,
 }
 
-/// Executes `txs[i]` for each `i` of `indices`, in order, on `base` plus the
-/// shard's own writes, and pushes one speculation per transaction to `out`.
-pub(crate) fn speculate_shard(
-    base: &StateDb,
-    block: &BlockParams,
-    txs: &impl core::ops::Index<usize, Output = VerifiedTx>,
-    indices: &[usize],
-    out: &mut Vec<Speculation>,
-) {
-    let mut vm = evm::speculative_evm(ShardDb::new(base, block.beneficiary), block);
-    for &index in indices {
-        let (result, mut changes) = evm::speculate(&mut vm, &txs[index]);
-        let db = evm::db_of(&mut vm);
-        let fee = db.reward_base.take().map(|before| {
-            let after = changes.remove(&db.beneficiary).map_or(before, |paid| paid.info.balance);
-            after.saturating_sub(before)
-        });
-        db.overlay.apply(&changes, block.spec);
-        out.push(Speculation { result, changes, reads: core::mem::take(&mut db.reads), fee });
+/// One shard's share of a window and what it made of it.
+#[derive(Debug, Default)]
+pub(crate) struct ShardWork {
+    /// Window positions of its transactions, in sequence order.
+    pub(crate) positions: Vec<usize>,
+    /// One per position, in the same order.
+    pub(crate) speculations: Vec<Speculation>,
+    codes: CodeCache,
+    overlay: Overlay,
+    reads_beneficiary: bool,
+}
+
+impl ShardWork {
+    pub(crate) fn clear(&mut self) {
+        self.positions.clear();
+        self.speculations.clear();
+        self.overlay.accounts.clear();
+        self.overlay.codes.clear();
+        self.reads_beneficiary = false;
+    }
+
+    /// Executes `txs[p]` for each of its positions `p`, in order, on `base`
+    /// plus the shard's own writes.
+    pub(crate) fn speculate(
+        &mut self,
+        base: &StateDb,
+        block: &BlockParams,
+        txs: &impl core::ops::Index<usize, Output = VerifiedTx>,
+    ) {
+        let db = ShardDb::new(base, &mut self.codes, &mut self.overlay, block.beneficiary);
+        let mut vm = evm::speculative_evm(db, block);
+        for &position in &self.positions {
+            let (result, mut changes) = evm::speculate(&mut vm, &txs[position]);
+            let db = evm::db_of(&mut vm);
+            let fee = db.reward_base.take().map(|before| {
+                let after = changes.remove(&db.beneficiary).map_or(before, |paid| paid.info.balance);
+                after.saturating_sub(before)
+            });
+            db.absorb(&changes, block.spec, position);
+            self.speculations.push(Speculation { result, changes, reads: core::mem::take(&mut db.reads), fee });
+        }
+        self.reads_beneficiary = evm::db_of(&mut vm).reads_beneficiary;
+    }
+
+    /// Whether none of this shard's transactions read a value that another
+    /// shard's earlier transaction changed, nor read the beneficiary (whose
+    /// balance every fee changes). Then every speculation of the window holds
+    /// as it is, and their writes touch disjoint keys.
+    pub(crate) fn independent_of(&self, others: &[&ShardWork]) -> bool {
+        !self.reads_beneficiary
+            && self.positions.iter().zip(&self.speculations).all(|(&position, speculation)| {
+                others.iter().all(|other| !other.overlay.changed_before(&speculation.reads, position))
+            })
     }
 }
