@@ -7,6 +7,10 @@
 
 mod common;
 
+/// The allocator the `tephra` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use alloy_eips::eip2718::Encodable2718;

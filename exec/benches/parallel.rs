@@ -12,6 +12,7 @@
 
 mod common;
 
+/// The allocator the `tephra` binary uses.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -367,7 +367,6 @@ fn check(seed: u64) -> ShardStats {
                 assert_eq!(ours, theirs, "seed {seed}, {shards} shards, adaptive {adaptive}: outcome {i} differs");
             }
             assert_eq!(outcomes.len(), expected.len(), "seed {seed}, {shards} shards: outcome count");
-            assert_eq!(hash, expected_hash, "seed {seed}, {shards} shards, adaptive {adaptive}: block hash");
             for (address, account) in expected_state.accounts() {
                 let other = state.account(address).expect("same accounts");
                 assert_eq!(
@@ -376,6 +375,7 @@ fn check(seed: u64) -> ShardStats {
                     "seed {seed}, {shards} shards: account {address}"
                 );
             }
+            assert_eq!(hash, expected_hash, "seed {seed}, {shards} shards, adaptive {adaptive}: block hash");
             assert_eq!(state.account_count(), expected_state.account_count(), "seed {seed}: account count");
             let stats = executor.stats();
             if shards > 1 && !adaptive {
@@ -390,7 +390,7 @@ fn check(seed: u64) -> ShardStats {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn parallel_equals_sequential(seed in any::<u64>()) {
@@ -409,10 +409,14 @@ fn replay() {
     }
 }
 
+/// Seeds that once failed: a transaction that touched an account without
+/// changing it wrote its stale values back over another shard's write.
+const REGRESSION_SEEDS: [u64; 1] = [6_424_123_727_157_485_908];
+
 /// Fixed seeds, so that a plain `cargo test` always covers the same blocks too.
 #[test]
 fn parallel_equals_sequential_on_fixed_seeds() {
-    let stats = (0..16).map(check).fold(ShardStats::default(), |mut total, stats| {
+    let stats = (0..16).chain(REGRESSION_SEEDS).map(check).fold(ShardStats::default(), |mut total, stats| {
         total.independent_windows += stats.independent_windows;
         total.ordered_windows += stats.ordered_windows;
         total.reexecuted_txs += stats.reexecuted_txs;

@@ -16,6 +16,7 @@ pub struct Config {
     pub block: BlockConfig,
     pub pool: PoolLimits,
     pub verify: VerifyConfig,
+    pub exec: ExecConfig,
     pub sequencer: SequencerConfig,
     pub log: LogConfig,
     pub rpc: RpcConfig,
@@ -61,6 +62,23 @@ pub struct BlockConfig {
 #[serde(deny_unknown_fields)]
 pub struct VerifyConfig {
     pub allow_unprotected: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecConfig {
+    pub shards: usize,
+    pub pin_shards: bool,
+}
+
+impl ExecConfig {
+    pub fn shard_config(&self) -> tephra_exec::ShardConfig {
+        if self.pin_shards {
+            tephra_exec::ShardConfig::pinned(self.shards)
+        } else {
+            tephra_exec::ShardConfig::unpinned(self.shards)
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -184,6 +202,14 @@ impl Config {
         positive("pool.per_sender_max", self.pool.per_sender_max as u64)?;
         positive("pool.mini_block_txs_max", self.pool.mini_block_txs_max as u64)?;
         positive("pool.mini_block_gas_max", self.pool.mini_block_gas_max)?;
+        const _: () = assert!(tephra_exec::parallel::SHARDS_MAX == 64, "the message below names it");
+        if !(1..=tephra_exec::parallel::SHARDS_MAX).contains(&self.exec.shards) {
+            return Err(ConfigError::Invalid {
+                key: "exec.shards",
+                value: self.exec.shards.to_string(),
+                reason: "must be between 1 and 64",
+            });
+        }
         positive("sequencer.submission_queue_depth", self.sequencer.submission_queue_depth as u64)?;
         positive("rpc.history_blocks_max", self.rpc.history_blocks_max as u64)?;
         positive("udp.inflight_datagrams_max", self.udp.inflight_datagrams_max as u64)?;
@@ -272,6 +298,11 @@ mod tests {
         assert!(bad_type.contains("listen"), "{bad_type}");
         let zero = Config::from_toml("[block]\nblock_time_ms = 0\n").unwrap_err().to_string();
         assert!(zero.contains("block.block_time_ms"), "{zero}");
+        for shards in [0, 65] {
+            let refused = Config::from_toml(&format!("[exec]\nshards = {shards}\n")).unwrap_err().to_string();
+            assert!(refused.contains("exec.shards"), "{refused}");
+        }
+        assert_eq!(Config::from_toml("[exec]\nshards = 4\n").unwrap().exec.shards, 4);
         let section = Config::from_toml("[nonsense]\nx = 1\n").unwrap_err().to_string();
         assert!(section.contains("nonsense"), "{section}");
     }

@@ -36,6 +36,9 @@ pub struct Metrics {
     pub fsync_time_us: Histogram,
     pub signing_lag_blocks: Gauge,
     pub blocks_sealed: Counter,
+    pub exec_speculated_txs: Counter,
+    pub exec_reexecuted_txs: Counter,
+    pub exec_sequential_txs: Counter,
 }
 
 /// Microsecond buckets from 10 us to about 1.3 s.
@@ -58,6 +61,9 @@ impl Metrics {
             fsync_time_us: Histogram::new(micros_buckets()),
             signing_lag_blocks: Gauge::default(),
             blocks_sealed: Counter::default(),
+            exec_speculated_txs: Counter::default(),
+            exec_reexecuted_txs: Counter::default(),
+            exec_sequential_txs: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("tx_received", "Transactions submitted", m.tx_received.clone());
@@ -79,6 +85,21 @@ impl Metrics {
         registry.register("fsync_time_us", "One batch log group commit, microseconds", m.fsync_time_us.clone());
         registry.register("signing_lag_blocks", "Sealed blocks not yet signed", m.signing_lag_blocks.clone());
         registry.register("blocks_sealed", "Blocks sealed", m.blocks_sealed.clone());
+        registry.register(
+            "exec_speculated_txs",
+            "Transactions executed speculatively on the exec shards",
+            m.exec_speculated_txs.clone(),
+        );
+        registry.register(
+            "exec_reexecuted_txs",
+            "Speculated transactions executed again because their reads changed",
+            m.exec_reexecuted_txs.clone(),
+        );
+        registry.register(
+            "exec_sequential_txs",
+            "Transactions executed sequentially (one shard, small or conflicting windows)",
+            m.exec_sequential_txs.clone(),
+        );
         Self { registry, ..m }
     }
 

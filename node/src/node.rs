@@ -45,6 +45,8 @@ pub enum NodeError {
     Snapshot(#[from] snapshot::SnapshotError),
     #[error(transparent)]
     Signer(#[from] tephra_hsm::SignError),
+    #[error("exec shards: {0}")]
+    Shards(#[from] tephra_exec::parallel::ShardConfigError),
     #[error("data dir {0} is in use by another tephra process")]
     Locked(PathBuf),
 }
@@ -357,12 +359,15 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     }
     let delegation =
         Delegation::start(signer.clone(), chain.chain_id(), config.signer.delegation_epoch_blocks, params.number)?;
+    let executor = tephra_exec::ParallelExecutor::new(&config.exec.shard_config())?;
+    tracing::info!(shards = executor.shards(), pinned = config.exec.pin_shards, "execution shards");
     let sequencer = Sequencer::new(
         shared.clone(),
         submit_rx,
         log,
         signing,
         delegation,
+        executor,
         builder,
         open_logged,
         beneficiary,

@@ -15,7 +15,8 @@ use std::{
 
 use alloy_primitives::{Address, B256, Bytes, keccak256, map::B256Map};
 use tephra_exec::{
-    BlockBuilder, BlockChoice, BlockParams, ChainSpec, SequentialExecutor, StateDb, TxOutcome, VerifiedTx, Verifier,
+    BlockBuilder, BlockChoice, BlockParams, ChainSpec, ParallelExecutor, StateDb, TxOutcome, VerifiedTx, Verifier,
+    parallel::ShardStats,
     snapshot::{self, SnapshotMeta},
 };
 use tephra_hsm::{MerkleTree, SignerHealth, SigningPipeline};
@@ -130,6 +131,9 @@ pub struct Sequencer {
     log: LogWriter,
     signing: SigningPipeline,
     delegation: Delegation,
+    executor: ParallelExecutor,
+    /// The executor's counters as last exported to the metrics.
+    exec_stats: ShardStats,
     /// The open block; taken only while it is sealed.
     builder: Option<BlockBuilder>,
     /// Whether the open block's Open record is in the log.
@@ -153,6 +157,7 @@ impl Sequencer {
         log: LogWriter,
         signing: SigningPipeline,
         delegation: Delegation,
+        executor: ParallelExecutor,
         builder: BlockBuilder,
         open_logged: bool,
         beneficiary: Address,
@@ -165,6 +170,8 @@ impl Sequencer {
             log,
             signing,
             delegation,
+            executor,
+            exec_stats: ShardStats::default(),
             builder: Some(builder),
             open_logged,
             waiting: B256Map::default(),
@@ -175,6 +182,15 @@ impl Sequencer {
             block_full: false,
             started: Instant::now(),
         }
+    }
+
+    fn export_exec_stats(&mut self) {
+        let (now, before) = (self.executor.stats(), self.exec_stats);
+        let metrics = &self.shared.metrics;
+        metrics.exec_speculated_txs.inc_by(now.speculated_txs - before.speculated_txs);
+        metrics.exec_reexecuted_txs.inc_by(now.reexecuted_txs - before.reexecuted_txs);
+        metrics.exec_sequential_txs.inc_by(now.sequential_txs - before.sequential_txs);
+        self.exec_stats = now;
     }
 
     /// Runs until shutdown is requested or every submitter is gone.
@@ -347,7 +363,7 @@ impl Sequencer {
             let mut settle = Vec::new();
             let batch = std::mem::take(&mut self.batch);
             let builder = self.builder.as_mut().expect("a block is always open outside seal");
-            builder.execute(&mut SequentialExecutor, &mut view.state, batch, |index, outcome| match outcome {
+            builder.execute(&mut self.executor, &mut view.state, batch, |index, outcome| match outcome {
                 TxOutcome::Included(executed) => {
                     let index = index.expect("included transactions have an index");
                     settle.push((executed.tx.sender, false));
@@ -372,6 +388,7 @@ impl Sequencer {
                     deferred.push(tx.clone());
                 }
             });
+            self.export_exec_stats();
             for (sender, dropped) in settle {
                 let nonce = view.state.nonce(&sender);
                 view.pool.settle(&sender, nonce, dropped);

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 #[test]
 fn cast_sends_a_transfer_deploys_a_token_and_reads_both_receipts() {
-    let node = TephraNode::start("cast", "");
+    // On 2 execution shards: real clients see what sequential execution gives.
+    let node = TephraNode::start("cast", "[exec]\nshards = 2\n");
     let bob = "0x000000000000000000000000000000000000b0b0";
     let transfer = node.cast(&["send", "--private-key", DEV_KEY_0, bob, "--value", "12345", "--json"]);
     let transfer: Value = serde_json::from_str(&transfer).unwrap();
@@ -159,7 +160,7 @@ fn init_prints_mainnet_genesis_root_and_hash() {
 
 #[test]
 fn viem_sends_waits_reads_balances_logs_and_watches_blocks() {
-    let node = TephraNode::start("viem", "");
+    let node = TephraNode::start("viem", "[exec]\nshards = 2\n");
     let script = common::workspace_root().join("node/tests/clients/viem.mjs");
     let output = std::process::Command::new("node")
         .arg(&script)

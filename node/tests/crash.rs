@@ -28,7 +28,11 @@ fn raw_transfer(key: &DevKey, nonce: u64) -> String {
 #[test]
 fn preconfirmed_transactions_survive_kill_9_at_their_positions() {
     // Snapshots every 4 blocks: the restart restores one and replays the tail.
-    let mut node = TephraNode::start("crash", "[block]\nblock_time_ms = 50\nsnapshot_interval_blocks = 4\n");
+    // The node executes on 2 shards; `tephra log verify` replays sequentially.
+    let mut node = TephraNode::start(
+        "crash",
+        "[block]\nblock_time_ms = 50\nsnapshot_interval_blocks = 4\n[exec]\nshards = 2\n[pool]\nmini_block_wait_ms = 3\n",
+    );
     let promised: Arc<Mutex<HashMap<String, (u64, u64)>>> = Arc::default();
     let url = node.rpc_url.clone();
     let streams: Vec<_> = (0..SENDERS)
@@ -60,6 +64,13 @@ fn preconfirmed_transactions_survive_kill_9_at_their_positions() {
         assert!(Instant::now() < deadline, "the stream did not get going");
         std::thread::sleep(Duration::from_millis(5));
     }
+    let metrics = node.metrics();
+    let speculated = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("tephra_exec_speculated_txs_total "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no speculation counter in {metrics}"));
+    assert!(speculated > 0, "the 8 streams' mini-blocks run on the shards");
     node.kill9();
     for stream in streams {
         stream.join().unwrap();

@@ -10,7 +10,7 @@ use revm::{
     bytecode::Bytecode,
     context_interface::result::{ExecutionResult, HaltReason},
     primitives::{KECCAK_EMPTY, hardfork::SpecId},
-    state::{AccountInfo, EvmState},
+    state::{Account as EvmAccount, AccountInfo, EvmState},
 };
 use tephra_types::Reject;
 
@@ -167,49 +167,60 @@ impl<'a> ShardDb<'a> {
     }
 
     /// Folds one transaction's changes into the overlay, with the rules
-    /// `StateDb::apply` follows, noting the first writer of each change.
-    fn absorb(&mut self, changes: &EvmState, spec: SpecId, position: usize) {
-        for (address, change) in changes {
-            let effect = Effect::of(change, spec);
-            if effect == Effect::Untouched {
-                continue;
+    /// `StateDb::apply` follows, noting the first writer of each change, and
+    /// drops the accounts it touched without changing them: committed as they
+    /// are, they would write back the values this shard read over what
+    /// another shard may have written since.
+    fn absorb(&mut self, changes: &mut EvmState, spec: SpecId, position: usize) {
+        changes.retain(|address, change| self.absorb_account(*address, change, spec, position));
+    }
+
+    /// Folds one account's change in; whether it changed anything.
+    fn absorb_account(&mut self, address: Address, change: &EvmAccount, spec: SpecId, position: usize) -> bool {
+        let effect = Effect::of(change, spec);
+        if effect == Effect::Untouched {
+            return false;
+        }
+        let before = self.view(&address);
+        if effect == Effect::Remove {
+            if before.is_none() {
+                return false;
             }
-            let before = self.view(address);
-            let account = self.overlay.accounts.entry(*address).or_default();
-            if effect == Effect::Remove {
-                if before.is_some() {
-                    account.info_first_writer.get_or_insert(position);
-                    account.cleared_first_writer.get_or_insert(position);
-                }
-                account.info = None;
-                account.storage.clear();
-                account.storage_cleared = true;
-                continue;
-            }
-            if effect == (Effect::Write { clear_storage: true }) {
-                account.storage.clear();
-                account.storage_cleared = true;
-                account.cleared_first_writer.get_or_insert(position);
-            }
-            let after = AccountView {
-                nonce: change.info.nonce,
-                balance: change.info.balance,
-                code_hash: change.info.code_hash,
-            };
-            if before != Some(after) {
-                account.info_first_writer.get_or_insert(position);
-            }
-            account.info = Some(after);
-            if let Some(code) = change.info.code.as_ref().filter(|_| change.info.code_hash != KECCAK_EMPTY) {
-                self.overlay.codes.entry(change.info.code_hash).or_insert_with(|| code.clone());
-            }
-            for (slot, value) in &change.storage {
-                if value.is_changed() {
-                    let first_writer = account.storage.get(slot).map_or(position, |write| write.first_writer);
-                    account.storage.insert(*slot, SlotWrite { value: value.present_value, first_writer });
-                }
+            let account = self.overlay.accounts.entry(address).or_default();
+            account.info_first_writer.get_or_insert(position);
+            account.cleared_first_writer.get_or_insert(position);
+            account.info = None;
+            account.storage.clear();
+            account.storage_cleared = true;
+            return true;
+        }
+        let after =
+            AccountView { nonce: change.info.nonce, balance: change.info.balance, code_hash: change.info.code_hash };
+        let clears = effect == (Effect::Write { clear_storage: true });
+        let writes_slots = change.storage.values().any(|slot| slot.is_changed());
+        if before == Some(after) && !clears && !writes_slots {
+            return false;
+        }
+        let account = self.overlay.accounts.entry(address).or_default();
+        if clears {
+            account.storage.clear();
+            account.storage_cleared = true;
+            account.cleared_first_writer.get_or_insert(position);
+        }
+        if before != Some(after) {
+            account.info_first_writer.get_or_insert(position);
+        }
+        account.info = Some(after);
+        if let Some(code) = change.info.code.as_ref().filter(|_| change.info.code_hash != KECCAK_EMPTY) {
+            self.overlay.codes.entry(change.info.code_hash).or_insert_with(|| code.clone());
+        }
+        for (slot, value) in &change.storage {
+            if value.is_changed() {
+                let first_writer = account.storage.get(slot).map_or(position, |write| write.first_writer);
+                account.storage.insert(*slot, SlotWrite { value: value.present_value, first_writer });
             }
         }
+        true
     }
 
     fn code(&mut self, code_hash: &B256) -> Option<Bytecode> {
@@ -275,7 +286,8 @@ impl Database for ShardDb<'_> {
 #[derive(Debug)]
 pub(crate) struct Speculation {
     pub(crate) result: Result<ExecutionResult<HaltReason>, Reject>,
-    /// Every account it changed, the beneficiary excepted when `fee` is set.
+    /// Every account it changed (and no account it only touched without
+    /// changing it), the beneficiary excepted when `fee` is set.
     pub(crate) changes: EvmState,
     pub(crate) reads: ReadSet,
     /// Set when the transaction touched the beneficiary only to pay it: the fee
@@ -321,7 +333,7 @@ impl ShardWork {
                 let after = changes.remove(&db.beneficiary).map_or(before, |paid| paid.info.balance);
                 after.saturating_sub(before)
             });
-            db.absorb(&changes, block.spec, position);
+            db.absorb(&mut changes, block.spec, position);
             self.speculations.push(Speculation { result, changes, reads: core::mem::take(&mut db.reads), fee });
         }
         self.reads_beneficiary = evm::db_of(&mut vm).reads_beneficiary;
