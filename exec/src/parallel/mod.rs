@@ -4,13 +4,17 @@
 //! Optimistic execution with in-order validation. Each window of the batch is
 //! routed to shards by sender (a sender's nonce chain stays on one shard);
 //! every shard executes its transactions in order against the window's
-//! starting state plus its own writes, recording each value it reads. The
-//! window then commits in sequence order on one core: a transaction whose
-//! reads still hold on the committed state commits its writes unchanged;
-//! any other is executed again, on the committed state, as the sequential
-//! executor would. A `ConflictMonitor` runs windows sequentially while
-//! speculation keeps failing, so a block of dependent transactions costs
-//! little more than sequential execution.
+//! starting state plus its own writes, recording each value it reads. If no
+//! shard read a key that another shard changed earlier in the window (and
+//! none read the beneficiary, whose fees are credited at commit), every
+//! speculation holds and their writes are disjoint: the shards commit them at
+//! once, each into its own partitions of the state. Otherwise the window
+//! commits in sequence order on one core: a speculation whose reads still
+//! hold on the committed state commits unchanged; any other transaction is
+//! executed again on that state, as the sequential executor would. A
+//! `ConflictMonitor` runs windows sequentially while speculation keeps
+//! failing, so a block of dependent transactions costs little more than
+//! sequential execution.
 
 mod shard;
 
@@ -38,6 +42,9 @@ pub const PARALLEL_TXS_MIN: usize = 8;
 /// The largest window, and the first one after conflicts (a cheap probe).
 pub const WINDOW_TXS_MAX: usize = 1024;
 pub const WINDOW_TXS_PROBE: usize = 32;
+/// Most contracts a shard keeps private copies of the code of; past it the
+/// copies start again.
+pub const SHARD_CODE_CACHE_MAX: usize = 4096;
 /// Above this share of re-executed transactions a window counts as conflicting.
 pub const CONFLICT_PERCENT_MAX: usize = 25;
 /// After a conflicting window, this many transactions run sequentially before

@@ -14,6 +14,7 @@ use revm::{
 };
 use tephra_types::Reject;
 
+use super::SHARD_CODE_CACHE_MAX;
 use crate::{
     block::BlockParams,
     evm::{self, RewardAware},
@@ -119,9 +120,6 @@ struct ShardDb<'a> {
     /// not read the beneficiary before: the fee is then credited at commit.
     reward_base: Option<U256>,
 }
-
-/// Most code a shard keeps copies of; past it the cache starts again.
-pub const SHARD_CODE_CACHE_MAX: usize = 4096;
 
 /// A shard's private copies of contract code. revm clones code (an `Arc`)
 /// several times per call: on one shared copy, shards on different cores
