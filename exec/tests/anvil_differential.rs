@@ -12,10 +12,14 @@
 //! any zero write. The transactions here write no zeros; tephra's handling of
 //! zero writes is pinned against a from-scratch root in tests/execution.rs.
 
+mod common;
+
+use common::{calldata, contract_bytecode, word, workspace_root};
+
 use std::os::unix::process::CommandExt;
 use std::{
     net::TcpListener,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -33,10 +37,6 @@ use tephra_exec::{
 };
 
 const GWEI: u128 = 1_000_000_000;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("exec/ sits in the workspace").to_path_buf()
-}
 
 fn anvil_binary() -> PathBuf {
     if let Ok(path) = std::env::var("ANVIL") {
@@ -112,23 +112,6 @@ fn b256(value: &Value) -> B256 {
 
 fn bytes(value: &Value) -> Bytes {
     value.as_str().expect("hex bytes").parse().expect("bytes")
-}
-
-fn calldata(signature: &str, words: &[U256]) -> Vec<u8> {
-    let mut data = keccak256(signature.as_bytes())[..4].to_vec();
-    for word in words {
-        data.extend_from_slice(&word.to_be_bytes::<32>());
-    }
-    data
-}
-
-fn word(address: Address) -> U256 {
-    U256::from_be_slice(address.as_slice())
-}
-
-fn contract_bytecode(name: &str) -> Vec<u8> {
-    let path = workspace_root().join(format!("contracts/{name}.bin"));
-    hex::decode(std::fs::read_to_string(&path).expect("contract bytecode").trim()).expect("hex bytecode")
 }
 
 /// Both chains side by side.

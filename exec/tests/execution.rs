@@ -1,5 +1,9 @@
 //! The execution core end to end: verify, execute into a block, seal.
 
+mod common;
+
+use common::deploy_code;
+
 use alloy_consensus::{
     Header, TxEip1559, TxEip7702, TxEnvelope, TypedTransaction,
     proofs::{calculate_receipt_root, calculate_transaction_root},
@@ -14,14 +18,6 @@ use tephra_types::RejectCode;
 
 const GWEI: u128 = 1_000_000_000;
 const BENEFICIARY: Address = address!("0x00000000000000000000000000000000000000be");
-
-/// Init code that deploys `runtime`.
-fn deploy_code(runtime: &[u8]) -> Vec<u8> {
-    let len = u8::try_from(runtime.len()).expect("short runtime");
-    let mut code = vec![0x60, len, 0x60, 0x0c, 0x60, 0x00, 0x39, 0x60, len, 0x60, 0x00, 0xf3];
-    code.extend_from_slice(runtime);
-    code
-}
 
 /// SSTORE(0, CALLDATALOAD(0)); LOG1(topic = CALLDATALOAD(0)) with no data; STOP.
 const STORE_AND_LOG: &[u8] = &[0x60, 0x00, 0x35, 0x80, 0x60, 0x00, 0x55, 0x60, 0x00, 0x60, 0x00, 0xa1, 0x00];

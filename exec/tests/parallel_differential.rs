@@ -6,11 +6,15 @@
 //! A failing case prints its seed; `TEPHRA_PARALLEL_SEED=<seed> cargo test -p
 //! tephra-exec --test parallel_differential replay` runs that one block again.
 
-use std::{path::Path, sync::OnceLock};
+mod common;
+
+use common::{calldata, contract_bytecode, deploy_code, word};
+
+use std::sync::OnceLock;
 
 use alloy_consensus::{Header, TxEip1559, TxEip7702, TxEnvelope, TypedTransaction};
 use alloy_eips::{eip2718::Encodable2718, eip7702::Authorization};
-use alloy_primitives::{Address, B256, Bytes, TxKind, U256, hex, keccak256};
+use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
 use proptest::prelude::*;
 use tephra_exec::{
     BlockBuilder, BlockChoice, BlockParams, ChainSpec, Executor, ParallelExecutor, SequentialExecutor, ShardConfig,
@@ -46,31 +50,6 @@ fn revert_address() -> Address {
 }
 fn coinbase_reader_address() -> Address {
     Address::repeat_byte(0xc3)
-}
-
-/// Init code that deploys `runtime`.
-fn deploy_code(runtime: &[u8]) -> Vec<u8> {
-    let len = u8::try_from(runtime.len()).expect("short runtime");
-    let mut code = vec![0x60, len, 0x60, 0x0c, 0x60, 0x00, 0x39, 0x60, len, 0x60, 0x00, 0xf3];
-    code.extend_from_slice(runtime);
-    code
-}
-
-fn calldata(signature: &str, words: &[U256]) -> Vec<u8> {
-    let mut data = keccak256(signature.as_bytes())[..4].to_vec();
-    for word in words {
-        data.extend_from_slice(&word.to_be_bytes::<32>());
-    }
-    data
-}
-
-fn word(address: Address) -> U256 {
-    U256::from_be_slice(address.as_slice())
-}
-
-fn contract_bytecode(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../contracts/{name}.bin"));
-    hex::decode(std::fs::read_to_string(&path).expect("contract bytecode").trim()).expect("hex bytecode")
 }
 
 /// splitmix64: the block generator's only source of randomness.
@@ -437,14 +416,19 @@ fn transfers_block(chained: bool) -> Case {
     Case { gas_limit: 30_000_000, beneficiary: quiet_beneficiary(), txs, batches: vec![64] }
 }
 
+/// Runs `case` on `shards` adaptive shards and sequentially, checks that they
+/// agree, and returns the shards' counters and state.
+fn run_against_sequential(case: &Case, shards: usize) -> (ShardStats, StateDb) {
+    let mut executor = ParallelExecutor::new(&ShardConfig::unpinned(shards)).unwrap();
+    let (outcomes, hash, state) = run(case, &mut executor);
+    let (expected, expected_hash, _) = run(case, &mut SequentialExecutor);
+    assert!(outcomes == expected && hash == expected_hash, "{shards} shards and sequential execution differ");
+    (executor.stats(), state)
+}
+
 #[test]
 fn independent_transfers_never_conflict_not_even_on_the_beneficiary() {
-    let case = transfers_block(false);
-    let mut executor = ParallelExecutor::new(&ShardConfig::unpinned(2)).unwrap();
-    let (outcomes, hash, _) = run(&case, &mut executor);
-    let (expected, expected_hash, _) = run(&case, &mut SequentialExecutor);
-    assert_eq!((outcomes, hash), (expected, expected_hash));
-    let stats = executor.stats();
+    let (stats, _) = run_against_sequential(&transfers_block(false), 2);
     assert_eq!(stats.speculated_txs, 64 - 32 + 32, "both windows speculated: {stats:?}");
     assert_eq!(stats.reexecuted_txs, 0, "{stats:?}");
 }
@@ -458,27 +442,19 @@ fn a_hot_slot_is_reexecuted_and_then_run_sequentially() {
         })
         .collect();
     let case = Case { gas_limit: 30_000_000, beneficiary: quiet_beneficiary(), txs, batches: vec![400] };
-    let mut executor = ParallelExecutor::new(&ShardConfig::unpinned(2)).unwrap();
-    let (outcomes, hash, state) = run(&case, &mut executor);
-    let (expected, expected_hash, _) = run(&case, &mut SequentialExecutor);
-    assert_eq!((outcomes, hash), (expected, expected_hash));
+    let (stats, state) = run_against_sequential(&case, 2);
     assert_eq!(
         state.storage_at(&hot_address(), U256::ZERO),
         w.state.storage_at(&hot_address(), U256::ZERO) + U256::from(400)
     );
-    let stats = executor.stats();
     assert!(stats.reexecuted_txs > 0, "the shared slot conflicts: {stats:?}");
     assert!(stats.sequential_txs >= 256, "then the monitor runs windows sequentially: {stats:?}");
 }
 
 #[test]
 fn one_senders_chain_stays_on_one_shard() {
-    let case = transfers_block(true);
-    let mut executor = ParallelExecutor::new(&ShardConfig::unpinned(4)).unwrap();
-    let (outcomes, hash, _) = run(&case, &mut executor);
-    let (expected, expected_hash, _) = run(&case, &mut SequentialExecutor);
-    assert_eq!((outcomes, hash), (expected, expected_hash));
-    assert_eq!(executor.stats().reexecuted_txs, 0, "a nonce chain on one shard needs no re-execution");
+    let (stats, _) = run_against_sequential(&transfers_block(true), 4);
+    assert_eq!(stats.reexecuted_txs, 0, "a nonce chain on one shard needs no re-execution");
 }
 
 #[test]
