@@ -12,7 +12,7 @@ use alloy_primitives::{
     Address, B256, U256, keccak256,
     map::{AddressMap, B256Map, HashSet, U256Map},
 };
-use alloy_trie::TrieAccount;
+use alloy_trie::{EMPTY_ROOT_HASH, TrieAccount};
 use revm::{
     Database, DatabaseCommit, DatabaseRef,
     bytecode::Bytecode,
@@ -33,11 +33,18 @@ pub struct Account {
     pub storage: U256Map<U256>,
     /// keccak256 of the address, the account's key in the state trie.
     hashed_address: B256,
-    storage_trie: MerkleTrie,
-    /// Slots written since the last root.
-    dirty_slots: HashSet<U256>,
+    /// The storage trie and the slots written since its last root; boxed and
+    /// made on the first write, so that an account without storage (most of
+    /// them) stays small.
+    storage_index: Option<Box<StorageIndex>>,
     /// Written since the last root (listed in its partition's `dirty`).
     dirty: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct StorageIndex {
+    trie: MerkleTrie,
+    dirty_slots: HashSet<U256>,
 }
 
 impl Account {
@@ -51,25 +58,27 @@ impl Account {
         } else {
             self.storage.insert(slot, value);
         }
-        self.dirty_slots.insert(slot);
+        self.storage_index.get_or_insert_default().dirty_slots.insert(slot);
     }
 
     fn clear_storage(&mut self) {
         self.storage.clear();
-        self.storage_trie = MerkleTrie::new();
-        self.dirty_slots.clear();
+        self.storage_index = None;
     }
 
     /// Folds the dirty slots into the storage trie and returns its root.
     fn storage_root(&mut self) -> B256 {
-        for slot in self.dirty_slots.drain() {
+        let Some(index) = &mut self.storage_index else {
+            return EMPTY_ROOT_HASH;
+        };
+        for slot in index.dirty_slots.drain() {
             let key = keccak256(slot.to_be_bytes::<32>());
             match self.storage.get(&slot) {
-                Some(value) => self.storage_trie.insert(key, alloy_rlp::encode(value)),
-                None => self.storage_trie.remove(key),
+                Some(value) => index.trie.insert(key, alloy_rlp::encode(value)),
+                None => index.trie.remove(key),
             }
         }
-        self.storage_trie.root()
+        index.trie.root()
     }
 }
 
