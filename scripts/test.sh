@@ -24,3 +24,17 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The YubiHSM USB connector is behind a feature (it needs libusb): keep it building.
 cargo clippy -p tephra-node --features yubihsm-usb --locked -- -D warnings
 cargo test --workspace --locked
+
+# Coverage-guided fuzzing of the network parsers, bounded in time (fuzz/README.md).
+# A scratch copy of each corpus takes the new inputs; the committed seeds stay.
+if ! cargo fuzz --version 2>/dev/null | grep -q '0.13.2'; then
+  cargo install cargo-fuzz --locked --version 0.13.2
+fi
+fuzz_seconds="${TEPHRA_FUZZ_SECONDS:-30}"
+scratch="$(mktemp -d)"
+for target in wire_request wire_reply tx_verify; do
+  mkdir -p "$scratch/$target"
+  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "$scratch/$target" "corpus/$target" \
+    -- -max_total_time="$fuzz_seconds" -rss_limit_mb=2048)
+done
+rm -rf "$scratch"
