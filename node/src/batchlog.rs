@@ -182,6 +182,17 @@ impl Record {
         e.0
     }
 
+    /// The record as a segment holds it: length, crc32c of the payload, payload.
+    pub fn frame(&self) -> Vec<u8> {
+        let payload = self.encode();
+        debug_assert!(payload.len() <= RECORD_SIZE_MAX_BYTES);
+        let mut frame = Vec::with_capacity(HEADER_BYTES + payload.len());
+        frame.extend_from_slice(&u32::try_from(payload.len()).expect("bounded").to_le_bytes());
+        frame.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        frame
+    }
+
     pub fn decode(payload: &[u8]) -> Result<Self, String> {
         let mut d = Dec(payload);
         let record = match d.u8()? {
@@ -267,6 +278,47 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// What one segment's bytes hold: the good records from its start, and where
+/// and why they stop, if before the end.
+#[derive(Debug)]
+pub struct SegmentScan {
+    pub records: Vec<Record>,
+    pub damage: Option<Damage>,
+}
+
+#[derive(Debug)]
+pub struct Damage {
+    pub offset: usize,
+    pub reason: String,
+    /// No good record follows: what a torn write leaves (cut short, garbage,
+    /// or zeros the file system allocated but never wrote). A good record
+    /// after the damage means damage inside the durable log.
+    pub torn: bool,
+}
+
+/// Parses a segment's bytes. Pure: the fuzz target `batchlog_segment` feeds it.
+pub fn scan_segment(bytes: &[u8]) -> SegmentScan {
+    let mut records = Vec::new();
+    let mut offset = 0usize;
+    while offset < bytes.len() {
+        let reason = match parse_frame(&bytes[offset..]) {
+            Ok(payload) => match Record::decode(payload) {
+                Ok(record) => {
+                    records.push(record);
+                    offset += HEADER_BYTES + payload.len();
+                    continue;
+                }
+                Err(reason) => reason,
+            },
+            Err(reason) => reason,
+        };
+        let torn = !(offset + 1..bytes.len())
+            .any(|at| parse_frame(&bytes[at..]).is_ok_and(|payload| Record::decode(payload).is_ok()));
+        return SegmentScan { records, damage: Some(Damage { offset, reason, torn }) };
+    }
+    SegmentScan { records, damage: None }
+}
+
 /// Reads every record of the log in `dir`, in order. A torn tail on the last
 /// segment is truncated (and reported through `on_torn`); damage elsewhere is
 /// an error.
@@ -276,35 +328,16 @@ pub fn read_all(dir: &Path, mut on_torn: impl FnMut(&Path, u64, &str)) -> Result
     for (position, &index) in indices.iter().enumerate() {
         let path = segment_path(dir, index);
         let is_last = position + 1 == indices.len();
-        let bytes = fs::read(&path)?;
-        let mut offset = 0usize;
-        while offset < bytes.len() {
-            let damage = match parse_frame(&bytes[offset..]) {
-                Ok(payload) => match Record::decode(payload) {
-                    Ok(record) => {
-                        records.push(record);
-                        offset += HEADER_BYTES + payload.len();
-                        continue;
-                    }
-                    Err(reason) => reason,
-                },
-                Err(reason) => reason,
-            };
-            // A torn write damages only the end: no good record may follow the
-            // damage (what follows is cut short, garbage, or zeros the file
-            // system allocated but never wrote). A good record after it means
-            // damage inside the durable log, which is refused.
-            let torn = !(offset + 1..bytes.len())
-                .any(|at| parse_frame(&bytes[at..]).is_ok_and(|payload| Record::decode(payload).is_ok()));
-            if !is_last || !torn {
-                return Err(LogError::Corrupt { segment: path, offset: offset as u64, reason: damage });
-            }
-            on_torn(&path, offset as u64, &damage);
-            let file = OpenOptions::new().write(true).open(&path)?;
-            file.set_len(offset as u64)?;
-            file.sync_all()?;
-            break;
+        let scan = scan_segment(&fs::read(&path)?);
+        records.extend(scan.records);
+        let Some(damage) = scan.damage else { continue };
+        if !is_last || !damage.torn {
+            return Err(LogError::Corrupt { segment: path, offset: damage.offset as u64, reason: damage.reason });
         }
+        on_torn(&path, damage.offset as u64, &damage.reason);
+        let file = OpenOptions::new().write(true).open(&path)?;
+        file.set_len(damage.offset as u64)?;
+        file.sync_all()?;
     }
     Ok(records)
 }
@@ -354,17 +387,10 @@ impl LogWriter {
 
     /// Appends a record; durable only after the next `commit`.
     pub fn append(&mut self, record: &Record) -> Result<(), LogError> {
-        let payload = record.encode();
-        debug_assert!(payload.len() <= RECORD_SIZE_MAX_BYTES);
-        if self.segment_bytes > 0
-            && self.segment_bytes + (HEADER_BYTES + payload.len()) as u64 > self.segment_size_max_bytes
-        {
+        let frame = record.frame();
+        if self.segment_bytes > 0 && self.segment_bytes + frame.len() as u64 > self.segment_size_max_bytes {
             self.roll()?;
         }
-        let mut frame = Vec::with_capacity(HEADER_BYTES + payload.len());
-        frame.extend_from_slice(&u32::try_from(payload.len()).expect("bounded").to_le_bytes());
-        frame.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-        frame.extend_from_slice(&payload);
         self.file.write_all(&frame)?;
         self.segment_bytes += frame.len() as u64;
         self.uncommitted = true;

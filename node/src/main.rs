@@ -1,23 +1,12 @@
-//! `tephra`: the sequencer node.
-
-mod batchlog;
-mod config;
-mod delegation;
-mod format;
-mod hsm_cli;
-mod metrics;
-mod node;
-mod replay;
-mod rpc;
-mod sequencer;
-mod udp;
-mod view;
+//! `tephra`: the sequencer node's command line.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-
-use crate::config::{Config, LogFormat};
+use tephra_node::{
+    config::{Config, LogFormat},
+    hsm_cli, node,
+};
 
 /// revm allocates per transaction: mimalloc is faster there than the system
 /// allocator and scales across exec shards (docs/benchmarks.md).

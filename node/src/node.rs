@@ -211,6 +211,12 @@ pub struct Running {
     sequencer: thread::JoinHandle<Result<(), batchlog::LogError>>,
 }
 
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").finish_non_exhaustive()
+    }
+}
+
 impl Running {
     /// Stops taking requests, lets the sequencer make everything durable, and waits.
     pub async fn stop(self) -> Result<(), NodeError> {

@@ -1,0 +1,17 @@
+//! tephra-node: the sequencer node's parts, wired by `node::start`; the
+//! `tephra` binary (main.rs) is its command line. The parsers of what comes
+//! from disk or the network (`batchlog`, `config`) are public so that the
+//! fuzz targets reach them.
+
+pub mod batchlog;
+pub mod config;
+mod delegation;
+mod format;
+pub mod hsm_cli;
+mod metrics;
+pub mod node;
+mod replay;
+mod rpc;
+mod sequencer;
+mod udp;
+mod view;
