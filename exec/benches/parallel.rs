@@ -6,7 +6,8 @@
 //! the parallel one with each shard count asked for (default 2, worker shards
 //! pinned to cores 1, 2, ...; the calling thread, shard 0, on core 0). Rounds
 //! of the two alternate, so machine drift hits both sides alike; each figure is
-//! the median of the rounds.
+//! the median of the rounds. `ONLY=token` (any part of a workload's name)
+//! runs just the matching workloads, for profiling one.
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports its figures on stdout")]
 

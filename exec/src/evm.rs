@@ -18,21 +18,28 @@ use tephra_types::{Reject, RejectCode};
 
 use crate::{block::BlockParams, state::StateDb, verify::VerifiedTx};
 
-/// An EVM executing straight on the state.
-pub(crate) type StateEvm<'a> = MainnetEvm<MainnetContext<&'a mut StateDb>>;
+/// An EVM for `block` on the database `DB`.
+pub(crate) type BlockEvm<DB> = MainnetEvm<MainnetContext<DB>>;
 
-/// An EVM for `block` executing straight on `state`.
-pub(crate) fn state_evm<'a>(state: &'a mut StateDb, block: &BlockParams) -> StateEvm<'a> {
-    state.set_spec(block.spec);
+/// An EVM executing straight on the state.
+pub(crate) type StateEvm<'a> = BlockEvm<&'a mut StateDb>;
+
+fn block_evm<DB: Database>(db: DB, block: &BlockParams) -> BlockEvm<DB> {
     Context::mainnet()
-        .with_db(state)
+        .with_db(db)
         .with_block(block_env(block))
         .with_cfg(cfg_env(block.chain_id, block.spec))
         .build_mainnet()
 }
 
+/// An EVM for `block` executing straight on `state`.
+pub(crate) fn state_evm<'a>(state: &'a mut StateDb, block: &BlockParams) -> StateEvm<'a> {
+    state.set_spec(block.spec);
+    block_evm(state, block)
+}
+
 /// The database an EVM executes on.
-pub(crate) fn db_of<DB: Database>(vm: &mut MainnetEvm<MainnetContext<DB>>) -> &mut DB {
+pub(crate) fn db_of<DB: Database>(vm: &mut BlockEvm<DB>) -> &mut DB {
     vm.ctx.db_mut()
 }
 
@@ -50,15 +57,9 @@ pub(crate) trait RewardAware: Database<Error = core::convert::Infallible> {
     fn set_paying_beneficiary(&mut self, paying: bool);
 }
 
-/// An EVM executing on a speculative view of the state.
-pub(crate) type SpeculativeEvm<DB> = MainnetEvm<MainnetContext<DB>>;
-
-pub(crate) fn speculative_evm<DB: RewardAware>(db: DB, block: &BlockParams) -> SpeculativeEvm<DB> {
-    Context::mainnet()
-        .with_db(db)
-        .with_block(block_env(block))
-        .with_cfg(cfg_env(block.chain_id, block.spec))
-        .build_mainnet()
+/// An EVM for `block` executing on a speculative view of the state.
+pub(crate) fn speculative_evm<DB: RewardAware>(db: DB, block: &BlockParams) -> BlockEvm<DB> {
+    block_evm(db, block)
 }
 
 /// revm's mainnet handler, except that it tells the database when the
@@ -67,7 +68,7 @@ pub(crate) fn speculative_evm<DB: RewardAware>(db: DB, block: &BlockParams) -> S
 struct SpeculativeHandler<DB>(core::marker::PhantomData<DB>);
 
 impl<DB: RewardAware> Handler for SpeculativeHandler<DB> {
-    type Evm = SpeculativeEvm<DB>;
+    type Evm = BlockEvm<DB>;
     type Error = EVMError<core::convert::Infallible>;
     type HaltReason = HaltReason;
 
@@ -82,7 +83,7 @@ impl<DB: RewardAware> Handler for SpeculativeHandler<DB> {
 /// Executes `tx` without committing: its result and the accounts it loaded
 /// (changed ones marked touched), as `transact` would give them.
 pub(crate) fn speculate<DB: RewardAware>(
-    vm: &mut SpeculativeEvm<DB>,
+    vm: &mut BlockEvm<DB>,
     tx: &VerifiedTx,
 ) -> (Result<ExecutionResult<HaltReason>, Reject>, EvmState) {
     vm.ctx().set_tx(tx_env(tx));

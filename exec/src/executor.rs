@@ -54,7 +54,7 @@ pub trait Executor {
 /// now would fail on the nonce gap).
 #[derive(Debug)]
 pub(crate) struct BlockGas {
-    pub(crate) used: u64,
+    used: u64,
     limit: u64,
     deferred: AddressSet,
 }

@@ -166,8 +166,9 @@ pub struct ParallelExecutor {
     monitor: ConflictMonitor,
     stats: ShardStats,
     work: Vec<ShardWork>,
-    /// Per window: each transaction's shard, and each sender's.
-    shard_of_tx: Vec<usize>,
+    /// Per window, by position: each transaction's shard and its index
+    /// there; and each sender's shard.
+    order: Vec<(usize, usize)>,
     shard_of_sender: AddressMap<usize>,
 }
 
@@ -216,7 +217,7 @@ impl ParallelExecutor {
             monitor: ConflictMonitor::new(config.adaptive),
             stats: ShardStats::default(),
             work: (0..config.shards).map(|_| ShardWork::default()).collect(),
-            shard_of_tx: Vec::new(),
+            order: Vec::new(),
             shard_of_sender: AddressMap::default(),
         })
     }
@@ -234,7 +235,7 @@ impl ParallelExecutor {
     /// each sender's transactions stay in order on one shard.
     fn route(&mut self, txs: &VecDeque<VerifiedTx>, count: usize) {
         self.shard_of_sender.clear();
-        self.shard_of_tx.clear();
+        self.order.clear();
         for work in &mut self.work {
             work.clear();
         }
@@ -243,8 +244,8 @@ impl ParallelExecutor {
             let shard = *self.shard_of_sender.entry(tx.sender).or_insert_with(|| {
                 (0..work.len()).min_by_key(|&shard| (work[shard].positions.len(), shard)).unwrap_or(0)
             });
+            self.order.push((shard, self.work[shard].positions.len()));
             self.work[shard].positions.push(position);
-            self.shard_of_tx.push(shard);
         }
     }
 
@@ -293,7 +294,7 @@ impl ParallelExecutor {
     /// The window's speculations in sequence order.
     fn in_order(&mut self) -> impl Iterator<Item = Speculation> + '_ {
         let mut speculations: Vec<_> = self.work.iter_mut().map(|work| work.speculations.drain(..)).collect();
-        self.shard_of_tx.iter().map(move |&shard| speculations[shard].next().expect("one per routed transaction"))
+        self.order.iter().map(move |&(shard, _)| speculations[shard].next().expect("one per routed transaction"))
     }
 
     /// The common case: no shard read what another changed, nothing read the
@@ -309,21 +310,11 @@ impl ParallelExecutor {
         txs: &mut VecDeque<VerifiedTx>,
         outcomes: &mut Vec<TxOutcome>,
     ) -> bool {
-        let mut cursors = vec![0; self.work.len()];
-        let gas_used = self.shard_of_tx.iter().zip(txs.iter()).map(|(&shard, tx)| {
-            let speculation = &self.work[shard].speculations[cursors[shard]];
-            cursors[shard] += 1;
+        let gas_used = self.order.iter().zip(txs.iter()).map(|(&(shard, index), tx)| {
+            let speculation = &self.work[shard].speculations[index];
             (tx, speculation.result.as_ref().map_or(0, |result| result.gas().tx_gas_used()))
         });
-        if !gas.admits_all(gas_used) {
-            return false;
-        }
-        let independent = (0..self.work.len()).all(|shard| {
-            let others: Vec<&ShardWork> =
-                self.work.iter().enumerate().filter(|(other, _)| *other != shard).map(|(_, work)| work).collect();
-            self.work[shard].independent_of(&others)
-        });
-        if !independent {
+        if !gas.admits_all(gas_used) || !self.work.iter().all(|work| work.independent_of(&self.work)) {
             return false;
         }
         let changes = || self.work.iter().flat_map(|work| &work.speculations).flat_map(|s| &s.changes);
@@ -336,11 +327,11 @@ impl ParallelExecutor {
                 group.apply(*address, change);
             }
         });
-        let fees: Vec<U256> = self.work.iter().flat_map(|work| &work.speculations).filter_map(|s| s.fee).collect();
-        if !fees.is_empty() {
-            state.credit(block.beneficiary, fees.into_iter().fold(U256::ZERO, U256::saturating_add));
+        let fees = self.work.iter().flat_map(|work| &work.speculations).filter_map(|s| s.fee);
+        if let Some(fee) = fees.reduce(U256::saturating_add) {
+            state.credit(block.beneficiary, fee);
         }
-        let count = self.shard_of_tx.len();
+        let count = self.order.len();
         for (tx, speculation) in txs.drain(..count).zip(self.in_order()) {
             let admitted = gas.admits(&tx);
             debug_assert!(admitted, "checked by admits_all");
@@ -360,7 +351,7 @@ impl ParallelExecutor {
         txs: &mut VecDeque<VerifiedTx>,
         outcomes: &mut Vec<TxOutcome>,
     ) -> usize {
-        let count = self.shard_of_tx.len();
+        let count = self.order.len();
         let mut vm = evm::state_evm(state, block);
         let mut reexecuted = 0;
         for (tx, speculation) in txs.drain(..count).zip(self.in_order()) {

@@ -338,13 +338,14 @@ impl ShardWork {
     }
 
     /// Whether none of this shard's transactions read a value that another
-    /// shard's earlier transaction changed, nor read the beneficiary (whose
+    /// shard of `shards` (this one among them) changed earlier, nor read the beneficiary (whose
     /// balance every fee changes). Then every speculation of the window holds
     /// as it is, and their writes touch disjoint keys.
-    pub(crate) fn independent_of(&self, others: &[&ShardWork]) -> bool {
+    pub(crate) fn independent_of(&self, shards: &[ShardWork]) -> bool {
+        let others = || shards.iter().filter(|other| !core::ptr::eq(*other, self));
         !self.reads_beneficiary
             && self.positions.iter().zip(&self.speculations).all(|(&position, speculation)| {
-                others.iter().all(|other| !other.overlay.changed_before(&speculation.reads, position))
+                others().all(|other| !other.overlay.changed_before(&speculation.reads, position))
             })
     }
 }
