@@ -5,6 +5,7 @@ pub mod backend;
 pub mod configure;
 pub mod frame;
 pub mod net;
+pub mod netns;
 pub mod packet;
 pub mod ring;
 pub mod runtime;

@@ -5,11 +5,14 @@ use std::net::SocketAddrV4;
 
 use crossbeam_queue::ArrayQueue;
 
-/// The largest UDP payload a packet buffer holds. A kernel-bypass backend
-/// receives one Ethernet frame per datagram (no IP fragments), so this bounds
-/// what a request may be over `af_xdp` and `dpdk`; the `socket` backend
-/// refuses longer datagrams as malformed.
-pub const PAYLOAD_SIZE_MAX_BYTES: usize = 4096;
+/// The largest UDP payload a packet buffer holds: what fits, with its
+/// headers, in one 4 KiB frame (the largest AF_XDP frame). A kernel-bypass
+/// backend receives one Ethernet frame per datagram (no IP fragments), so this
+/// bounds a request over `af_xdp` and `dpdk`; the `socket` backend marks a
+/// longer datagram truncated and it is refused as malformed.
+pub const PAYLOAD_SIZE_MAX_BYTES: usize = FRAME_SIZE_MAX_BYTES - crate::frame::HEADERS_BYTES;
+/// The largest Ethernet frame the dataplane builds or takes.
+pub const FRAME_SIZE_MAX_BYTES: usize = 4096;
 
 /// Where a datagram came from, and so where its reply goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -25,16 +25,17 @@ use xsk_rs::{
 use super::Backend;
 use crate::{
     frame::{self, Local, Received},
-    packet::{PAYLOAD_SIZE_MAX_BYTES, Packet},
+    packet::{FRAME_SIZE_MAX_BYTES, PAYLOAD_SIZE_MAX_BYTES, Packet},
 };
 
 /// The XDP program, compiled by build.rs.
 static XDP_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tephra_xdp.o"));
 /// Frames received or sent per ring operation at most.
 pub const AF_XDP_BURST_MAX: usize = 256;
-/// One frame holds a whole Ethernet frame of the largest payload.
-const FRAME_SIZE_BYTES: u32 = 8192;
-const _: () = assert!(frame::HEADERS_BYTES + PAYLOAD_SIZE_MAX_BYTES <= FRAME_SIZE_BYTES as usize);
+/// One UMEM frame holds a whole Ethernet frame of the largest payload
+/// (the kernel allows 2 KiB up to a page).
+#[expect(clippy::cast_possible_truncation, reason = "4096")]
+const FRAME_SIZE_BYTES: u32 = FRAME_SIZE_MAX_BYTES as u32;
 
 /// How the XDP program is attached.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -181,16 +182,36 @@ impl std::fmt::Debug for AfXdpBackend {
     }
 }
 
-/// The MAC address of an interface, from sysfs.
+/// The MAC address of an interface, asked of the kernel (SIOCGIFHWADDR):
+/// sysfs would show the namespace it was mounted in, not the caller's.
 pub fn interface_mac(interface: &str) -> io::Result<[u8; 6]> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{interface}/address"))?;
-    let mut mac = [0u8; 6];
-    let parts: Vec<&str> = text.trim().split(':').collect();
-    if parts.len() != 6 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("MAC {text:?}")));
+    let name = interface.as_bytes();
+    // SAFETY: ifreq is plain old data; all-zero is a valid request.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= request.ifr_name.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("interface name {interface:?} too long")));
     }
-    for (byte, part) in mac.iter_mut().zip(parts) {
-        *byte = u8::from_str_radix(part, 16).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+    for (slot, byte) in request.ifr_name.iter_mut().zip(name) {
+        *slot = *byte as libc::c_char;
+    }
+    // SAFETY: a datagram socket only to ask about the interface; closed below.
+    let socket = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    if socket < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFHWADDR fills the ifreq it is given.
+    let result = unsafe { libc::ioctl(socket, libc::SIOCGIFHWADDR, &raw mut request) };
+    let error = io::Error::last_os_error();
+    // SAFETY: our own socket, closed once.
+    unsafe { libc::close(socket) };
+    if result < 0 {
+        return Err(error);
+    }
+    // SAFETY: SIOCGIFHWADDR filled the hardware-address member.
+    let data = unsafe { request.ifr_ifru.ifru_hwaddr.sa_data };
+    let mut mac = [0u8; 6];
+    for (byte, value) in mac.iter_mut().zip(data) {
+        *byte = value as u8;
     }
     Ok(mac)
 }
