@@ -10,3 +10,160 @@ pub mod packet;
 pub mod ring;
 pub mod runtime;
 pub mod topology;
+
+use std::{
+    net::{SocketAddrV4, UdpSocket},
+    sync::Arc,
+};
+
+use serde::Deserialize;
+
+use crate::{
+    backend::{
+        BackendKind, DpdkConfig,
+        af_xdp::{AfXdpBackend, AfXdpConfig},
+        socket::{SOCKET_SLOTS_MAX, SocketBackend},
+    },
+    net::{NET_BURST_MAX, NetStats, NetTile, Wake},
+    packet::{Packet, PacketPool},
+    ring::{Consumer, Producer, RingStats},
+    runtime::{Idle, Runtime, Tile},
+};
+
+/// The verify stage's end of the ingress ring.
+pub type PacketConsumer = Consumer<Box<Packet>>;
+/// The verify stage's end of the egress ring.
+pub type PacketProducer = Producer<Box<Packet>>;
+
+/// Packet buffers at most.
+pub const PACKET_BUFFERS_MAX: usize = 1 << 20;
+/// Ring slots at most.
+pub const RING_DEPTH_MAX: usize = 1 << 20;
+
+/// `[net]`: the NIC path for UDP ingress.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NetConfig {
+    pub backend: BackendKind,
+    pub packet_buffers: usize,
+    pub ingress_ring_depth: usize,
+    pub egress_ring_depth: usize,
+    pub burst: usize,
+    pub busy_poll: bool,
+    pub idle_sleep_us: u64,
+    pub socket_rx_slots: usize,
+    pub socket_tx_slots: usize,
+    pub af_xdp: AfXdpConfig,
+    pub dpdk: DpdkConfig,
+}
+
+impl NetConfig {
+    /// Checks the bounds; the error names the key.
+    pub fn check(&self) -> Result<(), String> {
+        let within = |key: &str, value: usize, low: usize, high: usize| {
+            if (low..=high).contains(&value) {
+                Ok(())
+            } else {
+                Err(format!("net.{key}: {value} is outside {low}..={high}"))
+            }
+        };
+        within("burst", self.burst, 1, NET_BURST_MAX)?;
+        within("ingress_ring_depth", self.ingress_ring_depth, 1, RING_DEPTH_MAX)?;
+        within("egress_ring_depth", self.egress_ring_depth, 1, RING_DEPTH_MAX)?;
+        within("socket_rx_slots", self.socket_rx_slots, 1, SOCKET_SLOTS_MAX)?;
+        within("socket_tx_slots", self.socket_tx_slots, 1, SOCKET_SLOTS_MAX)?;
+        // Every buffer the tile and both rings can hold at once, and as many
+        // again for datagrams being answered.
+        let held = self.socket_rx_slots + 2 * self.burst + self.ingress_ring_depth + self.egress_ring_depth;
+        within("packet_buffers", self.packet_buffers, held, PACKET_BUFFERS_MAX)
+            .map_err(|error| format!("{error} (rings, burst and receive slots hold {held})"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("[net] {0}")]
+    Config(String),
+    #[error("udp.listen {address}: {error}")]
+    Bind { address: SocketAddrV4, error: std::io::Error },
+    #[error(transparent)]
+    AfXdp(#[from] backend::af_xdp::AfXdpError),
+    #[error("net.backend = \"dpdk\" needs a build with the dpdk feature (cargo build --features dpdk)")]
+    NoDpdk,
+    #[cfg(feature = "dpdk")]
+    #[error(transparent)]
+    Dpdk(#[from] backend::dpdk::DpdkError),
+    #[error(transparent)]
+    Runtime(#[from] runtime::RuntimeError),
+}
+
+/// The running net tile. `start` also hands over the ends of its rings
+/// that the verify stage holds: ingress to pop, egress to push replies.
+#[derive(Debug)]
+pub struct Dataplane {
+    runtime: Runtime,
+    pub backend: &'static str,
+    /// Where datagrams are received (the bound port when `listen` named 0).
+    pub local_addr: SocketAddrV4,
+    pub pool: Arc<PacketPool>,
+    pub net_stats: Arc<NetStats>,
+    pub ingress_stats: Arc<RingStats>,
+    pub egress_stats: Arc<RingStats>,
+}
+
+impl Dataplane {
+    /// Opens the configured backend on `listen` and starts the net tile on
+    /// `core`; `wake` is called when datagrams were pushed to `ingress`.
+    pub fn start(
+        config: &NetConfig,
+        listen: SocketAddrV4,
+        core: usize,
+        wake: Wake,
+    ) -> Result<(Self, PacketConsumer, PacketProducer), DataplaneError> {
+        config.check().map_err(DataplaneError::Config)?;
+        let pool = Arc::new(PacketPool::new(config.packet_buffers));
+        let (ingress_producer, ingress, ingress_stats) = ring::ring(config.ingress_ring_depth);
+        let (egress, egress_consumer, egress_stats) = ring::ring(config.egress_ring_depth);
+        let idle = Idle { busy_poll: config.busy_poll, sleep_us: config.idle_sleep_us };
+        let tile = |backend: Box<dyn Tile>| Runtime::start(vec![(core, vec![backend])], idle);
+        let (runtime, local_addr, net_stats, name) = match config.backend {
+            BackendKind::Socket => {
+                let socket =
+                    UdpSocket::bind(listen).map_err(|error| DataplaneError::Bind { address: listen, error })?;
+                let local_addr = match socket.local_addr() {
+                    Ok(std::net::SocketAddr::V4(address)) => address,
+                    _ => listen,
+                };
+                let slots =
+                    (0..config.socket_rx_slots).map(|_| pool.take().expect("checked: enough buffers")).collect();
+                let backend = SocketBackend::open(socket, slots, config.socket_tx_slots)
+                    .map_err(|error| DataplaneError::Bind { address: listen, error })?;
+                let (net, stats) =
+                    NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, wake, config.burst);
+                (tile(Box::new(net))?, local_addr, stats, "socket")
+            }
+            BackendKind::AfXdp => {
+                let backend = AfXdpBackend::open(&config.af_xdp, *listen.ip(), listen.port())?;
+                let (net, stats) =
+                    NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, wake, config.burst);
+                (tile(Box::new(net))?, listen, stats, "af_xdp")
+            }
+            #[cfg(feature = "dpdk")]
+            BackendKind::Dpdk => {
+                let backend = backend::dpdk::DpdkBackend::open(&config.dpdk, *listen.ip(), listen.port())?;
+                let (net, stats) =
+                    NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, wake, config.burst);
+                (tile(Box::new(net))?, listen, stats, "dpdk")
+            }
+            #[cfg(not(feature = "dpdk"))]
+            BackendKind::Dpdk => return Err(DataplaneError::NoDpdk),
+        };
+        tracing::info!(backend = name, %local_addr, core, busy_poll = config.busy_poll, "net tile started");
+        Ok((Self { runtime, backend: name, local_addr, pool, net_stats, ingress_stats, egress_stats }, ingress, egress))
+    }
+
+    /// Stops the net tile (the backend closes, the XDP program detaches).
+    pub fn stop(self) {
+        self.runtime.stop();
+    }
+}

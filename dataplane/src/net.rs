@@ -42,8 +42,10 @@ pub struct NetTile<B: Backend> {
     wake: Wake,
     burst: usize,
     /// Empty buffers lent to the backend to receive into.
+    #[expect(clippy::vec_box, reason = "buffers move between pool, rings and backend by pointer, never copied")]
     rx: Vec<Box<Packet>>,
     /// Replies the backend has not taken yet.
+    #[expect(clippy::vec_box, reason = "as rx")]
     tx: Vec<Box<Packet>>,
     stats: Arc<NetStats>,
 }

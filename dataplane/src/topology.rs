@@ -82,6 +82,22 @@ impl Machine {
     }
 }
 
+/// Restricts the calling thread to `cores` (OS CPU indices). Best effort: a
+/// core the kernel refuses leaves the thread where it was, with a warning.
+#[allow(unsafe_code)]
+pub fn pin_current_thread(cores: &[usize]) {
+    // SAFETY: cpu_set_t is plain old data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &core in cores {
+        // SAFETY: CPU_SET bounds-checks the index against the set's size.
+        unsafe { libc::CPU_SET(core, &mut set) };
+    }
+    // SAFETY: pid 0 is the calling thread; the set is sized as passed.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw const set) } != 0 {
+        tracing::warn!(?cores, error = %std::io::Error::last_os_error(), "could not pin a thread");
+    }
+}
+
 /// `[topology]`: the core of each tile, by OS CPU index. An empty list lets
 /// tephra derive that tile's place from the machine.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -141,10 +157,15 @@ impl Placement {
             });
         };
         let verify = if config.verify.is_empty() {
-            // The cores no other tile has, or the net tile's when none is left.
+            // The cores no other tile has; on a machine too small for that,
+            // every core but a busy-polling net tile's, shared.
             let taken: BTreeSet<usize> = [net, sequencer].into_iter().chain(exec.iter().copied()).collect();
             let free: Vec<usize> = order.iter().copied().filter(|core| !taken.contains(core)).collect();
-            if free.is_empty() { vec![if net_busy_poll { sequencer } else { net }] } else { free }
+            if free.is_empty() {
+                order.iter().copied().filter(|core| !(net_busy_poll && *core == net)).collect()
+            } else {
+                free
+            }
         } else {
             config.verify.clone()
         };
@@ -252,11 +273,12 @@ mod tests {
     fn a_two_core_machine_shares_cores_unless_the_net_tile_spins() {
         let placement = Placement::resolve(&TopologyConfig::default(), &two_cores(), 1, false).unwrap();
         assert_eq!((placement.net, placement.sequencer, placement.exec.clone()), (0, 1, vec![0]));
-        assert_eq!(placement.verify, vec![0]);
+        assert_eq!(placement.verify, vec![0, 1]);
         // Busy-polling net on core 0 cannot share it with the exec worker.
         let error = Placement::resolve(&TopologyConfig::default(), &two_cores(), 1, true).unwrap_err();
         assert!(error.to_string().contains("must have it alone"), "{error}");
-        assert!(Placement::resolve(&TopologyConfig::default(), &two_cores(), 0, true).is_ok());
+        let spinning = Placement::resolve(&TopologyConfig::default(), &two_cores(), 0, true).unwrap();
+        assert_eq!(spinning.verify, vec![1]);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct Config {
     pub log: LogConfig,
     pub rpc: RpcConfig,
     pub udp: UdpConfig,
+    pub net: tephra_dataplane::NetConfig,
+    pub topology: tephra_dataplane::topology::TopologyConfig,
     pub metrics: MetricsConfig,
     pub signer: SignerConfig,
 }
@@ -72,9 +74,13 @@ pub struct ExecConfig {
 }
 
 impl ExecConfig {
-    pub fn shard_config(&self) -> tephra_exec::ShardConfig {
+    /// The shards, worker k pinned to the k-th exec core of the placement.
+    pub fn shard_config(&self, placement: &tephra_dataplane::topology::Placement) -> tephra_exec::ShardConfig {
         if self.pin_shards {
-            tephra_exec::ShardConfig::pinned(self.shards)
+            // pinned_on places worker k on cores[k]; index 0 is shard 0's, the sequencer's.
+            let cores: Vec<usize> =
+                std::iter::once(placement.sequencer).chain(placement.exec.iter().copied()).collect();
+            tephra_exec::ShardConfig::pinned_on(self.shards, &cores)
         } else {
             tephra_exec::ShardConfig::unpinned(self.shards)
         }
@@ -159,6 +165,9 @@ pub enum ConfigError {
     Parse(String),
     #[error("config: {key} = {value}: {reason}")]
     Invalid { key: &'static str, value: String, reason: &'static str },
+    /// A bound checked by the part that owns the slice; the text names the key.
+    #[error("config: {0}")]
+    OutOfBounds(String),
     #[error("config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
 }
@@ -213,6 +222,14 @@ impl Config {
         positive("sequencer.submission_queue_depth", self.sequencer.submission_queue_depth as u64)?;
         positive("rpc.history_blocks_max", self.rpc.history_blocks_max as u64)?;
         positive("udp.inflight_datagrams_max", self.udp.inflight_datagrams_max as u64)?;
+        if !self.udp.listen.is_ipv4() {
+            return Err(ConfigError::Invalid {
+                key: "udp.listen",
+                value: self.udp.listen.to_string(),
+                reason: "wire format v1 runs over IPv4",
+            });
+        }
+        self.net.check().map_err(ConfigError::OutOfBounds)?;
         positive("signer.unsigned_blocks_max", self.signer.unsigned_blocks_max as u64)?;
         positive("signer.sign_timeout_ms", self.signer.sign_timeout_ms)?;
         positive("signer.delegation_epoch_blocks", self.signer.delegation_epoch_blocks)?;

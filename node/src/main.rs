@@ -179,7 +179,16 @@ fn main() -> ExitCode {
 
 fn run(config: Config) -> Result<(), String> {
     init_tracing(&config);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    // The runtime's workers verify transactions and serve JSON-RPC: the
+    // verify cores of the placement.
+    let (_, placement) = node::placement(&config).map_err(|e| e.to_string())?;
+    let verify_cores = placement.verify;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(verify_cores.len())
+        .on_thread_start(move || tephra_dataplane::topology::pin_current_thread(&verify_cores))
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         let running = node::start(config).await.map_err(|e| e.to_string())?;
         let mut terminate =

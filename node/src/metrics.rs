@@ -39,6 +39,39 @@ pub struct Metrics {
     pub exec_speculated_txs: Counter,
     pub exec_reexecuted_txs: Counter,
     pub exec_sequential_txs: Counter,
+    pub udp_replies_dropped: Counter,
+    net: NetMetrics,
+    /// The dataplane's own counters, copied into `net` at each scrape.
+    net_sources: std::sync::OnceLock<NetSources>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RingLabel {
+    pub ring: &'static str,
+}
+
+#[derive(Debug, Default)]
+struct NetMetrics {
+    received: Counter,
+    replies_sent: Counter,
+    dropped: Family<DropLabel, Counter>,
+    buffers_exhausted_polls: Counter,
+    backend_errors: Counter,
+    ring_overruns: Family<RingLabel, Counter>,
+    buffers_free: Gauge,
+}
+
+#[derive(Debug)]
+struct NetSources {
+    net: Arc<tephra_dataplane::net::NetStats>,
+    ingress: Arc<tephra_dataplane::ring::RingStats>,
+    egress: Arc<tephra_dataplane::ring::RingStats>,
+    pool: Arc<tephra_dataplane::packet::PacketPool>,
 }
 
 /// Microsecond buckets from 10 us to about 1.3 s.
@@ -64,6 +97,9 @@ impl Metrics {
             exec_speculated_txs: Counter::default(),
             exec_reexecuted_txs: Counter::default(),
             exec_sequential_txs: Counter::default(),
+            udp_replies_dropped: Counter::default(),
+            net: NetMetrics::default(),
+            net_sources: std::sync::OnceLock::new(),
             registry: Registry::default(),
         };
         registry.register("tx_received", "Transactions submitted", m.tx_received.clone());
@@ -100,10 +136,59 @@ impl Metrics {
             "Transactions executed sequentially (one shard, small or conflicting windows)",
             m.exec_sequential_txs.clone(),
         );
+        registry.register(
+            "udp_replies_dropped",
+            "UDP replies dropped: no free packet buffer or a full egress ring",
+            m.udp_replies_dropped.clone(),
+        );
+        let net = &m.net;
+        registry.register("net_received_datagrams", "Datagrams the net tile received", net.received.clone());
+        registry.register("net_sent_replies", "Reply datagrams the net tile sent", net.replies_sent.clone());
+        registry.register("net_dropped", "Datagrams the net tile dropped, by reason", net.dropped.clone());
+        registry.register(
+            "net_buffers_exhausted_polls",
+            "Net tile polls that found no free packet buffer",
+            net.buffers_exhausted_polls.clone(),
+        );
+        registry.register("net_backend_errors", "Errors of the NIC backend", net.backend_errors.clone());
+        registry.register("net_ring_overruns", "Pushes refused by a full ring", net.ring_overruns.clone());
+        registry.register("net_buffers_free", "Packet buffers free in the pool", net.buffers_free.clone());
         Self { registry, ..m }
     }
 
+    /// Exports the dataplane's counters from now on.
+    pub fn watch_net(&self, dataplane: &tephra_dataplane::Dataplane) {
+        let _ = self.net_sources.set(NetSources {
+            net: dataplane.net_stats.clone(),
+            ingress: dataplane.ingress_stats.clone(),
+            egress: dataplane.egress_stats.clone(),
+            pool: dataplane.pool.clone(),
+        });
+    }
+
+    fn refresh_net(&self) {
+        let Some(sources) = self.net_sources.get() else { return };
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        let (net, stats) = (&self.net, &sources.net);
+        net.received.inner().store(load(&stats.received), Ordering::Relaxed);
+        net.replies_sent.inner().store(load(&stats.replies_sent), Ordering::Relaxed);
+        net.dropped
+            .get_or_create(&DropLabel { reason: "ingress_full" })
+            .inner()
+            .store(load(&stats.dropped_ingress_full), Ordering::Relaxed);
+        net.buffers_exhausted_polls.inner().store(load(&stats.buffers_exhausted), Ordering::Relaxed);
+        net.backend_errors.inner().store(load(&stats.backend_errors), Ordering::Relaxed);
+        for (ring, source) in [("ingress", &sources.ingress), ("egress", &sources.egress)] {
+            net.ring_overruns
+                .get_or_create(&RingLabel { ring })
+                .inner()
+                .store(load(&source.overruns), Ordering::Relaxed);
+        }
+        net.buffers_free.set(i64::try_from(sources.pool.available()).unwrap_or(i64::MAX));
+    }
+
     pub fn render(&self) -> String {
+        self.refresh_net();
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

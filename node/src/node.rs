@@ -13,6 +13,10 @@ use std::{
 };
 
 use alloy_primitives::Address;
+use tephra_dataplane::{
+    Dataplane, DataplaneError,
+    topology::{Machine, Placement, TopologyError, pin_current_thread},
+};
 use tephra_exec::{BlockBuilder, BlockChoice, BlockParams, ChainSpec, snapshot};
 use tephra_hsm::{
     AuditedSigner, FileSigner, GuardedSigner, Pkcs11Config, Pkcs11Signer, SignError, SignGuard, Signer,
@@ -47,6 +51,10 @@ pub enum NodeError {
     Signer(#[from] tephra_hsm::SignError),
     #[error("exec shards: {0}")]
     Shards(#[from] tephra_exec::parallel::ShardConfigError),
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
     #[error("data dir {0} is in use by another tephra process")]
     Locked(PathBuf),
 }
@@ -209,6 +217,7 @@ pub struct Running {
     /// Released when the process exits.
     _lock: fs::File,
     sequencer: thread::JoinHandle<Result<(), batchlog::LogError>>,
+    dataplane: Dataplane,
 }
 
 impl std::fmt::Debug for Running {
@@ -222,11 +231,14 @@ impl Running {
     pub async fn stop(self) -> Result<(), NodeError> {
         let _ = self.rpc.stop();
         self.shared.shutdown.store(true, Ordering::Release);
-        let sequencer = self.sequencer;
-        tokio::task::spawn_blocking(move || sequencer.join())
-            .await
-            .expect("join task")
-            .expect("sequencer thread panicked")?;
+        let (sequencer, dataplane) = (self.sequencer, self.dataplane);
+        tokio::task::spawn_blocking(move || {
+            dataplane.stop();
+            sequencer.join()
+        })
+        .await
+        .expect("join task")
+        .expect("sequencer thread panicked")?;
         Ok(())
     }
 
@@ -234,6 +246,13 @@ impl Running {
     pub fn sequencer_finished(&self) -> bool {
         self.sequencer.is_finished()
     }
+}
+
+/// Where each tile runs: `[topology]` against this machine.
+pub fn placement(config: &Config) -> Result<(Machine, Placement), TopologyError> {
+    let machine = Machine::discover()?;
+    let placement = Placement::resolve(&config.topology, &machine, config.exec.shards - 1, config.net.busy_poll)?;
+    Ok((machine, placement))
 }
 
 /// Opens the data dir, replays the log and starts everything.
@@ -365,7 +384,9 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     }
     let delegation =
         Delegation::start(signer.clone(), chain.chain_id(), config.signer.delegation_epoch_blocks, params.number)?;
-    let executor = tephra_exec::ParallelExecutor::new(&config.exec.shard_config())?;
+    let (machine, placement) = placement(&config)?;
+    tracing::info!("tile placement\n{}", placement.table(&machine));
+    let executor = tephra_exec::ParallelExecutor::new(&config.exec.shard_config(&placement))?;
     tracing::info!(shards = executor.shards(), pinned = config.exec.pin_shards, "execution shards");
     let sequencer = Sequencer::new(
         shared.clone(),
@@ -379,9 +400,13 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         beneficiary,
         data.snapshot(),
     );
+    let sequencer_core = placement.sequencer;
     let sequencer = thread::Builder::new()
         .name("tephra-sequencer".into())
-        .spawn(move || sequencer.run())
+        .spawn(move || {
+            pin_current_thread(&[sequencer_core]);
+            sequencer.run()
+        })
         .map_err(io_error(&data.0))?;
 
     let metrics_listener =
@@ -389,9 +414,14 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     let metrics_address = metrics_listener.local_addr().map_err(io_error(Path::new("metrics.listen")))?;
     tokio::spawn(crate::metrics::serve(metrics_listener, metrics, ready.clone(), not_ready));
     let (rpc_address, rpc) = crate::rpc::serve(shared.clone()).await.map_err(io_error(Path::new("rpc.listen")))?;
-    let udp = tokio::net::UdpSocket::bind(config.udp.listen).await.map_err(io_error(Path::new("udp.listen")))?;
-    let udp_address = udp.local_addr().map_err(io_error(Path::new("udp.listen")))?;
-    tokio::spawn(crate::udp::serve(udp, shared.clone()));
+    let std::net::SocketAddr::V4(udp_listen) = config.udp.listen else { unreachable!("checked by Config::validate") };
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let notify = wake.clone();
+    let (dataplane, ingress, egress) =
+        Dataplane::start(&config.net, udp_listen, placement.net, Box::new(move || notify.notify_one()))?;
+    let udp_address = dataplane.local_addr;
+    shared.metrics.watch_net(&dataplane);
+    tokio::spawn(crate::udp::serve(ingress, egress, dataplane.pool.clone(), wake, shared.clone()));
     ready.store(true, Ordering::Release);
     tracing::info!(
         rpc = %rpc_address,
@@ -400,7 +430,7 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         block_time_ms = config.block.block_time_ms,
         "ready"
     );
-    Ok(Running { shared, rpc, sequencer, _lock: lock })
+    Ok(Running { shared, rpc, sequencer, dataplane, _lock: lock })
 }
 
 /// Blocks `log verify` keeps while it replays: a signature is logged within

@@ -1,28 +1,43 @@
-//! UDP ingress on kernel sockets, wire format v1 (docs/wire.md): each
-//! datagram's transactions are verified, submitted, and answered in one reply
-//! datagram once each is preconfirmed or rejected. The kernel-bypass backends
-//! deliver into the same path.
+//! The verify side of UDP ingress, wire format v1 (docs/wire.md): datagrams
+//! arrive from the dataplane's net tile through its ingress ring; each one's
+//! transactions are verified and submitted at once (its packet buffer goes
+//! back to the pool), and its reply, one datagram once every transaction is
+//! preconfirmed or rejected, goes back through the egress ring.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use alloy_primitives::{B256, keccak256};
+use tephra_dataplane::{
+    packet::{Packet, PacketPool, Peer},
+    ring::{Consumer, Producer},
+};
 use tephra_types::{
     RejectCode,
     wire::{self, TxReply},
 };
-use tokio::{net::UdpSocket, sync::Semaphore};
+use tokio::sync::{Notify, Semaphore, oneshot};
 
 use crate::sequencer::{Shared, SubmitStatus};
 
-/// Answers one request datagram.
-async fn answer(shared: &Shared, datagram: &[u8], timeout: Duration) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    let request = match wire::decode_request(datagram) {
+type Outcome = oneshot::Receiver<crate::sequencer::SubmitOutcome>;
+
+/// What a datagram is waiting for once its transactions are submitted.
+enum Pending {
+    Refused(wire::RequestError),
+    Answering { id: u64, replies: Vec<TxReply>, waiting: Vec<(usize, B256, Outcome)> },
+}
+
+/// Verifies and submits a datagram's transactions, without waiting.
+fn submit(shared: &Shared, packet: &Packet) -> Pending {
+    if packet.truncated {
+        return Pending::Refused(wire::RequestError { id: 0, code: RejectCode::Malformed });
+    }
+    let request = match wire::decode_request(packet.payload()) {
         Ok(request) => request,
-        Err(error) => {
-            wire::encode_refusal(error, &mut out);
-            return out;
-        }
+        Err(error) => return Pending::Refused(error),
     };
     let mut replies = Vec::with_capacity(request.txs.len());
     let mut waiting = Vec::with_capacity(request.txs.len());
@@ -31,7 +46,7 @@ async fn answer(shared: &Shared, datagram: &[u8], timeout: Duration) -> Vec<u8> 
         match verified {
             Ok(tx) => {
                 let hash = tx.hash;
-                let (reply, outcome) = tokio::sync::oneshot::channel();
+                let (reply, outcome) = oneshot::channel();
                 match shared.submit(tx, Some(reply), true) {
                     Ok(()) => {
                         replies.push(TxReply::Rejected { hash, code: RejectCode::Busy });
@@ -49,6 +64,15 @@ async fn answer(shared: &Shared, datagram: &[u8], timeout: Duration) -> Vec<u8> 
             }
         }
     }
+    Pending::Answering { id: request.id, replies, waiting }
+}
+
+/// Waits for the submitted transactions and encodes the reply.
+async fn answer(pending: Pending, timeout: Duration, out: &mut Vec<u8>) {
+    let (id, mut replies, waiting) = match pending {
+        Pending::Refused(error) => return wire::encode_refusal(error, out),
+        Pending::Answering { id, replies, waiting } => (id, replies, waiting),
+    };
     let deadline = tokio::time::Instant::now() + timeout;
     for (slot, hash, outcome) in waiting {
         replies[slot] = match tokio::time::timeout_at(deadline, outcome).await {
@@ -64,33 +88,73 @@ async fn answer(shared: &Shared, datagram: &[u8], timeout: Duration) -> Vec<u8> 
             _ => TxReply::Rejected { hash, code: RejectCode::Busy },
         };
     }
-    wire::encode_reply(request.id, &replies, &mut out);
-    out
+    wire::encode_reply(id, &replies, out);
 }
 
-/// Serves UDP requests until the socket fails.
-pub async fn serve(socket: UdpSocket, shared: Arc<Shared>) {
-    let socket = Arc::new(socket);
+/// How long a reply waits for a free packet buffer before it is dropped.
+const REPLY_BUFFER_WAIT_MS: u64 = 10;
+
+/// Puts a reply into a packet buffer and onto the egress ring; a reply that
+/// finds neither is dropped and counted (the client times out and retries).
+async fn send_reply(
+    shared: &Shared,
+    pool: &PacketPool,
+    egress: &Mutex<Producer<Box<Packet>>>,
+    peer: Peer,
+    bytes: &[u8],
+) {
+    let mut packet = None;
+    for _ in 0..REPLY_BUFFER_WAIT_MS {
+        packet = pool.take();
+        if packet.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let Some(mut packet) = packet else {
+        shared.metrics.udp_replies_dropped.inc();
+        return;
+    };
+    if !packet.fill(bytes) {
+        // Longer than one frame (only when a request packs many undecodable
+        // transactions): the request is refused as a whole instead.
+        let mut refusal = Vec::with_capacity(16);
+        wire::encode_refusal(wire::RequestError { id: 0, code: RejectCode::Malformed }, &mut refusal);
+        packet.fill(&refusal);
+    }
+    packet.peer = peer;
+    if let Err(packet) = egress.lock().expect("egress lock").push(packet) {
+        shared.metrics.udp_replies_dropped.inc();
+        pool.give_back(packet);
+    }
+}
+
+/// Serves the datagrams of the ingress ring until the net tile stops.
+pub async fn serve(
+    mut ingress: Consumer<Box<Packet>>,
+    egress: Producer<Box<Packet>>,
+    pool: Arc<PacketPool>,
+    wake: Arc<Notify>,
+    shared: Arc<Shared>,
+) {
+    let egress = Arc::new(Mutex::new(egress));
     let inflight = Arc::new(Semaphore::new(shared.config.udp.inflight_datagrams_max));
     let timeout = Duration::from_millis(shared.config.udp.preconf_timeout_ms);
-    let mut buffer = vec![0u8; wire::DATAGRAM_SIZE_MAX_BYTES];
-    loop {
-        let Ok(permit) = inflight.clone().acquire_owned().await else { return };
-        let (len, peer) = match socket.recv_from(&mut buffer).await {
-            Ok(received) => received,
-            Err(error) => {
-                tracing::warn!(%error, "udp receive failed");
-                continue;
-            }
-        };
-        let datagram = buffer[..len].to_vec();
-        let (socket, shared) = (socket.clone(), shared.clone());
-        tokio::spawn(async move {
-            let reply = answer(&shared, &datagram, timeout).await;
-            if let Err(error) = socket.send_to(&reply, peer).await {
-                tracing::debug!(%error, %peer, "udp reply not sent");
-            }
-            drop(permit);
-        });
+    while !ingress.is_abandoned() {
+        wake.notified().await;
+        while let Some(packet) = ingress.pop() {
+            // At the bound the ring fills and the net tile drops (counted).
+            let Ok(permit) = inflight.clone().acquire_owned().await else { return };
+            let peer = packet.peer;
+            let pending = submit(&shared, &packet);
+            pool.give_back(packet);
+            let (shared, pool, egress) = (shared.clone(), pool.clone(), egress.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::with_capacity(64);
+                answer(pending, timeout, &mut out).await;
+                send_reply(&shared, &pool, &egress, peer, &out).await;
+                drop(permit);
+            });
+        }
     }
 }

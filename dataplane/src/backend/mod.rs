@@ -9,6 +9,8 @@ use serde::Deserialize;
 use crate::packet::Packet;
 
 pub mod af_xdp;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod socket;
 
 /// A NIC path: polled, never blocking, allocation-free after `open`.
@@ -35,4 +37,26 @@ pub enum BackendKind {
     Socket,
     AfXdp,
     Dpdk,
+}
+
+/// `[net.dpdk]`: read whether or not this build has the `dpdk` feature, so
+/// one config file serves every build.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DpdkConfig {
+    /// The EAL's command line, without the program name.
+    pub eal_args: Vec<String>,
+    /// The DPDK port to run (ports are numbered in probe order from 0).
+    pub port_id: u16,
+    /// Receive and transmit ring descriptors (adjusted to the device's limits).
+    pub rx_queue_depth: u16,
+    pub tx_queue_depth: u16,
+    /// mbufs in the pool: at least both ring depths and two bursts.
+    pub mbufs: u32,
+    /// The most frames one receive or send handles (mbuf arrays are this long).
+    pub burst_size: u16,
+    /// Bytes of frame an mbuf holds past DPDK's headroom: the longest frame.
+    pub mbuf_data_room: u16,
+    /// Receive frames for any MAC address (not needed for our own).
+    pub promiscuous: bool,
 }
