@@ -23,6 +23,7 @@ pub struct Config {
     pub udp: UdpConfig,
     pub net: tephra_dataplane::NetConfig,
     pub topology: tephra_dataplane::topology::TopologyConfig,
+    pub host: HostConfig,
     pub metrics: MetricsConfig,
     pub signer: SignerConfig,
 }
@@ -121,6 +122,17 @@ pub struct UdpConfig {
     pub listen: SocketAddr,
     pub inflight_datagrams_max: usize,
     pub preconf_timeout_ms: u64,
+}
+
+/// `[host]`: what `tephra configure` sets up on the host.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    pub hugepages_2m: u32,
+    pub hugetlbfs_mount: PathBuf,
+    pub memlock_bytes_min: u64,
+    pub nic_channels: u32,
+    pub socket_buffer_bytes: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -48,6 +48,14 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+    /// Prepare the host for the dataplane, as [host], [net] and [topology] ask.
+    Configure {
+        /// check (unprivileged; fails listing what is missing), init (root) or fini.
+        #[arg(value_parser = ["check", "init", "fini"])]
+        verb: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Fetch a transaction's preconfirmation over JSON-RPC and check it back to the block key.
     VerifyPreconf {
         #[arg(long, default_value = "http://127.0.0.1:8545")]
@@ -144,6 +152,10 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }
+        Command::Configure { verb, config } => Config::load(config.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|config| tephra_node::host::run(&config, &verb))
+            .map(|report| println!("{report}")),
         Command::VerifyPreconf { rpc, tx, signer } => {
             hsm_cli::verify_preconf(&rpc, tx, signer).map(|report| println!("{report}"))
         }
