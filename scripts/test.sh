@@ -4,13 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# SoftHSM2 is the real PKCS#11 module the HSM tests sign with; pkcs11-tool
-# (opensc) makes its keys; libusb lets the YubiHSM USB connector build.
-if ! command -v softhsm2-util >/dev/null || ! command -v pkcs11-tool >/dev/null \
-  || ! pkg-config --exists libusb-1.0 2>/dev/null; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 opensc libusb-1.0-0-dev pkg-config
-fi
+# System packages: hwloc, libxdp, DPDK, clang, SoftHSM2 (scripts/deps.sh).
+source scripts/deps.sh
 
 # Real peers for the differential and end-to-end tests: Foundry's anvil and
 # cast from npm, pinned in package-lock.json.
@@ -23,7 +18,11 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The YubiHSM USB connector is behind a feature (it needs libusb): keep it building.
 cargo clippy -p tephra-node --features yubihsm-usb --locked -- -D warnings
+# The DPDK backend is behind a feature (it links the system DPDK): keep it
+# building, and run its end-to-end test across a veth pair (root).
+cargo clippy -p tephra-node --features dpdk --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+cargo test -p tephra-node --features dpdk --locked --test kernel_bypass
 
 # Coverage-guided fuzzing of the network parsers, bounded in time (fuzz/README.md).
 # A scratch copy of each corpus takes the new inputs; the committed seeds stay.

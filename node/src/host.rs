@@ -16,7 +16,8 @@ pub fn plan(config: &Config) -> Result<configure::HostPlan, String> {
         BackendKind::Dpdk => host_interface(&config.net.dpdk.eal_args),
     };
     // The sequencer and exec workers run flat out; a spinning net tile too.
-    let mut hot_cores: Vec<usize> = std::iter::once(placement.sequencer).chain(placement.exec.iter().copied()).collect();
+    let mut hot_cores: Vec<usize> =
+        std::iter::once(placement.sequencer).chain(placement.exec.iter().copied()).collect();
     if config.net.busy_poll {
         hot_cores.push(placement.net);
     }

@@ -1,0 +1,285 @@
+//! Receive-and-reply datagram rate of each backend on one core, against a
+//! plain kernel socket answering with recvmmsg/sendmmsg, all in the same run
+//! across the same veth pair between two network namespaces (root).
+//!
+//!     cargo bench -p tephra-dataplane --bench net [--features dpdk]
+//!
+//! The net tile and an echo tile (standing in for verify) share the server
+//! core, busy-polling; the load generator, on the other core, keeps WINDOW
+//! datagrams outstanding (closed loop: the maximum).
+#![allow(unsafe_code)] // recvmmsg/sendmmsg for the baseline and the generator
+#![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "syscall sizes and batch counts, all small"
+)]
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4, UdpSocket},
+    os::fd::AsRawFd,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use tephra_dataplane::{
+    backend::{
+        Backend,
+        af_xdp::{AfXdpBackend, AfXdpConfig, XdpMode},
+        socket::SocketBackend,
+    },
+    net::NetTile,
+    netns::{self, VethPair},
+    packet::PacketPool,
+    ring::ring,
+    runtime::{Idle, Runtime, Tile},
+    topology::pin_current_thread,
+};
+
+const PORT: u16 = 9200;
+const PAYLOAD_BYTES: usize = 128;
+const BATCH: usize = 32;
+const WINDOW: usize = 512;
+const MEASURE: Duration = Duration::from_secs(3);
+const SERVER_CORE: usize = 0;
+const CLIENT_CORE: usize = 1;
+
+/// Batched datagram I/O on a non-blocking socket.
+struct Mmsg {
+    socket: UdpSocket,
+    buffers: Vec<[u8; 2048]>,
+    addrs: Vec<libc::sockaddr_in>,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+}
+
+impl Mmsg {
+    fn new(socket: UdpSocket) -> Self {
+        socket.set_nonblocking(true).unwrap();
+        let mut this = Self {
+            socket,
+            buffers: vec![[0u8; 2048]; BATCH],
+            // SAFETY: plain old data, zero is empty.
+            addrs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            iovecs: Vec::with_capacity(BATCH),
+            headers: Vec::with_capacity(BATCH),
+        };
+        for i in 0..BATCH {
+            this.iovecs.push(libc::iovec { iov_base: this.buffers[i].as_mut_ptr().cast(), iov_len: 2048 });
+        }
+        for i in 0..BATCH {
+            // SAFETY: as above.
+            let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            header.msg_hdr.msg_name = (&raw mut this.addrs[i]).cast();
+            header.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            header.msg_hdr.msg_iov = &raw mut this.iovecs[i];
+            header.msg_hdr.msg_iovlen = 1;
+            this.headers.push(header);
+        }
+        this
+    }
+
+    fn receive(&mut self) -> usize {
+        for (i, header) in self.headers.iter_mut().enumerate() {
+            header.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            self.iovecs[i].iov_len = 2048;
+        }
+        // SAFETY: every header points into this struct's buffers.
+        let n = unsafe {
+            libc::recvmmsg(self.socket.as_raw_fd(), self.headers.as_mut_ptr(), BATCH as u32, 0, std::ptr::null_mut())
+        };
+        if n < 0 { 0 } else { n as usize }
+    }
+
+    /// Sends the first `count` buffers back where they came from (lengths as received).
+    fn echo(&mut self, count: usize) {
+        for i in 0..count {
+            self.iovecs[i].iov_len = self.headers[i].msg_len as usize;
+        }
+        // SAFETY: as above.
+        unsafe { libc::sendmmsg(self.socket.as_raw_fd(), self.headers.as_mut_ptr(), count as u32, 0) };
+    }
+
+    /// Sends `count` datagrams to `to`.
+    fn send_to(&mut self, to: SocketAddrV4, count: usize) -> usize {
+        for i in 0..count {
+            self.addrs[i] = libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: to.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(to.ip().octets()) },
+                sin_zero: [0; 8],
+            };
+            self.iovecs[i].iov_len = PAYLOAD_BYTES;
+            self.headers[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        }
+        // SAFETY: as above.
+        let n = unsafe { libc::sendmmsg(self.socket.as_raw_fd(), self.headers.as_mut_ptr(), count as u32, 0) };
+        if n < 0 { 0 } else { n as usize }
+    }
+}
+
+/// Closed-loop load from namespace b: replies per second over MEASURE.
+fn closed_loop(pair: &VethPair, to: SocketAddrV4) -> f64 {
+    thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                pair.enter(1).unwrap();
+                pin_current_thread(&[CLIENT_CORE]);
+                let mut io = Mmsg::new(UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap());
+                let (mut outstanding, mut replies) = (0usize, 0u64);
+                let start = Instant::now();
+                let mut last_reply = Instant::now();
+                let mut measured_from = None;
+                while start.elapsed() < MEASURE + Duration::from_millis(500) {
+                    if outstanding + BATCH <= WINDOW {
+                        outstanding += io.send_to(to, BATCH);
+                    }
+                    let got = io.receive();
+                    if got > 0 {
+                        outstanding = outstanding.saturating_sub(got);
+                        last_reply = Instant::now();
+                        if start.elapsed() > Duration::from_millis(500) {
+                            measured_from.get_or_insert_with(Instant::now);
+                            replies += got as u64;
+                        }
+                    } else if last_reply.elapsed() > Duration::from_millis(20) {
+                        // Lost datagrams: open the window again.
+                        outstanding = 0;
+                        last_reply = Instant::now();
+                    }
+                }
+                let seconds = measured_from.map_or(1.0, |from: Instant| from.elapsed().as_secs_f64());
+                replies as f64 / seconds
+            })
+            .join()
+            .unwrap()
+    })
+}
+
+/// The baseline: a kernel socket answering every datagram with recvmmsg/sendmmsg.
+fn baseline(pair: &VethPair) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let (stop, ip) = (stop.clone(), pair.addresses[0]);
+        let socket = thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    pair.enter(0).unwrap();
+                    UdpSocket::bind((ip, PORT)).unwrap()
+                })
+                .join()
+                .unwrap()
+        });
+        thread::spawn(move || {
+            pin_current_thread(&[SERVER_CORE]);
+            let mut io = Mmsg::new(socket);
+            while !stop.load(Ordering::Relaxed) {
+                let n = io.receive();
+                if n > 0 {
+                    io.echo(n);
+                }
+            }
+        })
+    };
+    let rate = closed_loop(pair, SocketAddrV4::new(pair.addresses[0], PORT));
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    rate
+}
+
+/// Stands in for verify: every datagram is answered with its own bytes.
+struct Echo {
+    ingress: tephra_dataplane::PacketConsumer,
+    egress: tephra_dataplane::PacketProducer,
+    pool: Arc<PacketPool>,
+}
+
+impl Tile for Echo {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+
+    fn poll(&mut self) -> usize {
+        let mut moved = 0;
+        while let Some(packet) = self.ingress.pop() {
+            if let Err(packet) = self.egress.push(packet) {
+                // Egress full: the datagram goes unanswered, as the node's would.
+                self.pool.give_back(packet);
+                break;
+            }
+            moved += 1;
+        }
+        moved
+    }
+}
+
+/// A backend behind the net tile, with the echo tile, on SERVER_CORE (busy-polling).
+fn tile<B: Backend + 'static>(pair: &VethPair, open: impl FnOnce(&PacketPool) -> B + Send) -> f64 {
+    let pool = Arc::new(PacketPool::new(4096));
+    let (ingress_producer, ingress, _) = ring(1024);
+    let (egress, egress_consumer, _) = ring(1024);
+    let runtime = thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                pair.enter(0).unwrap();
+                let backend = open(&pool);
+                let (net, _) =
+                    NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, Box::new(|| {}), 64);
+                let echo = Echo { ingress, egress, pool: pool.clone() };
+                let tiles: Vec<Box<dyn Tile>> = vec![Box::new(net), Box::new(echo)];
+                Runtime::start(vec![(SERVER_CORE, tiles)], Idle { busy_poll: true, sleep_us: 0 }).unwrap()
+            })
+            .join()
+            .unwrap()
+    });
+    let rate = closed_loop(pair, SocketAddrV4::new(pair.addresses[0], PORT));
+    runtime.stop();
+    rate
+}
+
+fn main() {
+    if let Some(reason) = netns::unavailable() {
+        println!("skipped: the net benchmark {reason}");
+        return;
+    }
+    let pair = VethPair::create("tpbn", 74).expect("a veth pair");
+    println!("receive-and-reply, {PAYLOAD_BYTES}-byte datagrams, one core answering, closed loop (window {WINDOW})");
+    let base = baseline(&pair);
+    println!("{:<34} {:>12.0} datagrams/s  1.00x", "kernel socket, recvmmsg/sendmmsg", base);
+    let socket = tile(&pair, |pool| {
+        let socket = UdpSocket::bind((pair.addresses[0], PORT)).unwrap();
+        SocketBackend::open(socket, (0..256).map(|_| pool.take().unwrap()).collect(), 256).unwrap()
+    });
+    println!("{:<34} {:>12.0} datagrams/s  {:.2}x", "net tile, socket (io_uring)", socket, socket / base);
+    let xdp = tile(&pair, |_| {
+        let config = AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode: XdpMode::Skb, frames: 4096 };
+        AfXdpBackend::open(&config, pair.addresses[0], PORT).unwrap()
+    });
+    println!("{:<34} {:>12.0} datagrams/s  {:.2}x", "net tile, af_xdp (copy, skb mode)", xdp, xdp / base);
+    #[cfg(feature = "dpdk")]
+    {
+        let interface = pair.interfaces[0].clone();
+        let dpdk = tile(&pair, |_| {
+            let config = tephra_dataplane::backend::DpdkConfig {
+                eal_args: ["-l", "0", "--no-shconf", "--no-telemetry", "--no-pci", "--no-huge", "-m", "512"]
+                    .iter()
+                    .map(|arg| arg.to_string())
+                    .chain([format!("--vdev=net_af_packet0,iface={interface}")])
+                    .collect(),
+                port_id: 0,
+                rx_queue_depth: 1024,
+                tx_queue_depth: 1024,
+                mbufs: 8191,
+                burst_size: 32,
+                mbuf_data_room: 2048,
+                promiscuous: false,
+            };
+            tephra_dataplane::backend::dpdk::DpdkBackend::open(&config, pair.addresses[0], PORT).unwrap()
+        });
+        println!("{:<34} {:>12.0} datagrams/s  {:.2}x", "net tile, dpdk (net_af_packet vdev)", dpdk, dpdk / base);
+    }
+}
