@@ -80,6 +80,16 @@ fn zeroed_msghdr() -> libc::msghdr {
     unsafe { mem::zeroed() }
 }
 
+/// A header for one datagram: its address and its one buffer, both in the slot.
+fn message_header(addr: &mut libc::sockaddr_in, iov: &mut libc::iovec) -> libc::msghdr {
+    let mut msg = zeroed_msghdr();
+    msg.msg_name = std::ptr::from_mut(addr).cast();
+    msg.msg_namelen = SOCKADDR_IN_BYTES;
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg
+}
+
 impl SocketBackend {
     /// Takes a bound socket and `rx_slots` packet buffers, and posts the receives.
     pub fn open(socket: UdpSocket, rx_packets: Vec<Box<Packet>>, tx_slots: usize) -> io::Result<Self> {
@@ -132,11 +142,7 @@ impl SocketBackend {
         let slot = &mut self.rx[index];
         slot.iov =
             libc::iovec { iov_base: slot.packet.buffer_mut().as_mut_ptr().cast(), iov_len: PAYLOAD_SIZE_MAX_BYTES };
-        slot.msg = zeroed_msghdr();
-        slot.msg.msg_name = (&raw mut slot.addr).cast();
-        slot.msg.msg_namelen = SOCKADDR_IN_BYTES;
-        slot.msg.msg_iov = &raw mut slot.iov;
-        slot.msg.msg_iovlen = 1;
+        slot.msg = message_header(&mut slot.addr, &mut slot.iov);
         let entry = opcode::RecvMsg::new(fd, &raw mut slot.msg).build().user_data(index as u64);
         self.push(&entry)
     }
@@ -232,11 +238,7 @@ impl Backend for SocketBackend {
             slot.buffer[..payload.len()].copy_from_slice(payload);
             slot.addr = sockaddr(packet.peer.addr);
             slot.iov = libc::iovec { iov_base: slot.buffer.as_mut_ptr().cast(), iov_len: payload.len() };
-            slot.msg = zeroed_msghdr();
-            slot.msg.msg_name = (&raw mut slot.addr).cast();
-            slot.msg.msg_namelen = SOCKADDR_IN_BYTES;
-            slot.msg.msg_iov = &raw mut slot.iov;
-            slot.msg.msg_iovlen = 1;
+            slot.msg = message_header(&mut slot.addr, &mut slot.iov);
             let entry = opcode::SendMsg::new(fd, &raw const slot.msg).build().user_data(index as u64 | TX_FLAG);
             self.push(&entry)?;
             sent += 1;
