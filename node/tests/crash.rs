@@ -1,122 +1,241 @@
-//! kill -9 while transactions stream in: every transaction that got a
-//! preconfirmation is in the chain afterwards at the promised position, and
-//! the chain equals a replay of the log from genesis.
+//! The crash harness: the node runs under JSON-RPC and UDP load and is killed
+//! with SIGKILL at seeded random moments, again and again. After every
+//! restart: each transaction that got a preconfirmation or a receipt is in the
+//! chain at the promised position, a replay of the log from genesis reaches
+//! the running chain's state root, and no height was ever signed twice.
+//!
+//! The seed is printed; `TEPHRA_CRASH_SEED=<seed>` replays the same schedule
+//! of kill moments, load shapes and senders.
 
 mod common;
 
 use std::{
-    collections::HashMap,
-    process::Command,
+    collections::{HashMap, HashSet},
+    net::UdpSocket,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, U256, hex};
+use alloy_primitives::{Address, B256, U256, hex};
 use common::{TephraNode, quantity};
 use serde_json::{Value, json};
 use tephra_exec::dev::DevKey;
+use tephra_types::wire::{self, TxReply};
 
-const SENDERS: usize = 8;
-const TXS_PER_SENDER: usize = 1_000;
+const KILLS: usize = 20;
+/// Senders driven over JSON-RPC (eth_sendRawTransactionSync) and over UDP.
+const RPC_SENDERS: usize = 4;
+const UDP_SENDERS: usize = 2;
+/// Receipts asked for in one JSON-RPC batch (below `rpc.batch_size_max`).
+const RECEIPT_BATCH: usize = 100;
 
-fn raw_transfer(key: &DevKey, nonce: u64) -> String {
-    let tx = key.transfer(31337, nonce, Address::with_last_byte(0xee), U256::from(1));
-    format!("0x{}", hex::encode(tx.encoded_2718()))
+/// Where each transaction was promised (block number and index), and how
+/// many of the promises came over UDP.
+#[derive(Default)]
+struct Kept {
+    positions: HashMap<B256, (u64, u64)>,
+    over_udp: usize,
+}
+
+type Promises = Arc<Mutex<Kept>>;
+
+/// splitmix64: the schedule's only source of randomness.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % n as u64).expect("below n")
+    }
+}
+
+fn raw_transfer(key: &DevKey, nonce: u64, value: u64) -> Vec<u8> {
+    key.transfer(31337, nonce, Address::with_last_byte(0xee), U256::from(value)).encoded_2718()
+}
+
+fn pending_nonce(node: &TephraNode, key: &DevKey) -> u64 {
+    quantity(&node.rpc("eth_getTransactionCount", json!([key.address(), "pending"])))
+}
+
+/// One sender over JSON-RPC until the node dies: each receipt is a promise.
+fn rpc_load(url: String, key: DevKey, mut nonce: u64, promised: Promises) {
+    let agent = ureq::Agent::new_with_defaults();
+    loop {
+        let raw = format!("0x{}", hex::encode(raw_transfer(&key, nonce, 1)));
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransactionSync", "params": [raw, 5000]});
+        let Ok(mut response) = agent.post(&url).send_json(&body) else { return };
+        let Ok(reply) = response.body_mut().read_json::<Value>() else { return };
+        let receipt = &reply["result"];
+        if receipt.is_null() {
+            return;
+        }
+        let hash: B256 = receipt["transactionHash"].as_str().unwrap().parse().unwrap();
+        let at = (quantity(&receipt["blockNumber"]), quantity(&receipt["transactionIndex"]));
+        promised.lock().unwrap().positions.insert(hash, at);
+        nonce += 1;
+    }
+}
+
+/// One sender over UDP, `per_datagram` transfers a datagram, until the node
+/// stops answering: each preconfirmation in a reply is a promise.
+fn udp_load(address: String, key: DevKey, mut nonce: u64, per_datagram: usize, promised: Promises) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(2000))).unwrap();
+    let (mut request, mut reply) = (Vec::new(), vec![0u8; wire::DATAGRAM_SIZE_MAX_BYTES]);
+    for id in 0.. {
+        let txs: Vec<Vec<u8>> = (0..per_datagram as u64).map(|i| raw_transfer(&key, nonce + i, 2)).collect();
+        let refs: Vec<&[u8]> = txs.iter().map(Vec::as_slice).collect();
+        request.clear();
+        wire::encode_request(id, &refs, &mut request);
+        if socket.send_to(&request, &address).is_err() {
+            return;
+        }
+        let Ok((len, _)) = socket.recv_from(&mut reply) else { return };
+        let Some((reply_id, Ok(answers))) = wire::decode_reply(&reply[..len]) else { return };
+        assert_eq!(reply_id, id, "a reply answers its own request");
+        for answer in &answers {
+            match *answer {
+                TxReply::Preconfirmed { hash, block_number, index, .. } => {
+                    let mut kept = promised.lock().unwrap();
+                    kept.positions.insert(hash, (block_number, u64::from(index)));
+                    kept.over_udp += 1;
+                    nonce += 1;
+                }
+                // Busy or expired under load: the sender starts again from the chain.
+                TxReply::Rejected { .. } => return,
+            }
+        }
+    }
+}
+
+/// Every promise holds: the receipt is there, at the promised position, and
+/// the transaction succeeded.
+fn check_promises(node: &TephraNode, promised: &HashMap<B256, (u64, u64)>) {
+    let Some(last_block) = promised.values().map(|at| at.0).max() else { return };
+    node.wait_for_block(last_block);
+    let hashes: Vec<&B256> = promised.keys().collect();
+    for chunk in hashes.chunks(RECEIPT_BATCH) {
+        let batch: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(id, hash)| json!({"jsonrpc": "2.0", "id": id, "method": "eth_getTransactionReceipt", "params": [hash]}))
+            .collect();
+        let replies = node.post(&Value::Array(batch));
+        let replies = replies.as_array().expect("a batch reply");
+        assert_eq!(replies.len(), chunk.len());
+        for reply in replies {
+            let hash = chunk[usize::try_from(reply["id"].as_u64().unwrap()).unwrap()];
+            let receipt = &reply["result"];
+            assert!(!receipt.is_null(), "preconfirmed {hash} lost in a crash");
+            assert_eq!(
+                (quantity(&receipt["blockNumber"]), quantity(&receipt["transactionIndex"])),
+                promised[hash],
+                "{hash} moved"
+            );
+            assert_eq!(receipt["status"], "0x1", "{hash}");
+        }
+    }
+}
+
+/// No block height signed twice, across every life of the node.
+fn check_signed_once(node: &TephraNode) {
+    let audit = node.dir.join("data").join("sign-audit.log");
+    let (entries, _) = tephra_hsm::verify_audit_log(&audit).expect("the audit log's chain holds");
+    let mut heights = HashSet::new();
+    for entry in entries.iter().filter(|e| e.payload_type == "sealed_block") {
+        assert!(heights.insert(entry.height), "block {} signed twice", entry.height);
+    }
+    assert!(!heights.is_empty(), "blocks were signed");
+}
+
+/// `tephra log verify` from genesis while the node is down: its head and
+/// state root.
+fn replay_from_genesis(node: &TephraNode) -> (u64, String) {
+    let stdout = node.tephra(&["log", "verify"]).unwrap_or_else(|e| panic!("log verify failed: {e}"));
+    let head_line = stdout.lines().find(|l| l.starts_with("head ")).expect("a head line");
+    let fields: Vec<&str> = head_line.split_whitespace().collect();
+    (fields[1].parse().unwrap(), fields[5].to_string())
 }
 
 #[test]
-fn preconfirmed_transactions_survive_kill_9_at_their_positions() {
-    // Snapshots every 4 blocks: the restart restores one and replays the tail.
-    // The node executes on 2 shards; `tephra log verify` replays sequentially.
+fn twenty_seeded_kill_9s_under_rpc_and_udp_load_lose_nothing() {
+    let seed = std::env::var("TEPHRA_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos().into()
+    });
+    eprintln!("crash harness seed {seed} (replay: TEPHRA_CRASH_SEED={seed})");
+    let mut rng = Rng(seed);
+    // Snapshots every 4 blocks: restarts restore one and replay the tail. The
+    // node executes on 2 shards; `tephra log verify` replays sequentially.
     let mut node = TephraNode::start(
         "crash",
         "[block]\nblock_time_ms = 50\nsnapshot_interval_blocks = 4\n[exec]\nshards = 2\n[pool]\nmini_block_wait_ms = 3\n",
     );
-    let promised: Arc<Mutex<HashMap<String, (u64, u64)>>> = Arc::default();
-    let url = node.rpc_url.clone();
-    let streams: Vec<_> = (0..SENDERS)
-        .map(|sender| {
-            let (promised, url) = (promised.clone(), url.clone());
-            std::thread::spawn(move || {
-                let key = DevKey::dev(sender);
-                let agent = ureq::Agent::new_with_defaults();
-                for nonce in 0..TXS_PER_SENDER as u64 {
-                    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransactionSync",
-                        "params": [raw_transfer(&key, nonce), 5000]});
-                    let Ok(mut response) = agent.post(&url).send_json(&body) else { return };
-                    let Ok(reply) = response.body_mut().read_json::<Value>() else { return };
-                    let receipt = &reply["result"];
-                    if receipt.is_null() {
-                        return;
-                    }
-                    let at = (quantity(&receipt["blockNumber"]), quantity(&receipt["transactionIndex"]));
-                    promised.lock().unwrap().insert(receipt["transactionHash"].as_str().unwrap().to_string(), at);
-                }
-            })
-        })
-        .collect();
-    // Kill mid-stream, once a good share has been preconfirmed and a snapshot taken.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while promised.lock().unwrap().len() < SENDERS * TXS_PER_SENDER / 4
-        || quantity(&node.rpc("eth_blockNumber", json!([]))) < 6
-    {
-        assert!(Instant::now() < deadline, "the stream did not get going");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let metrics = node.metrics();
-    let speculated = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("tephra_exec_speculated_txs_total "))
-        .and_then(|n| n.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no speculation counter in {metrics}"));
-    assert!(speculated > 0, "the 8 streams' mini-blocks run on the shards");
-    node.kill9();
-    for stream in streams {
-        stream.join().unwrap();
-    }
-    let promised = promised.lock().unwrap().clone();
-    assert!(!promised.is_empty());
+    let promised: Promises = Arc::default();
+    let mut restored_snapshot = false;
+    for kill in 0..KILLS {
+        let before = promised.lock().unwrap().positions.len();
+        let mut load = Vec::new();
+        // Senders rotate over the funded dev accounts, so that some start
+        // fresh and some resume their nonce chains.
+        for stream in 0..RPC_SENDERS + UDP_SENDERS {
+            let key = DevKey::dev((stream + rng.below(4) * 2) % 10);
+            if load.iter().any(|(address, _)| *address == key.address()) {
+                continue;
+            }
+            let nonce = pending_nonce(&node, &key);
+            let address = key.address();
+            let promised = promised.clone();
+            let handle = if stream < RPC_SENDERS {
+                let url = node.rpc_url.clone();
+                std::thread::spawn(move || rpc_load(url, key, nonce, promised))
+            } else {
+                let (udp, per_datagram) = (node.udp_address.clone(), 1 + rng.below(8));
+                std::thread::spawn(move || udp_load(udp, key, nonce, per_datagram, promised))
+            };
+            load.push((address, handle));
+        }
+        // The kill comes at a random moment once this round's load is flowing.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while promised.lock().unwrap().positions.len() == before {
+            assert!(Instant::now() < deadline, "round {kill}: the load did not get going");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(1500) as u64));
+        node.kill9();
+        for (_, handle) in load {
+            handle.join().expect("a load thread");
+        }
 
-    node.spawn();
-    let log = std::fs::read_to_string(node.dir.join("node.log")).unwrap();
-    let replayed = log.lines().rev().find(|l| l.contains("batch log replayed")).expect("a replay line");
-    let from: u64 = replayed
-        .split("from_snapshot_block=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no snapshot block in: {replayed}"));
-    assert!(from > 0, "the restart restores a snapshot: {replayed}");
-    let last_block = promised.values().map(|at| at.0).max().unwrap();
-    node.wait_for_block(last_block);
-    for (hash, (block, index)) in &promised {
-        let receipt = node.rpc("eth_getTransactionReceipt", json!([hash]));
-        assert!(!receipt.is_null(), "preconfirmed {hash} lost in the crash");
-        assert_eq!(
-            (quantity(&receipt["blockNumber"]), quantity(&receipt["transactionIndex"])),
-            (*block, *index),
-            "{hash} moved"
-        );
-        assert_eq!(receipt["status"], "0x1");
+        let (head, root) = replay_from_genesis(&node);
+        node.spawn();
+        let log = std::fs::read_to_string(node.dir.join("node.log")).unwrap();
+        let replayed = log.lines().rev().find(|l| l.contains("batch log replayed")).expect("a replay line");
+        let from: u64 = replayed
+            .split("from_snapshot_block=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no snapshot block in: {replayed}"));
+        restored_snapshot |= from > 0;
+        let block = node.rpc("eth_getBlockByNumber", json!([format!("{head:#x}"), false]));
+        assert_eq!(block["stateRoot"], root, "round {kill}: the restarted chain and the replay from genesis agree");
+        let kept = promised.lock().unwrap();
+        check_promises(&node, &kept.positions);
+        check_signed_once(&node);
+        eprintln!("round {kill}: {} promises kept ({} over UDP), head {head}", kept.positions.len(), kept.over_udp);
     }
-    // The node keeps going after the crash: the senders' next nonces work.
-    let next_nonce = quantity(&node.rpc("eth_getTransactionCount", json!([DevKey::dev(0).address(), "pending"])));
-    let receipt = node.rpc("eth_sendRawTransactionSync", json!([raw_transfer(&DevKey::dev(0), next_nonce)]));
-    assert_eq!(receipt["status"], "0x1");
-    node.stop();
-
-    // A replay of the whole log from genesis reaches the same chain.
-    let output = Command::new(env!("CARGO_BIN_EXE_tephra"))
-        .args(["log", "verify", "--config", node.config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(output.status.success(), "log verify failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
-    let head_line = stdout.lines().find(|l| l.starts_with("head ")).expect("a head line");
-    let fields: Vec<&str> = head_line.split_whitespace().collect();
-    let (head, root) = (fields[1].parse::<u64>().unwrap(), fields[5].to_string());
-    node.spawn();
-    let block = node.rpc("eth_getBlockByNumber", json!([format!("{head:#x}"), false]));
-    assert_eq!(block["stateRoot"], root, "the running chain and the replay from genesis agree");
+    assert!(restored_snapshot, "some restart restored a snapshot and replayed only the tail");
+    assert!(promised.lock().unwrap().over_udp > 0, "UDP senders were preconfirmed too");
+    // The node goes on after all that: a sender's next nonce works.
+    let key = DevKey::dev(0);
+    let raw = format!("0x{}", hex::encode(raw_transfer(&key, pending_nonce(&node, &key), 1)));
+    assert_eq!(node.rpc("eth_sendRawTransactionSync", json!([raw]))["status"], "0x1");
 }
