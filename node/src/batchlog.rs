@@ -408,6 +408,12 @@ impl LogWriter {
         Ok(start.elapsed())
     }
 
+    /// Bytes an unprivileged writer may still use on the log's file system.
+    pub fn free_bytes(&self) -> io::Result<u64> {
+        let stat = rustix::fs::statvfs(&self.dir)?;
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
     fn roll(&mut self) -> Result<(), LogError> {
         self.file.sync_data()?;
         self.index += 1;

@@ -98,6 +98,7 @@ pub struct SequencerConfig {
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub segment_size_max_bytes: u64,
+    pub disk_free_min_bytes: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

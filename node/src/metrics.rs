@@ -31,6 +31,7 @@ pub struct Metrics {
     pub tx_preconfirmed: Counter,
     pub pool_size: Gauge,
     pub head_number: Gauge,
+    pub log_disk_free_bytes: Gauge,
     pub preconf_latency_us: Histogram,
     pub seal_time_us: Histogram,
     pub fsync_time_us: Histogram,
@@ -89,6 +90,7 @@ impl Metrics {
             tx_preconfirmed: Counter::default(),
             pool_size: Gauge::default(),
             head_number: Gauge::default(),
+            log_disk_free_bytes: Gauge::default(),
             preconf_latency_us: Histogram::new(micros_buckets()),
             seal_time_us: Histogram::new(micros_buckets()),
             fsync_time_us: Histogram::new(micros_buckets()),
@@ -112,6 +114,11 @@ impl Metrics {
         );
         registry.register("pool_size", "Transactions in the pool", m.pool_size.clone());
         registry.register("head_number", "Number of the last sealed block", m.head_number.clone());
+        registry.register(
+            "log_disk_free_bytes",
+            "Free space on the batch log's file system, as last checked before a mini-block or seal",
+            m.log_disk_free_bytes.clone(),
+        );
         registry.register(
             "preconf_latency_us",
             "From submission to durable preconfirmation, microseconds",

@@ -366,6 +366,7 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         signer_address: signer.address(),
         ready: ready.clone(),
         not_ready: not_ready.clone(),
+        log_paused: AtomicBool::new(false),
         shutdown: AtomicBool::new(false),
     });
 

@@ -91,8 +91,11 @@ pub struct Shared {
     pub submissions: SyncSender<Submission>,
     pub signer_address: Address,
     pub ready: Arc<AtomicBool>,
-    /// Why the node is not ready although running (the signer failing).
+    /// Why the node is not ready although running (the signer failing, the
+    /// batch log out of room).
     pub not_ready: Arc<Mutex<Option<String>>>,
+    /// The batch log is out of room: new transactions are refused.
+    pub log_paused: AtomicBool,
     pub shutdown: AtomicBool,
 }
 
@@ -107,6 +110,12 @@ impl Shared {
     ) -> Result<(), Reject> {
         self.metrics.tx_received.inc();
         let hash = tx.hash;
+        if self.log_paused.load(Ordering::Acquire) {
+            let reason = self.not_ready.lock().expect("readiness lock").clone().unwrap_or_default();
+            let reject = Reject::new(RejectCode::NotReady, format!("{hash} not taken: {reason}"));
+            self.reject_metric(&reject);
+            return Err(reject);
+        }
         let submission = Submission { tx, received: Instant::now(), reply, wait_for_preconf };
         self.submissions.try_send(submission).map_err(|_| {
             self.metrics.tx_rejected.get_or_create(&ReasonLabel { code: RejectCode::Busy.as_u16() }).inc();
@@ -147,6 +156,10 @@ pub struct Sequencer {
     /// into it, it is sealed as soon as the signer allows.
     block_full: bool,
     started: Instant,
+    /// Why sealing is held: the signer failing.
+    signer_blocked: Option<String>,
+    /// Why nothing new is made durable: the log's disk below its reserve.
+    disk_blocked: Option<String>,
 }
 
 impl Sequencer {
@@ -181,6 +194,8 @@ impl Sequencer {
             batch: Vec::new(),
             block_full: false,
             started: Instant::now(),
+            signer_blocked: None,
+            disk_blocked: None,
         }
     }
 
@@ -229,10 +244,14 @@ impl Sequencer {
             let now_ms = self.pool_ms();
             // A full block takes nothing more until it is sealed.
             let due = !self.block_full && self.shared.view.read().expect("view lock").pool.mini_block_due(now_ms);
+            let seal_due = Instant::now() >= self.block_deadline;
+            if (due || seal_due) && !self.log_has_room() {
+                continue;
+            }
             if due {
                 self.run_mini_block().map_err(|e| self.fail(e))?;
             }
-            if Instant::now() >= self.block_deadline && self.signer_allows_sealing() {
+            if seal_due && self.signer_allows_sealing() {
                 self.seal().map_err(|e| self.fail(e))?;
             }
         }
@@ -282,22 +301,56 @@ impl Sequencer {
 
     /// Fails closed: no new block is sealed while the signer is failing or
     /// `unsigned_blocks_max` blocks already wait for it.
-    fn signer_allows_sealing(&self) -> bool {
+    fn signer_allows_sealing(&mut self) -> bool {
         let health = self.signing.health();
         let blocked = match &health {
             SignerHealth::Ok => None,
             SignerHealth::Backlogged { .. } => return false,
             SignerHealth::Failed(reason) => Some(reason.clone()),
         };
-        let mut not_ready = self.shared.not_ready.lock().expect("readiness lock");
-        if *not_ready != blocked {
+        if self.signer_blocked != blocked {
             match &blocked {
                 Some(reason) => tracing::error!(reason, "signer failing: sealing stopped"),
                 None => tracing::info!("signer answering again: sealing resumed"),
             }
-            *not_ready = blocked;
+            self.signer_blocked = blocked;
+            self.publish_readiness();
         }
         health == SignerHealth::Ok
+    }
+
+    /// Whether the log's file system keeps its reserve, checked before
+    /// anything new is made durable. Below it nothing is cut or sealed and new
+    /// transactions are refused, so that no write meets a full disk with a
+    /// mini-block executed but not durable; it resumes when space returns.
+    fn log_has_room(&mut self) -> bool {
+        let reserve = self.shared.config.log.disk_free_min_bytes;
+        let blocked = match self.log.free_bytes() {
+            Ok(free) => {
+                self.shared.metrics.log_disk_free_bytes.set(i64::try_from(free).unwrap_or(i64::MAX));
+                (free < reserve).then(|| {
+                    format!("batch log disk full: {free} bytes free, below log.disk_free_min_bytes = {reserve}")
+                })
+            }
+            Err(error) => Some(format!("batch log disk free space unknown: {error}")),
+        };
+        if self.disk_blocked != blocked {
+            match &blocked {
+                Some(reason) => tracing::error!(reason, "preconfirming stopped until space returns"),
+                None => tracing::info!("batch log disk has room again: preconfirming resumed"),
+            }
+            self.shared.log_paused.store(blocked.is_some(), Ordering::Release);
+            self.disk_blocked = blocked;
+            self.publish_readiness();
+        }
+        self.disk_blocked.is_none()
+    }
+
+    /// /ready's reason: every cause that holds the node back, or none.
+    fn publish_readiness(&self) {
+        let reasons: Vec<&str> =
+            [&self.disk_blocked, &self.signer_blocked].into_iter().flatten().map(String::as_str).collect();
+        *self.shared.not_ready.lock().expect("readiness lock") = (!reasons.is_empty()).then(|| reasons.join("; "));
     }
 
     /// Answers the transactions whose sender's nonce moved past them.

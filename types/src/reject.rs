@@ -105,6 +105,9 @@ reject_codes! {
     Replaced = 308, "replaced by a transaction with higher fees";
     /// The sequencer's submission queue is full: try again shortly.
     Busy = 309, "sequencer busy";
+    /// The sequencer is not taking transactions: its batch log is out of
+    /// room (below `log.disk_free_min_bytes`). Try again once it is ready.
+    NotReady = 310, "sequencer not ready";
     /// At execution the sender's nonce had moved past this transaction.
     ExecNonceTooLow = 400, "nonce too low at execution";
     /// At execution the sender's nonce was below this transaction's.
