@@ -214,6 +214,7 @@ pub fn load_signer(config: &Config, data: &DataDir) -> Result<Arc<dyn Signer>, N
 pub struct Running {
     pub shared: Arc<Shared>,
     rpc: jsonrpsee::server::ServerHandle,
+    rpc_methods: jsonrpsee::Methods,
     /// Released when the process exits.
     _lock: fs::File,
     sequencer: thread::JoinHandle<Result<(), batchlog::LogError>>,
@@ -227,6 +228,22 @@ impl std::fmt::Debug for Running {
 }
 
 impl Running {
+    /// The JSON-RPC methods the server answers, sorted.
+    pub fn rpc_method_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.rpc_methods.method_names().collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Answers one JSON-RPC request in-process through the server's own
+    /// methods (the fuzz target's way in); an error if the text is not a
+    /// JSON-RPC request at all.
+    pub async fn rpc_request(&self, request: &str) -> Result<String, serde_json::Error> {
+        let buffer = self.shared.config.rpc.subscription_buffer_max as usize;
+        let (response, _subscription) = self.rpc_methods.raw_json_request(request, buffer).await?;
+        Ok(response.get().to_string())
+    }
+
     /// Stops taking requests, lets the sequencer make everything durable, and waits.
     pub async fn stop(self) -> Result<(), NodeError> {
         let _ = self.rpc.stop();
@@ -414,7 +431,9 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         tokio::net::TcpListener::bind(config.metrics.listen).await.map_err(io_error(Path::new("metrics.listen")))?;
     let metrics_address = metrics_listener.local_addr().map_err(io_error(Path::new("metrics.listen")))?;
     tokio::spawn(crate::metrics::serve(metrics_listener, metrics, ready.clone(), not_ready));
-    let (rpc_address, rpc) = crate::rpc::serve(shared.clone()).await.map_err(io_error(Path::new("rpc.listen")))?;
+    let rpc_methods: jsonrpsee::Methods = crate::rpc::module(shared.clone()).into();
+    let (rpc_address, rpc) =
+        crate::rpc::serve(&config.rpc, rpc_methods.clone()).await.map_err(io_error(Path::new("rpc.listen")))?;
     let std::net::SocketAddr::V4(udp_listen) = config.udp.listen else { unreachable!("checked by Config::validate") };
     let wake = Arc::new(tokio::sync::Notify::new());
     let notify = wake.clone();
@@ -431,7 +450,7 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         block_time_ms = config.block.block_time_ms,
         "ready"
     );
-    Ok(Running { shared, rpc, sequencer, dataplane, _lock: lock })
+    Ok(Running { shared, rpc, rpc_methods, sequencer, dataplane, _lock: lock })
 }
 
 /// Blocks `log verify` keeps while it replays: a signature is logged within

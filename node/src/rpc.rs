@@ -24,6 +24,7 @@ use tephra_types::{Reject, RejectCode, limits::TX_GAS_LIMIT_CAP};
 use tokio::sync::{broadcast::error::RecvError, oneshot};
 
 use crate::{
+    config::RpcConfig,
     format::{self, Position, qty},
     sequencer::{Event, Shared, SubmitStatus},
     view::{StoredTx, View},
@@ -703,9 +704,11 @@ impl jsonrpsee::core::traits::IdProvider for HexIds {
     }
 }
 
-/// Starts the JSON-RPC server (HTTP and WebSocket on one port).
-pub async fn serve(shared: Arc<Shared>) -> std::io::Result<(std::net::SocketAddr, ServerHandle)> {
-    let limits = shared.config.rpc.clone();
+/// Starts the JSON-RPC server (HTTP and WebSocket on one port) on `methods`.
+pub async fn serve(
+    limits: &RpcConfig,
+    methods: jsonrpsee::Methods,
+) -> std::io::Result<(std::net::SocketAddr, ServerHandle)> {
     let config = ServerConfig::builder()
         .max_request_body_size(limits.request_size_max_bytes)
         .max_response_body_size(limits.response_size_max_bytes)
@@ -719,5 +722,5 @@ pub async fn serve(shared: Arc<Shared>) -> std::io::Result<(std::net::SocketAddr
         .build();
     let server = Server::builder().set_config(config).build(limits.listen).await?;
     let address = server.local_addr()?;
-    Ok((address, server.start(module(shared))))
+    Ok((address, server.start(methods)))
 }
