@@ -123,6 +123,9 @@ pub struct UdpConfig {
     pub listen: SocketAddr,
     pub inflight_datagrams_max: usize,
     pub preconf_timeout_ms: u64,
+    pub source_txs_per_s: u32,
+    pub source_burst_txs: u32,
+    pub sources_max: usize,
 }
 
 /// `[host]`: what `tephra configure` sets up on the host.
@@ -235,6 +238,8 @@ impl Config {
         positive("sequencer.submission_queue_depth", self.sequencer.submission_queue_depth as u64)?;
         positive("rpc.history_blocks_max", self.rpc.history_blocks_max as u64)?;
         positive("udp.inflight_datagrams_max", self.udp.inflight_datagrams_max as u64)?;
+        positive("udp.source_burst_txs", u64::from(self.udp.source_burst_txs))?;
+        positive("udp.sources_max", self.udp.sources_max as u64)?;
         if !self.udp.listen.is_ipv4() {
             return Err(ConfigError::Invalid {
                 key: "udp.listen",

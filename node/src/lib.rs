@@ -11,6 +11,7 @@ pub mod host;
 pub mod hsm_cli;
 mod metrics;
 pub mod node;
+mod ratelimit;
 mod replay;
 mod rpc;
 mod sequencer;

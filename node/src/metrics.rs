@@ -41,6 +41,7 @@ pub struct Metrics {
     pub exec_reexecuted_txs: Counter,
     pub exec_sequential_txs: Counter,
     pub udp_replies_dropped: Counter,
+    pub udp_rate_limited_datagrams: Counter,
     net: NetMetrics,
     /// The dataplane's own counters, copied into `net` at each scrape.
     net_sources: std::sync::OnceLock<NetSources>,
@@ -100,6 +101,7 @@ impl Metrics {
             exec_reexecuted_txs: Counter::default(),
             exec_sequential_txs: Counter::default(),
             udp_replies_dropped: Counter::default(),
+            udp_rate_limited_datagrams: Counter::default(),
             net: NetMetrics::default(),
             net_sources: std::sync::OnceLock::new(),
             registry: Registry::default(),
@@ -147,6 +149,11 @@ impl Metrics {
             "udp_replies_dropped",
             "UDP replies dropped: no free packet buffer or a full egress ring",
             m.udp_replies_dropped.clone(),
+        );
+        registry.register(
+            "udp_rate_limited_datagrams",
+            "UDP datagrams refused whole: their source was over udp.source_txs_per_s",
+            m.udp_rate_limited_datagrams.clone(),
         );
         let net = &m.net;
         registry.register("net_received_datagrams", "Datagrams the net tile received", net.received.clone());

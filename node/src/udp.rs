@@ -5,8 +5,9 @@
 //! preconfirmed or rejected, goes back through the egress ring.
 
 use std::{
+    net::IpAddr,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use alloy_primitives::{B256, keccak256};
@@ -20,7 +21,10 @@ use tephra_types::{
 };
 use tokio::sync::{Notify, Semaphore, oneshot};
 
-use crate::sequencer::{Shared, SubmitStatus};
+use crate::{
+    ratelimit::{RateLimiter, Verdict},
+    sequencer::{Shared, SubmitStatus},
+};
 
 type Outcome = oneshot::Receiver<crate::sequencer::SubmitOutcome>;
 
@@ -30,14 +34,33 @@ enum Pending {
     Answering { id: u64, replies: Vec<TxReply>, waiting: Vec<(usize, B256, Outcome)> },
 }
 
-/// Verifies and submits a datagram's transactions, without waiting.
-fn submit(shared: &Shared, packet: &Packet) -> Pending {
-    if packet.truncated {
-        return Pending::Refused(wire::RequestError { id: 0, code: RejectCode::Malformed });
+/// Verifies and submits a datagram's transactions, without waiting. The
+/// source's rate limit is charged first, before any signature is checked;
+/// `None`: dropped unanswered (the source was told it is over its limit).
+fn submit(shared: &Shared, limiter: &mut RateLimiter, packet: &Packet, now: Instant) -> Option<Pending> {
+    let decoded = if packet.truncated {
+        Err(wire::RequestError { id: 0, code: RejectCode::Malformed })
+    } else {
+        wire::decode_request(packet.payload())
+    };
+    let (id, cost) = match &decoded {
+        Ok(request) => (request.id, u32::try_from(request.txs.len()).unwrap_or(u32::MAX).max(1)),
+        Err(error) => (error.id, 1),
+    };
+    match limiter.check(IpAddr::V4(*packet.peer.addr.ip()), cost, now) {
+        Verdict::Allow => {}
+        Verdict::Refuse => {
+            shared.metrics.udp_rate_limited_datagrams.inc();
+            return Some(Pending::Refused(wire::RequestError { id, code: RejectCode::RateLimited }));
+        }
+        Verdict::Drop => {
+            shared.metrics.udp_rate_limited_datagrams.inc();
+            return None;
+        }
     }
-    let request = match wire::decode_request(packet.payload()) {
+    let request = match decoded {
         Ok(request) => request,
-        Err(error) => return Pending::Refused(error),
+        Err(error) => return Some(Pending::Refused(error)),
     };
     let mut replies = Vec::with_capacity(request.txs.len());
     let mut waiting = Vec::with_capacity(request.txs.len());
@@ -64,7 +87,7 @@ fn submit(shared: &Shared, packet: &Packet) -> Pending {
             }
         }
     }
-    Pending::Answering { id: request.id, replies, waiting }
+    Some(Pending::Answering { id: request.id, replies, waiting })
 }
 
 /// Waits for the submitted transactions and encodes the reply.
@@ -140,14 +163,18 @@ pub async fn serve(
     let egress = Arc::new(Mutex::new(egress));
     let inflight = Arc::new(Semaphore::new(shared.config.udp.inflight_datagrams_max));
     let timeout = Duration::from_millis(shared.config.udp.preconf_timeout_ms);
+    let limits = &shared.config.udp;
+    let mut limiter =
+        RateLimiter::new(limits.source_txs_per_s, limits.source_burst_txs, limits.sources_max, Instant::now());
     while !ingress.is_abandoned() {
         wake.notified().await;
         while let Some(packet) = ingress.pop() {
             // At the bound the ring fills and the net tile drops (counted).
             let Ok(permit) = inflight.clone().acquire_owned().await else { return };
             let peer = packet.peer;
-            let pending = submit(&shared, &packet);
+            let pending = submit(&shared, &mut limiter, &packet, Instant::now());
             pool.give_back(packet);
+            let Some(pending) = pending else { continue };
             let (shared, pool, egress) = (shared.clone(), pool.clone(), egress.clone());
             tokio::spawn(async move {
                 let mut out = Vec::with_capacity(64);

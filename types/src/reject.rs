@@ -108,6 +108,8 @@ reject_codes! {
     /// The sequencer is not taking transactions: its batch log is out of
     /// room (below `log.disk_free_min_bytes`). Try again once it is ready.
     NotReady = 310, "sequencer not ready";
+    /// The source sent faster than its rate limit (`udp.source_txs_per_s`).
+    RateLimited = 311, "rate limited";
     /// At execution the sender's nonce had moved past this transaction.
     ExecNonceTooLow = 400, "nonce too low at execution";
     /// At execution the sender's nonce was below this transaction's.

@@ -116,6 +116,22 @@ impl TephraNode {
         }
     }
 
+    /// The process's resident memory, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).expect("VmRSS");
+        kib.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap() * 1024
+    }
+
+    /// A counter or gauge from /metrics (0 when absent).
+    pub fn metric(&self, name: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    }
+
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -156,18 +172,7 @@ impl TephraNode {
     /// Announces a request body of `length` bytes and returns the status
     /// line the server answers with, before the body is sent.
     pub fn status_for_announced_body(&self, length: usize) -> String {
-        use std::io::{BufRead, BufReader, Write};
-        let address = self.rpc_url.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(address).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(
-            stream,
-            "POST / HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n{{"
-        )
-        .unwrap();
-        let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line).unwrap();
-        line.trim().to_string()
+        status_for_announced_body(&self.rpc_url, length)
     }
 
     pub fn metrics(&self) -> String {
@@ -221,6 +226,23 @@ impl Drop for TephraNode {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Announces a request body of `length` bytes to the JSON-RPC server at
+/// `rpc_url` and returns the status line it answers with, before the body is sent.
+pub fn status_for_announced_body(rpc_url: &str, length: usize) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let address = rpc_url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n{{"
+    )
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    line.trim().to_string()
 }
 
 /// Runs `cast` with exactly `args`.
