@@ -8,18 +8,20 @@
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports its figures on stdout")]
 
-use std::os::unix::process::CommandExt;
+mod support;
+
 use std::{
-    net::TcpListener,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    os::unix::process::CommandExt,
+    path::Path,
+    process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, U256, hex};
-use serde_json::{Value, json};
+use serde_json::json;
+use support::{Peer, free_port, genesis, percentile_ms as percentile, rpc, start_tephra, wait_ready, workspace_root};
 use tephra_exec::dev::DevKey;
 
 const ACCOUNTS: usize = 2_000;
@@ -27,90 +29,9 @@ const THROUGHPUT_TXS_PER_ACCOUNT: u64 = 5;
 const CONNECTIONS: usize = 32;
 const LATENCY_SAMPLES: usize = 3_000;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A genesis funding `ACCOUNTS` generated accounts, every fork through Osaka.
-fn genesis(dir: &Path) -> PathBuf {
-    let dev: Value = serde_json::from_str(tephra_exec::chainspec::DEV_GENESIS_JSON).unwrap();
-    let mut genesis = dev.clone();
-    let alloc = genesis["alloc"].as_object_mut().unwrap();
-    for i in 0..ACCOUNTS {
-        alloc.insert(DevKey::from_seed(i as u64).address().to_string(), json!({"balance": "0x3635c9adc5dea00000"}));
-    }
-    let path = dir.join("genesis.json");
-    std::fs::write(&path, serde_json::to_string(&genesis).unwrap()).unwrap();
-    path
-}
-
 fn transfer(key: &DevKey, nonce: u64) -> String {
     let tx = key.transfer(31337, nonce, Address::with_last_byte(0xee), U256::from(1));
     format!("0x{}", hex::encode(tx.encoded_2718()))
-}
-
-struct Peer {
-    name: &'static str,
-    child: Child,
-    url: String,
-}
-
-/// npm's `anvil` is a wrapper that starts the real binary: each runs in its
-/// own process group, and the whole group is killed.
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
-        let _ = self.child.wait();
-    }
-}
-
-fn rpc(agent: &ureq::Agent, url: &str, method: &str, params: Value) -> Result<Value, String> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let mut response = agent.post(url).send_json(&body).map_err(|e| e.to_string())?;
-    let reply: Value = response.body_mut().read_json().map_err(|e| e.to_string())?;
-    match reply.get("error") {
-        Some(error) => Err(error.to_string()),
-        None => Ok(reply["result"].clone()),
-    }
-}
-
-fn wait_ready(url: &str) {
-    let agent = ureq::Agent::new_with_defaults();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while rpc(&agent, url, "eth_chainId", json!([])).is_err() {
-        assert!(Instant::now() < deadline, "{url} not up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn start_tephra(dir: &Path, genesis: &Path) -> Peer {
-    let port = free_port();
-    let config = dir.join("tephra.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[node]\ndata_dir = \"{}\"\ngenesis = \"{}\"\nlog_level = \"warn\"\n[rpc]\nlisten = \"127.0.0.1:{port}\"\n[metrics]\nlisten = \"127.0.0.1:{}\"\n[udp]\nlisten = \"127.0.0.1:{}\"\n",
-            dir.join("data").display(),
-            genesis.display(),
-            free_port(),
-            free_port()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tephra"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    wait_ready(&url);
-    Peer { name: "tephra", child, url }
 }
 
 /// anvil mining every `block_time_s` (interval mining), or on each
@@ -129,7 +50,13 @@ fn start_anvil(genesis: &Path, block_time_s: Option<u64>) -> Peer {
         .expect("anvil from npm ci");
     let url = format!("http://127.0.0.1:{port}");
     wait_ready(&url);
-    Peer { name: if block_time_s.is_some() { "anvil (interval mining, 1 s)" } else { "anvil (automine)" }, child, url }
+    Peer {
+        name: if block_time_s.is_some() { "anvil (interval mining, 1 s)" } else { "anvil (automine)" },
+        child,
+        url,
+        udp_address: String::new(),
+        metrics_url: String::new(),
+    }
 }
 
 /// Sends every transaction (senders' nonces in order, senders spread over
@@ -209,11 +136,6 @@ fn sync_latency(peer: &Peer, txs: Vec<String>, rate: f64) -> Option<Vec<Duration
     Some(samples)
 }
 
-fn percentile(sorted: &[Duration], per_mille: usize) -> f64 {
-    let index = (sorted.len() - 1) * per_mille / 1000;
-    sorted[index].as_secs_f64() * 1e3
-}
-
 fn main() {
     if !std::env::args().any(|arg| arg == "--bench") {
         return;
@@ -221,7 +143,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("tephra-rpc-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let genesis = genesis(&dir);
+    let genesis = genesis(&dir, ACCOUNTS);
     print!("pre-signing {} transfers... ", ACCOUNTS as u64 * (THROUGHPUT_TXS_PER_ACCOUNT + 2));
     let keys: Vec<DevKey> = (0..ACCOUNTS).map(|i| DevKey::from_seed(i as u64)).collect();
     let by_sender: Vec<Vec<String>> =
@@ -246,7 +168,7 @@ fn main() {
     // a burst of concurrent submissions pending until the next transaction).
     let tephra_dir = dir.join("tephra");
     std::fs::create_dir_all(&tephra_dir).unwrap();
-    let tephra = start_tephra(&tephra_dir, &genesis);
+    let tephra = start_tephra(&tephra_dir, &genesis, "");
     let tephra_max = sustained_throughput(&tephra, &by_sender, &last_hashes);
     println!("{:<30} sustained JSON-RPC transfers: {tephra_max:>9.0} tx/s", tephra.name);
     let anvil = start_anvil(&genesis, Some(1));

@@ -1,0 +1,124 @@
+//! What the node benchmarks share: a generated genesis, a `tephra` process
+//! on free loopback ports, a JSON-RPC call and percentiles.
+
+#![allow(dead_code, reason = "each benchmark uses its own part")]
+
+use std::{
+    net::TcpListener,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use tephra_exec::dev::DevKey;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A genesis funding `accounts` generated accounts (`DevKey::from_seed(0..)`),
+/// every fork through Osaka.
+pub fn genesis(dir: &Path, accounts: usize) -> PathBuf {
+    let mut genesis: Value = serde_json::from_str(tephra_exec::chainspec::DEV_GENESIS_JSON).unwrap();
+    let alloc = genesis["alloc"].as_object_mut().unwrap();
+    for i in 0..accounts as u64 {
+        alloc.insert(DevKey::from_seed(i).address().to_string(), json!({"balance": "0x3635c9adc5dea00000"}));
+    }
+    let path = dir.join("genesis.json");
+    std::fs::write(&path, serde_json::to_string(&genesis).unwrap()).unwrap();
+    path
+}
+
+/// A node under test, in its own process group (npm's `anvil` is a wrapper
+/// that starts the real binary): the whole group is killed on drop.
+pub struct Peer {
+    pub name: &'static str,
+    pub child: Child,
+    pub url: String,
+    /// tephra's UDP and metrics addresses (empty for anvil).
+    pub udp_address: String,
+    pub metrics_url: String,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Peer {
+    /// Resident memory of the process, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
+}
+
+pub fn rpc(agent: &ureq::Agent, url: &str, method: &str, params: Value) -> Result<Value, String> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let mut response = agent.post(url).send_json(&body).map_err(|e| e.to_string())?;
+    let reply: Value = response.body_mut().read_json().map_err(|e| e.to_string())?;
+    match reply.get("error") {
+        Some(error) => Err(error.to_string()),
+        None => Ok(reply["result"].clone()),
+    }
+}
+
+pub fn wait_ready(url: &str) {
+    let agent = ureq::Agent::new_with_defaults();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rpc(&agent, url, "eth_chainId", json!([])).is_err() {
+        assert!(Instant::now() < deadline, "{url} not up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The release `tephra` on `genesis`, with `extra` TOML appended to its config
+/// (keys before a table header of its own land in `[udp]`).
+pub fn start_tephra(dir: &Path, genesis: &Path, extra: &str) -> Peer {
+    let (port, metrics, udp) = (free_port(), free_port(), free_port());
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("tephra.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\ndata_dir = \"{}\"\ngenesis = \"{}\"\nlog_level = \"warn\"\n[rpc]\nlisten = \"127.0.0.1:{port}\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n[udp]\nlisten = \"127.0.0.1:{udp}\"\n{extra}",
+            dir.join("data").display(),
+            genesis.display(),
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_tephra"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&url);
+    Peer {
+        name: "tephra",
+        child,
+        url,
+        udp_address: format!("127.0.0.1:{udp}"),
+        metrics_url: format!("http://127.0.0.1:{metrics}"),
+    }
+}
+
+/// The value at `per_mille` of sorted samples, in milliseconds.
+pub fn percentile_ms(sorted: &[Duration], per_mille: usize) -> f64 {
+    let index = (sorted.len() - 1) * per_mille / 1000;
+    sorted[index].as_secs_f64() * 1e3
+}
