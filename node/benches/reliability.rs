@@ -37,7 +37,10 @@ use tephra_types::wire::{self, TxReply};
 const HONEST_RATE: u64 = 200;
 const PHASE_SECONDS: u64 = 10;
 /// Per-source limits for the flood part: ten times the honest client's rate.
-const FLOOD_LIMITS: &str = "source_txs_per_s = 2000\nsource_burst_txs = 200\n";
+const FLOOD_LIMITS: &str = "[udp]\nsource_txs_per_s = 2000\nsource_burst_txs = 200\n";
+/// The soak keeps two minutes of blocks for RPC (1 s blocks), so that what
+/// memory holds reaches its bound early and any growth after it is a leak.
+const SOAK_CONFIG: &str = "[rpc]\nhistory_blocks_max = 120\n";
 /// Accounts funded: the flood part's honest senders, then the soak's.
 const HONEST_ACCOUNTS: u64 = 2 * HONEST_RATE * PHASE_SECONDS;
 const SOAK_ACCOUNTS: u64 = 4_000;
@@ -273,7 +276,7 @@ fn maximum_rate(node: &Peer, keys: &[DevKey], nonces: &mut [u64]) -> f64 {
 
 fn soak(dir: &std::path::Path, seconds: u64) {
     let genesis = genesis(dir, (HONEST_ACCOUNTS + SOAK_ACCOUNTS) as usize);
-    let node = start_tephra(&dir.join("soak"), &genesis, "");
+    let node = start_tephra(&dir.join("soak"), &genesis, SOAK_CONFIG);
     let keys: Vec<DevKey> = (HONEST_ACCOUNTS..HONEST_ACCOUNTS + SOAK_ACCOUNTS).map(DevKey::from_seed).collect();
     let mut nonces = vec![0u64; keys.len()];
     let max = maximum_rate(&node, &keys, &mut nonces);

@@ -84,21 +84,23 @@ pub fn wait_ready(url: &str) {
     }
 }
 
-/// The release `tephra` on `genesis`, with `extra` TOML appended to its config
-/// (keys before a table header of its own land in `[udp]`).
+/// The release `tephra` on `genesis`, `extra` TOML merged into its config.
 pub fn start_tephra(dir: &Path, genesis: &Path, extra: &str) -> Peer {
     let (port, metrics, udp) = (free_port(), free_port(), free_port());
     std::fs::create_dir_all(dir).unwrap();
+    let mut table: toml::Table = extra.parse().expect("extra config is TOML");
+    let mut set = |section: &str, key: &str, value: String| {
+        let entry = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        entry.as_table_mut().expect("a table").insert(key.into(), toml::Value::String(value));
+    };
+    set("node", "data_dir", dir.join("data").display().to_string());
+    set("node", "genesis", genesis.display().to_string());
+    set("node", "log_level", "warn".into());
+    set("rpc", "listen", format!("127.0.0.1:{port}"));
+    set("metrics", "listen", format!("127.0.0.1:{metrics}"));
+    set("udp", "listen", format!("127.0.0.1:{udp}"));
     let config = dir.join("tephra.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[node]\ndata_dir = \"{}\"\ngenesis = \"{}\"\nlog_level = \"warn\"\n[rpc]\nlisten = \"127.0.0.1:{port}\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n[udp]\nlisten = \"127.0.0.1:{udp}\"\n{extra}",
-            dir.join("data").display(),
-            genesis.display(),
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_tephra"))
         .args(["run", "--config", config.to_str().unwrap()])
         .stdout(Stdio::null())
