@@ -228,7 +228,7 @@ fn tile<B: Backend + 'static>(pair: &VethPair, open: impl FnOnce(&PacketPool) ->
                 pair.enter(0).unwrap();
                 let backend = open(&pool);
                 let (net, _) =
-                    NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, Box::new(|| {}), 64);
+                    NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, Box::new(|| {}), 64, None);
                 let echo = Echo { ingress, egress, pool: pool.clone() };
                 let tiles: Vec<Box<dyn Tile>> = vec![Box::new(net), Box::new(echo)];
                 Runtime::start(vec![(SERVER_CORE, tiles)], Idle { busy_poll: true, sleep_us: 0 }).unwrap()

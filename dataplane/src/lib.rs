@@ -7,6 +7,7 @@ pub mod frame;
 pub mod net;
 pub mod netns;
 pub mod packet;
+pub mod ratelimit;
 pub mod ring;
 pub mod runtime;
 pub mod topology;
@@ -26,6 +27,7 @@ use crate::{
     },
     net::{NET_BURST_MAX, NetStats, NetTile, Wake},
     packet::{Packet, PacketPool},
+    ratelimit::RateLimiter,
     ring::{Consumer, Producer, RingStats},
     runtime::{Idle, Runtime, Tile},
 };
@@ -39,6 +41,8 @@ pub type PacketProducer = Producer<Box<Packet>>;
 pub const PACKET_BUFFERS_MAX: usize = 1 << 20;
 /// Ring slots at most.
 pub const RING_DEPTH_MAX: usize = 1 << 20;
+/// Most source addresses the net tile's rate limiter tracks (`net.sources_max`).
+pub const SOURCES_MAX: usize = 1 << 22;
 
 /// `[net]`: the NIC path for UDP ingress.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -53,6 +57,9 @@ pub struct NetConfig {
     pub idle_sleep_us: u64,
     pub socket_rx_slots: usize,
     pub socket_tx_slots: usize,
+    pub source_datagrams_per_s: u32,
+    pub source_burst_datagrams: u32,
+    pub sources_max: usize,
     pub af_xdp: AfXdpConfig,
     pub dpdk: DpdkConfig,
 }
@@ -72,6 +79,10 @@ impl NetConfig {
         within("egress_ring_depth", self.egress_ring_depth, 1, RING_DEPTH_MAX)?;
         within("socket_rx_slots", self.socket_rx_slots, 1, SOCKET_SLOTS_MAX)?;
         within("socket_tx_slots", self.socket_tx_slots, 1, SOCKET_SLOTS_MAX)?;
+        if self.source_datagrams_per_s > 0 {
+            within("source_burst_datagrams", self.source_burst_datagrams as usize, 1, u32::MAX as usize)?;
+            within("sources_max", self.sources_max, 1, SOURCES_MAX)?;
+        }
         // Every buffer the tile and both rings can hold at once, and as many
         // again for datagrams being answered.
         let held = self.socket_rx_slots + 2 * self.burst + self.ingress_ring_depth + self.egress_ring_depth;
@@ -126,6 +137,16 @@ impl Dataplane {
         let (egress, egress_consumer, egress_stats) = ring::ring(config.egress_ring_depth);
         let idle = Idle { busy_poll: config.busy_poll, sleep_us: config.idle_sleep_us };
         let tile = |backend: Box<dyn Tile>| Runtime::start(vec![(core, vec![backend])], idle);
+        let limit = || {
+            (config.source_datagrams_per_s > 0).then(|| {
+                RateLimiter::new(
+                    config.source_datagrams_per_s,
+                    config.source_burst_datagrams,
+                    config.sources_max,
+                    std::time::Instant::now(),
+                )
+            })
+        };
         let (runtime, local_addr, net_stats, name) = match config.backend {
             BackendKind::Socket => {
                 let socket =
@@ -139,20 +160,20 @@ impl Dataplane {
                 let backend = SocketBackend::open(socket, slots, config.socket_tx_slots)
                     .map_err(|error| DataplaneError::Bind { address: listen, error })?;
                 let (net, stats) =
-                    NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, wake, config.burst);
+                    NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, wake, config.burst, limit());
                 (tile(Box::new(net))?, local_addr, stats, "socket")
             }
             BackendKind::AfXdp => {
                 let backend = AfXdpBackend::open(&config.af_xdp, *listen.ip(), listen.port())?;
                 let (net, stats) =
-                    NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, wake, config.burst);
+                    NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, wake, config.burst, limit());
                 (tile(Box::new(net))?, listen, stats, "af_xdp")
             }
             #[cfg(feature = "dpdk")]
             BackendKind::Dpdk => {
                 let backend = backend::dpdk::DpdkBackend::open(&config.dpdk, *listen.ip(), listen.port())?;
                 let (net, stats) =
-                    NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, wake, config.burst);
+                    NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, wake, config.burst, limit());
                 (tile(Box::new(net))?, listen, stats, "dpdk")
             }
             #[cfg(not(feature = "dpdk"))]

@@ -2,16 +2,23 @@
 //! ring (towards verify) and replies from the egress ring to the backend,
 //! the same for every backend. Buffers come from and go back to one
 //! `PacketPool`; a full ring or an empty pool drops the datagram and counts
-//! it, so the tile never waits and never allocates.
+//! it, so the tile never waits and never allocates. A source over its
+//! datagram rate (`net.source_datagrams_per_s`) is dropped here, before the
+//! ring, so that a flood does not queue ahead of everyone else.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
 };
 
 use crate::{
     backend::Backend,
     packet::{Packet, PacketPool},
+    ratelimit::{RateLimiter, Verdict},
     ring::{Consumer, Producer},
     runtime::Tile,
 };
@@ -26,6 +33,8 @@ pub struct NetStats {
     pub replies_sent: AtomicU64,
     /// Datagrams dropped because the ingress ring was full (verify behind).
     pub dropped_ingress_full: AtomicU64,
+    /// Datagrams dropped because their source was over its rate.
+    pub dropped_rate_limited: AtomicU64,
     /// Polls that found no free packet buffer (all in flight).
     pub buffers_exhausted: AtomicU64,
     pub backend_errors: AtomicU64,
@@ -47,6 +56,8 @@ pub struct NetTile<B: Backend> {
     /// Replies the backend has not taken yet.
     #[expect(clippy::vec_box, reason = "as rx")]
     tx: Vec<Box<Packet>>,
+    /// Per-source datagram limits, when configured.
+    source_limit: Option<RateLimiter>,
     stats: Arc<NetStats>,
 }
 
@@ -64,6 +75,7 @@ impl<B: Backend> NetTile<B> {
         egress: Consumer<Box<Packet>>,
         wake: Wake,
         burst: usize,
+        source_limit: Option<RateLimiter>,
     ) -> (Self, Arc<NetStats>) {
         assert!((1..=NET_BURST_MAX).contains(&burst), "net burst {burst} outside 1..={NET_BURST_MAX}");
         let stats = Arc::new(NetStats::default());
@@ -76,6 +88,7 @@ impl<B: Backend> NetTile<B> {
             burst,
             rx: Vec::with_capacity(burst),
             tx: Vec::with_capacity(burst),
+            source_limit,
             stats: stats.clone(),
         };
         (tile, stats)
@@ -105,7 +118,15 @@ impl<B: Backend> Tile for NetTile<B> {
             self.count_error(&error);
             0
         });
+        let now = Instant::now();
         for packet in self.rx.drain(..received) {
+            if let Some(limit) = &mut self.source_limit
+                && limit.check(IpAddr::V4(*packet.peer.addr.ip()), 1, now) != Verdict::Allow
+            {
+                self.stats.dropped_rate_limited.fetch_add(1, Ordering::Relaxed);
+                self.pool.give_back(packet);
+                continue;
+            }
             if let Err(packet) = self.ingress.push(packet) {
                 self.stats.dropped_ingress_full.fetch_add(1, Ordering::Relaxed);
                 self.pool.give_back(packet);

@@ -19,9 +19,10 @@ use tephra_dataplane::{
         af_xdp::{AfXdpBackend, AfXdpConfig, XdpMode},
         socket::SocketBackend,
     },
-    net::NetTile,
+    net::{NetStats, NetTile},
     netns::{self, VethPair},
     packet::{Packet, PacketPool},
+    ratelimit::RateLimiter,
     ring::{Consumer, Producer, ring},
     runtime::{Idle, Runtime, Tile},
 };
@@ -77,11 +78,14 @@ fn send_and_collect(sender: &UdpSocket, to: SocketAddr, window: u32) -> u32 {
     received
 }
 
-fn start<B: Backend + 'static>(backend: B) -> (Runtime, Arc<AtomicBool>, thread::JoinHandle<()>) {
+type Started = (Runtime, Arc<AtomicBool>, thread::JoinHandle<()>, Arc<NetStats>);
+
+fn start<B: Backend + 'static>(backend: B, source_limit: Option<RateLimiter>) -> Started {
     let pool = Arc::new(PacketPool::new(1024));
     let (ingress_producer, mut ingress, _) = ring(512);
     let (mut egress, egress_consumer, _) = ring(512);
-    let (tile, _) = NetTile::new(backend, pool, ingress_producer, egress_consumer, Box::new(|| {}), 64);
+    let (tile, stats) =
+        NetTile::new(backend, pool, ingress_producer, egress_consumer, Box::new(|| {}), 64, source_limit);
     let runtime =
         Runtime::start(vec![(0, vec![Box::new(tile) as Box<dyn Tile>])], Idle { busy_poll: false, sleep_us: 20 })
             .expect("the runtime starts");
@@ -94,7 +98,7 @@ fn start<B: Backend + 'static>(backend: B) -> (Runtime, Arc<AtomicBool>, thread:
             }
         }
     });
-    (runtime, stop, echo)
+    (runtime, stop, echo, stats)
 }
 
 #[test]
@@ -104,9 +108,50 @@ fn socket_backend_answers_every_datagram() {
     let pool = PacketPool::new(128);
     let rx = (0..128).map(|_| pool.take().unwrap()).collect();
     let backend = SocketBackend::open(socket, rx, 128).unwrap();
-    let (runtime, stop, echo) = start(backend);
+    let (runtime, stop, echo, _) = start(backend, None);
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
     assert_eq!(send_and_collect(&sender, address, 64), DATAGRAMS);
+    stop.store(true, Ordering::Relaxed);
+    echo.join().unwrap();
+    runtime.stop();
+}
+
+#[test]
+fn a_source_over_its_datagram_rate_is_dropped_in_the_tile_and_others_pass() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let address = socket.local_addr().unwrap();
+    let pool = PacketPool::new(128);
+    let rx = (0..128).map(|_| pool.take().unwrap()).collect();
+    let backend = SocketBackend::open(socket, rx, 128).unwrap();
+    // 100 datagrams a second after a burst of 50, per source.
+    let (runtime, stop, echo, stats) = start(backend, Some(RateLimiter::new(100, 50, 16, Instant::now())));
+    let flooder = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let started = Instant::now();
+    for n in 0..2_000u32 {
+        flooder.send_to(&n.to_be_bytes(), address).unwrap();
+        if n % 64 == 0 {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    flooder.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut buffer = [0u8; 64];
+    let mut echoed = 0u64;
+    while flooder.recv_from(&mut buffer).is_ok() {
+        echoed += 1;
+    }
+    // 100 a second: one per 10 ms since the first send, rounded up.
+    let allowed_max = 50 + u64::try_from(started.elapsed().as_millis()).unwrap() / 10 + 1;
+    assert!(echoed <= allowed_max, "{echoed} datagrams passed, at most {allowed_max} may");
+    assert!(echoed >= 50, "the burst passes: {echoed}");
+    assert!(stats.dropped_rate_limited.load(Ordering::Relaxed) > 0, "the drops are counted");
+    // Another source has its own bucket: every one of its datagrams is answered.
+    let honest = UdpSocket::bind("127.0.0.1:0").unwrap();
+    honest.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for n in 0..20u32 {
+        honest.send_to(&n.to_be_bytes(), address).unwrap();
+        let (len, _) = honest.recv_from(&mut buffer).expect("the other source is answered");
+        assert_eq!(&buffer[..len], n.to_be_bytes());
+    }
     stop.store(true, Ordering::Relaxed);
     echo.join().unwrap();
     runtime.stop();
@@ -131,7 +176,7 @@ fn af_xdp_backend_answers_every_datagram_across_a_veth_pair() {
                 .spawn(move || {
                     pair_ref.enter(0).unwrap();
                     let backend = AfXdpBackend::open(&config, address, port).expect("the AF_XDP socket binds");
-                    start(backend)
+                    start(backend, None)
                 })
                 .join()
                 .unwrap()
@@ -155,7 +200,7 @@ fn af_xdp_backend_answers_every_datagram_across_a_veth_pair() {
             .join()
             .unwrap()
     });
-    let (runtime, stop, echo) = tile_side;
+    let (runtime, stop, echo, _) = tile_side;
     stop.store(true, Ordering::Relaxed);
     echo.join().unwrap();
     runtime.stop();

@@ -13,7 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tephra_dataplane::{backend::socket::SocketBackend, net::NetTile, packet::PacketPool, ring::ring, runtime::Tile};
+use tephra_dataplane::{
+    backend::socket::SocketBackend, net::NetTile, packet::PacketPool, ratelimit::RateLimiter, ring::ring, runtime::Tile,
+};
 
 struct Counting;
 
@@ -61,7 +63,10 @@ fn receiving_and_answering_allocates_nothing() {
     let backend = SocketBackend::open(socket, rx, 128).unwrap();
     let (ingress_producer, mut ingress, _) = ring(256);
     let (mut egress, egress_consumer, _) = ring(256);
-    let (mut tile, stats) = NetTile::new(backend, pool, ingress_producer, egress_consumer, Box::new(|| {}), 64);
+    // With the per-source limiter on (its table allocated here, up front).
+    let limit = RateLimiter::new(u32::MAX, u32::MAX, 16, Instant::now());
+    let (mut tile, stats) =
+        NetTile::new(backend, pool, ingress_producer, egress_consumer, Box::new(|| {}), 64, Some(limit));
 
     let sender = thread::spawn(move || {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -36,8 +36,10 @@ use tephra_types::wire::{self, TxReply};
 /// Honest transfers per second in the flood part, and seconds per phase.
 const HONEST_RATE: u64 = 200;
 const PHASE_SECONDS: u64 = 10;
-/// Per-source limits for the flood part: ten times the honest client's rate.
-const FLOOD_LIMITS: &str = "[udp]\nsource_txs_per_s = 2000\nsource_burst_txs = 200\n";
+/// Per-source limits for the flood part, in the net tile and at verify: ten
+/// times the honest client's rate.
+const FLOOD_LIMITS: &str = "[udp]\nsource_txs_per_s = 2000\nsource_burst_txs = 200\n\
+    [net]\nsource_datagrams_per_s = 2000\nsource_burst_datagrams = 200\n";
 /// The soak keeps two minutes of blocks for RPC (1 s blocks), so that what
 /// memory holds reaches its bound early and any growth after it is a leak.
 const SOAK_CONFIG: &str = "[rpc]\nhistory_blocks_max = 120\n";

@@ -11,7 +11,6 @@ pub mod host;
 pub mod hsm_cli;
 mod metrics;
 pub mod node;
-mod ratelimit;
 mod replay;
 mod rpc;
 mod sequencer;

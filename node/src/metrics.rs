@@ -190,6 +190,10 @@ impl Metrics {
             .get_or_create(&DropLabel { reason: "ingress_full" })
             .inner()
             .store(load(&stats.dropped_ingress_full), Ordering::Relaxed);
+        net.dropped
+            .get_or_create(&DropLabel { reason: "rate_limited" })
+            .inner()
+            .store(load(&stats.dropped_rate_limited), Ordering::Relaxed);
         net.buffers_exhausted_polls.inner().store(load(&stats.buffers_exhausted), Ordering::Relaxed);
         net.backend_errors.inner().store(load(&stats.backend_errors), Ordering::Relaxed);
         for (ring, source) in [("ingress", &sources.ingress), ("egress", &sources.egress)] {

@@ -13,6 +13,7 @@ use std::{
 use alloy_primitives::{B256, keccak256};
 use tephra_dataplane::{
     packet::{Packet, PacketPool, Peer},
+    ratelimit::{RateLimiter, Verdict},
     ring::{Consumer, Producer},
 };
 use tephra_types::{
@@ -21,10 +22,7 @@ use tephra_types::{
 };
 use tokio::sync::{Notify, Semaphore, oneshot};
 
-use crate::{
-    ratelimit::{RateLimiter, Verdict},
-    sequencer::{Shared, SubmitStatus},
-};
+use crate::sequencer::{Shared, SubmitStatus};
 
 type Outcome = oneshot::Receiver<crate::sequencer::SubmitOutcome>;
 
