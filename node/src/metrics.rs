@@ -42,6 +42,7 @@ pub struct Metrics {
     pub exec_sequential_txs: Counter,
     pub udp_replies_dropped: Counter,
     pub udp_rate_limited_datagrams: Counter,
+    pub rpc_connections_refused: Counter,
     net: NetMetrics,
     /// The dataplane's own counters, copied into `net` at each scrape.
     net_sources: std::sync::OnceLock<NetSources>,
@@ -102,6 +103,7 @@ impl Metrics {
             exec_sequential_txs: Counter::default(),
             udp_replies_dropped: Counter::default(),
             udp_rate_limited_datagrams: Counter::default(),
+            rpc_connections_refused: Counter::default(),
             net: NetMetrics::default(),
             net_sources: std::sync::OnceLock::new(),
             registry: Registry::default(),
@@ -154,6 +156,11 @@ impl Metrics {
             "udp_rate_limited_datagrams",
             "UDP datagrams refused whole: their source was over udp.source_txs_per_s",
             m.udp_rate_limited_datagrams.clone(),
+        );
+        registry.register(
+            "rpc_connections_refused",
+            "JSON-RPC connections closed at accept: their client address was at rpc.connections_per_client_max",
+            m.rpc_connections_refused.clone(),
         );
         let net = &m.net;
         registry.register("net_received_datagrams", "Datagrams the net tile received", net.received.clone());

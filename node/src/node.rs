@@ -432,8 +432,9 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     let metrics_address = metrics_listener.local_addr().map_err(io_error(Path::new("metrics.listen")))?;
     tokio::spawn(crate::metrics::serve(metrics_listener, metrics, ready.clone(), not_ready));
     let rpc_methods: jsonrpsee::Methods = crate::rpc::module(shared.clone()).into();
-    let (rpc_address, rpc) =
-        crate::rpc::serve(&config.rpc, rpc_methods.clone()).await.map_err(io_error(Path::new("rpc.listen")))?;
+    let (rpc_address, rpc) = crate::rpc::serve(&config.rpc, rpc_methods.clone(), shared.metrics.clone())
+        .await
+        .map_err(io_error(Path::new("rpc.listen")))?;
     let std::net::SocketAddr::V4(udp_listen) = config.udp.listen else { unreachable!("checked by Config::validate") };
     let wake = Arc::new(tokio::sync::Notify::new());
     let notify = wake.clone();

@@ -1,14 +1,14 @@
 //! Ethereum JSON-RPC over HTTP and WebSocket (one port): the methods wallets
 //! and dapps use, with tephra's rejection codes in error data.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
 
 use alloy_consensus::Transaction as _;
 use alloy_eips::eip2930::AccessList;
 use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
 use jsonrpsee::{
     PendingSubscriptionSink, RpcModule, SubscriptionMessage,
-    server::{BatchRequestConfig, Server, ServerConfig, ServerHandle},
+    server::{BatchRequestConfig, Server, ServerConfig, ServerHandle, serve_with_graceful_shutdown, stop_channel},
     types::{ErrorObjectOwned, Params},
 };
 use revm::{
@@ -704,10 +704,91 @@ impl jsonrpsee::core::traits::IdProvider for HexIds {
     }
 }
 
+/// Open connections per client address: taken at accept, given back when the
+/// connection ends. Holds only addresses with a connection open, so it is
+/// bounded by `rpc.connections_max`.
+#[derive(Debug, Default)]
+struct ConnectionsPerClient(std::sync::Mutex<HashMap<IpAddr, u32>>);
+
+impl ConnectionsPerClient {
+    fn take(&self, client: IpAddr, max: u32) -> bool {
+        let mut open = self.0.lock().expect("connections lock");
+        let count = open.entry(client).or_insert(0);
+        if *count >= max {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn give_back(&self, client: IpAddr) {
+        let mut open = self.0.lock().expect("connections lock");
+        if let Some(count) = open.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&client);
+            }
+        }
+    }
+}
+
+/// A client's connection, holding its place in `ConnectionsPerClient` until
+/// the stream is dropped: after a WebSocket upgrade the stream lives on in
+/// the upgraded connection, so the place is held as long as it is open.
+struct CountedStream {
+    stream: tokio::net::TcpStream,
+    open: Arc<ConnectionsPerClient>,
+    client: IpAddr,
+}
+
+impl Drop for CountedStream {
+    fn drop(&mut self) {
+        self.open.give_back(self.client);
+    }
+}
+
+impl tokio::io::AsyncRead for CountedStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CountedStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
 /// Starts the JSON-RPC server (HTTP and WebSocket on one port) on `methods`.
+/// Its own accept loop refuses a client address past
+/// `rpc.connections_per_client_max` open connections, so that one client
+/// cannot hold every connection `rpc.connections_max` allows.
 pub async fn serve(
     limits: &RpcConfig,
     methods: jsonrpsee::Methods,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> std::io::Result<(std::net::SocketAddr, ServerHandle)> {
     let config = ServerConfig::builder()
         .max_request_body_size(limits.request_size_max_bytes)
@@ -720,7 +801,28 @@ pub async fn serve(
             salt: alloy_primitives::keccak256(crate::sequencer::unix_ms().to_be_bytes()),
         })
         .build();
-    let server = Server::builder().set_config(config).build(limits.listen).await?;
-    let address = server.local_addr()?;
-    Ok((address, server.start(methods)))
+    let listener = tokio::net::TcpListener::bind(limits.listen).await?;
+    let address = listener.local_addr()?;
+    let (stop, handle) = stop_channel();
+    let service = Server::builder().set_config(config).to_service_builder();
+    let per_client_max = limits.connections_per_client_max;
+    let open = Arc::new(ConnectionsPerClient::default());
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = stop.clone().shutdown() => return,
+            };
+            // Out of file descriptors, say: the loop goes on with the next.
+            let Ok((stream, client)) = accepted else { continue };
+            if !open.take(client.ip(), per_client_max) {
+                metrics.rpc_connections_refused.inc();
+                continue;
+            }
+            let stream = CountedStream { stream, open: open.clone(), client: client.ip() };
+            let service = service.clone().build(methods.clone(), stop.clone());
+            tokio::spawn(serve_with_graceful_shutdown(stream, service, stop.clone().shutdown()));
+        }
+    });
+    Ok((address, handle))
 }

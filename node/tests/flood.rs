@@ -189,3 +189,63 @@ fn honest_transactions_are_preconfirmed_through_floods_and_memory_stays_bounded(
     // Still healthy afterwards.
     assert_eq!(node.rpc("eth_chainId", json!([])), "0x7a69");
 }
+
+/// A WebSocket connection from `source` that subscribes to new heads and
+/// then never reads; `None` if the server closed it instead of upgrading.
+fn idle_subscriber(runtime: &tokio::runtime::Runtime, source: &str, rpc: &str) -> Option<std::net::TcpStream> {
+    use std::io::{Read, Write};
+    let address: std::net::SocketAddr = rpc.trim_start_matches("http://").parse().unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(source.parse().unwrap()).unwrap();
+        socket.connect(address).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut stream = stream;
+    let handshake = format!(
+        "GET / HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(handshake.as_bytes()).ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return None;
+    }
+    // One masked text frame (clients must mask), shorter than 126 bytes.
+    let payload = br#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#;
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x81, 0x80 | u8::try_from(payload.len()).unwrap()];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    stream.write_all(&frame).ok()?;
+    Some(stream)
+}
+
+#[test]
+fn websocket_subscribers_that_never_read_hold_neither_connections_nor_memory() {
+    let node = TephraNode::start(
+        "flood-ws",
+        "[rpc]\nconnections_per_client_max = 32\nsubscription_buffer_max = 16\n[block]\nblock_time_ms = 20\n",
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+    let rss_before = node.rss_bytes();
+    let held: Vec<_> = (0..100).filter_map(|_| idle_subscriber(&runtime, "127.0.0.2:0", &node.rpc_url)).collect();
+    assert_eq!(held.len(), 32, "one client address holds at most rpc.connections_per_client_max");
+    assert!(node.metric("tephra_rpc_connections_refused_total") >= 68.0);
+    // New heads pile up for subscribers that never read, while blocks come
+    // every 20 ms; another client is served all the while.
+    let honest = DevKey::dev(2);
+    for nonce in 0..50 {
+        let raw = format!("0x{}", hex::encode(transfer(&honest, nonce)));
+        assert_eq!(node.rpc("eth_sendRawTransactionSync", json!([raw]))["status"], "0x1");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_after = node.rss_bytes();
+    assert!(
+        rss_after < rss_before + RSS_GROWTH_MAX_BYTES,
+        "memory grew from {rss_before} to {rss_after} bytes with idle subscribers"
+    );
+    drop(held);
+}
