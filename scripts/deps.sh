@@ -3,9 +3,10 @@
 # (root, apt). Sourced by scripts/run.sh and scripts/test.sh.
 #   hwloc (topology), libxdp/libbpf and clang (AF_XDP and its XDP program),
 #   DPDK 22.11 and libclang (the dpdk feature's bindings), ethtool, iproute2;
-#   SoftHSM2 and opensc (the PKCS#11 tests), libusb (the YubiHSM USB connector).
+#   SoftHSM2 and opensc (the PKCS#11 tests), libusb (the YubiHSM USB connector),
+#   fuse3 and python3-fusepy (the slow-disk test's FUSE file system).
 tephra_packages=(pkg-config clang libclang-dev libhwloc-dev libudev-dev libxdp-dev libbpf-dev
-  libdpdk-dev dpdk ethtool iproute2 iputils-ping softhsm2 opensc libusb-1.0-0-dev)
+  libdpdk-dev dpdk ethtool iproute2 iputils-ping softhsm2 opensc libusb-1.0-0-dev fuse3 python3-fusepy)
 tephra_missing=()
 for package in "${tephra_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || tephra_missing+=("$package")

@@ -1,0 +1,129 @@
+//! A slow disk: the data dir is a FUSE file system (node/tests/slow_fsync/
+//! slowfs.py, passthrough) whose every fsync takes 50 ms longer. The node
+//! keeps preconfirming, one group commit covering many transactions, and
+//! what it preconfirmed survives kill -9. Needs root, /dev/fuse and Debian's
+//! python3-fusepy (scripts/deps.sh); skipped with a message otherwise.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, U256, hex};
+use common::{TephraNode, quantity};
+use serde_json::json;
+use tephra_exec::dev::DevKey;
+
+const FSYNC_DELAY_MS: u64 = 50;
+const SENDERS: usize = 8;
+const TXS_PER_SENDER: u64 = 40;
+
+/// The slow file system, mounted while this lives.
+struct SlowDisk {
+    process: Child,
+    mountpoint: PathBuf,
+}
+
+impl SlowDisk {
+    fn mount(backing: &Path, mountpoint: &Path) -> Result<Self, String> {
+        if !Path::new("/dev/fuse").exists() {
+            return Err("no /dev/fuse".into());
+        }
+        let fusepy = Command::new("/usr/bin/python3").args(["-c", "import fusepy"]).status();
+        if !fusepy.is_ok_and(|s| s.success()) {
+            return Err("no python3-fusepy (scripts/deps.sh installs it)".into());
+        }
+        std::fs::create_dir_all(backing).unwrap();
+        std::fs::create_dir_all(mountpoint).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slow_fsync/slowfs.py");
+        let process = Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(backing)
+            .arg(mountpoint)
+            .arg(FSYNC_DELAY_MS.to_string())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let disk = Self { process, mountpoint: mountpoint.to_path_buf() };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string("/proc/mounts").unwrap().contains(&format!(" {} fuse", mountpoint.display())) {
+            if Instant::now() > deadline {
+                return Err("the FUSE mount did not appear (not root?)".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(disk)
+    }
+}
+
+impl Drop for SlowDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mountpoint).status();
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[test]
+fn a_slow_fsync_slows_preconfirmations_but_loses_nothing() {
+    let mut node = TephraNode::configure("slow-fsync", "[block]\nblock_time_ms = 100\n", &[]);
+    let disk = match SlowDisk::mount(&node.dir.join("backing"), &node.dir.join("data")) {
+        Ok(disk) => disk,
+        Err(reason) => {
+            eprintln!("skipped: the slow-disk test needs a FUSE mount: {reason}");
+            return;
+        }
+    };
+    node.spawn();
+    let promised: Arc<Mutex<Vec<(String, u64, u64)>>> = Arc::default();
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|sender| {
+            let (url, promised) = (node.rpc_url.clone(), promised.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::Agent::new_with_defaults();
+                let key = DevKey::dev(sender);
+                for nonce in 0..TXS_PER_SENDER {
+                    let tx = key.transfer(31337, nonce, Address::with_last_byte(0xab), U256::from(1));
+                    let raw = format!("0x{}", hex::encode(tx.encoded_2718()));
+                    let body =
+                        json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransactionSync", "params": [raw]});
+                    let reply: serde_json::Value =
+                        agent.post(&url).send_json(&body).unwrap().body_mut().read_json().unwrap();
+                    let receipt = &reply["result"];
+                    assert_eq!(receipt["status"], "0x1", "{reply}");
+                    promised.lock().unwrap().push((
+                        receipt["transactionHash"].as_str().unwrap().to_string(),
+                        quantity(&receipt["blockNumber"]),
+                        quantity(&receipt["transactionIndex"]),
+                    ));
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.join().expect("every transfer preconfirmed on the slow disk");
+    }
+    // The disk really is slow, and one fsync covers many transactions.
+    let (syncs, synced_us) = (node.metric("tephra_fsync_time_us_count"), node.metric("tephra_fsync_time_us_sum"));
+    assert!(synced_us / syncs >= (FSYNC_DELAY_MS * 1000) as f64, "fsync took {} us on average", synced_us / syncs);
+    let total = (SENDERS as u64 * TXS_PER_SENDER) as f64;
+    assert!(syncs < total / 2.0, "{syncs} group commits for {total} transactions");
+    eprintln!("{total} transfers preconfirmed with {syncs} fsyncs of {:.1} ms on average", synced_us / syncs / 1000.0);
+
+    // What was preconfirmed on the slow disk survives kill -9.
+    node.kill9();
+    node.spawn();
+    let promised = promised.lock().unwrap().clone();
+    node.wait_for_block(promised.iter().map(|p| p.1).max().unwrap());
+    for (hash, block, index) in &promised {
+        let receipt = node.rpc("eth_getTransactionReceipt", json!([hash]));
+        assert_eq!((quantity(&receipt["blockNumber"]), quantity(&receipt["transactionIndex"])), (*block, *index));
+    }
+    node.kill9();
+    drop(disk);
+}

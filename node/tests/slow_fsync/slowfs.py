@@ -1,0 +1,94 @@
+"""A passthrough FUSE file system whose fsync and fdatasync take DELAY_MS
+longer: a real slow disk for node/tests/slow_fsync.rs.
+
+usage: slowfs.py BACKING_DIR MOUNTPOINT DELAY_MS
+"""
+
+import errno
+import os
+import sys
+import time
+
+from fusepy import FUSE, FuseOSError, Operations
+
+
+class SlowSync(Operations):
+    def __init__(self, root, delay_s):
+        self.root = root
+        self.delay_s = delay_s
+
+    def _full(self, path):
+        return os.path.join(self.root, path.lstrip("/"))
+
+    def getattr(self, path, fh=None):
+        try:
+            st = os.lstat(self._full(path))
+        except OSError as e:
+            raise FuseOSError(e.errno)
+        keys = ("st_atime", "st_ctime", "st_gid", "st_mode", "st_mtime", "st_nlink", "st_size", "st_uid")
+        return {key: getattr(st, key) for key in keys}
+
+    def readdir(self, path, fh):
+        return [".", ".."] + os.listdir(self._full(path))
+
+    def mkdir(self, path, mode):
+        os.mkdir(self._full(path), mode)
+
+    def rmdir(self, path):
+        os.rmdir(self._full(path))
+
+    def unlink(self, path):
+        os.unlink(self._full(path))
+
+    def rename(self, old, new):
+        os.rename(self._full(old), self._full(new))
+
+    def chmod(self, path, mode):
+        os.chmod(self._full(path), mode)
+
+    def truncate(self, path, length, fh=None):
+        with open(self._full(path), "r+b") as f:
+            f.truncate(length)
+
+    def utimens(self, path, times=None):
+        os.utime(self._full(path), times)
+
+    def statfs(self, path):
+        st = os.statvfs(self._full(path))
+        keys = ("f_bavail", "f_bfree", "f_blocks", "f_bsize", "f_favail", "f_ffree", "f_files", "f_flag",
+                "f_frsize", "f_namemax")
+        return {key: getattr(st, key) for key in keys}
+
+    def open(self, path, flags):
+        return os.open(self._full(path), flags)
+
+    def create(self, path, mode, fi=None):
+        return os.open(self._full(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+
+    def read(self, path, size, offset, fh):
+        return os.pread(fh, size, offset)
+
+    def write(self, path, data, offset, fh):
+        return os.pwrite(fh, data, offset)
+
+    def flush(self, path, fh):
+        return 0
+
+    def release(self, path, fh):
+        os.close(fh)
+
+    def fsync(self, path, datasync, fh):
+        time.sleep(self.delay_s)
+        if datasync:
+            os.fdatasync(fh)
+        else:
+            os.fsync(fh)
+
+    def fsyncdir(self, path, datasync, fh):
+        time.sleep(self.delay_s)
+        return 0
+
+
+if __name__ == "__main__":
+    backing, mountpoint, delay_ms = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    FUSE(SlowSync(backing, delay_ms / 1000.0), mountpoint, foreground=True, nothreads=False, allow_other=True)
