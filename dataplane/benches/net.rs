@@ -7,6 +7,11 @@
 //! The net tile and an echo tile (standing in for verify) share the server
 //! core, busy-polling; the load generator, on the other core, keeps WINDOW
 //! datagrams outstanding (closed loop: the maximum).
+//!
+//! Then the net tile's share of a core at CPU_RATE datagrams a second of one
+//! transaction each, open loop, as the node runs it by default (no busy
+//! poll, `idle_sleep_us` 50): its thread's user plus system time from /proc
+//! over the run, with the echo tile on another core.
 #![allow(unsafe_code)] // recvmmsg/sendmmsg for the baseline and the generator
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 #![allow(
@@ -46,6 +51,11 @@ const BATCH: usize = 32;
 const WINDOW: usize = 512;
 const MEASURE: Duration = Duration::from_secs(3);
 const SERVER_CORE: usize = 0;
+/// Datagrams a second (one transaction each) for the CPU-share figure, and for how long.
+const CPU_RATE: u64 = 50_000;
+const CPU_MEASURE: Duration = Duration::from_secs(5);
+/// Datagrams sent every CPU_TICK at CPU_RATE.
+const CPU_TICK: Duration = Duration::from_micros(500);
 const CLIENT_CORE: usize = 1;
 
 /// Batched datagram I/O on a non-blocking socket.
@@ -217,12 +227,18 @@ impl Tile for Echo {
     }
 }
 
-/// A backend behind the net tile, with the echo tile, on SERVER_CORE (busy-polling).
-fn tile<B: Backend + 'static>(pair: &VethPair, open: impl FnOnce(&PacketPool) -> B + Send) -> f64 {
+/// Starts a backend behind the net tile on SERVER_CORE with the echo tile, on
+/// the same core (`echo_core` None) or on its own executor.
+fn start_tiles<B: Backend + 'static>(
+    pair: &VethPair,
+    open: impl FnOnce(&PacketPool) -> B + Send,
+    idle: Idle,
+    echo_core: Option<usize>,
+) -> Runtime {
     let pool = Arc::new(PacketPool::new(4096));
     let (ingress_producer, ingress, _) = ring(1024);
     let (egress, egress_consumer, _) = ring(1024);
-    let runtime = thread::scope(|scope| {
+    thread::scope(|scope| {
         scope
             .spawn(|| {
                 pair.enter(0).unwrap();
@@ -230,15 +246,78 @@ fn tile<B: Backend + 'static>(pair: &VethPair, open: impl FnOnce(&PacketPool) ->
                 let (net, _) =
                     NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, Box::new(|| {}), 64, None);
                 let echo = Echo { ingress, egress, pool: pool.clone() };
-                let tiles: Vec<Box<dyn Tile>> = vec![Box::new(net), Box::new(echo)];
-                Runtime::start(vec![(SERVER_CORE, tiles)], Idle { busy_poll: true, sleep_us: 0 }).unwrap()
+                let placement: Vec<(usize, Vec<Box<dyn Tile>>)> = match echo_core {
+                    None => vec![(SERVER_CORE, vec![Box::new(net), Box::new(echo)])],
+                    Some(core) => vec![(SERVER_CORE, vec![Box::new(net)]), (core, vec![Box::new(echo)])],
+                };
+                Runtime::start(placement, idle).unwrap()
+            })
+            .join()
+            .unwrap()
+    })
+}
+
+/// The closed-loop maximum of a backend, busy-polling.
+fn tile<B: Backend + 'static>(pair: &VethPair, open: impl FnOnce(&PacketPool) -> B + Send) -> f64 {
+    let runtime = start_tiles(pair, open, Idle { busy_poll: true, sleep_us: 0 }, None);
+    let rate = closed_loop(pair, SocketAddrV4::new(pair.addresses[0], PORT));
+    runtime.stop();
+    rate
+}
+
+/// User plus system seconds of this process's threads whose names start
+/// with `prefix` (glommio names an executor's threads `<name>-<id>`).
+fn thread_cpu_seconds(prefix: &str) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        if std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.starts_with(prefix)) {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
+            // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+            let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+            ticks += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        }
+    }
+    ticks as f64 / ticks_per_s
+}
+
+/// The net tile's share of a core and the replies per second at CPU_RATE,
+/// open loop from namespace b, as the node runs it by default.
+fn cpu_share<B: Backend + 'static>(pair: &VethPair, open: impl FnOnce(&PacketPool) -> B + Send) -> (f64, f64) {
+    let runtime = start_tiles(pair, open, Idle { busy_poll: false, sleep_us: 50 }, Some(CLIENT_CORE));
+    let to = SocketAddrV4::new(pair.addresses[0], PORT);
+    let per_tick = (CPU_RATE as f64 * CPU_TICK.as_secs_f64()) as usize;
+    let before = thread_cpu_seconds("tephra-net-");
+    let start = Instant::now();
+    let replies = thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                pair.enter(1).unwrap();
+                pin_current_thread(&[CLIENT_CORE]);
+                let mut io = Mmsg::new(UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap());
+                let mut replies = 0u64;
+                let mut tick = 0u32;
+                while start.elapsed() < CPU_MEASURE {
+                    let due = start + CPU_TICK * tick;
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        thread::sleep(wait);
+                    }
+                    io.send_to(to, per_tick);
+                    tick += 1;
+                    while let got @ 1.. = io.receive() {
+                        replies += got as u64;
+                    }
+                }
+                replies
             })
             .join()
             .unwrap()
     });
-    let rate = closed_loop(pair, SocketAddrV4::new(pair.addresses[0], PORT));
+    let seconds = start.elapsed().as_secs_f64();
+    let share = (thread_cpu_seconds("tephra-net-") - before) / seconds;
     runtime.stop();
-    rate
+    (share, replies as f64 / seconds)
 }
 
 fn main() {
@@ -260,6 +339,24 @@ fn main() {
         AfXdpBackend::open(&config, pair.addresses[0], PORT).unwrap()
     });
     println!("{:<34} {:>12.0} datagrams/s  {:.2}x", "net tile, af_xdp (copy, skb mode)", xdp, xdp / base);
+    println!(
+        "net tile's share of a core at {CPU_RATE} datagrams/s of one transaction each, open loop, no busy poll \
+         (goal at most 10%)"
+    );
+    let (share, answered) = cpu_share(&pair, |pool| {
+        let socket = UdpSocket::bind((pair.addresses[0], PORT)).unwrap();
+        SocketBackend::open(socket, (0..256).map(|_| pool.take().unwrap()).collect(), 256).unwrap()
+    });
+    println!("{:<34} {:>11.1}% of a core  ({answered:.0} replies/s)", "net tile, socket (io_uring)", 100.0 * share);
+    let (share, answered) = cpu_share(&pair, |_| {
+        let config = AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode: XdpMode::Skb, frames: 4096 };
+        AfXdpBackend::open(&config, pair.addresses[0], PORT).unwrap()
+    });
+    println!(
+        "{:<34} {:>11.1}% of a core  ({answered:.0} replies/s)",
+        "net tile, af_xdp (copy, skb mode)",
+        100.0 * share
+    );
     #[cfg(feature = "dpdk")]
     {
         let interface = pair.interfaces[0].clone();
