@@ -265,26 +265,27 @@ fn tile<B: Backend + 'static>(pair: &VethPair, open: impl FnOnce(&PacketPool) ->
     rate
 }
 
-/// User plus system seconds of this process's threads whose names start
+/// User and system seconds of this process's threads whose names start
 /// with `prefix` (glommio names an executor's threads `<name>-<id>`).
-fn thread_cpu_seconds(prefix: &str) -> f64 {
+fn thread_cpu_seconds(prefix: &str) -> (f64, f64) {
     // SAFETY: sysconf has no preconditions.
     let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let mut ticks = 0u64;
+    let (mut user, mut system) = (0u64, 0u64);
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         if std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.starts_with(prefix)) {
             let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
             // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
             let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-            ticks += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+            user += fields[11].parse::<u64>().unwrap();
+            system += fields[12].parse::<u64>().unwrap();
         }
     }
-    ticks as f64 / ticks_per_s
+    (user as f64 / ticks_per_s, system as f64 / ticks_per_s)
 }
 
-/// The net tile's share of a core and the replies per second at CPU_RATE,
-/// open loop from namespace b, as the node runs it by default.
-fn cpu_share<B: Backend + 'static>(pair: &VethPair, open: impl FnOnce(&PacketPool) -> B + Send) -> (f64, f64) {
+/// The net tile's share of a core (user, system) and the replies per second
+/// at CPU_RATE, open loop from namespace b, as the node runs it by default.
+fn cpu_share<B: Backend + 'static>(pair: &VethPair, open: impl FnOnce(&PacketPool) -> B + Send) -> ((f64, f64), f64) {
     let runtime = start_tiles(pair, open, Idle { busy_poll: false, sleep_us: 50 }, Some(CLIENT_CORE));
     let to = SocketAddrV4::new(pair.addresses[0], PORT);
     let per_tick = (CPU_RATE as f64 * CPU_TICK.as_secs_f64()) as usize;
@@ -315,9 +316,18 @@ fn cpu_share<B: Backend + 'static>(pair: &VethPair, open: impl FnOnce(&PacketPoo
             .unwrap()
     });
     let seconds = start.elapsed().as_secs_f64();
-    let share = (thread_cpu_seconds("tephra-net-") - before) / seconds;
+    let after = thread_cpu_seconds("tephra-net-");
     runtime.stop();
-    (share, replies as f64 / seconds)
+    (((after.0 - before.0) / seconds, (after.1 - before.1) / seconds), replies as f64 / seconds)
+}
+
+fn report_share(path: &str, (user, system): (f64, f64), answered: f64) {
+    println!(
+        "{path:<34} {:>6.1}% of a core (user {:.1}%, system {:.1}%)  {answered:.0} replies/s",
+        100.0 * (user + system),
+        100.0 * user,
+        100.0 * system
+    );
 }
 
 fn main() {
@@ -347,16 +357,12 @@ fn main() {
         let socket = UdpSocket::bind((pair.addresses[0], PORT)).unwrap();
         SocketBackend::open(socket, (0..256).map(|_| pool.take().unwrap()).collect(), 256).unwrap()
     });
-    println!("{:<34} {:>11.1}% of a core  ({answered:.0} replies/s)", "net tile, socket (io_uring)", 100.0 * share);
+    report_share("net tile, socket (io_uring)", share, answered);
     let (share, answered) = cpu_share(&pair, |_| {
         let config = AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode: XdpMode::Skb, frames: 4096 };
         AfXdpBackend::open(&config, pair.addresses[0], PORT).unwrap()
     });
-    println!(
-        "{:<34} {:>11.1}% of a core  ({answered:.0} replies/s)",
-        "net tile, af_xdp (copy, skb mode)",
-        100.0 * share
-    );
+    report_share("net tile, af_xdp (copy, skb mode)", share, answered);
     #[cfg(feature = "dpdk")]
     {
         let interface = pair.interfaces[0].clone();
