@@ -346,7 +346,7 @@ fn main() {
     println!("{:<34} {:>12.0} datagrams/s  {:.2}x", "net tile, socket (io_uring)", socket, socket / base);
     let xdp = tile(&pair, |_| {
         let config = AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode: XdpMode::Skb, frames: 4096 };
-        AfXdpBackend::open(&config, pair.addresses[0], PORT).unwrap()
+        AfXdpBackend::open(&config, pair.addresses[0], PORT, None).unwrap()
     });
     println!("{:<34} {:>12.0} datagrams/s  {:.2}x", "net tile, af_xdp (copy, skb mode)", xdp, xdp / base);
     println!(
@@ -360,7 +360,7 @@ fn main() {
     report_share("net tile, socket (io_uring)", share, answered);
     let (share, answered) = cpu_share(&pair, |_| {
         let config = AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode: XdpMode::Skb, frames: 4096 };
-        AfXdpBackend::open(&config, pair.addresses[0], PORT).unwrap()
+        AfXdpBackend::open(&config, pair.addresses[0], PORT, None).unwrap()
     });
     report_share("net tile, af_xdp (copy, skb mode)", share, answered);
     #[cfg(feature = "dpdk")]

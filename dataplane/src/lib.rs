@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use crate::{
     backend::{
-        BackendKind, DpdkConfig,
+        BackendKind, DpdkConfig, SourceLimit,
         af_xdp::{AfXdpBackend, AfXdpConfig},
         socket::{SOCKET_SLOTS_MAX, SocketBackend},
     },
@@ -164,7 +164,11 @@ impl Dataplane {
                 (tile(Box::new(net))?, local_addr, stats, "socket")
             }
             BackendKind::AfXdp => {
-                let backend = AfXdpBackend::open(&config.af_xdp, *listen.ip(), listen.port())?;
+                let below = (config.source_datagrams_per_s > 0).then_some(SourceLimit {
+                    datagrams_per_s: config.source_datagrams_per_s,
+                    burst_datagrams: config.source_burst_datagrams,
+                });
+                let backend = AfXdpBackend::open(&config.af_xdp, *listen.ip(), listen.port(), below)?;
                 let (net, stats) =
                     NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, wake, config.burst, limit());
                 (tile(Box::new(net))?, listen, stats, "af_xdp")

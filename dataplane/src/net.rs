@@ -33,8 +33,10 @@ pub struct NetStats {
     pub replies_sent: AtomicU64,
     /// Datagrams dropped because the ingress ring was full (verify behind).
     pub dropped_ingress_full: AtomicU64,
-    /// Datagrams dropped because their source was over its rate.
+    /// Datagrams dropped because their source was over its rate: by the
+    /// tile, and below it by the backend's filter (the XDP program).
     pub dropped_rate_limited: AtomicU64,
+    pub dropped_rate_limited_below: AtomicU64,
     /// Polls that found no free packet buffer (all in flight).
     pub buffers_exhausted: AtomicU64,
     pub backend_errors: AtomicU64,
@@ -155,5 +157,10 @@ impl<B: Backend> Tile for NetTile<B> {
             self.count_error(&error);
         }
         received + sent
+    }
+
+    fn housekeeping(&mut self) {
+        let below = self.backend.dropped_by_source_limit();
+        self.stats.dropped_rate_limited_below.store(below, Ordering::Relaxed);
     }
 }

@@ -15,7 +15,7 @@ use std::{
 
 use tephra_dataplane::{
     backend::{
-        Backend,
+        Backend, SourceLimit,
         af_xdp::{AfXdpBackend, AfXdpConfig, XdpMode},
         socket::SocketBackend,
     },
@@ -175,7 +175,7 @@ fn af_xdp_backend_answers_every_datagram_across_a_veth_pair() {
             scope
                 .spawn(move || {
                     pair_ref.enter(0).unwrap();
-                    let backend = AfXdpBackend::open(&config, address, port).expect("the AF_XDP socket binds");
+                    let backend = AfXdpBackend::open(&config, address, port, None).expect("the AF_XDP socket binds");
                     start(backend, None)
                 })
                 .join()
@@ -208,4 +208,81 @@ fn af_xdp_backend_answers_every_datagram_across_a_veth_pair() {
     if let Ok(ping) = answered.1 {
         assert!(ping, "ICMP passes to the kernel beside the XDP program");
     }
+}
+
+#[test]
+fn af_xdp_drops_a_source_over_its_rate_in_the_xdp_program() {
+    if let Some(reason) = netns::unavailable() {
+        eprintln!("skipped: the af_xdp source-limit test {reason}");
+        return;
+    }
+    let pair = VethPair::create("tpxl", 72).expect("a veth pair between two namespaces");
+    // A second source address on the senders' side.
+    let flood_address = Ipv4Addr::new(10, 72, 0, 3);
+    let added = std::process::Command::new("ip")
+        .args(["-n", &pair.namespaces[1], "addr", "add", &format!("{flood_address}/24"), "dev", &pair.interfaces[1]])
+        .status()
+        .unwrap();
+    assert!(added.success(), "a second address in namespace b");
+    let port = 9101;
+    // 100 datagrams a second after a burst of 50, per source, in the XDP program.
+    let limit = SourceLimit { datagrams_per_s: 100, burst_datagrams: 50 };
+    let tile_side = {
+        let config = AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode: XdpMode::Skb, frames: 4096 };
+        let (address, pair_ref) = (pair.addresses[0], &pair);
+        thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    pair_ref.enter(0).unwrap();
+                    let backend = AfXdpBackend::open(&config, address, port, Some(limit)).expect("the socket binds");
+                    start(backend, None)
+                })
+                .join()
+                .unwrap()
+        })
+    };
+    let to = SocketAddr::V4(SocketAddrV4::new(pair.addresses[0], port));
+    let pair_ref = &pair;
+    let (flood_echoed, allowed_max) = thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                pair_ref.enter(1).unwrap();
+                let flooder = UdpSocket::bind((flood_address, 0)).unwrap();
+                let started = Instant::now();
+                for n in 0..2_000u32 {
+                    flooder.send_to(&n.to_be_bytes(), to).unwrap();
+                    if n % 64 == 0 {
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                flooder.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+                let (mut buffer, mut echoed) = ([0u8; 64], 0u64);
+                while flooder.recv_from(&mut buffer).is_ok() {
+                    echoed += 1;
+                }
+                let allowed_max = 50 + u64::try_from(started.elapsed().as_millis()).unwrap() / 10 + 1;
+                // The other source has its own bucket: every datagram is answered.
+                let honest = UdpSocket::bind((pair_ref.addresses[1], 0)).unwrap();
+                honest.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                for n in 0..20u32 {
+                    honest.send_to(&n.to_be_bytes(), to).unwrap();
+                    let (len, _) = honest.recv_from(&mut buffer).expect("the other source is answered");
+                    assert_eq!(&buffer[..len], n.to_be_bytes());
+                }
+                (echoed, allowed_max)
+            })
+            .join()
+            .unwrap()
+    });
+    let (runtime, stop, echo, stats) = tile_side;
+    // The tile reads the program's count at housekeeping.
+    thread::sleep(Duration::from_millis(200));
+    let dropped = stats.dropped_rate_limited_below.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    echo.join().unwrap();
+    runtime.stop();
+    assert!(flood_echoed <= allowed_max, "{flood_echoed} datagrams passed, at most {allowed_max} may");
+    assert!(flood_echoed >= 50, "the burst passes: {flood_echoed}");
+    assert!(dropped > 0, "the program counts its drops: {dropped}");
+    assert_eq!(stats.dropped_rate_limited.load(Ordering::Relaxed), 0, "dropped below the tile, not in it");
 }

@@ -201,6 +201,10 @@ impl Metrics {
             .get_or_create(&DropLabel { reason: "rate_limited" })
             .inner()
             .store(load(&stats.dropped_rate_limited), Ordering::Relaxed);
+        net.dropped
+            .get_or_create(&DropLabel { reason: "rate_limited_xdp" })
+            .inner()
+            .store(load(&stats.dropped_rate_limited_below), Ordering::Relaxed);
         net.buffers_exhausted_polls.inner().store(load(&stats.buffers_exhausted), Ordering::Relaxed);
         net.backend_errors.inner().store(load(&stats.backend_errors), Ordering::Relaxed);
         for (ring, source) in [("ingress", &sources.ingress), ("egress", &sources.egress)] {

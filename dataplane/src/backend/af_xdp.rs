@@ -22,7 +22,7 @@ use xsk_rs::{
     config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig},
 };
 
-use super::Backend;
+use super::{Backend, SourceLimit};
 use crate::{
     frame::{self, Local, Received},
     packet::{FRAME_SIZE_MAX_BYTES, PAYLOAD_SIZE_MAX_BYTES, Packet},
@@ -81,10 +81,13 @@ struct XdpProgram {
     ifindex: i32,
     attach_flags: u32,
     sockets_map_fd: i32,
+    limited_map_fd: i32,
+    /// One slot per possible CPU, for reading the per-CPU drop count.
+    limited_per_cpu: Vec<u64>,
 }
 
 impl XdpProgram {
-    fn attach(ifindex: i32, port: u16, mode: XdpMode) -> Result<Self, AfXdpError> {
+    fn attach(ifindex: i32, port: u16, mode: XdpMode, limit: Option<SourceLimit>) -> Result<Self, AfXdpError> {
         let attach_flags = match mode {
             XdpMode::Skb => 1 << 1,    // XDP_FLAGS_SKB_MODE
             XdpMode::Native => 1 << 2, // XDP_FLAGS_DRV_MODE
@@ -100,7 +103,14 @@ impl XdpProgram {
             });
         }
         // From here the program is closed (and detached) on every error path by Drop.
-        let mut program = Self { object, ifindex, attach_flags, sockets_map_fd: -1 };
+        let mut program = Self {
+            object,
+            ifindex,
+            attach_flags,
+            sockets_map_fd: -1,
+            limited_map_fd: -1,
+            limited_per_cpu: vec![0; possible_cpus()],
+        };
         // SAFETY: `object` is a valid open object for all the calls below.
         unsafe {
             check(libxdp_sys::bpf_object__load(object)).map_err(setup("loading the XDP program (BPF verifier)"))?;
@@ -113,6 +123,15 @@ impl XdpProgram {
             let (key, value) = (0u32, u32::from(port));
             check(libxdp_sys::bpf_map_update_elem(port_map, (&raw const key).cast(), (&raw const value).cast(), 0))
                 .map_err(setup("setting the port in the XDP program"))?;
+            // [ns_per_datagram, burst_ns], as the program's struct source_limit.
+            let limit: [u64; 2] = limit.filter(|l| l.datagrams_per_s > 0).map_or([0, 0], |l| {
+                let ns_per_datagram = 1_000_000_000 / u64::from(l.datagrams_per_s);
+                [ns_per_datagram, ns_per_datagram * u64::from(l.burst_datagrams.max(1))]
+            });
+            let limit_map = libxdp_sys::bpf_object__find_map_fd_by_name(object, c"tephra_limit".as_ptr());
+            check(libxdp_sys::bpf_map_update_elem(limit_map, (&raw const key).cast(), (&raw const limit).cast(), 0))
+                .map_err(setup("setting the source limit in the XDP program"))?;
+            program.limited_map_fd = libxdp_sys::bpf_object__find_map_fd_by_name(object, c"tephra_limited".as_ptr());
             // Replaces whatever program a crashed run left attached.
             check(libxdp_sys::bpf_xdp_attach(
                 ifindex,
@@ -123,6 +142,20 @@ impl XdpProgram {
             .map_err(setup("attaching the XDP program"))?;
         }
         Ok(program)
+    }
+
+    /// The program's count of datagrams dropped for their source's rate, summed over CPUs.
+    fn limited(&mut self) -> u64 {
+        let key = 0u32;
+        // SAFETY: a per-CPU array of u64 takes one u64 per possible CPU, as allocated.
+        let result = unsafe {
+            libxdp_sys::bpf_map_lookup_elem(
+                self.limited_map_fd,
+                (&raw const key).cast(),
+                self.limited_per_cpu.as_mut_ptr().cast(),
+            )
+        };
+        if result < 0 { 0 } else { self.limited_per_cpu.iter().sum() }
     }
 
     fn register(&self, queue: u32, socket_fd: i32) -> Result<(), AfXdpError> {
@@ -150,6 +183,14 @@ impl Drop for XdpProgram {
     }
 }
 
+/// CPUs the kernel may bring up (/sys/devices/system/cpu/possible, "0-63"):
+/// what a per-CPU map's value holds one slot for.
+fn possible_cpus() -> usize {
+    let possible = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
+    let highest = possible.trim().split([',', '-']).filter_map(|n| n.parse::<usize>().ok()).max();
+    highest.map_or(1, |n| n + 1)
+}
+
 fn check(result: i32) -> Result<(), String> {
     if result < 0 { Err(io::Error::from_raw_os_error(-result).to_string()) } else { Ok(()) }
 }
@@ -162,7 +203,7 @@ pub struct AfXdpBackend {
     fill: FillQueue,
     completion: CompQueue,
     umem: Umem,
-    _program: XdpProgram,
+    program: XdpProgram,
     local: Local,
     /// Scratch for ring operations, sized AF_XDP_BURST_MAX.
     descs: Vec<FrameDesc>,
@@ -219,7 +260,13 @@ pub fn interface_mac(interface: &str) -> io::Result<[u8; 6]> {
 impl AfXdpBackend {
     /// Attaches the XDP program to `config.interface` and binds an AF_XDP
     /// socket (copy mode) to its queue, receiving datagrams for `ip:port`.
-    pub fn open(config: &AfXdpConfig, ip: Ipv4Addr, port: u16) -> Result<Self, AfXdpError> {
+    /// `source_limit` is applied in the XDP program, before the socket.
+    pub fn open(
+        config: &AfXdpConfig,
+        ip: Ipv4Addr,
+        port: u16,
+        source_limit: Option<SourceLimit>,
+    ) -> Result<Self, AfXdpError> {
         if !config.frames.is_power_of_two() || !(64..=65536).contains(&config.frames) {
             return Err(AfXdpError::Frames(config.frames));
         }
@@ -232,7 +279,7 @@ impl AfXdpBackend {
         }
         let mac = interface_mac(&config.interface)
             .map_err(|error| AfXdpError::Mac { interface: config.interface.clone(), error })?;
-        let program = XdpProgram::attach(ifindex as i32, port, config.mode)?;
+        let program = XdpProgram::attach(ifindex as i32, port, config.mode, source_limit)?;
         let half = config.frames / 2;
         let queue_size = QueueSize::new(half).map_err(|error| setup("ring size")(error.to_string()))?;
         let umem_config = UmemConfig::builder()
@@ -268,7 +315,7 @@ impl AfXdpBackend {
             fill,
             completion,
             umem,
-            _program: program,
+            program,
             local: Local { mac, ip, port },
             descs: frames.into_iter().take(AF_XDP_BURST_MAX).collect(),
             tx_free,
@@ -290,6 +337,10 @@ impl AfXdpBackend {
 impl Backend for AfXdpBackend {
     fn name(&self) -> &'static str {
         "af_xdp"
+    }
+
+    fn dropped_by_source_limit(&mut self) -> u64 {
+        self.program.limited()
     }
 
     fn receive(&mut self, packets: &mut [Box<Packet>]) -> io::Result<usize> {

@@ -28,6 +28,19 @@ pub trait Backend: Send {
 
     /// Completes queued sends and reclaims transmit buffers.
     fn flush(&mut self) -> io::Result<()>;
+
+    /// Datagrams dropped below the backend for their source's rate (the
+    /// XDP program's count), in total; 0 for backends without such a filter.
+    fn dropped_by_source_limit(&mut self) -> u64 {
+        0
+    }
+}
+
+/// A per-source datagram limit for a filter below the net tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceLimit {
+    pub datagrams_per_s: u32,
+    pub burst_datagrams: u32,
 }
 
 /// Which backend the net tile runs.
