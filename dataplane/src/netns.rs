@@ -95,13 +95,18 @@ impl VethPair {
     /// Moves the calling thread into side `side`'s namespace; threads it
     /// spawns afterwards start there too.
     pub fn enter(&self, side: usize) -> io::Result<()> {
-        let file = File::open(format!("/run/netns/{}", self.namespaces[side]))?;
-        // SAFETY: a valid namespace fd; setns changes only this thread.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        enter_named(&self.namespaces[side])
     }
+}
+
+/// Moves the calling thread into the named network namespace (`ip netns`).
+pub fn enter_named(namespace: &str) -> io::Result<()> {
+    let file = File::open(format!("/run/netns/{namespace}"))?;
+    // SAFETY: a valid namespace fd; setns changes only this thread.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl Drop for VethPair {

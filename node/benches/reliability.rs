@@ -5,11 +5,14 @@
 //!   most this machine generates (garbage datagrams and unfunded senders
 //!   over UDP from their own source addresses, nonce-gap spam and oversized
 //!   bodies over JSON-RPC): preconfirmation p50/p99, replies lost, memory.
+//!   With `--af-xdp` (root) the node runs on `af_xdp` in one network
+//!   namespace and every client in another, across a veth pair, so that the
+//!   XDP program's per-source drop is in the path.
 //! - soak (`--soak-seconds N`): the maximum sustained rate, measured closed
 //!   loop, then N seconds open loop at 80% of it; per window the achieved
 //!   rate, p50/p99 and resident memory, then drift first window to last.
 //!
-//! `cargo bench -p tephra-node --bench reliability [-- --soak-seconds 600]`
+//! `cargo bench -p tephra-node --bench reliability [-- --af-xdp | --soak-seconds 600]`
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports its figures on stdout")]
 #![allow(clippy::cast_possible_truncation, reason = "ids, counts and ring slots far below 2^32")]
@@ -30,16 +33,20 @@ use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, U256, hex};
 use serde_json::json;
 use support::{Peer, genesis, percentile_ms, start_tephra};
+use tephra_dataplane::netns::VethPair;
 use tephra_exec::dev::DevKey;
 use tephra_types::wire::{self, TxReply};
 
 /// Honest transfers per second in the flood part, and seconds per phase.
 const HONEST_RATE: u64 = 200;
 const PHASE_SECONDS: u64 = 10;
-/// Per-source limits for the flood part, in the net tile and at verify: ten
-/// times the honest client's rate.
-const FLOOD_LIMITS: &str = "[udp]\nsource_txs_per_s = 2000\nsource_burst_txs = 200\n\
-    [net]\nsource_datagrams_per_s = 2000\nsource_burst_datagrams = 200\n";
+/// Per-source limits for the flood part, in the net tile (and the XDP
+/// program) and at verify: ten times the honest client's rate.
+const FLOOD_UDP_LIMITS: &str = "source_txs_per_s = 2000\nsource_burst_txs = 200\n";
+const FLOOD_NET_LIMITS: &str = "source_datagrams_per_s = 2000\nsource_burst_datagrams = 200\n";
+/// The veth subnet of `--af-xdp`: the node at .1, the honest client at .2,
+/// the two floods at .3 and .4.
+const AF_XDP_SUBNET: u8 = 75;
 /// The soak keeps two minutes of blocks for RPC (1 s blocks), so that what
 /// memory holds reaches its bound early and any growth after it is a leak.
 const SOAK_CONFIG: &str = "[rpc]\nhistory_blocks_max = 120\n";
@@ -166,12 +173,20 @@ fn garbage_datagrams() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The floods, each on its own thread, until `stop`.
-fn floods(node: &Peer, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+/// The floods, each on its own thread, until `stop`: UDP from `sources`
+/// (sockets made in the calling thread's namespace), JSON-RPC from a thread
+/// that first runs `enter_rpc_side`.
+fn floods(
+    node: &Peer,
+    stop: &Arc<AtomicBool>,
+    sources: [String; 2],
+    enter_rpc_side: impl FnOnce() + Send + 'static,
+) -> Vec<std::thread::JoinHandle<()>> {
     let mut handles = Vec::new();
-    for (source, datagrams) in [("127.0.0.2:0", garbage_datagrams()), ("127.0.0.3:0", unfunded_datagrams())] {
+    let [garbage_source, unfunded_source] = sources;
+    for (source, datagrams) in [(garbage_source, garbage_datagrams()), (unfunded_source, unfunded_datagrams())] {
         let (to, stop) = (node.udp_address.clone(), stop.clone());
-        let socket = UdpSocket::bind(source).unwrap();
+        let socket = UdpSocket::bind(&source).unwrap();
         socket.set_nonblocking(true).unwrap();
         handles.push(std::thread::spawn(move || {
             let mut sink = vec![0u8; wire::DATAGRAM_SIZE_MAX_BYTES];
@@ -185,6 +200,7 @@ fn floods(node: &Peer, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()
     }
     let (url, stop) = (node.url.clone(), stop.clone());
     handles.push(std::thread::spawn(move || {
+        enter_rpc_side();
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
         let (key, oversized) = (DevKey::dev(7), vec![b' '; 6 << 20]);
         for nonce in 100.. {
@@ -201,10 +217,54 @@ fn floods(node: &Peer, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()
     handles
 }
 
-fn flood(dir: &std::path::Path) {
+/// Runs `f` in a thread inside side `side` of `pair` (or here without one).
+fn on_side<T: Send>(pair: Option<&VethPair>, side: usize, f: impl FnOnce() -> T + Send) -> T {
+    match pair {
+        None => f(),
+        Some(pair) => std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    pair.enter(side).unwrap();
+                    f()
+                })
+                .join()
+                .unwrap()
+        }),
+    }
+}
+
+fn flood(dir: &std::path::Path, af_xdp: bool) {
     let genesis = genesis(dir, (HONEST_ACCOUNTS + SOAK_ACCOUNTS) as usize);
-    let node = start_tephra(&dir.join("flood"), &genesis, FLOOD_LIMITS);
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let pair = af_xdp.then(|| {
+        let pair = VethPair::create("tprl", AF_XDP_SUBNET).expect("a veth pair between two namespaces (root)");
+        for host in [3, 4] {
+            let address = format!("10.{AF_XDP_SUBNET}.0.{host}/24");
+            let status = std::process::Command::new("ip")
+                .args(["-n", &pair.namespaces[1], "addr", "add", &address, "dev", &pair.interfaces[1]])
+                .status()
+                .unwrap();
+            assert!(status.success(), "adding {address} in namespace b");
+        }
+        pair
+    });
+    let (config, honest_source, flood_sources) = match &pair {
+        None => (
+            format!("[udp]\n{FLOOD_UDP_LIMITS}[net]\n{FLOOD_NET_LIMITS}"),
+            "127.0.0.1:0".to_string(),
+            ["127.0.0.2:0".to_string(), "127.0.0.3:0".to_string()],
+        ),
+        Some(pair) => (
+            format!(
+                "[udp]\nlisten = \"{}:9000\"\n{FLOOD_UDP_LIMITS}[net]\nbackend = \"af_xdp\"\n{FLOOD_NET_LIMITS}\
+                 [net.af_xdp]\ninterface = \"{}\"\n",
+                pair.addresses[0], pair.interfaces[0]
+            ),
+            format!("{}:0", pair.addresses[1]),
+            [format!("10.{AF_XDP_SUBNET}.0.3:0"), format!("10.{AF_XDP_SUBNET}.0.4:0")],
+        ),
+    };
+    let node = on_side(pair.as_ref(), 0, || start_tephra(&dir.join("flood"), &genesis, &config));
+    let socket = on_side(pair.as_ref(), 1, || UdpSocket::bind(&honest_source).unwrap());
     let (recorder, stop_listening) = (Recorder::new(), Arc::new(AtomicBool::new(false)));
     let listener = recorder.listen(socket.try_clone().unwrap(), stop_listening.clone());
     let phase = HONEST_RATE * PHASE_SECONDS;
@@ -215,12 +275,20 @@ fn flood(dir: &std::path::Path) {
             (id, datagram)
         })
         .collect();
-    println!("flood: honest transfers at {HONEST_RATE}/s over UDP, {PHASE_SECONDS} s per phase");
+    let backend = if af_xdp { "af_xdp across a veth pair" } else { "socket on loopback" };
+    println!("flood: honest transfers at {HONEST_RATE}/s over UDP ({backend}), {PHASE_SECONDS} s per phase");
     let (unloaded, flooded) = datagrams.split_at(phase as usize);
     open_loop(&node, &socket, &recorder, unloaded, HONEST_RATE as f64);
     let p99_unloaded = report("unloaded", &mut recorder.take(), unloaded.len(), &node);
     let stop_floods = Arc::new(AtomicBool::new(false));
-    let flooders = floods(&node, &stop_floods);
+    let rpc_side: Box<dyn FnOnce() + Send> = match &pair {
+        None => Box::new(|| {}),
+        Some(pair) => {
+            let namespace = pair.namespaces[0].clone();
+            Box::new(move || tephra_dataplane::netns::enter_named(&namespace).unwrap())
+        }
+    };
+    let flooders = on_side(pair.as_ref(), 1, || floods(&node, &stop_floods, flood_sources, rpc_side));
     open_loop(&node, &socket, &recorder, flooded, HONEST_RATE as f64);
     let p99_flooded = report("flooded", &mut recorder.take(), flooded.len(), &node);
     stop_floods.store(true, Ordering::Relaxed);
@@ -367,7 +435,7 @@ fn main() {
     let soak_seconds = args.iter().position(|a| a == "--soak-seconds").map(|i| args[i + 1].parse().unwrap());
     match soak_seconds {
         Some(seconds) => soak(&dir, seconds),
-        None => flood(&dir),
+        None => flood(&dir, args.iter().any(|a| a == "--af-xdp")),
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

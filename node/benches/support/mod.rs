@@ -84,14 +84,16 @@ pub fn wait_ready(url: &str) {
     }
 }
 
-/// The release `tephra` on `genesis`, `extra` TOML merged into its config.
+/// The release `tephra` on `genesis`, `extra` TOML merged into its config
+/// (a listen address `extra` names is kept). The process starts in the
+/// calling thread's network namespace.
 pub fn start_tephra(dir: &Path, genesis: &Path, extra: &str) -> Peer {
     let (port, metrics, udp) = (free_port(), free_port(), free_port());
     std::fs::create_dir_all(dir).unwrap();
     let mut table: toml::Table = extra.parse().expect("extra config is TOML");
     let mut set = |section: &str, key: &str, value: String| {
         let entry = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        entry.as_table_mut().expect("a table").insert(key.into(), toml::Value::String(value));
+        entry.as_table_mut().expect("a table").entry(key).or_insert(toml::Value::String(value));
     };
     set("node", "data_dir", dir.join("data").display().to_string());
     set("node", "genesis", genesis.display().to_string());
@@ -99,6 +101,7 @@ pub fn start_tephra(dir: &Path, genesis: &Path, extra: &str) -> Peer {
     set("rpc", "listen", format!("127.0.0.1:{port}"));
     set("metrics", "listen", format!("127.0.0.1:{metrics}"));
     set("udp", "listen", format!("127.0.0.1:{udp}"));
+    let udp_address = table["udp"]["listen"].as_str().unwrap().to_string();
     let config = dir.join("tephra.toml");
     std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_tephra"))
@@ -110,13 +113,7 @@ pub fn start_tephra(dir: &Path, genesis: &Path, extra: &str) -> Peer {
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     wait_ready(&url);
-    Peer {
-        name: "tephra",
-        child,
-        url,
-        udp_address: format!("127.0.0.1:{udp}"),
-        metrics_url: format!("http://127.0.0.1:{metrics}"),
-    }
+    Peer { name: "tephra", child, url, udp_address, metrics_url: format!("http://127.0.0.1:{metrics}") }
 }
 
 /// The value at `per_mille` of sorted samples, in milliseconds.
