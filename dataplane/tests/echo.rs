@@ -25,6 +25,7 @@ use tephra_dataplane::{
     ratelimit::RateLimiter,
     ring::{Consumer, Producer, ring},
     runtime::{Idle, Runtime, Tile},
+    topology::pin_current_thread,
 };
 
 const DATAGRAMS: u32 = 5_000;
@@ -247,6 +248,9 @@ fn af_xdp_drops_a_source_over_its_rate_in_the_xdp_program() {
         scope
             .spawn(move || {
                 pair_ref.enter(1).unwrap();
+                // The program's buckets are per CPU, and on veth a datagram is
+                // filtered on its sender's CPU: one core, one bucket.
+                pin_current_thread(&[1]);
                 let flooder = UdpSocket::bind((flood_address, 0)).unwrap();
                 let started = Instant::now();
                 for n in 0..2_000u32 {
