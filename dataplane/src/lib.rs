@@ -137,14 +137,14 @@ impl Dataplane {
         let (egress, egress_consumer, egress_stats) = ring::ring(config.egress_ring_depth);
         let idle = Idle { busy_poll: config.busy_poll, sleep_us: config.idle_sleep_us };
         let tile = |backend: Box<dyn Tile>| Runtime::start(vec![(core, vec![backend])], idle);
+        // One limit, applied by the tile and, with af_xdp, by the XDP program too.
+        let source_limit = (config.source_datagrams_per_s > 0).then_some(SourceLimit {
+            datagrams_per_s: config.source_datagrams_per_s,
+            burst_datagrams: config.source_burst_datagrams,
+        });
         let limit = || {
-            (config.source_datagrams_per_s > 0).then(|| {
-                RateLimiter::new(
-                    config.source_datagrams_per_s,
-                    config.source_burst_datagrams,
-                    config.sources_max,
-                    std::time::Instant::now(),
-                )
+            source_limit.map(|l| {
+                RateLimiter::new(l.datagrams_per_s, l.burst_datagrams, config.sources_max, std::time::Instant::now())
             })
         };
         let (runtime, local_addr, net_stats, name) = match config.backend {
@@ -164,11 +164,7 @@ impl Dataplane {
                 (tile(Box::new(net))?, local_addr, stats, "socket")
             }
             BackendKind::AfXdp => {
-                let below = (config.source_datagrams_per_s > 0).then_some(SourceLimit {
-                    datagrams_per_s: config.source_datagrams_per_s,
-                    burst_datagrams: config.source_burst_datagrams,
-                });
-                let backend = AfXdpBackend::open(&config.af_xdp, *listen.ip(), listen.port(), below)?;
+                let backend = AfXdpBackend::open(&config.af_xdp, *listen.ip(), listen.port(), source_limit)?;
                 let (net, stats) =
                     NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, wake, config.burst, limit());
                 (tile(Box::new(net))?, listen, stats, "af_xdp")

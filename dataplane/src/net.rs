@@ -120,9 +120,10 @@ impl<B: Backend> Tile for NetTile<B> {
             self.count_error(&error);
             0
         });
-        let now = Instant::now();
+        // One clock read per burst, and none when idle or unlimited.
+        let now = (received > 0 && self.source_limit.is_some()).then(Instant::now);
         for packet in self.rx.drain(..received) {
-            if let Some(limit) = &mut self.source_limit
+            if let (Some(limit), Some(now)) = (&mut self.source_limit, now)
                 && limit.check(IpAddr::V4(*packet.peer.addr.ip()), 1, now) != Verdict::Allow
             {
                 self.stats.dropped_rate_limited.fetch_add(1, Ordering::Relaxed);

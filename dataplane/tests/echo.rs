@@ -102,13 +102,18 @@ fn start<B: Backend + 'static>(backend: B, source_limit: Option<RateLimiter>) ->
     (runtime, stop, echo, stats)
 }
 
-#[test]
-fn socket_backend_answers_every_datagram() {
+/// The socket backend on a free loopback port, and its address.
+fn loopback_socket_backend() -> (SocketBackend, SocketAddr) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let address = socket.local_addr().unwrap();
     let pool = PacketPool::new(128);
     let rx = (0..128).map(|_| pool.take().unwrap()).collect();
-    let backend = SocketBackend::open(socket, rx, 128).unwrap();
+    (SocketBackend::open(socket, rx, 128).unwrap(), address)
+}
+
+#[test]
+fn socket_backend_answers_every_datagram() {
+    let (backend, address) = loopback_socket_backend();
     let (runtime, stop, echo, _) = start(backend, None);
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
     assert_eq!(send_and_collect(&sender, address, 64), DATAGRAMS);
@@ -119,11 +124,7 @@ fn socket_backend_answers_every_datagram() {
 
 #[test]
 fn a_source_over_its_datagram_rate_is_dropped_in_the_tile_and_others_pass() {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let address = socket.local_addr().unwrap();
-    let pool = PacketPool::new(128);
-    let rx = (0..128).map(|_| pool.take().unwrap()).collect();
-    let backend = SocketBackend::open(socket, rx, 128).unwrap();
+    let (backend, address) = loopback_socket_backend();
     // 100 datagrams a second after a burst of 50, per source.
     let (runtime, stop, echo, stats) = start(backend, Some(RateLimiter::new(100, 50, 16, Instant::now())));
     let flooder = UdpSocket::bind("127.0.0.2:0").unwrap();

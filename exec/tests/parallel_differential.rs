@@ -18,7 +18,9 @@ use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
 use proptest::prelude::*;
 use tephra_exec::{
     BlockBuilder, BlockChoice, BlockParams, ChainSpec, Executor, ParallelExecutor, SequentialExecutor, ShardConfig,
-    StateDb, TxOutcome, VerifiedTx, Verifier, VerifyRules, dev::DevKey, parallel::ShardStats,
+    StateDb, TxOutcome, VerifiedTx, Verifier, VerifyRules,
+    dev::{DevKey, SplitMix64},
+    parallel::ShardStats,
 };
 
 const GWEI: u128 = 1_000_000_000;
@@ -50,28 +52,6 @@ fn revert_address() -> Address {
 }
 fn coinbase_reader_address() -> Address {
     Address::repeat_byte(0xc3)
-}
-
-/// splitmix64: the block generator's only source of randomness.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick(&mut self, n: usize) -> usize {
-        usize::try_from(self.below(n as u64)).expect("below a usize")
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
 }
 
 /// The chain every case starts from: funded senders and delegators, a token
@@ -196,7 +176,7 @@ struct Case {
 
 fn generate(seed: u64) -> Case {
     let w = world();
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64(seed);
     let senders: Vec<DevKey> = (0..SENDERS).map(DevKey::from_seed).collect();
     let delegators: Vec<DevKey> = (0..DELEGATORS).map(|i| DevKey::from_seed(DELEGATOR_SEED_BASE + i)).collect();
     let mut nonces: Vec<u64> = senders.iter().map(|k| w.state.nonce(&k.address())).collect();

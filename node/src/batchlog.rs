@@ -464,6 +464,18 @@ mod tests {
         ]
     }
 
+    /// Writes `samples()` as one committed segment: its path and bytes.
+    fn write_samples(dir: &Path) -> (PathBuf, Vec<u8>) {
+        let mut writer = LogWriter::open(dir, 1 << 20).unwrap();
+        for record in samples() {
+            writer.append(&record).unwrap();
+        }
+        writer.commit().unwrap();
+        let path = segment_path(dir, 1);
+        let bytes = fs::read(&path).unwrap();
+        (path, bytes)
+    }
+
     #[test]
     fn records_round_trip_across_segments() {
         let dir = temp_dir("roundtrip");
@@ -487,14 +499,7 @@ mod tests {
     #[test]
     fn a_torn_tail_is_truncated_and_appending_resumes() {
         let dir = temp_dir("torn");
-        let mut writer = LogWriter::open(&dir, 1 << 20).unwrap();
-        for record in samples() {
-            writer.append(&record).unwrap();
-        }
-        writer.commit().unwrap();
-        drop(writer);
-        let path = segment_path(&dir, 1);
-        let full = fs::read(&path).unwrap();
+        let (path, full) = write_samples(&dir);
         // Every cut inside the last record is a torn tail: the first three survive.
         let last_start = full.len() - (HEADER_BYTES + samples()[3].encode().len());
         for cut in last_start + 1..full.len() {
@@ -528,14 +533,7 @@ mod tests {
     #[test]
     fn every_cut_and_every_flipped_byte_is_detected() {
         let dir = temp_dir("exhaustive");
-        let mut writer = LogWriter::open(&dir, 1 << 20).unwrap();
-        for record in samples() {
-            writer.append(&record).unwrap();
-        }
-        writer.commit().unwrap();
-        drop(writer);
-        let path = segment_path(&dir, 1);
-        let full = fs::read(&path).unwrap();
+        let (path, full) = write_samples(&dir);
         let ends: Vec<usize> = samples()
             .iter()
             .scan(0, |end, record| {
@@ -589,13 +587,7 @@ mod tests {
     #[test]
     fn damage_followed_by_good_records_is_refused_even_in_the_last_segment() {
         let dir = temp_dir("middle");
-        let mut writer = LogWriter::open(&dir, 1 << 20).unwrap();
-        for record in samples() {
-            writer.append(&record).unwrap();
-        }
-        writer.commit().unwrap();
-        let path = segment_path(&dir, 1);
-        let mut bytes = fs::read(&path).unwrap();
+        let (path, mut bytes) = write_samples(&dir);
         bytes[HEADER_BYTES + 3] ^= 1; // inside the first record's payload
         fs::write(&path, &bytes).unwrap();
         assert!(matches!(read_all(&dir, |_, _, _| {}), Err(LogError::Corrupt { .. })));

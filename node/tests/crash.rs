@@ -20,7 +20,7 @@ use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, B256, U256, hex};
 use common::{TephraNode, quantity};
 use serde_json::{Value, json};
-use tephra_exec::dev::DevKey;
+use tephra_exec::dev::{DevKey, SplitMix64};
 use tephra_types::wire::{self, TxReply};
 
 const KILLS: usize = 20;
@@ -39,23 +39,6 @@ struct Kept {
 }
 
 type Promises = Arc<Mutex<Kept>>;
-
-/// splitmix64: the schedule's only source of randomness.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).expect("below n")
-    }
-}
 
 fn raw_transfer(key: &DevKey, nonce: u64, value: u64) -> Vec<u8> {
     key.transfer(31337, nonce, Address::with_last_byte(0xee), U256::from(value)).encoded_2718()
@@ -171,7 +154,7 @@ fn twenty_seeded_kill_9s_under_rpc_and_udp_load_lose_nothing() {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos().into()
     });
     eprintln!("crash harness seed {seed} (replay: TEPHRA_CRASH_SEED={seed})");
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64(seed);
     // Snapshots every 4 blocks: restarts restore one and replay the tail. The
     // node executes on 2 shards; `tephra log verify` replays sequentially.
     let mut node = TephraNode::start(
@@ -186,7 +169,7 @@ fn twenty_seeded_kill_9s_under_rpc_and_udp_load_lose_nothing() {
         // Senders rotate over the funded dev accounts, so that some start
         // fresh and some resume their nonce chains.
         for stream in 0..RPC_SENDERS + UDP_SENDERS {
-            let key = DevKey::dev((stream + rng.below(4) * 2) % 10);
+            let key = DevKey::dev((stream + rng.pick(4) * 2) % 10);
             if load.iter().any(|(address, _)| *address == key.address()) {
                 continue;
             }
@@ -197,7 +180,7 @@ fn twenty_seeded_kill_9s_under_rpc_and_udp_load_lose_nothing() {
                 let url = node.rpc_url.clone();
                 std::thread::spawn(move || rpc_load(url, key, nonce, promised))
             } else {
-                let (udp, per_datagram) = (node.udp_address.clone(), 1 + rng.below(8));
+                let (udp, per_datagram) = (node.udp_address.clone(), 1 + rng.pick(8));
                 std::thread::spawn(move || udp_load(udp, key, nonce, per_datagram, promised))
             };
             load.push((address, handle));
@@ -208,7 +191,7 @@ fn twenty_seeded_kill_9s_under_rpc_and_udp_load_lose_nothing() {
             assert!(Instant::now() < deadline, "round {kill}: the load did not get going");
             std::thread::sleep(Duration::from_millis(1));
         }
-        std::thread::sleep(Duration::from_millis(rng.below(1500) as u64));
+        std::thread::sleep(Duration::from_millis(rng.below(1500)));
         node.kill9();
         for (_, handle) in load {
             handle.join().expect("a load thread");
