@@ -1,0 +1,236 @@
+//! The JSON-RPC driver: eth_sendRawTransaction or eth_sendRawTransactionSync
+//! pipelined over `connections` HTTP/1.1 connections: a writer thread sends
+//! requests without waiting for answers and a reader thread takes the
+//! answers in order, as a busy wallet backend or relay would. A sender's
+//! transactions all go over one connection (sender `s` on connection
+//! `s % connections`), so that they reach the node in nonce order.
+//!
+//! Open loop: transaction `i` is due at `start + i / rate`; latency counts
+//! from then. Closed loop: at most `window` unanswered calls per connection.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    sync::{Arc, mpsc},
+    time::{Duration, Instant},
+};
+
+use alloy_primitives::hex;
+use serde_json::Value;
+
+use crate::{measure::Recorder, udp::Pace, workload::Workload};
+
+/// Open loop: calls sent and not yet answered on one connection, at most;
+/// beyond it the writer waits (and the latency of what waits still counts
+/// from its due time).
+const OPEN_LOOP_OUTSTANDING_MAX: usize = 65_536;
+/// An answer that takes longer than this ends the connection's run.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// A response header line or body longer than this is refused.
+const RESPONSE_SIZE_MAX_BYTES: usize = 16 << 20;
+
+/// Sends workload transactions `0..recorder.txs()` to `url`
+/// (`http://host:port`), or fewer if `deadline` comes first.
+pub fn run(
+    url: &str,
+    workload: &Arc<Workload>,
+    connections: usize,
+    sync: bool,
+    pace: Pace,
+    deadline: Option<Instant>,
+    recorder: &Arc<Recorder>,
+) -> Result<(), String> {
+    let address = url.strip_prefix("http://").ok_or_else(|| format!("{url}: only http:// is driven"))?.to_string();
+    let method = if sync { "eth_sendRawTransactionSync" } else { "eth_sendRawTransaction" };
+    let mut threads = Vec::new();
+    for connection in 0..connections.max(1) {
+        let stream = TcpStream::connect(&address).map_err(|e| format!("{address}: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(|e| e.to_string())?;
+        let reader_stream = stream.try_clone().map_err(|e| e.to_string())?;
+        let capacity = match pace {
+            Pace::Open { .. } => OPEN_LOOP_OUTSTANDING_MAX,
+            // The reader holds one besides those queued.
+            Pace::Closed { window } => window.max(1) - 1,
+        };
+        let (queue, pending) = mpsc::sync_channel::<usize>(capacity);
+        let (workload, writer_recorder, host) = (workload.clone(), recorder.clone(), address.clone());
+        threads.push(std::thread::spawn(move || {
+            let share = (connection, connections.max(1));
+            write_calls(stream, &host, method, &workload, &writer_recorder, share, pace, deadline, &queue);
+        }));
+        let recorder = recorder.clone();
+        threads.push(std::thread::spawn(move || read_answers(reader_stream, &recorder, sync, &pending)));
+    }
+    for thread in threads {
+        thread.join().map_err(|_| "a JSON-RPC driver thread panicked".to_string())?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments, reason = "one connection's share of the run")]
+fn write_calls(
+    mut stream: TcpStream,
+    host: &str,
+    method: &str,
+    workload: &Workload,
+    recorder: &Recorder,
+    (connection, connections): (usize, usize),
+    pace: Pace,
+    deadline: Option<Instant>,
+    queue: &mpsc::SyncSender<usize>,
+) {
+    let mut request = Vec::new();
+    recorder.wait_for_start();
+    let accounts = workload.manifest.accounts;
+    for tx in (0..recorder.txs()).filter(|tx| (tx % accounts) % connections == connection) {
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            return;
+        }
+        let due = match pace {
+            Pace::Open { tx_per_s } => {
+                let due = recorder.start + Duration::from_secs_f64(tx as f64 / tx_per_s);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                Some(due)
+            }
+            Pace::Closed { .. } => None,
+        };
+        if queue.send(tx).is_err() {
+            return; // the reader gave up on this connection
+        }
+        recorder.sent(tx, due.unwrap_or_else(Instant::now));
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{tx},"method":"{method}","params":["0x{}"]}}"#,
+            hex::encode(workload.tx(tx))
+        );
+        request.clear();
+        let _ = write!(
+            request,
+            "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(&request).is_err() {
+            return;
+        }
+    }
+}
+
+fn read_answers(stream: TcpStream, recorder: &Recorder, sync: bool, pending: &mpsc::Receiver<usize>) {
+    let mut reader = BufReader::new(stream);
+    let mut body = Vec::new();
+    while let Ok(tx) = pending.recv() {
+        if read_response(&mut reader, &mut body).is_err() {
+            return; // what is left on this connection is lost
+        }
+        let now = Instant::now();
+        let Ok(answer) = serde_json::from_slice::<Value>(&body) else {
+            recorder.rejected_reason(now, "unparsable response");
+            continue;
+        };
+        if let Some(error) = answer.get("error") {
+            recorder.rejected_reason(now, &reason(error));
+            continue;
+        }
+        let block = if sync { answer["result"]["blockNumber"].as_str().and_then(parse_quantity) } else { None };
+        recorder.preconfirmed(tx, now, block);
+    }
+}
+
+fn parse_quantity(text: &str) -> Option<u64> {
+    u64::from_str_radix(text.strip_prefix("0x")?, 16).ok()
+}
+
+/// A JSON-RPC error as a reason to count: its code and message, cut before
+/// anything specific to one transaction (a hash or a number).
+fn reason(error: &Value) -> String {
+    let message = error["message"].as_str().unwrap_or("");
+    let general = message.split(" 0x").next().unwrap_or("");
+    let general: String = general.chars().take_while(|c| !c.is_ascii_digit()).take(60).collect();
+    format!("{} {}", error["code"], general.trim_end_matches([' ', ':', '(']))
+}
+
+/// Reads one HTTP/1.1 response's body into `body`.
+fn read_response(reader: &mut BufReader<TcpStream>, body: &mut Vec<u8>) -> std::io::Result<()> {
+    let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let mut line = String::new();
+    let (mut content_length, mut chunked) = (None, false);
+    loop {
+        line.clear();
+        if reader.by_ref().take(RESPONSE_SIZE_MAX_BYTES as u64).read_line(&mut line)? == 0 {
+            return Err(invalid("connection closed"));
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            if content_length.is_none() && !chunked {
+                continue; // the blank line before a status line
+            }
+            break;
+        }
+        let lower = header.to_ascii_lowercase();
+        if let Some(value) = lower.strip_prefix("content-length:") {
+            content_length = Some(value.trim().parse::<usize>().map_err(|_| invalid("content-length"))?);
+        } else if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            chunked = true;
+        }
+    }
+    body.clear();
+    if let Some(len) = content_length {
+        if len > RESPONSE_SIZE_MAX_BYTES {
+            return Err(invalid("response too large"));
+        }
+        body.resize(len, 0);
+        return reader.read_exact(body);
+    }
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        let size = usize::from_str_radix(line.trim(), 16).map_err(|_| invalid("chunk size"))?;
+        if body.len() + size > RESPONSE_SIZE_MAX_BYTES {
+            return Err(invalid("response too large"));
+        }
+        let at = body.len();
+        body.resize(at + size, 0);
+        reader.read_exact(&mut body[at..])?;
+        line.clear();
+        reader.read_line(&mut line)?;
+        if size == 0 {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_leave_out_what_is_specific_to_one_transaction() {
+        let error = serde_json::json!({"code": -32003, "message": "nonce too low: next nonce 5, tx nonce 1"});
+        assert_eq!(reason(&error), "-32003 nonce too low: next nonce");
+        let error = serde_json::json!({"code": 3, "message": "transaction 0xabc was not preconfirmed"});
+        assert_eq!(reason(&error), "3 transaction");
+    }
+
+    #[test]
+    fn responses_with_length_and_chunked() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").unwrap();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n")
+                .unwrap();
+        });
+        let mut reader = BufReader::new(TcpStream::connect(address).unwrap());
+        let mut body = Vec::new();
+        read_response(&mut reader, &mut body).unwrap();
+        assert_eq!(body, b"{}");
+        read_response(&mut reader, &mut body).unwrap();
+        assert_eq!(body, b"[1,2]");
+        server.join().unwrap();
+        assert!(read_response(&mut reader, &mut body).is_err(), "closed");
+    }
+}

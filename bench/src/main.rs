@@ -1,0 +1,464 @@
+//! tephra-bench: how fast tephra is, where the time goes, how far it is from
+//! the machine's floor, and how it compares with anvil (bench/README.md).
+
+#![allow(clippy::print_stdout, reason = "a benchmark reports its figures on stdout")]
+#![allow(clippy::cast_possible_truncation, reason = "rates and counts far below 2^52")]
+
+mod floor;
+mod jsonrpc;
+mod measure;
+mod peer;
+mod report;
+mod run;
+mod udp;
+mod watch;
+mod workload;
+
+/// The allocator of the `tephra` binary: stage costs measured in-process
+/// use what the node uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    measure::{Driver, Phase},
+    peer::Programs,
+    report::{Goal, Machine, Results},
+    run::{Context, Load, PeerKind},
+    udp::Pace,
+    workload::{GENESIS_FILE, Kind, Workload},
+};
+
+/// tephra's embedded default config: the block time the signed-block goal
+/// is judged against, unless --tephra-config changes it.
+const TEPHRA_DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
+
+#[derive(Parser, Debug)]
+#[command(name = "tephra-bench", version, about = "Workloads, load, stage floors and reports for tephra")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Pre-sign a workload into a folder (genesis, transactions, manifest).
+    Generate(GenerateArgs),
+    /// In-process cost per transaction of each stage, and the ceiling.
+    Floor(FloorArgs),
+    /// One or more phases of load against a fresh node.
+    Run(RunArgs),
+    /// Everything, in one run: workloads, floors, UDP maximum, sweep and
+    /// knee, 60 s sustained, latency at half load, JSON-RPC against anvil;
+    /// then the results, report and plots.
+    All(AllArgs),
+    /// Redraw the report and plots from a results folder.
+    Report {
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct GenerateArgs {
+    #[arg(long, value_enum)]
+    workload: Kind,
+    #[arg(long, default_value_t = 100_000)]
+    txs: usize,
+    #[arg(long, default_value_t = 20_000)]
+    accounts: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct FloorArgs {
+    #[arg(long)]
+    workload_dir: PathBuf,
+    /// Cores the ceiling is computed for (default: this machine's).
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Transactions per block: a block's state root and signature are
+    /// shared by this many.
+    #[arg(long, default_value_t = 2_500)]
+    block_txs: usize,
+    #[arg(long, default_value_t = 8)]
+    blocks: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+struct Peers {
+    /// The tephra binary (default: the one next to tephra-bench).
+    #[arg(long)]
+    tephra: Option<PathBuf>,
+    /// The anvil binary (default: node_modules/.bin/anvil, else on PATH).
+    #[arg(long)]
+    anvil: Option<PathBuf>,
+    /// TOML merged into every tephra's config (say `[exec] shards = 2`).
+    #[arg(long)]
+    tephra_config: Option<PathBuf>,
+}
+
+impl Peers {
+    fn programs(&self) -> Result<Programs, String> {
+        let tephra = match &self.tephra {
+            Some(path) => path.clone(),
+            None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("tephra"),
+        };
+        let anvil = self.anvil.clone().unwrap_or_else(|| {
+            let local = PathBuf::from("node_modules/.bin/anvil");
+            if local.exists() { local } else { PathBuf::from("anvil") }
+        });
+        let tephra_extra = match &self.tephra_config {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            None => String::new(),
+        };
+        Ok(Programs { tephra, anvil, tephra_extra })
+    }
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[arg(long)]
+    workload_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "tephra")]
+    peer: PeerKind,
+    #[arg(long, value_enum, default_value = "udp")]
+    driver: Driver,
+    /// Open loop at these rates (tx/s, comma separated: a sweep); without
+    /// it, closed loop.
+    #[arg(long, value_delimiter = ',')]
+    rate: Vec<f64>,
+    /// Closed loop: unanswered datagrams (UDP) or calls per connection at most.
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    #[arg(long, default_value_t = 8)]
+    txs_per_datagram: usize,
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    #[command(flatten)]
+    peers: Peers,
+}
+
+#[derive(Args, Debug)]
+struct AllArgs {
+    /// Results, report and plots.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// Workload folders (generated when missing or made with other settings).
+    #[arg(long, default_value = "bench-data")]
+    data: PathBuf,
+    /// Transactions of the transfer workload; the others get a fifth.
+    #[arg(long, default_value_t = 1_000_000)]
+    txs: usize,
+    #[arg(long, default_value_t = 50_000)]
+    accounts: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seconds per sweep step and per maximum; the sustained phase runs
+    /// `--sustain-seconds`.
+    #[arg(long, default_value_t = 10.0)]
+    phase_seconds: f64,
+    #[arg(long, default_value_t = 60.0)]
+    sustain_seconds: f64,
+    /// Sweep steps, as fractions of the closed-loop maximum.
+    #[arg(long, value_delimiter = ',', default_value = "0.25,0.5,0.75,0.9,1.0,1.1")]
+    sweep: Vec<f64>,
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// eth_sendRawTransactionSync latency at this rate (tx/s) on each peer.
+    #[arg(long, default_value_t = 200.0)]
+    sync_rate: f64,
+    #[arg(long, default_value_t = 8)]
+    txs_per_datagram: usize,
+    #[command(flatten)]
+    peers: Peers,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Generate(a) => workload::generate(a.workload, a.seed, a.txs, a.accounts, &a.out).map(|m| {
+            println!("{}: {} transactions from {} accounts into {}", m.kind.name(), m.txs, m.accounts, a.out.display());
+        }),
+        Command::Floor(a) => floor_command(&a),
+        Command::Run(a) => run_command(&a),
+        Command::All(a) => all_command(&a),
+        Command::Report { out } => redraw(&out),
+    };
+    if let Err(error) = outcome {
+        eprintln!("tephra-bench: {error}");
+        std::process::exit(1);
+    }
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+fn cores_here() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn load_workload(dir: &Path) -> Result<(Arc<Workload>, String), String> {
+    let workload = Workload::load(dir)?;
+    let genesis = std::fs::read_to_string(dir.join(GENESIS_FILE)).map_err(|e| format!("{GENESIS_FILE}: {e}"))?;
+    Ok((Arc::new(workload), genesis))
+}
+
+fn floor_command(a: &FloorArgs) -> Result<(), String> {
+    let (workload, genesis) = load_workload(&a.workload_dir)?;
+    let floor = floor::measure(&workload, &genesis, a.blocks, a.block_txs, a.cores.unwrap_or_else(cores_here))?;
+    println!("{}", serde_json::to_string_pretty(&floor).expect("serialisable"));
+    Ok(())
+}
+
+fn run_command(a: &RunArgs) -> Result<(), String> {
+    let (workload, _) = load_workload(&a.workload_dir)?;
+    let context = Context { programs: a.peers.programs()?, scratch: a.out.join("scratch") };
+    let mut results = Results { command: command_line(), machine: Machine::this(), ..Results::default() };
+    let paces: Vec<Pace> = if a.rate.is_empty() {
+        vec![Pace::Closed { window: a.window }]
+    } else {
+        a.rate.iter().map(|&tx_per_s| Pace::Open { tx_per_s }).collect()
+    };
+    for pace in paces {
+        let name = match pace {
+            Pace::Open { tx_per_s } => format!("{} {tx_per_s:.0}/s", a.driver.name()),
+            Pace::Closed { .. } => format!("{} max", a.driver.name()),
+        };
+        let load = Load {
+            driver: a.driver,
+            pace,
+            seconds: a.seconds,
+            txs_per_datagram: a.txs_per_datagram,
+            connections: a.connections,
+        };
+        let phase = context.phase(&name, a.peer, &a.workload_dir, &workload, load)?;
+        if a.rate.len() > 1 {
+            results.sweep.push(phase.label.name.clone());
+        }
+        results.phases.push(phase);
+    }
+    if results.sweep.len() > 1 {
+        results.knee_tx_per_s = knee(&results);
+    }
+    results.write(&a.out)?;
+    println!("{}", results.markdown());
+    Ok(())
+}
+
+fn redraw(out: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(out.join(report::RESULTS_FILE)).map_err(|e| e.to_string())?;
+    let results: Results = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    results.write(out)
+}
+
+/// A sweep step is sustained when it accepts at least 95% of what it is
+/// offered and loses or refuses at most 1%.
+fn sustained(phase: &Phase) -> bool {
+    let offered = phase.label.offered_tx_per_s.unwrap_or(f64::INFINITY);
+    let failed = phase.lost + phase.rejected.values().sum::<u64>();
+    phase.achieved_tx_per_s >= 0.95 * offered && failed * 100 <= phase.sent
+}
+
+/// The highest offered rate of the sweep that was sustained.
+fn knee(results: &Results) -> Option<f64> {
+    results
+        .sweep
+        .iter()
+        .filter_map(|name| results.phase(name))
+        .filter(|p| sustained(p))
+        .filter_map(|p| p.label.offered_tx_per_s)
+        .reduce(f64::max)
+}
+
+/// A workload folder for `kind`, generated unless it already holds exactly
+/// these settings.
+fn ensure_workload(data: &Path, kind: Kind, seed: u64, txs: usize, accounts: usize) -> Result<PathBuf, String> {
+    let dir = data.join(kind.name());
+    if let Ok(existing) = Workload::load(&dir) {
+        let m = &existing.manifest;
+        if (m.seed, m.txs, m.accounts) == (seed, txs, accounts) {
+            eprintln!("{}: reusing {}", kind.name(), dir.display());
+            return Ok(dir);
+        }
+    }
+    eprintln!("{}: generating {txs} transactions from {accounts} accounts", kind.name());
+    workload::generate(kind, seed, txs, accounts, &dir)?;
+    Ok(dir)
+}
+
+fn block_time_ms(tephra_extra: &str) -> Result<f64, String> {
+    let read = |text: &str| -> Option<f64> {
+        let table: toml::Table = text.parse().ok()?;
+        table.get("block")?.get("block_time_ms")?.as_integer().map(|ms| ms as f64)
+    };
+    read(tephra_extra).or_else(|| read(TEPHRA_DEFAULT_CONFIG)).ok_or_else(|| "no block.block_time_ms".to_string())
+}
+
+fn all_command(a: &AllArgs) -> Result<(), String> {
+    let programs = a.peers.programs()?;
+    let mut results = Results {
+        command: command_line(),
+        machine: Machine::this(),
+        block_time_ms: block_time_ms(&programs.tephra_extra)?,
+        ..Results::default()
+    };
+    let context = Context { programs, scratch: a.out.join("scratch") };
+    let other_txs = (a.txs / 5).max(1);
+    let other_accounts = a.accounts.min(other_txs).max(2);
+    let mut workloads = Vec::new();
+    for kind in Kind::ALL {
+        let (txs, accounts) = if kind == Kind::Transfers { (a.txs, a.accounts) } else { (other_txs, other_accounts) };
+        let dir = ensure_workload(&a.data, kind, a.seed, txs, accounts)?;
+        let (workload, genesis) = load_workload(&dir)?;
+        workloads.push((kind, dir, workload, genesis));
+    }
+
+    eprintln!("floors ...");
+    for (_, _, workload, genesis) in &workloads {
+        let floor = floor::measure(workload, genesis, 8, 2_500, results.machine.cores)?;
+        eprintln!(
+            "  {}: {:.2} us per transaction, ceiling {:.0} tx/s",
+            floor.workload, floor.total_us, floor.ceiling_tx_per_s
+        );
+        results.signing_latency_ms = floor.block_sign_us / 1e3;
+        results.floors.push(floor);
+    }
+
+    let load = |driver, pace, seconds| Load {
+        driver,
+        pace,
+        seconds,
+        txs_per_datagram: a.txs_per_datagram,
+        connections: a.connections,
+    };
+    let closed = Pace::Closed { window: 64 };
+    // An open-loop phase is cut short rather than run out of transactions.
+    let open = |workload: &Workload, tx_per_s: f64, seconds: f64| {
+        (Pace::Open { tx_per_s }, seconds.min(workload.len() as f64 / tx_per_s))
+    };
+    for (kind, dir, workload, _) in &workloads {
+        let phase = context.phase(
+            &format!("udp max {}", kind.name()),
+            PeerKind::Tephra,
+            dir,
+            workload,
+            load(Driver::Udp, closed, a.phase_seconds),
+        )?;
+        results.phases.push(phase);
+    }
+
+    let (_, transfers_dir, transfers, _) = &workloads[0];
+    let udp_max = results.phase("udp max transfers").map_or(0.0, |p| p.achieved_tx_per_s);
+    for fraction in &a.sweep {
+        let (pace, seconds) = open(transfers, (udp_max * fraction).max(1.0), a.phase_seconds);
+        let name = format!("udp sweep {:.0}%", fraction * 100.0);
+        let phase =
+            context.phase(&name, PeerKind::Tephra, transfers_dir, transfers, load(Driver::Udp, pace, seconds))?;
+        results.sweep.push(name);
+        results.phases.push(phase);
+    }
+    results.knee_tx_per_s = knee(&results);
+    let max_sustained = results.knee_tx_per_s.unwrap_or(udp_max * a.sweep.iter().copied().fold(1.0, f64::min));
+    let (pace, seconds) = open(transfers, max_sustained, a.sustain_seconds);
+    results.phases.push(context.phase(
+        "udp sustained",
+        PeerKind::Tephra,
+        transfers_dir,
+        transfers,
+        load(Driver::Udp, pace, seconds),
+    )?);
+    let (pace, seconds) = open(transfers, max_sustained / 2.0, a.phase_seconds);
+    results.phases.push(context.phase(
+        "udp half load",
+        PeerKind::Tephra,
+        transfers_dir,
+        transfers,
+        load(Driver::Udp, pace, seconds),
+    )?);
+
+    for peer in [PeerKind::Tephra, PeerKind::AnvilAutomine, PeerKind::AnvilInterval] {
+        let rpc_load = Load { pace: Pace::Closed { window: 16 }, ..load(Driver::Rpc, closed, a.phase_seconds) };
+        results.phases.push(context.phase(&format!("rpc max {peer:?}"), peer, transfers_dir, transfers, rpc_load)?);
+    }
+    for peer in [PeerKind::Tephra, PeerKind::AnvilAutomine] {
+        let (pace, seconds) = open(transfers, a.sync_rate, a.phase_seconds);
+        let sync_load = Load { connections: a.connections, ..load(Driver::RpcSync, pace, seconds) };
+        results.phases.push(context.phase(&format!("rpc sync {peer:?}"), peer, transfers_dir, transfers, sync_load)?);
+    }
+
+    results.goals = goals(&results, a.sustain_seconds);
+    let _ = std::fs::remove_dir_all(&context.scratch);
+    results.write(&a.out)?;
+    println!("{}", results.markdown());
+    println!("results, report and plots in {}", a.out.display());
+    Ok(())
+}
+
+/// The goals on the figures of `all`.
+fn goals(results: &Results, sustain_seconds: f64) -> Vec<Goal> {
+    let mut goals = Vec::new();
+    let transfers_floor = results.floors.iter().find(|f| f.workload == Kind::Transfers.name());
+    if let (Some(phase), Some(floor)) = (results.phase("udp sustained"), transfers_floor) {
+        let fraction = phase.achieved_tx_per_s / floor.ceiling_tx_per_s;
+        goals.push(Goal {
+            name: "UDP transfers end to end, sustained, against the floor's ceiling".into(),
+            measured: format!(
+                "{:.0} tx/s for {:.0} s ({}) = {:.0}% of {:.0} tx/s",
+                phase.achieved_tx_per_s,
+                phase.duration_s,
+                if sustained(phase) { "sustained" } else { "not sustained" },
+                fraction * 100.0,
+                floor.ceiling_tx_per_s
+            ),
+            target: format!(">= 75% for {sustain_seconds:.0} s"),
+            met: fraction >= 0.75 && sustained(phase) && phase.duration_s >= sustain_seconds * 0.98,
+        });
+    }
+    let included = |name: &str| results.phase(name).and_then(|p| p.included_tx_per_s);
+    let anvil =
+        [included("rpc max AnvilAutomine"), included("rpc max AnvilInterval")].into_iter().flatten().reduce(f64::max);
+    if let (Some(tephra), Some(anvil)) = (included("rpc max Tephra"), anvil) {
+        goals.push(Goal {
+            name: "JSON-RPC transfers, sustained, against anvil's best mode".into(),
+            measured: format!("{tephra:.0} against {anvil:.0} tx/s = {:.1}x", tephra / anvil),
+            target: ">= 10x".into(),
+            met: tephra >= 10.0 * anvil,
+        });
+    }
+    if let Some(p99) = results.phase("udp half load").and_then(|p| p.preconf_ms.as_ref()).map(|l| l.p99) {
+        goals.push(Goal {
+            name: "UDP preconfirmation p99 at half the maximum sustained load".into(),
+            measured: format!("{p99:.2} ms"),
+            target: "<= 2 ms".into(),
+            met: p99 <= 2.0,
+        });
+    }
+    if let Some(p99) = results.phase("udp half load").and_then(|p| p.signed_ms.as_ref()).map(|l| l.p99) {
+        let bound = results.block_time_ms + 2.0 * results.signing_latency_ms;
+        goals.push(Goal {
+            name: "signed block p99 (send to signature seen), half load".into(),
+            measured: format!("{p99:.1} ms"),
+            target: format!(
+                "<= block time + 2 signing latencies = {:.0} + 2 x {:.2} = {bound:.1} ms",
+                results.block_time_ms, results.signing_latency_ms
+            ),
+            met: p99 <= bound,
+        });
+    }
+    goals
+}

@@ -1,0 +1,72 @@
+//! `tephra-bench all` end to end at a small scale, against the workspace's
+//! `tephra` and npm's anvil: every phase runs and is answered, and the
+//! results, report and plots are written. (The figures themselves come from
+//! full-size runs: docs/benchmarks.md.)
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde_json::Value;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+#[test]
+fn all_runs_every_phase_and_writes_the_report() {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_tephra-bench"));
+    // `cargo test --workspace` builds tephra-node's binary beside this one.
+    let tephra = bench.with_file_name("tephra");
+    assert!(tephra.exists(), "{} missing: build it (cargo build -p tephra-node)", tephra.display());
+    let anvil = workspace_root().join("node_modules/.bin/anvil");
+    assert!(anvil.exists(), "{} missing: npm ci", anvil.display());
+    let dir = std::env::temp_dir().join(format!("tephra-bench-harness-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (out, data) = (dir.join("out"), dir.join("data"));
+
+    let status = Command::new(&bench)
+        .arg("all")
+        .args(["--out", out.to_str().unwrap(), "--data", data.to_str().unwrap()])
+        .args(["--tephra", tephra.to_str().unwrap(), "--anvil", anvil.to_str().unwrap()])
+        .args(["--txs", "3000", "--accounts", "300", "--phase-seconds", "1", "--sustain-seconds", "1"])
+        .args(["--sweep", "0.5,1.0", "--sync-rate", "50", "--connections", "4"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "tephra-bench all failed");
+
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let phases = results["phases"].as_array().unwrap();
+    // Four maxima, two sweep steps, sustained, half load, three JSON-RPC
+    // maxima, two eth_sendRawTransactionSync phases.
+    assert_eq!(phases.len(), 13, "{phases:#?}");
+    for phase in phases {
+        let name = phase["name"].as_str().unwrap();
+        assert!(phase["sent"].as_u64().unwrap() > 0, "{name} sent nothing");
+        assert_eq!(phase["lost"], 0, "{name} lost transactions");
+        assert_eq!(phase["accepted"], phase["sent"], "{name}: {phase:#}");
+        assert!(phase["preconf_ms"]["p50"].as_f64().unwrap() > 0.0, "{name}");
+        if phase["peer"] == "tephra" {
+            // Every transaction's block was seen sealed and signed.
+            assert_eq!(phase["signed_ms"]["count"], phase["accepted"], "{name}: {phase:#}");
+        }
+    }
+    let floors = results["floors"].as_array().unwrap();
+    assert_eq!(floors.len(), 4);
+    for floor in floors {
+        let (total, cores) = (floor["total_us"].as_f64().unwrap(), floor["cores"].as_f64().unwrap());
+        assert!(floor["recover_us"].as_f64().unwrap() > 1.0, "{floor}");
+        assert!((floor["ceiling_tx_per_s"].as_f64().unwrap() - cores * 1e6 / total).abs() < 1.0);
+    }
+    assert_eq!(results["goals"].as_array().unwrap().len(), 4, "{}", results["goals"]);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for section in ["## Goals", "## Floor", "## Phases", "rpc max AnvilAutomine", "udp half load"] {
+        assert!(report.contains(section), "report.md lacks {section}");
+    }
+    for plot in ["latency_cdf.svg", "throughput.svg", "stage_costs.svg"] {
+        let svg = std::fs::read_to_string(out.join(plot)).unwrap();
+        assert!(svg.starts_with("<svg") && (svg.contains("<polyline") || svg.contains("<rect")), "{plot}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
