@@ -7,7 +7,7 @@ use alloy_eips::{
     eip7685::EMPTY_REQUESTS_HASH,
 };
 use alloy_primitives::{Address, B256, Bloom, Bytes};
-use alloy_trie::{EMPTY_ROOT_HASH, root::ordered_trie_root_with_encoder};
+use alloy_trie::{EMPTY_ROOT_HASH, HashBuilder, Nibbles};
 use revm::primitives::hardfork::SpecId;
 use tephra_types::limits::EXTRA_DATA_MAX_BYTES;
 
@@ -103,12 +103,67 @@ impl BlockParams {
     }
 }
 
+/// A transaction's receipt as the receipts trie holds it; its logs go into
+/// the block's bloom.
+fn receipt_leaf(tx: &ExecutedTx, bloom: &mut Bloom, out: &mut Vec<u8>) {
+    let with_bloom = ReceiptWithBloom::from(tx.receipt.clone());
+    *bloom |= with_bloom.logs_bloom;
+    receipt_envelope(tx.tx.envelope.ty(), with_bloom).encode_2718(out);
+}
+
 /// A sealed block: its header, hash and the transactions with their receipts.
 #[derive(Clone, Debug)]
 pub struct SealedBlock {
     pub header: Header,
     pub hash: B256,
     pub transactions: Vec<ExecutedTx>,
+}
+
+/// An ordered trie root (a block's transactions or receipts root) built as
+/// the items arrive. Keys are RLP-encoded indices, whose order is 1..=127,
+/// then 0, then 128 onwards; `add` feeds the streaming hash builder in that
+/// order as far as the items known allow, so every finished subtree is
+/// hashed once, early, and `root` only closes the last branches. The result
+/// equals alloy-trie's `ordered_trie_root_with_encoder` over the same items.
+#[derive(Clone, Debug, Default)]
+pub struct OrderedRoot {
+    builder: HashBuilder,
+    /// Leaves added, in key order.
+    added: usize,
+    value: Vec<u8>,
+}
+
+impl OrderedRoot {
+    /// Adds what can be added of the `len` items known; `done`: no more come.
+    /// `encode(index, out)` writes item `index`'s leaf value; it is called
+    /// once per index.
+    pub fn add(&mut self, len: usize, done: bool, mut encode: impl FnMut(usize, &mut Vec<u8>)) {
+        while self.added < len {
+            let position = self.added;
+            let index = match position {
+                // Index 0 sorts after 127: at position 127, or last in a
+                // shorter list, which only `done` tells.
+                0..0x7f if position + 1 < len => position + 1,
+                0..0x7f if done => 0,
+                0..0x7f => return,
+                0x7f => 0,
+                _ => position,
+            };
+            self.value.clear();
+            encode(index, &mut self.value);
+            self.builder.add_leaf(Nibbles::unpack(alloy_rlp::encode_fixed_size(&index)), &self.value);
+            self.added += 1;
+        }
+    }
+
+    /// The root over `len` items, adding what is left.
+    pub fn root(&mut self, len: usize, encode: impl FnMut(usize, &mut Vec<u8>)) -> B256 {
+        if len == 0 {
+            return EMPTY_ROOT_HASH;
+        }
+        self.add(len, true, encode);
+        self.builder.root()
+    }
 }
 
 /// The open block: transactions are executed into it as they arrive.
@@ -119,6 +174,9 @@ pub struct BlockBuilder {
     gas_used: u64,
     /// Reused across batches so that executing a batch does not allocate it.
     outcomes: Vec<TxOutcome>,
+    transactions_root: OrderedRoot,
+    receipts_root: OrderedRoot,
+    logs_bloom: Bloom,
 }
 
 impl BlockBuilder {
@@ -126,7 +184,29 @@ impl BlockBuilder {
     /// first transaction.
     pub fn open(params: BlockParams, state: &mut StateDb) -> Self {
         apply_pre_block_system_calls(state, &params);
-        Self { params, transactions: Vec::new(), gas_used: 0, outcomes: Vec::new() }
+        Self {
+            params,
+            transactions: Vec::new(),
+            gas_used: 0,
+            outcomes: Vec::new(),
+            transactions_root: OrderedRoot::default(),
+            receipts_root: OrderedRoot::default(),
+            logs_bloom: Bloom::ZERO,
+        }
+    }
+
+    /// Hashes what it can of the transactions and receipts tries now (with
+    /// time to spare), so that the seal has less left to do. Sealing gives
+    /// the same header whether or not, and however often, this ran.
+    pub fn hash_ahead(&mut self) {
+        self.add_leaves(false);
+    }
+
+    fn add_leaves(&mut self, done: bool) {
+        let (txs, len) = (&self.transactions, self.transactions.len());
+        self.transactions_root.add(len, done, |i, out| out.extend_from_slice(&txs[i].tx.encoded));
+        let bloom = &mut self.logs_bloom;
+        self.receipts_root.add(len, done, |i, out| receipt_leaf(&txs[i], bloom, out));
     }
 
     pub fn params(&self) -> &BlockParams {
@@ -166,21 +246,13 @@ impl BlockBuilder {
 
     /// Closes the block: roots, bloom and a complete header. Records the hash
     /// in `state` for BLOCKHASH.
-    pub fn seal(self, state: &mut StateDb) -> SealedBlock {
-        let p = self.params;
-        let transactions_root =
-            ordered_trie_root_with_encoder(&self.transactions, |t, buf| buf.extend_from_slice(&t.tx.encoded));
-        let mut logs_bloom = Bloom::ZERO;
-        let receipts: Vec<ReceiptEnvelope> = self
-            .transactions
-            .iter()
-            .map(|t| {
-                let with_bloom = ReceiptWithBloom::from(t.receipt.clone());
-                logs_bloom |= with_bloom.logs_bloom;
-                receipt_envelope(t.tx.envelope.ty(), with_bloom)
-            })
-            .collect();
-        let receipts_root = ordered_trie_root_with_encoder(&receipts, |r, buf| r.encode_2718(buf));
+    pub fn seal(mut self, state: &mut StateDb) -> SealedBlock {
+        self.add_leaves(true);
+        let (txs, len) = (&self.transactions, self.transactions.len());
+        let transactions_root = self.transactions_root.root(len, |i, out| out.extend_from_slice(&txs[i].tx.encoded));
+        let bloom = &mut self.logs_bloom;
+        let receipts_root = self.receipts_root.root(len, |i, out| receipt_leaf(&txs[i], bloom, out));
+        let (logs_bloom, p) = (self.logs_bloom, self.params);
         let cancun = p.excess_blob_gas.is_some();
         let header = Header {
             parent_hash: p.parent_hash,
@@ -222,5 +294,35 @@ pub fn receipt_envelope(tx_type: u8, receipt: ReceiptWithBloom) -> ReceiptEnvelo
         TxType::Eip1559 => ReceiptEnvelope::Eip1559(receipt),
         TxType::Eip4844 => ReceiptEnvelope::Eip4844(receipt),
         TxType::Eip7702 => ReceiptEnvelope::Eip7702(receipt),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_trie::root::ordered_trie_root_with_encoder;
+
+    use super::*;
+    use crate::dev::SplitMix64;
+
+    /// Built in steps of any size (and with any number of early additions),
+    /// the root equals alloy-trie's over the whole list, around every place
+    /// where the key order turns (index 0 after 127, two-byte keys from 128).
+    #[test]
+    fn ordered_root_built_in_steps_equals_the_whole_list_root() {
+        let mut rng = SplitMix64(0x0b1d);
+        for len in (0..=300).chain([1000, 4097]) {
+            let items: Vec<Vec<u8>> = (0..len).map(|i| vec![u8::try_from(i % 251).unwrap(); 1 + i % 40]).collect();
+            let expected = ordered_trie_root_with_encoder(&items, |item, out| out.extend_from_slice(item));
+            let mut root = OrderedRoot::default();
+            let mut known = 0;
+            while known < len {
+                known = (known + 1 + rng.pick(9)).min(len);
+                root.add(known, false, |i, out| {
+                    assert!(i < known, "index {i} of {known} known");
+                    out.extend_from_slice(&items[i]);
+                });
+            }
+            assert_eq!(root.root(len, |i, out| out.extend_from_slice(&items[i])), expected, "{len} items");
+        }
     }
 }

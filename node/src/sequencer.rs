@@ -160,6 +160,8 @@ pub struct Sequencer {
     signer_blocked: Option<String>,
     /// Why nothing new is made durable: the log's disk below its reserve.
     disk_blocked: Option<String>,
+    /// The open block changed state since the state trie last took it in.
+    unhashed: bool,
 }
 
 impl Sequencer {
@@ -196,6 +198,7 @@ impl Sequencer {
             started: Instant::now(),
             signer_blocked: None,
             disk_blocked: None,
+            unhashed: false,
         }
     }
 
@@ -215,8 +218,12 @@ impl Sequencer {
             if self.shared.shutdown.load(Ordering::Acquire) {
                 return self.log.commit().map(|_| ());
             }
+            let mut pending = self.shared.view.read().expect("view lock").pool.pending_count() > 0;
+            if self.unhashed && !pending {
+                self.hash_ahead();
+                pending = self.shared.view.read().expect("view lock").pool.pending_count() > 0;
+            }
             let now = Instant::now();
-            let pending = self.shared.view.read().expect("view lock").pool.pending_count() > 0;
             // Past the deadline but held back by the signer: look again shortly.
             let until_seal = match self.block_deadline.saturating_duration_since(now) {
                 wait if wait.is_zero() => SEAL_RETRY,
@@ -255,6 +262,19 @@ impl Sequencer {
                 self.seal().map_err(|e| self.fail(e))?;
             }
         }
+    }
+
+    /// Folds what the open block has changed so far into the state trie, and
+    /// its transactions and receipts into theirs, while the sequencer has
+    /// nothing else to do, so that the seal, which holds up every
+    /// preconfirmation, hashes only the rest. Roots are functions of the
+    /// state and the transactions alone: hashing early changes no block.
+    fn hash_ahead(&mut self) {
+        self.shared.view.write().expect("view lock").state.state_root();
+        if let Some(builder) = &mut self.builder {
+            builder.hash_ahead();
+        }
+        self.unhashed = false;
     }
 
     fn admit(&mut self, arrivals: Vec<Submission>) {
@@ -489,6 +509,7 @@ impl Sequencer {
             self.answer(&hash, outcome);
         }
         if !preconfirmed.1.is_empty() {
+            self.unhashed = true;
             let _ = self
                 .shared
                 .events
@@ -535,6 +556,8 @@ impl Sequencer {
             self.builder = Some(BlockBuilder::open(params.clone(), &mut view.state));
             self.open_logged = false;
             self.block_full = false;
+            // Opening ran the block's system calls.
+            self.unhashed = true;
             view.open = OpenBlock { params: params.clone(), txs: Vec::new(), gas_used: 0 };
             self.shared.verifier.write().expect("verifier lock").set_block(
                 params.spec,
