@@ -7,6 +7,8 @@
 //! - recover: the sender from the signature (libsecp256k1);
 //! - execute: revm, sequentially, `block_txs` transactions a block;
 //! - state root: the block's state root, divided by its transactions;
+//! - block roots: the rest of the seal (transactions and receipts roots,
+//!   bloom, header hash), divided by its transactions;
 //! - signing: the block signature (file signer) divided by `block_txs`, plus
 //!   the preconfirmation batch signature (hot key, Merkle root of a full
 //!   mini-block) divided by the mini-block's transactions.
@@ -40,6 +42,8 @@ pub struct Floor {
     pub recover_us: f64,
     pub execute_us: f64,
     pub state_root_us: f64,
+    /// The rest of a seal: transactions and receipts roots, bloom, header.
+    pub block_roots_us: f64,
     pub signing_us: f64,
     /// One block signature with the file signer (the signed-block goal's
     /// signing latency).
@@ -49,12 +53,13 @@ pub struct Floor {
 }
 
 impl Floor {
-    pub fn stages(&self) -> [(&'static str, f64); 5] {
+    pub fn stages(&self) -> [(&'static str, f64); 6] {
         [
             ("decode", self.decode_us),
             ("recover", self.recover_us),
             ("execute", self.execute_us),
             ("state root", self.state_root_us),
+            ("block roots", self.block_roots_us),
             ("signing", self.signing_us),
         ]
     }
@@ -121,11 +126,12 @@ pub fn measure(
     let blocks: Vec<Vec<VerifiedTx>> = verified.chunks(block_txs).map(<[VerifiedTx]>::to_vec).collect();
     let mut genesis_state = spec.genesis_state();
     genesis_state.state_root();
-    // Execution and roots are timed block by block, apart from each other.
-    let (mut execute, mut root) = (Vec::new(), Vec::new());
+    // Execution, the state root and the rest of the seal are timed block by
+    // block, apart from each other.
+    let (mut execute, mut state_root, mut seal) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..=ROUNDS {
         let mut state = genesis_state.clone();
-        let (mut execute_round, mut root_round) = (Duration::ZERO, Duration::ZERO);
+        let (mut execute_round, mut root_round, mut seal_round) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         for txs in &blocks {
             let txs = txs.clone();
             let expected = txs.len();
@@ -139,11 +145,15 @@ pub fn measure(
             let start = Instant::now();
             std::hint::black_box(state.state_root());
             root_round += start.elapsed();
-            drop(builder);
+            // The seal's own state root now finds nothing left to hash.
+            let start = Instant::now();
+            std::hint::black_box(builder.seal(&mut state));
+            seal_round += start.elapsed();
         }
         if round > 0 {
             execute.push(execute_round);
-            root.push(root_round);
+            state_root.push(root_round);
+            seal.push(seal_round);
         }
     }
 
@@ -175,7 +185,8 @@ pub fn measure(
         decode_us: per_tx_us(decode, count),
         recover_us: per_tx_us(recover, count),
         execute_us: per_tx_us(median(execute), executed),
-        state_root_us: per_tx_us(median(root), executed),
+        state_root_us: per_tx_us(median(state_root), executed),
+        block_roots_us: per_tx_us(median(seal), executed),
         signing_us: per_tx_us(block_sign, block_txs) + per_tx_us(batch_sign, MINI_BLOCK_TXS),
         block_sign_us: per_tx_us(block_sign, 1),
         total_us: 0.0,

@@ -24,8 +24,10 @@ use crate::{measure::Recorder, udp::Pace, workload::Workload};
 /// beyond it the writer waits (and the latency of what waits still counts
 /// from its due time).
 const OPEN_LOOP_OUTSTANDING_MAX: usize = 65_536;
-/// An answer that takes longer than this ends the connection's run.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Answers are awaited until this long after the last send was due (open
+/// loop) or the deadline (closed loop); what is unanswered then is lost. A
+/// node that falls behind cannot stretch a phase without bound.
+const ANSWER_GRACE: Duration = Duration::from_secs(10);
 /// A response header line or body longer than this is refused.
 const RESPONSE_SIZE_MAX_BYTES: usize = 16 << 20;
 
@@ -42,11 +44,16 @@ pub fn run(
 ) -> Result<(), String> {
     let address = url.strip_prefix("http://").ok_or_else(|| format!("{url}: only http:// is driven"))?.to_string();
     let method = if sync { "eth_sendRawTransactionSync" } else { "eth_sendRawTransaction" };
+    let last_due = match (pace, deadline) {
+        (_, Some(deadline)) => deadline,
+        (Pace::Open { tx_per_s }, None) => recorder.start + Duration::from_secs_f64(recorder.txs() as f64 / tx_per_s),
+        (Pace::Closed { .. }, None) => Instant::now() + Duration::from_secs(3600),
+    };
+    let answer_deadline = last_due + ANSWER_GRACE;
     let mut threads = Vec::new();
     for connection in 0..connections.max(1) {
         let stream = TcpStream::connect(&address).map_err(|e| format!("{address}: {e}"))?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(|e| e.to_string())?;
         let reader_stream = stream.try_clone().map_err(|e| e.to_string())?;
         let capacity = match pace {
             Pace::Open { .. } => OPEN_LOOP_OUTSTANDING_MAX,
@@ -60,7 +67,8 @@ pub fn run(
             write_calls(stream, &host, method, &workload, &writer_recorder, share, pace, deadline, &queue);
         }));
         let recorder = recorder.clone();
-        threads.push(std::thread::spawn(move || read_answers(reader_stream, &recorder, sync, &pending)));
+        threads
+            .push(std::thread::spawn(move || read_answers(reader_stream, &recorder, sync, &pending, answer_deadline)));
     }
     for thread in threads {
         thread.join().map_err(|_| "a JSON-RPC driver thread panicked".to_string())?;
@@ -117,10 +125,20 @@ fn write_calls(
     }
 }
 
-fn read_answers(stream: TcpStream, recorder: &Recorder, sync: bool, pending: &mpsc::Receiver<usize>) {
+fn read_answers(
+    stream: TcpStream,
+    recorder: &Recorder,
+    sync: bool,
+    pending: &mpsc::Receiver<usize>,
+    answer_deadline: Instant,
+) {
     let mut reader = BufReader::new(stream);
     let mut body = Vec::new();
     while let Ok(tx) = pending.recv() {
+        let left = answer_deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || reader.get_ref().set_read_timeout(Some(left)).is_err() {
+            return; // what is left on this connection is lost
+        }
         if read_response(&mut reader, &mut body).is_err() {
             return; // what is left on this connection is lost
         }

@@ -7,6 +7,7 @@
 mod floor;
 mod jsonrpc;
 mod measure;
+mod metrics;
 mod peer;
 mod report;
 mod run;
@@ -38,6 +39,9 @@ use crate::{
 /// tephra's embedded default config: the block time the signed-block goal
 /// is judged against, unless --tephra-config changes it.
 const TEPHRA_DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
+/// The knee's latency bound, as a multiple of the lightest sweep step's
+/// median preconfirmation latency.
+const KNEE_LATENCY_FACTOR: f64 = 3.0;
 
 #[derive(Parser, Debug)]
 #[command(name = "tephra-bench", version, about = "Workloads, load, stage floors and reports for tephra")]
@@ -266,21 +270,25 @@ fn redraw(out: &Path) -> Result<(), String> {
     results.write(out)
 }
 
-/// A sweep step is sustained when it accepts at least 95% of what it is
-/// offered and loses or refuses at most 1%.
-fn sustained(phase: &Phase) -> bool {
+/// A step accepts what it is offered when it accepts at least 97% of it and
+/// loses or refuses at most 1%.
+fn keeps_up(phase: &Phase) -> bool {
     let offered = phase.label.offered_tx_per_s.unwrap_or(f64::INFINITY);
     let failed = phase.lost + phase.rejected.values().sum::<u64>();
-    phase.achieved_tx_per_s >= 0.95 * offered && failed * 100 <= phase.sent
+    phase.achieved_tx_per_s >= 0.97 * offered && failed * 100 <= phase.sent
 }
 
-/// The highest offered rate of the sweep that was sustained.
+/// The knee: the highest offered rate of the sweep that keeps up with its
+/// median preconfirmation latency within `KNEE_LATENCY_FACTOR` of the
+/// lightest step's (past it, queues build and latency climbs even while
+/// throughput still follows).
 fn knee(results: &Results) -> Option<f64> {
-    results
-        .sweep
+    let steps: Vec<&Phase> = results.sweep.iter().filter_map(|name| results.phase(name)).collect();
+    let p50 = |p: &Phase| p.preconf_ms.as_ref().map_or(f64::INFINITY, |l| l.p50);
+    let base = steps.iter().map(|p| p50(p)).fold(f64::INFINITY, f64::min);
+    steps
         .iter()
-        .filter_map(|name| results.phase(name))
-        .filter(|p| sustained(p))
+        .filter(|p| keeps_up(p) && p50(p) <= KNEE_LATENCY_FACTOR * base)
         .filter_map(|p| p.label.offered_tx_per_s)
         .reduce(f64::max)
 }
@@ -421,21 +429,33 @@ fn goals(results: &Results, sustain_seconds: f64) -> Vec<Goal> {
                 "{:.0} tx/s for {:.0} s ({}) = {:.0}% of {:.0} tx/s",
                 phase.achieved_tx_per_s,
                 phase.duration_s,
-                if sustained(phase) { "sustained" } else { "not sustained" },
+                if keeps_up(phase) { "kept up" } else { "fell behind" },
                 fraction * 100.0,
                 floor.ceiling_tx_per_s
             ),
             target: format!(">= 75% for {sustain_seconds:.0} s"),
-            met: fraction >= 0.75 && sustained(phase) && phase.duration_s >= sustain_seconds * 0.98,
+            met: fraction >= 0.75 && keeps_up(phase) && phase.duration_s >= sustain_seconds * 0.98,
         });
     }
     let included = |name: &str| results.phase(name).and_then(|p| p.included_tx_per_s);
     let anvil =
         [included("rpc max AnvilAutomine"), included("rpc max AnvilInterval")].into_iter().flatten().reduce(f64::max);
     if let (Some(tephra), Some(anvil)) = (included("rpc max Tephra"), anvil) {
+        // Ten times anvil may lie beyond what any node that recovers every
+        // sender could do here: say so beside the figure.
+        let beyond = transfers_floor
+            .filter(|f| 10.0 * anvil > f.ceiling_tx_per_s)
+            .map(|f| {
+                format!(
+                    "; 10x anvil ({:.0} tx/s) is above this machine's floor ceiling ({:.0} tx/s)",
+                    10.0 * anvil,
+                    f.ceiling_tx_per_s
+                )
+            })
+            .unwrap_or_default();
         goals.push(Goal {
             name: "JSON-RPC transfers, sustained, against anvil's best mode".into(),
-            measured: format!("{tephra:.0} against {anvil:.0} tx/s = {:.1}x", tephra / anvil),
+            measured: format!("{tephra:.0} against {anvil:.0} tx/s = {:.1}x{beyond}", tephra / anvil),
             target: ">= 10x".into(),
             met: tephra >= 10.0 * anvil,
         });

@@ -205,6 +205,7 @@ impl Recorder {
             included_tx_per_s: None,
             blocks_sealed: 0,
             rss_mib: 0,
+            node: None,
             preconf_ms: LatencySummary::of(&preconf),
             sealed_ms: LatencySummary::of(&sealed),
             signed_ms: LatencySummary::of(&signed),
@@ -253,6 +254,8 @@ pub struct Phase {
     pub blocks_sealed: usize,
     /// The node's resident memory at the end.
     pub rss_mib: u64,
+    /// tephra's own histograms for the phase.
+    pub node: Option<crate::metrics::NodeTimes>,
     /// Send (the scheduled time, open loop) to the preconfirmation, to the
     /// sealed block holding it, and to that block's signature, as seen by the
     /// block watcher.

@@ -35,8 +35,9 @@ pub struct Node {
     pub name: String,
     child: Child,
     pub rpc_url: String,
-    /// tephra's UDP address; `None` for anvil.
+    /// tephra's UDP address and metrics; `None` for anvil.
     pub udp_address: Option<String>,
+    pub metrics_url: Option<String>,
     /// tephra signs its blocks; anvil does not.
     pub signs_blocks: bool,
 }
@@ -158,7 +159,8 @@ pub fn start_tephra(programs: &Programs, dir: &Path, genesis: &Path) -> Result<N
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(Node { name: "tephra".into(), child, rpc_url, udp_address, signs_blocks: true })
+    let metrics_url = Some(format!("http://127.0.0.1:{metrics_port}"));
+    Ok(Node { name: "tephra".into(), child, rpc_url, udp_address, metrics_url, signs_blocks: true })
 }
 
 /// A fresh anvil on `genesis`: automine (a block per transaction) when
@@ -172,7 +174,7 @@ pub fn start_anvil(programs: &Programs, dir: &Path, genesis: &Path, block_time_s
     let mut child = Command::new(&programs.anvil)
         .arg("--init")
         .arg(genesis)
-        .args(["--hardfork", "osaka", "--port", &port.to_string(), "--gas-limit", "1000000000"])
+        .args(["--hardfork", "osaka", "--port", &port.to_string(), "--gas-limit", "1000000000", "--silent"])
         .args(&mining)
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)
@@ -185,7 +187,7 @@ pub fn start_anvil(programs: &Programs, dir: &Path, genesis: &Path, block_time_s
         Some(s) => format!("anvil (interval mining, {s} s)"),
         None => "anvil (automine)".into(),
     };
-    Ok(Node { name, child, rpc_url, udp_address: None, signs_blocks: false })
+    Ok(Node { name, child, rpc_url, udp_address: None, metrics_url: None, signs_blocks: false })
 }
 
 #[cfg(test)]

@@ -92,18 +92,19 @@ impl Results {
         if !self.floors.is_empty() {
             let _ = writeln!(
                 md,
-                "## Floor: in-process cost per transaction (us)\n\n| workload | decode | recover | execute | state root | signing | total | ceiling on {} cores (tx/s) |\n|---|---|---|---|---|---|---|---|",
+                "## Floor: in-process cost per transaction (us)\n\n| workload | decode | recover | execute | state root | block roots | signing | total | ceiling on {} cores (tx/s) |\n|---|---|---|---|---|---|---|---|---|",
                 self.floors[0].cores
             );
             for f in &self.floors {
                 let _ = writeln!(
                     md,
-                    "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {:.0} |",
+                    "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {:.0} |",
                     f.workload,
                     f.decode_us,
                     f.recover_us,
                     f.execute_us,
                     f.state_root_us,
+                    f.block_roots_us,
                     f.signing_us,
                     f.total_us,
                     f.ceiling_tx_per_s

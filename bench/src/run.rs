@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::{
     jsonrpc,
     measure::{Driver, Label, Phase, Recorder},
+    metrics,
     peer::{self, Node, Programs, rpc},
     udp::{self, Pace},
     watch::{BlockTimes, Watcher},
@@ -22,7 +23,7 @@ use crate::{
 /// Sends start this long after the recorder is made: the threads are up.
 const START_DELAY: Duration = Duration::from_millis(100);
 /// How long the harness waits for the last accepted transaction's receipt.
-const INCLUSION_TIMEOUT: Duration = Duration::from_secs(60);
+const INCLUSION_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Which node a phase runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
@@ -57,6 +58,9 @@ pub struct Context {
 
 impl Context {
     pub fn start(&self, peer: PeerKind, workload_dir: &Path) -> Result<Node, String> {
+        // What the previous phase's node left in the page cache is written
+        // now, not during this phase's fsyncs.
+        let _ = std::process::Command::new("sync").status();
         let genesis = workload_dir.join(GENESIS_FILE);
         let dir = self.scratch.join("node");
         match peer {
@@ -129,6 +133,7 @@ impl Context {
         let mut phase = recorder.finish(label, &blocks, |i| workload.hash(i));
         phase.rss_mib = node.rss_bytes() >> 20;
         phase.blocks_sealed = blocks.blocks_sealed();
+        phase.node = node.metrics_url.as_deref().map(metrics::scrape).transpose()?;
         if let (Some(first), Some(included_at)) = (recorder.first_sent(), included_at) {
             let seconds = included_at.saturating_duration_since(first).as_secs_f64();
             phase.included_tx_per_s = (seconds > 0.0).then(|| phase.accepted as f64 / seconds);
