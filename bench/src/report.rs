@@ -148,6 +148,7 @@ impl Results {
                     p.rss_mib,
                 );
             }
+            md.push_str(&inside_tephra(&self.phases));
             let _ = writeln!(
                 md,
                 "\n![latency CDF]({PLOT_LATENCY})\n\n![throughput against offered load]({PLOT_THROUGHPUT})"
@@ -155,6 +156,32 @@ impl Results {
         }
         md
     }
+}
+
+/// The node's own view of each tephra phase: how much of the latency a
+/// client sees is the node, and where in it (group commits, seals).
+fn inside_tephra(phases: &[Phase]) -> String {
+    let mut md = String::from(
+        "\n### Inside tephra\n\nFrom the node's own histograms, in us (p99 is the upper bound of its bucket; the buckets double from 10 us).\n\n| phase | receive to preconfirmed: mean / p99 <= | group commits: count, mean / p99 <= | seals: count, mean / p99 <= |\n|---|---|---|---|\n",
+    );
+    for p in phases {
+        if let Some(n) = &p.node {
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} / {:.0} | {}, {:.0} / {:.0} | {}, {:.0} / {:.0} |",
+                p.label.name,
+                n.preconf.mean_us,
+                n.preconf.p99_us_at_most,
+                n.fsync.count,
+                n.fsync.mean_us,
+                n.fsync.p99_us_at_most,
+                n.seal.count,
+                n.seal.mean_us,
+                n.seal.p99_us_at_most
+            );
+        }
+    }
+    md
 }
 
 fn plot_error(e: impl std::fmt::Display) -> String {

@@ -1,7 +1,6 @@
-//! What the node benchmarks share: a generated genesis, a `tephra` process
-//! on free loopback ports, a JSON-RPC call and percentiles.
-
-#![allow(dead_code, reason = "each benchmark uses its own part")]
+//! The reliability benchmark's node: a generated genesis, a `tephra` process
+//! on free loopback ports, a JSON-RPC call and percentiles. (Throughput and
+//! latency against anvil live in the bench harness, bench/.)
 
 use std::{
     net::TcpListener,
@@ -13,10 +12,6 @@ use std::{
 
 use serde_json::{Value, json};
 use tephra_exec::dev::DevKey;
-
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -35,15 +30,13 @@ pub fn genesis(dir: &Path, accounts: usize) -> PathBuf {
     path
 }
 
-/// A node under test, in its own process group (npm's `anvil` is a wrapper
-/// that starts the real binary): the whole group is killed on drop.
+/// A node under test, in its own process group: the whole group is killed
+/// on drop.
 pub struct Peer {
-    pub name: &'static str,
     pub child: Child,
     pub url: String,
-    /// tephra's UDP and metrics addresses (empty for anvil).
+    /// tephra's UDP address.
     pub udp_address: String,
-    pub metrics_url: String,
 }
 
 impl Drop for Peer {
@@ -113,7 +106,7 @@ pub fn start_tephra(dir: &Path, genesis: &Path, extra: &str) -> Peer {
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     wait_ready(&url);
-    Peer { name: "tephra", child, url, udp_address, metrics_url: format!("http://127.0.0.1:{metrics}") }
+    Peer { child, url, udp_address }
 }
 
 /// The value at `per_mille` of sorted samples, in milliseconds.
