@@ -115,12 +115,14 @@ impl Results {
         if !self.phases.is_empty() {
             let _ = writeln!(
                 md,
-                "## Phases\n\nLatency in ms from the (scheduled) send. `included` counts until the last accepted transaction's receipt.\n\n| phase | peer | workload | driver | offered tx/s | accepted tx/s | included tx/s | accepted/sent | refused | lost | preconf p50 / p99 / p99.9 / max | sealed p50 / p99 | signed p50 / p99 | RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+                "## Phases\n\nLatency in ms from the (scheduled) send. `included` counts until the last accepted transaction's receipt.\n\n| phase | peer | workload | driver | offered tx/s | accepted tx/s | included tx/s | accepted/sent | refused | lost | preconf p50 / p90 / p99 / p99.9 / max | sealed p50 / p99 | signed p50 / p99 | RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
             );
             for p in &self.phases {
                 let l = &p.label;
                 let summary = |s: &Option<crate::measure::LatencySummary>, full: bool| match s {
-                    Some(s) if full => format!("{:.2} / {:.2} / {:.2} / {:.2}", s.p50, s.p99, s.p999, s.max),
+                    Some(s) if full => {
+                        format!("{:.2} / {:.2} / {:.2} / {:.2} / {:.2}", s.p50, s.p90, s.p99, s.p999, s.max)
+                    }
                     Some(s) => format!("{:.2} / {:.2}", s.p50, s.p99),
                     None => "-".into(),
                 };
