@@ -106,6 +106,8 @@ pub enum DataplaneError {
     Dpdk(#[from] backend::dpdk::DpdkError),
     #[error(transparent)]
     Runtime(#[from] runtime::RuntimeError),
+    #[error("the egress ring's eventfd: {0}")]
+    Doorbell(std::io::Error),
 }
 
 /// The running net tile. `start` also hands over the ends of its rings
@@ -134,7 +136,10 @@ impl Dataplane {
         config.check().map_err(DataplaneError::Config)?;
         let pool = Arc::new(PacketPool::new(config.packet_buffers));
         let (ingress_producer, ingress, ingress_stats) = ring::ring(config.ingress_ring_depth);
-        let (egress, egress_consumer, egress_stats) = ring::ring(config.egress_ring_depth);
+        // Replies ring the net tile's doorbell: an idle tile waits in the
+        // kernel instead of polling a timer.
+        let (egress, egress_consumer, egress_stats) =
+            ring::ring_with_doorbell(config.egress_ring_depth).map_err(DataplaneError::Doorbell)?;
         let idle = Idle { busy_poll: config.busy_poll, sleep_us: config.idle_sleep_us };
         let tile = |backend: Box<dyn Tile>| Runtime::start(vec![(core, vec![backend])], idle);
         // One limit, applied by the tile and, with af_xdp, by the XDP program too.

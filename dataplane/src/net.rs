@@ -12,7 +12,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use crate::{
@@ -158,6 +158,21 @@ impl<B: Backend> Tile for NetTile<B> {
             self.count_error(&error);
         }
         received + sent
+    }
+
+    /// Waits in the backend for a datagram, or for the egress doorbell that
+    /// verify rings when it pushes a reply.
+    fn park(&mut self, timeout: Duration) -> bool {
+        let Some(doorbell) = self.egress.doorbell() else { return false };
+        let backend = &mut self.backend;
+        let waited = self.egress.wait_unless_ready(doorbell, || backend.wait(timeout, doorbell.fd()), Ok(true));
+        match waited {
+            Ok(parked) => parked,
+            Err(error) => {
+                self.count_error(&error);
+                false
+            }
+        }
     }
 
     fn housekeeping(&mut self) {

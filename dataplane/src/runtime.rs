@@ -1,7 +1,9 @@
 //! The per-core runtime: one glommio executor pinned to each core that has
 //! tiles, the tiles as tasks on it. A tile's `poll` does a bounded amount of
 //! work and never blocks; when a core's tiles find nothing to do they either
-//! spin (busy-poll, for a core a hot tile has alone) or sleep `idle_sleep_us`.
+//! spin (busy-poll, for a core a hot tile has alone), wait in the kernel for
+//! work (a tile alone on its core whose backend can: `Tile::park`), or sleep
+//! `idle_sleep_us`.
 
 use std::{
     sync::{
@@ -22,7 +24,15 @@ pub trait Tile: Send {
     fn poll(&mut self) -> usize;
     /// Off the hot path, every `HOUSEKEEPING_POLLS` polls: counters, timers.
     fn housekeeping(&mut self) {}
+    /// Idle, and alone on its core: waits in the kernel for work, at most
+    /// `timeout`. `false`: it cannot, and the executor sleeps instead.
+    fn park(&mut self, _timeout: Duration) -> bool {
+        false
+    }
 }
+
+/// The longest an idle tile waits in the kernel: how soon it sees `stop`.
+pub const PARK_TIMEOUT: Duration = Duration::from_millis(10);
 
 /// Polls between two housekeeping calls of a tile.
 pub const HOUSEKEEPING_POLLS: u32 = 1024;
@@ -64,9 +74,11 @@ impl Runtime {
                 .name(&format!("tephra-{}", names.join("-")))
                 .io_memory(IO_MEMORY_BYTES)
                 .spawn(move || async move {
+                    // A tile alone on its executor may block it while it waits.
+                    let alone = tiles.len() == 1;
                     let tasks: Vec<_> = tiles
                         .into_iter()
-                        .map(|tile| glommio::spawn_local(run_tile(tile, stop.clone(), idle)))
+                        .map(|tile| glommio::spawn_local(run_tile(tile, stop.clone(), idle, alone)))
                         .collect();
                     for task in tasks {
                         task.await;
@@ -89,7 +101,7 @@ impl Runtime {
     }
 }
 
-async fn run_tile(mut tile: Box<dyn Tile>, stop: Arc<AtomicBool>, idle: Idle) {
+async fn run_tile(mut tile: Box<dyn Tile>, stop: Arc<AtomicBool>, idle: Idle, alone: bool) {
     let mut polls = 0u32;
     while !stop.load(Ordering::Acquire) {
         let moved = tile.poll();
@@ -99,7 +111,9 @@ async fn run_tile(mut tile: Box<dyn Tile>, stop: Arc<AtomicBool>, idle: Idle) {
             tile.housekeeping();
         }
         if moved == 0 && !idle.busy_poll {
-            glommio::timer::sleep(Duration::from_micros(idle.sleep_us)).await;
+            if !(alone && tile.park(PARK_TIMEOUT)) {
+                glommio::timer::sleep(Duration::from_micros(idle.sleep_us)).await;
+            }
         } else {
             // Lets the core's other tiles (and glommio's reactor) run.
             YieldNow(false).await;

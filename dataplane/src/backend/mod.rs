@@ -34,6 +34,13 @@ pub trait Backend: Send {
     fn dropped_by_source_limit(&mut self) -> u64 {
         0
     }
+
+    /// Waits in the kernel until a datagram or a completion arrives, the
+    /// `doorbell` eventfd is written, or `timeout` passes. `Ok(false)`: this
+    /// backend cannot wait so, and the tile sleeps instead.
+    fn wait(&mut self, _timeout: std::time::Duration, _doorbell: std::os::fd::BorrowedFd<'_>) -> io::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// A per-source datagram limit for a filter below the net tile.

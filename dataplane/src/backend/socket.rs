@@ -11,7 +11,8 @@ use std::{
     collections::VecDeque,
     io, mem,
     net::{SocketAddrV4, UdpSocket},
-    os::fd::AsRawFd,
+    os::fd::{AsRawFd, BorrowedFd},
+    time::Duration,
 };
 
 use io_uring::{IoUring, opcode, types};
@@ -22,6 +23,8 @@ use crate::packet::{PAYLOAD_SIZE_MAX_BYTES, Packet, Peer};
 /// Slots of either kind at most (user data keeps the index in 31 bits).
 pub const SOCKET_SLOTS_MAX: usize = 4096;
 const TX_FLAG: u64 = 1 << 31;
+/// The user data of the doorbell's eventfd read (no slot index reaches it).
+const DOORBELL: u64 = 1 << 40;
 #[expect(clippy::cast_possible_truncation, reason = "AF_INET is 2")]
 const AF_INET: libc::sa_family_t = libc::AF_INET as libc::sa_family_t;
 #[expect(clippy::cast_possible_truncation, reason = "16 bytes")]
@@ -52,6 +55,9 @@ pub struct SocketBackend {
     tx_free: Vec<usize>,
     /// Entries pushed but not yet submitted to the kernel.
     unsubmitted: usize,
+    /// Where the doorbell's eventfd read lands, and whether one is posted.
+    doorbell_value: Box<[u8; 8]>,
+    doorbell_posted: bool,
     pub receive_errors: u64,
     pub send_errors: u64,
 }
@@ -123,6 +129,8 @@ impl SocketBackend {
             tx,
             tx_free: (0..tx_slots).rev().collect(),
             unsubmitted: 0,
+            doorbell_value: Box::new([0; 8]),
+            doorbell_posted: false,
             receive_errors: 0,
             send_errors: 0,
         };
@@ -176,6 +184,11 @@ impl SocketBackend {
             let mut reposts = 0;
             for entry in self.ring.completion() {
                 let user_data = entry.user_data();
+                if user_data == DOORBELL {
+                    // Drained the eventfd: posted again at the next wait.
+                    self.doorbell_posted = false;
+                    continue;
+                }
                 let index = usize::try_from(user_data & !TX_FLAG).expect("a slot index");
                 if user_data & TX_FLAG != 0 {
                     if entry.result() < 0 {
@@ -250,5 +263,23 @@ impl Backend for SocketBackend {
     fn flush(&mut self) -> io::Result<()> {
         self.submit()?;
         self.reap()
+    }
+
+    fn wait(&mut self, timeout: Duration, doorbell: BorrowedFd<'_>) -> io::Result<bool> {
+        if !self.doorbell_posted {
+            let read = opcode::Read::new(types::Fd(doorbell.as_raw_fd()), self.doorbell_value.as_mut_ptr(), 8);
+            self.push(&read.build().user_data(DOORBELL))?;
+            self.doorbell_posted = true;
+        }
+        let timespec = types::Timespec::from(timeout);
+        let args = types::SubmitArgs::new().timespec(&timespec);
+        // Returns at once if a completion is already waiting to be reaped.
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(error) if matches!(error.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+            Err(error) => return Err(error),
+        }
+        self.unsubmitted = 0;
+        Ok(true)
     }
 }
