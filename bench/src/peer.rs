@@ -115,6 +115,9 @@ fn merge(base: &mut toml::Table, overlay: toml::Table) {
 /// A fresh tephra in `dir` (emptied) on `genesis`, on free loopback ports.
 pub fn start_tephra(programs: &Programs, dir: &Path, genesis: &Path) -> Result<Node, String> {
     let _ = fs::remove_dir_all(dir);
+    // The previous phase's log, written and now deleted, reaches the disk
+    // now rather than during this phase's group commits.
+    let _ = std::process::Command::new("sync").status();
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let (rpc_port, metrics_port, udp_port) = (free_port()?, free_port()?, free_port()?);
     let mut config = toml::Table::new();

@@ -58,9 +58,6 @@ pub struct Context {
 
 impl Context {
     pub fn start(&self, peer: PeerKind, workload_dir: &Path) -> Result<Node, String> {
-        // What the previous phase's node left in the page cache is written
-        // now, not during this phase's fsyncs.
-        let _ = std::process::Command::new("sync").status();
         let genesis = workload_dir.join(GENESIS_FILE);
         let dir = self.scratch.join("node");
         match peer {
