@@ -22,10 +22,14 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
-use tephra_exec::{BlockBuilder, ChainSpec, SequentialExecutor, VerifiedTx, verify};
+use tephra_exec::{
+    BlockBuilder, ChainSpec, SequentialExecutor, VerifiedTx,
+    dev::{first_block, measure as time_median, median},
+    verify,
+};
 use tephra_hsm::{FileSigner, HotKey, MerkleTree, Payload, Signer};
 
-use crate::workload::{Workload, first_block};
+use crate::workload::Workload;
 
 const ROUNDS: usize = 5;
 /// Transactions in a full mini-block: the node's `pool.mini_block_txs_max`.
@@ -65,27 +69,6 @@ impl Floor {
     }
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-/// The median of `ROUNDS` timed runs of `run` on a fresh `setup()` each,
-/// after one warm-up.
-fn time<S>(mut setup: impl FnMut() -> S, mut run: impl FnMut(S)) -> Duration {
-    run(setup());
-    median(
-        (0..ROUNDS)
-            .map(|_| {
-                let input = setup();
-                let start = Instant::now();
-                run(input);
-                start.elapsed()
-            })
-            .collect(),
-    )
-}
-
 fn per_tx_us(duration: Duration, txs: usize) -> f64 {
     duration.as_secs_f64() * 1e6 / txs as f64
 }
@@ -107,12 +90,14 @@ pub fn measure(
     let (params, verifier) = first_block(&spec, u64::MAX / 2);
     let raws: Vec<&[u8]> = (0..count).map(|i| workload.tx(i)).collect();
 
-    let decode = time(|| (), |()| raws.iter().for_each(|raw| drop(std::hint::black_box(verify::decode(raw)))));
+    let decode =
+        time_median(ROUNDS, || (), |()| raws.iter().for_each(|raw| drop(std::hint::black_box(verify::decode(raw)))));
     let envelopes =
         raws.iter().map(|raw| verify::decode(raw).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
     let signed: Vec<(alloy_primitives::Signature, B256)> =
         envelopes.iter().map(|tx| (*tx.signature(), tx.signature_hash())).collect();
-    let recover = time(
+    let recover = time_median(
+        ROUNDS,
         || (),
         |()| {
             for (signature, hash) in &signed {
@@ -158,7 +143,8 @@ pub fn measure(
     }
 
     let block_key = FileSigner::random().map_err(|e| e.to_string())?;
-    let block_sign = time(
+    let block_sign = time_median(
+        ROUNDS,
         || (),
         |()| {
             let payload =
@@ -168,7 +154,8 @@ pub fn measure(
     );
     let hot = HotKey::generate().map_err(|e| e.to_string())?;
     let leaves: Vec<B256> = (0..MINI_BLOCK_TXS).map(|i| workload.hash(i % workload.len())).collect();
-    let batch_sign = time(
+    let batch_sign = time_median(
+        ROUNDS,
         || (),
         |()| {
             let tree = MerkleTree::new(&leaves);

@@ -85,19 +85,42 @@ pub fn rpc(agent: &ureq::Agent, url: &str, method: &str, params: Value) -> Resul
     }
 }
 
-fn wait_ready(url: &str, child: &mut Child, name: &str, log: &Path) -> Result<(), String> {
-    let agent = ureq::Agent::new_with_defaults();
+/// Starts `command` in its own process group, its output to `log`.
+fn spawn_logged(command: &mut Command, log: &Path, hint: &str) -> Result<Child, String> {
+    let file = fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    command
+        .stdout(file.try_clone().map_err(|e| e.to_string())?)
+        .stderr(file)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("{}: {e} ({hint})", command.get_program().to_string_lossy()))
+}
+
+/// Polls `answers` until it holds, the process exits or `START_TIMEOUT` passes.
+fn wait_until(
+    child: &mut Child,
+    name: &str,
+    log: &Path,
+    what: &str,
+    mut answers: impl FnMut() -> bool,
+) -> Result<(), String> {
     let deadline = Instant::now() + START_TIMEOUT;
-    while rpc(&agent, url, "eth_chainId", json!([])).is_err() {
+    while !answers() {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("{name} exited ({status}) before it answered: see {}", log.display()));
+            return Err(format!("{name} exited ({status}) before {what}: see {}", log.display()));
         }
         if Instant::now() > deadline {
-            return Err(format!("{name} did not answer on {url} within {START_TIMEOUT:?}"));
+            return Err(format!("{name}: not {what} within {START_TIMEOUT:?}: see {}", log.display()));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// Waits until `url` answers eth_chainId.
+fn wait_answering(url: &str, child: &mut Child, name: &str, log: &Path) -> Result<(), String> {
+    let agent = ureq::Agent::new_with_defaults();
+    wait_until(child, name, log, "it answered", || rpc(&agent, url, "eth_chainId", json!([])).is_ok())
 }
 
 /// Merges `overlay` into `base`, table by table (the overlay wins).
@@ -139,29 +162,16 @@ pub fn start_tephra(programs: &Programs, dir: &Path, genesis: &Path) -> Result<N
     let config_path = dir.join("tephra.toml");
     fs::write(&config_path, toml::to_string(&config).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let log_path = dir.join("tephra.log");
-    let log = fs::File::create(&log_path).map_err(|e| e.to_string())?;
-    let mut child = Command::new(&programs.tephra)
-        .arg("run")
-        .arg("--config")
-        .arg(&config_path)
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("{}: {e} (build it: cargo build --release -p tephra-node)", programs.tephra.display()))?;
+    let mut command = Command::new(&programs.tephra);
+    command.arg("run").arg("--config").arg(&config_path);
+    let mut child = spawn_logged(&mut command, &log_path, "build it: cargo build --release -p tephra-node")?;
     let rpc_url = format!("http://127.0.0.1:{rpc_port}");
-    wait_ready(&rpc_url, &mut child, "tephra", &log_path)?;
+    wait_answering(&rpc_url, &mut child, "tephra", &log_path)?;
     // JSON-RPC answers before the sequencer is ready (the replay, the
     // signer); /ready says when it is.
     let ready_url = format!("http://127.0.0.1:{metrics_port}/ready");
     let agent = ureq::Agent::new_with_defaults();
-    let deadline = Instant::now() + START_TIMEOUT;
-    while agent.get(&ready_url).call().is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("tephra not ready within {START_TIMEOUT:?}: see {}", log_path.display()));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(&mut child, "tephra", &log_path, "ready", || agent.get(&ready_url).call().is_ok())?;
     let metrics_url = Some(format!("http://127.0.0.1:{metrics_port}"));
     Ok(Node { name: "tephra".into(), child, rpc_url, udp_address, metrics_url, signs_blocks: true })
 }
@@ -171,21 +181,17 @@ pub fn start_tephra(programs: &Programs, dir: &Path, genesis: &Path) -> Result<N
 pub fn start_anvil(programs: &Programs, dir: &Path, genesis: &Path, block_time_s: Option<u64>) -> Result<Node, String> {
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let port = free_port()?;
-    let log_path = dir.join("anvil.log");
-    let log = fs::File::create(&log_path).map_err(|e| e.to_string())?;
     let mining: Vec<String> = block_time_s.map(|s| vec!["--block-time".into(), s.to_string()]).unwrap_or_default();
-    let mut child = Command::new(&programs.anvil)
+    let mut command = Command::new(&programs.anvil);
+    command
         .arg("--init")
         .arg(genesis)
         .args(["--hardfork", "osaka", "--port", &port.to_string(), "--gas-limit", "1000000000", "--silent"])
-        .args(&mining)
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("{}: {e} (install it: npm ci)", programs.anvil.display()))?;
+        .args(&mining);
+    let log_path = dir.join("anvil.log");
+    let mut child = spawn_logged(&mut command, &log_path, "install it: npm ci")?;
     let rpc_url = format!("http://127.0.0.1:{port}");
-    wait_ready(&rpc_url, &mut child, "anvil", &log_path)?;
+    wait_answering(&rpc_url, &mut child, "anvil", &log_path)?;
     let name = match block_time_s {
         Some(s) => format!("anvil (interval mining, {s} s)"),
         None => "anvil (automine)".into(),

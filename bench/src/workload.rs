@@ -20,8 +20,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tephra_exec::{
-    BlockBuilder, BlockChoice, BlockParams, ChainSpec, SequentialExecutor, StateDb, Verifier, VerifyRules,
-    dev::{DevKey, SplitMix64},
+    BlockBuilder, ChainSpec, SequentialExecutor, StateDb,
+    dev::{DevKey, SplitMix64, first_block},
 };
 
 pub const MANIFEST_FILE: &str = "workload.json";
@@ -365,26 +365,6 @@ fn execute_setup(spec: &ChainSpec, raws: Vec<Vec<u8>>) -> Result<StateDb, String
     }
     builder.seal(&mut state);
     Ok(state)
-}
-
-/// The parameters of block 1 on `spec` with `gas_limit`, and its verifier.
-pub fn first_block(spec: &ChainSpec, gas_limit: u64) -> (BlockParams, Verifier) {
-    let choice = BlockChoice {
-        timestamp: 1,
-        beneficiary: Address::repeat_byte(0xbe),
-        prevrandao: B256::ZERO,
-        extra_data: Bytes::new(),
-    };
-    let mut params = BlockParams::child_of(spec, spec.genesis_header(), choice).expect("the genesis has a child");
-    params.gas_limit = gas_limit;
-    let verifier = Verifier::new(VerifyRules {
-        chain_id: spec.chain_id(),
-        spec: params.spec,
-        block_gas_limit: params.gas_limit,
-        base_fee_per_gas: params.base_fee_per_gas,
-        allow_unprotected: false,
-    });
-    (params, verifier)
 }
 
 #[cfg(test)]

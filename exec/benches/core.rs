@@ -15,8 +15,11 @@ use std::time::{Duration, Instant};
 
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, TxKind, U256};
-use common::{Bench, abi_call, call, measure};
-use tephra_exec::{BlockBuilder, SequentialExecutor, StateDb, VerifiedTx, dev::DevKey};
+use common::{Bench, abi_call, call};
+use tephra_exec::{
+    BlockBuilder, SequentialExecutor, StateDb, VerifiedTx,
+    dev::{DevKey, measure},
+};
 
 fn report(name: &str, value: f64, unit: &str, goal: f64) {
     let verdict = if value <= goal { "meets" } else { "MISSES" };

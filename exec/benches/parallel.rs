@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, Bytes, TxKind, U256};
-use common::{Bench, abi_call, call, median};
+use common::{Bench, abi_call, call};
 use tephra_exec::{
     BlockBuilder, BlockParams, Executor, ParallelExecutor, SequentialExecutor, ShardConfig, StateDb, VerifiedTx,
-    dev::DevKey,
+    dev::{DevKey, median},
 };
 
 const TXS: usize = 10_000;

@@ -156,12 +156,11 @@ impl OrderedRoot {
         }
     }
 
-    /// The root over `len` items, adding what is left.
-    pub fn root(&mut self, len: usize, encode: impl FnMut(usize, &mut Vec<u8>)) -> B256 {
-        if len == 0 {
+    /// The root, once every item is added (`add` with `done`).
+    pub fn root(&mut self) -> B256 {
+        if self.added == 0 {
             return EMPTY_ROOT_HASH;
         }
-        self.add(len, true, encode);
         self.builder.root()
     }
 }
@@ -248,10 +247,7 @@ impl BlockBuilder {
     /// in `state` for BLOCKHASH.
     pub fn seal(mut self, state: &mut StateDb) -> SealedBlock {
         self.add_leaves(true);
-        let (txs, len) = (&self.transactions, self.transactions.len());
-        let transactions_root = self.transactions_root.root(len, |i, out| out.extend_from_slice(&txs[i].tx.encoded));
-        let bloom = &mut self.logs_bloom;
-        let receipts_root = self.receipts_root.root(len, |i, out| receipt_leaf(&txs[i], bloom, out));
+        let (transactions_root, receipts_root) = (self.transactions_root.root(), self.receipts_root.root());
         let (logs_bloom, p) = (self.logs_bloom, self.params);
         let cancun = p.excess_blob_gas.is_some();
         let header = Header {
@@ -322,7 +318,8 @@ mod tests {
                     out.extend_from_slice(&items[i]);
                 });
             }
-            assert_eq!(root.root(len, |i, out| out.extend_from_slice(&items[i])), expected, "{len} items");
+            root.add(len, true, |i, out| out.extend_from_slice(&items[i]));
+            assert_eq!(root.root(), expected, "{len} items");
         }
     }
 }

@@ -145,3 +145,47 @@ impl SplitMix64 {
         self.below(100) < percent
     }
 }
+
+/// The parameters of block 1 on `spec` (timestamp 1, a fixed beneficiary)
+/// with `gas_limit`, and the verifier for it: what benchmarks and the bench
+/// harness's floor execute into.
+pub fn first_block(spec: &crate::ChainSpec, gas_limit: u64) -> (crate::BlockParams, crate::Verifier) {
+    let choice = crate::BlockChoice {
+        timestamp: 1,
+        beneficiary: Address::repeat_byte(0xbe),
+        prevrandao: B256::ZERO,
+        extra_data: alloy_primitives::Bytes::new(),
+    };
+    let mut params =
+        crate::BlockParams::child_of(spec, spec.genesis_header(), choice).expect("the genesis has a child");
+    params.gas_limit = gas_limit;
+    let verifier = crate::Verifier::new(crate::VerifyRules {
+        chain_id: spec.chain_id(),
+        spec: params.spec,
+        block_gas_limit: params.gas_limit,
+        base_fee_per_gas: params.base_fee_per_gas,
+        allow_unprotected: false,
+    });
+    (params, verifier)
+}
+
+pub fn median(mut samples: Vec<std::time::Duration>) -> std::time::Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Runs `setup` then times `run` on it, `rounds` times after one warm-up;
+/// the median of the timed runs.
+pub fn measure<S>(rounds: usize, mut setup: impl FnMut() -> S, mut run: impl FnMut(S)) -> std::time::Duration {
+    run(setup());
+    median(
+        (0..rounds)
+            .map(|_| {
+                let input = setup();
+                let start = std::time::Instant::now();
+                run(input);
+                start.elapsed()
+            })
+            .collect(),
+    )
+}

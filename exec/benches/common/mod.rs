@@ -1,38 +1,15 @@
-//! What the execution benchmarks share: timing and the test token.
+//! What the execution benchmarks share: the dev chain's first block and the test token.
 #![allow(dead_code, reason = "each benchmark binary uses a part of it")]
-
-use std::time::{Duration, Instant};
 
 use alloy_consensus::{TxEip1559, TxEnvelope, TypedTransaction};
 use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
+use alloy_primitives::{Address, Bytes, TxKind, U256};
 use tephra_exec::{
-    BlockBuilder, BlockChoice, BlockParams, ChainSpec, SequentialExecutor, StateDb, VerifiedTx, Verifier, VerifyRules,
-    dev::DevKey,
+    BlockBuilder, BlockParams, ChainSpec, SequentialExecutor, StateDb, VerifiedTx, Verifier,
+    dev::{DevKey, first_block},
 };
 
 pub const GWEI: u128 = 1_000_000_000;
-
-pub fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-/// Runs `setup` then times `run`, `rounds` times; returns the median of `run`.
-pub fn measure<S>(rounds: usize, mut setup: impl FnMut() -> S, mut run: impl FnMut(S)) -> Duration {
-    let input = setup();
-    run(input); // warm-up
-    median(
-        (0..rounds)
-            .map(|_| {
-                let input = setup();
-                let start = Instant::now();
-                run(input);
-                start.elapsed()
-            })
-            .collect(),
-    )
-}
 
 /// The committed test token's creation code with `supply` as constructor argument.
 pub fn token_init_code(supply: U256) -> Bytes {
@@ -72,20 +49,7 @@ pub struct Bench {
 impl Bench {
     pub fn new() -> Self {
         let spec = ChainSpec::dev();
-        let choice = BlockChoice {
-            timestamp: 1,
-            beneficiary: Address::repeat_byte(0xbe),
-            prevrandao: B256::ZERO,
-            extra_data: Bytes::new(),
-        };
-        let params = BlockParams::child_of(&spec, spec.genesis_header(), choice).expect("dev genesis opens a block");
-        let verifier = Verifier::new(VerifyRules {
-            chain_id: spec.chain_id(),
-            spec: params.spec,
-            block_gas_limit: params.gas_limit,
-            base_fee_per_gas: params.base_fee_per_gas,
-            allow_unprotected: false,
-        });
+        let (params, verifier) = first_block(&spec, spec.genesis_header().gas_limit);
         Self { spec, verifier, params }
     }
 
