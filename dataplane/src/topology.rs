@@ -174,7 +174,8 @@ impl Placement {
         Ok(placement)
     }
 
-    fn tiles(&self) -> impl Iterator<Item = (&'static str, usize)> + '_ {
+    /// Each tile and its core, net first.
+    pub fn tiles(&self) -> impl Iterator<Item = (&'static str, usize)> + '_ {
         [("net", self.net), ("sequencer", self.sequencer)]
             .into_iter()
             .chain(self.exec.iter().map(|core| ("exec", *core)))

@@ -1,7 +1,9 @@
 //! `tephra configure check|init|fini`: what the host must provide for the
 //! configured dataplane (dataplane/src/configure.rs does the work).
 
-use tephra_dataplane::{backend::BackendKind, configure};
+use std::{fs, path::Path};
+
+use tephra_dataplane::{backend::BackendKind, configure, topology::Placement};
 
 use crate::{config::Config, node};
 
@@ -41,6 +43,21 @@ fn host_interface(eal_args: &[String]) -> Option<String> {
     eal_args.iter().find_map(|arg| arg.split(',').find_map(|part| part.strip_prefix("iface=")).map(str::to_string))
 }
 
+/// Where systemd reads runtime unit drop-ins (present only under systemd).
+const SYSTEMD_RUNTIME_UNITS: &str = "/run/systemd/system";
+/// tephra.service's CPU affinity, relative to SYSTEMD_RUNTIME_UNITS; gone at reboot,
+/// rewritten by the next `init` (tephra-configure.service) from the config of that boot.
+const AFFINITY_DROP_IN: &str = "tephra.service.d/50-topology.conf";
+
+/// tephra.service confined to the cores its tiles are placed on.
+fn affinity_drop_in(placement: &Placement) -> String {
+    let cores: Vec<usize> = placement.tiles().map(|(_, core)| core).collect();
+    format!(
+        "# Written by `tephra configure init` from [topology].\n[Service]\nCPUAffinity={}\n",
+        configure::format_core_list(&cores)
+    )
+}
+
 /// Runs one verb and returns its report; `check` fails when anything is missing.
 pub fn run(config: &Config, verb: &str) -> Result<String, String> {
     let plan = plan(config)?;
@@ -51,8 +68,27 @@ pub fn run(config: &Config, verb: &str) -> Result<String, String> {
             let report = if report.is_empty() { "nothing missing".to_string() } else { report.join("\n") };
             if configure::any_missing(&findings) { Err(format!("{report}\nthe host is not ready")) } else { Ok(report) }
         }
-        "init" => configure::init(&plan).map(|done| done.join("\n")).map_err(|e| e.to_string()),
-        "fini" => configure::fini(&plan).map(|done| done.join("\n")).map_err(|e| e.to_string()),
+        "init" => {
+            let mut done = configure::init(&plan).map_err(|e| e.to_string())?;
+            if Path::new(SYSTEMD_RUNTIME_UNITS).is_dir() {
+                let (_, placement) = node::placement(config).map_err(|e| e.to_string())?;
+                let drop_in = Path::new(SYSTEMD_RUNTIME_UNITS).join(AFFINITY_DROP_IN);
+                let text = affinity_drop_in(&placement);
+                fs::create_dir_all(drop_in.parent().expect("a drop-in has a directory"))
+                    .and_then(|()| fs::write(&drop_in, &text))
+                    .map_err(|e| format!("{}: {e}", drop_in.display()))?;
+                done.push(format!("{}: {}", drop_in.display(), text.lines().last().unwrap_or_default()));
+            }
+            Ok(done.join("\n"))
+        }
+        "fini" => {
+            let mut done = configure::fini(&plan).map_err(|e| e.to_string())?;
+            let drop_in = Path::new(SYSTEMD_RUNTIME_UNITS).join(AFFINITY_DROP_IN);
+            if fs::remove_file(&drop_in).is_ok() {
+                done.push(format!("removed {}", drop_in.display()));
+            }
+            Ok(done.join("\n"))
+        }
         other => Err(format!("unknown configure verb {other}")),
     }
 }
@@ -60,6 +96,13 @@ pub fn run(config: &Config, verb: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_affinity_drop_in_names_every_placed_core() {
+        let placement =
+            Placement { net: 0, sequencer: 1, exec: vec![2, 3], verify: vec![0, 4, 5], net_busy_poll: false };
+        assert!(affinity_drop_in(&placement).ends_with("[Service]\nCPUAffinity=0-5\n"));
+    }
 
     #[test]
     fn the_plan_follows_the_backend() {

@@ -14,5 +14,6 @@ pub mod node;
 mod replay;
 mod rpc;
 mod sequencer;
+pub mod systemd;
 mod udp;
 mod view;

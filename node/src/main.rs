@@ -56,6 +56,22 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Ask the running node whether it is ready (its /ready); exit 0 only if so.
+    Ready {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Keep asking for up to this long.
+        #[arg(long, default_value_t = 0)]
+        wait_s: u64,
+    },
+    /// A/B updates of the appliance image (docs/operators.md).
+    Update {
+        #[command(subcommand)]
+        command: UpdateCommand,
+        /// Where the ESP is mounted.
+        #[arg(long, global = true, default_value = "/efi")]
+        esp: PathBuf,
+    },
     /// Fetch a transaction's preconfirmation over JSON-RPC and check it back to the block key.
     VerifyPreconf {
         #[arg(long, default_value = "http://127.0.0.1:8545")]
@@ -79,6 +95,23 @@ enum Command {
         #[arg(long)]
         signer: Option<alloy_primitives::Address>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum UpdateCommand {
+    /// Write an update bundle (tephra-<version>.update, a file or a block
+    /// device) into the slot that is not running and boot it next; it falls
+    /// back by itself unless it comes up ready within `tries` boots.
+    Apply {
+        bundle: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        tries: u32,
+    },
+    /// Boot the other slot's image next (it must not be bad): the running
+    /// image is marked bad. Takes effect at the next reboot.
+    Rollback,
+    /// The running slot and version, and each installed image's boot state.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -156,6 +189,18 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string())
             .and_then(|config| tephra_node::host::run(&config, &verb))
             .map(|report| println!("{report}")),
+        Command::Ready { config, wait_s } => {
+            Config::load(config.as_deref()).map_err(|e| e.to_string()).and_then(|config| {
+                let answer = node::ask_ready(&config, std::time::Duration::from_secs(wait_s))?;
+                println!("{answer}");
+                Ok(())
+            })
+        }
+        Command::Update { command: UpdateCommand::Apply { bundle, tries }, esp } => update_apply(&bundle, &esp, tries),
+        Command::Update { command: UpdateCommand::Rollback, esp } => update_rollback(&esp),
+        Command::Update { command: UpdateCommand::Status, esp } => {
+            tephra_image::Status::read(&esp).map(|status| print!("{status}")).map_err(|e| e.to_string())
+        }
         Command::VerifyPreconf { rpc, tx, signer } => {
             hsm_cli::verify_preconf(&rpc, tx, signer).map(|report| println!("{report}"))
         }
@@ -189,6 +234,40 @@ fn main() -> ExitCode {
     }
 }
 
+#[allow(clippy::print_stdout, reason = "the CLI reports its results on stdout")]
+fn update_apply(bundle: &std::path::Path, esp: &std::path::Path, tries: u32) -> Result<(), String> {
+    use tephra_image::disk::BootDisk;
+    let disk = BootDisk::discover().map_err(|e| e.to_string())?;
+    let next = disk.running.other();
+    let target = tephra_image::Target {
+        disk: disk.device.clone(),
+        root: disk.partition(&next.root_label()).map_err(|e| e.to_string())?.clone(),
+        verity: disk.partition(&next.verity_label()).map_err(|e| e.to_string())?.clone(),
+    };
+    let running = running_roothash()?;
+    println!("writing {} into slot {} ({})", bundle.display(), next.letter(), target.root.device.display());
+    let applied = tephra_image::apply(bundle, &target, esp, &running, tries).map_err(|e| e.to_string())?;
+    for retired in &applied.retired {
+        println!("retired {retired}");
+    }
+    println!("installed {} (version {}, roothash {}): it boots next", applied.uki, applied.version, applied.roothash);
+    Ok(())
+}
+
+fn running_roothash() -> Result<String, String> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
+    tephra_image::disk::running_roothash(&cmdline)
+        .map(str::to_string)
+        .ok_or_else(|| "the kernel command line names no tephra.roothash: not a tephra image".to_string())
+}
+
+#[allow(clippy::print_stdout, reason = "the CLI reports its results on stdout")]
+fn update_rollback(esp: &std::path::Path) -> Result<(), String> {
+    let (marked, next) = tephra_image::rollback(esp, &running_roothash()?).map_err(|e| e.to_string())?;
+    println!("marked {marked} bad; {next} boots at the next reboot");
+    Ok(())
+}
+
 fn run(config: Config) -> Result<(), String> {
     init_tracing(&config);
     // The runtime's workers verify transactions and serve JSON-RPC: the
@@ -205,15 +284,87 @@ fn run(config: Config) -> Result<(), String> {
         let running = node::start(config).await.map_err(|e| e.to_string())?;
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut service = ServiceNotifications::new();
         let mut watchdog = tokio::time::interval(std::time::Duration::from_millis(200));
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = terminate.recv() => break,
-                _ = watchdog.tick() => if running.sequencer_finished() { break },
+                _ = watchdog.tick() => {
+                    if running.sequencer_finished() { break }
+                    service.tick(&running);
+                }
             }
         }
         tracing::info!("stopping");
+        service.send("STOPPING=1");
         running.stop().await.map_err(|e| e.to_string())
     })
+}
+
+/// What systemd hears from a `Type=notify` tephra.service: READY=1 the first
+/// time the node is ready (so that units ordered after it, such as boot
+/// assessment, start only then), STATUS= whenever readiness changes, and
+/// WATCHDOG=1 only while the sequencer loop turns.
+struct ServiceNotifications {
+    notifier: Option<tephra_node::systemd::Notifier>,
+    watchdog_interval: Option<std::time::Duration>,
+    last_ping: std::time::Instant,
+    last_heartbeat: u64,
+    told_ready: bool,
+    status: Option<Option<String>>,
+}
+
+impl ServiceNotifications {
+    fn new() -> Self {
+        let notifier = tephra_node::systemd::Notifier::from_env().unwrap_or_else(|error| {
+            tracing::warn!(%error, "NOTIFY_SOCKET is set but unusable: systemd will not hear readiness");
+            None
+        });
+        Self {
+            watchdog_interval: notifier.as_ref().and(tephra_node::systemd::watchdog_interval()),
+            notifier,
+            last_ping: std::time::Instant::now(),
+            last_heartbeat: 0,
+            told_ready: false,
+            status: None,
+        }
+    }
+
+    fn tick(&mut self, running: &node::Running) {
+        if self.notifier.is_none() {
+            return;
+        }
+        let not_ready = running.not_ready();
+        if self.status.as_ref() != Some(&not_ready) {
+            let status = match &not_ready {
+                None if !self.told_ready => {
+                    self.told_ready = true;
+                    "READY=1\nSTATUS=ready".to_string()
+                }
+                None => "STATUS=ready".to_string(),
+                Some(reason) => format!("STATUS=not ready: {reason}"),
+            };
+            self.send(&status);
+            self.status = Some(not_ready);
+        }
+        if let Some(interval) = self.watchdog_interval
+            && self.last_ping.elapsed() >= interval
+        {
+            let heartbeat = running.heartbeat();
+            if heartbeat != self.last_heartbeat {
+                self.send("WATCHDOG=1");
+                self.last_heartbeat = heartbeat;
+                self.last_ping = std::time::Instant::now();
+            }
+        }
+    }
+
+    fn send(&self, state: &str) {
+        if let Some(notifier) = &self.notifier
+            && let Err(error) = notifier.notify(state)
+        {
+            tracing::warn!(%error, state, "notifying systemd");
+        }
+    }
 }

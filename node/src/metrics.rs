@@ -230,6 +230,16 @@ impl Default for Metrics {
     }
 }
 
+/// `None` when the node is ready; otherwise why not: a reason the sequencer
+/// set (the signer failing, the disk full) or "starting".
+pub fn not_ready_reason(ready: &AtomicBool, not_ready: &std::sync::Mutex<Option<String>>) -> Option<String> {
+    match not_ready.lock().expect("readiness lock").clone() {
+        Some(reason) => Some(reason),
+        None if ready.load(Ordering::Acquire) => None,
+        None => Some("starting".into()),
+    }
+}
+
 /// Largest HTTP request head read from a metrics client.
 const REQUEST_HEAD_MAX_BYTES: usize = 8192;
 
@@ -264,10 +274,9 @@ pub async fn serve(
             let (status, body) = match path {
                 "/metrics" => ("200 OK", metrics.render()),
                 "/health" => ("200 OK", "ok\n".to_string()),
-                "/ready" => match not_ready.lock().expect("readiness lock").clone() {
+                "/ready" => match not_ready_reason(&ready, &not_ready) {
                     Some(reason) => ("503 Service Unavailable", format!("not ready: {reason}\n")),
-                    None if ready.load(Ordering::Acquire) => ("200 OK", "ready\n".to_string()),
-                    None => ("503 Service Unavailable", "starting\n".to_string()),
+                    None => ("200 OK", "ready\n".to_string()),
                 },
                 _ => ("404 Not Found", "not found\n".to_string()),
             };

@@ -7,7 +7,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc, Mutex, RwLock,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc::{Receiver, RecvTimeoutError, SyncSender},
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -102,6 +102,9 @@ pub struct Shared {
     /// The batch log is out of room: new transactions are refused.
     pub log_paused: AtomicBool,
     pub shutdown: AtomicBool,
+    /// Turns of the sequencer's loop, which wakes at least every IDLE_WAKE:
+    /// the service watchdog is fed only while it moves.
+    pub heartbeat: AtomicU64,
 }
 
 impl Shared {
@@ -222,6 +225,7 @@ impl Sequencer {
     pub fn run(mut self) -> Result<(), LogError> {
         let tick = Duration::from_millis(self.shared.config.pool.mini_block_wait_ms.max(1));
         loop {
+            self.shared.heartbeat.fetch_add(1, Ordering::Relaxed);
             if self.shared.shutdown.load(Ordering::Acquire) {
                 return self.log.commit().map(|_| ());
             }
