@@ -17,7 +17,8 @@
 # initramfs) is cached in image/cache by the hash of what goes into it, so a
 # second build of another version takes seconds.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+self="$(realpath "$0")"
+cd "$(dirname "$self")/.."
 
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
 tephra=""
@@ -32,6 +33,12 @@ while [ $# -gt 0 ]; do
     *) echo "image/build.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+# systemd-boot orders images by version, and `tephra update apply` by the
+# same rule: numbers separated by dots.
+if ! [[ "$version" =~ ^[0-9]+(\.[0-9]+)*$ ]]; then
+  echo "image/build.sh: version $version: dot-separated numbers only (1.2.3)" >&2
+  exit 2
+fi
 if [ -z "$tephra" ]; then
   # With the YubiHSM 2 USB connector (libusb), for an HSM plugged into the server.
   cargo build --release --locked -p tephra-node --features yubihsm-usb
@@ -51,9 +58,12 @@ packages=(systemd systemd-sysv systemd-boot udev dbus kmod linux-image-amd64 ini
 # Kernel modules a sequencer never loads.
 unused_modules=(sound drivers/gpu drivers/media drivers/net/wireless drivers/staging drivers/infiniband
   drivers/bluetooth drivers/iio drivers/isdn net/wireless net/bluetooth net/mac80211)
+# The tephra user's id is fixed: the data partition keeps what it owns
+# across images, whatever else a later base installs.
+tephra_uid=990
 cache="${TEPHRA_IMAGE_CACHE:-image/cache}"
 mkdir -p "$cache" "$out"
-base_key="$( (echo "$suite ${packages[*]} ${unused_modules[*]}"; sed -n '/^# BASE-BEGIN/,/^# BASE-END/p' "$0";
+base_key="$( (echo "$suite ${packages[*]} ${unused_modules[*]} uid $tephra_uid"; sed -n '/^# BASE-BEGIN/,/^# BASE-END/p' "$self";
   cat image/initramfs/hooks/* image/initramfs/scripts/local-top/*) | sha256sum | cut -c1-16)"
 base="$cache/base-$base_key.tar"
 # BASE-BEGIN (the base's cache key covers these lines)
@@ -66,7 +76,7 @@ if [ ! -f "$base" ]; then
     --customize-hook='copy-in image/initramfs/scripts/local-top/tephra-verity /etc/initramfs-tools/scripts/local-top' \
     --customize-hook="$modules_cleanup" \
     --customize-hook='chroot "$1" sh -c "depmod -a \$(ls /usr/lib/modules) && update-initramfs -u -k all"' \
-    --customize-hook='chroot "$1" useradd --system --home-dir /var/lib/tephra --no-create-home --shell /usr/sbin/nologin tephra' \
+    --customize-hook="chroot \"\$1\" sh -c 'groupadd --system --gid $tephra_uid tephra && useradd --system --uid $tephra_uid --gid $tephra_uid --home-dir /var/lib/tephra --no-create-home --shell /usr/sbin/nologin tephra'" \
     --customize-hook='rm -f "$1"/etc/ssh/ssh_host_* "$1"/etc/systemd/system/timers.target.wants/*' \
     "$suite" "$base.partial"
   mv "$base.partial" "$base"

@@ -58,14 +58,20 @@ impl Manifest {
                 manifest.format
             )));
         }
-        if manifest.roothash.len() != 64 || !manifest.roothash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(UpdateError::Bundle(format!("roothash {:?} is not 64 hex digits", manifest.roothash)));
+        // Lowercase, as /dev/disk/by-partuuid names the slot's partitions.
+        if manifest.roothash.len() != 64 || !manifest.roothash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(UpdateError::Bundle(format!(
+                "roothash {:?} is not 64 lowercase hex digits",
+                manifest.roothash
+            )));
         }
-        // The version becomes part of a file name on the ESP.
-        if manifest.version.is_empty()
-            || !manifest.version.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~".contains(&b))
-        {
-            return Err(UpdateError::Bundle(format!("version {:?}: only letters, digits and ._~", manifest.version)));
+        // The version becomes part of a file name on the ESP, and systemd-boot
+        // orders by it: dot-separated numbers order the same for both.
+        if !is_image_version(&manifest.version) {
+            return Err(UpdateError::Bundle(format!(
+                "version {:?}: dot-separated numbers only (1.2.3)",
+                manifest.version
+            )));
         }
         if manifest.uki.bytes > UKI_BYTES_MAX {
             return Err(UpdateError::Bundle(format!(
@@ -75,6 +81,11 @@ impl Manifest {
         }
         Ok(manifest)
     }
+}
+
+/// An image version: numbers separated by single dots.
+pub fn is_image_version(version: &str) -> bool {
+    version.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Reads a bundle member by member, in order.
@@ -272,7 +283,11 @@ mod tests {
         let good = r#"{"format":1,"version":"1.0","roothash":"REPLACE","root":{"bytes":1,"sha256":""},"verity":{"bytes":1,"sha256":""},"uki":{"bytes":1,"sha256":""}}"#;
         let with = |hash: &str| good.replace("REPLACE", hash);
         assert!(Manifest::parse(with(&"0".repeat(64)).as_bytes()).is_ok());
-        assert!(Manifest::parse(with("00").as_bytes()).unwrap_err().to_string().contains("64 hex digits"));
+        assert!(Manifest::parse(with("00").as_bytes()).unwrap_err().to_string().contains("64 lowercase hex digits"));
+        assert!(Manifest::parse(with(&"A".repeat(64)).as_bytes()).is_err());
+        for version in ["1.0~rc1", "1..0", ".1", "1.0-rc.1", ""] {
+            assert!(!is_image_version(version), "{version}");
+        }
         let bad_version = with(&"0".repeat(64)).replace("\"1.0\"", "\"../../x\"");
         assert!(Manifest::parse(bad_version.as_bytes()).unwrap_err().to_string().contains("version"));
         let future = with(&"0".repeat(64)).replace("\"format\":1", "\"format\":2");

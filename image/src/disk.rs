@@ -15,10 +15,6 @@ use std::{
 
 use crate::UpdateError;
 
-/// Partition names, as image/build.sh lays the disk out.
-pub const ESP_LABEL: &str = "tephra-esp";
-pub const DATA_LABEL: &str = "tephra-data";
-
 /// Bytes in a sysfs `size` unit.
 const SECTOR_BYTES: u64 = 512;
 
@@ -171,10 +167,17 @@ pub fn verify_slot(root: &Path, verity: &Path, roothash: &str) -> Result<(), Upd
     Ok(())
 }
 
-/// The root hash the running kernel was booted with (its command line's
-/// `tephra.roothash=`).
+/// The root hash a kernel command line boots (its `tephra.roothash=`).
 pub fn running_roothash(cmdline: &str) -> Option<&str> {
     cmdline.split_whitespace().find_map(|arg| arg.strip_prefix("tephra.roothash="))
+}
+
+/// The root hash this boot's kernel was started with.
+pub fn booted_roothash() -> Result<String, UpdateError> {
+    let cmdline = fs::read_to_string("/proc/cmdline").map_err(UpdateError::Io)?;
+    running_roothash(&cmdline)
+        .map(str::to_string)
+        .ok_or_else(|| UpdateError::NotASlot("the kernel command line names no tephra.roothash".into()))
 }
 
 #[cfg(test)]

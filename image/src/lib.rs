@@ -30,8 +30,10 @@ pub enum UpdateError {
     Tool(String),
     #[error("the written slot does not verify against its root hash: {0}")]
     Verity(String),
-    #[error("version {0} is already installed; give the update a new version")]
-    SameVersion(String),
+    #[error("version {new} is not newer than the running {running}: systemd-boot would never try it")]
+    NotNewer { new: String, running: String },
+    #[error("the running image {0} is not marked good: wait for it to be blessed, or reboot after a rollback")]
+    RunningNotGood(String),
     #[error("the bundle's root hash is the running one: nothing to update")]
     AlreadyRunning,
     #[error(transparent)]
@@ -61,10 +63,15 @@ pub struct Applied {
 /// Writes `bundle` into `target` and makes it the next boot, with `tries`
 /// boots to come up healthy (0: trusted at once, no fallback).
 ///
-/// The order keeps the disk bootable at every step: the overwritten slot's
-/// kernel images leave the ESP first; the slot is written, synced, checked
-/// against the manifest's digests and read back through its hash tree; only
-/// then does the new kernel image appear under its final name.
+/// The order keeps the running image the one that boots at every step:
+/// everything that can be checked up front is (the running image good, the
+/// version newer, the sizes fitting); the overwritten slot's kernel images
+/// leave the ESP before a byte of the slot is written; the slot is written,
+/// synced, checked against the manifest's digests, given the UUIDs of its
+/// new root hash and read back through its hash tree; only then does the new
+/// kernel image appear under its final name. A failure after the first write
+/// leaves the running image alone on the ESP: the other slot's previous
+/// image is gone with its slot.
 pub fn apply(
     bundle: &Path,
     target: &Target,
@@ -78,7 +85,7 @@ pub fn apply(
     let mut retired = Vec::new();
     let result = BundleReader::new(std::io::BufReader::new(source)).read(|manifest, member, data| match member {
         "root.img" => {
-            retired = prepare(manifest, esp_mount, running_roothash)?;
+            retired = prepare(manifest, target, esp_mount, running_roothash)?;
             write_partition(data, &target.root)
         }
         "root.verity" => write_partition(data, &target.verity),
@@ -117,23 +124,46 @@ pub fn apply(
     }
 }
 
-/// Checks the manifest against what is installed and takes the images that
-/// boot the slot about to be overwritten off the ESP.
-fn prepare(manifest: &Manifest, esp_mount: &Path, running_roothash: &str) -> Result<Vec<String>, UpdateError> {
+/// Checks the bundle against the disk and what is installed, changing
+/// nothing; then takes the images that boot the slot about to be
+/// overwritten off the ESP.
+fn prepare(
+    manifest: &Manifest,
+    target: &Target,
+    esp_mount: &Path,
+    running_roothash: &str,
+) -> Result<Vec<String>, UpdateError> {
     if manifest.roothash == running_roothash {
         return Err(UpdateError::AlreadyRunning);
     }
     let entries = esp::entries(esp_mount)?;
-    let mut retired = Vec::new();
-    for entry in &entries {
-        match entry.roothash.as_deref() {
-            Some(hash) if hash != running_roothash => {
-                fs::remove_file(esp_mount.join(esp::UKI_DIR).join(&entry.file_name))?;
-                retired.push(entry.file_name.clone());
-            }
-            _ if entry.version == manifest.version => return Err(UpdateError::SameVersion(entry.version.clone())),
-            _ => {}
+    // The fallback is the running image: it must be good, not still on trial
+    // (then both could end up bad) nor marked bad by a rollback.
+    let running = entries
+        .iter()
+        .find(|e| e.roothash.as_deref() == Some(running_roothash))
+        .ok_or_else(|| UpdateError::Esp("no image on the ESP boots the running root".into()))?;
+    if running.state != BootState::Good {
+        return Err(UpdateError::RunningNotGood(running.file_name.clone()));
+    }
+    // systemd-boot tries the newest version first: an older one would never boot.
+    if esp::version_order(&manifest.version, &running.version).is_le() {
+        return Err(UpdateError::NotNewer { new: manifest.version.clone(), running: running.version.clone() });
+    }
+    for (member, bytes, partition) in
+        [("root.img", manifest.root.bytes, &target.root), ("root.verity", manifest.verity.bytes, &target.verity)]
+    {
+        if bytes > partition.bytes {
+            return Err(UpdateError::Bundle(format!(
+                "{member} of {bytes} bytes exceeds {} ({} bytes)",
+                partition.label, partition.bytes
+            )));
         }
+    }
+    let mut retired = Vec::new();
+    for entry in entries.iter().filter(|e| e.roothash.as_deref() != Some(running_roothash)) {
+        fs::remove_file(esp_mount.join(esp::UKI_DIR).join(&entry.file_name))?;
+        retired.push(entry.file_name.clone());
     }
     fs::File::open(esp_mount.join(esp::UKI_DIR))?.sync_all()?;
     Ok(retired)
@@ -149,16 +179,15 @@ fn write_partition(data: &mut dyn Read, partition: &Partition) -> Result<(), Upd
 
 /// Makes the other slot's image the next boot: the running image's entry is
 /// marked bad (no tries left), so systemd-boot starts the newest other
-/// image, which must boot the other slot and not be bad itself. The running
+/// image, which must boot the other slot and be good (blessed): one still
+/// on trial could fail too and leave nothing good. The running
 /// slot is untouched; the next update overwrites it. Returns the entry
 /// marked bad and the one that boots next.
 pub fn rollback(esp_mount: &Path, running_roothash: &str) -> Result<(String, String), UpdateError> {
     let entries = esp::entries(esp_mount)?;
     let next = entries
         .iter()
-        .find(|e| {
-            e.roothash.as_deref().is_some_and(|h| h != running_roothash) && !matches!(e.state, BootState::Bad { .. })
-        })
+        .find(|e| e.roothash.as_deref().is_some_and(|h| h != running_roothash) && e.state == BootState::Good)
         .ok_or_else(|| UpdateError::Esp("no image of the other slot to roll back to".into()))?;
     let mut marked = None;
     for entry in entries.iter().filter(|e| e.roothash.as_deref() == Some(running_roothash)) {
@@ -183,7 +212,6 @@ pub struct Status {
 
 impl Status {
     pub fn read(esp_mount: &Path) -> Result<Self, UpdateError> {
-        let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
         let os_release = fs::read_to_string("/etc/os-release").unwrap_or_default();
         Ok(Self {
             running_slot: disk::BootDisk::discover().ok().map(|d| d.running),
@@ -191,7 +219,7 @@ impl Status {
                 .lines()
                 .find_map(|l| l.strip_prefix("IMAGE_VERSION="))
                 .map(|v| v.trim_matches('"').to_string()),
-            running_roothash: disk::running_roothash(&cmdline).map(str::to_string),
+            running_roothash: disk::booted_roothash().ok(),
             entries: esp::entries(esp_mount)?,
         })
     }

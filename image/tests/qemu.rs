@@ -391,6 +391,9 @@ fn the_image_boots_updates_and_falls_back() {
 
     // 4. The operator rolls back: N+1 is marked bad, N boots from slot a.
     print!("{}", guest.ssh("tephra update rollback"));
+    // Until the reboot the running image is marked bad: no update may replace its fallback.
+    let (applied, output) = guest.ssh_status("tephra update apply /dev/vdb");
+    assert!(!applied && output.contains("is not marked good"), "{output}");
     guest.reboot();
     let started = guest.boot(Some(&bundle2));
     guest.wait_ready(started);

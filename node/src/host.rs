@@ -85,7 +85,7 @@ pub fn run(config: &Config, verb: &str) -> Result<String, String> {
             let mut done = configure::fini(&plan).map_err(|e| e.to_string())?;
             let drop_in = Path::new(SYSTEMD_RUNTIME_UNITS).join(AFFINITY_DROP_IN);
             if fs::remove_file(&drop_in).is_ok() {
-                done.push(format!("removed {}", drop_in.display()));
+                done.push(format!("removed {} (systemctl daemon-reload applies it)", drop_in.display()));
             }
             Ok(done.join("\n"))
         }

@@ -244,7 +244,7 @@ fn update_apply(bundle: &std::path::Path, esp: &std::path::Path, tries: u32) -> 
         root: disk.partition(&next.root_label()).map_err(|e| e.to_string())?.clone(),
         verity: disk.partition(&next.verity_label()).map_err(|e| e.to_string())?.clone(),
     };
-    let running = running_roothash()?;
+    let running = tephra_image::disk::booted_roothash().map_err(|e| e.to_string())?;
     println!("writing {} into slot {} ({})", bundle.display(), next.letter(), target.root.device.display());
     let applied = tephra_image::apply(bundle, &target, esp, &running, tries).map_err(|e| e.to_string())?;
     for retired in &applied.retired {
@@ -254,16 +254,11 @@ fn update_apply(bundle: &std::path::Path, esp: &std::path::Path, tries: u32) -> 
     Ok(())
 }
 
-fn running_roothash() -> Result<String, String> {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
-    tephra_image::disk::running_roothash(&cmdline)
-        .map(str::to_string)
-        .ok_or_else(|| "the kernel command line names no tephra.roothash: not a tephra image".to_string())
-}
-
 #[allow(clippy::print_stdout, reason = "the CLI reports its results on stdout")]
 fn update_rollback(esp: &std::path::Path) -> Result<(), String> {
-    let (marked, next) = tephra_image::rollback(esp, &running_roothash()?).map_err(|e| e.to_string())?;
+    let (marked, next) =
+        tephra_image::rollback(esp, &tephra_image::disk::booted_roothash().map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     println!("marked {marked} bad; {next} boots at the next reboot");
     Ok(())
 }
@@ -303,8 +298,8 @@ fn run(config: Config) -> Result<(), String> {
 }
 
 /// What systemd hears from a `Type=notify` tephra.service: READY=1 the first
-/// time the node is ready (so that units ordered after it, such as boot
-/// assessment, start only then), STATUS= whenever readiness changes, and
+/// time the node is ready (the service is active only then), STATUS=
+/// whenever readiness changes, and
 /// WATCHDOG=1 only while the sequencer loop turns.
 struct ServiceNotifications {
     notifier: Option<tephra_node::systemd::Notifier>,
