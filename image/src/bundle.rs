@@ -185,24 +185,20 @@ impl<R: Read> Read for HashingReader<'_, R> {
     }
 }
 
-/// Copies a member to `out` (a partition or a file), refusing one larger
-/// than `capacity_bytes`, and syncs it. Returns the bytes written.
-pub fn copy_member(source: &mut dyn Read, out: &mut std::fs::File, capacity_bytes: u64) -> Result<u64, UpdateError> {
+/// Copies a member to `out` (a partition or a file) and syncs it. Its size
+/// is bounded before a byte is read: the reader holds each member to the
+/// manifest's size, which `Manifest::parse` bounds for the kernel image and
+/// `apply` checks against the partitions.
+pub fn copy_member(source: &mut dyn Read, out: &mut std::fs::File) -> Result<(), UpdateError> {
     let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
-    let mut written = 0u64;
     loop {
         let n = source.read(&mut buffer).map_err(bundle_io)?;
         if n == 0 {
             break;
         }
-        written += n as u64;
-        if written > capacity_bytes {
-            return Err(UpdateError::Bundle(format!("a member larger than its partition ({capacity_bytes} bytes)")));
-        }
         out.write_all(&buffer[..n]).map_err(UpdateError::Io)?;
     }
-    out.sync_all().map_err(UpdateError::Io)?;
-    Ok(written)
+    out.sync_all().map_err(UpdateError::Io)
 }
 
 #[cfg(test)]

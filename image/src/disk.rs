@@ -74,13 +74,12 @@ impl BootDisk {
         let root = fs::metadata("/").map_err(UpdateError::Io)?;
         let dev = std::os::unix::fs::MetadataExt::dev(&root);
         let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
-        let not_a_slot = |why: String| UpdateError::NotASlot(why);
         let root_block = fs::canonicalize(format!("/sys/dev/block/{major}:{minor}"))
-            .map_err(|e| not_a_slot(format!("/ is on device {major}:{minor}, not a block device ({e})")))?;
+            .map_err(|e| UpdateError::NotASlot(format!("/ is on device {major}:{minor}, not a block device ({e})")))?;
         // A dm-verity device has two slaves: the slot's root and its hash tree.
         let mut slaves = Vec::new();
         for slave in fs::read_dir(root_block.join("slaves"))
-            .map_err(|_| not_a_slot("/ is not a dm-verity device".into()))?
+            .map_err(|_| UpdateError::NotASlot("/ is not a dm-verity device".into()))?
             .filter_map(Result::ok)
         {
             let partition = fs::canonicalize(slave.path()).map_err(UpdateError::Io)?;
@@ -88,10 +87,10 @@ impl BootDisk {
         }
         let Some((label, partition)) = slaves.iter().find(|(label, _)| label.starts_with("tephra-root-")) else {
             let labels: Vec<&str> = slaves.iter().map(|(label, _)| label.as_str()).collect();
-            return Err(not_a_slot(format!("/ is on partitions {labels:?}, not a tephra root slot")));
+            return Err(UpdateError::NotASlot(format!("/ is on partitions {labels:?}, not a tephra root slot")));
         };
         let running = if label == "tephra-root-a" { Slot::A } else { Slot::B };
-        let disk = partition.parent().ok_or_else(|| not_a_slot("a partition without a disk".into()))?;
+        let disk = partition.parent().ok_or_else(|| UpdateError::NotASlot("a partition without a disk".into()))?;
         let disk_name = disk.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut partitions = Vec::new();
         for entry in fs::read_dir(disk).map_err(UpdateError::Io)?.filter_map(Result::ok) {
@@ -104,13 +103,23 @@ impl BootDisk {
                 fs::read_to_string(path.join("size")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
             partitions.push(Partition {
                 device: Path::new("/dev").join(name),
-                number: number.parse().map_err(|_| not_a_slot(format!("partition number {number:?}")))?,
+                number: number.parse().map_err(|_| UpdateError::NotASlot(format!("partition number {number:?}")))?,
                 label: uevent(&path, "PARTNAME").unwrap_or_default(),
                 bytes: sectors * SECTOR_BYTES,
             });
         }
         partitions.sort_by_key(|p| p.number);
         Ok(Self { device: Path::new("/dev").join(disk_name), running, partitions })
+    }
+
+    /// The slot that is not running, where an update goes.
+    pub fn update_target(&self) -> Result<crate::Target, UpdateError> {
+        let next = self.running.other();
+        Ok(crate::Target {
+            disk: self.device.clone(),
+            root: self.partition(&next.root_label())?.clone(),
+            verity: self.partition(&next.verity_label())?.clone(),
+        })
     }
 
     pub fn partition(&self, label: &str) -> Result<&Partition, UpdateError> {

@@ -91,7 +91,7 @@ pub fn apply(
         "root.verity" => write_partition(data, &target.verity),
         _ => {
             let mut out = fs::File::create(&partial).map_err(|e| UpdateError::Esp(format!("{e}")))?;
-            copy_member(data, &mut out, bundle::UKI_BYTES_MAX).map(drop)
+            copy_member(data, &mut out)
         }
     });
     let manifest = match result {
@@ -174,7 +174,7 @@ fn write_partition(data: &mut dyn Read, partition: &Partition) -> Result<(), Upd
         .write(true)
         .open(&partition.device)
         .map_err(|e| UpdateError::Tool(format!("{}: {e}", partition.device.display())))?;
-    copy_member(data, &mut out, partition.bytes).map(drop)
+    copy_member(data, &mut out)
 }
 
 /// Makes the other slot's image the next boot: the running image's entry is

@@ -238,14 +238,14 @@ fn main() -> ExitCode {
 fn update_apply(bundle: &std::path::Path, esp: &std::path::Path, tries: u32) -> Result<(), String> {
     use tephra_image::disk::BootDisk;
     let disk = BootDisk::discover().map_err(|e| e.to_string())?;
-    let next = disk.running.other();
-    let target = tephra_image::Target {
-        disk: disk.device.clone(),
-        root: disk.partition(&next.root_label()).map_err(|e| e.to_string())?.clone(),
-        verity: disk.partition(&next.verity_label()).map_err(|e| e.to_string())?.clone(),
-    };
+    let target = disk.update_target().map_err(|e| e.to_string())?;
     let running = tephra_image::disk::booted_roothash().map_err(|e| e.to_string())?;
-    println!("writing {} into slot {} ({})", bundle.display(), next.letter(), target.root.device.display());
+    println!(
+        "writing {} into slot {} ({})",
+        bundle.display(),
+        disk.running.other().letter(),
+        target.root.device.display()
+    );
     let applied = tephra_image::apply(bundle, &target, esp, &running, tries).map_err(|e| e.to_string())?;
     for retired in &applied.retired {
         println!("retired {retired}");
