@@ -147,8 +147,12 @@ pub fn measure(
         ROUNDS,
         || (),
         |()| {
-            let payload =
-                Payload::SealedBlock { chain_id: spec.chain_id(), number: 1, block_hash: B256::repeat_byte(7) };
+            let payload = Payload::SealedBlock {
+                chain_id: spec.chain_id(),
+                number: 1,
+                block_hash: B256::repeat_byte(7),
+                leader_epoch: 0,
+            };
             std::hint::black_box(block_key.sign(&payload).expect("a file key signs"));
         },
     );

@@ -212,6 +212,12 @@ impl BlockBuilder {
         &self.params
     }
 
+    /// Replaces the extra data the seal writes. A new leader that takes over
+    /// an open block stamps its own epoch on it; execution never reads it.
+    pub fn set_extra_data(&mut self, extra_data: alloy_primitives::Bytes) {
+        self.params.extra_data = extra_data;
+    }
+
     pub fn gas_used(&self) -> u64 {
         self.gas_used
     }

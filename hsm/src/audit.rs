@@ -207,6 +207,7 @@ mod tests {
                     chain_id: 1,
                     number: u64::from(number),
                     block_hash: B256::repeat_byte(number),
+                    leader_epoch: 0,
                 })
                 .unwrap();
         }

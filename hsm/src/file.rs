@@ -113,7 +113,8 @@ mod tests {
         assert_eq!(signer.address(), again.address());
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(!format!("{signer:?}").contains(&fs::read_to_string(&path).unwrap()));
-        let payload = Payload::SealedBlock { chain_id: 31337, number: 1, block_hash: B256::repeat_byte(7) };
+        let payload =
+            Payload::SealedBlock { chain_id: 31337, number: 1, block_hash: B256::repeat_byte(7), leader_epoch: 0 };
         let signature = signer.sign(&payload).unwrap();
         assert_eq!(recover(&signature, payload.signing_hash()), Some(signer.address()));
         fs::remove_dir_all(&dir).unwrap();

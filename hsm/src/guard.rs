@@ -1,15 +1,20 @@
 //! The double-sign guard: a persisted high-water mark (height and block
-//! hash). A block is signed only if it is above the mark, or is exactly the
-//! marked block again; the new mark is fsync'd before the signature leaves.
-//! A crash between persisting and releasing leaves a mark for a block whose
-//! signature nobody saw: re-signing that same block is allowed, any other
-//! block at that height never is.
+//! hash) and the newest leader epoch seen. A block is signed only if it is
+//! above the mark, or is exactly the marked block again, and only for a
+//! leader epoch no older than the newest seen; the new state is fsync'd
+//! before the signature leaves. A crash between persisting and releasing
+//! leaves a mark for a block whose signature nobody saw: re-signing that same
+//! block is allowed, any other block at that height never is.
+//!
+//! In a high-availability pair the guard also asks an `EpochFence` (etcd's
+//! leader key) for the newest epoch before every block signature, so that a
+//! deposed leader that has not noticed yet gets no signature.
 
 use std::{
     fs::{self, File},
     io::Write,
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use alloy_primitives::{Address, B256};
@@ -29,72 +34,113 @@ pub enum GuardError {
     BelowMark { number: u64, mark: u64 },
     #[error("block {number} {hash} conflicts with the signed block {signed} at that height")]
     DoubleSign { number: u64, hash: B256, signed: B256 },
+    #[error("stale epoch: leader epoch {epoch} is older than epoch {newest}, the newest seen")]
+    StaleEpoch { epoch: u64, newest: u64 },
+    #[error("the epoch fence cannot tell the newest epoch: {0}")]
+    Fence(String),
     #[error("guard state {path}: {reason}")]
     State { path: PathBuf, reason: String },
+}
+
+/// Where the newest leader epoch comes from (etcd, in a pair).
+pub trait EpochFence: Send + Sync + std::fmt::Debug {
+    /// The newest epoch, asked for fresh: an error refuses the signature.
+    fn newest_epoch(&self) -> Result<u64, String>;
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct GuardState {
+    mark: Option<HighWaterMark>,
+    epoch_seen: u64,
 }
 
 /// The guard, over its state file.
 #[derive(Debug)]
 pub struct SignGuard {
     path: PathBuf,
-    mark: Mutex<Option<HighWaterMark>>,
+    state: Mutex<GuardState>,
 }
 
-const STATE_BYTES: usize = 8 + 32 + 4;
+/// number u64 | hash 32 | crc32c u32: the state before epochs.
+const STATE_V1_BYTES: usize = 8 + 32 + 4;
+/// number u64 | hash 32 | epoch u64 | crc32c u32.
+const STATE_BYTES: usize = 8 + 32 + 8 + 4;
 
 impl SignGuard {
     /// Opens the guard at `path` (created at the first signature). A damaged
     /// state file is refused: guessing a mark could allow a double sign.
     pub fn open(path: &Path) -> Result<Self, GuardError> {
         let state = |reason: String| GuardError::State { path: path.to_path_buf(), reason };
-        let mark = match fs::read(path) {
+        let loaded = match fs::read(path) {
             Ok(bytes) => {
-                if bytes.len() != STATE_BYTES {
+                if bytes.len() != STATE_BYTES && bytes.len() != STATE_V1_BYTES {
                     return Err(state(format!("{} bytes, expected {STATE_BYTES}", bytes.len())));
                 }
-                let crc = u32::from_le_bytes(bytes[40..].try_into().expect("4 bytes"));
-                if crc32c::crc32c(&bytes[..40]) != crc {
+                let (body, crc) = bytes.split_at(bytes.len() - 4);
+                if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
                     return Err(state("checksum mismatch".into()));
                 }
-                Some(HighWaterMark {
-                    number: u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")),
-                    hash: B256::from_slice(&bytes[8..40]),
-                })
+                GuardState {
+                    mark: Some(HighWaterMark {
+                        number: u64::from_le_bytes(body[..8].try_into().expect("8 bytes")),
+                        hash: B256::from_slice(&body[8..40]),
+                    }),
+                    epoch_seen: body.get(40..48).map_or(0, |e| u64::from_le_bytes(e.try_into().expect("8 bytes"))),
+                }
             }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => GuardState::default(),
             Err(error) => return Err(state(error.to_string())),
         };
-        Ok(Self { path: path.to_path_buf(), mark: Mutex::new(mark) })
+        Ok(Self { path: path.to_path_buf(), state: Mutex::new(loaded) })
     }
 
     pub fn mark(&self) -> Option<HighWaterMark> {
-        *self.mark.lock().expect("guard lock")
+        self.state.lock().expect("guard lock").mark
     }
 
-    /// Admits block `number` with `hash` for signing, persisting the new mark
-    /// durably first. Calls are serialised: two racing requests for one
-    /// height cannot both pass.
-    pub fn admit(&self, number: u64, hash: B256) -> Result<(), GuardError> {
-        let mut mark = self.mark.lock().expect("guard lock");
-        match *mark {
-            Some(m) if number < m.number => return Err(GuardError::BelowMark { number, mark: m.number }),
-            Some(m) if number == m.number && hash != m.hash => {
-                return Err(GuardError::DoubleSign { number, hash, signed: m.hash });
+    /// The newest leader epoch this guard has seen.
+    pub fn epoch_seen(&self) -> u64 {
+        self.state.lock().expect("guard lock").epoch_seen
+    }
+
+    /// Admits block `number` with `hash` for signing by the leader of
+    /// `leader_epoch`, persisting the new state durably first. Calls are
+    /// serialised: two racing requests for one height cannot both pass.
+    /// `newest_epoch` is what the fence says now, if there is one.
+    pub fn admit(&self, number: u64, hash: B256, leader_epoch: u64, newest_epoch: u64) -> Result<(), GuardError> {
+        let mut state = self.state.lock().expect("guard lock");
+        let newest = state.epoch_seen.max(newest_epoch);
+        let mut next = GuardState { mark: state.mark, epoch_seen: newest };
+        let refusal = if leader_epoch < newest {
+            Some(GuardError::StaleEpoch { epoch: leader_epoch, newest })
+        } else {
+            next.epoch_seen = leader_epoch;
+            match state.mark {
+                Some(m) if number < m.number => Some(GuardError::BelowMark { number, mark: m.number }),
+                Some(m) if number == m.number && hash != m.hash => {
+                    Some(GuardError::DoubleSign { number, hash, signed: m.hash })
+                }
+                _ => {
+                    next.mark = Some(HighWaterMark { number, hash });
+                    None
+                }
             }
-            Some(m) if number == m.number => return Ok(()),
-            _ => {}
+        };
+        // A newer epoch is kept even when this request is refused.
+        if next.mark != state.mark || next.epoch_seen != state.epoch_seen {
+            self.persist(next)?;
+            *state = next;
         }
-        let next = HighWaterMark { number, hash };
-        self.persist(next)?;
-        *mark = Some(next);
-        Ok(())
+        refusal.map_or(Ok(()), Err)
     }
 
-    fn persist(&self, mark: HighWaterMark) -> Result<(), GuardError> {
+    fn persist(&self, next: GuardState) -> Result<(), GuardError> {
         let state = |reason: String| GuardError::State { path: self.path.clone(), reason };
+        let mark = next.mark.unwrap_or(HighWaterMark { number: 0, hash: B256::ZERO });
         let mut bytes = Vec::with_capacity(STATE_BYTES);
         bytes.extend_from_slice(&mark.number.to_le_bytes());
         bytes.extend_from_slice(mark.hash.as_slice());
+        bytes.extend_from_slice(&next.epoch_seen.to_le_bytes());
         bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
         let tmp = self.path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
@@ -112,16 +158,24 @@ impl SignGuard {
 }
 
 /// A signer behind the guard: every sealed block passes `SignGuard::admit`
-/// before the inner signer sees it.
+/// (after the fence, if any, says the newest epoch) before the inner signer
+/// sees it.
 #[derive(Debug)]
 pub struct GuardedSigner<S> {
     inner: S,
     guard: SignGuard,
+    fence: Option<Arc<dyn EpochFence>>,
 }
 
 impl<S: Signer> GuardedSigner<S> {
     pub fn new(inner: S, guard: SignGuard) -> Self {
-        Self { inner, guard }
+        Self { inner, guard, fence: None }
+    }
+
+    /// Asks `fence` for the newest epoch before every block signature.
+    pub fn with_fence(mut self, fence: Arc<dyn EpochFence>) -> Self {
+        self.fence = Some(fence);
+        self
     }
 
     pub fn guard(&self) -> &SignGuard {
@@ -140,7 +194,13 @@ impl<S: Signer> Signer for GuardedSigner<S> {
 
     fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
         match *payload {
-            Payload::SealedBlock { number, block_hash, .. } => self.guard.admit(number, block_hash)?,
+            Payload::SealedBlock { number, block_hash, leader_epoch, .. } => {
+                let newest = match &self.fence {
+                    Some(fence) => fence.newest_epoch().map_err(GuardError::Fence)?,
+                    None => 0,
+                };
+                self.guard.admit(number, block_hash, leader_epoch, newest)?
+            }
             Payload::SelfTest { .. } | Payload::Delegation { .. } => {}
             // The block key never signs preconfirmations: that is the hot key's job.
             Payload::PreconfBatch { .. } => {
@@ -172,20 +232,46 @@ mod tests {
         let dir = temp("restart");
         let path = dir.join("guard");
         let guard = SignGuard::open(&path).unwrap();
-        guard.admit(5, B256::repeat_byte(1)).unwrap();
-        guard.admit(5, B256::repeat_byte(1)).unwrap();
-        assert!(matches!(guard.admit(5, B256::repeat_byte(2)), Err(GuardError::DoubleSign { .. })));
+        guard.admit(5, B256::repeat_byte(1), 0, 0).unwrap();
+        guard.admit(5, B256::repeat_byte(1), 0, 0).unwrap();
+        assert!(matches!(guard.admit(5, B256::repeat_byte(2), 0, 0), Err(GuardError::DoubleSign { .. })));
         drop(guard);
         let reopened = SignGuard::open(&path).unwrap();
         assert_eq!(reopened.mark(), Some(HighWaterMark { number: 5, hash: B256::repeat_byte(1) }));
-        assert!(matches!(reopened.admit(5, B256::repeat_byte(2)), Err(GuardError::DoubleSign { .. })));
-        assert!(matches!(reopened.admit(4, B256::repeat_byte(3)), Err(GuardError::BelowMark { .. })));
-        reopened.admit(6, B256::repeat_byte(3)).unwrap();
+        assert!(matches!(reopened.admit(5, B256::repeat_byte(2), 0, 0), Err(GuardError::DoubleSign { .. })));
+        assert!(matches!(reopened.admit(4, B256::repeat_byte(3), 0, 0), Err(GuardError::BelowMark { .. })));
+        reopened.admit(6, B256::repeat_byte(3), 0, 0).unwrap();
         // A damaged state file is refused, not guessed at.
         let mut bytes = fs::read(&path).unwrap();
         bytes[3] ^= 1;
         fs::write(&path, &bytes).unwrap();
         assert!(matches!(SignGuard::open(&path), Err(GuardError::State { .. })));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_stale_epoch_is_refused_and_the_newest_survives_restarts() {
+        let dir = temp("epoch");
+        let path = dir.join("guard");
+        let guard = SignGuard::open(&path).unwrap();
+        guard.admit(1, B256::repeat_byte(1), 5, 5).unwrap();
+        // The fence says epoch 9 leads now: the leader of 5 is refused, even
+        // for the next height, and the guard remembers 9.
+        assert_eq!(guard.admit(2, B256::repeat_byte(2), 5, 9), Err(GuardError::StaleEpoch { epoch: 5, newest: 9 }));
+        drop(guard);
+        let reopened = SignGuard::open(&path).unwrap();
+        assert_eq!(reopened.epoch_seen(), 9);
+        assert_eq!(reopened.mark(), Some(HighWaterMark { number: 1, hash: B256::repeat_byte(1) }));
+        assert!(matches!(reopened.admit(2, B256::repeat_byte(2), 5, 0), Err(GuardError::StaleEpoch { .. })));
+        reopened.admit(2, B256::repeat_byte(3), 9, 9).unwrap();
+        // A state file from before epochs reads as epoch 0.
+        let v1 = dir.join("v1");
+        let mut bytes = 4u64.to_le_bytes().to_vec();
+        bytes.extend_from_slice(B256::repeat_byte(4).as_slice());
+        bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
+        fs::write(&v1, &bytes).unwrap();
+        let old = SignGuard::open(&v1).unwrap();
+        assert_eq!((old.mark().unwrap().number, old.epoch_seen()), (4, 0));
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -195,7 +281,7 @@ mod tests {
     fn child_persists_then_hangs() {
         let Ok(path) = std::env::var("TEPHRA_GUARD_CHILD") else { return };
         let guard = SignGuard::open(Path::new(&path)).unwrap();
-        guard.admit(7, B256::repeat_byte(0xaa)).unwrap();
+        guard.admit(7, B256::repeat_byte(0xaa), 0, 0).unwrap();
         fs::write(format!("{path}.persisted"), b"").unwrap();
         std::thread::sleep(std::time::Duration::from_secs(60));
     }
@@ -218,8 +304,8 @@ mod tests {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let guard = SignGuard::open(&path).unwrap();
-        assert!(matches!(guard.admit(7, B256::repeat_byte(0xbb)), Err(GuardError::DoubleSign { .. })));
-        guard.admit(7, B256::repeat_byte(0xaa)).expect("the same block may be signed again");
+        assert!(matches!(guard.admit(7, B256::repeat_byte(0xbb), 0, 0), Err(GuardError::DoubleSign { .. })));
+        guard.admit(7, B256::repeat_byte(0xaa), 0, 0).expect("the same block may be signed again");
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -242,7 +328,7 @@ mod tests {
                     let (signer, signed, chunk) = (signer.clone(), signed.clone(), chunk.to_vec());
                     std::thread::spawn(move || {
                         for (number, h) in chunk {
-                            let payload = Payload::SealedBlock { chain_id: 1, number, block_hash: B256::repeat_byte(h) };
+                            let payload = Payload::SealedBlock { chain_id: 1, number, block_hash: B256::repeat_byte(h), leader_epoch: 0 };
                             if signer.sign(&payload).is_ok() {
                                 signed.lock().unwrap().push((number, h));
                             }

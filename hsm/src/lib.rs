@@ -19,7 +19,7 @@ pub use delegation::{
     verify_proof,
 };
 pub use file::FileSigner;
-pub use guard::{GuardError, GuardedSigner, HighWaterMark, SignGuard};
+pub use guard::{EpochFence, GuardError, GuardedSigner, HighWaterMark, SignGuard};
 pub use pipeline::{BacklogFull, SignedBlock, SignerHealth, SigningPipeline};
 pub use pkcs11::{Pkcs11Config, Pkcs11Signer};
 pub use yubi::{YubiConnector, YubiHsmConfig, YubiHsmSigner};
@@ -29,7 +29,11 @@ pub use yubi::{YubiConnector, YubiHsmConfig, YubiHsmSigner};
 pub enum Payload {
     /// A sealed block, signed with the OP Stack unsafe-block scheme over its
     /// hash (the payload hash is the block hash: keccak256 of the RLP header).
-    SealedBlock { chain_id: u64, number: u64, block_hash: B256 },
+    /// `leader_epoch` is the asking leader's epoch, the fencing token of a
+    /// high-availability pair (0 for a single node): the guard refuses one
+    /// older than the newest it has seen. The block hash commits to it
+    /// through the header's extra data, so it is not in the signed digest.
+    SealedBlock { chain_id: u64, number: u64, block_hash: B256, leader_epoch: u64 },
     /// `tephra hsm selftest`: a random challenge under its own domain, so that
     /// it can never be a block signature.
     SelfTest { challenge: B256 },

@@ -53,7 +53,7 @@ pub enum SignerHealth {
 
 /// The pipeline, driven from the sequencer's thread.
 pub struct SigningPipeline {
-    jobs: SyncSender<(u64, B256)>,
+    jobs: SyncSender<(u64, B256, u64)>,
     reports: Receiver<Report>,
     /// Submitted, not yet signed: (number, submitted at).
     outstanding: VecDeque<(u64, Instant)>,
@@ -82,11 +82,11 @@ impl SigningPipeline {
         retry: Duration,
     ) -> std::io::Result<Self> {
         assert!(unsigned_max > 0, "at least one block may wait");
-        let (jobs, job_rx) = mpsc::sync_channel::<(u64, B256)>(unsigned_max);
+        let (jobs, job_rx) = mpsc::sync_channel::<(u64, B256, u64)>(unsigned_max);
         let (report_tx, reports) = mpsc::sync_channel(unsigned_max * 2);
         thread::Builder::new().name("tephra-sign".into()).spawn(move || {
-            while let Ok((number, hash)) = job_rx.recv() {
-                let payload = Payload::SealedBlock { chain_id, number, block_hash: hash };
+            while let Ok((number, hash, leader_epoch)) = job_rx.recv() {
+                let payload = Payload::SealedBlock { chain_id, number, block_hash: hash, leader_epoch };
                 loop {
                     let report = match signer.sign(&payload) {
                         Ok(signature) => Report::Signed(SignedBlock { number, hash, signature }),
@@ -106,10 +106,13 @@ impl SigningPipeline {
         Ok(Self { jobs, reports, outstanding: VecDeque::new(), unsigned_max, timeout, failure: None })
     }
 
-    /// Queues a sealed block. Callers check `health` first: a full queue is
+    /// Queues a sealed block, asked for by the leader of `leader_epoch` (0
+    /// for a single node). Callers check `health` first: a full queue is
     /// refused rather than waited on.
-    pub fn submit(&mut self, number: u64, hash: B256) -> Result<(), BacklogFull> {
-        self.jobs.try_send((number, hash)).map_err(|_| BacklogFull { unsigned: self.outstanding.len() })?;
+    pub fn submit(&mut self, number: u64, hash: B256, leader_epoch: u64) -> Result<(), BacklogFull> {
+        self.jobs
+            .try_send((number, hash, leader_epoch))
+            .map_err(|_| BacklogFull { unsigned: self.outstanding.len() })?;
         self.outstanding.push_back((number, Instant::now()));
         Ok(())
     }
@@ -210,18 +213,18 @@ mod tests {
             Arc::new(Unpluggable { key: FileSigner::from_bytes(&[3; 32]).unwrap(), plugged: AtomicBool::new(true) });
         let mut pipeline =
             SigningPipeline::start(signer.clone(), 1, 2, Duration::from_secs(30), Duration::from_millis(5)).unwrap();
-        pipeline.submit(1, B256::repeat_byte(1)).unwrap();
+        pipeline.submit(1, B256::repeat_byte(1), 0).unwrap();
         let signed = wait_for(&mut pipeline, |_, all| all.len() == 1);
         assert_eq!(signed[0].number, 1);
         assert_eq!(pipeline.health(), SignerHealth::Ok);
 
         signer.plugged.store(false, Ordering::SeqCst);
-        pipeline.submit(2, B256::repeat_byte(2)).unwrap();
+        pipeline.submit(2, B256::repeat_byte(2), 0).unwrap();
         wait_for(&mut pipeline, |p, _| matches!(p.health(), SignerHealth::Failed(_)));
         let SignerHealth::Failed(reason) = pipeline.health() else { unreachable!() };
         assert!(reason.contains("device not found"), "{reason}");
         // The bound: one more may wait, then the sealer is held back.
-        pipeline.submit(3, B256::repeat_byte(3)).unwrap();
+        pipeline.submit(3, B256::repeat_byte(3), 0).unwrap();
         assert_eq!(pipeline.unsigned(), 2);
 
         signer.plugged.store(true, Ordering::SeqCst);
@@ -236,8 +239,8 @@ mod tests {
             Arc::new(Unpluggable { key: FileSigner::from_bytes(&[4; 32]).unwrap(), plugged: AtomicBool::new(false) });
         let mut pipeline =
             SigningPipeline::start(signer, 1, 2, Duration::from_secs(30), Duration::from_millis(50)).unwrap();
-        pipeline.submit(1, B256::repeat_byte(1)).unwrap();
-        pipeline.submit(2, B256::repeat_byte(2)).unwrap();
+        pipeline.submit(1, B256::repeat_byte(1), 0).unwrap();
+        pipeline.submit(2, B256::repeat_byte(2), 0).unwrap();
         assert!(matches!(pipeline.health(), SignerHealth::Backlogged { unsigned: 2 } | SignerHealth::Failed(_)));
     }
 
@@ -261,7 +264,7 @@ mod tests {
             Duration::from_millis(5),
         )
         .unwrap();
-        pipeline.submit(9, B256::ZERO).unwrap();
+        pipeline.submit(9, B256::ZERO, 0).unwrap();
         wait_for(&mut pipeline, |p, _| matches!(p.health(), SignerHealth::Failed(_)));
         let SignerHealth::Failed(reason) = pipeline.health() else { unreachable!() };
         assert!(reason.contains("block 9 unsigned"), "{reason}");

@@ -153,8 +153,12 @@ mod tests {
         ];
         // Many signatures: the device's high-s ones must come out low.
         for n in 0..32u8 {
-            let payload =
-                Payload::SealedBlock { chain_id: 31337, number: u64::from(n), block_hash: B256::with_last_byte(n) };
+            let payload = Payload::SealedBlock {
+                chain_id: 31337,
+                number: u64::from(n),
+                block_hash: B256::with_last_byte(n),
+                leader_epoch: 0,
+            };
             let signature = signer.sign(&payload).unwrap();
             assert!(signature.0[32..64] <= HALF_ORDER[..], "s is low");
             assert_eq!(recover(&signature, payload.signing_hash()), Some(signer.address()));

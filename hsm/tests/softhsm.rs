@@ -68,7 +68,12 @@ fn softhsm2_signs_sealed_blocks_with_low_s_recoverable_signatures() {
         .expect("the SoftHSM2 key opens");
         assert!(format!("{signer:?}").contains("REDACTED"));
         for n in 0..16u8 {
-            let payload = Payload::SealedBlock { chain_id: 10, number: u64::from(n), block_hash: B256::repeat_byte(n) };
+            let payload = Payload::SealedBlock {
+                chain_id: 10,
+                number: u64::from(n),
+                block_hash: B256::repeat_byte(n),
+                leader_epoch: 0,
+            };
             let signature = signer.sign(&payload).unwrap();
             assert!(signature.0[32] < 0x80, "s is normalised low");
             assert_eq!(recover(&signature, payload.signing_hash()), Some(signer.address()));
@@ -82,7 +87,8 @@ fn softhsm2_signs_sealed_blocks_with_low_s_recoverable_signatures() {
         })
         .expect("a key is generated on the token");
         assert_ne!(generated.address(), signer.address());
-        let payload = Payload::SealedBlock { chain_id: 10, number: 1, block_hash: B256::repeat_byte(1) };
+        let payload =
+            Payload::SealedBlock { chain_id: 10, number: 1, block_hash: B256::repeat_byte(1), leader_epoch: 0 };
         let signature = generated.sign(&payload).unwrap();
         assert_eq!(recover(&signature, payload.signing_hash()), Some(generated.address()));
         return;

@@ -30,6 +30,7 @@ fn latency(name: &str, signer: &dyn Signer, rounds: u64) {
                 chain_id: 1,
                 number,
                 block_hash: B256::from(alloy_primitives::U256::from(number)),
+                leader_epoch: 0,
             };
             let start = Instant::now();
             signer.sign(&payload).expect("signs");
@@ -77,7 +78,7 @@ fn signing_lag_with_a_slow_signer(dir: &Path) {
         if pipeline.health() != SignerHealth::Ok {
             held_back += 1;
         }
-        pipeline.submit(number, B256::from(alloy_primitives::U256::from(number))).expect("room in the backlog");
+        pipeline.submit(number, B256::from(alloy_primitives::U256::from(number)), 0).expect("room in the backlog");
         lag_max = lag_max.max(pipeline.unsigned());
     }
     println!(

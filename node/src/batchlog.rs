@@ -55,6 +55,9 @@ pub enum Record {
     Sealed { number: u64, header_rlp: Bytes, receipts: Vec<ReceiptRecord> },
     /// The block's signature by the block key.
     Signed { number: u64, hash: B256, signature: [u8; 65] },
+    /// A leader of a high-availability pair took over: the records after
+    /// this one are its, and the block open now or next carries its epoch.
+    Epoch { epoch: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +181,10 @@ impl Record {
                 e.fixed(hash.as_slice());
                 e.fixed(signature);
             }
+            Record::Epoch { epoch } => {
+                e.u8(5);
+                e.u64(*epoch);
+            }
         }
         e.0
     }
@@ -244,6 +251,7 @@ impl Record {
                 hash: d.b256()?,
                 signature: d.take(65)?.try_into().expect("65 bytes"),
             },
+            5 => Record::Epoch { epoch: d.u64()? },
             tag => return Err(format!("unknown record tag {tag}")),
         };
         if !d.0.is_empty() {
@@ -362,6 +370,123 @@ fn parse_frame(bytes: &[u8]) -> Result<&[u8], String> {
     Ok(payload)
 }
 
+/// Splits `bytes` (log frames end to end, as replication carries them) into
+/// each record's frame and the record; any damage refuses the whole message.
+pub fn split_frames(bytes: &[u8]) -> Result<Vec<(&[u8], Record)>, String> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let payload = parse_frame(&bytes[offset..])?;
+        let end = offset + HEADER_BYTES + payload.len();
+        out.push((&bytes[offset..end], Record::decode(payload)?));
+        offset = end;
+    }
+    Ok(out)
+}
+
+/// The epochs of a log's records: epoch 0 from the first, then one entry
+/// per Epoch record, at its index.
+pub fn epoch_table(records: &[Record]) -> Vec<tephra_ha::EpochStart> {
+    let mut table = vec![tephra_ha::EpochStart { epoch: 0, start: 0 }];
+    for (index, record) in records.iter().enumerate() {
+        if let Record::Epoch { epoch } = record {
+            table.push(tephra_ha::EpochStart { epoch: *epoch, start: index as u64 });
+        }
+    }
+    table
+}
+
+/// Cuts the log in `dir` to its first `keep` records, durably: what a
+/// deposed leader wrote that its successor never received. Returns how many
+/// records went.
+pub fn truncate(dir: &Path, keep: u64) -> Result<u64, LogError> {
+    let mut seen = 0u64;
+    let mut removed = 0u64;
+    for index in segment_indices(dir)? {
+        let path = segment_path(dir, index);
+        let bytes = fs::read(&path)?;
+        let scan = scan_segment(&bytes);
+        let count = scan.records.len() as u64;
+        if seen + count <= keep {
+            seen += count;
+            continue;
+        }
+        let keep_here = (keep.saturating_sub(seen)) as usize;
+        removed += count - keep_here as u64;
+        seen += keep_here as u64;
+        if keep_here == 0 && index != 1 {
+            fs::remove_file(&path)?;
+            continue;
+        }
+        let mut offset = 0usize;
+        for _ in 0..keep_here {
+            offset += HEADER_BYTES + parse_frame(&bytes[offset..]).map_err(io::Error::other)?.len();
+        }
+        let file = OpenOptions::new().write(true).open(&path)?;
+        file.set_len(offset as u64)?;
+        file.sync_all()?;
+    }
+    sync_dir(dir)?;
+    Ok(removed)
+}
+
+/// The log on disk as a replication source: records older than the
+/// leader's in-memory window. Segments other than the last never change, so
+/// their record counts are kept once counted.
+#[derive(Debug)]
+pub struct DiskLog {
+    dir: PathBuf,
+    counts: std::sync::Mutex<std::collections::BTreeMap<u64, u64>>,
+}
+
+impl DiskLog {
+    pub fn new(dir: &Path) -> Self {
+        Self { dir: dir.to_path_buf(), counts: Default::default() }
+    }
+}
+
+impl tephra_ha::LogSource for DiskLog {
+    fn read_frames(&self, first: u64, end: u64, bytes_max: usize, out: &mut Vec<u8>) -> io::Result<u64> {
+        let indices = segment_indices(&self.dir)?;
+        let mut seen = 0u64;
+        for (position, &index) in indices.iter().enumerate() {
+            let is_last = position + 1 == indices.len();
+            let known = self.counts.lock().expect("counts lock").get(&index).copied();
+            if let Some(count) = known
+                && seen + count <= first
+            {
+                seen += count;
+                continue;
+            }
+            let bytes = fs::read(segment_path(&self.dir, index))?;
+            let mut offset = 0usize;
+            let mut count = 0u64;
+            let mut sent = 0u64;
+            while let Ok(payload) = parse_frame(&bytes[offset..]) {
+                let len = HEADER_BYTES + payload.len();
+                let at = seen + count;
+                if at >= first {
+                    if at >= end || (sent > 0 && out.len() + len > bytes_max) {
+                        return Ok(sent);
+                    }
+                    out.extend_from_slice(&bytes[offset..offset + len]);
+                    sent += 1;
+                }
+                offset += len;
+                count += 1;
+            }
+            if !is_last {
+                self.counts.lock().expect("counts lock").insert(index, count);
+            }
+            if sent > 0 {
+                return Ok(sent);
+            }
+            seen += count;
+        }
+        Ok(0)
+    }
+}
+
 /// The writing end. One writer per log.
 #[derive(Debug)]
 pub struct LogWriter {
@@ -371,29 +496,67 @@ pub struct LogWriter {
     segment_bytes: u64,
     segment_size_max_bytes: u64,
     uncommitted: bool,
+    /// Records in the log, appended or durable.
+    records: u64,
+    /// A leader's replication: every frame appended, every commit.
+    feed: Option<std::sync::Arc<tephra_ha::Feed>>,
 }
 
 impl LogWriter {
-    /// Opens the log in `dir` for appending (after `read_all` has checked it).
-    pub fn open(dir: &Path, segment_size_max_bytes: u64) -> Result<Self, LogError> {
+    /// Opens the log in `dir`, which holds `records` records, for appending
+    /// (after `read_all` has checked it).
+    pub fn open(dir: &Path, segment_size_max_bytes: u64, records: u64) -> Result<Self, LogError> {
         fs::create_dir_all(dir)?;
         let index = segment_indices(dir)?.last().copied().unwrap_or(1);
         let path = segment_path(dir, index);
         let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
         let segment_bytes = file.seek(SeekFrom::End(0))?;
         sync_dir(dir)?;
-        Ok(Self { dir: dir.to_path_buf(), file, index, segment_bytes, segment_size_max_bytes, uncommitted: false })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            file,
+            index,
+            segment_bytes,
+            segment_size_max_bytes,
+            uncommitted: false,
+            records,
+            feed: None,
+        })
+    }
+
+    /// From now on every frame and commit also goes to `feed`.
+    pub fn set_feed(&mut self, feed: std::sync::Arc<tephra_ha::Feed>) {
+        self.feed = Some(feed);
+    }
+
+    /// Records in the log, appended or durable.
+    pub fn records(&self) -> u64 {
+        self.records
     }
 
     /// Appends a record; durable only after the next `commit`.
     pub fn append(&mut self, record: &Record) -> Result<(), LogError> {
         let frame = record.frame();
+        self.write_frame(&frame)?;
+        if let Some(feed) = &self.feed {
+            feed.append(frame);
+        }
+        Ok(())
+    }
+
+    /// Appends a frame as received from the leader (checked by `split_frames`).
+    pub fn append_frame(&mut self, frame: &[u8]) -> Result<(), LogError> {
+        self.write_frame(frame)
+    }
+
+    fn write_frame(&mut self, frame: &[u8]) -> Result<(), LogError> {
         if self.segment_bytes > 0 && self.segment_bytes + frame.len() as u64 > self.segment_size_max_bytes {
             self.roll()?;
         }
-        self.file.write_all(&frame)?;
+        self.file.write_all(frame)?;
         self.segment_bytes += frame.len() as u64;
         self.uncommitted = true;
+        self.records += 1;
         Ok(())
     }
 
@@ -405,6 +568,9 @@ impl LogWriter {
         let start = Instant::now();
         self.file.sync_data()?;
         self.uncommitted = false;
+        if let Some(feed) = &self.feed {
+            feed.commit();
+        }
         Ok(start.elapsed())
     }
 
@@ -466,7 +632,7 @@ mod tests {
 
     /// Writes `samples()` as one committed segment: its path and bytes.
     fn write_samples(dir: &Path) -> (PathBuf, Vec<u8>) {
-        let mut writer = LogWriter::open(dir, 1 << 20).unwrap();
+        let mut writer = LogWriter::open(dir, 1 << 20, 0).unwrap();
         for record in samples() {
             writer.append(&record).unwrap();
         }
@@ -479,7 +645,7 @@ mod tests {
     #[test]
     fn records_round_trip_across_segments() {
         let dir = temp_dir("roundtrip");
-        let mut writer = LogWriter::open(&dir, 1 << 20).unwrap();
+        let mut writer = LogWriter::open(&dir, 1 << 20, 0).unwrap();
         let mut expected = Vec::new();
         for i in 0..20_000u64 {
             let record = Record::Batch { number: i, txs: vec![(Address::ZERO, Bytes::from(vec![0xab; 100]))] };
@@ -519,7 +685,7 @@ mod tests {
         *flipped.last_mut().unwrap() ^= 1;
         fs::write(&path, &flipped).unwrap();
         assert_eq!(read_all(&dir, |_, _, _| {}).unwrap(), samples()[..3]);
-        let mut writer = LogWriter::open(&dir, 1 << 20).unwrap();
+        let mut writer = LogWriter::open(&dir, 1 << 20, 3).unwrap();
         writer.append(&samples()[3]).unwrap();
         writer.commit().unwrap();
         assert_eq!(read_all(&dir, |_, _, _| panic!("no tear")).unwrap(), samples());
@@ -569,7 +735,7 @@ mod tests {
     #[test]
     fn damage_before_the_tail_is_refused() {
         let dir = temp_dir("corrupt");
-        let mut writer = LogWriter::open(&dir, 1 << 20).unwrap();
+        let mut writer = LogWriter::open(&dir, 1 << 20, 0).unwrap();
         for _ in 0..2_000 {
             writer
                 .append(&Record::Batch { number: 1, txs: vec![(Address::ZERO, Bytes::from(vec![1; 1000]))] })
@@ -618,5 +784,58 @@ mod tests {
                 let _ = Record::decode(&mutated);
             }
         }
+    }
+
+    #[test]
+    fn truncation_keeps_a_prefix_and_the_disk_source_serves_any_range() {
+        use tephra_ha::LogSource;
+        let dir = temp_dir("truncate");
+        // Small segments: records spread over several files.
+        let mut writer = LogWriter::open(&dir, 4096, 0).unwrap();
+        let record = |i: u64| match i % 50 {
+            0 if i > 0 => Record::Epoch { epoch: i },
+            _ => Record::Batch { number: i, txs: vec![(Address::ZERO, Bytes::from(vec![i as u8; 300]))] },
+        };
+        let expected: Vec<Record> = (0..200).map(record).collect();
+        for r in &expected {
+            writer.append(r).unwrap();
+        }
+        writer.commit().unwrap();
+        assert_eq!(writer.records(), 200);
+        drop(writer);
+        let table = epoch_table(&expected);
+        assert_eq!(
+            table.iter().map(|e| (e.epoch, e.start)).collect::<Vec<_>>(),
+            [(0, 0), (50, 50), (100, 100), (150, 150)]
+        );
+        let source = DiskLog::new(&dir);
+        for (first, end) in [(0, 200), (37, 41), (120, 200), (199, 200)] {
+            let mut got = Vec::new();
+            let mut at = first;
+            while at < end {
+                let mut frames = Vec::new();
+                let n = source.read_frames(at, end, 2000, &mut frames).unwrap();
+                assert!(n > 0);
+                got.extend(split_frames(&frames).unwrap().into_iter().map(|(_, r)| r));
+                at += n;
+            }
+            let want = &expected[first as usize..end as usize];
+            let differ = got.iter().zip(want).position(|(a, b)| a != b);
+            assert!(
+                got.len() == want.len() && differ.is_none(),
+                "{first}..{end}: {} records, first difference at {differ:?}",
+                got.len()
+            );
+        }
+        assert_eq!(truncate(&dir, 133).unwrap(), 67);
+        assert_eq!(read_all(&dir, |_, _, _| panic!("no tear")).unwrap(), expected[..133]);
+        // The writer goes on from the cut.
+        let mut writer = LogWriter::open(&dir, 4096, 133).unwrap();
+        writer.append(&Record::Epoch { epoch: 999 }).unwrap();
+        writer.commit().unwrap();
+        let after = read_all(&dir, |_, _, _| panic!("no tear")).unwrap();
+        assert_eq!((after.len(), after.last()), (134, Some(&Record::Epoch { epoch: 999 })));
+        assert!(split_frames(&[1, 2, 3]).is_err());
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -26,6 +26,7 @@ pub struct Config {
     pub host: HostConfig,
     pub metrics: MetricsConfig,
     pub signer: SignerConfig,
+    pub ha: HaConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -176,6 +177,89 @@ pub struct SignerConfig {
     pub yubihsm_key_id: u16,
 }
 
+/// `[ha]`: an active/standby pair (or more) coordinated by etcd.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaConfig {
+    pub enabled: bool,
+    pub node_id: String,
+    pub peers: Vec<String>,
+    pub etcd_endpoints: Vec<String>,
+    pub etcd_prefix: String,
+    pub etcd_ca_file: PathBuf,
+    pub etcd_cert_file: PathBuf,
+    pub etcd_key_file: PathBuf,
+    pub etcd_request_timeout_ms: u64,
+    pub lease_ttl_s: u64,
+    pub replication: tephra_ha::ReplicationMode,
+    pub replication_listen: SocketAddr,
+    pub replication_advertise: String,
+    pub rpc_advertise: String,
+    pub peer_secret_file: PathBuf,
+    pub sync_ack_timeout_ms: u64,
+    pub campaign_lag_records_max: u64,
+    pub replication_window_bytes_max: usize,
+    pub replication_message_bytes_max: usize,
+    pub standbys_max: usize,
+    pub heartbeat_ms: u64,
+    pub status_interval_ms: u64,
+}
+
+impl HaConfig {
+    fn optional(path: &std::path::Path) -> Option<PathBuf> {
+        (!path.as_os_str().is_empty()).then(|| path.to_path_buf())
+    }
+
+    pub fn etcd(&self) -> tephra_ha::EtcdConfig {
+        tephra_ha::EtcdConfig {
+            endpoints: self.etcd_endpoints.clone(),
+            prefix: self.etcd_prefix.clone(),
+            ca_file: Self::optional(&self.etcd_ca_file),
+            cert_file: Self::optional(&self.etcd_cert_file),
+            key_file: Self::optional(&self.etcd_key_file),
+            lease_ttl_s: self.lease_ttl_s,
+            request_timeout: std::time::Duration::from_millis(self.etcd_request_timeout_ms),
+        }
+    }
+
+    fn validate(&self, extra_data: &str) -> Result<(), ConfigError> {
+        let invalid =
+            |key: &'static str, value: String, reason: &'static str| Err(ConfigError::Invalid { key, value, reason });
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.node_id.is_empty() || self.node_id.len() > tephra_ha::channel::NODE_ID_BYTES_MAX {
+            return invalid("ha.node_id", self.node_id.clone(), "must be 1 to 64 bytes");
+        }
+        if self.peers.is_empty() {
+            return invalid("ha.peers", "[]".into(), "must name the nodes that may follow this one");
+        }
+        if self.etcd_endpoints.is_empty() {
+            return invalid("ha.etcd_endpoints", "[]".into(), "must name at least one etcd member");
+        }
+        if self.lease_ttl_s < 2 {
+            return invalid("ha.lease_ttl_s", self.lease_ttl_s.to_string(), "must be at least 2 (etcd's minimum)");
+        }
+        if extra_data.len() > 24 {
+            return invalid("block.extra_data", extra_data.into(), "at most 24 bytes with ha: 8 carry the epoch");
+        }
+        for (key, value) in [
+            ("ha.etcd_request_timeout_ms", self.etcd_request_timeout_ms),
+            ("ha.sync_ack_timeout_ms", self.sync_ack_timeout_ms),
+            ("ha.replication_window_bytes_max", self.replication_window_bytes_max as u64),
+            ("ha.replication_message_bytes_max", self.replication_message_bytes_max as u64),
+            ("ha.standbys_max", self.standbys_max as u64),
+            ("ha.heartbeat_ms", self.heartbeat_ms),
+            ("ha.status_interval_ms", self.status_interval_ms),
+        ] {
+            if value == 0 {
+                return invalid(key, "0".into(), "must be at least 1");
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config: {0}")]
@@ -253,6 +337,7 @@ impl Config {
         positive("signer.unsigned_blocks_max", self.signer.unsigned_blocks_max as u64)?;
         positive("signer.sign_timeout_ms", self.signer.sign_timeout_ms)?;
         positive("signer.delegation_epoch_blocks", self.signer.delegation_epoch_blocks)?;
+        self.ha.validate(&self.block.extra_data)?;
         if self.node.profile == Profile::Production
             && matches!(self.signer.kind, SignerKind::File)
             && !self.signer.allow_file_key_in_production

@@ -184,7 +184,7 @@ pub fn verify_block(url: &str, block: &str, signer: Option<Address>) -> Result<S
         16,
     )
     .map_err(|e| e.to_string())?;
-    let payload = Payload::SealedBlock { chain_id, number: header.number, block_hash: hash };
+    let payload = Payload::SealedBlock { chain_id, number: header.number, block_hash: hash, leader_epoch: 0 };
     match tephra_hsm::recover(&Signature65(signature), payload.signing_hash()) {
         Some(address) if address == expected => {
             Ok(format!("block {} {hash}: hash and signature by {expected} verified", header.number))

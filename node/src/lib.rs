@@ -7,6 +7,7 @@ pub mod batchlog;
 pub mod config;
 mod delegation;
 mod format;
+pub mod ha;
 pub mod host;
 pub mod hsm_cli;
 mod metrics;

@@ -72,6 +72,13 @@ enum Command {
         #[arg(long, global = true, default_value = "/efi")]
         esp: PathBuf,
     },
+    /// A high-availability pair (docs/operators.md).
+    Ha {
+        #[command(subcommand)]
+        command: HaCommand,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Fetch a transaction's preconfirmation over JSON-RPC and check it back to the block key.
     VerifyPreconf {
         #[arg(long, default_value = "http://127.0.0.1:8545")]
@@ -95,6 +102,15 @@ enum Command {
         #[arg(long)]
         signer: Option<alloy_primitives::Address>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum HaCommand {
+    /// The leader, its epoch, and each node's role, log length and lag (from etcd).
+    Status,
+    /// Make the leader give up its lease now: a caught-up standby takes over,
+    /// the old leader restarts as a standby.
+    StepDown,
 }
 
 #[derive(Subcommand, Debug)]
@@ -196,6 +212,19 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }
+        Command::Ha { command, config } => {
+            Config::load(config.as_deref()).map_err(|e| e.to_string()).and_then(|config| {
+                let report = match command {
+                    HaCommand::Status => tephra_node::ha::status(&config),
+                    HaCommand::StepDown => tephra_node::ha::step_down(&config),
+                }?;
+                print!("{report}");
+                if !report.ends_with('\n') {
+                    println!();
+                }
+                Ok(())
+            })
+        }
         Command::Update { command: UpdateCommand::Apply { bundle, tries }, esp } => update_apply(&bundle, &esp, tries),
         Command::Update { command: UpdateCommand::Rollback, esp } => update_rollback(&esp),
         Command::Update { command: UpdateCommand::Status, esp } => {
@@ -293,7 +322,11 @@ fn run(config: Config) -> Result<(), String> {
         }
         tracing::info!("stopping");
         service.send("STOPPING=1");
-        running.stop().await.map_err(|e| e.to_string())
+        let deposed = running.deposed();
+        running.stop().await.map_err(|e| e.to_string())?;
+        // A deposed leader exits failed, so that its service restarts it to
+        // rejoin as a standby.
+        deposed.map_or(Ok(()), |reason| Err(format!("{reason}; restart to rejoin")))
     })
 }
 

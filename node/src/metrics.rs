@@ -43,6 +43,14 @@ pub struct Metrics {
     pub udp_replies_dropped: Counter,
     pub udp_rate_limited_datagrams: Counter,
     pub rpc_connections_refused: Counter,
+    /// High availability: 0 a single node, 1 a standby, 2 the leader.
+    pub ha_role: Gauge,
+    pub ha_epoch: Gauge,
+    pub ha_elections_won: Counter,
+    pub ha_fencing_refusals: Counter,
+    /// Records behind: a standby's own lag, or a leader's slowest standby.
+    pub ha_replication_lag_records: Gauge,
+    pub ha_sync_wait_us: Histogram,
     net: NetMetrics,
     /// The dataplane's own counters, copied into `net` at each scrape.
     net_sources: std::sync::OnceLock<NetSources>,
@@ -104,6 +112,12 @@ impl Metrics {
             udp_replies_dropped: Counter::default(),
             udp_rate_limited_datagrams: Counter::default(),
             rpc_connections_refused: Counter::default(),
+            ha_role: Gauge::default(),
+            ha_epoch: Gauge::default(),
+            ha_elections_won: Counter::default(),
+            ha_fencing_refusals: Counter::default(),
+            ha_replication_lag_records: Gauge::default(),
+            ha_sync_wait_us: Histogram::new(micros_buckets()),
             net: NetMetrics::default(),
             net_sources: std::sync::OnceLock::new(),
             registry: Registry::default(),
@@ -161,6 +175,24 @@ impl Metrics {
             "rpc_connections_refused",
             "JSON-RPC connections closed at accept: their client address was at rpc.connections_per_client_max",
             m.rpc_connections_refused.clone(),
+        );
+        registry.register("ha_role", "High availability role: 0 single node, 1 standby, 2 leader", m.ha_role.clone());
+        registry.register("ha_epoch", "The epoch of the leader this node leads or follows", m.ha_epoch.clone());
+        registry.register("ha_elections_won", "Elections this node won", m.ha_elections_won.clone());
+        registry.register(
+            "ha_fencing_refusals",
+            "Block signatures refused because etcd named a newer epoch than the asking leader's",
+            m.ha_fencing_refusals.clone(),
+        );
+        registry.register(
+            "ha_replication_lag_records",
+            "Batch log records behind: a standby's own lag, or the leader's slowest standby",
+            m.ha_replication_lag_records.clone(),
+        );
+        registry.register(
+            "ha_sync_wait_us",
+            "Sync replication: from a group commit to a standby's acknowledgement, microseconds",
+            m.ha_sync_wait_us.clone(),
         );
         let net = &m.net;
         registry.register("net_received_datagrams", "Datagrams the net tile received", net.received.clone());

@@ -17,7 +17,7 @@ use tephra_dataplane::{
     Dataplane, DataplaneError,
     topology::{Machine, Placement, TopologyError, pin_current_thread},
 };
-use tephra_exec::{BlockBuilder, BlockChoice, BlockParams, ChainSpec, snapshot};
+use tephra_exec::{BlockBuilder, BlockParams, ChainSpec, snapshot};
 use tephra_hsm::{
     AuditedSigner, FileSigner, GuardedSigner, Pkcs11Config, Pkcs11Signer, SignError, SignGuard, Signer,
     SigningPipeline, YubiConnector, YubiHsmConfig, YubiHsmSigner,
@@ -29,8 +29,8 @@ use crate::{
     delegation::Delegation,
     metrics::Metrics,
     replay::{self, OpenReplay},
-    sequencer::{Sequencer, Shared, unix_ms},
-    view::{OpenBlock, TxLocation, View},
+    sequencer::{Sequencer, Shared, block_choice},
+    view::{OpenBlock, StoredBlock, TxLocation, View},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,8 @@ pub enum NodeError {
     Dataplane(#[from] DataplaneError),
     #[error("data dir {0} is in use by another tephra process")]
     Locked(PathBuf),
+    #[error("high availability: {0}")]
+    Ha(String),
 }
 
 /// Holds the data dir for this process: two nodes (or a node and `log
@@ -199,15 +201,24 @@ fn audited_block_signatures(
         .collect())
 }
 
-/// The block key, every signature audited, behind the double-sign guard.
-pub fn load_signer(config: &Config, data: &DataDir) -> Result<Arc<dyn Signer>, NodeError> {
+/// The block key, every signature audited, behind the double-sign guard
+/// (asking `fence` for the newest leader epoch, in a pair).
+pub fn load_signer(
+    config: &Config,
+    data: &DataDir,
+    fence: Option<Arc<dyn tephra_hsm::EpochFence>>,
+) -> Result<Arc<dyn Signer>, NodeError> {
     let key = AuditedSigner::open(load_key(config, data)?, &data.0.join(&config.signer.audit_file))
         .map_err(|e| SignError::Device(e.to_string()))?;
     let guard = SignGuard::open(&data.0.join(&config.signer.guard_file)).map_err(SignError::from)?;
     if let Some(mark) = guard.mark() {
         tracing::info!(number = mark.number, hash = %mark.hash, "signing guard high-water mark");
     }
-    Ok(Arc::new(GuardedSigner::new(key, guard)))
+    let guarded = GuardedSigner::new(key, guard);
+    Ok(Arc::new(match fence {
+        Some(fence) => guarded.with_fence(fence),
+        None => guarded,
+    }))
 }
 
 /// A running node: its shared state and the handles to stop it.
@@ -217,7 +228,7 @@ pub struct Running {
     rpc_methods: jsonrpsee::Methods,
     /// Released when the process exits.
     _lock: fs::File,
-    sequencer: thread::JoinHandle<Result<(), batchlog::LogError>>,
+    sequencer: thread::JoinHandle<Result<(), NodeError>>,
     dataplane: Dataplane,
 }
 
@@ -269,6 +280,11 @@ impl Running {
         crate::metrics::not_ready_reason(&self.shared.ready, &self.shared.not_ready)
     }
 
+    /// Why this node stopped leading (or must restart to rejoin), if it did.
+    pub fn deposed(&self) -> Option<String> {
+        self.shared.deposed.lock().expect("deposed lock").clone()
+    }
+
     /// The sequencer loop's turn count (see `Shared::heartbeat`).
     pub fn heartbeat(&self) -> u64 {
         self.shared.heartbeat.load(Ordering::Relaxed)
@@ -282,12 +298,117 @@ pub fn placement(config: &Config) -> Result<(Machine, Placement), TopologyError>
     Ok((machine, placement))
 }
 
-/// Opens the data dir, replays the log and starts everything.
+/// The parameters of the block after `parent`, as the leader of `epoch`
+/// opens it.
+pub(crate) fn next_block_params(
+    chain: &ChainSpec,
+    parent: &StoredBlock,
+    config: &Config,
+    beneficiary: Address,
+    epoch: u64,
+) -> Result<BlockParams, NodeError> {
+    BlockParams::child_of(chain, &parent.header, block_choice(parent, config, beneficiary, epoch))
+        .map_err(|e| NodeError::Genesis { path: config.node.genesis.clone(), reason: e.to_string() })
+}
+
+/// What a node needs to start sequencing, at start or when it takes over.
+pub(crate) struct LeadParts {
+    pub signer: Arc<dyn Signer>,
+    pub beneficiary: Address,
+    pub placement: Placement,
+    pub submissions: mpsc::Receiver<crate::sequencer::Submission>,
+}
+
+/// The sequencer over `log` and the open block `builder`: blocks sealed but
+/// unsigned get their signature from the audit log or the signer, the
+/// signing pipeline and the delegation start, the shards come up.
+pub(crate) fn make_sequencer(
+    shared: &Arc<Shared>,
+    lead: LeadParts,
+    mut log: LogWriter,
+    builder: BlockBuilder,
+    open_logged: bool,
+    epoch: u64,
+    ha: Option<crate::sequencer::SequencerHa>,
+) -> Result<Sequencer, NodeError> {
+    let config = &shared.config;
+    let data = DataDir(config.node.data_dir.clone());
+    let chain = &shared.chain;
+    // A block signed just before a crash may be in the audit log but not yet
+    // in the batch log: take its signature from there rather than ask the
+    // guard, which has moved past it, to sign it again.
+    let audited = audited_block_signatures(config, &data)?;
+    let mut unsigned: Vec<(u64, alloy_primitives::B256)> = Vec::new();
+    {
+        let mut view = shared.view.write().expect("view lock");
+        for block in view.blocks.iter_mut().filter(|b| b.signature.is_none() && b.header.number > 0) {
+            let payload = tephra_hsm::Payload::SealedBlock {
+                chain_id: chain.chain_id(),
+                number: block.header.number,
+                block_hash: block.hash,
+                leader_epoch: epoch,
+            };
+            match audited.get(&payload.signing_hash()) {
+                Some(signature) => {
+                    log.append(&batchlog::Record::Signed {
+                        number: block.header.number,
+                        hash: block.hash,
+                        signature: signature.0,
+                    })?;
+                    block.signature = Some(*signature);
+                }
+                None => unsigned.push((block.header.number, block.hash)),
+            }
+        }
+    }
+    log.commit()?;
+    // Sealing stops at the bound, so a log never holds more unsigned blocks
+    // than it allows; a bound lowered since is widened to fit them.
+    let mut signing = SigningPipeline::start(
+        lead.signer.clone(),
+        chain.chain_id(),
+        config.signer.unsigned_blocks_max.max(unsigned.len()),
+        std::time::Duration::from_millis(config.signer.sign_timeout_ms),
+        std::time::Duration::from_millis(config.signer.sign_retry_ms),
+    )
+    .map_err(io_error(&data.0))?;
+    for (number, hash) in unsigned {
+        signing.submit(number, hash, epoch).expect("the bound fits every unsigned block");
+    }
+    let number = builder.params().number;
+    let delegation =
+        Delegation::start(lead.signer.clone(), chain.chain_id(), config.signer.delegation_epoch_blocks, number)?;
+    let executor = tephra_exec::ParallelExecutor::new(&config.exec.shard_config(&lead.placement))?;
+    tracing::info!(shards = executor.shards(), pinned = config.exec.pin_shards, "execution shards");
+    Ok(Sequencer::new(
+        shared.clone(),
+        lead.submissions,
+        log,
+        signing,
+        delegation,
+        executor,
+        builder,
+        open_logged,
+        lead.beneficiary,
+        data.snapshot(),
+        epoch,
+        ha,
+    ))
+}
+
+/// Opens the data dir, replays the log and starts everything. In a pair the
+/// node first agrees with the current leader on the log, then follows it,
+/// or leads.
 pub async fn start(config: Config) -> Result<Running, NodeError> {
     let data = DataDir(config.node.data_dir.clone());
     let lock = lock_data_dir(&data)?;
     let chain = chain_of(&config, &data)?;
-    let signer = load_signer(&config, &data)?;
+    let ha = match config.ha.enabled {
+        true => Some(Arc::new(crate::ha::Ha::connect(&config, &data).await?)),
+        false => None,
+    };
+    let fence = ha.as_ref().map(|ha| ha.fence.clone() as Arc<dyn tephra_hsm::EpochFence>);
+    let signer = load_signer(&config, &data, fence)?;
     let beneficiary = if config.block.beneficiary.is_empty() {
         signer.address()
     } else {
@@ -296,9 +417,15 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     tracing::info!(chain_id = chain.chain_id(), genesis = %chain.genesis_hash(), signer = %signer.address(), "opening");
 
     fs::create_dir_all(data.log()).map_err(io_error(&data.log()))?;
-    let records = batchlog::read_all(&data.log(), |segment, offset, reason| {
+    let mut records = batchlog::read_all(&data.log(), |segment, offset, reason| {
         tracing::warn!(segment = %segment.display(), offset, reason, "torn batch log tail truncated");
     })?;
+    let follower = match &ha {
+        Some(ha) => ha.join(&data, &mut records).await?,
+        None => None,
+    };
+    let records_count = records.len() as u64;
+    let epochs = batchlog::epoch_table(&records);
     let start = if data.snapshot().exists() { Some(snapshot::load(&data.snapshot())?) } else { None };
     let from_block = start.as_ref().map_or(0, |(_, meta)| meta.block_number);
     let replayed = replay::replay(&chain, records, start, None, config.rpc.history_blocks_max)?;
@@ -306,27 +433,28 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         from_snapshot_block = from_block,
         re_executed_blocks = replayed.executed_blocks,
         head = replayed.blocks.back().map_or(0, |b| b.header.number),
+        epoch = replayed.epoch,
         "batch log replayed"
     );
-    let log = LogWriter::open(&data.log(), config.log.segment_size_max_bytes)?;
+    let log = LogWriter::open(&data.log(), config.log.segment_size_max_bytes, records_count)?;
 
     let mut state = replayed.state;
+    let epoch = replayed.epoch;
     let head = replayed.blocks.back().expect("genesis").clone();
+    // A single node opens the next block now; a standby leaves it to the
+    // leader's Open record (opening runs system calls on the state).
     let (builder, open_txs, open_logged) = match replayed.open {
-        Some(OpenReplay { builder, txs }) => (builder, txs, true),
-        None => {
-            let choice = BlockChoice {
-                timestamp: (unix_ms() / 1000).max(head.header.timestamp),
-                beneficiary,
-                prevrandao: alloy_primitives::keccak256(head.hash),
-                extra_data: config.block.extra_data.clone().into_bytes().into(),
-            };
-            let params = BlockParams::child_of(&chain, &head.header, choice)
-                .map_err(|e| NodeError::Genesis { path: data.genesis(), reason: e.to_string() })?;
-            (BlockBuilder::open(params, &mut state), Vec::new(), false)
+        Some(OpenReplay { builder, txs }) => (Some(builder), txs, true),
+        None if ha.is_none() => {
+            let params = next_block_params(&chain, &head, &config, beneficiary, 0)?;
+            (Some(BlockBuilder::open(params, &mut state)), Vec::new(), false)
         }
+        None => (None, Vec::new(), false),
     };
-    let params = builder.params().clone();
+    let params = match &builder {
+        Some(builder) => builder.params().clone(),
+        None => next_block_params(&chain, &head, &config, beneficiary, epoch)?,
+    };
     let verifier = tephra_exec::Verifier::new(tephra_exec::VerifyRules {
         chain_id: chain.chain_id(),
         spec: params.spec,
@@ -340,40 +468,20 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         blocks: Default::default(),
         history_blocks_max: config.rpc.history_blocks_max,
         tx_index: Default::default(),
-        open: OpenBlock { params: params.clone(), txs: Vec::new(), gas_used: builder.gas_used() },
+        open: OpenBlock {
+            params: params.clone(),
+            txs: Vec::new(),
+            gas_used: builder.as_ref().map_or(0, |b| b.gas_used()),
+        },
     };
-    // A block signed just before a crash may be in the audit log but not yet
-    // in the batch log: take its signature from there rather than ask the
-    // guard, which has moved past it, to sign it again.
-    let audited = audited_block_signatures(&config, &data)?;
-    let mut unsigned: Vec<(u64, alloy_primitives::B256)> = Vec::new();
-    let mut log = log;
-    let mut replayed_blocks = replayed.blocks;
-    for block in replayed_blocks.iter_mut().filter(|b| b.signature.is_none() && b.header.number > 0) {
-        let payload = tephra_hsm::Payload::SealedBlock {
-            chain_id: chain.chain_id(),
-            number: block.header.number,
-            block_hash: block.hash,
-        };
-        match audited.get(&payload.signing_hash()) {
-            Some(signature) => {
-                log.append(&batchlog::Record::Signed {
-                    number: block.header.number,
-                    hash: block.hash,
-                    signature: signature.0,
-                })?;
-                block.signature = Some(*signature);
-            }
-            None => unsigned.push((block.header.number, block.hash)),
-        }
-    }
-    log.commit()?;
-    for block in replayed_blocks {
+    for block in replayed.blocks {
         view.push_block(block);
     }
     for (index, tx) in open_txs.iter().enumerate() {
         view.tx_index.insert(tx.hash, TxLocation { block_number: params.number, index });
     }
+    // A standby's replayer goes on with the open block from its transactions.
+    let resume_txs = if ha.is_some() { open_txs.clone() } else { Vec::new() };
     view.open.txs = open_txs;
 
     let metrics = Arc::new(Metrics::new());
@@ -396,47 +504,46 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         log_paused: AtomicBool::new(false),
         shutdown: AtomicBool::new(false),
         heartbeat: AtomicU64::new(0),
+        leading: AtomicBool::new(ha.is_none()),
+        leader_hint: std::sync::Mutex::new(String::new()),
+        deposed: std::sync::Mutex::new(None),
     });
 
-    // Sealing stops at the bound, so a log never holds more unsigned blocks
-    // than it allows; a bound lowered since is widened to fit them.
-    let mut signing = SigningPipeline::start(
-        signer.clone(),
-        chain.chain_id(),
-        config.signer.unsigned_blocks_max.max(unsigned.len()),
-        std::time::Duration::from_millis(config.signer.sign_timeout_ms),
-        std::time::Duration::from_millis(config.signer.sign_retry_ms),
-    )
-    .map_err(io_error(&data.0))?;
-    for (number, hash) in unsigned {
-        signing.submit(number, hash).expect("the bound fits every unsigned block");
-    }
-    let delegation =
-        Delegation::start(signer.clone(), chain.chain_id(), config.signer.delegation_epoch_blocks, params.number)?;
     let (machine, placement) = placement(&config)?;
     tracing::info!("tile placement\n{}", placement.table(&machine));
-    let executor = tephra_exec::ParallelExecutor::new(&config.exec.shard_config(&placement))?;
-    tracing::info!(shards = executor.shards(), pinned = config.exec.pin_shards, "execution shards");
-    let sequencer = Sequencer::new(
-        shared.clone(),
-        submit_rx,
-        log,
-        signing,
-        delegation,
-        executor,
-        builder,
-        open_logged,
-        beneficiary,
-        data.snapshot(),
-    );
     let sequencer_core = placement.sequencer;
-    let sequencer = thread::Builder::new()
-        .name("tephra-sequencer".into())
-        .spawn(move || {
-            pin_current_thread(&[sequencer_core]);
-            sequencer.run()
-        })
-        .map_err(io_error(&data.0))?;
+    let lead = LeadParts { signer, beneficiary, placement: placement.clone(), submissions: submit_rx };
+    let sequencer = match &ha {
+        None => {
+            let builder = builder.expect("a single node opened its block");
+            let sequencer = make_sequencer(&shared, lead, log, builder, open_logged, 0, None)?;
+            thread::Builder::new()
+                .name("tephra-sequencer".into())
+                .spawn(move || {
+                    pin_current_thread(&[sequencer_core]);
+                    sequencer.run().map_err(NodeError::from)
+                })
+                .map_err(io_error(&data.0))?
+        }
+        Some(ha) => {
+            let role = crate::ha::Role::new(
+                ha.clone(),
+                shared.clone(),
+                lead,
+                log,
+                crate::ha::Resume { builder, open_txs: resume_txs, head: head.header.clone(), epoch, epochs },
+                follower,
+            );
+            tokio::spawn(ha.clone().publish_status(shared.clone()));
+            thread::Builder::new()
+                .name("tephra-role".into())
+                .spawn(move || {
+                    pin_current_thread(&[sequencer_core]);
+                    role.run()
+                })
+                .map_err(io_error(&data.0))?
+        }
+    };
 
     let metrics_listener =
         tokio::net::TcpListener::bind(config.metrics.listen).await.map_err(io_error(Path::new("metrics.listen")))?;

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use alloy_consensus::{Eip658Value, Header, Receipt, Transaction as _, TxEnvelope};
 use alloy_eips::eip2718::Decodable2718;
-use alloy_primitives::{Address, keccak256};
+use alloy_primitives::{Address, B256, Bytes, keccak256};
 use alloy_rlp::Decodable;
 use tephra_exec::{
     BlockBuilder, BlockChoice, BlockParams, ChainSpec, ExecutedTx, SequentialExecutor, StateDb, TxOutcome, Verifier,
@@ -45,8 +45,11 @@ pub struct Replayed {
     /// Blocks re-executed (the rest were read back without executing).
     pub executed_blocks: u64,
     pub signatures_checked: u64,
+    /// The epoch of the log's newest records (0 if no leader of a pair wrote any).
+    pub epoch: u64,
 }
 
+#[derive(Debug)]
 enum Current {
     Idle,
     /// Before the snapshot: read back, not executed.
@@ -133,6 +136,195 @@ pub fn genesis_block(chain: &ChainSpec) -> StoredBlock {
     StoredBlock { header: chain.genesis_header().clone(), hash: chain.genesis_hash(), txs: Vec::new(), signature: None }
 }
 
+/// A block's extra data: in a high-availability pair the sealing leader's
+/// epoch (8 bytes, big-endian) and then the configured bytes; a single node
+/// (epoch 0) writes the configured bytes alone.
+pub fn stamped_extra_data(epoch: u64, configured: &[u8]) -> Bytes {
+    if epoch == 0 {
+        return Bytes::copy_from_slice(configured);
+    }
+    [&epoch.to_be_bytes()[..], configured].concat().into()
+}
+
+/// The configured bytes of extra data stamped with `epoch`.
+fn configured_extra_data(extra_data: &[u8], epoch: u64) -> &[u8] {
+    if epoch == 0 { extra_data } else { extra_data.get(8..).unwrap_or_default() }
+}
+
+/// What one record did to the chain.
+#[derive(Debug)]
+pub enum Applied {
+    Opened,
+    /// Transactions from `first` on were added to the open block.
+    Batch {
+        first: usize,
+    },
+    Sealed(Box<StoredBlock>),
+    Signed {
+        number: u64,
+        hash: B256,
+        signature: Signature65,
+    },
+    Epoch(u64),
+}
+
+/// Applies the log's records one at a time, to a state the caller owns:
+/// the start's replay and a standby following its leader share it.
+#[derive(Debug)]
+pub struct Replayer<'c> {
+    chain: &'c ChainSpec,
+    current: Current,
+    /// Blocks up to this one are read back, not executed (a snapshot holds them).
+    base_number: u64,
+    /// The newest sealed header: the next block's parent.
+    head: Header,
+    epoch: u64,
+    executor: SequentialExecutor,
+    pub executed_blocks: u64,
+}
+
+impl<'c> Replayer<'c> {
+    pub fn new(chain: &'c ChainSpec, base_number: u64, head: Header) -> Self {
+        Self {
+            chain,
+            current: Current::Idle,
+            base_number,
+            head,
+            epoch: 0,
+            executor: SequentialExecutor,
+            executed_blocks: 0,
+        }
+    }
+
+    /// Goes on from where a replay left the chain: `head` sealed last, `open`
+    /// the block open after it, if any.
+    pub fn resume(chain: &'c ChainSpec, head: Header, epoch: u64, open: Option<OpenReplay>) -> Self {
+        let mut replayer = Self::new(chain, head.number, head);
+        replayer.epoch = epoch;
+        if let Some(OpenReplay { builder, txs }) = open {
+            replayer.current = Current::Exec { builder, txs };
+        }
+        replayer
+    }
+
+    /// The epoch of the records applied last (0 before any leader's).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The open block's preconfirmed transactions.
+    pub fn open_txs(&self) -> &[StoredTx] {
+        match &self.current {
+            Current::Exec { txs, .. } => txs,
+            _ => &[],
+        }
+    }
+
+    pub fn open_builder(&self) -> Option<&BlockBuilder> {
+        match &self.current {
+            Current::Exec { builder, .. } => Some(builder),
+            _ => None,
+        }
+    }
+
+    /// The open block as the log leaves it.
+    pub fn finish(self) -> Result<Option<OpenReplay>, ReplayError> {
+        match self.current {
+            Current::Idle => Ok(None),
+            Current::Exec { builder, txs } => Ok(Some(OpenReplay { builder, txs })),
+            Current::History { open, .. } => Err(diverged(open.number, "the snapshot is ahead of its seal")),
+        }
+    }
+
+    pub fn apply(&mut self, record: Record, state: &mut StateDb) -> Result<Applied, ReplayError> {
+        let chain = self.chain;
+        Ok(match record {
+            Record::Open(open) => {
+                if !matches!(self.current, Current::Idle) {
+                    return Err(diverged(open.number, "a block opened before the previous one sealed"));
+                }
+                if open.number <= self.base_number {
+                    self.current = Current::History { open, txs: Vec::new() };
+                } else {
+                    let params = params_of(chain, &self.head, &open)?;
+                    self.current = Current::Exec { builder: BlockBuilder::open(params, state), txs: Vec::new() };
+                }
+                Applied::Opened
+            }
+            Record::Batch { number, txs: batch } => match &mut self.current {
+                Current::History { txs, .. } => {
+                    let first = txs.len();
+                    for (sender, raw) in batch {
+                        let envelope =
+                            TxEnvelope::decode_2718_exact(&raw).map_err(|e| diverged(number, e.to_string()))?;
+                        txs.push((sender, envelope));
+                    }
+                    Applied::Batch { first }
+                }
+                Current::Exec { builder, txs } => {
+                    let verifier = replay_verifier(chain, builder.params());
+                    let mut verified = Vec::with_capacity(batch.len());
+                    for (sender, raw) in batch {
+                        let tx = verifier.verify(&raw).map_err(|e| diverged(number, e.to_string()))?;
+                        if tx.sender != sender {
+                            return Err(diverged(number, format!("{} recovers to another sender", tx.hash)));
+                        }
+                        verified.push(tx);
+                    }
+                    let first = builder.transactions().len();
+                    let mut failure = None;
+                    builder.execute(&mut self.executor, state, verified, |_, outcome| {
+                        if !matches!(outcome, TxOutcome::Included(_)) && failure.is_none() {
+                            failure = Some(format!("a logged transaction was not included again: {outcome:?}"));
+                        }
+                    });
+                    if let Some(reason) = failure {
+                        return Err(diverged(number, reason));
+                    }
+                    let first_log_index = txs.last().map_or(0, |t| t.first_log_index + t.receipt.logs.len() as u64);
+                    let base_fee = builder.params().base_fee_per_gas;
+                    txs.extend(stored_txs(&builder.transactions()[first..], base_fee, first_log_index));
+                    Applied::Batch { first }
+                }
+                Current::Idle => return Err(diverged(number, "a batch outside any block")),
+            },
+            Record::Sealed { number, header_rlp, receipts } => {
+                let header = Header::decode(&mut header_rlp.as_ref()).map_err(|e| diverged(number, e.to_string()))?;
+                let hash = keccak256(&header_rlp);
+                let block = match std::mem::replace(&mut self.current, Current::Idle) {
+                    Current::History { open, txs } => history_block(header, open, txs, receipts)?,
+                    Current::Exec { builder, txs } => {
+                        let sealed = builder.seal(state);
+                        if sealed.hash != hash {
+                            return Err(diverged(number, format!("re-executed hash {} , logged {hash}", sealed.hash)));
+                        }
+                        self.executed_blocks += 1;
+                        StoredBlock { header: sealed.header, hash, txs, signature: None }
+                    }
+                    Current::Idle => return Err(diverged(number, "a seal outside any block")),
+                };
+                self.head = block.header.clone();
+                Applied::Sealed(Box::new(block))
+            }
+            Record::Signed { number, hash, signature } => {
+                Applied::Signed { number, hash, signature: Signature65(signature) }
+            }
+            Record::Epoch { epoch } => {
+                if epoch <= self.epoch {
+                    return Err(diverged(self.head.number, format!("epoch {epoch} after epoch {}", self.epoch)));
+                }
+                // The new leader seals the block it found open under its own epoch.
+                if let Current::Exec { builder, .. } = &mut self.current {
+                    let configured = configured_extra_data(&builder.params().extra_data, self.epoch).to_vec();
+                    builder.set_extra_data(stamped_extra_data(epoch, &configured));
+                }
+                self.epoch = epoch;
+                Applied::Epoch(epoch)
+            }
+        })
+    }
+}
+
 /// Replays `records` onto `start` (a snapshot, or genesis when `None`),
 /// keeping the newest `history_blocks_max` blocks. With `signer`, every
 /// signature must recover to it.
@@ -157,81 +349,19 @@ pub fn replay(
     };
     let mut blocks = VecDeque::from([genesis_block(chain)]);
     let mut snapshot_block_seen = base_number == 0;
-    let mut current = Current::Idle;
-    let mut executed_blocks = 0;
     let mut signatures_checked = 0;
-    let mut executor = SequentialExecutor;
+    let mut replayer = Replayer::new(chain, base_number, chain.genesis_header().clone());
     for record in records {
-        match record {
-            Record::Open(open) => {
-                if !matches!(current, Current::Idle) {
-                    return Err(diverged(open.number, "a block opened before the previous one sealed"));
-                }
-                let parent = &blocks.back().expect("genesis").header;
-                if open.number <= base_number {
-                    current = Current::History { open, txs: Vec::new() };
-                } else {
-                    let params = params_of(chain, parent, &open)?;
-                    current = Current::Exec { builder: BlockBuilder::open(params, &mut state), txs: Vec::new() };
-                }
-            }
-            Record::Batch { number, txs: batch } => match &mut current {
-                Current::History { txs, .. } => {
-                    for (sender, raw) in batch {
-                        let envelope =
-                            TxEnvelope::decode_2718_exact(&raw).map_err(|e| diverged(number, e.to_string()))?;
-                        txs.push((sender, envelope));
-                    }
-                }
-                Current::Exec { builder, txs } => {
-                    let verifier = replay_verifier(chain, builder.params());
-                    let mut verified = Vec::with_capacity(batch.len());
-                    for (sender, raw) in batch {
-                        let tx = verifier.verify(&raw).map_err(|e| diverged(number, e.to_string()))?;
-                        if tx.sender != sender {
-                            return Err(diverged(number, format!("{} recovers to another sender", tx.hash)));
-                        }
-                        verified.push(tx);
-                    }
-                    let first = builder.transactions().len();
-                    let mut failure = None;
-                    builder.execute(&mut executor, &mut state, verified, |_, outcome| {
-                        if !matches!(outcome, TxOutcome::Included(_)) && failure.is_none() {
-                            failure = Some(format!("a logged transaction was not included again: {outcome:?}"));
-                        }
-                    });
-                    if let Some(reason) = failure {
-                        return Err(diverged(number, reason));
-                    }
-                    let first_log_index = txs.last().map_or(0, |t| t.first_log_index + t.receipt.logs.len() as u64);
-                    let base_fee = builder.params().base_fee_per_gas;
-                    txs.extend(stored_txs(&builder.transactions()[first..], base_fee, first_log_index));
-                }
-                Current::Idle => return Err(diverged(number, "a batch outside any block")),
-            },
-            Record::Sealed { number, header_rlp, receipts } => {
-                let header = Header::decode(&mut header_rlp.as_ref()).map_err(|e| diverged(number, e.to_string()))?;
-                let hash = keccak256(&header_rlp);
-                let block = match std::mem::replace(&mut current, Current::Idle) {
-                    Current::History { open, txs } => history_block(header, open, txs, receipts)?,
-                    Current::Exec { builder, txs } => {
-                        let sealed = builder.seal(&mut state);
-                        if sealed.hash != hash {
-                            return Err(diverged(number, format!("re-executed hash {} , logged {hash}", sealed.hash)));
-                        }
-                        executed_blocks += 1;
-                        StoredBlock { header: sealed.header, hash, txs, signature: None }
-                    }
-                    Current::Idle => return Err(diverged(number, "a seal outside any block")),
-                };
+        match replayer.apply(record, &mut state)? {
+            Applied::Sealed(block) => {
                 // A snapshot carries the block hashes before it; sealing records the rest.
                 snapshot_block_seen |= block.header.number == base_number && block.hash == base_hash;
-                blocks.push_back(block);
+                blocks.push_back(*block);
                 while blocks.len() > history_blocks_max.max(1) {
                     blocks.pop_front();
                 }
             }
-            Record::Signed { number, hash, signature } => {
+            Applied::Signed { number, hash, signature } => {
                 let block = blocks
                     .iter_mut()
                     .rev()
@@ -240,9 +370,9 @@ pub fn replay(
                 if block.hash != hash {
                     return Err(diverged(number, "a signature over another block hash"));
                 }
-                let signature = Signature65(signature);
                 if let Some(expected) = signer {
-                    let payload = Payload::SealedBlock { chain_id: chain.chain_id(), number, block_hash: hash };
+                    let payload =
+                        Payload::SealedBlock { chain_id: chain.chain_id(), number, block_hash: hash, leader_epoch: 0 };
                     if tephra_hsm::recover(&signature, payload.signing_hash()) != Some(expected) {
                         return Err(diverged(number, format!("signature does not recover to {expected}")));
                     }
@@ -250,6 +380,7 @@ pub fn replay(
                 }
                 block.signature = Some(signature);
             }
+            Applied::Opened | Applied::Batch { .. } | Applied::Epoch(_) => {}
         }
     }
     // The snapshot's block must be in the log: a log cut short behind a
@@ -257,12 +388,10 @@ pub fn replay(
     if !snapshot_block_seen {
         return Err(diverged(base_number, "the snapshot's block is not in the batch log"));
     }
-    let open = match current {
-        Current::Idle => None,
-        Current::Exec { builder, txs } => Some(OpenReplay { builder, txs }),
-        Current::History { open, .. } => return Err(diverged(open.number, "the snapshot is ahead of its seal")),
-    };
-    Ok(Replayed { state, blocks, open, executed_blocks, signatures_checked })
+    let executed_blocks = replayer.executed_blocks;
+    let epoch = replayer.epoch();
+    let open = replayer.finish()?;
+    Ok(Replayed { state, blocks, open, executed_blocks, signatures_checked, epoch })
 }
 
 fn history_block(

@@ -44,6 +44,9 @@ const IDLE_WAKE: Duration = Duration::from_millis(20);
 /// passes after every mini-block would cost throughput under load; every
 /// 10 ms leaves the seal at most that much to hash (25 passes a 250 ms block).
 const HASH_AHEAD_INTERVAL: Duration = Duration::from_millis(10);
+/// How long a sync leader waits for an acknowledgement before it looks at
+/// its lease (and the watchdog's heartbeat) again.
+const SYNC_WAIT_SLICE: Duration = Duration::from_millis(20);
 
 /// A durable preconfirmation: where the transaction sits and how it ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +108,14 @@ pub struct Shared {
     /// Turns of the sequencer's loop, which wakes at least every IDLE_WAKE:
     /// the service watchdog is fed only while it moves.
     pub heartbeat: AtomicU64,
+    /// Whether this node takes transactions: always a single node; in a pair
+    /// only the leader.
+    pub leading: AtomicBool,
+    /// A standby's answer to transactions: where the leader is.
+    pub leader_hint: Mutex<String>,
+    /// Why this node stopped leading; the process exits with it, to rejoin
+    /// as a standby.
+    pub deposed: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -118,6 +129,13 @@ impl Shared {
     ) -> Result<(), Reject> {
         self.metrics.tx_received.inc();
         let hash = tx.hash;
+        if !self.leading.load(Ordering::Acquire) {
+            let hint = self.leader_hint.lock().expect("leader hint lock").clone();
+            let reject =
+                Reject::new(RejectCode::NotLeader, format!("{hash} not taken: this node is a standby; {hint}"));
+            self.reject_metric(&reject);
+            return Err(reject);
+        }
         if self.log_paused.load(Ordering::Acquire) {
             let reason = self.not_ready.lock().expect("readiness lock").clone().unwrap_or_default();
             let reject = Reject::new(RejectCode::NotReady, format!("{hash} not taken: {reason}"));
@@ -171,6 +189,21 @@ pub struct Sequencer {
     /// The open block changed state since the state trie last took it in.
     unhashed: bool,
     hashed_ahead_at: Instant,
+    /// The leader's epoch (0 for a single node): stamped on every block it
+    /// seals and carried by every signature request.
+    epoch: u64,
+    ha: Option<SequencerHa>,
+    /// Why nothing is preconfirmed: sync replication without a standby's ack.
+    replication_blocked: Option<String>,
+}
+
+/// What a leader of a pair adds to the sequencer.
+#[derive(Debug)]
+pub struct SequencerHa {
+    pub feed: Arc<tephra_ha::Feed>,
+    pub lease: Arc<tephra_ha::LeaseState>,
+    pub mode: tephra_ha::ReplicationMode,
+    pub sync_ack_timeout: Duration,
 }
 
 impl Sequencer {
@@ -186,6 +219,8 @@ impl Sequencer {
         open_logged: bool,
         beneficiary: Address,
         snapshot_path: PathBuf,
+        epoch: u64,
+        ha: Option<SequencerHa>,
     ) -> Self {
         let block_time = Duration::from_millis(shared.config.block.block_time_ms);
         Self {
@@ -209,6 +244,9 @@ impl Sequencer {
             disk_blocked: None,
             unhashed: false,
             hashed_ahead_at: Instant::now(),
+            epoch,
+            ha,
+            replication_blocked: None,
         }
     }
 
@@ -227,6 +265,13 @@ impl Sequencer {
         loop {
             self.shared.heartbeat.fetch_add(1, Ordering::Relaxed);
             if self.shared.shutdown.load(Ordering::Acquire) {
+                return self.log.commit().map(|_| ());
+            }
+            if let Some(ha) = &self.ha
+                && !ha.lease.leading()
+            {
+                let reason = ha.lease.reason().unwrap_or_else(|| "leadership lost".into());
+                self.stop_leading(reason);
                 return self.log.commit().map(|_| ());
             }
             let mut pending = self.shared.view.read().expect("view lock").pool.pending_count() > 0;
@@ -380,8 +425,11 @@ impl Sequencer {
 
     /// /ready's reason: every cause that holds the node back, or none.
     fn publish_readiness(&self) {
-        let reasons: Vec<&str> =
-            [&self.disk_blocked, &self.signer_blocked].into_iter().flatten().map(String::as_str).collect();
+        let reasons: Vec<&str> = [&self.disk_blocked, &self.signer_blocked, &self.replication_blocked]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
         *self.shared.not_ready.lock().expect("readiness lock") = (!reasons.is_empty()).then(|| reasons.join("; "));
     }
 
@@ -403,6 +451,52 @@ impl Sequencer {
             }
             if let Some(reply) = waiter.reply {
                 let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// Leadership ended: take nothing more and stop; the process exits and
+    /// comes back as a standby.
+    fn stop_leading(&self, reason: String) {
+        self.shared.leading.store(false, Ordering::Release);
+        *self.shared.not_ready.lock().expect("readiness lock") = Some(format!("not the leader: {reason}"));
+        *self.shared.deposed.lock().expect("deposed lock") = Some(reason);
+        self.shared.ready.store(false, Ordering::Release);
+        self.shared.shutdown.store(true, Ordering::Release);
+    }
+
+    /// Sync replication: holds until a standby has every record appended so
+    /// far durably. False if leadership (or the node) ended first: then
+    /// nothing of it may be told to anyone.
+    fn replicated(&mut self) -> bool {
+        let Some(ha) = &self.ha else { return true };
+        if ha.mode == tephra_ha::ReplicationMode::Async {
+            return true;
+        }
+        let (feed, lease, timeout) = (ha.feed.clone(), ha.lease.clone(), ha.sync_ack_timeout);
+        let count = self.log.records();
+        let started = Instant::now();
+        loop {
+            if feed.wait_replicated(count, SYNC_WAIT_SLICE) {
+                self.shared.metrics.ha_sync_wait_us.observe(started.elapsed().as_micros() as f64);
+                if self.replication_blocked.take().is_some() {
+                    tracing::info!("a standby acknowledges again: preconfirming resumed");
+                    self.publish_readiness();
+                }
+                return true;
+            }
+            self.shared.heartbeat.fetch_add(1, Ordering::Relaxed);
+            if !lease.leading() || self.shared.shutdown.load(Ordering::Acquire) {
+                return false;
+            }
+            if self.replication_blocked.is_none() && started.elapsed() >= timeout {
+                let reason = format!(
+                    "sync replication: no standby has acknowledged for {} ms, nothing is preconfirmed",
+                    timeout.as_millis()
+                );
+                tracing::warn!(reason);
+                self.replication_blocked = Some(reason);
+                self.publish_readiness();
             }
         }
     }
@@ -501,6 +595,11 @@ impl Sequencer {
                 let synced = self.log.commit()?;
                 self.shared.metrics.fsync_time_us.observe(synced.as_micros() as f64);
             }
+            if !included.is_empty() && !self.replicated() {
+                return Ok(());
+            }
+            let builder = self.builder.as_ref().expect("a block is always open outside seal");
+            let included = &builder.transactions()[first..];
             // Durable: now visible.
             let first_log_index = view.open.txs.last().map_or(0, |t| t.first_log_index + t.receipt.logs.len() as u64);
             let mut stored = stored_txs(included, builder.params().base_fee_per_gas, first_log_index);
@@ -554,6 +653,11 @@ impl Sequencer {
             self.log.append(&Record::Sealed { number: sealed.header.number, header_rlp, receipts })?;
             let synced = self.log.commit()?;
             self.shared.metrics.fsync_time_us.observe(synced.as_micros() as f64);
+            // A standby holds the block before it is published or signed, so
+            // that no successor ever signs another block at its height.
+            if !self.replicated() {
+                return Ok(());
+            }
             let block = StoredBlock { header: sealed.header, hash: sealed.hash, txs, signature: None };
             view.push_block(block.clone());
             sealed_block = Arc::new(block);
@@ -582,7 +686,7 @@ impl Sequencer {
         self.shared.metrics.blocks_sealed.inc();
         self.shared.metrics.head_number.set(i64::try_from(number).unwrap_or(i64::MAX));
         // Room is certain: sealing waited for it.
-        let queued = self.signing.submit(number, sealed_block.hash);
+        let queued = self.signing.submit(number, sealed_block.hash, self.epoch);
         debug_assert!(queued.is_ok(), "sealing checks the signing backlog first");
         self.shared.metrics.signing_lag_blocks.set(i64::try_from(self.signing.unsigned()).unwrap_or(i64::MAX));
         let _ = self.shared.events.send(Event::Sealed(sealed_block.clone()));
@@ -594,25 +698,11 @@ impl Sequencer {
     }
 
     fn next_choice(&self, parent: &StoredBlock) -> BlockChoice {
-        BlockChoice {
-            // Seconds never run backwards, and may repeat: blocks come faster than one a second.
-            timestamp: (unix_ms() / 1000).max(parent.header.timestamp),
-            beneficiary: self.beneficiary,
-            // Deterministic and public: replay needs it, and it is not a source of randomness.
-            prevrandao: keccak256(parent.hash),
-            extra_data: Bytes::from(self.shared.config.block.extra_data.clone().into_bytes()),
-        }
+        block_choice(parent, &self.shared.config, self.beneficiary, self.epoch)
     }
 
     fn write_snapshot(&self, state: &StateDb, block: &StoredBlock) {
-        let meta = SnapshotMeta {
-            block_number: block.header.number,
-            block_hash: block.hash,
-            state_root: block.header.state_root,
-        };
-        if let Err(error) = snapshot::save(state, &meta, &self.snapshot_path) {
-            tracing::warn!(%error, "snapshot failed; restart will replay more of the log");
-        }
+        write_snapshot(state, block, &self.snapshot_path);
     }
 
     fn collect_signatures(&mut self) -> Result<(), LogError> {
@@ -663,6 +753,27 @@ fn sign_preconfirmations(
     let mini_block = Arc::new(SignedMiniBlock { batch, certificate: *certificate, tree });
     for (position, tx) in stored.iter_mut().enumerate() {
         tx.preconf = Some(PreconfRef { mini_block: mini_block.clone(), position });
+    }
+}
+
+/// The choices for the child of `parent`, sealed by the leader of `epoch`.
+pub fn block_choice(parent: &StoredBlock, config: &Config, beneficiary: Address, epoch: u64) -> BlockChoice {
+    BlockChoice {
+        // Seconds never run backwards, and may repeat: blocks come faster than one a second.
+        timestamp: (unix_ms() / 1000).max(parent.header.timestamp),
+        beneficiary,
+        // Deterministic and public: replay needs it, and it is not a source of randomness.
+        prevrandao: keccak256(parent.hash),
+        extra_data: crate::replay::stamped_extra_data(epoch, config.block.extra_data.as_bytes()),
+    }
+}
+
+/// Saves the state after `block` to `path`; a failure costs only replay time.
+pub fn write_snapshot(state: &StateDb, block: &StoredBlock, path: &std::path::Path) {
+    let meta =
+        SnapshotMeta { block_number: block.header.number, block_hash: block.hash, state_root: block.header.state_root };
+    if let Err(error) = snapshot::save(state, &meta, path) {
+        tracing::warn!(%error, "snapshot failed; restart will replay more of the log");
     }
 }
 

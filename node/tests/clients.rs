@@ -115,8 +115,12 @@ fn json_rpc_behaves_as_clients_expect() {
     };
     let hash: B256 = serde_json::from_value(block["hash"].clone()).unwrap();
     let signature = hex::decode(block["signature"].as_str().unwrap().trim_start_matches("0x")).unwrap();
-    let payload =
-        tephra_hsm::Payload::SealedBlock { chain_id: 31337, number: quantity(&block["number"]), block_hash: hash };
+    let payload = tephra_hsm::Payload::SealedBlock {
+        chain_id: 31337,
+        number: quantity(&block["number"]),
+        block_hash: hash,
+        leader_epoch: 0,
+    };
     let signature = tephra_hsm::Signature65(signature.try_into().unwrap());
     assert_eq!(tephra_hsm::recover(&signature, payload.signing_hash()), Some(signer));
     // Pending is the open block; historical state is refused with a clear error.

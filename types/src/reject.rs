@@ -110,6 +110,9 @@ reject_codes! {
     NotReady = 310, "sequencer not ready";
     /// The source sent faster than its rate limit (`udp.source_txs_per_s`).
     RateLimited = 311, "rate limited";
+    /// This node is a standby of a high-availability pair: send to the
+    /// leader (`tephra ha status` names it; the message says where).
+    NotLeader = 312, "not the leader";
     /// At execution the sender's nonce had moved past this transaction.
     ExecNonceTooLow = 400, "nonce too low at execution";
     /// At execution the sender's nonce was below this transaction's.

@@ -1,0 +1,585 @@
+//! High-availability glue: a node of a pair joins through etcd, follows the
+//! leader's batch log into its own log and view (serving reads), and takes
+//! over when the leader's lease lapses, if it was caught up.
+//!
+//! ```text
+//!  start ── join: leader in etcd? ── yes ─> agree on the common prefix, truncate, follow
+//!                                  └─ no ──> wait one lease TTL, campaign
+//!  follow: Records -> append, fsync, ack, apply to the view  (leader gone: find the next, or campaign)
+//!  lead:   Epoch record, stamp the open block, serve replication, run the sequencer
+//!  deposed (lease lapsed, key gone, fence): stop, exit; the restart rejoins as a standby
+//! ```
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use alloy_consensus::Header;
+use serde::Serialize;
+use tephra_exec::BlockBuilder;
+use tephra_ha::{Election, EpochStart, Feed, Follower, LeaderConfig, LeaderValue, Leadership, Message, Secret};
+use tokio::runtime::Handle;
+
+use crate::{
+    batchlog::{self, DiskLog, LogWriter, RECORD_SIZE_MAX_BYTES, Record},
+    config::{Config, HaConfig},
+    node::{DataDir, LeadParts, NodeError, make_sequencer, next_block_params},
+    replay::{Applied, Replayer},
+    sequencer::{Event, SequencerHa, Shared, write_snapshot},
+    view::{OpenBlock, StoredBlock, TxLocation},
+};
+
+/// The largest frame the log writes: a record and its header.
+const FRAME_BYTES_MAX: usize = RECORD_SIZE_MAX_BYTES + 8;
+
+fn ha_error(context: &str) -> impl FnOnce(tephra_ha::EtcdError) -> NodeError + '_ {
+    move |error| NodeError::Ha(format!("{context}: {error}"))
+}
+
+/// The guard's epoch fence: etcd's leader key, read fresh before every
+/// block signature.
+#[derive(Debug)]
+pub struct NodeFence {
+    election: Election,
+    runtime: Handle,
+    /// This node's epoch while it leads.
+    epoch: AtomicU64,
+    metrics: OnceLock<Arc<crate::metrics::Metrics>>,
+}
+
+impl tephra_hsm::EpochFence for NodeFence {
+    fn newest_epoch(&self) -> Result<u64, String> {
+        let leader = self.runtime.block_on(self.election.leader()).map_err(|e| e.to_string())?;
+        let Some(leader) = leader else { return Err("no leader holds the lease in etcd".into()) };
+        if leader.epoch > self.epoch.load(Ordering::Acquire)
+            && let Some(metrics) = self.metrics.get()
+        {
+            metrics.ha_fencing_refusals.inc();
+        }
+        Ok(leader.epoch)
+    }
+}
+
+/// This node's status as `tephra ha status` shows it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NodeStatus {
+    pub role: &'static str,
+    pub epoch: u64,
+    pub records: u64,
+    pub head: u64,
+    /// A standby: records behind the leader when last heard.
+    pub lag_records: u64,
+    /// A leader: each standby's records behind, and whether it is connected.
+    pub standbys: std::collections::BTreeMap<String, (u64, bool)>,
+    pub updated_unix_ms: u64,
+}
+
+/// A pair member's connection to etcd and its peers.
+#[derive(Debug)]
+pub struct Ha {
+    pub election: Election,
+    pub config: HaConfig,
+    pub fence: Arc<NodeFence>,
+    secret: Arc<Secret>,
+    runtime: Handle,
+    replication: Mutex<Option<std::net::TcpListener>>,
+    value: LeaderValue,
+    status: Mutex<NodeStatus>,
+    feed: OnceLock<Arc<Feed>>,
+}
+
+impl Ha {
+    /// Connects to etcd, reads the pair's secret and binds the replication
+    /// listener (so that a port in use fails the start, not a takeover).
+    pub async fn connect(config: &Config, data: &DataDir) -> Result<Self, NodeError> {
+        let ha = config.ha.clone();
+        let secret = Secret::from_file(&data.0.join(&ha.peer_secret_file)).map_err(NodeError::Ha)?;
+        let election = Election::connect(ha.etcd()).await.map_err(ha_error("connecting"))?;
+        let listener = std::net::TcpListener::bind(ha.replication_listen)
+            .map_err(|e| NodeError::Ha(format!("ha.replication_listen {}: {e}", ha.replication_listen)))?;
+        let bound: SocketAddr = listener.local_addr().map_err(|e| NodeError::Ha(e.to_string()))?;
+        let advertise = |configured: &str, fallback: String| {
+            if configured.is_empty() { fallback } else { configured.to_string() }
+        };
+        let value = LeaderValue {
+            node_id: ha.node_id.clone(),
+            replication: advertise(&ha.replication_advertise, bound.to_string()),
+            rpc: advertise(&ha.rpc_advertise, format!("http://{}", config.rpc.listen)),
+        };
+        let runtime = Handle::current();
+        let fence = Arc::new(NodeFence {
+            election: election.clone(),
+            runtime: runtime.clone(),
+            epoch: AtomicU64::new(0),
+            metrics: OnceLock::new(),
+        });
+        tracing::info!(node = ha.node_id, replication = value.replication, "high availability: etcd connected");
+        Ok(Self {
+            election,
+            config: ha,
+            fence,
+            secret: Arc::new(secret),
+            runtime,
+            replication: Mutex::new(Some(listener)),
+            value,
+            status: Mutex::new(NodeStatus { role: "standby", ..NodeStatus::default() }),
+            feed: OnceLock::new(),
+        })
+    }
+
+    fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.config.lease_ttl_s)
+    }
+
+    async fn connect_follower(&self, address: &str, count: u64, epochs: Vec<EpochStart>) -> Result<Follower, String> {
+        Follower::connect(
+            address,
+            &self.secret,
+            &self.config.node_id,
+            count,
+            epochs,
+            self.config.replication_message_bytes_max,
+            FRAME_BYTES_MAX,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// Before replay: finds the leader, agrees with it on the common prefix
+    /// of the two logs and cuts this one to it (what a deposed leader wrote
+    /// and nobody received). `None` when no other node leads.
+    pub async fn join(&self, data: &DataDir, records: &mut Vec<Record>) -> Result<Option<Follower>, NodeError> {
+        loop {
+            let leader = match self.election.leader().await {
+                Ok(leader) => leader,
+                Err(error) => {
+                    tracing::warn!(%error, "etcd unreachable; retrying");
+                    tokio::time::sleep(self.lease_ttl() / 2).await;
+                    continue;
+                }
+            };
+            let Some(leader) = leader else { return Ok(None) };
+            if leader.value.node_id == self.config.node_id {
+                // Left by this node before a crash or restart: this process
+                // does not hold that lease, so give the key up at once.
+                tracing::warn!(epoch = leader.epoch, "this node's leader key from before the restart: resigning it");
+                self.election.delete_leader(leader.epoch).await.map_err(ha_error("resigning"))?;
+                continue;
+            }
+            let count = records.len() as u64;
+            match self.connect_follower(&leader.value.replication, count, batchlog::epoch_table(records)).await {
+                Ok(follower) => {
+                    if follower.common < count {
+                        let removed = batchlog::truncate(&data.log(), follower.common)?;
+                        records.truncate(follower.common as usize);
+                        // The snapshot may be of a block that went.
+                        let _ = std::fs::remove_file(data.snapshot());
+                        tracing::warn!(
+                            removed,
+                            kept = follower.common,
+                            leader = leader.value.node_id,
+                            "batch log truncated to what the leader holds: records this node wrote and never replicated"
+                        );
+                    }
+                    tracing::info!(leader = leader.value.node_id, epoch = leader.epoch, "following");
+                    return Ok(Some(follower));
+                }
+                Err(error) => {
+                    tracing::warn!(leader = leader.value.node_id, %error, "cannot follow the leader yet; retrying");
+                    tokio::time::sleep(self.lease_ttl() / 4).await;
+                }
+            }
+        }
+    }
+
+    /// Publishes this node's status to etcd every `ha.status_interval_ms`.
+    pub async fn publish_status(self: Arc<Self>, shared: Arc<Shared>) {
+        let mut ticks = tokio::time::interval(Duration::from_millis(self.config.status_interval_ms));
+        loop {
+            ticks.tick().await;
+            let mut status = self.status.lock().expect("status lock").clone();
+            status.head = shared.view.read().expect("view lock").head().header.number;
+            status.updated_unix_ms = crate::sequencer::unix_ms();
+            if let Some(feed) = self.feed.get() {
+                let committed = feed.committed();
+                status.standbys = feed
+                    .standbys()
+                    .into_iter()
+                    .map(|(id, s)| (id, (committed.saturating_sub(s.durable), s.connected)))
+                    .collect();
+                let slowest = status.standbys.values().map(|(lag, _)| *lag).max().unwrap_or(0);
+                shared.metrics.ha_replication_lag_records.set(i64::try_from(slowest).unwrap_or(i64::MAX));
+            }
+            let json = serde_json::to_string(&status).expect("a status serializes");
+            if let Err(error) = self.election.publish_status(&self.config.node_id, json).await {
+                tracing::debug!(%error, "status not published");
+            }
+        }
+    }
+
+    fn set_status(&self, update: impl FnOnce(&mut NodeStatus)) {
+        update(&mut self.status.lock().expect("status lock"));
+    }
+}
+
+/// Where the start's replay left the chain, for the role thread.
+#[derive(Debug)]
+pub struct Resume {
+    pub builder: Option<BlockBuilder>,
+    pub open_txs: Vec<crate::view::StoredTx>,
+    pub head: Header,
+    pub epoch: u64,
+    pub epochs: Vec<EpochStart>,
+}
+
+/// The role thread: follows while another node leads, leads when elected.
+pub struct Role {
+    ha: Arc<Ha>,
+    shared: Arc<Shared>,
+    lead: LeadParts,
+    log: LogWriter,
+    resume: Resume,
+    follower: Option<Follower>,
+    /// Records behind the leader when last heard.
+    lag: u64,
+    campaign_not_before: Instant,
+}
+
+impl std::fmt::Debug for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Role").field("records", &self.log.records()).finish_non_exhaustive()
+    }
+}
+
+impl Role {
+    pub(crate) fn new(
+        ha: Arc<Ha>,
+        shared: Arc<Shared>,
+        lead: LeadParts,
+        log: LogWriter,
+        resume: Resume,
+        follower: Option<Follower>,
+    ) -> Self {
+        let _ = ha.fence.metrics.set(shared.metrics.clone());
+        shared.metrics.ha_role.set(1);
+        // With nobody to follow, wait one lease first: a leader that just
+        // stepped down (and restarted) lets its caught-up standby win.
+        let campaign_not_before = Instant::now() + if follower.is_none() { ha.lease_ttl() } else { Duration::ZERO };
+        Self { ha, shared, lead, log, resume, follower, lag: 0, campaign_not_before }
+    }
+
+    pub fn run(mut self) -> Result<(), NodeError> {
+        let shared = self.shared.clone();
+        let open = self
+            .resume
+            .builder
+            .take()
+            .map(|builder| crate::replay::OpenReplay { builder, txs: std::mem::take(&mut self.resume.open_txs) });
+        let mut replayer = Replayer::resume(&shared.chain, self.resume.head.clone(), self.resume.epoch, open);
+        loop {
+            if self.shared.shutdown.load(Ordering::Acquire) {
+                self.log.commit()?;
+                return Ok(());
+            }
+            if let Some(mut follower) = self.follower.take() {
+                self.follow(&mut follower, &mut replayer)?;
+                tracing::warn!(leader = follower.leader_id, lag = self.lag, "the leader is gone");
+                continue;
+            }
+            match self.ha.runtime.block_on(self.ha.election.leader()) {
+                Ok(Some(leader)) if leader.value.node_id != self.ha.config.node_id => {
+                    *self.shared.leader_hint.lock().expect("leader hint lock") =
+                        format!("the leader is {} at {}", leader.value.node_id, leader.value.rpc);
+                    let count = self.log.records();
+                    let connected = self.ha.runtime.block_on(self.ha.connect_follower(
+                        &leader.value.replication,
+                        count,
+                        self.resume.epochs.clone(),
+                    ));
+                    match connected {
+                        Ok(follower) if follower.common < count => {
+                            self.exit(format!(
+                                "this log holds {} records the new leader {} does not: restarting to truncate them",
+                                count - follower.common,
+                                leader.value.node_id
+                            ));
+                        }
+                        Ok(follower) => {
+                            self.ha.set_status(|s| s.epoch = leader.epoch);
+                            self.shared.metrics.ha_epoch.set(leader.epoch as i64);
+                            self.follower = Some(follower);
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, "cannot follow yet");
+                            std::thread::sleep(self.ha.lease_ttl() / 8);
+                        }
+                    }
+                }
+                Ok(Some(_)) => std::thread::sleep(self.ha.lease_ttl() / 8),
+                Ok(None) if self.lag > self.ha.config.campaign_lag_records_max => {
+                    // Behind: a caught-up node should lead; this one waits for it.
+                    std::thread::sleep(self.ha.lease_ttl() / 8);
+                }
+                Ok(None) if Instant::now() < self.campaign_not_before => std::thread::sleep(Duration::from_millis(50)),
+                Ok(None) => match self.ha.runtime.block_on(self.ha.election.campaign(&self.ha.value)) {
+                    Ok(Some(leadership)) => return self.lead(leadership, replayer),
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "campaign failed");
+                        std::thread::sleep(self.ha.lease_ttl() / 8);
+                    }
+                },
+                Err(error) => {
+                    tracing::warn!(%error, "etcd unreachable");
+                    std::thread::sleep(self.ha.lease_ttl() / 8);
+                }
+            }
+            self.shared.heartbeat.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Stops the node so that its restart rejoins (and truncates) afresh.
+    fn exit(&self, reason: String) {
+        tracing::warn!(reason);
+        *self.shared.deposed.lock().expect("deposed lock") = Some(reason);
+        self.shared.shutdown.store(true, Ordering::Release);
+    }
+
+    /// Follows until the leader goes quiet for a lease TTL or the session
+    /// breaks; the records are durable here before they are acknowledged,
+    /// and visible to reads only then.
+    fn follow(&mut self, follower: &mut Follower, replayer: &mut Replayer<'_>) -> Result<(), NodeError> {
+        let ttl = self.ha.lease_ttl();
+        loop {
+            self.shared.heartbeat.fetch_add(1, Ordering::Relaxed);
+            if self.shared.shutdown.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            let message = match self.ha.runtime.block_on(tokio::time::timeout(ttl, follower.next())) {
+                Ok(Ok(message)) => message,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "replication session ended");
+                    return Ok(());
+                }
+                Err(_) => return Ok(()),
+            };
+            let committed = match message {
+                Message::Records { first, committed, frames } => {
+                    if first != self.log.records() {
+                        tracing::warn!(first, held = self.log.records(), "records out of order: reconnecting");
+                        return Ok(());
+                    }
+                    let records = match batchlog::split_frames(&frames) {
+                        Ok(records) => records,
+                        Err(reason) => {
+                            tracing::warn!(reason, "damaged records from the leader: reconnecting");
+                            return Ok(());
+                        }
+                    };
+                    for (frame, _) in &records {
+                        self.log.append_frame(frame)?;
+                    }
+                    self.log.commit()?;
+                    if let Err(error) = self.ha.runtime.block_on(follower.ack(self.log.records())) {
+                        tracing::warn!(%error, "acknowledgement not sent: reconnecting");
+                    }
+                    let first_index = self.log.records() - records.len() as u64;
+                    for (offset, (_, record)) in records.into_iter().enumerate() {
+                        if let Record::Epoch { epoch } = record {
+                            self.resume.epochs.push(EpochStart { epoch, start: first_index + offset as u64 });
+                        }
+                        self.apply(replayer, record)?;
+                    }
+                    committed
+                }
+                Message::Heartbeat { committed } => committed,
+                other => {
+                    tracing::warn!(?other, "unexpected replication message: reconnecting");
+                    return Ok(());
+                }
+            };
+            self.lag = committed.saturating_sub(self.log.records());
+            self.shared.metrics.ha_replication_lag_records.set(i64::try_from(self.lag).unwrap_or(i64::MAX));
+            let (records, lag) = (self.log.records(), self.lag);
+            self.ha.set_status(|s| {
+                s.records = records;
+                s.lag_records = lag;
+            });
+        }
+    }
+
+    /// One replicated record into the view that reads see.
+    fn apply(&self, replayer: &mut Replayer<'_>, record: Record) -> Result<(), NodeError> {
+        let shared = &self.shared;
+        let mut guard = shared.view.write().expect("view lock");
+        let view = &mut *guard;
+        match replayer.apply(record, &mut view.state)? {
+            Applied::Opened => {
+                let builder = replayer.open_builder().expect("just opened");
+                let params = builder.params().clone();
+                shared.verifier.write().expect("verifier lock").set_block(
+                    params.spec,
+                    params.gas_limit,
+                    params.base_fee_per_gas,
+                );
+                view.open = OpenBlock { params, txs: Vec::new(), gas_used: 0 };
+            }
+            Applied::Batch { first } => {
+                let txs = replayer.open_txs()[first..].to_vec();
+                let number = view.open.params.number;
+                for (offset, tx) in txs.iter().enumerate() {
+                    view.tx_index.insert(tx.hash, TxLocation { block_number: number, index: first + offset });
+                }
+                view.open.txs.extend(txs.iter().cloned());
+                view.open.gas_used = replayer.open_builder().map_or(0, |b| b.gas_used());
+                shared.metrics.tx_preconfirmed.inc_by(txs.len() as u64);
+                let _ = shared.events.send(Event::Preconfirmed { block_number: number, txs: Arc::new(txs) });
+            }
+            Applied::Sealed(block) => {
+                view.open.txs.clear();
+                let block: Arc<StoredBlock> = Arc::new(*block);
+                view.push_block((*block).clone());
+                shared.metrics.head_number.set(i64::try_from(block.header.number).unwrap_or(i64::MAX));
+                if block.header.number.is_multiple_of(shared.config.block.snapshot_interval_blocks) {
+                    write_snapshot(&view.state, &block, &DataDir(shared.config.node.data_dir.clone()).snapshot());
+                }
+                let _ = shared.events.send(Event::Sealed(block));
+            }
+            Applied::Signed { number, hash, signature } => {
+                if let Some(block) = view.blocks.iter_mut().rev().find(|b| b.header.number == number && b.hash == hash)
+                {
+                    block.signature = Some(signature);
+                }
+            }
+            Applied::Epoch(epoch) => {
+                shared.metrics.ha_epoch.set(i64::try_from(epoch).unwrap_or(i64::MAX));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes over: an Epoch record opens this leader's run in the log (and
+    /// stamps the open block), standbys may follow, the sequencer runs.
+    fn lead(mut self, leadership: Leadership, mut replayer: Replayer<'_>) -> Result<(), NodeError> {
+        let epoch = leadership.epoch;
+        let shared = self.shared.clone();
+        let config = &shared.config;
+        let feed =
+            Arc::new(Feed::new(self.log.records(), self.resume.epochs.clone(), config.ha.replication_window_bytes_max));
+        feed.start_epoch(epoch);
+        self.log.set_feed(feed.clone());
+        self.log.append(&Record::Epoch { epoch })?;
+        self.log.commit()?;
+        {
+            let mut view = shared.view.write().expect("view lock");
+            replayer.apply(Record::Epoch { epoch }, &mut view.state)?;
+        }
+        let (builder, open_logged) = match replayer.finish()? {
+            Some(open) => (open.builder, true),
+            None => {
+                let mut view = shared.view.write().expect("view lock");
+                let head = view.head().clone();
+                let params = next_block_params(&shared.chain, &head, config, self.lead.beneficiary, epoch)?;
+                let builder = BlockBuilder::open(params.clone(), &mut view.state);
+                shared.verifier.write().expect("verifier lock").set_block(
+                    params.spec,
+                    params.gas_limit,
+                    params.base_fee_per_gas,
+                );
+                view.open = OpenBlock { params, txs: Vec::new(), gas_used: 0 };
+                (builder, false)
+            }
+        };
+        let listener = self.ha.replication.lock().expect("listener lock").take().expect("bound at start");
+        let source = Arc::new(DiskLog::new(&DataDir(config.node.data_dir.clone()).log()));
+        let leader_config = Arc::new(LeaderConfig {
+            node_id: config.ha.node_id.clone(),
+            peers: config.ha.peers.clone(),
+            secret: self.ha.secret.clone(),
+            standbys_max: config.ha.standbys_max,
+            heartbeat: Duration::from_millis(config.ha.heartbeat_ms),
+            message_bytes_max: config.ha.replication_message_bytes_max,
+            frame_bytes_max: FRAME_BYTES_MAX,
+        });
+        let serving_feed = feed.clone();
+        let replication = self.ha.runtime.spawn(async move {
+            let _ = listener.set_nonblocking(true);
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => tephra_ha::replication::serve(listener, serving_feed, source, leader_config).await,
+                Err(error) => tracing::error!(%error, "replication listener unusable"),
+            }
+        });
+        let _ = self.ha.feed.set(feed.clone());
+        self.ha.fence.epoch.store(epoch, Ordering::Release);
+        let records = self.log.records();
+        self.ha.set_status(|s| {
+            s.role = "leader";
+            s.epoch = epoch;
+            s.records = records;
+            s.lag_records = 0;
+        });
+        shared.metrics.ha_role.set(2);
+        shared.metrics.ha_epoch.set(i64::try_from(epoch).unwrap_or(i64::MAX));
+        shared.metrics.ha_elections_won.inc();
+        let ha_parts = SequencerHa {
+            feed,
+            lease: leadership.lease.clone(),
+            mode: config.ha.replication,
+            sync_ack_timeout: Duration::from_millis(config.ha.sync_ack_timeout_ms),
+        };
+        let sequencer = make_sequencer(&shared, self.lead, self.log, builder, open_logged, epoch, Some(ha_parts))?;
+        shared.leading.store(true, Ordering::Release);
+        tracing::info!(epoch, mode = ?config.ha.replication, "leading");
+        let result = sequencer.run().map_err(NodeError::from);
+        replication.abort();
+        if shared.deposed.lock().expect("deposed lock").is_none() {
+            // A clean stop hands over at once rather than after the lease.
+            if let Err(error) = self.ha.runtime.block_on(self.ha.election.resign(&leadership)) {
+                tracing::warn!(%error, "resigning failed: the standby takes over when the lease lapses");
+            }
+        }
+        result
+    }
+}
+
+/// `tephra ha status`: the leader and every node's published status.
+pub fn status(config: &Config) -> Result<String, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let election = Election::connect(config.ha.etcd()).await.map_err(|e| e.to_string())?;
+        let leader = election.leader().await.map_err(|e| e.to_string())?;
+        let mut out = match leader {
+            Some(l) => format!(
+                "leader  {} epoch {} (rpc {}, replication {})\n",
+                l.value.node_id, l.epoch, l.value.rpc, l.value.replication
+            ),
+            None => "leader  none (an election is due)\n".to_string(),
+        };
+        for (node, json) in election.statuses().await.map_err(|e| e.to_string())? {
+            out.push_str(&format!("node    {node} {json}\n"));
+        }
+        Ok(out)
+    })
+}
+
+/// `tephra ha step-down`: the leader's key goes (only if it is still the
+/// epoch read); the leader stops and a caught-up standby takes over.
+pub fn step_down(config: &Config) -> Result<String, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let election = Election::connect(config.ha.etcd()).await.map_err(|e| e.to_string())?;
+        let Some(leader) = election.leader().await.map_err(|e| e.to_string())? else {
+            return Err("no leader to step down".to_string());
+        };
+        if election.delete_leader(leader.epoch).await.map_err(|e| e.to_string())? {
+            Ok(format!("{} (epoch {}) stepped down", leader.value.node_id, leader.epoch))
+        } else {
+            Err("the leader changed meanwhile; nothing done".to_string())
+        }
+    })
+}
