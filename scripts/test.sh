@@ -33,7 +33,7 @@ if ! cargo fuzz --version 2>/dev/null | grep -q '0.13.2'; then
 fi
 fuzz_seconds="${TEPHRA_FUZZ_SECONDS:-30}"
 scratch="$(mktemp -d)"
-for target in wire_request wire_reply tx_verify batchlog_segment config_toml frame_parse rpc_request update_bundle; do
+for target in wire_request wire_reply tx_verify batchlog_segment config_toml frame_parse rpc_request update_bundle replication_message; do
   mkdir -p "$scratch/$target"
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "$scratch/$target" "corpus/$target" \
     -- -max_total_time="$fuzz_seconds" -rss_limit_mb=2048)

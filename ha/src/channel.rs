@@ -156,8 +156,9 @@ fn nonce() -> Result<[u8; NONCE_BYTES], ChannelError> {
 }
 
 async fn send_plain(stream: &mut TcpStream, body: &[u8]) -> Result<(), ChannelError> {
+    let len = u32::try_from(body.len()).expect("handshake messages are a few hundred bytes");
     let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&len.to_le_bytes());
     frame.extend_from_slice(body);
     stream.write_all(&frame).await?;
     Ok(())
@@ -196,14 +197,15 @@ fn parse_id_nonce(bytes: &[u8]) -> Result<(String, [u8; NONCE_BYTES], &[u8]), Ch
 
 fn id_nonce(id: &str, nonce: &[u8; NONCE_BYTES]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + id.len() + NONCE_BYTES);
-    out.push(id.len() as u8);
+    out.push(u8::try_from(id.len()).expect("node ids are checked to 64 bytes"));
     out.extend_from_slice(id.as_bytes());
     out.extend_from_slice(nonce);
     out
 }
 
 fn transcript(nonce_s: &[u8], nonce_l: &[u8], id_s: &str, id_l: &str) -> Vec<u8> {
-    [nonce_s, nonce_l, &[id_s.len() as u8], id_s.as_bytes(), id_l.as_bytes()].concat()
+    let id_s_len = u8::try_from(id_s.len()).expect("node ids are checked to 64 bytes");
+    [nonce_s, nonce_l, &[id_s_len], id_s.as_bytes(), id_l.as_bytes()].concat()
 }
 
 fn halves(
@@ -332,7 +334,7 @@ mod tests {
         // Flip a body byte on the wire: forge a frame with the session's
         // sequence but a wrong tag.
         let body = b"forged";
-        let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+        let mut frame = 6u32.to_le_bytes().to_vec();
         frame.extend_from_slice(body);
         frame.extend_from_slice(&[0u8; TAG_BYTES]);
         to_standby.write.write_all(&frame).await.unwrap();

@@ -64,6 +64,8 @@ pub struct LeaderValue {
     pub replication: String,
     /// The JSON-RPC address clients send transactions to.
     pub rpc: String,
+    /// The block key's address: every member of a pair signs with the same key.
+    pub block_key: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,7 +173,7 @@ impl Election {
         let mut options = ConnectOptions::new()
             .with_timeout(config.request_timeout)
             .with_connect_timeout(config.request_timeout)
-            .with_keep_alive(ttl / 4, ttl / 4)
+            .with_keep_alive(ttl / 4, ttl / 2)
             .with_keep_alive_while_idle(true);
         if let Some(ca) = &config.ca_file {
             let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(read(ca)?));
@@ -244,10 +246,11 @@ impl Election {
     /// epoch's) and the lease with it.
     pub async fn resign(&self, leadership: &Leadership) -> Result<(), EtcdError> {
         leadership.lease.depose("stepped down");
-        self.delete_leader(leadership.epoch).await?;
+        let deleted = self.delete_leader(leadership.epoch).await;
+        // The key is what matters; an unrevoked lease expires by itself.
         let mut lease = self.client.lease_client();
-        bounded(self.config.request_timeout, lease.revoke(leadership.lease_id)).await?;
-        Ok(())
+        let _ = bounded(self.config.request_timeout, lease.revoke(leadership.lease_id)).await;
+        deleted.map(|_| ())
     }
 
     /// Deletes the leader key if it is still epoch `epoch`'s: `tephra ha
@@ -337,7 +340,10 @@ async fn keep_alive(election: Election, lease_id: i64, state: Arc<LeaseState>) {
         ticks.tick().await;
         if stream.is_none() {
             let mut lease = election.client.lease_client();
-            stream = bounded(ttl / 3, lease.keep_alive(lease_id)).await.ok();
+            match bounded(ttl / 3, lease.keep_alive(lease_id)).await {
+                Ok(opened) => stream = Some(opened),
+                Err(error) => tracing::warn!(%error, "etcd keep-alive stream not opened; retrying"),
+            }
         }
         let Some((keeper, responses)) = stream.as_mut() else { continue };
         let sent = Instant::now();

@@ -117,7 +117,7 @@ impl Message {
                 if len > EPOCHS_MAX as u64 {
                     return Err(malformed("an epoch table above EPOCHS_MAX"));
                 }
-                let mut epochs = Vec::with_capacity(len as usize);
+                let mut epochs = Vec::with_capacity(usize::try_from(len).expect("at most EPOCHS_MAX"));
                 for _ in 0..len {
                     epochs.push(EpochStart { epoch: u64_next()?, start: u64_next()? });
                 }
@@ -271,6 +271,11 @@ impl Feed {
         }
     }
 
+    /// Whether some standby is connected now.
+    pub fn standby_connected(&self) -> bool {
+        self.lock().standbys.values().any(|s| s.connected)
+    }
+
     /// Each standby seen since this node leads: durable count, connected.
     pub fn standbys(&self) -> BTreeMap<String, StandbyState> {
         self.lock().standbys.clone()
@@ -307,7 +312,8 @@ impl Feed {
             return None;
         }
         let mut sent = 0;
-        for frame in state.frames.iter().skip((first - state.base) as usize) {
+        let skip = usize::try_from(first - state.base).expect("the window holds fewer than 2^32 frames");
+        for frame in state.frames.iter().skip(skip) {
             if first + sent >= state.committed || (sent > 0 && out.len() + frame.len() > bytes_max) {
                 break;
             }
@@ -375,7 +381,7 @@ async fn session(
             .await
             .map_err(|_| ChannelError::Auth("the handshake timed out"))??;
     let mut buffer = Vec::new();
-    if !config.peers.iter().any(|p| *p == standby) {
+    if !config.peers.contains(&standby) {
         Message::Refused { reason: format!("{standby} is not in ha.peers") }.encode(&mut buffer);
         tx.send(&buffer).await?;
         return Err(ChannelError::Auth("a peer not in ha.peers"));

@@ -411,7 +411,8 @@ pub fn truncate(dir: &Path, keep: u64) -> Result<u64, LogError> {
             seen += count;
             continue;
         }
-        let keep_here = (keep.saturating_sub(seen)) as usize;
+        // Below this segment's record count, which fits in memory.
+        let keep_here = usize::try_from(keep.saturating_sub(seen)).expect("below a segment's count");
         removed += count - keep_here as u64;
         seen += keep_here as u64;
         if keep_here == 0 && index != 1 {
@@ -794,7 +795,7 @@ mod tests {
         let mut writer = LogWriter::open(&dir, 4096, 0).unwrap();
         let record = |i: u64| match i % 50 {
             0 if i > 0 => Record::Epoch { epoch: i },
-            _ => Record::Batch { number: i, txs: vec![(Address::ZERO, Bytes::from(vec![i as u8; 300]))] },
+            _ => Record::Batch { number: i, txs: vec![(Address::ZERO, Bytes::from(vec![i.to_le_bytes()[0]; 300]))] },
         };
         let expected: Vec<Record> = (0..200).map(record).collect();
         for r in &expected {
@@ -809,17 +810,17 @@ mod tests {
             [(0, 0), (50, 50), (100, 100), (150, 150)]
         );
         let source = DiskLog::new(&dir);
-        for (first, end) in [(0, 200), (37, 41), (120, 200), (199, 200)] {
+        for (first, end) in [(0usize, 200usize), (37, 41), (120, 200), (199, 200)] {
             let mut got = Vec::new();
-            let mut at = first;
-            while at < end {
+            let mut at = first as u64;
+            while at < end as u64 {
                 let mut frames = Vec::new();
-                let n = source.read_frames(at, end, 2000, &mut frames).unwrap();
+                let n = source.read_frames(at, end as u64, 2000, &mut frames).unwrap();
                 assert!(n > 0);
                 got.extend(split_frames(&frames).unwrap().into_iter().map(|(_, r)| r));
                 at += n;
             }
-            let want = &expected[first as usize..end as usize];
+            let want = &expected[first..end];
             let differ = got.iter().zip(want).position(|(a, b)| a != b);
             assert!(
                 got.len() == want.len() && differ.is_none(),

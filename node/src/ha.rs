@@ -34,6 +34,9 @@ use crate::{
     view::{OpenBlock, StoredBlock, TxLocation},
 };
 
+/// Threads of the leadership and replication runtime.
+const HA_THREADS: usize = 1;
+
 /// The largest frame the log writes: a record and its header.
 const FRAME_BYTES_MAX: usize = RECORD_SIZE_MAX_BYTES + 8;
 
@@ -50,6 +53,14 @@ pub struct NodeFence {
     /// This node's epoch while it leads.
     epoch: AtomicU64,
     metrics: OnceLock<Arc<crate::metrics::Metrics>>,
+}
+
+impl NodeFence {
+    /// A fence over `election`, whose requests run on `runtime`; the asking
+    /// thread must not be one of the runtime's.
+    pub fn new(election: Election, runtime: Handle) -> Self {
+        Self { election, runtime, epoch: AtomicU64::new(0), metrics: OnceLock::new() }
+    }
 }
 
 impl tephra_hsm::EpochFence for NodeFence {
@@ -88,9 +99,13 @@ pub struct Ha {
     secret: Arc<Secret>,
     runtime: Handle,
     replication: Mutex<Option<std::net::TcpListener>>,
-    value: LeaderValue,
+    /// What the leader key says while this node leads; the block key is
+    /// filled in once the signer is open.
+    value: Mutex<LeaderValue>,
     status: Mutex<NodeStatus>,
     feed: OnceLock<Arc<Feed>>,
+    /// Where the leader found at join takes transactions.
+    joined_leader: Mutex<String>,
 }
 
 impl Ha {
@@ -99,7 +114,25 @@ impl Ha {
     pub async fn connect(config: &Config, data: &DataDir) -> Result<Self, NodeError> {
         let ha = config.ha.clone();
         let secret = Secret::from_file(&data.0.join(&ha.peer_secret_file)).map_err(NodeError::Ha)?;
-        let election = Election::connect(ha.etcd()).await.map_err(ha_error("connecting"))?;
+        // Leadership and replication get a runtime of their own: RPC
+        // handlers that wait on the view (held across a sync leader's wait
+        // for its standby) must never starve the keep-alives or the acks.
+        // It lives as long as the process.
+        let runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(HA_THREADS)
+                .thread_name("tephra-ha")
+                .enable_all()
+                .build()
+                .map_err(|e| NodeError::Ha(format!("runtime: {e}")))?,
+        ));
+        let runtime = runtime.handle().clone();
+        let etcd = ha.etcd();
+        let election = runtime
+            .spawn(Election::connect(etcd))
+            .await
+            .map_err(|e| NodeError::Ha(e.to_string()))?
+            .map_err(ha_error("connecting"))?;
         let listener = std::net::TcpListener::bind(ha.replication_listen)
             .map_err(|e| NodeError::Ha(format!("ha.replication_listen {}: {e}", ha.replication_listen)))?;
         let bound: SocketAddr = listener.local_addr().map_err(|e| NodeError::Ha(e.to_string()))?;
@@ -110,14 +143,9 @@ impl Ha {
             node_id: ha.node_id.clone(),
             replication: advertise(&ha.replication_advertise, bound.to_string()),
             rpc: advertise(&ha.rpc_advertise, format!("http://{}", config.rpc.listen)),
+            block_key: String::new(),
         };
-        let runtime = Handle::current();
-        let fence = Arc::new(NodeFence {
-            election: election.clone(),
-            runtime: runtime.clone(),
-            epoch: AtomicU64::new(0),
-            metrics: OnceLock::new(),
-        });
+        let fence = Arc::new(NodeFence::new(election.clone(), runtime.clone()));
         tracing::info!(node = ha.node_id, replication = value.replication, "high availability: etcd connected");
         Ok(Self {
             election,
@@ -126,28 +154,56 @@ impl Ha {
             secret: Arc::new(secret),
             runtime,
             replication: Mutex::new(Some(listener)),
-            value,
+            value: Mutex::new(value),
             status: Mutex::new(NodeStatus { role: "standby", ..NodeStatus::default() }),
             feed: OnceLock::new(),
+            joined_leader: Mutex::new(String::new()),
         })
+    }
+
+    /// The block key this node signs with; a leader with another is refused.
+    pub fn set_block_key(&self, address: alloy_primitives::Address) {
+        self.value.lock().expect("leader value lock").block_key = address.to_string();
+    }
+
+    fn leader_value(&self) -> LeaderValue {
+        self.value.lock().expect("leader value lock").clone()
+    }
+
+    /// Refuses to follow a leader that signs with another block key: the
+    /// chain would carry two signers.
+    fn check_block_key(&self, leader: &tephra_ha::LeaderInfo) -> Result<(), NodeError> {
+        let ours = self.value.lock().expect("leader value lock").block_key.clone();
+        if !leader.value.block_key.eq_ignore_ascii_case(&ours) {
+            return Err(NodeError::Ha(format!(
+                "the leader {} signs with block key {}, this node with {ours}: a pair shares one block key \
+                 (one network HSM, or the same key in each)",
+                leader.value.node_id, leader.value.block_key
+            )));
+        }
+        Ok(())
     }
 
     fn lease_ttl(&self) -> Duration {
         Duration::from_secs(self.config.lease_ttl_s)
     }
 
-    async fn connect_follower(&self, address: &str, count: u64, epochs: Vec<EpochStart>) -> Result<Follower, String> {
-        Follower::connect(
-            address,
-            &self.secret,
-            &self.config.node_id,
-            count,
-            epochs,
-            self.config.replication_message_bytes_max,
-            FRAME_BYTES_MAX,
-        )
-        .await
-        .map_err(|e| e.to_string())
+    /// Connects to the leader at `address` as a standby, on this module's
+    /// runtime (its socket belongs to that runtime's reactor).
+    fn connect_follower(
+        &self,
+        address: &str,
+        count: u64,
+        epochs: Vec<EpochStart>,
+    ) -> impl std::future::Future<Output = Result<Follower, String>> + Send + 'static {
+        let (secret, node_id, address) = (self.secret.clone(), self.config.node_id.clone(), address.to_string());
+        let message_bytes_max = self.config.replication_message_bytes_max;
+        let connecting = self.runtime.spawn(async move {
+            Follower::connect(&address, &secret, &node_id, count, epochs, message_bytes_max, FRAME_BYTES_MAX)
+                .await
+                .map_err(|e| e.to_string())
+        });
+        async move { connecting.await.map_err(|e| e.to_string())? }
     }
 
     /// Before replay: finds the leader, agrees with it on the common prefix
@@ -171,12 +227,13 @@ impl Ha {
                 self.election.delete_leader(leader.epoch).await.map_err(ha_error("resigning"))?;
                 continue;
             }
+            self.check_block_key(&leader)?;
             let count = records.len() as u64;
             match self.connect_follower(&leader.value.replication, count, batchlog::epoch_table(records)).await {
                 Ok(follower) => {
                     if follower.common < count {
                         let removed = batchlog::truncate(&data.log(), follower.common)?;
-                        records.truncate(follower.common as usize);
+                        records.truncate(usize::try_from(follower.common).expect("below records.len()"));
                         // The snapshot may be of a block that went.
                         let _ = std::fs::remove_file(data.snapshot());
                         tracing::warn!(
@@ -187,6 +244,7 @@ impl Ha {
                         );
                     }
                     tracing::info!(leader = leader.value.node_id, epoch = leader.epoch, "following");
+                    *self.joined_leader.lock().expect("leader hint lock") = leader_hint(&leader);
                     return Ok(Some(follower));
                 }
                 Err(error) => {
@@ -203,7 +261,8 @@ impl Ha {
         loop {
             ticks.tick().await;
             let mut status = self.status.lock().expect("status lock").clone();
-            status.head = shared.view.read().expect("view lock").head().header.number;
+            // Never the view's lock: a sync leader holds it while it waits for acks.
+            status.head = u64::try_from(shared.metrics.head_number.get()).unwrap_or(0);
             status.updated_unix_ms = crate::sequencer::unix_ms();
             if let Some(feed) = self.feed.get() {
                 let committed = feed.committed();
@@ -222,9 +281,25 @@ impl Ha {
         }
     }
 
+    /// Runs `future` on the leadership and replication runtime.
+    pub fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, future: F) {
+        self.runtime.spawn(future);
+    }
+
+    /// Runs `future` on the leadership and replication runtime from a thread outside it, for at
+    /// most `wait`.
+    fn block_on_timeout<F: std::future::Future>(&self, wait: Duration, future: F) -> Option<F::Output> {
+        self.runtime.block_on(async { tokio::time::timeout(wait, future).await.ok() })
+    }
+
     fn set_status(&self, update: impl FnOnce(&mut NodeStatus)) {
         update(&mut self.status.lock().expect("status lock"));
     }
+}
+
+/// A standby's answer to a transaction: where the leader takes it.
+fn leader_hint(leader: &tephra_ha::LeaderInfo) -> String {
+    format!("send it to the leader {} at {}", leader.value.node_id, leader.value.rpc)
 }
 
 /// Where the start's replay left the chain, for the role thread.
@@ -266,6 +341,8 @@ impl Role {
         follower: Option<Follower>,
     ) -> Self {
         let _ = ha.fence.metrics.set(shared.metrics.clone());
+        *shared.leader_hint.lock().expect("leader hint lock") =
+            ha.joined_leader.lock().expect("leader hint lock").clone();
         shared.metrics.ha_role.set(1);
         // With nobody to follow, wait one lease first: a leader that just
         // stepped down (and restarted) lets its caught-up standby win.
@@ -293,14 +370,17 @@ impl Role {
             }
             match self.ha.runtime.block_on(self.ha.election.leader()) {
                 Ok(Some(leader)) if leader.value.node_id != self.ha.config.node_id => {
-                    *self.shared.leader_hint.lock().expect("leader hint lock") =
-                        format!("the leader is {} at {}", leader.value.node_id, leader.value.rpc);
+                    self.ha.check_block_key(&leader)?;
+                    *self.shared.leader_hint.lock().expect("leader hint lock") = leader_hint(&leader);
                     let count = self.log.records();
-                    let connected = self.ha.runtime.block_on(self.ha.connect_follower(
-                        &leader.value.replication,
-                        count,
-                        self.resume.epochs.clone(),
-                    ));
+                    // A leader that is paused but still in etcd accepts and
+                    // never answers: try it only briefly.
+                    let attempt =
+                        self.ha.connect_follower(&leader.value.replication, count, self.resume.epochs.clone());
+                    let connected = self
+                        .ha
+                        .block_on_timeout(self.ha.lease_ttl() / 4, attempt)
+                        .unwrap_or_else(|| Err("the leader does not answer".into()));
                     match connected {
                         Ok(follower) if follower.common < count => {
                             self.exit(format!(
@@ -326,7 +406,7 @@ impl Role {
                     std::thread::sleep(self.ha.lease_ttl() / 8);
                 }
                 Ok(None) if Instant::now() < self.campaign_not_before => std::thread::sleep(Duration::from_millis(50)),
-                Ok(None) => match self.ha.runtime.block_on(self.ha.election.campaign(&self.ha.value)) {
+                Ok(None) => match self.ha.runtime.block_on(self.ha.election.campaign(&self.ha.leader_value())) {
                     Ok(Some(leadership)) => return self.lead(leadership, replayer),
                     Ok(None) => {}
                     Err(error) => {
@@ -350,23 +430,24 @@ impl Role {
         self.shared.shutdown.store(true, Ordering::Release);
     }
 
-    /// Follows until the leader goes quiet for a lease TTL or the session
-    /// breaks; the records are durable here before they are acknowledged,
-    /// and visible to reads only then.
+    /// Follows until the leader goes quiet for half a lease TTL (it sends
+    /// at least a heartbeat every `ha.heartbeat_ms`) or the session breaks;
+    /// the records are durable here before they are acknowledged, and
+    /// visible to reads only then.
     fn follow(&mut self, follower: &mut Follower, replayer: &mut Replayer<'_>) -> Result<(), NodeError> {
-        let ttl = self.ha.lease_ttl();
+        let silence_max = self.ha.lease_ttl() / 2;
         loop {
             self.shared.heartbeat.fetch_add(1, Ordering::Relaxed);
             if self.shared.shutdown.load(Ordering::Acquire) {
                 return Ok(());
             }
-            let message = match self.ha.runtime.block_on(tokio::time::timeout(ttl, follower.next())) {
-                Ok(Ok(message)) => message,
-                Ok(Err(error)) => {
+            let message = match self.ha.block_on_timeout(silence_max, follower.next()) {
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
                     tracing::warn!(%error, "replication session ended");
                     return Ok(());
                 }
-                Err(_) => return Ok(()),
+                None => return Ok(()),
             };
             let committed = match message {
                 Message::Records { first, committed, frames } => {
@@ -523,7 +604,6 @@ impl Role {
             s.records = records;
             s.lag_records = 0;
         });
-        shared.metrics.ha_role.set(2);
         shared.metrics.ha_epoch.set(i64::try_from(epoch).unwrap_or(i64::MAX));
         shared.metrics.ha_elections_won.inc();
         let ha_parts = SequencerHa {
@@ -534,6 +614,7 @@ impl Role {
         };
         let sequencer = make_sequencer(&shared, self.lead, self.log, builder, open_logged, epoch, Some(ha_parts))?;
         shared.leading.store(true, Ordering::Release);
+        shared.metrics.ha_role.set(2);
         tracing::info!(epoch, mode = ?config.ha.replication, "leading");
         let result = sequencer.run().map_err(NodeError::from);
         replication.abort();

@@ -409,6 +409,9 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     };
     let fence = ha.as_ref().map(|ha| ha.fence.clone() as Arc<dyn tephra_hsm::EpochFence>);
     let signer = load_signer(&config, &data, fence)?;
+    if let Some(ha) = &ha {
+        ha.set_block_key(signer.address());
+    }
     let beneficiary = if config.block.beneficiary.is_empty() {
         signer.address()
     } else {
@@ -534,7 +537,7 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
                 crate::ha::Resume { builder, open_txs: resume_txs, head: head.header.clone(), epoch, epochs },
                 follower,
             );
-            tokio::spawn(ha.clone().publish_status(shared.clone()));
+            ha.spawn(ha.clone().publish_status(shared.clone()));
             thread::Builder::new()
                 .name("tephra-role".into())
                 .spawn(move || {

@@ -308,7 +308,7 @@ impl Sequencer {
             // A full block takes nothing more until it is sealed.
             let due = !self.block_full && self.shared.view.read().expect("view lock").pool.mini_block_due(now_ms);
             let seal_due = Instant::now() >= self.block_deadline;
-            if (due || seal_due) && !self.log_has_room() {
+            if (due || seal_due) && (!self.log_has_room() || !self.standby_connected()) {
                 continue;
             }
             if due {
@@ -463,6 +463,28 @@ impl Sequencer {
         *self.shared.deposed.lock().expect("deposed lock") = Some(reason);
         self.shared.ready.store(false, Ordering::Release);
         self.shared.shutdown.store(true, Ordering::Release);
+    }
+
+    /// Sync replication without a connected standby: nothing is cut or
+    /// sealed (the pool fills and refuses), so that the view's lock is never
+    /// held waiting for an acknowledgement that cannot come; it resumes when
+    /// a standby follows again.
+    fn standby_connected(&mut self) -> bool {
+        let Some(ha) = &self.ha else { return true };
+        if ha.mode == tephra_ha::ReplicationMode::Async {
+            return true;
+        }
+        let connected = ha.feed.standby_connected();
+        let blocked = (!connected).then(|| "sync replication: no standby follows, nothing is preconfirmed".to_string());
+        if self.replication_blocked.is_some() != blocked.is_some() {
+            match &blocked {
+                Some(reason) => tracing::warn!(reason, "preconfirming held until a standby follows"),
+                None => tracing::info!("a standby follows: preconfirming resumed"),
+            }
+            self.replication_blocked = blocked;
+            self.publish_readiness();
+        }
+        connected
     }
 
     /// Sync replication: holds until a standby has every record appended so

@@ -10,16 +10,15 @@
 mod common;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     net::UdpSocket,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, B256, U256, hex};
-use common::{TephraNode, quantity};
-use serde_json::{Value, json};
+use alloy_primitives::hex;
+use common::{Promises, TephraNode, check_promises, pending_nonce, raw_transfer, rpc_load};
+use serde_json::json;
 use tephra_exec::dev::{DevKey, SplitMix64};
 use tephra_types::wire::{self, TxReply};
 
@@ -27,45 +26,6 @@ const KILLS: usize = 20;
 /// Senders driven over JSON-RPC (eth_sendRawTransactionSync) and over UDP.
 const RPC_SENDERS: usize = 4;
 const UDP_SENDERS: usize = 2;
-/// Receipts asked for in one JSON-RPC batch (below `rpc.batch_size_max`).
-const RECEIPT_BATCH: usize = 100;
-
-/// Where each transaction was promised (block number and index), and how
-/// many of the promises came over UDP.
-#[derive(Default)]
-struct Kept {
-    positions: HashMap<B256, (u64, u64)>,
-    over_udp: usize,
-}
-
-type Promises = Arc<Mutex<Kept>>;
-
-fn raw_transfer(key: &DevKey, nonce: u64, value: u64) -> Vec<u8> {
-    key.transfer(31337, nonce, Address::with_last_byte(0xee), U256::from(value)).encoded_2718()
-}
-
-fn pending_nonce(node: &TephraNode, key: &DevKey) -> u64 {
-    quantity(&node.rpc("eth_getTransactionCount", json!([key.address(), "pending"])))
-}
-
-/// One sender over JSON-RPC until the node dies: each receipt is a promise.
-fn rpc_load(url: String, key: DevKey, mut nonce: u64, promised: Promises) {
-    let agent = ureq::Agent::new_with_defaults();
-    loop {
-        let raw = format!("0x{}", hex::encode(raw_transfer(&key, nonce, 1)));
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransactionSync", "params": [raw, 5000]});
-        let Ok(mut response) = agent.post(&url).send_json(&body) else { return };
-        let Ok(reply) = response.body_mut().read_json::<Value>() else { return };
-        let receipt = &reply["result"];
-        if receipt.is_null() {
-            return;
-        }
-        let hash: B256 = receipt["transactionHash"].as_str().unwrap().parse().unwrap();
-        let at = (quantity(&receipt["blockNumber"]), quantity(&receipt["transactionIndex"]));
-        promised.lock().unwrap().positions.insert(hash, at);
-        nonce += 1;
-    }
-}
 
 /// One sender over UDP, `per_datagram` transfers a datagram, until the node
 /// stops answering: each preconfirmation in a reply is a promise.
@@ -95,35 +55,6 @@ fn udp_load(address: String, key: DevKey, mut nonce: u64, per_datagram: usize, p
                 // Busy or expired under load: the sender starts again from the chain.
                 TxReply::Rejected { .. } => return,
             }
-        }
-    }
-}
-
-/// Every promise holds: the receipt is there, at the promised position, and
-/// the transaction succeeded.
-fn check_promises(node: &TephraNode, promised: &HashMap<B256, (u64, u64)>) {
-    let Some(last_block) = promised.values().map(|at| at.0).max() else { return };
-    node.wait_for_block(last_block);
-    let hashes: Vec<&B256> = promised.keys().collect();
-    for chunk in hashes.chunks(RECEIPT_BATCH) {
-        let batch: Vec<Value> = chunk
-            .iter()
-            .enumerate()
-            .map(|(id, hash)| json!({"jsonrpc": "2.0", "id": id, "method": "eth_getTransactionReceipt", "params": [hash]}))
-            .collect();
-        let replies = node.post(&Value::Array(batch));
-        let replies = replies.as_array().expect("a batch reply");
-        assert_eq!(replies.len(), chunk.len());
-        for reply in replies {
-            let hash = chunk[usize::try_from(reply["id"].as_u64().unwrap()).unwrap()];
-            let receipt = &reply["result"];
-            assert!(!receipt.is_null(), "preconfirmed {hash} lost in a crash");
-            assert_eq!(
-                (quantity(&receipt["blockNumber"]), quantity(&receipt["transactionIndex"])),
-                promised[hash],
-                "{hash} moved"
-            );
-            assert_eq!(receipt["status"], "0x1", "{hash}");
         }
     }
 }

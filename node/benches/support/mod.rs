@@ -2,6 +2,8 @@
 //! on free loopback ports, a JSON-RPC call and percentiles. (Throughput and
 //! latency against anvil live in the bench harness, bench/.)
 
+#![allow(dead_code, reason = "each benchmark uses its own part of the support")]
+
 use std::{
     net::TcpListener,
     os::unix::process::CommandExt,

@@ -10,7 +10,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, B256, U256, hex};
 use serde_json::{Value, json};
+use tephra_exec::dev::DevKey;
 
 pub const DEV_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 pub const DEV_ADDRESS_0: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
@@ -26,7 +34,7 @@ pub fn npm_tool(name: &str) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -137,6 +145,28 @@ impl TephraNode {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
             child.wait().unwrap();
+        }
+    }
+
+    /// Sends `signal` (a `kill -s` name: STOP, CONT, TERM) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        assert!(Command::new("kill").args(["-s", signal, &pid]).status().unwrap().success());
+    }
+
+    /// Waits up to `wait` for the process to exit by itself: its status.
+    pub fn wait_exit(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -274,4 +304,73 @@ pub fn signed_transfer(node: &TephraNode, key: &str, nonce: u64, to: &str, value
         "--value",
         &value.to_string(),
     ])
+}
+
+/// Receipts asked for in one JSON-RPC batch (below `rpc.batch_size_max`).
+const RECEIPT_BATCH: usize = 100;
+
+/// Where each transaction was promised (block number and index), and how
+/// many of the promises came over UDP.
+#[derive(Default)]
+pub struct Kept {
+    pub positions: HashMap<B256, (u64, u64)>,
+    pub over_udp: usize,
+}
+
+pub type Promises = Arc<Mutex<Kept>>;
+
+pub fn raw_transfer(key: &DevKey, nonce: u64, value: u64) -> Vec<u8> {
+    key.transfer(31337, nonce, Address::with_last_byte(0xee), U256::from(value)).encoded_2718()
+}
+
+pub fn pending_nonce(node: &TephraNode, key: &DevKey) -> u64 {
+    quantity(&node.rpc("eth_getTransactionCount", json!([key.address(), "pending"])))
+}
+
+/// One sender over JSON-RPC until the node dies: each receipt is a promise.
+pub fn rpc_load(url: String, key: DevKey, mut nonce: u64, promised: Promises) {
+    let agent = ureq::Agent::new_with_defaults();
+    loop {
+        let raw = format!("0x{}", hex::encode(raw_transfer(&key, nonce, 1)));
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransactionSync", "params": [raw, 5000]});
+        let Ok(mut response) = agent.post(&url).send_json(&body) else { return };
+        let Ok(reply) = response.body_mut().read_json::<Value>() else { return };
+        let receipt = &reply["result"];
+        if receipt.is_null() {
+            return;
+        }
+        let hash: B256 = receipt["transactionHash"].as_str().unwrap().parse().unwrap();
+        let at = (quantity(&receipt["blockNumber"]), quantity(&receipt["transactionIndex"]));
+        promised.lock().unwrap().positions.insert(hash, at);
+        nonce += 1;
+    }
+}
+
+/// Every promise holds: the receipt is there, at the promised position, and
+/// the transaction succeeded.
+pub fn check_promises(node: &TephraNode, promised: &HashMap<B256, (u64, u64)>) {
+    let Some(last_block) = promised.values().map(|at| at.0).max() else { return };
+    node.wait_for_block(last_block);
+    let hashes: Vec<&B256> = promised.keys().collect();
+    for chunk in hashes.chunks(RECEIPT_BATCH) {
+        let batch: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(id, hash)| json!({"jsonrpc": "2.0", "id": id, "method": "eth_getTransactionReceipt", "params": [hash]}))
+            .collect();
+        let replies = node.post(&Value::Array(batch));
+        let replies = replies.as_array().expect("a batch reply");
+        assert_eq!(replies.len(), chunk.len());
+        for reply in replies {
+            let hash = chunk[usize::try_from(reply["id"].as_u64().unwrap()).unwrap()];
+            let receipt = &reply["result"];
+            assert!(!receipt.is_null(), "preconfirmed {hash} lost in a crash");
+            assert_eq!(
+                (quantity(&receipt["blockNumber"]), quantity(&receipt["transactionIndex"])),
+                promised[hash],
+                "{hash} moved"
+            );
+            assert_eq!(receipt["status"], "0x1", "{hash}");
+        }
+    }
 }
