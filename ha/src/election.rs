@@ -163,6 +163,8 @@ impl std::fmt::Debug for Election {
 /// A share of the TTL kept back from the lease's end for clock-rate drift
 /// between this node and etcd, in tenths.
 const LEASE_SAFE_TENTHS: u32 = 9;
+/// How often `wait_vacant` looks at the leader key.
+const VACANT_POLL: Duration = Duration::from_millis(50);
 
 impl Election {
     pub async fn connect(config: EtcdConfig) -> Result<Self, EtcdError> {
@@ -200,8 +202,11 @@ impl Election {
 
     /// The current leader (a linearizable read), or none.
     pub async fn leader(&self) -> Result<Option<LeaderInfo>, EtcdError> {
-        let mut kv = self.client.kv_client();
-        let response = bounded(self.config.request_timeout, kv.get(self.leader_key(), None)).await?;
+        let response = again(|| {
+            let (mut kv, key) = (self.client.kv_client(), self.leader_key());
+            async move { bounded(self.config.request_timeout, kv.get(key, None)).await }
+        })
+        .await?;
         response.kvs().first().map(leader_info).transpose()
     }
 
@@ -261,33 +266,25 @@ impl Election {
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, epoch as i64)])
             .and_then([TxnOp::delete(key, None)]);
-        let mut kv = self.client.kv_client();
-        Ok(bounded(self.config.request_timeout, kv.txn(txn)).await?.succeeded())
+        let response = again(|| {
+            let (mut kv, txn) = (self.client.kv_client(), txn.clone());
+            async move { bounded(self.config.request_timeout, kv.txn(txn)).await }
+        })
+        .await?;
+        Ok(response.succeeded())
     }
 
-    /// Returns once no leader holds the key, or after `wait`.
+    /// Returns once no leader holds the key (true), or after `wait` (false).
     pub async fn wait_vacant(&self, wait: Duration) -> Result<bool, EtcdError> {
-        let key = self.leader_key();
-        let mut kv = self.client.kv_client();
-        let response = bounded(self.config.request_timeout, kv.get(key.clone(), None)).await?;
-        if response.kvs().is_empty() {
-            return Ok(true);
-        }
-        let revision = response.header().map_or(0, |h| h.revision());
-        let mut watch = self.client.watch_client();
-        let options = WatchOptions::new().with_start_revision(revision + 1);
-        let deleted = async {
-            let mut stream = watch.watch(key, Some(options)).await?;
-            while let Some(response) = stream.message().await? {
-                if response.events().iter().any(|e| e.event_type() == EventType::Delete) {
-                    return Ok(true);
-                }
+        let deadline = Instant::now() + wait;
+        loop {
+            if self.leader().await?.is_none() {
+                return Ok(true);
             }
-            Ok::<bool, EtcdError>(false)
-        };
-        match tokio::time::timeout(wait, deleted).await {
-            Ok(result) => result,
-            Err(_) => Ok(false),
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(VACANT_POLL).await;
         }
     }
 
@@ -318,6 +315,23 @@ impl Election {
 fn leader_info(kv: &etcd_client::KeyValue) -> Result<LeaderInfo, EtcdError> {
     let value = serde_json::from_slice(kv.value()).map_err(|e| EtcdError::Value(e.to_string()))?;
     Ok(LeaderInfo { epoch: kv.create_revision() as u64, value })
+}
+
+/// Runs `attempt` again once after a transport or gRPC failure: an etcd
+/// connection may drop one request after a keep-alive stream ends, and every
+/// request here is a read or a compare-and-set that is safe to repeat.
+async fn again<T, F, Fut>(mut attempt: F) -> Result<T, EtcdError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, EtcdError>>,
+{
+    match attempt().await {
+        Err(EtcdError::Client(error)) => {
+            tracing::debug!(%error, "etcd request failed; trying once more");
+            attempt().await
+        }
+        other => other,
+    }
 }
 
 async fn bounded<T>(
