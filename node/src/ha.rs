@@ -396,14 +396,14 @@ impl Role {
                         }
                         Err(error) => {
                             tracing::debug!(%error, "cannot follow yet");
-                            std::thread::sleep(self.ha.lease_ttl() / 8);
+                            self.pause();
                         }
                     }
                 }
-                Ok(Some(_)) => std::thread::sleep(self.ha.lease_ttl() / 8),
+                Ok(Some(_)) => self.pause(),
                 Ok(None) if self.lag > self.ha.config.campaign_lag_records_max => {
                     // Behind: a caught-up node should lead; this one waits for it.
-                    std::thread::sleep(self.ha.lease_ttl() / 8);
+                    self.pause();
                 }
                 Ok(None) if Instant::now() < self.campaign_not_before => std::thread::sleep(Duration::from_millis(50)),
                 Ok(None) => match self.ha.runtime.block_on(self.ha.election.campaign(&self.ha.leader_value())) {
@@ -411,16 +411,22 @@ impl Role {
                     Ok(None) => {}
                     Err(error) => {
                         tracing::warn!(%error, "campaign failed");
-                        std::thread::sleep(self.ha.lease_ttl() / 8);
+                        self.pause();
                     }
                 },
                 Err(error) => {
                     tracing::warn!(%error, "etcd unreachable");
-                    std::thread::sleep(self.ha.lease_ttl() / 8);
+                    self.pause();
                 }
             }
             self.shared.heartbeat.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Between attempts to find, follow or become the leader: an eighth of
+    /// the lease, so that a takeover costs little more than the lease itself.
+    fn pause(&self) {
+        std::thread::sleep(self.ha.lease_ttl() / 8);
     }
 
     /// Stops the node so that its restart rejoins (and truncates) afresh.
