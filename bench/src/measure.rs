@@ -109,7 +109,13 @@ impl Recorder {
         (ns != NONE).then(|| self.start + Duration::from_nanos(ns))
     }
 
+    /// The transactions that were preconfirmed, by index.
+    pub fn accepted(&self) -> impl Iterator<Item = usize> + '_ {
+        self.preconf_us.iter().enumerate().filter(|(_, p)| p.load(Ordering::Relaxed) != NONE).map(|(tx, _)| tx)
+    }
+
     /// The highest-numbered transaction that was preconfirmed (accepted).
+
     pub fn last_accepted(&self) -> Option<usize> {
         self.preconf_us.iter().rposition(|p| p.load(Ordering::Relaxed) != NONE)
     }

@@ -116,7 +116,9 @@ impl Context {
             )?,
         }
         let included_at = wait_included(&node, workload, &recorder);
-        let blocks = watcher.map(Watcher::finish).unwrap_or_else(BlockTimes::default);
+        let blocks = watcher
+            .map(|watcher| watcher.finish(recorder.accepted().map(|tx| workload.hash(tx)).collect()))
+            .unwrap_or_else(BlockTimes::default);
         let label = Label {
             name: name.to_string(),
             peer: node.name.clone(),

@@ -7,10 +7,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -24,6 +21,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(2);
 /// Blocks awaiting their signature that the watcher re-reads each round, at
 /// most (the oldest first).
 const UNSIGNED_POLLED_MAX: usize = 8;
+/// How long after `finish` the watcher waits for the awaited transactions'
+/// blocks to be sealed and signed, at most.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// When blocks were seen, by number; which block holds a transaction.
 #[derive(Debug, Default)]
@@ -65,12 +65,16 @@ impl BlockTimes {
     fn all_signed(&self) -> bool {
         self.signed.len() == self.sealed.len()
     }
+
+    fn all_included(&self, txs: &[B256]) -> bool {
+        txs.iter().all(|hash| self.tx_block.contains_key(hash))
+    }
 }
 
 /// A running watcher; `finish` stops it and hands over what it saw.
 #[derive(Debug)]
 pub struct Watcher {
-    stop: Arc<AtomicBool>,
+    finish: SyncSender<Vec<B256>>,
     handle: JoinHandle<BlockTimes>,
 }
 
@@ -80,17 +84,22 @@ impl Watcher {
     pub fn start(url: &str, signatures: bool) -> Result<Self, String> {
         let agent = ureq::Agent::new_with_defaults();
         let head = block_number(&agent, url)?;
-        let (stop, url) = (Arc::new(AtomicBool::new(false)), url.to_string());
-        let stopping = stop.clone();
+        let (finish, finishing) = sync_channel(1);
+        let url = url.to_string();
         let handle = std::thread::Builder::new()
             .name("block-watcher".into())
-            .spawn(move || watch(&agent, &url, head + 1, signatures, &stopping))
+            .spawn(move || watch(&agent, &url, head + 1, signatures, &finishing))
             .map_err(|e| e.to_string())?;
-        Ok(Self { stop, handle })
+        Ok(Self { finish, handle })
     }
 
-    pub fn finish(self) -> BlockTimes {
-        self.stop.store(true, Ordering::Relaxed);
+    /// Stops once every transaction in `awaited` has been seen in a block and
+    /// every block seen is signed (or after `FINISH_TIMEOUT`): a preconfirmed
+    /// transaction's block may still be open when its sender is done.
+    pub fn finish(self, awaited: Vec<B256>) -> BlockTimes {
+        // The watcher only ends after receiving, so the send cannot fail
+        // unless it panicked, which the join reports.
+        let _ = self.finish.send(awaited);
         self.handle.join().expect("the block watcher does not panic")
     }
 }
@@ -104,17 +113,27 @@ fn parse_quantity(value: &Value) -> Option<u64> {
     u64::from_str_radix(value.as_str()?.strip_prefix("0x")?, 16).ok()
 }
 
-/// Polls until told to stop; after the stop, keeps going until every block
-/// seen is signed (at most a few seconds), so that the last blocks of a phase
-/// are measured too.
-fn watch(agent: &ureq::Agent, url: &str, mut next: u64, signatures: bool, stop: &AtomicBool) -> BlockTimes {
+/// Polls until told to finish; then keeps going until the awaited
+/// transactions are in blocks and every block seen is signed, so that the
+/// last blocks of a phase are measured too.
+fn watch(
+    agent: &ureq::Agent,
+    url: &str,
+    mut next: u64,
+    signatures: bool,
+    finishing: &Receiver<Vec<B256>>,
+) -> BlockTimes {
     let mut times = BlockTimes::default();
     let mut unsigned: VecDeque<u64> = VecDeque::new();
-    let mut stopped_at: Option<Instant> = None;
+    let mut awaited: Option<(Vec<B256>, Instant)> = None;
     loop {
-        // Read before the round: the round after a stop sees every block
-        // sealed before it.
-        let stopping = stop.load(Ordering::Relaxed);
+        if awaited.is_none() {
+            match finishing.try_recv() {
+                Ok(txs) => awaited = Some((txs, Instant::now())),
+                Err(TryRecvError::Disconnected) => awaited = Some((Vec::new(), Instant::now())),
+                Err(TryRecvError::Empty) => {}
+            }
+        }
         if let Ok(head) = block_number(agent, url) {
             while next <= head {
                 let Ok(block) = rpc(agent, url, "eth_getBlockByNumber", json!([format!("{next:#x}"), false])) else {
@@ -143,9 +162,9 @@ fn watch(agent: &ureq::Agent, url: &str, mut next: u64, signatures: bool, stop: 
                 _ => unsigned.push_back(number),
             }
         }
-        if stopping {
-            let since = *stopped_at.get_or_insert_with(Instant::now);
-            if !signatures || times.all_signed() || since.elapsed() > Duration::from_secs(5) {
+        if let Some((txs, since)) = &awaited {
+            let done = times.all_included(txs) && (!signatures || times.all_signed());
+            if done || since.elapsed() > FINISH_TIMEOUT {
                 return times;
             }
         }

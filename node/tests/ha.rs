@@ -415,11 +415,16 @@ fn a_leader_cut_off_from_etcd_stops_and_its_stale_epoch_gets_no_signature() {
     assert_eq!(wait_leader(&nodes, None, Duration::from_secs(20)), 0);
     nodes[1].spawn();
     let key = DevKey::dev(1);
+    let mut last_receipt = Value::Null;
     for nonce in 0..5 {
         let raw = format!("0x{}", alloy_primitives::hex::encode(common::raw_transfer(&key, nonce, 1)));
-        assert_eq!(nodes[0].rpc("eth_sendRawTransactionSync", json!([raw]))["status"], "0x1");
+        last_receipt = nodes[0].rpc("eth_sendRawTransactionSync", json!([raw]));
+        assert_eq!(last_receipt["status"], "0x1");
     }
-    let stale_epoch = block_epoch(&block(&nodes[0], head(&nodes[0])));
+    // A preconfirmation comes before its block is sealed: wait for the seal.
+    let sealed = quantity(&last_receipt["blockNumber"]);
+    nodes[0].wait_for_block(sealed);
+    let stale_epoch = block_epoch(&block(&nodes[0], sealed));
     assert!(stale_epoch > 0);
 
     let cut = Instant::now();
