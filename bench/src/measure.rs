@@ -115,7 +115,6 @@ impl Recorder {
     }
 
     /// The highest-numbered transaction that was preconfirmed (accepted).
-
     pub fn last_accepted(&self) -> Option<usize> {
         self.preconf_us.iter().rposition(|p| p.load(Ordering::Relaxed) != NONE)
     }
