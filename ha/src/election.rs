@@ -11,6 +11,12 @@
 //! before then, so two leaders never overlap as long as clocks run at
 //! roughly the same rate. It is deposed at once if the key goes (stepped
 //! down, or deleted by an operator) or the lease is gone.
+//!
+//! Before each block signature the leader records the block's height under
+//! `<prefix>/signed`, in one transaction with the check that it still holds
+//! the key. A node campaigns only if it holds every block up to that height,
+//! so no successor ever signs another block at a signed height, whatever the
+//! replication mode.
 
 use std::{
     path::PathBuf,
@@ -26,6 +32,14 @@ use etcd_client::{
     WatchOptions,
 };
 use serde::{Deserialize, Serialize};
+
+/// What `record_signed` found.
+#[derive(Debug)]
+pub enum SignedRecord {
+    Recorded,
+    /// The epoch no longer leads: the leader now, if any.
+    Deposed(Option<LeaderInfo>),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
@@ -192,6 +206,10 @@ impl Election {
         format!("{}/leader", self.config.prefix)
     }
 
+    fn signed_key(&self) -> String {
+        format!("{}/signed", self.config.prefix)
+    }
+
     fn node_key(&self, node_id: &str) -> String {
         format!("{}/nodes/{node_id}", self.config.prefix)
     }
@@ -286,6 +304,43 @@ impl Election {
             }
             tokio::time::sleep(VACANT_POLL).await;
         }
+    }
+
+    /// Records that block `number` is about to be signed by the leader of
+    /// `epoch`, if that leader still holds the key (one transaction).
+    /// Otherwise the leader now, if any: its epoch refuses the signature.
+    pub async fn record_signed(&self, epoch: u64, number: u64) -> Result<SignedRecord, EtcdError> {
+        let key = self.leader_key();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, epoch as i64)])
+            .and_then([TxnOp::put(self.signed_key(), number.to_string(), None)])
+            .or_else([TxnOp::get(key, None)]);
+        let response = again(|| {
+            let (mut kv, txn) = (self.client.kv_client(), txn.clone());
+            async move { bounded(self.config.request_timeout, kv.txn(txn)).await }
+        })
+        .await?;
+        if response.succeeded() {
+            return Ok(SignedRecord::Recorded);
+        }
+        let leader = response.op_responses().into_iter().find_map(|op| match op {
+            etcd_client::TxnOpResponse::Get(range) => range.kvs().first().map(leader_info),
+            _ => None,
+        });
+        Ok(SignedRecord::Deposed(leader.transpose()?))
+    }
+
+    /// The height of the newest block a leader has signed (or was about to),
+    /// 0 before any.
+    pub async fn signed_height(&self) -> Result<u64, EtcdError> {
+        let response = again(|| {
+            let (mut kv, key) = (self.client.kv_client(), self.signed_key());
+            async move { bounded(self.config.request_timeout, kv.get(key, None)).await }
+        })
+        .await?;
+        let Some(kv) = response.kvs().first() else { return Ok(0) };
+        let text = kv.value_str().map_err(EtcdError::Client)?;
+        text.parse().map_err(|_| EtcdError::Value(format!("the signed height is {text:?}")))
     }
 
     /// Publishes this node's status for `tephra ha status`.

@@ -8,5 +8,5 @@ pub mod election;
 pub mod replication;
 
 pub use channel::Secret;
-pub use election::{Election, EtcdConfig, EtcdError, LeaderInfo, LeaderValue, Leadership, LeaseState};
+pub use election::{Election, EtcdConfig, EtcdError, LeaderInfo, LeaderValue, Leadership, LeaseState, SignedRecord};
 pub use replication::{EpochStart, Feed, Follower, LeaderConfig, LogSource, Message, ReplicationMode};

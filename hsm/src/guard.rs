@@ -8,7 +8,8 @@
 //!
 //! In a high-availability pair the guard also asks an `EpochFence` (etcd's
 //! leader key) for the newest epoch before every block signature, so that a
-//! deposed leader that has not noticed yet gets no signature.
+//! deposed leader that has not noticed yet gets no signature; the fence also
+//! records the height, so that no successor that lacks the block can lead.
 
 use std::{
     fs::{self, File},
@@ -44,8 +45,9 @@ pub enum GuardError {
 
 /// Where the newest leader epoch comes from (etcd, in a pair).
 pub trait EpochFence: Send + Sync + std::fmt::Debug {
-    /// The newest epoch, asked for fresh: an error refuses the signature.
-    fn newest_epoch(&self) -> Result<u64, String>;
+    /// Block `number` of the leader of `leader_epoch` is about to be signed:
+    /// the newest epoch, asked for fresh. An error refuses the signature.
+    fn admit_block(&self, number: u64, leader_epoch: u64) -> Result<u64, String>;
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -196,7 +198,7 @@ impl<S: Signer> Signer for GuardedSigner<S> {
         match *payload {
             Payload::SealedBlock { number, block_hash, leader_epoch, .. } => {
                 let newest = match &self.fence {
-                    Some(fence) => fence.newest_epoch().map_err(GuardError::Fence)?,
+                    Some(fence) => fence.admit_block(number, leader_epoch).map_err(GuardError::Fence)?,
                     None => 0,
                 };
                 self.guard.admit(number, block_hash, leader_epoch, newest)?

@@ -22,7 +22,9 @@ use std::{
 use alloy_consensus::Header;
 use serde::Serialize;
 use tephra_exec::BlockBuilder;
-use tephra_ha::{Election, EpochStart, Feed, Follower, LeaderConfig, LeaderValue, Leadership, Message, Secret};
+use tephra_ha::{
+    Election, EpochStart, Feed, Follower, LeaderConfig, LeaderValue, Leadership, Message, Secret, SignedRecord,
+};
 use tokio::runtime::Handle;
 
 use crate::{
@@ -44,35 +46,60 @@ fn ha_error(context: &str) -> impl FnOnce(tephra_ha::EtcdError) -> NodeError + '
     move |error| NodeError::Ha(format!("{context}: {error}"))
 }
 
-/// The guard's epoch fence: etcd's leader key, read fresh before every
-/// block signature.
+/// The guard's epoch fence, asked before every block signature: a
+/// connected standby gets the block first (in async mode too, where sealing
+/// does not wait for it, so that it can take over), then etcd records the
+/// signed height if this node's epoch still holds the leader key.
 #[derive(Debug)]
 pub struct NodeFence {
     election: Election,
     runtime: Handle,
     /// This node's epoch while it leads.
     epoch: AtomicU64,
+    /// The longest a signature waits for a connected standby.
+    replication_wait: Duration,
+    feed: OnceLock<Arc<Feed>>,
     metrics: OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 impl NodeFence {
     /// A fence over `election`, whose requests run on `runtime`; the asking
     /// thread must not be one of the runtime's.
-    pub fn new(election: Election, runtime: Handle) -> Self {
-        Self { election, runtime, epoch: AtomicU64::new(0), metrics: OnceLock::new() }
+    pub fn new(election: Election, runtime: Handle, replication_wait: Duration) -> Self {
+        Self {
+            election,
+            runtime,
+            epoch: AtomicU64::new(0),
+            replication_wait,
+            feed: OnceLock::new(),
+            metrics: OnceLock::new(),
+        }
     }
 }
 
 impl tephra_hsm::EpochFence for NodeFence {
-    fn newest_epoch(&self) -> Result<u64, String> {
-        let leader = self.runtime.block_on(self.election.leader()).map_err(|e| e.to_string())?;
-        let Some(leader) = leader else { return Err("no leader holds the lease in etcd".into()) };
-        if leader.epoch > self.epoch.load(Ordering::Acquire)
-            && let Some(metrics) = self.metrics.get()
+    fn admit_block(&self, number: u64, leader_epoch: u64) -> Result<u64, String> {
+        if let Some(feed) = self.feed.get()
+            && feed.standby_connected()
+            && !feed.wait_replicated(feed.committed(), self.replication_wait)
         {
-            metrics.ha_fencing_refusals.inc();
+            // Signing alone: a standby that lacks this block will not lead.
+            tracing::debug!(number, "signing before the standby holds the block");
         }
-        Ok(leader.epoch)
+        let recorded = self.runtime.block_on(self.election.record_signed(leader_epoch, number));
+        match recorded.map_err(|e| e.to_string())? {
+            SignedRecord::Recorded => Ok(leader_epoch),
+            SignedRecord::Deposed(leader) => {
+                if let Some(metrics) = self.metrics.get() {
+                    metrics.ha_fencing_refusals.inc();
+                }
+                match leader {
+                    Some(leader) if leader.epoch > leader_epoch => Ok(leader.epoch),
+                    Some(leader) => Err(format!("epoch {leader_epoch} does not hold the leader key ({})", leader.epoch)),
+                    None => Err("no leader holds the lease in etcd".into()),
+                }
+            }
+        }
     }
 }
 
@@ -103,7 +130,6 @@ pub struct Ha {
     /// filled in once the signer is open.
     value: Mutex<LeaderValue>,
     status: Mutex<NodeStatus>,
-    feed: OnceLock<Arc<Feed>>,
     /// Where the leader found at join takes transactions.
     joined_leader: Mutex<String>,
 }
@@ -145,7 +171,11 @@ impl Ha {
             rpc: advertise(&ha.rpc_advertise, format!("http://{}", config.rpc.listen)),
             block_key: String::new(),
         };
-        let fence = Arc::new(NodeFence::new(election.clone(), runtime.clone()));
+        let fence = Arc::new(NodeFence::new(
+            election.clone(),
+            runtime.clone(),
+            Duration::from_millis(ha.sync_ack_timeout_ms),
+        ));
         tracing::info!(node = ha.node_id, replication = value.replication, "high availability: etcd connected");
         Ok(Self {
             election,
@@ -156,7 +186,6 @@ impl Ha {
             replication: Mutex::new(Some(listener)),
             value: Mutex::new(value),
             status: Mutex::new(NodeStatus { role: "standby", ..NodeStatus::default() }),
-            feed: OnceLock::new(),
             joined_leader: Mutex::new(String::new()),
         })
     }
@@ -264,7 +293,7 @@ impl Ha {
             // Never the view's lock: a sync leader holds it while it waits for acks.
             status.head = u64::try_from(shared.metrics.head_number.get()).unwrap_or(0);
             status.updated_unix_ms = crate::sequencer::unix_ms();
-            if let Some(feed) = self.feed.get() {
+            if let Some(feed) = self.fence.feed.get() {
                 let committed = feed.committed();
                 status.standbys = feed
                     .standbys()
@@ -322,6 +351,8 @@ pub struct Role {
     follower: Option<Follower>,
     /// Records behind the leader when last heard.
     lag: u64,
+    /// The signed height this node lacks blocks below, once said.
+    waiting_for_signed: Option<u64>,
     campaign_not_before: Instant,
 }
 
@@ -347,7 +378,7 @@ impl Role {
         // With nobody to follow, wait one lease first: a leader that just
         // stepped down (and restarted) lets its caught-up standby win.
         let campaign_not_before = Instant::now() + if follower.is_none() { ha.lease_ttl() } else { Duration::ZERO };
-        Self { ha, shared, lead, log, resume, follower, lag: 0, campaign_not_before }
+        Self { ha, shared, lead, log, resume, follower, lag: 0, waiting_for_signed: None, campaign_not_before }
     }
 
     pub fn run(mut self) -> Result<(), NodeError> {
@@ -390,6 +421,9 @@ impl Role {
                             ));
                         }
                         Ok(follower) => {
+                            // Behind from the first message: the leader may die before sending more.
+                            self.lag = follower.leader_count.saturating_sub(count);
+                            self.waiting_for_signed = None;
                             self.ha.set_status(|s| s.epoch = leader.epoch);
                             self.shared.metrics.ha_epoch.set(leader.epoch as i64);
                             self.follower = Some(follower);
@@ -406,6 +440,7 @@ impl Role {
                     self.pause();
                 }
                 Ok(None) if Instant::now() < self.campaign_not_before => std::thread::sleep(Duration::from_millis(50)),
+                Ok(None) if self.lacks_signed_blocks(replayer.head_number()) => self.pause(),
                 Ok(None) => match self.ha.runtime.block_on(self.ha.election.campaign(&self.ha.leader_value())) {
                     Ok(Some(leadership)) => return self.lead(leadership, replayer),
                     Ok(None) => {}
@@ -420,6 +455,30 @@ impl Role {
                 }
             }
             self.shared.heartbeat.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a leader signed a block this node does not hold: it must not
+    /// lead (it would sign another block at that height) until a node that
+    /// holds it leads and this one catches up.
+    fn lacks_signed_blocks(&mut self, head: u64) -> bool {
+        match self.ha.runtime.block_on(self.ha.election.signed_height()) {
+            Ok(signed) if signed > head => {
+                if self.waiting_for_signed != Some(signed) {
+                    tracing::warn!(
+                        signed,
+                        head,
+                        "a leader signed blocks this node does not hold: waiting for a node that holds them"
+                    );
+                    self.waiting_for_signed = Some(signed);
+                }
+                true
+            }
+            Ok(_) => false,
+            Err(error) => {
+                tracing::warn!(%error, "etcd unreachable");
+                true
+            }
         }
     }
 
@@ -601,7 +660,7 @@ impl Role {
                 Err(error) => tracing::error!(%error, "replication listener unusable"),
             }
         });
-        let _ = self.ha.feed.set(feed.clone());
+        let _ = self.ha.fence.feed.set(feed.clone());
         self.ha.fence.epoch.store(epoch, Ordering::Release);
         let records = self.log.records();
         self.ha.set_status(|s| {
@@ -647,6 +706,8 @@ pub fn status(config: &Config) -> Result<String, String> {
             ),
             None => "leader  none (an election is due)\n".to_string(),
         };
+        let signed = election.signed_height().await.map_err(|e| e.to_string())?;
+        out.push_str(&format!("signed  up to block {signed} (a node lacking a block below cannot lead)\n"));
         for (node, json) in election.statuses().await.map_err(|e| e.to_string())? {
             out.push_str(&format!("node    {node} {json}\n"));
         }

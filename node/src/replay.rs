@@ -207,6 +207,11 @@ impl<'c> Replayer<'c> {
         replayer
     }
 
+    /// The newest sealed block's number.
+    pub fn head_number(&self) -> u64 {
+        self.head.number
+    }
+
     /// The epoch of the records applied last (0 before any leader's).
     pub fn epoch(&self) -> u64 {
         self.epoch

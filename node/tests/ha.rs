@@ -8,10 +8,14 @@
 //!   across both nodes' audit logs, every block carries a newer epoch than the
 //!   last leader's, and after each round the rejoined node's log replays from
 //!   genesis to the leader's chain.
-//! - A leader cut off from etcd (its etcd traffic through proxies that go
-//!   silent) stops within its lease; the new leader's blocks carry a higher
-//!   epoch; a signature request with the stale epoch is refused by the guard
-//!   through the node's etcd fence.
+//! - A leader cut off from etcd (the one member it talks to stopped, the
+//!   other two a quorum) stops within its lease; the new leader's blocks
+//!   carry a higher epoch; a signature request with the stale epoch is
+//!   refused by the guard through the node's etcd fence.
+//! - Async replication: kill -9 failovers lose at most the newest
+//!   preconfirmations, never fork and never sign a height twice; a standby
+//!   that lacks blocks a leader signed (it was down meanwhile) does not lead
+//!   until a node that holds them does and it has caught up.
 //!
 //! The seed is printed; `TEPHRA_HA_SEED=<seed>` replays the same schedule.
 
@@ -19,19 +23,15 @@ mod common;
 
 use std::{
     collections::{HashMap, HashSet},
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use alloy_primitives::B256;
-use common::{Promises, TephraNode, check_promises, free_port, pending_nonce, quantity, rpc_load};
+use common::{Promises, TephraNode, free_port, pending_nonce, quantity, rpc_load};
 use serde_json::{Value, json};
 use tephra_exec::dev::{DevKey, SplitMix64};
 
@@ -104,6 +104,12 @@ impl Etcd {
         Some(etcd)
     }
 
+    /// Sends `signal` (STOP: the member hangs, as if cut off; CONT) to member `i`.
+    fn signal(&self, i: usize, signal: &str) {
+        let pid = self.members[i].id().to_string();
+        assert!(Command::new("kill").args(["-s", signal, &pid]).status().unwrap().success());
+    }
+
     fn endpoints(&self) -> Vec<String> {
         self.clients.iter().map(|c| format!("http://{c}")).collect()
     }
@@ -121,56 +127,14 @@ impl Drop for Etcd {
     }
 }
 
-/// A TCP forwarder that can go silent: connections stay open but nothing
-/// crosses, as in a network partition (no reset, no answer).
-struct Proxy {
-    address: SocketAddr,
-    silent: Arc<AtomicBool>,
-}
-
-fn pump(mut from: TcpStream, mut to: TcpStream, silent: Arc<AtomicBool>) {
-    let mut buffer = [0u8; 16 * 1024];
-    while let Ok(n) = from.read(&mut buffer) {
-        if n == 0 {
-            return;
-        }
-        if !silent.load(Ordering::Acquire) && to.write_all(&buffer[..n]).is_err() {
-            return;
-        }
-    }
-}
-
-impl Proxy {
-    fn to(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        let silent = Arc::new(AtomicBool::new(false));
-        let flag = silent.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                if flag.load(Ordering::Acquire) {
-                    // A partition accepts nothing new either: hold it unanswered.
-                    std::mem::forget(client);
-                    continue;
-                }
-                let Ok(upstream) = TcpStream::connect(target) else { continue };
-                let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                let (f1, f2) = (flag.clone(), flag.clone());
-                std::thread::spawn(move || pump(client, upstream, f1));
-                std::thread::spawn(move || pump(u2, c2, f2));
-            }
-        });
-        Self { address, silent }
-    }
-}
-
-/// A pair member's config: its id, its peer, the etcd endpoints it uses.
-fn member(name: &str, id: &str, peer: &str, endpoints: &[String], prefix: &str, mode: &str) -> TephraNode {
+/// A pair member's config: its id, its peer, the etcd endpoints it uses,
+/// and more `[ha]` lines.
+fn member(name: &str, id: &str, peer: &str, endpoints: &[String], prefix: &str, mode: &str, ha: &str) -> TephraNode {
     let endpoints: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
     let extra = format!(
         "[block]\nblock_time_ms = 100\n[pool]\nmini_block_wait_ms = 2\n[ha]\nenabled = true\nnode_id = \"{id}\"\n\
          peers = [\"{peer}\"]\netcd_endpoints = [{}]\netcd_prefix = \"{prefix}\"\nlease_ttl_s = {}\n\
-         replication = \"{mode}\"\nreplication_listen = \"127.0.0.1:{}\"\n",
+         replication = \"{mode}\"\nreplication_listen = \"127.0.0.1:{}\"\n{ha}",
         endpoints.join(", "),
         LEASE_TTL.as_secs(),
         free_port()
@@ -286,25 +250,31 @@ enum Failover {
     Terminate,
 }
 
-#[test]
-fn seeded_failovers_under_load_lose_no_preconfirmation_and_never_fork() {
-    let Some(etcd) = Etcd::start("failover") else { return };
+/// The seed from `TEPHRA_HA_SEED`, or a fresh one; printed for replay.
+fn seed(test: &str) -> u64 {
     let seed = std::env::var("TEPHRA_HA_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos().into()
     });
-    eprintln!("ha failover seed {seed} (replay: TEPHRA_HA_SEED={seed})");
-    let mut rng = SplitMix64(seed);
-    let endpoints = etcd.endpoints();
-    let mut nodes = [
-        member("failover", "a", "b", &endpoints, "/tephra/test-failover", "sync"),
-        member("failover", "b", "a", &endpoints, "/tephra/test-failover", "sync"),
-    ];
-    nodes[0].spawn();
-    nodes[1].spawn();
-    let mut leader = wait_leader(&nodes, None, Duration::from_secs(20));
+    eprintln!("{test} seed {seed} (replay: TEPHRA_HA_SEED={seed})");
+    seed
+}
+
+/// `rounds` failovers under JSON-RPC load, each of a kind `pick` chooses,
+/// checked after each (see the file's comment). With `lossless` (sync
+/// replication) every preconfirmation must survive; otherwise the lost
+/// ones are counted and dropped from the promises. The new leader's index,
+/// and how many preconfirmations were lost.
+fn failover_rounds(
+    nodes: &mut [TephraNode; 2],
+    mut leader: usize,
+    rounds: usize,
+    lossless: bool,
+    mut pick: impl FnMut(usize) -> Failover,
+    rng: &mut SplitMix64,
+) -> (usize, usize) {
     let promised: Promises = Arc::default();
-    let mut last_epoch = 0;
-    for round in 0..FAILOVERS {
+    let (mut last_epoch, mut lost_total) = (0, 0);
+    for round in 0..rounds {
         let before = promised.lock().unwrap().positions.len();
         let load: Vec<_> = (0..2)
             .map(|stream| {
@@ -320,12 +290,7 @@ fn seeded_failovers_under_load_lose_no_preconfirmation_and_never_fork() {
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(Duration::from_millis(rng.below(800)));
-        let kind = match (round, rng.pick(4)) {
-            (0, _) | (_, 0) => Failover::Kill9,
-            (_, 1) => Failover::Pause,
-            (_, 2) => Failover::StepDown,
-            _ => Failover::Terminate,
-        };
+        let kind = pick(round);
         let standby = 1 - leader;
         let started = Instant::now();
         match kind {
@@ -336,7 +301,7 @@ fn seeded_failovers_under_load_lose_no_preconfirmation_and_never_fork() {
             }
             Failover::Terminate => nodes[leader].stop(),
         }
-        let next = wait_leader(&nodes, Some(leader), 2 * LEASE_TTL + Duration::from_secs(3));
+        let next = wait_leader(nodes, Some(leader), 2 * LEASE_TTL + Duration::from_secs(3));
         let took = started.elapsed();
         eprintln!("round {round}: {kind:?}, {} leads after {} ms", ["a", "b"][next], took.as_millis());
         if matches!(kind, Failover::Kill9 | Failover::Pause) {
@@ -371,10 +336,18 @@ fn seeded_failovers_under_load_lose_no_preconfirmation_and_never_fork() {
             "round {round}: the new leader's blocks carry a newer epoch ({epoch} after {last_epoch})"
         );
         last_epoch = epoch;
-        check_promises(&nodes[next], &promised.lock().unwrap().positions);
+        {
+            let mut promised = promised.lock().unwrap();
+            let lost = common::lost_promises(&nodes[next], &promised.positions);
+            assert!(!lossless || lost.is_empty(), "round {round}: preconfirmed {lost:?} lost in the failover");
+            for hash in &lost {
+                promised.positions.remove(hash);
+            }
+            lost_total += lost.len();
+        }
         wait_caught_up(&nodes[leader], &nodes[next]);
         check_no_fork(&nodes[0], &nodes[1]);
-        let heights = check_signed_once(&nodes);
+        let heights = check_signed_once(nodes);
         let (leader_node, standby_node) = if next == 0 {
             let (a, b) = nodes.split_at_mut(1);
             (&a[0], &mut b[0])
@@ -384,11 +357,34 @@ fn seeded_failovers_under_load_lose_no_preconfirmation_and_never_fork() {
         };
         check_replay_equals_chain(standby_node, leader_node);
         eprintln!(
-            "round {round}: {} promises kept, {heights} heights signed once, epoch {epoch}",
+            "round {round}: {} promises kept, {lost_total} lost so far, {heights} heights signed once, epoch {epoch}",
             promised.lock().unwrap().positions.len()
         );
         leader = next;
     }
+    (leader, lost_total)
+}
+
+#[test]
+fn seeded_failovers_under_load_lose_no_preconfirmation_and_never_fork() {
+    let Some(etcd) = Etcd::start("failover") else { return };
+    let mut rng = SplitMix64(seed("ha failover"));
+    let endpoints = etcd.endpoints();
+    let mut nodes = [
+        member("failover", "a", "b", &endpoints, "/tephra/test-failover", "sync", ""),
+        member("failover", "b", "a", &endpoints, "/tephra/test-failover", "sync", ""),
+    ];
+    nodes[0].spawn();
+    nodes[1].spawn();
+    let leader = wait_leader(&nodes, None, Duration::from_secs(20));
+    let mut kinds = SplitMix64(rng.next_u64());
+    let pick = |round| match (round, kinds.pick(4)) {
+        (0, _) | (_, 0) => Failover::Kill9,
+        (_, 1) => Failover::Pause,
+        (_, 2) => Failover::StepDown,
+        _ => Failover::Terminate,
+    };
+    let (leader, _) = failover_rounds(&mut nodes, leader, FAILOVERS, true, pick, &mut rng);
     // The standby serves reads and refuses transactions with the leader's address.
     let standby = &nodes[1 - leader];
     let key = DevKey::dev(0);
@@ -401,15 +397,91 @@ fn seeded_failovers_under_load_lose_no_preconfirmation_and_never_fork() {
     assert!(status.contains(&format!("leader  {}", ["a", "b"][leader])), "{status}");
 }
 
+/// Whether the node's block `number` carries its signature.
+fn signed(node: &TephraNode, number: u64) -> bool {
+    block(node, number)["signature"].is_string()
+}
+
+#[test]
+fn an_async_pair_fails_over_without_double_signing_and_a_standby_lacking_signed_blocks_waits() {
+    let Some(etcd) = Etcd::start("async") else { return };
+    let mut rng = SplitMix64(seed("ha async"));
+    let endpoints = etcd.endpoints();
+    let prefix = "/tephra/test-async";
+    // The lag gate off: the signed-height gate alone holds the standby back.
+    let lagging = "campaign_lag_records_max = 1000000000\nsync_ack_timeout_ms = 200\n";
+    let mut nodes = [
+        member("async", "a", "b", &endpoints, prefix, "async", lagging),
+        member("async", "b", "a", &endpoints, prefix, "async", lagging),
+    ];
+    nodes[0].spawn();
+    nodes[1].spawn();
+    let leader = wait_leader(&nodes, None, Duration::from_secs(20));
+    // Async kill -9 failovers: the tail of preconfirmations may be lost,
+    // never a signed block; no fork, no height signed twice.
+    let (leader, lost) = failover_rounds(&mut nodes, leader, 3, false, |_| Failover::Kill9, &mut rng);
+    eprintln!("async failovers: {lost} preconfirmations lost");
+
+    // The standby dies; the leader goes on alone and signs blocks the
+    // standby never receives; then the leader dies too.
+    let standby = 1 - leader;
+    wait_caught_up(&nodes[standby], &nodes[leader]);
+    nodes[standby].kill9();
+    let held = head(&nodes[leader]);
+    let key = DevKey::dev(3);
+    let nonce = pending_nonce(&nodes[leader], &key);
+    let mut last = 0;
+    for i in 0..5 {
+        let raw = format!("0x{}", alloy_primitives::hex::encode(common::raw_transfer(&key, nonce + i, 1)));
+        last = quantity(&nodes[leader].rpc("eth_sendRawTransactionSync", json!([raw]))["blockNumber"]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(head(&nodes[leader]) >= last && signed(&nodes[leader], last)) {
+        assert!(Instant::now() < deadline, "the lone leader did not sign block {last}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(last > held);
+    nodes[leader].kill9();
+    nodes[standby].spawn();
+
+    // The standby lacks signed blocks: it must not lead.
+    let waited = Instant::now();
+    while waited.elapsed() < 3 * LEASE_TTL {
+        assert_ne!(role(&nodes[standby]), Some(2), "a standby lacking signed blocks took over");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(nodes[standby].dir.join("node.log")).unwrap();
+    assert!(log.contains("a leader signed blocks this node does not hold"), "the standby says why it waits");
+    let status = nodes[standby].tephra(&["ha", "status"]).unwrap();
+    assert!(status.contains("leader  none"), "{status}");
+    let signed_height: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("signed  up to block "))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no signed height in {status}"));
+    assert!(signed_height >= last && signed_height > head(&nodes[standby]), "{status}");
+
+    // The node that holds them comes back, leads, and the standby catches up.
+    nodes[leader].spawn();
+    assert_eq!(wait_leader(&nodes, Some(standby), 2 * LEASE_TTL + Duration::from_secs(3)), leader);
+    nodes[leader].wait_for_block(last + 1);
+    wait_caught_up(&nodes[standby], &nodes[leader]);
+    assert_eq!(block(&nodes[standby], last)["hash"], block(&nodes[leader], last)["hash"]);
+    check_no_fork(&nodes[0], &nodes[1]);
+    check_signed_once(&nodes);
+}
+
 #[test]
 fn a_leader_cut_off_from_etcd_stops_and_its_stale_epoch_gets_no_signature() {
     let Some(etcd) = Etcd::start("partition") else { return };
-    let proxies: Vec<Proxy> = etcd.clients.iter().map(|c| Proxy::to(*c)).collect();
-    let through_proxies: Vec<String> = proxies.iter().map(|p| format!("http://{}", p.address)).collect();
+    // The leader reaches etcd through member 0 alone, the standby through
+    // the other two: stopping member 0 cuts the leader off and leaves a
+    // quorum.
+    let endpoints = etcd.endpoints();
     let prefix = "/tephra/test-partition";
     let mut nodes = [
-        member("partition", "a", "b", &through_proxies, prefix, "sync"),
-        member("partition", "b", "a", &etcd.endpoints(), prefix, "sync"),
+        member("partition", "a", "b", &endpoints[..1], prefix, "sync", ""),
+        member("partition", "b", "a", &endpoints[1..], prefix, "sync", ""),
     ];
     nodes[0].spawn();
     assert_eq!(wait_leader(&nodes, None, Duration::from_secs(20)), 0);
@@ -428,9 +500,7 @@ fn a_leader_cut_off_from_etcd_stops_and_its_stale_epoch_gets_no_signature() {
     assert!(stale_epoch > 0);
 
     let cut = Instant::now();
-    for proxy in &proxies {
-        proxy.silent.store(true, Ordering::Release);
-    }
+    etcd.signal(0, "STOP");
     let status = nodes[0].wait_exit(LEASE_TTL + Duration::from_secs(2)).expect("the cut-off leader stops");
     let stopped = cut.elapsed();
     eprintln!("the cut-off leader stopped {} ms after the partition", stopped.as_millis());
@@ -442,9 +512,7 @@ fn a_leader_cut_off_from_etcd_stops_and_its_stale_epoch_gets_no_signature() {
     assert_eq!(wait_leader(&nodes, Some(0), 2 * LEASE_TTL + Duration::from_secs(2)), 1);
     // Healed, the old leader rejoins as a standby (a sync leader seals only
     // what a standby holds).
-    for proxy in &proxies {
-        proxy.silent.store(false, Ordering::Release);
-    }
+    etcd.signal(0, "CONT");
     nodes[0].spawn();
     assert_eq!(role(&nodes[0]), Some(1));
     let number = head(&nodes[1]) + 1;
@@ -456,7 +524,7 @@ fn a_leader_cut_off_from_etcd_stops_and_its_stale_epoch_gets_no_signature() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let config = tephra_node::config::Config::load(Some(&nodes[1].config)).unwrap();
     let election = runtime.block_on(tephra_ha::Election::connect(config.ha.etcd())).unwrap();
-    let fence = Arc::new(tephra_node::ha::NodeFence::new(election, runtime.handle().clone()));
+    let fence = Arc::new(tephra_node::ha::NodeFence::new(election, runtime.handle().clone(), Duration::from_secs(1)));
     let guard_dir = nodes[1].dir.join("fence-check");
     std::fs::create_dir_all(&guard_dir).unwrap();
     let signer = tephra_hsm::GuardedSigner::new(

@@ -349,9 +349,18 @@ pub fn rpc_load(url: String, key: DevKey, mut nonce: u64, promised: Promises) {
 /// Every promise holds: the receipt is there, at the promised position, and
 /// the transaction succeeded.
 pub fn check_promises(node: &TephraNode, promised: &HashMap<B256, (u64, u64)>) {
-    let Some(last_block) = promised.values().map(|at| at.0).max() else { return };
+    let lost = lost_promises(node, promised);
+    assert!(lost.is_empty(), "preconfirmed {lost:?} lost in a crash");
+}
+
+/// The promised transactions the node does not hold, once it has sealed the
+/// highest promised block; those it holds are at the promised position and
+/// succeeded.
+pub fn lost_promises(node: &TephraNode, promised: &HashMap<B256, (u64, u64)>) -> Vec<B256> {
+    let Some(last_block) = promised.values().map(|at| at.0).max() else { return Vec::new() };
     node.wait_for_block(last_block);
     let hashes: Vec<&B256> = promised.keys().collect();
+    let mut lost = Vec::new();
     for chunk in hashes.chunks(RECEIPT_BATCH) {
         let batch: Vec<Value> = chunk
             .iter()
@@ -364,7 +373,10 @@ pub fn check_promises(node: &TephraNode, promised: &HashMap<B256, (u64, u64)>) {
         for reply in replies {
             let hash = chunk[usize::try_from(reply["id"].as_u64().unwrap()).unwrap()];
             let receipt = &reply["result"];
-            assert!(!receipt.is_null(), "preconfirmed {hash} lost in a crash");
+            if receipt.is_null() {
+                lost.push(*hash);
+                continue;
+            }
             assert_eq!(
                 (quantity(&receipt["blockNumber"]), quantity(&receipt["transactionIndex"])),
                 promised[hash],
@@ -373,4 +385,5 @@ pub fn check_promises(node: &TephraNode, promised: &HashMap<B256, (u64, u64)>) {
             assert_eq!(receipt["status"], "0x1", "{hash}");
         }
     }
+    lost
 }
