@@ -95,7 +95,9 @@ impl tephra_hsm::EpochFence for NodeFence {
                 }
                 match leader {
                     Some(leader) if leader.epoch > leader_epoch => Ok(leader.epoch),
-                    Some(leader) => Err(format!("epoch {leader_epoch} does not hold the leader key ({})", leader.epoch)),
+                    Some(leader) => {
+                        Err(format!("epoch {leader_epoch} does not hold the leader key ({})", leader.epoch))
+                    }
                     None => Err("no leader holds the lease in etcd".into()),
                 }
             }
@@ -171,11 +173,8 @@ impl Ha {
             rpc: advertise(&ha.rpc_advertise, format!("http://{}", config.rpc.listen)),
             block_key: String::new(),
         };
-        let fence = Arc::new(NodeFence::new(
-            election.clone(),
-            runtime.clone(),
-            Duration::from_millis(ha.sync_ack_timeout_ms),
-        ));
+        let fence =
+            Arc::new(NodeFence::new(election.clone(), runtime.clone(), Duration::from_millis(ha.sync_ack_timeout_ms)));
         tracing::info!(node = ha.node_id, replication = value.replication, "high availability: etcd connected");
         Ok(Self {
             election,
