@@ -350,8 +350,8 @@ pub struct Role {
     follower: Option<Follower>,
     /// Records behind the leader when last heard.
     lag: u64,
-    /// The signed height this node lacks blocks below, once said.
-    waiting_for_signed: Option<u64>,
+    /// Why this node last did not campaign, once said.
+    held_back_for: Option<String>,
     campaign_not_before: Instant,
 }
 
@@ -377,7 +377,9 @@ impl Role {
         // With nobody to follow, wait one lease first: a leader that just
         // stepped down (and restarted) lets its caught-up standby win.
         let campaign_not_before = Instant::now() + if follower.is_none() { ha.lease_ttl() } else { Duration::ZERO };
-        Self { ha, shared, lead, log, resume, follower, lag: 0, waiting_for_signed: None, campaign_not_before }
+        // Behind from the leader's first word: it may die before sending more.
+        let lag = follower.as_ref().map_or(0, |f| f.leader_count.saturating_sub(log.records()));
+        Self { ha, shared, lead, log, resume, follower, lag, held_back_for: None, campaign_not_before }
     }
 
     pub fn run(mut self) -> Result<(), NodeError> {
@@ -420,9 +422,8 @@ impl Role {
                             ));
                         }
                         Ok(follower) => {
-                            // Behind from the first message: the leader may die before sending more.
+                            // Behind from the leader's first word: it may die before sending more.
                             self.lag = follower.leader_count.saturating_sub(count);
-                            self.waiting_for_signed = None;
                             self.ha.set_status(|s| s.epoch = leader.epoch);
                             self.shared.metrics.ha_epoch.set(leader.epoch as i64);
                             self.follower = Some(follower);
@@ -434,12 +435,8 @@ impl Role {
                     }
                 }
                 Ok(Some(_)) => self.pause(),
-                Ok(None) if self.lag > self.ha.config.campaign_lag_records_max => {
-                    // Behind: a caught-up node should lead; this one waits for it.
-                    self.pause();
-                }
                 Ok(None) if Instant::now() < self.campaign_not_before => std::thread::sleep(Duration::from_millis(50)),
-                Ok(None) if self.lacks_signed_blocks(replayer.head_number()) => self.pause(),
+                Ok(None) if self.held_back(replayer.head_number()) => self.pause(),
                 Ok(None) => match self.ha.runtime.block_on(self.ha.election.campaign(&self.ha.leader_value())) {
                     Ok(Some(leadership)) => return self.lead(leadership, replayer),
                     Ok(None) => {}
@@ -457,28 +454,32 @@ impl Role {
         }
     }
 
-    /// Whether a leader signed a block this node does not hold: it must not
-    /// lead (it would sign another block at that height) until a node that
-    /// holds it leads and this one catches up.
-    fn lacks_signed_blocks(&mut self, head: u64) -> bool {
-        match self.ha.runtime.block_on(self.ha.election.signed_height()) {
-            Ok(signed) if signed > head => {
-                if self.waiting_for_signed != Some(signed) {
-                    tracing::warn!(
-                        signed,
-                        head,
-                        "a leader signed blocks this node does not hold: waiting for a node that holds them"
-                    );
-                    self.waiting_for_signed = Some(signed);
-                }
-                true
+    /// Whether this node must not campaign now (said once per reason): it
+    /// is behind, and a caught-up node should lead; or a leader signed a
+    /// block it does not hold, and it would sign another at that height.
+    /// `head`: the newest block it holds.
+    fn held_back(&mut self, head: u64) -> bool {
+        let max = self.ha.config.campaign_lag_records_max;
+        let reason = if self.lag > max {
+            Some(format!(
+                "{} records behind the leader when last heard (at most {max} may lead): waiting for a caught-up node",
+                self.lag
+            ))
+        } else {
+            match self.ha.runtime.block_on(self.ha.election.signed_height()) {
+                Ok(signed) if signed > head => Some(format!(
+                    "a leader signed blocks up to {signed}, this node holds up to {head}: \
+                     waiting for a node that holds them"
+                )),
+                Ok(_) => None,
+                Err(error) => Some(format!("etcd unreachable: {error}")),
             }
-            Ok(_) => false,
-            Err(error) => {
-                tracing::warn!(%error, "etcd unreachable");
-                true
-            }
+        };
+        if reason.is_some() && reason != self.held_back_for {
+            tracing::warn!(reason = reason.as_deref().unwrap_or_default(), "not campaigning");
         }
+        self.held_back_for = reason;
+        self.held_back_for.is_some()
     }
 
     /// Between attempts to find, follow or become the leader: an eighth of

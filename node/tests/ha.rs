@@ -12,6 +12,9 @@
 //!   other two a quorum) stops within its lease; the new leader's blocks
 //!   carry a higher epoch; a signature request with the stale epoch is
 //!   refused by the guard through the node's etcd fence.
+//! - A standby whose link to the leader is too slow to catch up (a proxy
+//!   that starves it) does not lead when the leader dies; the caught-up node
+//!   does when it returns.
 //! - Async replication: kill -9 failovers lose at most the newest
 //!   preconfirmations, never fork and never sign a height twice; a standby
 //!   that lacks blocks a leader signed (it was down meanwhile) does not lead
@@ -23,10 +26,14 @@ mod common;
 
 use std::{
     collections::{HashMap, HashSet},
-    net::SocketAddr,
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -125,6 +132,64 @@ impl Drop for Etcd {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A TCP forwarder that starves its clients: on each connection it passes
+/// at most `budget` bytes from the target, then reads no more (TCP holds the
+/// rest back), as a link too slow to keep up would; raising the budget lets
+/// the rest through.
+struct Proxy {
+    address: SocketAddr,
+    budget: Arc<AtomicU64>,
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, budget: Option<Arc<AtomicU64>>) {
+    let mut buffer = [0u8; 16 * 1024];
+    let mut passed = 0u64;
+    loop {
+        let allowed = match &budget {
+            Some(budget) => {
+                let left = budget.load(Ordering::Acquire).saturating_sub(passed);
+                if left == 0 {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX))
+            }
+            None => buffer.len(),
+        };
+        match from.read(&mut buffer[..allowed]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) if to.write_all(&buffer[..n]).is_err() => return,
+            Ok(n) => passed += n as u64,
+        }
+    }
+}
+
+impl Proxy {
+    fn to(target: SocketAddr, budget: u64) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let budget = Arc::new(AtomicU64::new(budget));
+        let shared = budget.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(upstream) = TcpStream::connect(target) else { continue };
+                let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                let shared = shared.clone();
+                std::thread::spawn(move || pump(client, upstream, None));
+                std::thread::spawn(move || pump(u2, c2, Some(shared)));
+            }
+        });
+        Self { address, budget }
+    }
+}
+
+/// The node's config file, as a table to edit.
+fn edit_config(node: &TephraNode, edit: impl FnOnce(&mut toml::Table)) {
+    let mut table: toml::Table = std::fs::read_to_string(&node.config).unwrap().parse().unwrap();
+    edit(&mut table);
+    std::fs::write(&node.config, toml::to_string(&table).unwrap()).unwrap();
 }
 
 /// A pair member's config: its id, its peer, the etcd endpoints it uses,
@@ -451,7 +516,7 @@ fn an_async_pair_fails_over_without_double_signing_and_a_standby_lacking_signed_
         std::thread::sleep(Duration::from_millis(50));
     }
     let log = std::fs::read_to_string(nodes[standby].dir.join("node.log")).unwrap();
-    assert!(log.contains("a leader signed blocks this node does not hold"), "the standby says why it waits");
+    assert!(log.contains("waiting for a node that holds them"), "the standby says why it waits");
     let status = nodes[standby].tephra(&["ha", "status"]).unwrap();
     assert!(status.contains("leader  none"), "{status}");
     let signed_height: u64 = status
@@ -467,6 +532,57 @@ fn an_async_pair_fails_over_without_double_signing_and_a_standby_lacking_signed_
     nodes[leader].wait_for_block(last + 1);
     wait_caught_up(&nodes[standby], &nodes[leader]);
     assert_eq!(block(&nodes[standby], last)["hash"], block(&nodes[leader], last)["hash"]);
+    check_no_fork(&nodes[0], &nodes[1]);
+    check_signed_once(&nodes);
+}
+
+#[test]
+fn a_standby_behind_the_leader_does_not_campaign_until_it_has_caught_up() {
+    let Some(etcd) = Etcd::start("lag") else { return };
+    let endpoints = etcd.endpoints();
+    let prefix = "/tephra/test-lag";
+    let ha = "campaign_lag_records_max = 5\nsync_ack_timeout_ms = 200\n";
+    let mut nodes = [
+        member("lag", "a", "b", &endpoints, prefix, "async", ha),
+        member("lag", "b", "a", &endpoints, prefix, "async", ha),
+    ];
+    // Standbys reach a through a proxy that passes the handshake and the
+    // start message (under 200 bytes), then starves them.
+    let mut proxy = None;
+    edit_config(&nodes[0], |table| {
+        let ha = table["ha"].as_table_mut().unwrap();
+        let listen: SocketAddr = ha["replication_listen"].as_str().unwrap().parse().unwrap();
+        let starving = Proxy::to(listen, 512);
+        ha.insert("replication_advertise".into(), toml::Value::String(starving.address.to_string()));
+        proxy = Some(starving);
+    });
+    let proxy = proxy.unwrap();
+    nodes[0].spawn();
+    assert_eq!(wait_leader(&nodes, None, Duration::from_secs(20)), 0);
+    let key = DevKey::dev(2);
+    for nonce in 0..100 {
+        let raw = format!("0x{}", alloy_primitives::hex::encode(common::raw_transfer(&key, nonce, 1)));
+        assert_eq!(nodes[0].rpc("eth_sendRawTransactionSync", json!([raw]))["status"], "0x1");
+    }
+    // b joins; the leader's start message says how far behind it is, and
+    // the records themselves never get through.
+    nodes[1].spawn();
+    assert_eq!(role(&nodes[1]), Some(1));
+    nodes[0].kill9();
+    let waited = Instant::now();
+    while waited.elapsed() < 3 * LEASE_TTL {
+        assert_ne!(role(&nodes[1]), Some(2), "a standby that is behind took over");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(nodes[1].dir.join("node.log")).unwrap();
+    assert!(log.contains("records behind the leader when last heard"), "the standby says why it waits");
+    assert!(nodes[1].tephra(&["ha", "status"]).unwrap().contains("leader  none"));
+
+    // The caught-up node comes back and leads; the standby catches up.
+    proxy.budget.store(u64::MAX, Ordering::Release);
+    nodes[0].spawn();
+    assert_eq!(wait_leader(&nodes, Some(1), 2 * LEASE_TTL + Duration::from_secs(3)), 0);
+    wait_caught_up(&nodes[1], &nodes[0]);
     check_no_fork(&nodes[0], &nodes[1]);
     check_signed_once(&nodes);
 }
