@@ -111,6 +111,9 @@ pub struct RpcConfig {
     pub batch_size_max: u32,
     pub connections_max: u32,
     pub connections_per_client_max: u32,
+    pub client_requests_per_s: u32,
+    pub client_burst_requests: u32,
+    pub clients_max: usize,
     pub get_logs_block_range_max: u64,
     pub get_logs_results_max: usize,
     pub send_raw_sync_timeout_ms_default: u64,
@@ -323,6 +326,8 @@ impl Config {
         positive("sequencer.submission_queue_depth", self.sequencer.submission_queue_depth as u64)?;
         positive("rpc.history_blocks_max", self.rpc.history_blocks_max as u64)?;
         positive("rpc.connections_per_client_max", u64::from(self.rpc.connections_per_client_max))?;
+        positive("rpc.client_burst_requests", u64::from(self.rpc.client_burst_requests))?;
+        positive("rpc.clients_max", self.rpc.clients_max as u64)?;
         positive("udp.inflight_datagrams_max", self.udp.inflight_datagrams_max as u64)?;
         positive("udp.source_burst_txs", u64::from(self.udp.source_burst_txs))?;
         positive("udp.sources_max", self.udp.sources_max as u64)?;

@@ -14,6 +14,7 @@ mod metrics;
 pub mod node;
 mod replay;
 mod rpc;
+mod rpc_limit;
 mod sequencer;
 pub mod systemd;
 mod udp;

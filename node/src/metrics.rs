@@ -43,6 +43,7 @@ pub struct Metrics {
     pub udp_replies_dropped: Counter,
     pub udp_rate_limited_datagrams: Counter,
     pub rpc_connections_refused: Counter,
+    pub rpc_rate_limited: Counter,
     /// High availability: 0 a single node, 1 a standby, 2 the leader.
     pub ha_role: Gauge,
     pub ha_epoch: Gauge,
@@ -112,6 +113,7 @@ impl Metrics {
             udp_replies_dropped: Counter::default(),
             udp_rate_limited_datagrams: Counter::default(),
             rpc_connections_refused: Counter::default(),
+            rpc_rate_limited: Counter::default(),
             ha_role: Gauge::default(),
             ha_epoch: Gauge::default(),
             ha_elections_won: Counter::default(),
@@ -175,6 +177,11 @@ impl Metrics {
             "rpc_connections_refused",
             "JSON-RPC connections closed at accept: their client address was at rpc.connections_per_client_max",
             m.rpc_connections_refused.clone(),
+        );
+        registry.register(
+            "rpc_rate_limited",
+            "JSON-RPC calls answered -32005: their client address was over rpc.client_requests_per_s",
+            m.rpc_rate_limited.clone(),
         );
         registry.register("ha_role", "High availability role: 0 single node, 1 standby, 2 leader", m.ha_role.clone());
         registry.register("ha_epoch", "The epoch of the leader this node leads or follows", m.ha_epoch.clone());

@@ -8,6 +8,7 @@ use alloy_eips::eip2930::AccessList;
 use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
 use jsonrpsee::{
     PendingSubscriptionSink, RpcModule, SubscriptionMessage,
+    core::middleware::RpcServiceBuilder,
     server::{BatchRequestConfig, Server, ServerConfig, ServerHandle, serve_with_graceful_shutdown, stop_channel},
     types::{ErrorObjectOwned, Params},
 };
@@ -784,7 +785,8 @@ impl tokio::io::AsyncWrite for CountedStream {
 /// Starts the JSON-RPC server (HTTP and WebSocket on one port) on `methods`.
 /// Its own accept loop refuses a client address past
 /// `rpc.connections_per_client_max` open connections, so that one client
-/// cannot hold every connection `rpc.connections_max` allows.
+/// cannot hold every connection `rpc.connections_max` allows, and gives each
+/// connection its address's rate limit (`rpc_limit`).
 pub async fn serve(
     limits: &RpcConfig,
     methods: jsonrpsee::Methods,
@@ -807,6 +809,7 @@ pub async fn serve(
     let service = Server::builder().set_config(config).to_service_builder();
     let per_client_max = limits.connections_per_client_max;
     let open = Arc::new(ConnectionsPerClient::default());
+    let buckets = crate::rpc_limit::ClientBuckets::new(limits, metrics.rpc_rate_limited.clone());
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -820,7 +823,9 @@ pub async fn serve(
                 continue;
             }
             let stream = CountedStream { stream, open: open.clone(), client: client.ip() };
-            let service = service.clone().build(methods.clone(), stop.clone());
+            let buckets = buckets.clone();
+            let limit = RpcServiceBuilder::new().layer_fn(move |inner| buckets.layer(client.ip(), inner));
+            let service = service.clone().set_rpc_middleware(limit).build(methods.clone(), stop.clone());
             tokio::spawn(serve_with_graceful_shutdown(stream, service, stop.clone().shutdown()));
         }
     });

@@ -1,0 +1,122 @@
+//! The JSON-RPC rate limit per client address: one token bucket per address
+//! (the dataplane's `RateLimiter`, shared by all of the address's
+//! connections, its table bounded by `rpc.clients_max`), one token per call,
+//! notification or batch entry. A call over the limit is answered at once
+//! with -32005 (EIP-1474's "limit exceeded"), before any work is done, so
+//! one client cannot take the workers and the verify stage from the others.
+
+use std::{
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use jsonrpsee::{
+    MethodResponse,
+    core::middleware::{Batch, BatchEntry, BatchEntryErr, Notification, ResponseFuture, RpcServiceT},
+    types::{ErrorObject, Id, Request},
+};
+use prometheus_client::metrics::counter::Counter;
+use tephra_dataplane::ratelimit::{RateLimiter, Verdict};
+
+use crate::config::RpcConfig;
+
+/// EIP-1474's code for a request over a limit.
+pub const LIMIT_EXCEEDED: i32 = -32005;
+
+/// The buckets of every client address; none when the limit is off.
+#[derive(Clone, Debug)]
+pub struct ClientBuckets {
+    limiter: Option<Arc<Mutex<RateLimiter>>>,
+    refused: Counter,
+}
+
+impl ClientBuckets {
+    /// `rpc.client_requests_per_s = 0` turns the limit off.
+    pub fn new(limits: &RpcConfig, refused: Counter) -> Self {
+        let limiter = (limits.client_requests_per_s > 0).then(|| {
+            Arc::new(Mutex::new(RateLimiter::new(
+                limits.client_requests_per_s,
+                limits.client_burst_requests,
+                limits.clients_max,
+                Instant::now(),
+            )))
+        });
+        Self { limiter, refused }
+    }
+
+    /// The middleware for one connection from `client`.
+    pub fn layer<S>(&self, client: IpAddr, inner: S) -> ClientLimit<S> {
+        ClientLimit { inner, client, buckets: self.clone() }
+    }
+
+    fn allow(&self, client: IpAddr) -> bool {
+        let Some(limiter) = &self.limiter else { return true };
+        let verdict = limiter.lock().expect("rate limiter lock").check(client, 1, Instant::now());
+        if verdict != Verdict::Allow {
+            self.refused.inc();
+        }
+        verdict == Verdict::Allow
+    }
+}
+
+fn limit_exceeded() -> ErrorObject<'static> {
+    ErrorObject::owned(
+        LIMIT_EXCEEDED,
+        "request rate limit exceeded for this client address (rpc.client_requests_per_s)",
+        None::<()>,
+    )
+}
+
+/// One connection's rate limit, in front of the methods.
+#[derive(Clone, Debug)]
+pub struct ClientLimit<S> {
+    inner: S,
+    client: IpAddr,
+    buckets: ClientBuckets,
+}
+
+impl<S> RpcServiceT for ClientLimit<S>
+where
+    S: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Send
+        + Sync,
+{
+    type MethodResponse = MethodResponse;
+    type NotificationResponse = MethodResponse;
+    type BatchResponse = MethodResponse;
+
+    fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        if self.buckets.allow(self.client) {
+            ResponseFuture::future(self.inner.call(request))
+        } else {
+            ResponseFuture::ready(MethodResponse::error(request.id, limit_exceeded()))
+        }
+    }
+
+    fn batch<'a>(&self, mut batch: Batch<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        for entry in batch.iter_mut() {
+            let id = match entry {
+                Ok(BatchEntry::Call(request)) => request.id.clone(),
+                // A notification has no id to answer to: its refusal names none.
+                Ok(BatchEntry::Notification(_)) => Id::Null,
+                Err(_) => continue,
+            };
+            if !self.buckets.allow(self.client) {
+                *entry = Err(BatchEntryErr::new(id, limit_exceeded()));
+            }
+        }
+        self.inner.batch(batch)
+    }
+
+    fn notification<'a>(&self, notification: Notification<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        if self.buckets.allow(self.client) {
+            ResponseFuture::future(self.inner.notification(notification))
+        } else {
+            ResponseFuture::ready(MethodResponse::notification())
+        }
+    }
+}
