@@ -12,7 +12,7 @@
 //!   loop, then N seconds open loop at 80% of it; per window the achieved
 //!   rate, p50/p99 and resident memory, then drift first window to last.
 //!
-//! `cargo bench -p tephra-node --bench reliability [-- --af-xdp | --soak-seconds 600]`
+//! `cargo bench -p tephra-node --bench reliability [-- [--af-xdp] [--phase-seconds N] | --soak-seconds 600]`
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports its figures on stdout")]
 #![allow(clippy::cast_possible_truncation, reason = "ids, counts and ring slots far below 2^32")]
@@ -39,6 +39,7 @@ use tephra_types::wire::{self, TxReply};
 
 /// Honest transfers per second in the flood part, and seconds per phase.
 const HONEST_RATE: u64 = 200;
+/// The default; `--phase-seconds N` runs longer phases (more samples).
 const PHASE_SECONDS: u64 = 10;
 /// Per-source limits for the flood part, in the net tile (and the XDP
 /// program) and at verify: ten times the honest client's rate.
@@ -51,7 +52,6 @@ const AF_XDP_SUBNET: u8 = 75;
 /// memory holds reaches its bound early and any growth after it is a leak.
 const SOAK_CONFIG: &str = "[rpc]\nhistory_blocks_max = 120\n";
 /// Accounts funded: the flood part's honest senders, then the soak's.
-const HONEST_ACCOUNTS: u64 = 2 * HONEST_RATE * PHASE_SECONDS;
 const SOAK_ACCOUNTS: u64 = 4_000;
 /// Transactions per datagram while soaking, and the soak's window.
 const SOAK_TXS_PER_DATAGRAM: usize = 8;
@@ -233,8 +233,9 @@ fn on_side<T: Send>(pair: Option<&VethPair>, side: usize, f: impl FnOnce() -> T 
     }
 }
 
-fn flood(dir: &std::path::Path, af_xdp: bool) {
-    let genesis = genesis(dir, (HONEST_ACCOUNTS + SOAK_ACCOUNTS) as usize);
+fn flood(dir: &std::path::Path, af_xdp: bool, phase_seconds: u64) {
+    // One fresh funded account per honest transfer, both phases.
+    let genesis = genesis(dir, (2 * HONEST_RATE * phase_seconds) as usize);
     let pair = af_xdp.then(|| {
         let pair = VethPair::create("tprl", AF_XDP_SUBNET).expect("a veth pair between two namespaces (root)");
         for host in [3, 4] {
@@ -267,7 +268,7 @@ fn flood(dir: &std::path::Path, af_xdp: bool) {
     let socket = on_side(pair.as_ref(), 1, || UdpSocket::bind(&honest_source).unwrap());
     let (recorder, stop_listening) = (Recorder::new(), Arc::new(AtomicBool::new(false)));
     let listener = recorder.listen(socket.try_clone().unwrap(), stop_listening.clone());
-    let phase = HONEST_RATE * PHASE_SECONDS;
+    let phase = HONEST_RATE * phase_seconds;
     let datagrams: Vec<(u64, Vec<u8>)> = (0..2 * phase)
         .map(|id| {
             let mut datagram = Vec::new();
@@ -276,7 +277,7 @@ fn flood(dir: &std::path::Path, af_xdp: bool) {
         })
         .collect();
     let backend = if af_xdp { "af_xdp across a veth pair" } else { "socket on loopback" };
-    println!("flood: honest transfers at {HONEST_RATE}/s over UDP ({backend}), {PHASE_SECONDS} s per phase");
+    println!("flood: honest transfers at {HONEST_RATE}/s over UDP ({backend}), {phase_seconds} s per phase");
     let (unloaded, flooded) = datagrams.split_at(phase as usize);
     open_loop(&node, &socket, &recorder, unloaded, HONEST_RATE as f64);
     let p99_unloaded = report("unloaded", &mut recorder.take(), unloaded.len(), &node);
@@ -345,9 +346,9 @@ fn maximum_rate(node: &Peer, keys: &[DevKey], nonces: &mut [u64]) -> f64 {
 }
 
 fn soak(dir: &std::path::Path, seconds: u64) {
-    let genesis = genesis(dir, (HONEST_ACCOUNTS + SOAK_ACCOUNTS) as usize);
+    let genesis = genesis(dir, SOAK_ACCOUNTS as usize);
     let node = start_tephra(&dir.join("soak"), &genesis, SOAK_CONFIG);
-    let keys: Vec<DevKey> = (HONEST_ACCOUNTS..HONEST_ACCOUNTS + SOAK_ACCOUNTS).map(DevKey::from_seed).collect();
+    let keys: Vec<DevKey> = (0..SOAK_ACCOUNTS).map(DevKey::from_seed).collect();
     let mut nonces = vec![0u64; keys.len()];
     let max = maximum_rate(&node, &keys, &mut nonces);
     let rate = 0.8 * max;
@@ -432,10 +433,10 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("tephra-reliability-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let soak_seconds = args.iter().position(|a| a == "--soak-seconds").map(|i| args[i + 1].parse().unwrap());
-    match soak_seconds {
+    let number = |flag: &str| args.iter().position(|a| a == flag).map(|i| args[i + 1].parse::<u64>().unwrap());
+    match number("--soak-seconds") {
         Some(seconds) => soak(&dir, seconds),
-        None => flood(&dir, args.iter().any(|a| a == "--af-xdp")),
+        None => flood(&dir, args.iter().any(|a| a == "--af-xdp"), number("--phase-seconds").unwrap_or(PHASE_SECONDS)),
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
