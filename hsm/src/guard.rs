@@ -63,6 +63,10 @@ pub struct SignGuard {
     state: Mutex<GuardState>,
 }
 
+/// How the state file says no block was signed yet (the genesis block is
+/// never signed).
+const NO_MARK: HighWaterMark = HighWaterMark { number: 0, hash: B256::ZERO };
+
 /// number u64 | hash 32 | crc32c u32: the state before epochs.
 const STATE_V1_BYTES: usize = 8 + 32 + 4;
 /// number u64 | hash 32 | epoch u64 | crc32c u32.
@@ -82,11 +86,13 @@ impl SignGuard {
                 if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
                     return Err(state("checksum mismatch".into()));
                 }
+                let mark = HighWaterMark {
+                    number: u64::from_le_bytes(body[..8].try_into().expect("8 bytes")),
+                    hash: B256::from_slice(&body[8..40]),
+                };
                 GuardState {
-                    mark: Some(HighWaterMark {
-                        number: u64::from_le_bytes(body[..8].try_into().expect("8 bytes")),
-                        hash: B256::from_slice(&body[8..40]),
-                    }),
+                    // Written when only an epoch was seen: no block signed yet.
+                    mark: Some(mark).filter(|m| *m != NO_MARK),
                     epoch_seen: body.get(40..48).map_or(0, |e| u64::from_le_bytes(e.try_into().expect("8 bytes"))),
                 }
             }
@@ -138,7 +144,7 @@ impl SignGuard {
 
     fn persist(&self, next: GuardState) -> Result<(), GuardError> {
         let state = |reason: String| GuardError::State { path: self.path.clone(), reason };
-        let mark = next.mark.unwrap_or(HighWaterMark { number: 0, hash: B256::ZERO });
+        let mark = next.mark.unwrap_or(NO_MARK);
         let mut bytes = Vec::with_capacity(STATE_BYTES);
         bytes.extend_from_slice(&mark.number.to_le_bytes());
         bytes.extend_from_slice(mark.hash.as_slice());
@@ -255,7 +261,12 @@ mod tests {
     fn a_stale_epoch_is_refused_and_the_newest_survives_restarts() {
         let dir = temp("epoch");
         let path = dir.join("guard");
+        // A refusal before any signature keeps the epoch, and no mark.
         let guard = SignGuard::open(&path).unwrap();
+        assert!(matches!(guard.admit(1, B256::repeat_byte(1), 4, 5), Err(GuardError::StaleEpoch { .. })));
+        drop(guard);
+        let guard = SignGuard::open(&path).unwrap();
+        assert_eq!((guard.mark(), guard.epoch_seen()), (None, 5));
         guard.admit(1, B256::repeat_byte(1), 5, 5).unwrap();
         // The fence says epoch 9 leads now: the leader of 5 is refused, even
         // for the next height, and the guard remembers 9.
