@@ -53,6 +53,8 @@ const MEASURE: Duration = Duration::from_secs(3);
 const SERVER_CORE: usize = 0;
 /// Datagrams a second (one transaction each) for the CPU-share figure, and for how long.
 const CPU_RATE: u64 = 50_000;
+/// `net.idle_sleep_us` in config/default.toml.
+const IDLE_SLEEP_US_DEFAULT: u64 = 50;
 const CPU_MEASURE: Duration = Duration::from_secs(5);
 /// Datagrams sent every CPU_TICK at CPU_RATE.
 const CPU_TICK: Duration = Duration::from_micros(500);
@@ -285,8 +287,12 @@ fn thread_cpu_seconds(prefix: &str) -> (f64, f64) {
 
 /// The net tile's share of a core (user, system) and the replies per second
 /// at CPU_RATE, open loop from namespace b, as the node runs it by default.
-fn cpu_share<B: Backend + 'static>(pair: &VethPair, open: impl FnOnce(&PacketPool) -> B + Send) -> ((f64, f64), f64) {
-    let runtime = start_tiles(pair, open, Idle { busy_poll: false, sleep_us: 50 }, Some(CLIENT_CORE));
+fn cpu_share<B: Backend + 'static>(
+    pair: &VethPair,
+    sleep_us: u64,
+    open: impl FnOnce(&PacketPool) -> B + Send,
+) -> ((f64, f64), f64) {
+    let runtime = start_tiles(pair, open, Idle { busy_poll: false, sleep_us }, Some(CLIENT_CORE));
     let to = SocketAddrV4::new(pair.addresses[0], PORT);
     let per_tick = (CPU_RATE as f64 * CPU_TICK.as_secs_f64()) as usize;
     let before = thread_cpu_seconds("tephra-net-");
@@ -331,6 +337,11 @@ fn report_share(path: &str, (user, system): (f64, f64), answered: f64) {
 }
 
 fn main() {
+    // `-- --idle-sleep-us N`: the share part's `net.idle_sleep_us` (the node's default otherwise).
+    let args: Vec<String> = std::env::args().collect();
+    let sleep_us = args.iter().position(|a| a == "--idle-sleep-us").map_or(IDLE_SLEEP_US_DEFAULT, |i| {
+        args.get(i + 1).and_then(|v| v.parse().ok()).expect("--idle-sleep-us takes microseconds")
+    });
     if let Some(reason) = netns::unavailable() {
         println!("skipped: the net benchmark {reason}");
         return;
@@ -350,15 +361,15 @@ fn main() {
     });
     println!("{:<34} {:>12.0} datagrams/s  {:.2}x", "net tile, af_xdp (copy, skb mode)", xdp, xdp / base);
     println!(
-        "net tile's share of a core at {CPU_RATE} datagrams/s of one transaction each, open loop, no busy poll \
-         (goal at most 10%)"
+        "net tile's share of a core at {CPU_RATE} datagrams/s of one transaction each, open loop, no busy poll, \
+         idle sleep {sleep_us} us (goal at most 10%)"
     );
-    let (share, answered) = cpu_share(&pair, |pool| {
+    let (share, answered) = cpu_share(&pair, sleep_us, |pool| {
         let socket = UdpSocket::bind((pair.addresses[0], PORT)).unwrap();
         SocketBackend::open(socket, (0..256).map(|_| pool.take().unwrap()).collect(), 256).unwrap()
     });
     report_share("net tile, socket (io_uring)", share, answered);
-    let (share, answered) = cpu_share(&pair, |_| {
+    let (share, answered) = cpu_share(&pair, sleep_us, |_| {
         let config = AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode: XdpMode::Skb, frames: 4096 };
         AfXdpBackend::open(&config, pair.addresses[0], PORT, None).unwrap()
     });
