@@ -10,8 +10,9 @@
 //!
 //! Then the net tile's share of a core at CPU_RATE datagrams a second of one
 //! transaction each, open loop, as the node runs it by default (no busy
-//! poll, `idle_sleep_us` 50): its thread's user plus system time from /proc
-//! over the run, with the echo tile on another core.
+//! poll, `net.idle_sleep_us` from config/default.toml, or `-- --idle-sleep-us
+//! N`): its thread's user plus system time from /proc over the run, with the
+//! echo tile on another core.
 #![allow(unsafe_code)] // recvmmsg/sendmmsg for the baseline and the generator
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 #![allow(
@@ -32,6 +33,7 @@ use std::{
 };
 
 use tephra_dataplane::{
+    NetConfig,
     backend::{
         Backend,
         af_xdp::{AfXdpBackend, AfXdpConfig, XdpMode},
@@ -53,8 +55,6 @@ const MEASURE: Duration = Duration::from_secs(3);
 const SERVER_CORE: usize = 0;
 /// Datagrams a second (one transaction each) for the CPU-share figure, and for how long.
 const CPU_RATE: u64 = 50_000;
-/// `net.idle_sleep_us` in config/default.toml.
-const IDLE_SLEEP_US_DEFAULT: u64 = 50;
 const CPU_MEASURE: Duration = Duration::from_secs(5);
 /// Datagrams sent every CPU_TICK at CPU_RATE.
 const CPU_TICK: Duration = Duration::from_micros(500);
@@ -285,8 +285,19 @@ fn thread_cpu_seconds(prefix: &str) -> (f64, f64) {
     (user as f64 / ticks_per_s, system as f64 / ticks_per_s)
 }
 
+/// The node's default `net.idle_sleep_us`, from config/default.toml.
+fn default_idle_sleep_us() -> u64 {
+    #[derive(serde::Deserialize)]
+    struct Defaults {
+        net: NetConfig,
+    }
+    let defaults: Defaults = toml::from_str(include_str!("../../config/default.toml")).expect("config/default.toml");
+    defaults.net.idle_sleep_us
+}
+
 /// The net tile's share of a core (user, system) and the replies per second
-/// at CPU_RATE, open loop from namespace b, as the node runs it by default.
+/// at CPU_RATE, open loop from namespace b, without busy poll, sleeping
+/// `sleep_us` when idle.
 fn cpu_share<B: Backend + 'static>(
     pair: &VethPair,
     sleep_us: u64,
@@ -339,7 +350,7 @@ fn report_share(path: &str, (user, system): (f64, f64), answered: f64) {
 fn main() {
     // `-- --idle-sleep-us N`: the share part's `net.idle_sleep_us` (the node's default otherwise).
     let args: Vec<String> = std::env::args().collect();
-    let sleep_us = args.iter().position(|a| a == "--idle-sleep-us").map_or(IDLE_SLEEP_US_DEFAULT, |i| {
+    let sleep_us = args.iter().position(|a| a == "--idle-sleep-us").map_or_else(default_idle_sleep_us, |i| {
         args.get(i + 1).and_then(|v| v.parse().ok()).expect("--idle-sleep-us takes microseconds")
     });
     if let Some(reason) = netns::unavailable() {
