@@ -10,7 +10,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use glommio::{LocalExecutorBuilder, Placement};
@@ -22,7 +22,8 @@ pub trait Tile: Send {
     /// Does a bounded amount of work without blocking or allocating; returns
     /// how many items it moved (0: idle).
     fn poll(&mut self) -> usize;
-    /// Off the hot path, every `HOUSEKEEPING_POLLS` polls: counters, timers.
+    /// Off the hot path, every `HOUSEKEEPING_POLLS` polls, and when idle at
+    /// least every `HOUSEKEEPING_INTERVAL`: counters, timers.
     fn housekeeping(&mut self) {}
     /// Idle, and alone on its core: waits in the kernel for work, at most
     /// `timeout`. `false`: it cannot, and the executor sleeps instead.
@@ -36,6 +37,11 @@ pub const PARK_TIMEOUT: Duration = Duration::from_millis(10);
 
 /// Polls between two housekeeping calls of a tile.
 pub const HOUSEKEEPING_POLLS: u32 = 1024;
+
+/// The longest an idle tile goes without housekeeping: a parked tile polls
+/// about once per `PARK_TIMEOUT`, so counting polls alone would leave its
+/// counters seconds old.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How a core's executor waits when its tiles are idle.
 #[derive(Clone, Copy, Debug)]
@@ -103,11 +109,14 @@ impl Runtime {
 
 async fn run_tile(mut tile: Box<dyn Tile>, stop: Arc<AtomicBool>, idle: Idle, alone: bool) {
     let mut polls = 0u32;
+    let mut housekept = Instant::now();
     while !stop.load(Ordering::Acquire) {
         let moved = tile.poll();
         polls += 1;
-        if polls == HOUSEKEEPING_POLLS {
+        // The clock is read only when idle, off the hot path.
+        if polls == HOUSEKEEPING_POLLS || (moved == 0 && housekept.elapsed() >= HOUSEKEEPING_INTERVAL) {
             polls = 0;
+            housekept = Instant::now();
             tile.housekeeping();
         }
         if moved == 0 && !idle.busy_poll {

@@ -1,7 +1,9 @@
 //! The net tile end to end with each backend: a sender's datagrams arrive in
 //! the ingress ring, an echo stage turns each into its reply, and every one
 //! comes back. The `af_xdp` case runs across a veth pair between two network
-//! namespaces (root); it says why when it skips.
+//! namespaces (root); it says why when it skips. As in the node, replies
+//! ring the tile's doorbell, so an idle tile waits in its backend's kernel
+//! wait (`Backend::wait`), which these tests therefore cover.
 
 use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket},
@@ -23,7 +25,7 @@ use tephra_dataplane::{
     netns::{self, VethPair},
     packet::{Packet, PacketPool},
     ratelimit::RateLimiter,
-    ring::{Consumer, Producer, ring},
+    ring::{Consumer, Doorbell, Producer, ring, ring_with_doorbell},
     runtime::{Idle, Runtime, Tile},
     topology::pin_current_thread,
 };
@@ -84,7 +86,7 @@ type Started = (Runtime, Arc<AtomicBool>, thread::JoinHandle<()>, Arc<NetStats>)
 fn start<B: Backend + 'static>(backend: B, source_limit: Option<RateLimiter>) -> Started {
     let pool = Arc::new(PacketPool::new(1024));
     let (ingress_producer, mut ingress, _) = ring(512);
-    let (mut egress, egress_consumer, _) = ring(512);
+    let (mut egress, egress_consumer, _) = ring_with_doorbell(512).unwrap();
     let (tile, stats) =
         NetTile::new(backend, pool, ingress_producer, egress_consumer, Box::new(|| {}), 64, source_limit);
     let runtime =
@@ -290,4 +292,64 @@ fn af_xdp_drops_a_source_over_its_rate_in_the_xdp_program() {
     assert!(flood_echoed >= 50, "the burst passes: {flood_echoed}");
     assert!(dropped > 0, "the program counts its drops: {dropped}");
     assert_eq!(stats.dropped_rate_limited.load(Ordering::Relaxed), 0, "dropped below the tile, not in it");
+}
+
+/// The af_xdp backend's kernel wait ends when a datagram arrives and when
+/// the doorbell is written, long before its timeout, and a written doorbell
+/// is drained so that the next wait blocks again.
+#[test]
+fn af_xdp_wait_ends_on_a_datagram_and_on_the_doorbell() {
+    if let Some(reason) = netns::unavailable() {
+        eprintln!("skipped: the af_xdp wait test {reason}");
+        return;
+    }
+    let pair = VethPair::create("tpxw", 76).expect("a veth pair between two namespaces");
+    let port = 9102;
+    let to = SocketAddrV4::new(pair.addresses[0], port);
+    let doorbell_owned = Doorbell::new().unwrap();
+    let doorbell: &Doorbell = &doorbell_owned;
+    let long = Duration::from_secs(5);
+    let pair_ref = &pair;
+    thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                pair_ref.enter(0).unwrap();
+                let config =
+                    AfXdpConfig { interface: pair_ref.interfaces[0].clone(), queue: 0, mode: XdpMode::Skb, frames: 64 };
+                let mut backend = AfXdpBackend::open(&config, pair_ref.addresses[0], port, None).unwrap();
+                let pool = PacketPool::new(8);
+                let mut packets: Vec<_> = (0..8).map(|_| pool.take().unwrap()).collect();
+                assert_eq!(backend.receive(&mut packets).unwrap(), 0, "nothing sent yet");
+                // Nothing arrives: the wait lasts its (short) timeout.
+                let started = Instant::now();
+                assert!(backend.wait(Duration::from_millis(50), doorbell.fd()).unwrap());
+                assert!(started.elapsed() >= Duration::from_millis(40), "an idle wait lasts its timeout");
+
+                let sender = scope.spawn(move || {
+                    pair_ref.enter(1).unwrap();
+                    thread::sleep(Duration::from_millis(100));
+                    UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap().send_to(b"wake", to).unwrap();
+                });
+                let started = Instant::now();
+                assert!(backend.wait(long, doorbell.fd()).unwrap());
+                assert!(started.elapsed() < long / 2, "the datagram ended the wait");
+                sender.join().unwrap();
+                assert_eq!(backend.receive(&mut packets).unwrap(), 1);
+                assert_eq!(packets[0].payload(), b"wake");
+
+                let ringer = scope.spawn(|| {
+                    thread::sleep(Duration::from_millis(100));
+                    rustix::io::write(doorbell.fd(), &1u64.to_ne_bytes()).unwrap();
+                });
+                let started = Instant::now();
+                assert!(backend.wait(long, doorbell.fd()).unwrap());
+                assert!(started.elapsed() < long / 2, "the doorbell ended the wait");
+                ringer.join().unwrap();
+                let started = Instant::now();
+                assert!(backend.wait(Duration::from_millis(50), doorbell.fd()).unwrap());
+                assert!(started.elapsed() >= Duration::from_millis(40), "the doorbell was drained");
+            })
+            .join()
+            .unwrap();
+    });
 }

@@ -13,7 +13,8 @@ use std::{
     io::{self, Write},
     net::Ipv4Addr,
     num::NonZeroU32,
-    os::fd::AsRawFd,
+    os::fd::{AsRawFd, BorrowedFd},
+    time::Duration,
 };
 
 use serde::Deserialize;
@@ -208,6 +209,9 @@ pub struct AfXdpBackend {
     /// Scratch for ring operations, sized AF_XDP_BURST_MAX.
     descs: Vec<FrameDesc>,
     tx_free: Vec<FrameDesc>,
+    /// Transmit frames in all: when `tx_free` holds them all, nothing waits
+    /// to be sent or completed.
+    tx_frames: usize,
     tx_batch: Vec<FrameDesc>,
     frame: Box<[u8; FRAME_SIZE_BYTES as usize]>,
     pub frames_not_ours: u64,
@@ -318,6 +322,7 @@ impl AfXdpBackend {
             program,
             local: Local { mac, ip, port },
             descs: frames.into_iter().take(AF_XDP_BURST_MAX).collect(),
+            tx_frames: tx_free.len(),
             tx_free,
             tx_batch: scratch(),
             frame: Box::new([0; FRAME_SIZE_BYTES as usize]),
@@ -396,10 +401,45 @@ impl Backend for AfXdpBackend {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if self.tx.needs_wakeup() {
-            self.tx.wakeup()?;
-        }
         self.complete();
+        // A kick only for frames still in flight: in copy mode the ring always
+        // asks for one, and an empty kick is a syscall for nothing.
+        if self.tx_free.len() < self.tx_frames && self.tx.needs_wakeup() {
+            self.tx.wakeup()?;
+            self.complete();
+        }
         Ok(())
+    }
+
+    /// poll(2) on the socket and the doorbell: the kernel marks the socket
+    /// readable when its receive ring holds a frame (also one that arrived
+    /// before the call), so nothing is missed between `receive` and here.
+    fn wait(&mut self, timeout: Duration, doorbell: BorrowedFd<'_>) -> io::Result<bool> {
+        // A copy-mode kick sends a bounded batch: replies left in the ring
+        // would wait out the timeout, so the tile polls on instead.
+        self.complete();
+        if self.tx_free.len() < self.tx_frames {
+            return Ok(true);
+        }
+        // SAFETY: the socket's descriptor lives as long as `self.rx`, past this call.
+        let socket = unsafe { BorrowedFd::borrow_raw(self.rx.fd().as_raw_fd()) };
+        let mut fds = [
+            rustix::event::PollFd::new(&socket, rustix::event::PollFlags::IN),
+            rustix::event::PollFd::new(&doorbell, rustix::event::PollFlags::IN),
+        ];
+        let timeout = rustix::event::Timespec::try_from(timeout).map_err(|_| io::ErrorKind::InvalidInput)?;
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(error) => return Err(error.into()),
+        }
+        if fds[1].revents().contains(rustix::event::PollFlags::IN) {
+            // Drains the eventfd (non-blocking), so the next wait blocks again.
+            let mut value = [0u8; 8];
+            match rustix::io::read(doorbell, &mut value) {
+                Ok(_) | Err(rustix::io::Errno::AGAIN) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(true)
     }
 }
