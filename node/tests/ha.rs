@@ -19,6 +19,11 @@
 //!   preconfirmations, never fork and never sign a height twice; a standby
 //!   that lacks blocks a leader signed (it was down meanwhile) does not lead
 //!   until a node that holds them does and it has caught up.
+//! - An old leader that preconfirmed (async) and sealed what its standby
+//!   never received (the link starved, the standby frozen) and died before
+//!   signing it rejoins under the new leader: it truncates those records,
+//!   and its chain is the new leader's, the lost transactions absent from
+//!   both.
 //!
 //! The seed is printed; `TEPHRA_HA_SEED=<seed>` replays the same schedule.
 
@@ -532,6 +537,85 @@ fn an_async_pair_fails_over_without_double_signing_and_a_standby_lacking_signed_
     nodes[leader].wait_for_block(last + 1);
     wait_caught_up(&nodes[standby], &nodes[leader]);
     assert_eq!(block(&nodes[standby], last)["hash"], block(&nodes[leader], last)["hash"]);
+    check_no_fork(&nodes[0], &nodes[1]);
+    check_signed_once(&nodes);
+}
+
+#[test]
+fn an_old_leader_truncates_what_it_sealed_but_never_replicated() {
+    let Some(etcd) = Etcd::start("truncate") else { return };
+    let endpoints = etcd.endpoints();
+    let prefix = "/tephra/test-truncate";
+    // The lag gate off, and a signature waits long for a connected standby:
+    // what a seals while b hears nothing stays unsigned.
+    let ha = "campaign_lag_records_max = 1000000000\nsync_ack_timeout_ms = 30000\n";
+    let mut nodes = [
+        member("truncate", "a", "b", &endpoints, prefix, "async", ha),
+        member("truncate", "b", "a", &endpoints, prefix, "async", ha),
+    ];
+    // b reaches a through a proxy that passes everything until told not to.
+    let mut proxy = None;
+    edit_config(&nodes[0], |table| {
+        let ha = table["ha"].as_table_mut().unwrap();
+        let listen: SocketAddr = ha["replication_listen"].as_str().unwrap().parse().unwrap();
+        let link = Proxy::to(listen, u64::MAX);
+        ha.insert("replication_advertise".into(), toml::Value::String(link.address.to_string()));
+        proxy = Some(link);
+    });
+    let proxy = proxy.unwrap();
+    nodes[0].spawn();
+    assert_eq!(wait_leader(&nodes, None, Duration::from_secs(20)), 0);
+    nodes[1].spawn();
+    let key = DevKey::dev(4);
+    let send = |node: &TephraNode, nonce: u64| {
+        let raw = format!("0x{}", alloy_primitives::hex::encode(common::raw_transfer(&key, nonce, 1)));
+        let receipt = node.rpc("eth_sendRawTransactionSync", json!([raw]));
+        (receipt["transactionHash"].as_str().unwrap().to_string(), quantity(&receipt["blockNumber"]))
+    };
+    for nonce in 0..3 {
+        send(&nodes[0], nonce);
+    }
+    wait_caught_up(&nodes[1], &nodes[0]);
+
+    // Nothing more reaches b (a read in flight passes one heartbeat), and b
+    // freezes before it could notice the silence and hang up: a still sees
+    // its standby connected and waits for it before signing.
+    proxy.budget.store(0, Ordering::Release);
+    std::thread::sleep(Duration::from_millis(300));
+    let replicated = head(&nodes[1]);
+    nodes[1].signal("STOP");
+    let unreplicated: Vec<(String, u64)> = (3..8).map(|nonce| send(&nodes[0], nonce)).collect();
+    let last = unreplicated.last().unwrap().1;
+    // Preconfirmed and durable on a alone; its sealing waits on the signature
+    // of a block b does not hold, so nothing past `replicated` is signed.
+    let sealed = head(&nodes[0]);
+    assert!((replicated + 1..=sealed).all(|number| !signed(&nodes[0], number)), "signed before b held it");
+    nodes[0].kill9();
+    nodes[1].signal("CONT");
+
+    // b holds every signed block, so it leads, from its own head.
+    assert_eq!(wait_leader(&nodes, Some(0), 2 * LEASE_TTL + Duration::from_secs(3)), 1);
+    nodes[1].wait_for_block(last + 1);
+    nodes[0].spawn();
+    assert_eq!(role(&nodes[0]), Some(1));
+    wait_caught_up(&nodes[0], &nodes[1]);
+    let log = std::fs::read_to_string(nodes[0].dir.join("node.log")).unwrap();
+    assert!(log.contains("batch log truncated to what the leader holds"), "the old leader truncates its log");
+    let lost: Vec<&String> = unreplicated
+        .iter()
+        .map(|(hash, _)| hash)
+        .filter(|hash| nodes[1].rpc("eth_getTransactionReceipt", json!([hash])).is_null())
+        .collect();
+    eprintln!(
+        "{} of {} unreplicated transactions lost; b held block {replicated}, a had sealed {sealed}",
+        lost.len(),
+        unreplicated.len()
+    );
+    assert!(!lost.is_empty(), "b cannot hold what never reached it");
+    for hash in &lost {
+        assert!(nodes[0].rpc("eth_getTransactionReceipt", json!([hash])).is_null(), "{hash} survived the truncation");
+    }
+    assert_eq!(block(&nodes[0], last)["hash"], block(&nodes[1], last)["hash"]);
     check_no_fork(&nodes[0], &nodes[1]);
     check_signed_once(&nodes);
 }
