@@ -416,10 +416,11 @@ impl Backend for AfXdpBackend {
     /// before the call), so nothing is missed between `receive` and here.
     fn wait(&mut self, timeout: Duration, doorbell: BorrowedFd<'_>) -> io::Result<bool> {
         // A copy-mode kick sends a bounded batch: replies left in the ring
-        // would wait out the timeout, so the tile polls on instead.
+        // would wait out the timeout, so the tile sleeps its short idle sleep
+        // and kicks again instead (and does not spin on a busy queue).
         self.complete();
         if self.tx_free.len() < self.tx_frames {
-            return Ok(true);
+            return Ok(false);
         }
         // SAFETY: the socket's descriptor lives as long as `self.rx`, past this call.
         let socket = unsafe { BorrowedFd::borrow_raw(self.rx.fd().as_raw_fd()) };
