@@ -161,18 +161,29 @@ fn a_source_over_its_datagram_rate_is_dropped_in_the_tile_and_others_pass() {
     runtime.stop();
 }
 
+/// Two namespaces joined by a veth pair, or `None` where this machine
+/// cannot make them (`test` says which test skips, and why).
+fn veth_pair(test: &str, name: &str, subnet: u8) -> Option<VethPair> {
+    if let Some(reason) = netns::unavailable() {
+        eprintln!("skipped: {test} {reason}");
+        return None;
+    }
+    Some(VethPair::create(name, subnet).expect("a veth pair between two namespaces"))
+}
+
+/// The af_xdp backend on side a's interface, skb mode, queue 0.
+fn af_xdp_config(pair: &VethPair, frames: u32) -> AfXdpConfig {
+    AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode: XdpMode::Skb, frames }
+}
+
 #[test]
 fn af_xdp_backend_answers_every_datagram_across_a_veth_pair() {
-    if let Some(reason) = netns::unavailable() {
-        eprintln!("skipped: the af_xdp test {reason}");
-        return;
-    }
-    let pair = VethPair::create("tpxe", 71).expect("a veth pair between two namespaces");
+    let Some(pair) = veth_pair("the af_xdp test", "tpxe", 71) else { return };
     let port = 9100;
     // The tile's side: this thread enters namespace a, so the executor it
     // starts runs there too.
     let tile_side = {
-        let config = AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode: XdpMode::Skb, frames: 4096 };
+        let config = af_xdp_config(&pair, 4096);
         let address = pair.addresses[0];
         let pair_ref = &pair;
         thread::scope(|scope| {
@@ -216,11 +227,7 @@ fn af_xdp_backend_answers_every_datagram_across_a_veth_pair() {
 
 #[test]
 fn af_xdp_drops_a_source_over_its_rate_in_the_xdp_program() {
-    if let Some(reason) = netns::unavailable() {
-        eprintln!("skipped: the af_xdp source-limit test {reason}");
-        return;
-    }
-    let pair = VethPair::create("tpxl", 72).expect("a veth pair between two namespaces");
+    let Some(pair) = veth_pair("the af_xdp source-limit test", "tpxl", 72) else { return };
     // A second source address on the senders' side.
     let flood_address = Ipv4Addr::new(10, 72, 0, 3);
     let added = std::process::Command::new("ip")
@@ -232,7 +239,7 @@ fn af_xdp_drops_a_source_over_its_rate_in_the_xdp_program() {
     // 100 datagrams a second after a burst of 50, per source, in the XDP program.
     let limit = SourceLimit { datagrams_per_s: 100, burst_datagrams: 50 };
     let tile_side = {
-        let config = AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode: XdpMode::Skb, frames: 4096 };
+        let config = af_xdp_config(&pair, 4096);
         let (address, pair_ref) = (pair.addresses[0], &pair);
         thread::scope(|scope| {
             scope
@@ -299,11 +306,7 @@ fn af_xdp_drops_a_source_over_its_rate_in_the_xdp_program() {
 /// is drained so that the next wait blocks again.
 #[test]
 fn af_xdp_wait_ends_on_a_datagram_and_on_the_doorbell() {
-    if let Some(reason) = netns::unavailable() {
-        eprintln!("skipped: the af_xdp wait test {reason}");
-        return;
-    }
-    let pair = VethPair::create("tpxw", 76).expect("a veth pair between two namespaces");
+    let Some(pair) = veth_pair("the af_xdp wait test", "tpxw", 76) else { return };
     let port = 9102;
     let to = SocketAddrV4::new(pair.addresses[0], port);
     let doorbell_owned = Doorbell::new().unwrap();
@@ -314,8 +317,7 @@ fn af_xdp_wait_ends_on_a_datagram_and_on_the_doorbell() {
         scope
             .spawn(move || {
                 pair_ref.enter(0).unwrap();
-                let config =
-                    AfXdpConfig { interface: pair_ref.interfaces[0].clone(), queue: 0, mode: XdpMode::Skb, frames: 64 };
+                let config = af_xdp_config(pair_ref, 64);
                 let mut backend = AfXdpBackend::open(&config, pair_ref.addresses[0], port, None).unwrap();
                 let pool = PacketPool::new(8);
                 let mut packets: Vec<_> = (0..8).map(|_| pool.take().unwrap()).collect();

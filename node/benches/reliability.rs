@@ -181,8 +181,8 @@ fn garbage_datagrams() -> Vec<Vec<u8>> {
 /// What the floods sent, for their rates.
 #[derive(Default)]
 struct FloodCounts {
-    garbage_datagrams: AtomicU64,
-    unfunded_datagrams: AtomicU64,
+    /// Garbage, then unfunded senders' datagrams.
+    udp_datagrams: [AtomicU64; 2],
     rpc_requests: AtomicU64,
 }
 
@@ -208,8 +208,8 @@ fn floods(
 ) -> Vec<std::thread::JoinHandle<()>> {
     let mut handles = Vec::new();
     let [garbage_source, unfunded_source] = sources;
-    for (source, datagrams, garbage) in
-        [(garbage_source, garbage_datagrams(), true), (unfunded_source, unfunded_datagrams(), false)]
+    for (flood, (source, datagrams)) in
+        [(garbage_source, garbage_datagrams()), (unfunded_source, unfunded_datagrams())].into_iter().enumerate()
     {
         let (to, stop, counts) = (node.udp_address.clone(), stop.clone(), counts.clone());
         let socket = UdpSocket::bind(&source).unwrap();
@@ -218,7 +218,7 @@ fn floods(
             if yielding {
                 yield_to_everything();
             }
-            let count = if garbage { &counts.garbage_datagrams } else { &counts.unfunded_datagrams };
+            let count = &counts.udp_datagrams[flood];
             let mut sink = vec![0u8; wire::DATAGRAM_SIZE_MAX_BYTES];
             while !stop.load(Ordering::Relaxed) {
                 for datagram in &datagrams {
@@ -271,7 +271,7 @@ fn on_side<T: Send>(pair: Option<&VethPair>, side: usize, f: impl FnOnce() -> T 
 }
 
 fn flood(dir: &std::path::Path, af_xdp: bool, phase_seconds: u64) {
-    // One fresh funded account per honest transfer, both phases.
+    // One fresh funded account per honest transfer, all three phases.
     let genesis = genesis(dir, (3 * HONEST_RATE * phase_seconds) as usize);
     let pair = af_xdp.then(|| {
         let pair = VethPair::create("tprl", AF_XDP_SUBNET).expect("a veth pair between two namespaces (root)");
@@ -319,9 +319,9 @@ fn flood(dir: &std::path::Path, af_xdp: bool, phase_seconds: u64) {
     let unloaded = phases.next().unwrap();
     open_loop(&node, &socket, &recorder, unloaded, HONEST_RATE as f64);
     let p99_unloaded = report("unloaded", &mut recorder.take(), unloaded.len(), &node);
-    for (yielding, label, how) in [
-        (false, "flooded", "flood generators competing with the node for its two cores"),
-        (true, "flooded", "flood generators at SCHED_IDLE: the node's cores serve it first"),
+    for (yielding, how) in [
+        (false, "flood generators competing with the node for its two cores"),
+        (true, "flood generators at SCHED_IDLE: the node's cores serve it first"),
     ] {
         let honest = phases.next().unwrap();
         let stop_floods = Arc::new(AtomicBool::new(false));
@@ -338,15 +338,15 @@ fn flood(dir: &std::path::Path, af_xdp: bool, phase_seconds: u64) {
             floods(&node, &stop_floods, flood_sources.clone(), rpc_side, yielding, &counts)
         });
         open_loop(&node, &socket, &recorder, honest, HONEST_RATE as f64);
-        let p99_flooded = report(label, &mut recorder.take(), honest.len(), &node);
+        let p99_flooded = report("flooded", &mut recorder.take(), honest.len(), &node);
         stop_floods.store(true, Ordering::Relaxed);
         flooders.into_iter().for_each(|f| f.join().unwrap());
         let seconds = started.elapsed().as_secs_f64();
         let rate = |count: &AtomicU64| count.load(Ordering::Relaxed) as f64 / seconds;
         println!(
             "    ({how}; floods sent {:.0} garbage and {:.0} unfunded datagrams/s, {:.0} JSON-RPC requests/s)",
-            rate(&counts.garbage_datagrams),
-            rate(&counts.unfunded_datagrams),
+            rate(&counts.udp_datagrams[0]),
+            rate(&counts.udp_datagrams[1]),
             rate(&counts.rpc_requests)
         );
         let ratio = p99_flooded / p99_unloaded;

@@ -197,6 +197,20 @@ fn edit_config(node: &TephraNode, edit: impl FnOnce(&mut toml::Table)) {
     std::fs::write(&node.config, toml::to_string(&table).unwrap()).unwrap();
 }
 
+/// Makes `leader` advertise, for replication, a proxy to its listen address
+/// that passes `budget` bytes towards its standbys.
+fn standbys_through_proxy(leader: &TephraNode, budget: u64) -> Proxy {
+    let mut proxy = None;
+    edit_config(leader, |table| {
+        let ha = table["ha"].as_table_mut().unwrap();
+        let listen: SocketAddr = ha["replication_listen"].as_str().unwrap().parse().unwrap();
+        let link = Proxy::to(listen, budget);
+        ha.insert("replication_advertise".into(), toml::Value::String(link.address.to_string()));
+        proxy = Some(link);
+    });
+    proxy.expect("the config was edited")
+}
+
 /// A pair member's config: its id, its peer, the etcd endpoints it uses,
 /// and more `[ha]` lines.
 fn member(name: &str, id: &str, peer: &str, endpoints: &[String], prefix: &str, mode: &str, ha: &str) -> TephraNode {
@@ -554,15 +568,7 @@ fn an_old_leader_truncates_what_it_sealed_but_never_replicated() {
         member("truncate", "b", "a", &endpoints, prefix, "async", ha),
     ];
     // b reaches a through a proxy that passes everything until told not to.
-    let mut proxy = None;
-    edit_config(&nodes[0], |table| {
-        let ha = table["ha"].as_table_mut().unwrap();
-        let listen: SocketAddr = ha["replication_listen"].as_str().unwrap().parse().unwrap();
-        let link = Proxy::to(listen, u64::MAX);
-        ha.insert("replication_advertise".into(), toml::Value::String(link.address.to_string()));
-        proxy = Some(link);
-    });
-    let proxy = proxy.unwrap();
+    let proxy = standbys_through_proxy(&nodes[0], u64::MAX);
     nodes[0].spawn();
     assert_eq!(wait_leader(&nodes, None, Duration::from_secs(20)), 0);
     nodes[1].spawn();
@@ -632,15 +638,7 @@ fn a_standby_behind_the_leader_does_not_campaign_until_it_has_caught_up() {
     ];
     // Standbys reach a through a proxy that passes the handshake and the
     // start message (under 200 bytes), then starves them.
-    let mut proxy = None;
-    edit_config(&nodes[0], |table| {
-        let ha = table["ha"].as_table_mut().unwrap();
-        let listen: SocketAddr = ha["replication_listen"].as_str().unwrap().parse().unwrap();
-        let starving = Proxy::to(listen, 512);
-        ha.insert("replication_advertise".into(), toml::Value::String(starving.address.to_string()));
-        proxy = Some(starving);
-    });
-    let proxy = proxy.unwrap();
+    let proxy = standbys_through_proxy(&nodes[0], 512);
     nodes[0].spawn();
     assert_eq!(wait_leader(&nodes, None, Duration::from_secs(20)), 0);
     let key = DevKey::dev(2);

@@ -330,6 +330,11 @@ impl AfXdpBackend {
         })
     }
 
+    /// Whether transmit frames wait to be sent or completed.
+    fn tx_in_flight(&self) -> bool {
+        self.tx_free.len() < self.tx_frames
+    }
+
     /// Reclaims transmit frames the kernel has sent.
     fn complete(&mut self) {
         let room = self.descs.len();
@@ -404,7 +409,7 @@ impl Backend for AfXdpBackend {
         self.complete();
         // A kick only for frames still in flight: in copy mode the ring always
         // asks for one, and an empty kick is a syscall for nothing.
-        if self.tx_free.len() < self.tx_frames && self.tx.needs_wakeup() {
+        if self.tx_in_flight() && self.tx.needs_wakeup() {
             self.tx.wakeup()?;
             self.complete();
         }
@@ -419,7 +424,7 @@ impl Backend for AfXdpBackend {
         // would wait out the timeout, so the tile sleeps its short idle sleep
         // and kicks again instead (and does not spin on a busy queue).
         self.complete();
-        if self.tx_free.len() < self.tx_frames {
+        if self.tx_in_flight() {
             return Ok(false);
         }
         // SAFETY: the socket's descriptor lives as long as `self.rx`, past this call.
