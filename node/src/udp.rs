@@ -32,33 +32,51 @@ enum Pending {
     Answering { id: u64, replies: Vec<TxReply>, waiting: Vec<(usize, B256, Outcome)> },
 }
 
-/// Verifies and submits a datagram's transactions, without waiting. The
-/// source's rate limit is charged first, before any signature is checked;
-/// `None`: dropped unanswered (the source was told it is over its limit).
-fn submit(shared: &Shared, limiter: &mut RateLimiter, packet: &Packet, now: Instant) -> Option<Pending> {
-    let decoded = if packet.truncated {
-        Err(wire::RequestError { id: 0, code: RejectCode::Malformed })
-    } else {
-        wire::decode_request(packet.payload())
-    };
+/// What the source's rate limit makes of a datagram, before any signature
+/// is checked.
+enum Admission {
+    Verify,
+    /// Answered with this error at once (malformed, or the source told it is
+    /// over its limit).
+    Refuse(wire::RequestError),
+    /// Dropped unanswered: the source was already told it is over its limit.
+    Drop,
+}
+
+fn decode(packet: &Packet) -> Result<wire::Request<'_>, wire::RequestError> {
+    if packet.truncated {
+        return Err(wire::RequestError { id: 0, code: RejectCode::Malformed });
+    }
+    wire::decode_request(packet.payload())
+}
+
+/// Charges the datagram's source one token per transaction (one for a
+/// datagram that does not decode). Runs on the serving task, so a flood
+/// costs a decode and a bucket, not a verify task.
+fn admit(shared: &Shared, limiter: &mut RateLimiter, packet: &Packet, now: Instant) -> Admission {
+    let decoded = decode(packet);
     let (id, cost) = match &decoded {
         Ok(request) => (request.id, u32::try_from(request.txs.len()).unwrap_or(u32::MAX).max(1)),
         Err(error) => (error.id, 1),
     };
     match limiter.check(IpAddr::V4(*packet.peer.addr.ip()), cost, now) {
-        Verdict::Allow => {}
+        Verdict::Allow => decoded.err().map_or(Admission::Verify, Admission::Refuse),
         Verdict::Refuse => {
             shared.metrics.udp_rate_limited_datagrams.inc();
-            return Some(Pending::Refused(wire::RequestError { id, code: RejectCode::RateLimited }));
+            Admission::Refuse(wire::RequestError { id, code: RejectCode::RateLimited })
         }
         Verdict::Drop => {
             shared.metrics.udp_rate_limited_datagrams.inc();
-            return None;
+            Admission::Drop
         }
     }
-    let request = match decoded {
+}
+
+/// Verifies and submits an admitted datagram's transactions, without waiting.
+fn submit(shared: &Shared, packet: &Packet) -> Pending {
+    let request = match decode(packet) {
         Ok(request) => request,
-        Err(error) => return Some(Pending::Refused(error)),
+        Err(error) => return Pending::Refused(error),
     };
     let mut replies = Vec::with_capacity(request.txs.len());
     let mut waiting = Vec::with_capacity(request.txs.len());
@@ -85,7 +103,7 @@ fn submit(shared: &Shared, limiter: &mut RateLimiter, packet: &Packet, now: Inst
             }
         }
     }
-    Some(Pending::Answering { id: request.id, replies, waiting })
+    Pending::Answering { id: request.id, replies, waiting }
 }
 
 /// Waits for the submitted transactions and encodes the reply.
@@ -150,7 +168,18 @@ async fn send_reply(
     }
 }
 
-/// Serves the datagrams of the ingress ring until the net tile stops.
+/// Datagrams being verified at once, per verify thread: one on each thread
+/// and one ready behind it. Each holds its packet buffer while its signatures
+/// are checked, so this also bounds the buffers verification keeps from the
+/// net tile.
+const VERIFYING_PER_THREAD: usize = 2;
+
+/// Serves the datagrams of the ingress ring until the net tile stops. Each
+/// datagram is verified on whichever verify thread is free (signature
+/// recovery is most of a transaction's cost, and one task would hold it to
+/// one core); transactions of one datagram keep their order, and the pool
+/// puts one sender's transactions from different datagrams back in nonce
+/// order.
 pub async fn serve(
     mut ingress: Consumer<Box<Packet>>,
     egress: Producer<Box<Packet>>,
@@ -160,6 +189,8 @@ pub async fn serve(
 ) {
     let egress = Arc::new(Mutex::new(egress));
     let inflight = Arc::new(Semaphore::new(shared.config.udp.inflight_datagrams_max));
+    let verify_threads = tokio::runtime::Handle::current().metrics().num_workers();
+    let verifying = Arc::new(Semaphore::new(verify_threads * VERIFYING_PER_THREAD));
     let timeout = Duration::from_millis(shared.config.udp.preconf_timeout_ms);
     let limits = &shared.config.udp;
     let mut limiter =
@@ -168,17 +199,38 @@ pub async fn serve(
         wake.notified().await;
         while let Some(packet) = ingress.pop() {
             // At the bound the ring fills and the net tile drops (counted).
-            let Ok(permit) = inflight.clone().acquire_owned().await else { return };
+            let Ok(answering) = inflight.clone().acquire_owned().await else { return };
+            let admission = admit(&shared, &mut limiter, &packet, Instant::now());
             let peer = packet.peer;
-            let pending = submit(&shared, &mut limiter, &packet, Instant::now());
-            pool.give_back(packet);
-            let Some(pending) = pending else { continue };
+            let pending = match admission {
+                Admission::Drop => {
+                    pool.give_back(packet);
+                    continue;
+                }
+                Admission::Refuse(error) => {
+                    pool.give_back(packet);
+                    Err(error)
+                }
+                Admission::Verify => {
+                    let Ok(verifying) = verifying.clone().acquire_owned().await else { return };
+                    Ok((packet, verifying))
+                }
+            };
             let (shared, pool, egress) = (shared.clone(), pool.clone(), egress.clone());
             tokio::spawn(async move {
+                let pending = match pending {
+                    Ok((packet, verifying)) => {
+                        let pending = submit(&shared, &packet);
+                        pool.give_back(packet);
+                        drop(verifying);
+                        pending
+                    }
+                    Err(error) => Pending::Refused(error),
+                };
                 let mut out = Vec::with_capacity(64);
                 answer(pending, timeout, &mut out).await;
                 send_reply(&shared, &pool, &egress, peer, &out).await;
-                drop(permit);
+                drop(answering);
             });
         }
     }

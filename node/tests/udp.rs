@@ -65,3 +65,32 @@ fn a_datagram_of_transactions_is_answered_with_preconfirmations_and_codes() {
     let reply = exchange(&socket, &node, b"hello");
     assert_eq!(wire::decode_reply(&reply), Some((0, Err(RejectCode::Malformed))));
 }
+
+/// Datagrams are verified in parallel, so one sender's transactions sent in
+/// separate datagrams may reach the sequencer out of order; the pool puts
+/// them back in nonce order and every one is preconfirmed.
+#[test]
+fn one_senders_transactions_in_separate_datagrams_all_preconfirm_in_nonce_order() {
+    const DATAGRAMS: u64 = 64;
+    let node = TephraNode::start("udp-order", "");
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut datagram = Vec::new();
+    for nonce in 0..DATAGRAMS {
+        wire::encode_request(nonce, &[&transfer(nonce, 31337)], &mut datagram);
+        socket.send_to(&datagram, &node.udp_address).unwrap();
+    }
+    let mut places = vec![None; DATAGRAMS as usize];
+    let mut buffer = vec![0u8; wire::DATAGRAM_SIZE_MAX_BYTES];
+    for _ in 0..DATAGRAMS {
+        let (len, _) = socket.recv_from(&mut buffer).expect("a reply for every datagram");
+        let (id, answers) = wire::decode_reply(&buffer[..len]).expect("a well-formed reply");
+        let answers = answers.expect("answered per transaction");
+        let TxReply::Preconfirmed { block_number, index, success: true, .. } = answers[0] else {
+            panic!("nonce {id}: {:?}", answers[0]);
+        };
+        places[usize::try_from(id).unwrap()] = Some((block_number, index));
+    }
+    let places: Vec<(u64, u32)> = places.into_iter().map(|p| p.expect("each nonce answered once")).collect();
+    assert!(places.windows(2).all(|w| w[0] < w[1]), "nonce order is chain order: {places:?}");
+}
