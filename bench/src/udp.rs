@@ -26,6 +26,12 @@ const REPLY_GRACE: Duration = Duration::from_secs(3);
 /// Closed loop: a window that has not moved for this long is taken as lost
 /// datagrams, and sending goes on.
 const WINDOW_STALL: Duration = Duration::from_secs(1);
+/// The driver socket's receive buffer: a mini-block preconfirms up to 256
+/// transactions at once, and their replies arrive as one burst while the
+/// reply thread may be descheduled on a machine it shares with the node. A
+/// reply the client's own socket drops would be charged to the node as lost
+/// (and, closed loop, would shrink the window for `WINDOW_STALL`).
+const RECEIVE_BUFFER_BYTES: usize = 8 << 20;
 
 /// How sends are paced.
 #[derive(Clone, Copy, Debug)]
@@ -54,15 +60,20 @@ pub fn run(
     let datagrams = count.div_ceil(txs_per_datagram);
     let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     socket.connect(address).map_err(|e| format!("{address}: {e}"))?;
+    set_receive_buffer(&socket);
     let answered = Arc::new(AtomicU64::new(0));
     // Set once sending is over: how many datagrams went out.
     let sent_datagrams = Arc::new(AtomicU64::new(u64::MAX));
     let receiver = {
         let (socket, recorder) = (socket.try_clone().map_err(|e| e.to_string())?, recorder.clone());
         let (answered, sent_datagrams) = (answered.clone(), sent_datagrams.clone());
+        let sender = std::thread::current();
         std::thread::Builder::new()
             .name("udp-replies".into())
-            .spawn(move || receive(&socket, &recorder, txs_per_datagram, datagrams, &answered, &sent_datagrams))
+            .spawn(move || {
+                let replies = Replies { recorder: &recorder, txs_per_datagram, datagrams, sender };
+                replies.receive(&socket, &answered, &sent_datagrams);
+            })
             .map_err(|e| e.to_string())?
     };
     let mut sent = 0u64;
@@ -84,15 +95,18 @@ pub fn run(
                 due
             }
             Pace::Closed { window } => {
-                let mut last_move = (Instant::now(), answered.load(Ordering::Relaxed));
-                while j as u64 - answered.load(Ordering::Relaxed) >= window as u64 {
-                    let now_answered = answered.load(Ordering::Relaxed);
+                // Parked until a reply moves the window (the reply thread
+                // unparks this one): no polling on the cores the node uses.
+                let mut last_move = (Instant::now(), answered.load(Ordering::Acquire));
+                while j as u64 - answered.load(Ordering::Acquire) >= window as u64 {
+                    let now_answered = answered.load(Ordering::Acquire);
                     if now_answered != last_move.1 {
                         last_move = (Instant::now(), now_answered);
-                    } else if last_move.0.elapsed() > WINDOW_STALL {
-                        break;
                     }
-                    std::thread::sleep(Duration::from_micros(20));
+                    match WINDOW_STALL.checked_sub(last_move.0.elapsed()) {
+                        Some(left) if !left.is_zero() => std::thread::park_timeout(left),
+                        _ => break,
+                    }
                 }
                 Instant::now()
             }
@@ -109,31 +123,58 @@ pub fn run(
     receiver.join().map_err(|_| "the UDP reply thread panicked".to_string())
 }
 
-fn receive(
-    socket: &UdpSocket,
-    recorder: &Recorder,
+/// `RECEIVE_BUFFER_BYTES`, past `net.core.rmem_max` where privileged;
+/// otherwise as much as rmem_max allows, with a warning.
+fn set_receive_buffer(socket: &UdpSocket) {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    if setsockopt(socket, sockopt::RcvBufForce, &RECEIVE_BUFFER_BYTES).is_ok() {
+        return;
+    }
+    let _ = setsockopt(socket, sockopt::RcvBuf, &RECEIVE_BUFFER_BYTES);
+    let granted = getsockopt(socket, sockopt::RcvBuf).unwrap_or(0);
+    eprintln!(
+        "warning: the UDP driver's receive buffer is {granted} bytes, not {RECEIVE_BUFFER_BYTES} \
+         (unprivileged; raise net.core.rmem_max): bursts of replies may be lost in it"
+    );
+}
+
+/// The reply thread's view of a run.
+struct Replies<'a> {
+    recorder: &'a Recorder,
     txs_per_datagram: usize,
     datagrams: usize,
-    answered: &AtomicU64,
-    sent_datagrams: &AtomicU64,
-) {
-    let _ = socket.set_read_timeout(Some(Duration::from_millis(20)));
-    let mut buffer = vec![0u8; wire::DATAGRAM_SIZE_MAX_BYTES];
-    let mut sending_done_at: Option<Instant> = None;
-    loop {
-        let sent = sent_datagrams.load(Ordering::Relaxed);
-        if sent != u64::MAX {
-            let done_at = *sending_done_at.get_or_insert_with(Instant::now);
-            if answered.load(Ordering::Relaxed) >= sent || done_at.elapsed() > REPLY_GRACE {
-                return;
+    /// The sending thread, parked while its window is full.
+    sender: std::thread::Thread,
+}
+
+impl Replies<'_> {
+    fn receive(&self, socket: &UdpSocket, answered: &AtomicU64, sent_datagrams: &AtomicU64) {
+        let _ = socket.set_read_timeout(Some(Duration::from_millis(20)));
+        let mut buffer = vec![0u8; wire::DATAGRAM_SIZE_MAX_BYTES];
+        let mut sending_done_at: Option<Instant> = None;
+        loop {
+            let sent = sent_datagrams.load(Ordering::Relaxed);
+            if sent != u64::MAX {
+                let done_at = *sending_done_at.get_or_insert_with(Instant::now);
+                if answered.load(Ordering::Relaxed) >= sent || done_at.elapsed() > REPLY_GRACE {
+                    return;
+                }
+            }
+            let Ok(len) = socket.recv(&mut buffer) else { continue };
+            if self.record(&buffer[..len], Instant::now()) {
+                answered.fetch_add(1, Ordering::Release);
+                self.sender.unpark();
             }
         }
-        let Ok(len) = socket.recv(&mut buffer) else { continue };
-        let now = Instant::now();
-        let Some((id, answer)) = wire::decode_reply(&buffer[..len]) else { continue };
-        let Ok(j) = usize::try_from(id) else { continue };
-        if j >= datagrams {
-            continue;
+    }
+
+    /// Records one reply datagram; false if it is not one of this run's.
+    fn record(&self, datagram: &[u8], now: Instant) -> bool {
+        let (recorder, txs_per_datagram) = (self.recorder, self.txs_per_datagram);
+        let Some((id, answer)) = wire::decode_reply(datagram) else { return false };
+        let Ok(j) = usize::try_from(id) else { return false };
+        if j >= self.datagrams {
+            return false;
         }
         let first = j * txs_per_datagram;
         let in_datagram = txs_per_datagram.min(recorder.txs() - first);
@@ -154,6 +195,6 @@ fn receive(
                 }
             }
         }
-        answered.fetch_add(1, Ordering::Relaxed);
+        true
     }
 }
