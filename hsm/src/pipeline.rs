@@ -25,6 +25,10 @@ pub struct SignedBlock {
     pub number: u64,
     pub hash: B256,
     pub signature: Signature65,
+    /// How long the signer took for it (the successful attempt).
+    pub sign_time: Duration,
+    /// When the block was queued for its signature.
+    pub queued: Instant,
 }
 
 enum Report {
@@ -53,7 +57,7 @@ pub enum SignerHealth {
 
 /// The pipeline, driven from the sequencer's thread.
 pub struct SigningPipeline {
-    jobs: SyncSender<(u64, B256, u64)>,
+    jobs: SyncSender<(u64, B256, u64, Instant)>,
     reports: Receiver<Report>,
     /// Submitted, not yet signed: (number, submitted at).
     outstanding: VecDeque<(u64, Instant)>,
@@ -82,14 +86,21 @@ impl SigningPipeline {
         retry: Duration,
     ) -> std::io::Result<Self> {
         assert!(unsigned_max > 0, "at least one block may wait");
-        let (jobs, job_rx) = mpsc::sync_channel::<(u64, B256, u64)>(unsigned_max);
+        let (jobs, job_rx) = mpsc::sync_channel::<(u64, B256, u64, Instant)>(unsigned_max);
         let (report_tx, reports) = mpsc::sync_channel(unsigned_max * 2);
         thread::Builder::new().name("tephra-sign".into()).spawn(move || {
-            while let Ok((number, hash, leader_epoch)) = job_rx.recv() {
+            while let Ok((number, hash, leader_epoch, queued)) = job_rx.recv() {
                 let payload = Payload::SealedBlock { chain_id, number, block_hash: hash, leader_epoch };
                 loop {
+                    let started = Instant::now();
                     let report = match signer.sign(&payload) {
-                        Ok(signature) => Report::Signed(SignedBlock { number, hash, signature }),
+                        Ok(signature) => Report::Signed(SignedBlock {
+                            number,
+                            hash,
+                            signature,
+                            sign_time: started.elapsed(),
+                            queued,
+                        }),
                         Err(error) => Report::Failed { number, reason: error.to_string() },
                     };
                     let signed = matches!(report, Report::Signed(_));
@@ -110,10 +121,11 @@ impl SigningPipeline {
     /// for a single node). Callers check `health` first: a full queue is
     /// refused rather than waited on.
     pub fn submit(&mut self, number: u64, hash: B256, leader_epoch: u64) -> Result<(), BacklogFull> {
+        let now = Instant::now();
         self.jobs
-            .try_send((number, hash, leader_epoch))
+            .try_send((number, hash, leader_epoch, now))
             .map_err(|_| BacklogFull { unsigned: self.outstanding.len() })?;
-        self.outstanding.push_back((number, Instant::now()));
+        self.outstanding.push_back((number, now));
         Ok(())
     }
 

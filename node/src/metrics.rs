@@ -35,6 +35,8 @@ pub struct Metrics {
     pub preconf_latency_us: Histogram,
     pub seal_time_us: Histogram,
     pub fsync_time_us: Histogram,
+    pub block_sign_time_us: Histogram,
+    pub block_signed_latency_us: Histogram,
     pub signing_lag_blocks: Gauge,
     pub blocks_sealed: Counter,
     pub exec_speculated_txs: Counter,
@@ -105,6 +107,8 @@ impl Metrics {
             preconf_latency_us: Histogram::new(micros_buckets()),
             seal_time_us: Histogram::new(micros_buckets()),
             fsync_time_us: Histogram::new(micros_buckets()),
+            block_sign_time_us: Histogram::new(micros_buckets()),
+            block_signed_latency_us: Histogram::new(micros_buckets()),
             signing_lag_blocks: Gauge::default(),
             blocks_sealed: Counter::default(),
             exec_speculated_txs: Counter::default(),
@@ -146,6 +150,16 @@ impl Metrics {
         );
         registry.register("seal_time_us", "Sealing a block (roots and header), microseconds", m.seal_time_us.clone());
         registry.register("fsync_time_us", "One batch log group commit, microseconds", m.fsync_time_us.clone());
+        registry.register(
+            "block_sign_time_us",
+            "One block signature by the signer (guard, audit log and key or HSM), microseconds",
+            m.block_sign_time_us.clone(),
+        );
+        registry.register(
+            "block_signed_latency_us",
+            "From a block's seal to its signature durable and published, microseconds",
+            m.block_signed_latency_us.clone(),
+        );
         registry.register("signing_lag_blocks", "Sealed blocks not yet signed", m.signing_lag_blocks.clone());
         registry.register("blocks_sealed", "Blocks sealed", m.blocks_sealed.clone());
         registry.register(

