@@ -13,12 +13,20 @@
 //!   the preconfirmation batch signature (hot key, Merkle root of a full
 //!   mini-block) divided by the mini-block's transactions.
 //!
+//! Apart from the ceiling, `commit_latency` times this disk's group commit
+//! alone (a mini-block's bytes appended, then fdatasync), the floor under
+//! every durable preconfirmation.
+//!
 //! Ceiling = cores / sum of the per-transaction costs: what the machine could
 //! do if these stages were all there was and they spread perfectly over the
 //! cores. Everything else a node does (network, pool, batch log, fsync,
 //! JSON-RPC) is what the end-to-end rate loses against it.
 
-use std::time::{Duration, Instant};
+use std::{
+    io::Write,
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
@@ -186,4 +194,51 @@ pub fn measure(
     floor.total_us = floor.stages().iter().map(|(_, us)| us).sum();
     floor.ceiling_tx_per_s = cores as f64 * 1e6 / floor.total_us;
     Ok(floor)
+}
+
+/// Group commits timed by `commit_latency`, and the pause between them (a
+/// busy node commits a mini-block about every millisecond).
+const COMMIT_PROBES: usize = 2_000;
+const COMMIT_PAUSE: Duration = Duration::from_millis(1);
+/// Bytes of one probe: a full mini-block of transfers (about 110 bytes each).
+const COMMIT_BYTES: usize = MINI_BLOCK_TXS * 110;
+
+/// This disk's group commit, alone: no node, nothing else writing.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CommitLatency {
+    pub commits: usize,
+    pub bytes_each: usize,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+}
+
+/// Appends `COMMIT_BYTES` and fdatasyncs, `COMMIT_PROBES` times, in a file
+/// under `dir` (removed after), as the node's batch log does per mini-block.
+pub fn commit_latency(dir: &Path) -> Result<CommitLatency, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("commit-probe.bin");
+    let mut file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let record = vec![0x5a; COMMIT_BYTES];
+    let mut micros = Vec::with_capacity(COMMIT_PROBES);
+    for _ in 0..COMMIT_PROBES {
+        file.write_all(&record).map_err(|e| format!("{}: {e}", path.display()))?;
+        let started = Instant::now();
+        file.sync_data().map_err(|e| format!("{}: {e}", path.display()))?;
+        micros.push(started.elapsed().as_secs_f64() * 1e6);
+        std::thread::sleep(COMMIT_PAUSE);
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    micros.sort_by(f64::total_cmp);
+    let at = |q: f64| micros[((q * micros.len() as f64) as usize).min(micros.len() - 1)];
+    Ok(CommitLatency {
+        commits: COMMIT_PROBES,
+        bytes_each: COMMIT_BYTES,
+        p50_us: at(0.50),
+        p99_us: at(0.99),
+        p999_us: at(0.999),
+        max_us: micros[micros.len() - 1],
+    })
 }

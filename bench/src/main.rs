@@ -226,6 +226,8 @@ fn floor_command(a: &FloorArgs) -> Result<(), String> {
     let (workload, genesis) = load_workload(&a.workload_dir)?;
     let floor = floor::measure(&workload, &genesis, a.blocks, a.block_txs, a.cores.unwrap_or_else(cores_here))?;
     println!("{}", serde_json::to_string_pretty(&floor).expect("serialisable"));
+    let commit = floor::commit_latency(&a.workload_dir)?;
+    println!("{}", serde_json::to_string_pretty(&commit).expect("serialisable"));
     Ok(())
 }
 
@@ -336,6 +338,8 @@ fn all_command(a: &AllArgs) -> Result<(), String> {
         workloads.push((kind, dir, workload, genesis));
     }
 
+    eprintln!("group commits on this disk ...");
+    results.disk_commit = Some(floor::commit_latency(&context.scratch)?);
     eprintln!("floors ...");
     for (_, _, workload, genesis) in &workloads {
         let floor = floor::measure(workload, genesis, 8, 2_500, results.machine.cores)?;
@@ -409,6 +413,13 @@ fn all_command(a: &AllArgs) -> Result<(), String> {
         results.phases.push(context.phase(&format!("rpc sync {peer:?}"), peer, transfers_dir, transfers, sync_load)?);
     }
 
+    // A signing latency is the node's signer as configured (guard, audit
+    // log, key or HSM), as the node measured it at half load.
+    if let Some(sign) = results.phase("udp half load").and_then(|p| p.node.as_ref()).map(|n| n.block_sign.clone())
+        && sign.count > 0
+    {
+        results.signing_latency_ms = sign.mean_us / 1e3;
+    }
     results.goals = goals(&results, a.sustain_seconds);
     let _ = std::fs::remove_dir_all(&context.scratch);
     results.write(&a.out)?;
@@ -461,9 +472,13 @@ fn goals(results: &Results, sustain_seconds: f64) -> Vec<Goal> {
         });
     }
     if let Some(p99) = results.phase("udp half load").and_then(|p| p.preconf_ms.as_ref()).map(|l| l.p99) {
+        // A preconfirmation is durable first: the disk's own commit bounds it.
+        let disk = results.disk_commit.as_ref().map_or_else(String::new, |c| {
+            format!("; this disk's group commit alone: p50 {:.2} ms, p99 {:.2} ms", c.p50_us / 1e3, c.p99_us / 1e3)
+        });
         goals.push(Goal {
             name: "UDP preconfirmation p99 at half the maximum sustained load".into(),
-            measured: format!("{p99:.2} ms"),
+            measured: format!("{p99:.2} ms{disk}"),
             target: "<= 2 ms".into(),
             met: p99 <= 2.0,
         });

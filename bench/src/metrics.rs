@@ -1,6 +1,7 @@
 //! Where the time went inside tephra during a phase, from its own
 //! Prometheus histograms (read at the end of the phase): the node's
-//! receive-to-preconfirmation latency, batch log group commits and seals.
+//! receive-to-preconfirmation latency, batch log group commits, seals and
+//! block signatures.
 //! Quantiles are bucket upper bounds (the buckets double from 10 us), so
 //! they are coarse; the means are exact.
 
@@ -24,6 +25,13 @@ pub struct NodeTimes {
     pub fsync: NodeHistogram,
     /// Sealing a block: roots and header.
     pub seal: NodeHistogram,
+    /// One block signature by the node's signer as configured (the
+    /// double-sign guard, its audit log and the key or HSM).
+    #[serde(default)]
+    pub block_sign: NodeHistogram,
+    /// A block's seal to its signature durable and published.
+    #[serde(default)]
+    pub block_signed: NodeHistogram,
 }
 
 /// Reads tephra's metrics at `url` (`http://host:port`).
@@ -34,6 +42,8 @@ pub fn scrape(url: &str) -> Result<NodeTimes, String> {
         preconf: histogram(&text, "tephra_preconf_latency_us"),
         fsync: histogram(&text, "tephra_fsync_time_us"),
         seal: histogram(&text, "tephra_seal_time_us"),
+        block_sign: histogram(&text, "tephra_block_sign_time_us"),
+        block_signed: histogram(&text, "tephra_block_signed_latency_us"),
     })
 }
 

@@ -21,10 +21,15 @@ pub struct Results {
     pub command: String,
     pub machine: Machine,
     /// tephra's block time and the block signer's latency, for the signed
-    /// block goal.
+    /// block goal: the node's own mean block signature at half load (its
+    /// signer as configured), else the bare key's in-process cost.
     pub block_time_ms: f64,
     pub signing_latency_ms: f64,
     pub floors: Vec<Floor>,
+    /// This disk's group commit alone, the floor under a durable
+    /// preconfirmation.
+    #[serde(default)]
+    pub disk_commit: Option<crate::floor::CommitLatency>,
     pub phases: Vec<Phase>,
     /// The UDP sweep: names of its phases, in offered order; and the knee.
     pub sweep: Vec<String>,
@@ -110,6 +115,13 @@ impl Results {
                     f.ceiling_tx_per_s
                 );
             }
+            if let Some(c) = &self.disk_commit {
+                let _ = writeln!(
+                    md,
+                    "\nThis disk's group commit alone ({} appends of {} bytes, each followed by fdatasync): p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us.",
+                    c.commits, c.bytes_each, c.p50_us, c.p99_us, c.p999_us, c.max_us
+                );
+            }
             let _ = writeln!(md, "\n![stage costs]({PLOT_STAGES})\n");
         }
         if !self.phases.is_empty() {
@@ -164,13 +176,13 @@ impl Results {
 /// client sees is the node, and where in it (group commits, seals).
 fn inside_tephra(phases: &[Phase]) -> String {
     let mut md = String::from(
-        "\n### Inside tephra\n\nFrom the node's own histograms, in us (p99 is the upper bound of its bucket; the buckets double from 10 us).\n\n| phase | receive to preconfirmed: mean / p99 <= | group commits: count, mean / p99 <= | seals: count, mean / p99 <= |\n|---|---|---|---|\n",
+        "\n### Inside tephra\n\nFrom the node's own histograms, in us (p99 is the upper bound of its bucket; the buckets double from 10 us).\n\n| phase | receive to preconfirmed: mean / p99 <= | group commits: count, mean / p99 <= | seals: count, mean / p99 <= | block signatures: mean / p99 <= | seal to signature published: mean / p99 <= |\n|---|---|---|---|---|---|\n",
     );
     for p in phases {
         if let Some(n) = &p.node {
             let _ = writeln!(
                 md,
-                "| {} | {:.0} / {:.0} | {}, {:.0} / {:.0} | {}, {:.0} / {:.0} |",
+                "| {} | {:.0} / {:.0} | {}, {:.0} / {:.0} | {}, {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} |",
                 p.label.name,
                 n.preconf.mean_us,
                 n.preconf.p99_us_at_most,
@@ -179,7 +191,11 @@ fn inside_tephra(phases: &[Phase]) -> String {
                 n.fsync.p99_us_at_most,
                 n.seal.count,
                 n.seal.mean_us,
-                n.seal.p99_us_at_most
+                n.seal.p99_us_at_most,
+                n.block_sign.mean_us,
+                n.block_sign.p99_us_at_most,
+                n.block_signed.mean_us,
+                n.block_signed.p99_us_at_most
             );
         }
     }

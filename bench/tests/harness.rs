@@ -59,7 +59,14 @@ fn all_runs_every_phase_and_writes_the_report() {
         assert!(floor["recover_us"].as_f64().unwrap() > 1.0, "{floor}");
         assert!((floor["ceiling_tx_per_s"].as_f64().unwrap() - cores * 1e6 / total).abs() < 1.0);
     }
+    let commit = &results["disk_commit"];
+    let (p50, p99) = (commit["p50_us"].as_f64().unwrap(), commit["p99_us"].as_f64().unwrap());
+    assert!(p50 > 0.0 && p99 >= p50, "{commit}");
     assert_eq!(results["goals"].as_array().unwrap().len(), 4, "{}", results["goals"]);
+    let half_load = phases.iter().find(|p| p["name"] == "udp half load").unwrap();
+    // The node's own block signatures, which the signed-block goal's bound uses.
+    assert!(half_load["node"]["block_sign"]["count"].as_u64().unwrap() > 0, "{half_load:#}");
+    assert!(results["signing_latency_ms"].as_f64().unwrap() > 0.0);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     for section in ["## Goals", "## Floor", "## Phases", "rpc max AnvilAutomine", "udp half load"] {
         assert!(report.contains(section), "report.md lacks {section}");
