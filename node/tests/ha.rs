@@ -51,6 +51,8 @@ const LEASE_TTL: Duration = Duration::from_secs(2);
 const FAILOVERS: usize = 11;
 const BLOCK_KEY: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 const SECRET: &str = "a shared secret of the pair, at least 32 bytes long";
+/// Starts of the etcd cluster tried before a test fails (see `Etcd::start`).
+const ETCD_START_ATTEMPTS: usize = 3;
 
 /// A 3-member etcd cluster on loopback, each member in its own process.
 struct Etcd {
@@ -66,6 +68,19 @@ impl Etcd {
             eprintln!("SKIPPED: etcd is not installed (scripts/deps.sh installs etcd-server)");
             return None;
         }
+        // A port picked free can be taken by a parallel test before etcd
+        // binds it: the member exits at once, and the cluster starts again
+        // on fresh ports.
+        for attempt in 1..=ETCD_START_ATTEMPTS {
+            match Self::try_start(name) {
+                Ok(etcd) => return Some(etcd),
+                Err(reason) => eprintln!("etcd start {attempt} of {ETCD_START_ATTEMPTS}: {reason}"),
+            }
+        }
+        panic!("etcd did not start in {ETCD_START_ATTEMPTS} attempts");
+    }
+
+    fn try_start(name: &str) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!("tephra-etcd-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -91,17 +106,17 @@ impl Etcd {
             })
             .collect();
         let clients: Vec<SocketAddr> = clients.iter().map(|p| SocketAddr::from(([127, 0, 0, 1], *p))).collect();
-        let etcd = Self { members, dir, clients };
+        let mut etcd = Self { members, dir, clients };
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(2)))
             .build()
             .new_agent();
         let deadline = Instant::now() + Duration::from_secs(60);
-        for client in &etcd.clients {
+        for i in 0..etcd.clients.len() {
             loop {
                 let healthy = agent
-                    .get(format!("http://{client}/health"))
+                    .get(format!("http://{}/health", etcd.clients[i]))
                     .call()
                     .ok()
                     .and_then(|mut r| r.body_mut().read_to_string().ok())
@@ -109,11 +124,15 @@ impl Etcd {
                 if healthy {
                     break;
                 }
+                if let Some(exited) = etcd.members.iter_mut().position(|m| m.try_wait().ok().flatten().is_some()) {
+                    let log = std::fs::read_to_string(etcd.dir.join(format!("m{exited}.log"))).unwrap_or_default();
+                    return Err(format!("member m{exited} exited: {}", log.lines().last().unwrap_or("")));
+                }
                 assert!(Instant::now() < deadline, "etcd not healthy in 60 s; see {}", etcd.dir.display());
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        Some(etcd)
+        Ok(etcd)
     }
 
     /// Sends `signal` (STOP: the member hangs, as if cut off; CONT) to member `i`.
