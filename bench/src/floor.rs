@@ -37,7 +37,10 @@ use tephra_exec::{
 };
 use tephra_hsm::{FileSigner, HotKey, MerkleTree, Payload, Signer};
 
-use crate::workload::Workload;
+use crate::{
+    measure::{LatencySummary, micros, new_histogram},
+    workload::Workload,
+};
 
 const ROUNDS: usize = 5;
 /// Transactions in a full mini-block: the node's `pool.mini_block_txs_max`.
@@ -198,47 +201,28 @@ pub fn measure(
 
 /// Group commits timed by `commit_latency`, and the pause between them (a
 /// busy node commits a mini-block about every millisecond).
-const COMMIT_PROBES: usize = 2_000;
+pub const COMMIT_PROBES: usize = 2_000;
 const COMMIT_PAUSE: Duration = Duration::from_millis(1);
 /// Bytes of one probe: a full mini-block of transfers (about 110 bytes each).
-const COMMIT_BYTES: usize = MINI_BLOCK_TXS * 110;
+pub const COMMIT_BYTES: usize = MINI_BLOCK_TXS * 110;
 
-/// This disk's group commit, alone: no node, nothing else writing.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct CommitLatency {
-    pub commits: usize,
-    pub bytes_each: usize,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub p999_us: f64,
-    pub max_us: f64,
-}
-
-/// Appends `COMMIT_BYTES` and fdatasyncs, `COMMIT_PROBES` times, in a file
+/// This disk's group commit alone, no node and nothing else writing:
+/// appends `COMMIT_BYTES` and fdatasyncs, `COMMIT_PROBES` times, in a file
 /// under `dir` (removed after), as the node's batch log does per mini-block.
-pub fn commit_latency(dir: &Path) -> Result<CommitLatency, String> {
+pub fn commit_latency(dir: &Path) -> Result<LatencySummary, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join("commit-probe.bin");
     let mut file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let record = vec![0x5a; COMMIT_BYTES];
-    let mut micros = Vec::with_capacity(COMMIT_PROBES);
+    let mut commits = new_histogram();
     for _ in 0..COMMIT_PROBES {
         file.write_all(&record).map_err(|e| format!("{}: {e}", path.display()))?;
         let started = Instant::now();
         file.sync_data().map_err(|e| format!("{}: {e}", path.display()))?;
-        micros.push(started.elapsed().as_secs_f64() * 1e6);
+        commits.saturating_record(micros(started.elapsed()));
         std::thread::sleep(COMMIT_PAUSE);
     }
     drop(file);
     let _ = std::fs::remove_file(&path);
-    micros.sort_by(f64::total_cmp);
-    let at = |q: f64| micros[((q * micros.len() as f64) as usize).min(micros.len() - 1)];
-    Ok(CommitLatency {
-        commits: COMMIT_PROBES,
-        bytes_each: COMMIT_BYTES,
-        p50_us: at(0.50),
-        p99_us: at(0.99),
-        p999_us: at(0.999),
-        max_us: micros[micros.len() - 1],
-    })
+    Ok(LatencySummary::of(&commits).expect("COMMIT_PROBES > 0"))
 }

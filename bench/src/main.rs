@@ -474,7 +474,7 @@ fn goals(results: &Results, sustain_seconds: f64) -> Vec<Goal> {
     if let Some(p99) = results.phase("udp half load").and_then(|p| p.preconf_ms.as_ref()).map(|l| l.p99) {
         // A preconfirmation is durable first: the disk's own commit bounds it.
         let disk = results.disk_commit.as_ref().map_or_else(String::new, |c| {
-            format!("; this disk's group commit alone: p50 {:.2} ms, p99 {:.2} ms", c.p50_us / 1e3, c.p99_us / 1e3)
+            format!("; this disk's group commit alone: p50 {:.2} ms, p99 {:.2} ms", c.p50, c.p99)
         });
         goals.push(Goal {
             name: "UDP preconfirmation p99 at half the maximum sustained load".into(),

@@ -6,7 +6,10 @@ use std::{fmt::Write as _, fs, path::Path};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{floor::Floor, measure::Phase};
+use crate::{
+    floor::Floor,
+    measure::{LatencySummary, Phase},
+};
 
 pub const RESULTS_FILE: &str = "results.json";
 pub const REPORT_FILE: &str = "report.md";
@@ -29,7 +32,7 @@ pub struct Results {
     /// This disk's group commit alone, the floor under a durable
     /// preconfirmation.
     #[serde(default)]
-    pub disk_commit: Option<crate::floor::CommitLatency>,
+    pub disk_commit: Option<LatencySummary>,
     pub phases: Vec<Phase>,
     /// The UDP sweep: names of its phases, in offered order; and the knee.
     pub sweep: Vec<String>,
@@ -118,8 +121,13 @@ impl Results {
             if let Some(c) = &self.disk_commit {
                 let _ = writeln!(
                     md,
-                    "\nThis disk's group commit alone ({} appends of {} bytes, each followed by fdatasync): p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us.",
-                    c.commits, c.bytes_each, c.p50_us, c.p99_us, c.p999_us, c.max_us
+                    "\nThis disk's group commit alone ({} appends of {} bytes, each followed by fdatasync): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms.",
+                    c.count,
+                    crate::floor::COMMIT_BYTES,
+                    c.p50,
+                    c.p99,
+                    c.p999,
+                    c.max
                 );
             }
             let _ = writeln!(md, "\n![stage costs]({PLOT_STAGES})\n");
@@ -131,7 +139,7 @@ impl Results {
             );
             for p in &self.phases {
                 let l = &p.label;
-                let summary = |s: &Option<crate::measure::LatencySummary>, full: bool| match s {
+                let summary = |s: &Option<LatencySummary>, full: bool| match s {
                     Some(s) if full => {
                         format!("{:.2} / {:.2} / {:.2} / {:.2} / {:.2}", s.p50, s.p90, s.p99, s.p999, s.max)
                     }

@@ -60,7 +60,7 @@ fn all_runs_every_phase_and_writes_the_report() {
         assert!((floor["ceiling_tx_per_s"].as_f64().unwrap() - cores * 1e6 / total).abs() < 1.0);
     }
     let commit = &results["disk_commit"];
-    let (p50, p99) = (commit["p50_us"].as_f64().unwrap(), commit["p99_us"].as_f64().unwrap());
+    let (p50, p99) = (commit["p50"].as_f64().unwrap(), commit["p99"].as_f64().unwrap());
     assert!(p50 > 0.0 && p99 >= p50, "{commit}");
     assert_eq!(results["goals"].as_array().unwrap().len(), 4, "{}", results["goals"]);
     let half_load = phases.iter().find(|p| p["name"] == "udp half load").unwrap();

@@ -32,7 +32,7 @@ pub struct SignedBlock {
 }
 
 enum Report {
-    Signed(SignedBlock),
+    Signed { number: u64, hash: B256, signature: Signature65, sign_time: Duration },
     Failed { number: u64, reason: String },
 }
 
@@ -57,7 +57,7 @@ pub enum SignerHealth {
 
 /// The pipeline, driven from the sequencer's thread.
 pub struct SigningPipeline {
-    jobs: SyncSender<(u64, B256, u64, Instant)>,
+    jobs: SyncSender<(u64, B256, u64)>,
     reports: Receiver<Report>,
     /// Submitted, not yet signed: (number, submitted at).
     outstanding: VecDeque<(u64, Instant)>,
@@ -86,24 +86,18 @@ impl SigningPipeline {
         retry: Duration,
     ) -> std::io::Result<Self> {
         assert!(unsigned_max > 0, "at least one block may wait");
-        let (jobs, job_rx) = mpsc::sync_channel::<(u64, B256, u64, Instant)>(unsigned_max);
+        let (jobs, job_rx) = mpsc::sync_channel::<(u64, B256, u64)>(unsigned_max);
         let (report_tx, reports) = mpsc::sync_channel(unsigned_max * 2);
         thread::Builder::new().name("tephra-sign".into()).spawn(move || {
-            while let Ok((number, hash, leader_epoch, queued)) = job_rx.recv() {
+            while let Ok((number, hash, leader_epoch)) = job_rx.recv() {
                 let payload = Payload::SealedBlock { chain_id, number, block_hash: hash, leader_epoch };
                 loop {
                     let started = Instant::now();
                     let report = match signer.sign(&payload) {
-                        Ok(signature) => Report::Signed(SignedBlock {
-                            number,
-                            hash,
-                            signature,
-                            sign_time: started.elapsed(),
-                            queued,
-                        }),
+                        Ok(signature) => Report::Signed { number, hash, signature, sign_time: started.elapsed() },
                         Err(error) => Report::Failed { number, reason: error.to_string() },
                     };
-                    let signed = matches!(report, Report::Signed(_));
+                    let signed = matches!(report, Report::Signed { .. });
                     if report_tx.send(report).is_err() {
                         return;
                     }
@@ -121,11 +115,10 @@ impl SigningPipeline {
     /// for a single node). Callers check `health` first: a full queue is
     /// refused rather than waited on.
     pub fn submit(&mut self, number: u64, hash: B256, leader_epoch: u64) -> Result<(), BacklogFull> {
-        let now = Instant::now();
         self.jobs
-            .try_send((number, hash, leader_epoch, now))
+            .try_send((number, hash, leader_epoch))
             .map_err(|_| BacklogFull { unsigned: self.outstanding.len() })?;
-        self.outstanding.push_back((number, now));
+        self.outstanding.push_back((number, Instant::now()));
         Ok(())
     }
 
@@ -134,10 +127,13 @@ impl SigningPipeline {
         let mut signed = Vec::new();
         loop {
             match self.reports.try_recv() {
-                Ok(Report::Signed(block)) => {
-                    self.outstanding.retain(|(n, _)| *n != block.number);
+                Ok(Report::Signed { number, hash, signature, sign_time }) => {
+                    // When the seal asked for it (always outstanding until now).
+                    let position = self.outstanding.iter().position(|(n, _)| *n == number);
+                    let queued =
+                        position.and_then(|i| self.outstanding.remove(i)).map_or_else(Instant::now, |(_, at)| at);
                     self.failure = None;
-                    signed.push(block);
+                    signed.push(SignedBlock { number, hash, signature, sign_time, queued });
                 }
                 Ok(Report::Failed { number, reason }) => {
                     self.failure = Some(format!("signing block {number} failed: {reason}"));
