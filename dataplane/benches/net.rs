@@ -13,7 +13,10 @@
 //! poll; alone on its core, so an idle tile waits in its backend's kernel
 //! wait, woken by a datagram or by the egress doorbell): its thread's user
 //! plus system time from /proc over the run, with the echo tile on another
-//! core.
+//! core. Beside it, in the same run, the baseline's share at the same rate,
+//! blocked in recvmmsg when idle: what a plain kernel socket costs on this
+//! path (on veth the peer's receive of each reply runs inside the sender's
+//! transmit, so it is charged to the answering thread).
 #![allow(unsafe_code)] // recvmmsg/sendmmsg for the baseline and the generator
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 #![allow(
@@ -119,7 +122,13 @@ impl Mmsg {
         }
         // SAFETY: every header points into this struct's buffers.
         let n = unsafe {
-            libc::recvmmsg(self.socket.as_raw_fd(), self.headers.as_mut_ptr(), BATCH as u32, 0, std::ptr::null_mut())
+            libc::recvmmsg(
+                self.socket.as_raw_fd(),
+                self.headers.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
         };
         if n < 0 { 0 } else { n as usize }
     }
@@ -189,11 +198,21 @@ fn closed_loop(pair: &VethPair, to: SocketAddrV4) -> f64 {
     })
 }
 
-/// The baseline: a kernel socket answering every datagram with recvmmsg/sendmmsg.
-fn baseline(pair: &VethPair) -> f64 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let server = {
-        let (stop, ip) = (stop.clone(), pair.addresses[0]);
+/// The baseline: a kernel socket on SERVER_CORE answering every datagram
+/// with recvmmsg/sendmmsg, in one thread named BASELINE_THREAD. Busy-polling
+/// for the maximum rate; otherwise blocked in recvmmsg until a datagram
+/// arrives, as a server that does not spin would be.
+struct Baseline {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<()>,
+}
+
+const BASELINE_THREAD: &str = "baseline-net";
+
+impl Baseline {
+    fn start(pair: &VethPair, busy_poll: bool) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ip = pair.addresses[0];
         let socket = thread::scope(|scope| {
             scope
                 .spawn(|| {
@@ -203,20 +222,40 @@ fn baseline(pair: &VethPair) -> f64 {
                 .join()
                 .unwrap()
         });
-        thread::spawn(move || {
-            pin_current_thread(&[SERVER_CORE]);
-            let mut io = Mmsg::new(socket);
-            while !stop.load(Ordering::Relaxed) {
-                let n = io.receive();
-                if n > 0 {
-                    io.echo(n);
+        let thread = thread::Builder::new()
+            .name(BASELINE_THREAD.into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    pin_current_thread(&[SERVER_CORE]);
+                    let mut io = Mmsg::new(socket);
+                    if !busy_poll {
+                        // Blocks for the first datagram, and wakes to look at `stop`.
+                        io.socket.set_nonblocking(false).unwrap();
+                        io.socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                    }
+                    while !stop.load(Ordering::Relaxed) {
+                        let n = io.receive();
+                        if n > 0 {
+                            io.echo(n);
+                        }
+                    }
                 }
-            }
-        })
-    };
+            })
+            .unwrap();
+        Self { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+    }
+}
+
+fn baseline(pair: &VethPair) -> f64 {
+    let server = Baseline::start(pair, true);
     let rate = closed_loop(pair, SocketAddrV4::new(pair.addresses[0], PORT));
-    stop.store(true, Ordering::Relaxed);
-    server.join().unwrap();
+    server.stop();
     rate
 }
 
@@ -250,7 +289,7 @@ impl Tile for Echo {
 /// the same core (`echo_core` None) or on its own executor.
 fn start_tiles<B: Backend + 'static>(
     pair: &VethPair,
-    open: impl FnOnce(&PacketPool) -> B + Send,
+    open: impl FnOnce() -> B + Send,
     idle: Idle,
     echo_core: Option<usize>,
 ) -> Runtime {
@@ -263,7 +302,7 @@ fn start_tiles<B: Backend + 'static>(
         scope
             .spawn(|| {
                 pair.enter(0).unwrap();
-                let backend = open(&pool);
+                let backend = open();
                 let (net, _) =
                     NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, Box::new(|| {}), 64, None);
                 let echo = Echo { ingress, egress, pool: pool.clone() };
@@ -279,7 +318,7 @@ fn start_tiles<B: Backend + 'static>(
 }
 
 /// The closed-loop maximum of a backend, busy-polling.
-fn tile<B: Backend + 'static>(pair: &VethPair, open: impl FnOnce(&PacketPool) -> B + Send) -> f64 {
+fn tile<B: Backend + 'static>(pair: &VethPair, open: impl FnOnce() -> B + Send) -> f64 {
     let runtime = start_tiles(pair, open, Idle { busy_poll: true, sleep_us: 0 }, None);
     let rate = closed_loop(pair, SocketAddrV4::new(pair.addresses[0], PORT));
     runtime.stop();
@@ -314,18 +353,13 @@ fn default_idle_sleep_us() -> u64 {
     defaults.net.idle_sleep_us
 }
 
-/// The net tile's share of a core (user, system) and the replies per second
-/// at CPU_RATE, open loop from namespace b, without busy poll, as the node
-/// runs it (`sleep_us` only where the backend cannot wait in the kernel).
-fn cpu_share<B: Backend + 'static>(
-    pair: &VethPair,
-    sleep_us: u64,
-    open: impl FnOnce(&PacketPool) -> B + Send,
-) -> ((f64, f64), f64) {
-    let runtime = start_tiles(pair, open, Idle { busy_poll: false, sleep_us }, Some(CLIENT_CORE));
+/// The share of a core (user, system) of the server threads whose names
+/// start with `prefix`, and the replies per second, at CPU_RATE, open loop
+/// from namespace b, against the server already answering on PORT.
+fn cpu_share(pair: &VethPair, prefix: &str) -> ((f64, f64), f64) {
     let to = SocketAddrV4::new(pair.addresses[0], PORT);
     let per_tick = (CPU_RATE as f64 * CPU_TICK.as_secs_f64()) as usize;
-    let before = thread_cpu_seconds("tephra-net-");
+    let before = thread_cpu_seconds(prefix);
     let start = Instant::now();
     let replies = thread::scope(|scope| {
         scope
@@ -352,9 +386,22 @@ fn cpu_share<B: Backend + 'static>(
             .unwrap()
     });
     let seconds = start.elapsed().as_secs_f64();
-    let after = thread_cpu_seconds("tephra-net-");
-    runtime.stop();
+    let after = thread_cpu_seconds(prefix);
     (((after.0 - before.0) / seconds, (after.1 - before.1) / seconds), replies as f64 / seconds)
+}
+
+/// The net tile's share of a core as the node runs it: no busy poll, alone
+/// on its core (so an idle tile waits in its backend's kernel wait, or
+/// sleeps `sleep_us` where the backend cannot), the echo tile elsewhere.
+fn tile_cpu_share<B: Backend + 'static>(
+    pair: &VethPair,
+    sleep_us: u64,
+    open: impl FnOnce() -> B + Send,
+) -> ((f64, f64), f64) {
+    let runtime = start_tiles(pair, open, Idle { busy_poll: false, sleep_us }, Some(CLIENT_CORE));
+    let share = cpu_share(pair, "tephra-net-");
+    runtime.stop();
+    share
 }
 
 fn report_share(path: &str, (user, system): (f64, f64), answered: f64) {
@@ -376,12 +423,12 @@ fn main() {
     println!("receive-and-reply, {PAYLOAD_BYTES}-byte datagrams, one core answering, closed loop (window {WINDOW})");
     let base = baseline(&pair);
     println!("{:<34} {:>12.0} datagrams/s  1.00x", "kernel socket, recvmmsg/sendmmsg", base);
-    let socket = tile(&pair, |pool| {
+    let socket = tile(&pair, || {
         let socket = UdpSocket::bind((pair.addresses[0], PORT)).unwrap();
-        SocketBackend::open(socket, (0..256).map(|_| pool.take().unwrap()).collect(), 256).unwrap()
+        SocketBackend::open(socket, 256, 256).unwrap()
     });
     println!("{:<34} {:>12.0} datagrams/s  {:.2}x", "net tile, socket (io_uring)", socket, socket / base);
-    let xdp = tile(&pair, |_| {
+    let xdp = tile(&pair, || {
         let config = AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode: XdpMode::Skb, frames: 4096 };
         AfXdpBackend::open(&config, pair.addresses[0], PORT, None).unwrap()
     });
@@ -390,12 +437,16 @@ fn main() {
         "net tile's share of a core at {CPU_RATE} datagrams/s of one transaction each, open loop, no busy poll, \
          waiting in the kernel when idle (goal at most 10%)"
     );
-    let (share, answered) = cpu_share(&pair, sleep_us, |pool| {
+    let server = Baseline::start(&pair, false);
+    let (share, answered) = cpu_share(&pair, BASELINE_THREAD);
+    server.stop();
+    report_share("kernel socket, recvmmsg/sendmmsg", share, answered);
+    let (share, answered) = tile_cpu_share(&pair, sleep_us, || {
         let socket = UdpSocket::bind((pair.addresses[0], PORT)).unwrap();
-        SocketBackend::open(socket, (0..256).map(|_| pool.take().unwrap()).collect(), 256).unwrap()
+        SocketBackend::open(socket, 256, 256).unwrap()
     });
     report_share("net tile, socket (io_uring)", share, answered);
-    let (share, answered) = cpu_share(&pair, sleep_us, |_| {
+    let (share, answered) = tile_cpu_share(&pair, sleep_us, || {
         let config = AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode: XdpMode::Skb, frames: 4096 };
         AfXdpBackend::open(&config, pair.addresses[0], PORT, None).unwrap()
     });
@@ -403,7 +454,7 @@ fn main() {
     #[cfg(feature = "dpdk")]
     {
         let interface = pair.interfaces[0].clone();
-        let dpdk = tile(&pair, |_| {
+        let dpdk = tile(&pair, || {
             let config = tephra_dataplane::backend::DpdkConfig {
                 eal_args: ["-l", "0", "--no-shconf", "--no-telemetry", "--no-pci", "--no-huge", "-m", "512"]
                     .iter()

@@ -85,9 +85,9 @@ impl NetConfig {
         }
         // Every buffer the tile and both rings can hold at once, and as many
         // again for datagrams being answered.
-        let held = self.socket_rx_slots + 2 * self.burst + self.ingress_ring_depth + self.egress_ring_depth;
+        let held = 2 * self.burst + self.ingress_ring_depth + self.egress_ring_depth;
         within("packet_buffers", self.packet_buffers, held, PACKET_BUFFERS_MAX)
-            .map_err(|error| format!("{error} (rings, burst and receive slots hold {held})"))
+            .map_err(|error| format!("{error} (rings and bursts hold {held})"))
     }
 }
 
@@ -160,9 +160,7 @@ impl Dataplane {
                     Ok(std::net::SocketAddr::V4(address)) => address,
                     _ => listen,
                 };
-                let slots =
-                    (0..config.socket_rx_slots).map(|_| pool.take().expect("checked: enough buffers")).collect();
-                let backend = SocketBackend::open(socket, slots, config.socket_tx_slots)
+                let backend = SocketBackend::open(socket, config.socket_rx_slots, config.socket_tx_slots)
                     .map_err(|error| DataplaneError::Bind { address: listen, error })?;
                 let (net, stats) =
                     NetTile::new(backend, pool.clone(), ingress_producer, egress_consumer, wake, config.burst, limit());

@@ -108,9 +108,7 @@ fn start<B: Backend + 'static>(backend: B, source_limit: Option<RateLimiter>) ->
 fn loopback_socket_backend() -> (SocketBackend, SocketAddr) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let address = socket.local_addr().unwrap();
-    let pool = PacketPool::new(128);
-    let rx = (0..128).map(|_| pool.take().unwrap()).collect();
-    (SocketBackend::open(socket, rx, 128).unwrap(), address)
+    (SocketBackend::open(socket, 128, 128).unwrap(), address)
 }
 
 #[test]

@@ -59,8 +59,7 @@ fn receiving_and_answering_allocates_nothing() {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let address = socket.local_addr().unwrap();
     let pool = std::sync::Arc::new(PacketPool::new(512));
-    let rx = (0..128).map(|_| pool.take().unwrap()).collect();
-    let backend = SocketBackend::open(socket, rx, 128).unwrap();
+    let backend = SocketBackend::open(socket, 128, 128).unwrap();
     let (ingress_producer, mut ingress, _) = ring(256);
     let (mut egress, egress_consumer, _) = ring(256);
     // With the per-source limiter on (its table allocated here, up front).
