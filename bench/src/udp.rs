@@ -114,7 +114,7 @@ pub fn run(
         for i in first..first + txs.len() {
             recorder.sent(i, due);
         }
-        wire::encode_request(j as u64, &txs, &mut datagram);
+        wire::encode_request(j as u64, false, &txs, &mut datagram);
         // A full socket buffer loses the datagram, as on a real network.
         let _ = socket.send(&datagram);
         sent += 1;

@@ -7,6 +7,7 @@
 //! preconfirmation back to the block key without trusting the node.
 
 use alloy_primitives::{Address, B256, keccak256};
+use tephra_types::wire;
 
 use crate::{Payload, SignError, Signature65, Signer, recover};
 
@@ -57,6 +58,54 @@ pub struct Preconfirmation {
     /// Siblings from the leaf up to the root.
     pub proof: Vec<B256>,
     pub certificate: Certificate,
+}
+
+/// The UDP proof datagram's flat form (docs/wire.md) of a preconfirmation.
+impl From<&Preconfirmation> for wire::SignedPreconf {
+    fn from(p: &Preconfirmation) -> Self {
+        let (batch, certificate) = (&p.batch, &p.certificate);
+        Self {
+            tx_hash: p.tx_hash,
+            block_number: batch.block_number,
+            index: p.index,
+            batch_first_index: batch.first_index,
+            batch_count: batch.count,
+            batch_root: batch.root,
+            batch_signature: batch.signature.0,
+            proof: p.proof.clone(),
+            chain_id: certificate.chain_id,
+            epoch: certificate.epoch,
+            hot_key: certificate.hot_key,
+            valid_from_block: certificate.valid_from_block,
+            valid_until_block: certificate.valid_until_block,
+            certificate_signature: certificate.signature.0,
+        }
+    }
+}
+
+impl From<&wire::SignedPreconf> for Preconfirmation {
+    fn from(p: &wire::SignedPreconf) -> Self {
+        Self {
+            tx_hash: p.tx_hash,
+            index: p.index,
+            batch: SignedBatch {
+                block_number: p.block_number,
+                first_index: p.batch_first_index,
+                count: p.batch_count,
+                root: p.batch_root,
+                signature: Signature65(p.batch_signature),
+            },
+            proof: p.proof.clone(),
+            certificate: Certificate {
+                chain_id: p.chain_id,
+                epoch: p.epoch,
+                hot_key: p.hot_key,
+                valid_from_block: p.valid_from_block,
+                valid_until_block: p.valid_until_block,
+                signature: Signature65(p.certificate_signature),
+            },
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -232,6 +281,11 @@ mod tests {
         };
         for i in 0..hashes.len() {
             assert_eq!(verify_preconfirmation(&preconf(i), block_key.address()), Ok(()));
+            // And as a UDP proof datagram carries it.
+            let mut datagram = Vec::new();
+            wire::encode_proof(7, &wire::SignedPreconf::from(&preconf(i)), &mut datagram);
+            let (_, received) = wire::decode_proof(&datagram).unwrap();
+            assert_eq!(Preconfirmation::from(&received), preconf(i));
         }
         let other_key = FileSigner::from_bytes(&[2; 32]).unwrap();
         assert!(matches!(verify_preconfirmation(&preconf(0), other_key.address()), Err(PreconfError::Certificate(_))));

@@ -223,7 +223,7 @@ impl Guest {
         let tx = hex::decode(raw.trim().trim_start_matches("0x")).unwrap();
         assert!(!tx.is_empty(), "cast mktx signed nothing");
         let mut datagram = Vec::new();
-        wire::encode_request(7, &[&tx], &mut datagram);
+        wire::encode_request(7, false, &[&tx], &mut datagram);
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let mut reply = [0u8; 2048];

@@ -98,7 +98,7 @@ fn measure(udp: &str, requests: usize) -> Vec<Duration> {
     while samples.len() < requests {
         let raw = key.transfer(31337, nonce, Address::with_last_byte(0xb0), U256::from(1)).encoded_2718();
         request.clear();
-        wire::encode_request(nonce, &[&raw], &mut request);
+        wire::encode_request(nonce, false, &[&raw], &mut request);
         let sent = Instant::now();
         socket.send_to(&request, udp).unwrap();
         let Ok((len, _)) = socket.recv_from(&mut reply) else { continue };

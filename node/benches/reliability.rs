@@ -156,7 +156,7 @@ fn unfunded_datagrams() -> Vec<Vec<u8>> {
     (0..512u64)
         .map(|i| {
             let mut datagram = Vec::new();
-            wire::encode_request(i, &[&transfer(&DevKey::from_seed(9_000_000 + i), 0)], &mut datagram);
+            wire::encode_request(i, false, &[&transfer(&DevKey::from_seed(9_000_000 + i), 0)], &mut datagram);
             datagram
         })
         .collect()
@@ -309,7 +309,7 @@ fn flood(dir: &std::path::Path, af_xdp: bool, phase_seconds: u64) {
     let datagrams: Vec<(u64, Vec<u8>)> = (0..3 * phase)
         .map(|id| {
             let mut datagram = Vec::new();
-            wire::encode_request(id, &[&transfer(&DevKey::from_seed(id), 0)], &mut datagram);
+            wire::encode_request(id, false, &[&transfer(&DevKey::from_seed(id), 0)], &mut datagram);
             (id, datagram)
         })
         .collect();
@@ -383,7 +383,7 @@ fn maximum_rate(node: &Peer, keys: &[DevKey], nonces: &mut [u64]) -> f64 {
                     (0..SOAK_TXS_PER_DATAGRAM as u64).map(|i| transfer(&keys[k], nonces[k] + i)).collect();
                 let refs: Vec<&[u8]> = txs.iter().map(Vec::as_slice).collect();
                 request.clear();
-                wire::encode_request(id, &refs, &mut request);
+                wire::encode_request(id, false, &refs, &mut request);
                 socket.send_to(&request, &to).unwrap();
                 let Ok((len, _)) = socket.recv_from(&mut reply) else { continue };
                 if let Some((_, Ok(answers))) = wire::decode_reply(&reply[..len]) {
@@ -421,7 +421,7 @@ fn soak(dir: &std::path::Path, seconds: u64) {
             nonces[k] += SOAK_TXS_PER_DATAGRAM as u64;
             let refs: Vec<&[u8]> = txs.iter().map(Vec::as_slice).collect();
             let mut datagram = Vec::new();
-            wire::encode_request(id, &refs, &mut datagram);
+            wire::encode_request(id, false, &refs, &mut datagram);
             if signed.send((id, datagram)).is_err() {
                 return;
             }

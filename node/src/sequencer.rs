@@ -55,17 +55,20 @@ const HASH_AHEAD_INTERVAL: Duration = Duration::from_millis(10);
 const SYNC_WAIT_SLICE: Duration = Duration::from_millis(20);
 
 /// A durable preconfirmation: where the transaction sits and how it ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Preconf {
     pub hash: B256,
     pub block_number: u64,
     pub index: usize,
     pub success: bool,
     pub gas_used: u64,
+    /// Its hot-key signature, proof and certificate (none without a
+    /// certified hot key).
+    pub signed: Option<PreconfRef>,
 }
 
 /// How far a submission got: admitted to the pool, or durably preconfirmed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum SubmitStatus {
     Pooled,
     Preconfirmed(Preconf),
@@ -583,6 +586,7 @@ impl Sequencer {
                             index,
                             success: executed.receipt.status.coerce_status(),
                             gas_used: executed.gas_used,
+                            signed: None,
                         })),
                     ));
                 }
@@ -633,6 +637,11 @@ impl Sequencer {
             let first_log_index = view.open.txs.last().map_or(0, |t| t.first_log_index + t.receipt.logs.len() as u64);
             let mut stored = stored_txs(included, builder.params().base_fee_per_gas, first_log_index);
             sign_preconfirmations(&mut self.delegation, shared.chain.chain_id(), number, first, &mut stored);
+            for (_, outcome) in &mut answers {
+                if let Ok(SubmitStatus::Preconfirmed(p)) = outcome {
+                    p.signed = p.index.checked_sub(first).and_then(|at| stored.get(at)?.preconf.clone());
+                }
+            }
             for (offset, tx) in stored.iter().enumerate() {
                 view.tx_index.insert(tx.hash, TxLocation { block_number: number, index: first + offset });
             }

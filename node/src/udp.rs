@@ -1,8 +1,10 @@
-//! The verify side of UDP ingress, wire format v1 (docs/wire.md): datagrams
-//! arrive from the dataplane's net tile through its ingress ring; each one's
-//! transactions are verified and submitted at once (its packet buffer goes
-//! back to the pool), and its reply, one datagram once every transaction is
-//! preconfirmed or rejected, goes back through the egress ring.
+//! The verify side of UDP ingress, wire format v1 and v2 (docs/wire.md):
+//! datagrams arrive from the dataplane's net tile through its ingress ring;
+//! each one's transactions are verified and submitted at once (its packet
+//! buffer goes back to the pool), and its reply, one datagram once every
+//! transaction is preconfirmed or rejected, goes back through the egress
+//! ring, followed, when the request asked, by a proof datagram per signed
+//! preconfirmation.
 
 use std::{
     net::IpAddr,
@@ -29,7 +31,7 @@ type Outcome = oneshot::Receiver<crate::sequencer::SubmitOutcome>;
 /// What a datagram is waiting for once its transactions are submitted.
 enum Pending {
     Refused(wire::RequestError),
-    Answering { id: u64, replies: Vec<TxReply>, waiting: Vec<(usize, B256, Outcome)> },
+    Answering { request: RequestHeader, replies: Vec<TxReply>, waiting: Vec<(usize, B256, Outcome)> },
 }
 
 /// What the source's rate limit makes of a datagram, before any signature
@@ -43,9 +45,17 @@ enum Admission {
     Drop,
 }
 
+/// What the reply needs of its request.
+#[derive(Clone, Copy)]
+struct RequestHeader {
+    version: u8,
+    id: u64,
+    signed: bool,
+}
+
 fn decode(packet: &Packet) -> Result<wire::Request<'_>, wire::RequestError> {
     if packet.truncated {
-        return Err(wire::RequestError { id: 0, code: RejectCode::Malformed });
+        return Err(wire::RequestError::MALFORMED);
     }
     wire::decode_request(packet.payload())
 }
@@ -55,15 +65,15 @@ fn decode(packet: &Packet) -> Result<wire::Request<'_>, wire::RequestError> {
 /// costs a decode and a bucket, not a verify task.
 fn admit(shared: &Shared, limiter: &mut RateLimiter, packet: &Packet, now: Instant) -> Admission {
     let decoded = decode(packet);
-    let (id, cost) = match &decoded {
-        Ok(request) => (request.id, u32::try_from(request.txs.len()).unwrap_or(u32::MAX).max(1)),
-        Err(error) => (error.id, 1),
+    let (version, id, cost) = match &decoded {
+        Ok(request) => (request.version, request.id, u32::try_from(request.txs.len()).unwrap_or(u32::MAX).max(1)),
+        Err(error) => (error.version, error.id, 1),
     };
     match limiter.check(IpAddr::V4(*packet.peer.addr.ip()), cost, now) {
         Verdict::Allow => decoded.err().map_or(Admission::Verify, Admission::Refuse),
         Verdict::Refuse => {
             shared.metrics.udp_rate_limited_datagrams.inc();
-            Admission::Refuse(wire::RequestError { id, code: RejectCode::RateLimited })
+            Admission::Refuse(wire::RequestError { version, id, code: RejectCode::RateLimited })
         }
         Verdict::Drop => {
             shared.metrics.udp_rate_limited_datagrams.inc();
@@ -103,31 +113,43 @@ fn submit(shared: &Shared, packet: &Packet) -> Pending {
             }
         }
     }
-    Pending::Answering { id: request.id, replies, waiting }
+    let request = RequestHeader { version: request.version, id: request.id, signed: request.signed };
+    Pending::Answering { request, replies, waiting }
 }
 
-/// Waits for the submitted transactions and encodes the reply.
-async fn answer(pending: Pending, timeout: Duration, out: &mut Vec<u8>) {
-    let (id, mut replies, waiting) = match pending {
-        Pending::Refused(error) => return wire::encode_refusal(error, out),
-        Pending::Answering { id, replies, waiting } => (id, replies, waiting),
+/// Waits for the submitted transactions and encodes the reply, and the
+/// signed preconfirmations when the request asked for them.
+async fn answer(pending: Pending, timeout: Duration, out: &mut Vec<u8>, proofs: &mut Vec<wire::SignedPreconf>) -> u64 {
+    let (request, mut replies, waiting) = match pending {
+        Pending::Refused(error) => {
+            wire::encode_refusal(error, out);
+            return error.id;
+        }
+        Pending::Answering { request, replies, waiting } => (request, replies, waiting),
     };
     let deadline = tokio::time::Instant::now() + timeout;
     for (slot, hash, outcome) in waiting {
         replies[slot] = match tokio::time::timeout_at(deadline, outcome).await {
-            Ok(Ok(Ok(SubmitStatus::Preconfirmed(p)))) => TxReply::Preconfirmed {
-                hash,
-                block_number: p.block_number,
-                index: u32::try_from(p.index).unwrap_or(u32::MAX),
-                success: p.success,
-                gas_used: p.gas_used,
-            },
+            Ok(Ok(Ok(SubmitStatus::Preconfirmed(p)))) => {
+                let index = u32::try_from(p.index).unwrap_or(u32::MAX);
+                if let (true, Some(at)) = (request.signed, &p.signed) {
+                    proofs.push(wire::SignedPreconf::from(&at.preconfirmation(hash, index)));
+                }
+                TxReply::Preconfirmed {
+                    hash,
+                    block_number: p.block_number,
+                    index,
+                    success: p.success,
+                    gas_used: p.gas_used,
+                }
+            }
             Ok(Ok(Err(reject))) => TxReply::Rejected { hash, code: reject.code },
             // Still waiting (a nonce gap, say) or the sequencer stopped.
             _ => TxReply::Rejected { hash, code: RejectCode::Busy },
         };
     }
-    wire::encode_reply(id, &replies, out);
+    wire::encode_reply(request.version, request.id, &replies, out);
+    request.id
 }
 
 /// How long a reply waits for a free packet buffer before it is dropped.
@@ -158,7 +180,7 @@ async fn send_reply(
         // Longer than one frame (only when a request packs many undecodable
         // transactions): the request is refused as a whole instead.
         let mut refusal = Vec::with_capacity(16);
-        wire::encode_refusal(wire::RequestError { id: 0, code: RejectCode::Malformed }, &mut refusal);
+        wire::encode_refusal(wire::RequestError::MALFORMED, &mut refusal);
         packet.fill(&refusal);
     }
     packet.peer = peer;
@@ -227,9 +249,14 @@ pub async fn serve(
                     }
                     Err(error) => Pending::Refused(error),
                 };
-                let mut out = Vec::with_capacity(64);
-                answer(pending, timeout, &mut out).await;
+                let (mut out, mut proofs) = (Vec::with_capacity(64), Vec::new());
+                let id = answer(pending, timeout, &mut out, &mut proofs).await;
                 send_reply(&shared, &pool, &egress, peer, &out).await;
+                // After the reply: the answer first, its proofs behind it.
+                for proof in &proofs {
+                    wire::encode_proof(id, proof, &mut out);
+                    send_reply(&shared, &pool, &egress, peer, &out).await;
+                }
                 drop(answering);
             });
         }

@@ -40,6 +40,19 @@ pub struct PreconfRef {
     pub position: usize,
 }
 
+impl PreconfRef {
+    /// The transaction's signed preconfirmation, with its proof.
+    pub fn preconfirmation(&self, tx_hash: B256, index: u32) -> tephra_hsm::Preconfirmation {
+        tephra_hsm::Preconfirmation {
+            tx_hash,
+            index,
+            batch: self.mini_block.batch,
+            proof: self.mini_block.tree.proof(self.position),
+            certificate: self.mini_block.certificate,
+        }
+    }
+}
+
 impl StoredTx {
     pub fn new(executed: &ExecutedTx, base_fee_per_gas: u64, first_log_index: u64) -> Self {
         let envelope = &executed.tx.envelope;

@@ -37,7 +37,7 @@ fn udp_load(address: String, key: DevKey, mut nonce: u64, per_datagram: usize, p
         let txs: Vec<Vec<u8>> = (0..per_datagram as u64).map(|i| raw_transfer(&key, nonce + i, 2)).collect();
         let refs: Vec<&[u8]> = txs.iter().map(Vec::as_slice).collect();
         request.clear();
-        wire::encode_request(id, &refs, &mut request);
+        wire::encode_request(id, false, &refs, &mut request);
         if socket.send_to(&request, &address).is_err() {
             return;
         }

@@ -103,7 +103,7 @@ fn a_full_disk_stops_preconfirming_and_recovers_when_space_returns() {
     socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let tx = hex::decode(raw_transfer(nonce).trim_start_matches("0x")).unwrap();
     let mut request = Vec::new();
-    wire::encode_request(7, &[&tx], &mut request);
+    wire::encode_request(7, false, &[&tx], &mut request);
     socket.send_to(&request, &node.udp_address).unwrap();
     let mut reply = vec![0u8; wire::DATAGRAM_SIZE_MAX_BYTES];
     let (len, _) = socket.recv_from(&mut reply).expect("a reply datagram");

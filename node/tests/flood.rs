@@ -92,7 +92,7 @@ fn honest_transactions_are_preconfirmed_through_floods_and_memory_stays_bounded(
         .map(|i| {
             let tx = transfer(&DevKey::from_seed(1_000_000 + i), 0);
             let mut datagram = Vec::new();
-            wire::encode_request(i, &[&tx], &mut datagram);
+            wire::encode_request(i, false, &[&tx], &mut datagram);
             datagram
         })
         .collect();
@@ -143,7 +143,7 @@ fn honest_transactions_are_preconfirmed_through_floods_and_memory_stays_bounded(
         let tx = transfer(&honest, nonce);
         hashes.push(keccak256(&tx));
         request.clear();
-        wire::encode_request(nonce, &[&tx], &mut request);
+        wire::encode_request(nonce, false, &[&tx], &mut request);
         let mut answered = false;
         for _ in 0..HONEST_ATTEMPTS_MAX {
             socket.send_to(&request, &node.udp_address).unwrap();

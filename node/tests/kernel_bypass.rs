@@ -108,7 +108,7 @@ fn send_transfers(pair: &VethPair) -> u64 {
                         .collect();
                     let refs: Vec<&[u8]> = txs.iter().map(Vec::as_slice).collect();
                     let mut request = Vec::new();
-                    wire::encode_request(datagram, &refs, &mut request);
+                    wire::encode_request(datagram, false, &refs, &mut request);
                     socket.send_to(&request, to).unwrap();
                     let (len, _) = socket.recv_from(&mut buffer).expect("a reply datagram");
                     let (id, answers) = wire::decode_reply(&buffer[..len]).expect("a well-formed reply");

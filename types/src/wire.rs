@@ -1,17 +1,29 @@
-//! UDP wire format, version 1 (docs/wire.md): a request datagram carries raw
-//! EIP-2718 transactions under a request id; the reply carries, per
-//! transaction, a preconfirmation or a rejection code. Big-endian throughout.
+//! UDP wire format, versions 1 and 2 (docs/wire.md): a request datagram
+//! carries raw EIP-2718 transactions under a request id; the reply carries,
+//! per transaction, a preconfirmation or a rejection code. Version 2 adds a
+//! request flag asking for signed preconfirmations: one proof datagram per
+//! preconfirmed transaction follows the reply. Big-endian throughout.
 //! Decoding checks every length against the datagram: bad input is an error,
 //! never a panic.
 
-use alloy_primitives::B256;
+use alloy_primitives::{Address, B256};
 
 use crate::{RejectCode, limits::TX_SIZE_MAX_BYTES};
 
 pub const MAGIC: [u8; 2] = *b"TP";
-pub const VERSION: u8 = 1;
+/// The newest version, which clients send; a node answers each version it
+/// speaks in that version.
+pub const VERSION: u8 = 2;
+/// The oldest version a node still answers.
+pub const VERSION_MIN: u8 = 1;
 pub const KIND_REQUEST: u8 = 1;
 pub const KIND_REPLY: u8 = 2;
+/// A signed preconfirmation of one transaction (version 2).
+pub const KIND_PROOF: u8 = 3;
+/// Request flag (version 2): send a proof datagram per preconfirmed transaction.
+pub const FLAG_SIGNED: u8 = 0x01;
+/// Merkle siblings in a proof at most: enough for 2^32 transactions in a mini-block.
+pub const PROOF_DEPTH_MAX: usize = 32;
 /// Largest UDP payload over IPv4.
 pub const DATAGRAM_SIZE_MAX_BYTES: usize = 65_507;
 /// Transactions one request may carry.
@@ -21,16 +33,55 @@ const HEADER_BYTES: usize = 14;
 /// A decoded request: its id and the raw transactions, borrowed from the datagram.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Request<'a> {
+    /// The request's version, which its reply carries.
+    pub version: u8,
     pub id: u64,
+    /// Whether the client asked for proof datagrams (`FLAG_SIGNED`).
+    pub signed: bool,
     pub txs: Vec<&'a [u8]>,
 }
 
 /// Why a request as a whole was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestError {
+    /// The version the refusal is written in: the request's, or 1 when the
+    /// node does not speak it or could not read it.
+    pub version: u8,
     /// The request id, when the header got that far.
     pub id: u64,
     pub code: RejectCode,
+}
+
+impl RequestError {
+    /// A datagram not readable as a request of any version.
+    pub const MALFORMED: Self = Self { version: VERSION_MIN, id: 0, code: RejectCode::Malformed };
+}
+
+/// A transaction's preconfirmation signed by the node's hot key, with
+/// everything a client needs to check it back to the block key: the
+/// mini-block's signed root, the transaction's Merkle proof under it and the
+/// hot key's certificate (tephra_hsm's `Preconfirmation`, flattened).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedPreconf {
+    pub tx_hash: B256,
+    pub block_number: u64,
+    /// The transaction's index in its block.
+    pub index: u32,
+    /// The mini-block: its first index in the block, its length, the root
+    /// of its transaction hashes and the hot key's signature over them.
+    pub batch_first_index: u32,
+    pub batch_count: u32,
+    pub batch_root: B256,
+    pub batch_signature: [u8; 65],
+    /// Siblings from the leaf up to the root, at most `PROOF_DEPTH_MAX`.
+    pub proof: Vec<B256>,
+    /// The block key's certificate of the hot key.
+    pub chain_id: u64,
+    pub epoch: u64,
+    pub hot_key: Address,
+    pub valid_from_block: u64,
+    pub valid_until_block: u64,
+    pub certificate_signature: [u8; 65],
 }
 
 /// The answer for one transaction.
@@ -52,15 +103,18 @@ pub enum TxReply {
 
 /// Decodes a request datagram.
 pub fn decode_request(datagram: &[u8]) -> Result<Request<'_>, RequestError> {
-    let malformed = |id| RequestError { id, code: RejectCode::Malformed };
     if datagram.len() < HEADER_BYTES || datagram[..2] != MAGIC {
-        return Err(malformed(0));
+        return Err(RequestError::MALFORMED);
     }
     let id = u64::from_be_bytes(datagram[4..12].try_into().expect("8 bytes"));
-    if datagram[2] != VERSION {
-        return Err(RequestError { id, code: RejectCode::UnsupportedWireVersion });
+    let version = datagram[2];
+    if !(VERSION_MIN..=VERSION).contains(&version) {
+        return Err(RequestError { version: VERSION_MIN, id, code: RejectCode::UnsupportedWireVersion });
     }
-    if datagram[3] != KIND_REQUEST || datagram[12] != 0 {
+    let malformed = |id| RequestError { version, id, code: RejectCode::Malformed };
+    // Version 1 has no flags; version 2 knows one.
+    let flags_known = if version == 1 { 0 } else { FLAG_SIGNED };
+    if datagram[3] != KIND_REQUEST || datagram[12] & !flags_known != 0 {
         return Err(malformed(id));
     }
     let count = usize::from(datagram[13]);
@@ -84,17 +138,18 @@ pub fn decode_request(datagram: &[u8]) -> Result<Request<'_>, RequestError> {
     if !rest.is_empty() {
         return Err(malformed(id));
     }
-    Ok(Request { id, txs })
+    Ok(Request { version, id, signed: datagram[12] & FLAG_SIGNED != 0, txs })
 }
 
-/// Encodes a request (clients and tests).
-pub fn encode_request(id: u64, txs: &[&[u8]], out: &mut Vec<u8>) {
+/// Encodes a request (clients and tests), in the newest version; `signed`
+/// asks for a proof datagram per preconfirmed transaction.
+pub fn encode_request(id: u64, signed: bool, txs: &[&[u8]], out: &mut Vec<u8>) {
     assert!(!txs.is_empty() && txs.len() <= TXS_PER_DATAGRAM_MAX, "1 to 64 transactions");
     out.clear();
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&[VERSION, KIND_REQUEST]);
     out.extend_from_slice(&id.to_be_bytes());
-    out.push(0);
+    out.push(if signed { FLAG_SIGNED } else { 0 });
     out.push(u8::try_from(txs.len()).expect("at most 64"));
     for tx in txs {
         out.extend_from_slice(&u16::try_from(tx.len()).expect("a transaction fits a datagram").to_be_bytes());
@@ -107,18 +162,22 @@ const STATUS_REFUSED: u8 = 1;
 const TAG_PRECONFIRMED: u8 = 1;
 const TAG_REJECTED: u8 = 2;
 
-fn reply_header(id: u64, status: u8, count: u8, out: &mut Vec<u8>) {
+fn header(version: u8, kind: u8, id: u64, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&[VERSION, KIND_REPLY]);
+    out.extend_from_slice(&[version, kind]);
     out.extend_from_slice(&id.to_be_bytes());
+}
+
+fn reply_header(version: u8, id: u64, status: u8, count: u8, out: &mut Vec<u8>) {
+    header(version, KIND_REPLY, id, out);
     out.push(status);
     out.push(count);
 }
 
-/// Encodes the reply to a request: one entry per transaction, in order.
-pub fn encode_reply(id: u64, replies: &[TxReply], out: &mut Vec<u8>) {
-    reply_header(id, STATUS_OK, u8::try_from(replies.len()).expect("at most 64"), out);
+/// Encodes the reply to a request of `version`: one entry per transaction, in order.
+pub fn encode_reply(version: u8, id: u64, replies: &[TxReply], out: &mut Vec<u8>) {
+    reply_header(version, id, STATUS_OK, u8::try_from(replies.len()).expect("at most 64"), out);
     for reply in replies {
         match *reply {
             TxReply::Preconfirmed { hash, block_number, index, success, gas_used } => {
@@ -140,46 +199,124 @@ pub fn encode_reply(id: u64, replies: &[TxReply], out: &mut Vec<u8>) {
 
 /// Encodes the reply to a request refused as a whole.
 pub fn encode_refusal(error: RequestError, out: &mut Vec<u8>) {
-    reply_header(error.id, STATUS_REFUSED, 0, out);
+    reply_header(error.version, error.id, STATUS_REFUSED, 0, out);
     out.extend_from_slice(&error.code.as_u16().to_be_bytes());
+}
+
+/// Encodes the proof datagram of one signed preconfirmation (version 2).
+pub fn encode_proof(id: u64, p: &SignedPreconf, out: &mut Vec<u8>) {
+    assert!(p.proof.len() <= PROOF_DEPTH_MAX, "a proof of at most {PROOF_DEPTH_MAX} siblings");
+    header(VERSION, KIND_PROOF, id, out);
+    out.extend_from_slice(p.tx_hash.as_slice());
+    out.extend_from_slice(&p.block_number.to_be_bytes());
+    out.extend_from_slice(&p.index.to_be_bytes());
+    out.extend_from_slice(&p.batch_first_index.to_be_bytes());
+    out.extend_from_slice(&p.batch_count.to_be_bytes());
+    out.extend_from_slice(p.batch_root.as_slice());
+    out.extend_from_slice(&p.batch_signature);
+    out.extend_from_slice(&p.chain_id.to_be_bytes());
+    out.extend_from_slice(&p.epoch.to_be_bytes());
+    out.extend_from_slice(p.hot_key.as_slice());
+    out.extend_from_slice(&p.valid_from_block.to_be_bytes());
+    out.extend_from_slice(&p.valid_until_block.to_be_bytes());
+    out.extend_from_slice(&p.certificate_signature);
+    out.push(u8::try_from(p.proof.len()).expect("at most PROOF_DEPTH_MAX"));
+    for sibling in &p.proof {
+        out.extend_from_slice(sibling.as_slice());
+    }
+}
+
+/// Reads a datagram field by field; every read checks the length.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = tail;
+        Some(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.array().map(u32::from_be_bytes)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.array().map(u64::from_be_bytes)
+    }
+
+    fn b256(&mut self) -> Option<B256> {
+        self.array().map(B256::from)
+    }
+}
+
+/// The request id of a datagram of `kind` in a version this side reads.
+fn read_header(datagram: &[u8], kind: u8) -> Option<u64> {
+    let known = datagram.get(..2)? == MAGIC && (VERSION_MIN..=VERSION).contains(datagram.get(2)?);
+    let id = u64::from_be_bytes(datagram.get(4..12)?.try_into().ok()?);
+    (known && datagram[3] == kind).then_some(id)
+}
+
+/// A decoded proof datagram (clients and tests): the request id and the
+/// signed preconfirmation. None for anything else.
+pub fn decode_proof(datagram: &[u8]) -> Option<(u64, SignedPreconf)> {
+    let id = read_header(datagram, KIND_PROOF)?;
+    let mut fields = Fields(datagram.get(12..)?);
+    let mut p = SignedPreconf {
+        tx_hash: fields.b256()?,
+        block_number: fields.u64()?,
+        index: fields.u32()?,
+        batch_first_index: fields.u32()?,
+        batch_count: fields.u32()?,
+        batch_root: fields.b256()?,
+        batch_signature: fields.array()?,
+        chain_id: fields.u64()?,
+        epoch: fields.u64()?,
+        hot_key: Address::from(fields.array::<20>()?),
+        valid_from_block: fields.u64()?,
+        valid_until_block: fields.u64()?,
+        certificate_signature: fields.array()?,
+        proof: Vec::new(),
+    };
+    let depth = usize::from(fields.take(1)?[0]);
+    if depth > PROOF_DEPTH_MAX {
+        return None;
+    }
+    p.proof = (0..depth).map(|_| fields.b256()).collect::<Option<_>>()?;
+    fields.0.is_empty().then_some((id, p))
 }
 
 /// A decoded reply (clients and tests): per-transaction answers, or the
 /// code that refused the whole request.
 pub fn decode_reply(datagram: &[u8]) -> Option<(u64, Result<Vec<TxReply>, RejectCode>)> {
-    if datagram.len() < HEADER_BYTES || datagram[..2] != MAGIC || datagram[2] != VERSION || datagram[3] != KIND_REPLY {
-        return None;
-    }
-    let id = u64::from_be_bytes(datagram[4..12].try_into().ok()?);
-    let mut rest = &datagram[HEADER_BYTES..];
-    let mut take = |n: usize| -> Option<&[u8]> {
-        let (head, tail) = (rest.get(..n)?, rest.get(n..)?);
-        rest = tail;
-        Some(head)
-    };
+    let id = read_header(datagram, KIND_REPLY)?;
+    let mut fields = Fields(datagram.get(HEADER_BYTES..)?);
     if datagram[12] == STATUS_REFUSED {
-        let code = RejectCode::from_u16(u16::from_be_bytes(take(2)?.try_into().ok()?))?;
-        return Some((id, Err(code)));
+        let code = RejectCode::from_u16(u16::from_be_bytes(fields.array()?))?;
+        return fields.0.is_empty().then_some((id, Err(code)));
     }
     let mut replies = Vec::new();
     for _ in 0..datagram[13] {
-        let tag = take(1)?[0];
-        let hash = B256::from_slice(take(32)?);
+        let tag = fields.take(1)?[0];
+        let hash = fields.b256()?;
         replies.push(match tag {
             TAG_PRECONFIRMED => TxReply::Preconfirmed {
                 hash,
-                block_number: u64::from_be_bytes(take(8)?.try_into().ok()?),
-                index: u32::from_be_bytes(take(4)?.try_into().ok()?),
-                success: take(1)?[0] == 1,
-                gas_used: u64::from_be_bytes(take(8)?.try_into().ok()?),
+                block_number: fields.u64()?,
+                index: fields.u32()?,
+                success: fields.take(1)?[0] == 1,
+                gas_used: fields.u64()?,
             },
             TAG_REJECTED => {
-                TxReply::Rejected { hash, code: RejectCode::from_u16(u16::from_be_bytes(take(2)?.try_into().ok()?))? }
+                TxReply::Rejected { hash, code: RejectCode::from_u16(u16::from_be_bytes(fields.array()?))? }
             }
             _ => return None,
         });
     }
-    rest.is_empty().then_some((id, Ok(replies)))
+    fields.0.is_empty().then_some((id, Ok(replies)))
 }
 
 #[cfg(test)]
@@ -188,12 +325,33 @@ mod tests {
 
     use super::*;
 
+    fn signed_preconf(depth: usize) -> SignedPreconf {
+        SignedPreconf {
+            tx_hash: B256::repeat_byte(1),
+            block_number: 9,
+            index: 3,
+            batch_first_index: 2,
+            batch_count: 5,
+            batch_root: B256::repeat_byte(2),
+            batch_signature: [3; 65],
+            proof: (0..depth).map(|i| B256::repeat_byte(u8::try_from(i).unwrap())).collect(),
+            chain_id: 31_337,
+            epoch: 4,
+            hot_key: Address::repeat_byte(5),
+            valid_from_block: 8,
+            valid_until_block: 16,
+            certificate_signature: [6; 65],
+        }
+    }
+
     #[test]
     fn requests_and_replies_round_trip() {
         let txs: [&[u8]; 2] = [&[0x02, 0xc0], &[0xf8, 0x01, 0x02]];
         let mut buf = Vec::new();
-        encode_request(7, &txs, &mut buf);
-        assert_eq!(decode_request(&buf).unwrap(), Request { id: 7, txs: txs.to_vec() });
+        encode_request(7, false, &txs, &mut buf);
+        assert_eq!(decode_request(&buf).unwrap(), Request { version: 2, id: 7, signed: false, txs: txs.to_vec() });
+        encode_request(7, true, &txs, &mut buf);
+        assert!(decode_request(&buf).unwrap().signed);
         let replies = [
             TxReply::Preconfirmed {
                 hash: B256::repeat_byte(1),
@@ -204,27 +362,53 @@ mod tests {
             },
             TxReply::Rejected { hash: B256::ZERO, code: RejectCode::Malformed },
         ];
-        encode_reply(7, &replies, &mut buf);
-        assert_eq!(decode_reply(&buf), Some((7, Ok(replies.to_vec()))));
-        encode_refusal(RequestError { id: 7, code: RejectCode::UnsupportedWireVersion }, &mut buf);
+        for version in [1, 2] {
+            encode_reply(version, 7, &replies, &mut buf);
+            assert_eq!(buf[2], version);
+            assert_eq!(decode_reply(&buf), Some((7, Ok(replies.to_vec()))));
+        }
+        let refusal = RequestError { version: 1, id: 7, code: RejectCode::UnsupportedWireVersion };
+        encode_refusal(refusal, &mut buf);
         assert_eq!(decode_reply(&buf), Some((7, Err(RejectCode::UnsupportedWireVersion))));
+        for depth in [0, 1, 8, PROOF_DEPTH_MAX] {
+            let p = signed_preconf(depth);
+            encode_proof(7, &p, &mut buf);
+            assert_eq!(buf.len(), 279 + 32 * depth, "the layout of docs/wire.md");
+            assert_eq!(decode_proof(&buf), Some((7, p)));
+            assert_eq!(decode_reply(&buf), None, "a proof is not a reply");
+            assert_eq!(decode_proof(&buf[..buf.len() - 1]), None);
+        }
+    }
+
+    #[test]
+    fn version_1_requests_are_still_read() {
+        let mut buf = Vec::new();
+        encode_request(5, false, &[&[1, 2, 3]], &mut buf);
+        buf[2] = 1;
+        assert_eq!(decode_request(&buf).unwrap(), Request { version: 1, id: 5, signed: false, txs: vec![&[1, 2, 3]] });
+        // Version 1 has no flags.
+        buf[12] = FLAG_SIGNED;
+        assert_eq!(decode_request(&buf), Err(RequestError { version: 1, id: 5, code: RejectCode::Malformed }));
     }
 
     #[test]
     fn bad_requests_get_a_code() {
         let mut buf = Vec::new();
-        encode_request(5, &[&[1, 2, 3]], &mut buf);
+        encode_request(5, false, &[&[1, 2, 3]], &mut buf);
         let mut other_version = buf.clone();
-        other_version[2] = 2;
+        other_version[2] = 3;
         assert_eq!(
             decode_request(&other_version),
-            Err(RequestError { id: 5, code: RejectCode::UnsupportedWireVersion })
+            Err(RequestError { version: 1, id: 5, code: RejectCode::UnsupportedWireVersion })
         );
+        let mut unknown_flag = buf.clone();
+        unknown_flag[12] = 0x02;
+        assert_eq!(decode_request(&unknown_flag), Err(RequestError { version: 2, id: 5, code: RejectCode::Malformed }));
         let mut trailing = buf.clone();
         trailing.push(0);
         assert_eq!(decode_request(&trailing).unwrap_err().code, RejectCode::Malformed);
         assert_eq!(decode_request(&buf[..buf.len() - 1]).unwrap_err().code, RejectCode::Malformed);
-        assert_eq!(decode_request(b"XX").unwrap_err(), RequestError { id: 0, code: RejectCode::Malformed });
+        assert_eq!(decode_request(b"XX").unwrap_err(), RequestError::MALFORMED);
     }
 
     proptest! {
@@ -232,15 +416,25 @@ mod tests {
         fn arbitrary_datagrams_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let _ = decode_request(&bytes);
             let _ = decode_reply(&bytes);
+            let _ = decode_proof(&bytes);
         }
 
         #[test]
         fn mutated_requests_never_panic(index in 0usize..64, byte in any::<u8>()) {
             let mut buf = Vec::new();
-            encode_request(1, &[&[1; 20], &[2; 30]], &mut buf);
+            encode_request(1, true, &[&[1; 20], &[2; 30]], &mut buf);
             let i = index % buf.len();
             buf[i] = byte;
             let _ = decode_request(&buf);
+        }
+
+        #[test]
+        fn mutated_proofs_never_panic(index in 0usize..600, byte in any::<u8>(), depth in 0usize..=8) {
+            let mut buf = Vec::new();
+            encode_proof(1, &signed_preconf(depth), &mut buf);
+            let i = index % buf.len();
+            buf[i] = byte;
+            let _ = decode_proof(&buf);
         }
     }
 }
