@@ -160,9 +160,9 @@ impl SigningPipeline {
         if let Some((number, since)) = self.outstanding.front()
             && since.elapsed() > self.timeout
         {
+            // No elapsed time in the reason: it is logged and published when it changes.
             return SignerHealth::Failed(format!(
-                "block {number} unsigned for {} ms (signer timeout {} ms)",
-                since.elapsed().as_millis(),
+                "block {number} unsigned past the signer timeout of {} ms",
                 self.timeout.as_millis()
             ));
         }
@@ -180,8 +180,8 @@ mod tests {
     use super::*;
     use crate::{FileSigner, SignError};
 
-    /// An HSM that can be unplugged: no real device can be made to fail on
-    /// demand here.
+    /// An HSM that can be unplugged at an exact moment (the node's
+    /// signer_fault test fails a real PKCS#11 token, end to end).
     struct Unpluggable {
         key: FileSigner,
         plugged: AtomicBool,

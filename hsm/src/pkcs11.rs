@@ -28,11 +28,20 @@ pub struct Pkcs11Config {
 }
 
 pub struct Pkcs11Signer {
-    // The session is not Sync: one signature at a time.
-    session: Mutex<Session>,
-    key: ObjectHandle,
+    config: Pkcs11Config,
+    context: Pkcs11,
+    /// The logged-in session and the key's handle, one signature at a time
+    /// (a session is not Sync). Dropped after a failed signature, so that the
+    /// next one logs in and finds the key again: a token that was reset, or
+    /// whose store failed, keeps failing on the handles it gave before.
+    keyed: Mutex<Option<KeyedSession>>,
+    /// The key this signer was opened with; a key found again must be it.
     public_key: PublicKey,
-    _context: Pkcs11,
+}
+
+struct KeyedSession {
+    session: Session,
+    key: ObjectHandle,
 }
 
 impl core::fmt::Debug for Pkcs11Signer {
@@ -48,14 +57,23 @@ fn device(context: &str) -> impl FnOnce(cryptoki::error::Error) -> SignError + '
 /// DER of the secp256k1 curve's OID (1.3.132.0.10), as CKA_EC_PARAMS.
 const SECP256K1_EC_PARAMS: [u8; 7] = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a];
 
-/// A logged-in session on the configured token.
-fn login(config: &Pkcs11Config, read_write: bool) -> Result<(Pkcs11, Session), SignError> {
+/// The module, loaded and initialised.
+fn load(config: &Pkcs11Config) -> Result<Pkcs11, SignError> {
     let context = Pkcs11::new(&config.module).map_err(device("loading the PKCS#11 module"))?;
+    initialize(&context)?;
+    Ok(context)
+}
+
+fn initialize(context: &Pkcs11) -> Result<(), SignError> {
     match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
         // Another signer in this process initialised the module already.
-        Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) => {}
-        Err(error) => return Err(device("initialising the module")(error)),
+        Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
+        Err(error) => Err(device("initialising the module")(error)),
     }
+}
+
+/// A logged-in session on the configured token.
+fn login(context: &Pkcs11, config: &Pkcs11Config, read_write: bool) -> Result<Session, SignError> {
     let slot = context
         .get_slots_with_token()
         .map_err(device("listing slots"))?
@@ -70,7 +88,30 @@ fn login(config: &Pkcs11Config, read_write: bool) -> Result<(Pkcs11, Session), S
         Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
         Err(error) => return Err(device("logging in")(error)),
     }
-    Ok((context, session))
+    Ok(session)
+}
+
+/// The private key labelled `key_label` and its public key.
+fn find_key(config: &Pkcs11Config, session: &Session) -> Result<(ObjectHandle, PublicKey), SignError> {
+    let find = |class| {
+        session
+            .find_objects(&[Attribute::Class(class), Attribute::Label(config.key_label.as_bytes().to_vec())])
+            .map_err(device("finding the key"))?
+            .first()
+            .copied()
+            .ok_or_else(|| SignError::Key(format!("no key labelled {:?} on the token", config.key_label)))
+    };
+    let key = find(ObjectClass::PRIVATE_KEY)?;
+    let public = find(ObjectClass::PUBLIC_KEY)?;
+    let attributes =
+        session.get_attributes(public, &[AttributeType::EcPoint]).map_err(device("reading the public key"))?;
+    let Some(Attribute::EcPoint(der)) = attributes.into_iter().next() else {
+        return Err(SignError::Key("the public key has no EC point".into()));
+    };
+    // CKA_EC_POINT is a DER OCTET STRING around the uncompressed point.
+    let point = der.get(der.len().saturating_sub(65)..).unwrap_or_default();
+    let public_key = PublicKey::from_slice(point).map_err(|e| SignError::Key(format!("EC point: {e}")))?;
+    Ok((key, public_key))
 }
 
 impl Pkcs11Signer {
@@ -78,7 +119,7 @@ impl Pkcs11Signer {
     /// private key is sensitive and never leaves it.
     pub fn generate(config: &Pkcs11Config) -> Result<Self, SignError> {
         {
-            let (_context, session) = login(config, true)?;
+            let session = login(&load(config)?, config, true)?;
             let label = Attribute::Label(config.key_label.as_bytes().to_vec());
             let public = [
                 Attribute::Token(true),
@@ -100,26 +141,28 @@ impl Pkcs11Signer {
     }
 
     pub fn open(config: &Pkcs11Config) -> Result<Self, SignError> {
-        let (context, session) = login(config, false)?;
-        let find = |class| {
-            session
-                .find_objects(&[Attribute::Class(class), Attribute::Label(config.key_label.as_bytes().to_vec())])
-                .map_err(device("finding the key"))?
-                .first()
-                .copied()
-                .ok_or_else(|| SignError::Key(format!("no key labelled {:?} on the token", config.key_label)))
-        };
-        let key = find(ObjectClass::PRIVATE_KEY)?;
-        let public = find(ObjectClass::PUBLIC_KEY)?;
-        let attributes =
-            session.get_attributes(public, &[AttributeType::EcPoint]).map_err(device("reading the public key"))?;
-        let Some(Attribute::EcPoint(der)) = attributes.into_iter().next() else {
-            return Err(SignError::Key("the public key has no EC point".into()));
-        };
-        // CKA_EC_POINT is a DER OCTET STRING around the uncompressed point.
-        let point = der.get(der.len().saturating_sub(65)..).unwrap_or_default();
-        let public_key = PublicKey::from_slice(point).map_err(|e| SignError::Key(format!("EC point: {e}")))?;
-        Ok(Self { session: Mutex::new(session), key, public_key, _context: context })
+        let context = load(config)?;
+        let session = login(&context, config, false)?;
+        let (key, public_key) = find_key(config, &session)?;
+        Ok(Self { config: config.clone(), context, keyed: Mutex::new(Some(KeyedSession { session, key })), public_key })
+    }
+
+    /// Starts the module over, logs in again and finds the key: it must be
+    /// the one opened. A module may not see a token it once failed to read
+    /// until it is initialised anew (SoftHSM2 keeps such a token invalid),
+    /// so the module is finalised first; this signer holds its only session.
+    fn reopen(&self) -> Result<KeyedSession, SignError> {
+        let _ = self.context.clone().finalize();
+        initialize(&self.context)?;
+        let session = login(&self.context, &self.config, false)?;
+        let (key, public_key) = find_key(&self.config, &session)?;
+        if public_key != self.public_key {
+            return Err(SignError::Key(format!(
+                "the token's key labelled {:?} is no longer the key this signer opened",
+                self.config.key_label
+            )));
+        }
+        Ok(KeyedSession { session, key })
     }
 }
 
@@ -130,12 +173,14 @@ impl Signer for Pkcs11Signer {
 
     fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
         let hash = payload.signing_hash();
-        let raw = self
-            .session
-            .lock()
-            .expect("session lock")
-            .sign(&Mechanism::Ecdsa, self.key, hash.as_slice())
-            .map_err(device("signing"))?;
+        let mut keyed = self.keyed.lock().expect("session lock");
+        let current = match keyed.take() {
+            Some(current) => current,
+            None => self.reopen()?,
+        };
+        let raw = current.session.sign(&Mechanism::Ecdsa, current.key, hash.as_slice()).map_err(device("signing"))?;
+        // Kept only after a signature: a failed one leaves none, to reopen.
+        *keyed = Some(current);
         let compact: [u8; 64] =
             raw.try_into().map_err(|raw: Vec<u8>| SignError::Device(format!("a {}-byte signature", raw.len())))?;
         ethereum_signature(hash, &compact, self.address())

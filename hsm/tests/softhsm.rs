@@ -91,6 +91,21 @@ fn softhsm2_signs_sealed_blocks_with_low_s_recoverable_signatures() {
             Payload::SealedBlock { chain_id: 10, number: 1, block_hash: B256::repeat_byte(1), leader_epoch: 0 };
         let signature = generated.sign(&payload).unwrap();
         assert_eq!(recover(&signature, payload.signing_hash()), Some(generated.address()));
+        // The key replaced behind the signer's back (deleted, and another
+        // made under its label): the old handle fails, and the signer, which
+        // logs in and finds its key again after a failure, refuses the
+        // stranger rather than sign with it.
+        let tool = |args: &[&str]| {
+            run(Command::new("pkcs11-tool")
+                .args(["--module", MODULE, "--token-label", "tephra", "--login", "--pin", "1234"])
+                .args(args));
+        };
+        tool(&["--delete-object", "--type", "privkey", "--label", "block"]);
+        tool(&["--delete-object", "--type", "pubkey", "--label", "block"]);
+        tool(&["--keypairgen", "--key-type", "EC:secp256k1", "--label", "block"]);
+        assert!(signer.sign(&payload).is_err(), "the deleted key's handle signs nothing");
+        let refused = signer.sign(&payload).unwrap_err().to_string();
+        assert!(refused.contains("no longer the key this signer opened"), "{refused}");
         return;
     }
     if !Path::new(MODULE).exists() {

@@ -4,20 +4,10 @@
 
 mod common;
 
-use std::{path::Path, process::Command};
+use std::process::Command;
 
 use common::TephraNode;
 use serde_json::json;
-
-fn verify_block(node: &TephraNode, block: &str) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_tephra"))
-        .args(["verify-block", "--rpc", &node.rpc_url, "--block", block])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(output.status.success(), "verify-block {block}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
-    stdout
-}
 
 #[test]
 fn file_key_blocks_verify_and_every_signature_is_audited() {
@@ -26,8 +16,8 @@ fn file_key_blocks_verify_and_every_signature_is_audited() {
     let signer = node.rpc("tephra_blockSigner", json!([])).as_str().unwrap().to_lowercase();
     let pubkey = node.tephra(&["hsm", "pubkey"]).unwrap().to_lowercase();
     assert!(pubkey.contains(&signer), "{pubkey} names {signer}");
-    assert!(verify_block(&node, "3").contains("verified"));
-    assert!(verify_block(&node, "finalized").contains("verified"));
+    assert!(node.verify_block("3").contains("verified"));
+    assert!(node.verify_block("finalized").contains("verified"));
     // One process per data dir: a live node's log is not replayed under it.
     assert!(node.tephra(&["log", "verify"]).unwrap_err().contains("in use"));
     node.stop();
@@ -42,33 +32,10 @@ fn file_key_blocks_verify_and_every_signature_is_audited() {
 
 #[test]
 fn a_node_signs_with_a_softhsm2_key_it_generated() {
-    const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-    if !Path::new(MODULE).exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI must have SoftHSM2; scripts/test.sh installs it");
-        eprintln!("skipped: {MODULE} is missing (apt install softhsm2, or run scripts/test.sh)");
-        return;
-    }
     let dir = std::env::temp_dir().join(format!("tephra-node-softhsm-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("tokens")).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!("directories.tokendir = {}\nobjectstore.backend = file\n", dir.join("tokens").display()),
-    )
-    .unwrap();
-    std::fs::write(dir.join("pin"), "4321\n").unwrap();
-    let init = Command::new("softhsm2-util")
-        .env("SOFTHSM2_CONF", &conf)
-        .args(["--init-token", "--free", "--label", "tephra", "--pin", "4321", "--so-pin", "8765"])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
-    let extra = format!(
-        "[block]\nblock_time_ms = 100\n[signer]\nkind = \"pkcs11\"\npkcs11_module = \"{MODULE}\"\npkcs11_token_label = \"tephra\"\npkcs11_pin_file = \"{}\"\npkcs11_key_label = \"block\"\n",
-        dir.join("pin").display()
-    );
-    let conf_text = conf.to_str().unwrap().to_string();
+    let Some((signer, conf_text)) = common::softhsm2_token(&dir, &dir.join("tokens")) else { return };
+    let extra = format!("[block]\nblock_time_ms = 100\n{signer}");
     let env = [("SOFTHSM2_CONF", conf_text.as_str())];
     let mut node = TephraNode::configure("softhsm-node", &extra, &env);
     let generated = node.tephra(&["hsm", "keygen"]).unwrap();
@@ -76,7 +43,7 @@ fn a_node_signs_with_a_softhsm2_key_it_generated() {
     node.wait_for_signed_block(2);
     let signer = node.rpc("tephra_blockSigner", json!([])).as_str().unwrap().to_lowercase();
     assert!(generated.to_lowercase().contains(&signer), "{generated} is the key the node signs with ({signer})");
-    assert!(verify_block(&node, "finalized").contains("verified"));
+    assert!(node.verify_block("finalized").contains("verified"));
     drop(node);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -9,12 +9,12 @@ use std::{
     net::UdpSocket,
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, U256, hex};
-use common::{TephraNode, quantity};
+use common::{TephraNode, quantity, wait_until};
 use serde_json::json;
 use tephra_exec::dev::DevKey;
 use tephra_types::{
@@ -51,20 +51,6 @@ fn raw_transfer(nonce: u64) -> String {
     format!("0x{}", hex::encode(tx.encoded_2718()))
 }
 
-fn ready(node: &TephraNode) -> (u16, String) {
-    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-    let mut response = agent.get(format!("{}/ready", node.metrics_url)).call().unwrap();
-    (response.status().as_u16(), response.body_mut().read_to_string().unwrap())
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within 20 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_full_disk_stops_preconfirming_and_recovers_when_space_returns() {
     let mut node = TephraNode::configure(
@@ -91,7 +77,7 @@ fn a_full_disk_stops_preconfirming_and_recovers_when_space_returns() {
     let filler = data.join("filler");
     std::fs::write(&filler, vec![0xaa; usize::try_from(free - RESERVE_BYTES / 2).unwrap()]).unwrap();
     wait_until("/ready reports the full disk", || {
-        let (status, body) = ready(&node);
+        let (status, body) = node.ready();
         status == 503 && body.contains("batch log disk full")
     });
 
@@ -117,7 +103,7 @@ fn a_full_disk_stops_preconfirming_and_recovers_when_space_returns() {
 
     // Space returns: the node is ready again by itself and goes on.
     std::fs::remove_file(&filler).unwrap();
-    wait_until("ready again", || ready(&node).0 == 200);
+    wait_until("ready again", || node.ready().0 == 200);
     for _ in 0..5 {
         let receipt = node.rpc("eth_sendRawTransactionSync", json!([raw_transfer(nonce)]));
         promised.push((receipt["transactionHash"].clone(), receipt["blockNumber"].clone()));

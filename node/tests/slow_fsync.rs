@@ -1,21 +1,16 @@
-//! A slow disk: the data dir is a FUSE file system (node/tests/slow_fsync/
-//! slowfs.py, passthrough) whose every fsync takes 50 ms longer. The node
+//! A slow disk: the data dir is a FUSE file system (node/tests/common/
+//! faultfs.py, passthrough) whose every fsync takes 50 ms longer. The node
 //! keeps preconfirming, one group commit covering many transactions, and
 //! what it preconfirmed survives kill -9. Needs root, /dev/fuse and Debian's
 //! python3-fusepy (scripts/deps.sh); skipped with a message otherwise.
 
 mod common;
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::sync::{Arc, Mutex};
 
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, U256, hex};
-use common::{TephraNode, quantity};
+use common::{FuseDisk, TephraNode, quantity};
 use serde_json::json;
 use tephra_exec::dev::DevKey;
 
@@ -23,56 +18,10 @@ const FSYNC_DELAY_MS: u64 = 50;
 const SENDERS: usize = 8;
 const TXS_PER_SENDER: u64 = 40;
 
-/// The slow file system, mounted while this lives.
-struct SlowDisk {
-    process: Child,
-    mountpoint: PathBuf,
-}
-
-impl SlowDisk {
-    fn mount(backing: &Path, mountpoint: &Path) -> Result<Self, String> {
-        if !Path::new("/dev/fuse").exists() {
-            return Err("no /dev/fuse".into());
-        }
-        let fusepy = Command::new("/usr/bin/python3").args(["-c", "import fusepy"]).status();
-        if !fusepy.is_ok_and(|s| s.success()) {
-            return Err("no python3-fusepy (scripts/deps.sh installs it)".into());
-        }
-        std::fs::create_dir_all(backing).unwrap();
-        std::fs::create_dir_all(mountpoint).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slow_fsync/slowfs.py");
-        let process = Command::new("/usr/bin/python3")
-            .arg(script)
-            .arg(backing)
-            .arg(mountpoint)
-            .arg(FSYNC_DELAY_MS.to_string())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let disk = Self { process, mountpoint: mountpoint.to_path_buf() };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string("/proc/mounts").unwrap().contains(&format!(" {} fuse", mountpoint.display())) {
-            if Instant::now() > deadline {
-                return Err("the FUSE mount did not appear (not root?)".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(disk)
-    }
-}
-
-impl Drop for SlowDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.mountpoint).status();
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
 #[test]
 fn a_slow_fsync_slows_preconfirmations_but_loses_nothing() {
     let mut node = TephraNode::configure("slow-fsync", "[block]\nblock_time_ms = 100\n", &[]);
-    let disk = match SlowDisk::mount(&node.dir.join("backing"), &node.dir.join("data")) {
+    let disk = match FuseDisk::mount(&node.dir.join("backing"), &node.dir.join("data"), FSYNC_DELAY_MS, None) {
         Ok(disk) => disk,
         Err(reason) => {
             eprintln!("skipped: the slow-disk test needs a FUSE mount: {reason}");

@@ -205,6 +205,13 @@ impl TephraNode {
         status_for_announced_body(&self.rpc_url, length)
     }
 
+    /// /ready's status code and body.
+    pub fn ready(&self) -> (u16, String) {
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        let mut response = agent.get(format!("{}/ready", self.metrics_url)).call().unwrap();
+        (response.status().as_u16(), response.body_mut().read_to_string().unwrap())
+    }
+
     pub fn metrics(&self) -> String {
         self.agent.get(format!("{}/metrics", self.metrics_url)).call().unwrap().body_mut().read_to_string().unwrap()
     }
@@ -229,6 +236,18 @@ impl TephraNode {
         } else {
             Err(format!("{stdout}{}", String::from_utf8_lossy(&output.stderr)))
         }
+    }
+
+    /// `tephra verify-block` of `block` against this node: its output, which
+    /// must say it verified.
+    pub fn verify_block(&self, block: &str) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_tephra"))
+            .args(["verify-block", "--rpc", &self.rpc_url, "--block", block])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(output.status.success(), "verify-block {block}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+        stdout
     }
 
     /// Waits until the newest signed block is at least `number`.
@@ -386,4 +405,97 @@ pub fn lost_promises(node: &TephraNode, promised: &HashMap<B256, (u64, u64)>) ->
         }
     }
     lost
+}
+
+/// A FUSE passthrough file system (tests/common/faultfs.py) mounted while
+/// this lives: every fsync takes `fsync_delay_ms` longer, and writing
+/// "hang" or "fail" to `control` makes its file operations wait or fail
+/// until the file says otherwise. Needs root, /dev/fuse and Debian's
+/// python3-fusepy (scripts/deps.sh): the error says which is missing.
+pub struct FuseDisk {
+    process: Child,
+    mountpoint: PathBuf,
+}
+
+impl FuseDisk {
+    pub fn mount(
+        backing: &Path,
+        mountpoint: &Path,
+        fsync_delay_ms: u64,
+        control: Option<&Path>,
+    ) -> Result<Self, String> {
+        if !Path::new("/dev/fuse").exists() {
+            return Err("no /dev/fuse".into());
+        }
+        let fusepy = Command::new("/usr/bin/python3").args(["-c", "import fusepy"]).status();
+        if !fusepy.is_ok_and(|s| s.success()) {
+            return Err("no python3-fusepy (scripts/deps.sh installs it)".into());
+        }
+        std::fs::create_dir_all(backing).unwrap();
+        std::fs::create_dir_all(mountpoint).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/faultfs.py");
+        let mut command = Command::new("/usr/bin/python3");
+        command.arg(script).arg(backing).arg(mountpoint).arg(fsync_delay_ms.to_string());
+        if let Some(control) = control {
+            command.arg(control);
+        }
+        let process = command.stderr(Stdio::null()).spawn().map_err(|e| e.to_string())?;
+        let disk = Self { process, mountpoint: mountpoint.to_path_buf() };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string("/proc/mounts").unwrap().contains(&format!(" {} fuse", mountpoint.display())) {
+            if Instant::now() > deadline {
+                return Err("the FUSE mount did not appear (not root?)".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(disk)
+    }
+}
+
+impl Drop for FuseDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mountpoint).status();
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Polls `done` every 20 ms, for at most 20 s.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The SoftHSM2 PKCS#11 module (Debian's softhsm2).
+pub const SOFTHSM2_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// A SoftHSM2 token labelled "tephra" (user PIN in `dir`/pin) whose store is
+/// `token_dir`: the node config's [signer] slice for its key "block", and the
+/// SOFTHSM2_CONF the node and the tools need. None, with a message, where
+/// the module is missing (never in CI: scripts/test.sh installs it).
+pub fn softhsm2_token(dir: &Path, token_dir: &Path) -> Option<(String, String)> {
+    if !Path::new(SOFTHSM2_MODULE).exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI must have SoftHSM2; scripts/test.sh installs it");
+        eprintln!("skipped: {SOFTHSM2_MODULE} is missing (apt install softhsm2, or run scripts/test.sh)");
+        return None;
+    }
+    std::fs::create_dir_all(token_dir).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\n", token_dir.display()))
+        .unwrap();
+    std::fs::write(dir.join("pin"), "4321\n").unwrap();
+    let init = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &conf)
+        .args(["--init-token", "--free", "--label", "tephra", "--pin", "4321", "--so-pin", "8765"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let signer = format!(
+        "[signer]\nkind = \"pkcs11\"\npkcs11_module = \"{SOFTHSM2_MODULE}\"\npkcs11_token_label = \"tephra\"\npkcs11_pin_file = \"{}\"\npkcs11_key_label = \"block\"\n",
+        dir.join("pin").display()
+    );
+    Some((signer, conf.to_str().unwrap().to_string()))
 }

@@ -1,7 +1,10 @@
-"""A passthrough FUSE file system whose fsync and fdatasync take DELAY_MS
-longer: a real slow disk for node/tests/slow_fsync.rs.
+"""A passthrough FUSE file system for the end-to-end tests' disk faults:
+every fsync and fdatasync takes DELAY_MS longer (node/tests/slow_fsync.rs),
+and while the file CONTROL holds "hang" every open, read, write and sync
+waits until it no longer does, and while it holds "fail" they fail with EIO
+(node/tests/signer_fault.rs puts an HSM's token store here).
 
-usage: slowfs.py BACKING_DIR MOUNTPOINT DELAY_MS
+usage: faultfs.py BACKING_DIR MOUNTPOINT DELAY_MS [CONTROL]
 """
 
 import errno
@@ -12,10 +15,26 @@ import time
 from fusepy import FUSE, FuseOSError, Operations
 
 
-class SlowSync(Operations):
-    def __init__(self, root, delay_s):
+class FaultFs(Operations):
+    def __init__(self, root, delay_s, control):
         self.root = root
         self.delay_s = delay_s
+        self.control = control
+
+    def _mode(self):
+        if self.control is None:
+            return ""
+        try:
+            with open(self.control) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return ""
+
+    def _fault(self):
+        while self._mode() == "hang":
+            time.sleep(0.01)
+        if self._mode() == "fail":
+            raise FuseOSError(errno.EIO)
 
     def _full(self, path):
         return os.path.join(self.root, path.lstrip("/"))
@@ -60,15 +79,19 @@ class SlowSync(Operations):
         return {key: getattr(st, key) for key in keys}
 
     def open(self, path, flags):
+        self._fault()
         return os.open(self._full(path), flags)
 
     def create(self, path, mode, fi=None):
+        self._fault()
         return os.open(self._full(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
 
     def read(self, path, size, offset, fh):
+        self._fault()
         return os.pread(fh, size, offset)
 
     def write(self, path, data, offset, fh):
+        self._fault()
         return os.pwrite(fh, data, offset)
 
     def flush(self, path, fh):
@@ -78,6 +101,7 @@ class SlowSync(Operations):
         os.close(fh)
 
     def fsync(self, path, datasync, fh):
+        self._fault()
         time.sleep(self.delay_s)
         if datasync:
             os.fdatasync(fh)
@@ -91,4 +115,5 @@ class SlowSync(Operations):
 
 if __name__ == "__main__":
     backing, mountpoint, delay_ms = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    FUSE(SlowSync(backing, delay_ms / 1000.0), mountpoint, foreground=True, nothreads=False, allow_other=True)
+    control = sys.argv[4] if len(sys.argv) > 4 else None
+    FUSE(FaultFs(backing, delay_ms / 1000.0, control), mountpoint, foreground=True, nothreads=False, allow_other=True)
