@@ -2,7 +2,7 @@
 //! plain kernel socket answering with recvmmsg/sendmmsg, all in the same run
 //! across the same veth pair between two network namespaces (root).
 //!
-//!     cargo bench -p tephra-dataplane --bench net [--features dpdk]
+//!     cargo bench -p tephra-dataplane --bench net [--features dpdk [-- --dpdk-af-xdp]]
 //!
 //! The net tile and an echo tile (standing in for verify) share the server
 //! core, busy-polling; the load generator, on the other core, keeps WINDOW
@@ -428,11 +428,15 @@ fn main() {
         SocketBackend::open(socket, 256, 256).unwrap()
     });
     println!("{:<34} {:>12.0} datagrams/s  {:.2}x", "net tile, socket (io_uring)", socket, socket / base);
-    let xdp = tile(&pair, || {
-        let config = AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode: XdpMode::Skb, frames: 4096 };
-        AfXdpBackend::open(&config, pair.addresses[0], PORT, None).unwrap()
-    });
-    println!("{:<34} {:>12.0} datagrams/s  {:.2}x", "net tile, af_xdp (copy, skb mode)", xdp, xdp / base);
+    for (mode, name) in
+        [(XdpMode::Skb, "net tile, af_xdp (copy, skb mode)"), (XdpMode::Native, "net tile, af_xdp (copy, native)")]
+    {
+        let xdp = tile(&pair, || {
+            let config = AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode, frames: 4096 };
+            AfXdpBackend::open(&config, pair.addresses[0], PORT, None).unwrap()
+        });
+        println!("{name:<34} {xdp:>12.0} datagrams/s  {:.2}x", xdp / base);
+    }
     println!(
         "net tile's share of a core at {CPU_RATE} datagrams/s of one transaction each, open loop, no busy poll, \
          waiting in the kernel when idle (goal at most 10%)"
@@ -453,13 +457,20 @@ fn main() {
     report_share("net tile, af_xdp (copy, skb mode)", share, answered);
     #[cfg(feature = "dpdk")]
     {
+        // The EAL starts once per process, so one virtual device a run:
+        // `-- --dpdk-af-xdp` for DPDK's own AF_XDP driver.
         let interface = pair.interfaces[0].clone();
+        let vdev = if std::env::args().any(|arg| arg == "--dpdk-af-xdp") {
+            format!("net_af_xdp0,iface={interface},start_queue=0,queue_count=1")
+        } else {
+            format!("net_af_packet0,iface={interface}")
+        };
         let dpdk = tile(&pair, || {
             let config = tephra_dataplane::backend::DpdkConfig {
                 eal_args: ["-l", "0", "--no-shconf", "--no-telemetry", "--no-pci", "--no-huge", "-m", "512"]
                     .iter()
                     .map(|arg| arg.to_string())
-                    .chain([format!("--vdev=net_af_packet0,iface={interface}")])
+                    .chain([format!("--vdev={vdev}")])
                     .collect(),
                 port_id: 0,
                 rx_queue_depth: 1024,
@@ -471,6 +482,7 @@ fn main() {
             };
             tephra_dataplane::backend::dpdk::DpdkBackend::open(&config, pair.addresses[0], PORT).unwrap()
         });
-        println!("{:<34} {:>12.0} datagrams/s  {:.2}x", "net tile, dpdk (net_af_packet vdev)", dpdk, dpdk / base);
+        let name = format!("net tile, dpdk ({})", vdev.split(',').next().unwrap_or_default());
+        println!("{name:<34} {dpdk:>12.0} datagrams/s  {:.2}x", dpdk / base);
     }
 }

@@ -253,9 +253,10 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// The request id of a datagram of `kind` in a version this side reads.
-fn read_header(datagram: &[u8], kind: u8) -> Option<u64> {
-    let known = datagram.get(..2)? == MAGIC && (VERSION_MIN..=VERSION).contains(datagram.get(2)?);
+/// The request id of a datagram of `kind` in a version from `since` (the
+/// version that brought the kind) to the newest.
+fn read_header(datagram: &[u8], kind: u8, since: u8) -> Option<u64> {
+    let known = datagram.get(..2)? == MAGIC && (since..=VERSION).contains(datagram.get(2)?);
     let id = u64::from_be_bytes(datagram.get(4..12)?.try_into().ok()?);
     (known && datagram[3] == kind).then_some(id)
 }
@@ -263,7 +264,7 @@ fn read_header(datagram: &[u8], kind: u8) -> Option<u64> {
 /// A decoded proof datagram (clients and tests): the request id and the
 /// signed preconfirmation. None for anything else.
 pub fn decode_proof(datagram: &[u8]) -> Option<(u64, SignedPreconf)> {
-    let id = read_header(datagram, KIND_PROOF)?;
+    let id = read_header(datagram, KIND_PROOF, 2)?;
     let mut fields = Fields(datagram.get(12..)?);
     let mut p = SignedPreconf {
         tx_hash: fields.b256()?,
@@ -292,7 +293,7 @@ pub fn decode_proof(datagram: &[u8]) -> Option<(u64, SignedPreconf)> {
 /// A decoded reply (clients and tests): per-transaction answers, or the
 /// code that refused the whole request.
 pub fn decode_reply(datagram: &[u8]) -> Option<(u64, Result<Vec<TxReply>, RejectCode>)> {
-    let id = read_header(datagram, KIND_REPLY)?;
+    let id = read_header(datagram, KIND_REPLY, VERSION_MIN)?;
     let mut fields = Fields(datagram.get(HEADER_BYTES..)?);
     if datagram[12] == STATUS_REFUSED {
         let code = RejectCode::from_u16(u16::from_be_bytes(fields.array()?))?;
@@ -377,6 +378,9 @@ mod tests {
             assert_eq!(decode_proof(&buf), Some((7, p)));
             assert_eq!(decode_reply(&buf), None, "a proof is not a reply");
             assert_eq!(decode_proof(&buf[..buf.len() - 1]), None);
+            // Proofs came with version 2 (found by the wire_reply fuzz target).
+            buf[2] = 1;
+            assert_eq!(decode_proof(&buf), None);
         }
     }
 
