@@ -109,6 +109,10 @@ pub enum SignError {
     Io(#[from] std::io::Error),
     #[error("HSM: {0}")]
     Device(String),
+    /// The token refused the PIN: never offered again without a restart,
+    /// since each try counts towards locking the user out.
+    #[error("the token refused the PIN: {0}")]
+    PinRefused(String),
     #[error("refused by the signing guard: {0}")]
     Guard(#[from] GuardError),
 }

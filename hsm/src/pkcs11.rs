@@ -2,10 +2,17 @@
 //! token label, PIN file and key label. The token signs the 32-byte digest
 //! with CKM_ECDSA; tephra normalises `s` and finds the recovery id.
 
-use std::{path::PathBuf, sync::Mutex};
+use std::{
+    path::PathBuf,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use cryptoki::{
     context::{CInitializeArgs, CInitializeFlags, Pkcs11},
+    error::RvError,
     mechanism::Mechanism,
     object::{Attribute, AttributeType, ObjectClass, ObjectHandle},
     session::{Session, UserType},
@@ -37,6 +44,8 @@ pub struct Pkcs11Signer {
     keyed: Mutex<Option<KeyedSession>>,
     /// The key this signer was opened with; a key found again must be it.
     public_key: PublicKey,
+    /// Set once the token refused the PIN: it is never offered again.
+    pin_refused: AtomicBool,
 }
 
 struct KeyedSession {
@@ -67,7 +76,7 @@ fn load(config: &Pkcs11Config) -> Result<Pkcs11, SignError> {
 fn initialize(context: &Pkcs11) -> Result<(), SignError> {
     match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
         // Another signer in this process initialised the module already.
-        Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
+        Ok(()) | Err(cryptoki::error::Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
         Err(error) => Err(device("initialising the module")(error)),
     }
 }
@@ -85,7 +94,11 @@ fn login(context: &Pkcs11, config: &Pkcs11Config, read_write: bool) -> Result<Se
     let pin = Zeroizing::new(std::fs::read_to_string(&config.pin_file)?);
     match session.login(UserType::User, Some(&AuthPin::new(pin.trim().to_string().into()))) {
         // PKCS#11 logs in per token and process: another session did already.
-        Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
+        Ok(()) | Err(cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(cryptoki::error::Error::Pkcs11(
+            code @ (RvError::PinIncorrect | RvError::PinLocked | RvError::PinExpired | RvError::PinInvalid),
+            _,
+        )) => return Err(SignError::PinRefused(format!("{} ({code})", config.pin_file.display()))),
         Err(error) => return Err(device("logging in")(error)),
     }
     Ok(session)
@@ -144,16 +157,40 @@ impl Pkcs11Signer {
         let context = load(config)?;
         let session = login(&context, config, false)?;
         let (key, public_key) = find_key(config, &session)?;
-        Ok(Self { config: config.clone(), context, keyed: Mutex::new(Some(KeyedSession { session, key })), public_key })
+        Ok(Self {
+            config: config.clone(),
+            context,
+            keyed: Mutex::new(Some(KeyedSession { session, key })),
+            public_key,
+            pin_refused: AtomicBool::new(false),
+        })
     }
 
-    /// Starts the module over, logs in again and finds the key: it must be
-    /// the one opened. A module may not see a token it once failed to read
-    /// until it is initialised anew (SoftHSM2 keeps such a token invalid),
-    /// so the module is finalised first; this signer holds its only session.
+    /// Logs in again and finds the key, which must be the one opened. A
+    /// module may not see a token it once failed to read until it is
+    /// initialised anew (SoftHSM2 keeps such a token invalid), so when that
+    /// fails the module is started over and tried once more: C_Finalize ends
+    /// every session of the process on the module, so one signer per module
+    /// per process. A refused PIN is never offered again.
     fn reopen(&self) -> Result<KeyedSession, SignError> {
-        let _ = self.context.clone().finalize();
-        initialize(&self.context)?;
+        if self.pin_refused.load(Ordering::Relaxed) {
+            return Err(SignError::PinRefused(format!("{} (refused before; restart)", self.config.pin_file.display())));
+        }
+        let reopened = self.login_and_find().or_else(|first| {
+            if matches!(first, SignError::PinRefused(_)) {
+                return Err(first);
+            }
+            let _ = self.context.clone().finalize();
+            initialize(&self.context)?;
+            self.login_and_find()
+        });
+        if matches!(reopened, Err(SignError::PinRefused(_))) {
+            self.pin_refused.store(true, Ordering::Relaxed);
+        }
+        reopened
+    }
+
+    fn login_and_find(&self) -> Result<KeyedSession, SignError> {
         let session = login(&self.context, &self.config, false)?;
         let (key, public_key) = find_key(&self.config, &session)?;
         if public_key != self.public_key {
@@ -179,10 +216,11 @@ impl Signer for Pkcs11Signer {
             None => self.reopen()?,
         };
         let raw = current.session.sign(&Mechanism::Ecdsa, current.key, hash.as_slice()).map_err(device("signing"))?;
-        // Kept only after a signature: a failed one leaves none, to reopen.
-        *keyed = Some(current);
         let compact: [u8; 64] =
             raw.try_into().map_err(|raw: Vec<u8>| SignError::Device(format!("a {}-byte signature", raw.len())))?;
-        ethereum_signature(hash, &compact, self.address())
+        let signature = ethereum_signature(hash, &compact, self.address())?;
+        // Kept only after a good signature: a failure leaves none, to reopen.
+        *keyed = Some(current);
+        Ok(signature)
     }
 }

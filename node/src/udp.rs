@@ -157,13 +157,14 @@ const REPLY_BUFFER_WAIT_MS: u64 = 10;
 
 /// Puts a reply into a packet buffer and onto the egress ring; a reply that
 /// finds neither is dropped and counted (the client times out and retries).
+/// Whether it went.
 async fn send_reply(
     shared: &Shared,
     pool: &PacketPool,
     egress: &Mutex<Producer<Box<Packet>>>,
     peer: Peer,
     bytes: &[u8],
-) {
+) -> bool {
     let mut packet = None;
     for _ in 0..REPLY_BUFFER_WAIT_MS {
         packet = pool.take();
@@ -174,7 +175,7 @@ async fn send_reply(
     }
     let Some(mut packet) = packet else {
         shared.metrics.udp_replies_dropped.inc();
-        return;
+        return false;
     };
     if !packet.fill(bytes) {
         // Longer than one frame (only when a request packs many undecodable
@@ -187,7 +188,9 @@ async fn send_reply(
     if let Err(packet) = egress.lock().expect("egress lock").push(packet) {
         shared.metrics.udp_replies_dropped.inc();
         pool.give_back(packet);
+        return false;
     }
+    true
 }
 
 /// Datagrams being verified at once, per verify thread: one on each thread
@@ -251,11 +254,14 @@ pub async fn serve(
                 };
                 let (mut out, mut proofs) = (Vec::with_capacity(64), Vec::new());
                 let id = answer(pending, timeout, &mut out, &mut proofs).await;
-                send_reply(&shared, &pool, &egress, peer, &out).await;
-                // After the reply: the answer first, its proofs behind it.
-                for proof in &proofs {
-                    wire::encode_proof(id, proof, &mut out);
-                    send_reply(&shared, &pool, &egress, peer, &out).await;
+                let replied = send_reply(&shared, &pool, &egress, peer, &out).await;
+                // The answer first, its proofs behind it; none without it
+                // (the node is short of buffers: the client asks again).
+                if replied {
+                    for proof in &proofs {
+                        wire::encode_proof(id, proof, &mut out);
+                        send_reply(&shared, &pool, &egress, peer, &out).await;
+                    }
                 }
                 drop(answering);
             });

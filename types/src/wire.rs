@@ -295,9 +295,14 @@ pub fn decode_proof(datagram: &[u8]) -> Option<(u64, SignedPreconf)> {
 pub fn decode_reply(datagram: &[u8]) -> Option<(u64, Result<Vec<TxReply>, RejectCode>)> {
     let id = read_header(datagram, KIND_REPLY, VERSION_MIN)?;
     let mut fields = Fields(datagram.get(HEADER_BYTES..)?);
-    if datagram[12] == STATUS_REFUSED {
-        let code = RejectCode::from_u16(u16::from_be_bytes(fields.array()?))?;
-        return fields.0.is_empty().then_some((id, Err(code)));
+    // Only what the encoder writes is read: anything else is not a reply.
+    match datagram[12] {
+        STATUS_REFUSED if datagram[13] == 0 => {
+            let code = RejectCode::from_u16(u16::from_be_bytes(fields.array()?))?;
+            return fields.0.is_empty().then_some((id, Err(code)));
+        }
+        STATUS_OK => {}
+        _ => return None,
     }
     let mut replies = Vec::new();
     for _ in 0..datagram[13] {
@@ -308,7 +313,11 @@ pub fn decode_reply(datagram: &[u8]) -> Option<(u64, Result<Vec<TxReply>, Reject
                 hash,
                 block_number: fields.u64()?,
                 index: fields.u32()?,
-                success: fields.take(1)?[0] == 1,
+                success: match fields.take(1)?[0] {
+                    0 => false,
+                    1 => true,
+                    _ => return None,
+                },
                 gas_used: fields.u64()?,
             },
             TAG_REJECTED => {

@@ -47,7 +47,6 @@ const SOCKADDR_IN_BYTES: u32 = mem::size_of::<libc::sockaddr_in>() as u32;
 /// datagram tephra takes; a longer one arrives truncated (`MSG_TRUNC`).
 const RX_BUFFER_BYTES: usize = 4096;
 const _: () = assert!(16 + SOCKADDR_IN_BYTES as usize + PAYLOAD_SIZE_MAX_BYTES <= RX_BUFFER_BYTES);
-const PAGE_BYTES: usize = 4096;
 
 struct TxSlot {
     msg: libc::msghdr,
@@ -70,8 +69,10 @@ struct BufferRing {
 
 impl BufferRing {
     fn layout(entry_count: u16) -> Layout {
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
         let bytes = usize::from(entry_count) * mem::size_of::<types::BufRingEntry>();
-        Layout::from_size_align(bytes.next_multiple_of(PAGE_BYTES), PAGE_BYTES).expect("a page-aligned layout")
+        Layout::from_size_align(bytes.next_multiple_of(page), page).expect("a page-aligned layout")
     }
 
     fn new(buffer_count: usize) -> Self {
@@ -142,6 +143,8 @@ pub struct SocketBackend {
     /// Buffers holding a received datagram (id, bytes), oldest first: at
     /// most one per buffer, so the queue never grows past its capacity.
     rx_ready: VecDeque<(u16, usize)>,
+    /// Whether a send or flush reaped datagrams after the last receive.
+    rx_reaped: bool,
     tx: Box<[TxSlot]>,
     tx_free: Vec<usize>,
     /// Entries pushed but not yet submitted to the kernel.
@@ -198,11 +201,15 @@ impl SocketBackend {
     pub fn open(socket: UdpSocket, rx_buffers: usize, tx_slots: usize) -> io::Result<Self> {
         assert!((1..=SOCKET_SLOTS_MAX).contains(&rx_buffers) && (1..=SOCKET_SLOTS_MAX).contains(&tx_slots));
         let entries = u32::try_from((tx_slots + 2).next_power_of_two()).expect("at most SOCKET_SLOTS_MAX + 2");
+        // Room for a completion per receive buffer, send slot, the doorbell
+        // and the receive's last, so that none waits in the kernel's overflow.
+        let completions = u32::try_from((rx_buffers + tx_slots + 2).next_power_of_two()).expect("bounded slots");
         // Task work (a datagram's completion) runs when the tile next enters
-        // the kernel, which it does to submit or to wait, instead of
-        // interrupting it. Not SINGLE_ISSUER: the ring is made here and
-        // driven from the tile's thread.
-        let ring = IoUring::builder().setup_coop_taskrun().build(entries)?;
+        // the kernel instead of interrupting it; the task-run flag tells a
+        // busy-polling tile, which may make no other system call, to enter.
+        // Not SINGLE_ISSUER: the ring is made here and driven from the tile's thread.
+        let ring =
+            IoUring::builder().setup_cqsize(completions).setup_coop_taskrun().setup_taskrun_flag().build(entries)?;
         let rx_buffers = BufferRing::new(rx_buffers);
         // SAFETY: the ring's entries stay allocated, at the same address,
         // until after the io_uring is dropped (field order).
@@ -232,6 +239,7 @@ impl SocketBackend {
             rx_msg,
             rx_armed: false,
             rx_ready: VecDeque::with_capacity(buffer_count),
+            rx_reaped: false,
             tx,
             tx_free: (0..tx_slots).rev().collect(),
             unsubmitted: 0,
@@ -242,6 +250,12 @@ impl SocketBackend {
         };
         backend.arm_receive()?;
         backend.submit()?;
+        // A kernel without multishot recvmsg (before 6.0) refuses the receive
+        // at once: say so here rather than receive nothing.
+        backend.reap()?;
+        if !backend.rx_armed {
+            return Err(io::Error::other("io_uring refused a multishot recvmsg (it needs Linux 6.0 or newer)"));
+        }
         Ok(backend)
     }
 
@@ -280,8 +294,18 @@ impl SocketBackend {
         Ok(())
     }
 
-    /// Moves completions into the ready queue and frees send slots.
-    fn reap(&mut self) {
+    /// Moves completions into the ready queue and frees send slots, first
+    /// entering the kernel if it holds task work or overflowed completions
+    /// (a busy-polling tile may make no other system call).
+    fn reap(&mut self) -> io::Result<()> {
+        let pending = {
+            let submission = self.ring.submission();
+            submission.taskrun() || submission.cq_overflow()
+        };
+        if pending {
+            self.ring.submit()?;
+            self.unsubmitted = 0;
+        }
         for entry in self.ring.completion() {
             let user_data = entry.user_data();
             if user_data == DOORBELL {
@@ -293,7 +317,10 @@ impl SocketBackend {
                     self.rx_armed = false;
                 }
                 match (usize::try_from(entry.result()), cqueue::buffer_select(entry.flags())) {
-                    (Ok(bytes), Some(id)) => self.rx_ready.push_back((id, bytes)),
+                    (Ok(bytes), Some(id)) => {
+                        self.rx_ready.push_back((id, bytes));
+                        self.rx_reaped = true;
+                    }
                     _ if entry.result() == -libc::ENOBUFS => {}
                     _ => self.receive_errors += 1,
                 }
@@ -304,6 +331,7 @@ impl SocketBackend {
                 self.tx_free.push(usize::try_from(user_data & !TX_FLAG).expect("a slot index"));
             }
         }
+        Ok(())
     }
 }
 
@@ -313,7 +341,8 @@ impl Backend for SocketBackend {
     }
 
     fn receive(&mut self, packets: &mut [Box<Packet>]) -> io::Result<usize> {
-        self.reap();
+        self.reap()?;
+        self.rx_reaped = false;
         let mut received = 0;
         let mut lent = false;
         while received < packets.len() {
@@ -350,7 +379,7 @@ impl Backend for SocketBackend {
     }
 
     fn send(&mut self, packets: &[Box<Packet>]) -> io::Result<usize> {
-        self.reap();
+        self.reap()?;
         let fd = types::Fd(self.socket.as_raw_fd());
         let mut sent = 0;
         for packet in packets {
@@ -375,11 +404,17 @@ impl Backend for SocketBackend {
 
     fn flush(&mut self) -> io::Result<()> {
         self.submit()?;
-        self.reap();
-        Ok(())
+        self.reap()
     }
 
     fn wait(&mut self, timeout: Duration, doorbell: BorrowedFd<'_>) -> io::Result<bool> {
+        // Datagrams a send or flush reaped after the last receive, or a
+        // receive to arm again with buffers free: nothing in the kernel would
+        // end this wait. (Datagrams held while the tile has no packet buffer
+        // to take them wait for the doorbell: replies sent free buffers.)
+        if self.rx_reaped || (!self.rx_armed && self.rx_ready.len() < self.rx_buffers.buffer_count()) {
+            return Ok(true);
+        }
         if !self.doorbell_posted {
             let read = opcode::Read::new(types::Fd(doorbell.as_raw_fd()), self.doorbell_value.as_mut_ptr(), 8);
             self.push(&read.build().user_data(DOORBELL))?;
@@ -419,6 +454,36 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         got
+    }
+
+    /// A send reaps every completion, datagrams too: the wait that follows
+    /// must not sleep on them (nothing in the kernel would end it).
+    #[test]
+    fn datagrams_a_send_reaped_end_the_next_wait_at_once() {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = socket.local_addr().unwrap();
+        let mut backend = SocketBackend::open(socket, 8, 8).unwrap();
+        // SAFETY: a new eventfd, owned from here on.
+        let doorbell = unsafe { OwnedFd::from_raw_fd(libc::eventfd(0, libc::EFD_NONBLOCK)) };
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.send_to(&[1; 10], address).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let pool = PacketPool::new(4);
+        let mut reply = pool.take().unwrap();
+        reply.fill(&[2; 10]);
+        reply.peer = Peer {
+            addr: match client.local_addr().unwrap() {
+                std::net::SocketAddr::V4(addr) => addr,
+                std::net::SocketAddr::V6(_) => unreachable!("bound to IPv4"),
+            },
+            mac: [0; 6],
+        };
+        assert_eq!(backend.send(&[reply]).unwrap(), 1);
+        let started = std::time::Instant::now();
+        backend.wait(Duration::from_secs(5), std::os::fd::AsFd::as_fd(&doorbell)).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2), "waited {:?} with a datagram ready", started.elapsed());
+        assert_eq!(receive_all(&mut backend, &pool, 1).len(), 1);
     }
 
     #[test]
