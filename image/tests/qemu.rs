@@ -1,7 +1,7 @@
 //! The appliance, booted for real: image/build.sh builds the disk image and
 //! update bundles, QEMU boots them under TCG with OVMF, and the test talks to
-//! the guest as clients and operators do, through hostfwd (JSON-RPC, UDP
-//! wire v1, SSH with the build's key).
+//! the guest as clients and operators do, through hostfwd (JSON-RPC, the
+//! UDP wire format, SSH with the build's key).
 //!
 //! One disk lives through nine boots: the first boot (data partition made,
 //! config seeded, tephra ready, a transaction preconfirmed over UDP, a clean
@@ -199,7 +199,7 @@ impl Guest {
         }
     }
 
-    /// A transfer sent as one wire v1 datagram, resent until answered: the
+    /// A transfer sent as one wire datagram, resent until answered: the
     /// first datagram through QEMU's user network can be lost.
     fn preconfirm_over_udp(&self, nonce: u64) -> TxReply {
         let raw = run(Command::new(workspace().join("node_modules/.bin/cast")).args([
@@ -230,7 +230,7 @@ impl Guest {
         for _ in 0..20 {
             socket.send_to(&datagram, ("127.0.0.1", self.udp_port)).unwrap();
             if let Ok(n) = socket.recv(&mut reply) {
-                let (id, answers) = wire::decode_reply(&reply[..n]).expect("a wire v1 reply");
+                let (id, answers) = wire::decode_reply(&reply[..n]).expect("a wire reply");
                 assert_eq!(id, 7);
                 return answers.expect("the request was accepted")[0];
             }

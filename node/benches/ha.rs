@@ -1,5 +1,5 @@
 //! Preconfirmation latency of a high-availability pair against a single
-//! node, in the same run: one transfer per UDP request (wire format v1),
+//! node, in the same run: one transfer per UDP request (docs/wire.md),
 //! closed loop, from the client's send to the preconfirmation's arrival.
 //!
 //! - single: `[ha]` off;

@@ -1,4 +1,4 @@
-//! Reliability figures for docs/reliability.md, over UDP (wire format v1):
+//! Reliability figures for docs/reliability.md, over UDP (docs/wire.md):
 //!
 //! - flood: honest transfers at a fixed rate, send times scheduled in
 //!   advance, first unloaded and then, in the same run, under floods at the

@@ -335,7 +335,7 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "udp.listen",
                 value: self.udp.listen.to_string(),
-                reason: "wire format v1 runs over IPv4",
+                reason: "the UDP wire format runs over IPv4",
             });
         }
         self.net.check().map_err(ConfigError::OutOfBounds)?;
