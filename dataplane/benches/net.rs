@@ -404,6 +404,18 @@ fn tile_cpu_share<B: Backend + 'static>(
     share
 }
 
+/// The `socket` backend on side a's address (called in its namespace).
+fn socket_backend(pair: &VethPair) -> SocketBackend {
+    let socket = UdpSocket::bind((pair.addresses[0], PORT)).unwrap();
+    SocketBackend::open(socket, 256, 256).unwrap()
+}
+
+/// The `af_xdp` backend on side a's interface (called in its namespace).
+fn af_xdp_backend(pair: &VethPair, mode: XdpMode) -> AfXdpBackend {
+    let config = AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode, frames: 4096 };
+    AfXdpBackend::open(&config, pair.addresses[0], PORT, None).unwrap()
+}
+
 fn report_share(path: &str, (user, system): (f64, f64), answered: f64) {
     println!(
         "{path:<34} {:>6.1}% of a core (user {:.1}%, system {:.1}%)  {answered:.0} replies/s",
@@ -423,18 +435,12 @@ fn main() {
     println!("receive-and-reply, {PAYLOAD_BYTES}-byte datagrams, one core answering, closed loop (window {WINDOW})");
     let base = baseline(&pair);
     println!("{:<34} {:>12.0} datagrams/s  1.00x", "kernel socket, recvmmsg/sendmmsg", base);
-    let socket = tile(&pair, || {
-        let socket = UdpSocket::bind((pair.addresses[0], PORT)).unwrap();
-        SocketBackend::open(socket, 256, 256).unwrap()
-    });
+    let socket = tile(&pair, || socket_backend(&pair));
     println!("{:<34} {:>12.0} datagrams/s  {:.2}x", "net tile, socket (io_uring)", socket, socket / base);
     for (mode, name) in
         [(XdpMode::Skb, "net tile, af_xdp (copy, skb mode)"), (XdpMode::Native, "net tile, af_xdp (copy, native)")]
     {
-        let xdp = tile(&pair, || {
-            let config = AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode, frames: 4096 };
-            AfXdpBackend::open(&config, pair.addresses[0], PORT, None).unwrap()
-        });
+        let xdp = tile(&pair, || af_xdp_backend(&pair, mode));
         println!("{name:<34} {xdp:>12.0} datagrams/s  {:.2}x", xdp / base);
     }
     println!(
@@ -445,15 +451,9 @@ fn main() {
     let (share, answered) = cpu_share(&pair, BASELINE_THREAD);
     server.stop();
     report_share("kernel socket, recvmmsg/sendmmsg", share, answered);
-    let (share, answered) = tile_cpu_share(&pair, sleep_us, || {
-        let socket = UdpSocket::bind((pair.addresses[0], PORT)).unwrap();
-        SocketBackend::open(socket, 256, 256).unwrap()
-    });
+    let (share, answered) = tile_cpu_share(&pair, sleep_us, || socket_backend(&pair));
     report_share("net tile, socket (io_uring)", share, answered);
-    let (share, answered) = tile_cpu_share(&pair, sleep_us, || {
-        let config = AfXdpConfig { interface: pair.interfaces[0].clone(), queue: 0, mode: XdpMode::Skb, frames: 4096 };
-        AfXdpBackend::open(&config, pair.addresses[0], PORT, None).unwrap()
-    });
+    let (share, answered) = tile_cpu_share(&pair, sleep_us, || af_xdp_backend(&pair, XdpMode::Skb));
     report_share("net tile, af_xdp (copy, skb mode)", share, answered);
     #[cfg(feature = "dpdk")]
     {

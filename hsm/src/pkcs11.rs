@@ -2,13 +2,7 @@
 //! token label, PIN file and key label. The token signs the 32-byte digest
 //! with CKM_ECDSA; tephra normalises `s` and finds the recovery id.
 
-use std::{
-    path::PathBuf,
-    sync::{
-        Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::{path::PathBuf, sync::Mutex};
 
 use cryptoki::{
     context::{CInitializeArgs, CInitializeFlags, Pkcs11},
@@ -37,15 +31,21 @@ pub struct Pkcs11Config {
 pub struct Pkcs11Signer {
     config: Pkcs11Config,
     context: Pkcs11,
-    /// The logged-in session and the key's handle, one signature at a time
-    /// (a session is not Sync). Dropped after a failed signature, so that the
-    /// next one logs in and finds the key again: a token that was reset, or
-    /// whose store failed, keeps failing on the handles it gave before.
-    keyed: Mutex<Option<KeyedSession>>,
+    /// One signature at a time: a session is not Sync.
+    state: Mutex<SessionState>,
     /// The key this signer was opened with; a key found again must be it.
     public_key: PublicKey,
-    /// Set once the token refused the PIN: it is never offered again.
-    pin_refused: AtomicBool,
+}
+
+struct SessionState {
+    /// The logged-in session and the key's handle. Dropped after a failed
+    /// signature, so that the next one logs in and finds the key again: a
+    /// token that was reset, or whose store failed, keeps failing on the
+    /// handles it gave before.
+    open: Option<KeyedSession>,
+    /// Set once the token refused the PIN: it is never offered again, since
+    /// every try counts towards locking the user out.
+    pin_refused: bool,
 }
 
 struct KeyedSession {
@@ -160,9 +160,8 @@ impl Pkcs11Signer {
         Ok(Self {
             config: config.clone(),
             context,
-            keyed: Mutex::new(Some(KeyedSession { session, key })),
+            state: Mutex::new(SessionState { open: Some(KeyedSession { session, key }), pin_refused: false }),
             public_key,
-            pin_refused: AtomicBool::new(false),
         })
     }
 
@@ -172,21 +171,19 @@ impl Pkcs11Signer {
     /// fails the module is started over and tried once more: C_Finalize ends
     /// every session of the process on the module, so one signer per module
     /// per process. A refused PIN is never offered again.
-    fn reopen(&self) -> Result<KeyedSession, SignError> {
-        if self.pin_refused.load(Ordering::Relaxed) {
+    fn reopen(&self, pin_refused: &mut bool) -> Result<KeyedSession, SignError> {
+        if *pin_refused {
             return Err(SignError::PinRefused(format!("{} (refused before; restart)", self.config.pin_file.display())));
         }
-        let reopened = self.login_and_find().or_else(|first| {
-            if matches!(first, SignError::PinRefused(_)) {
-                return Err(first);
-            }
+        let mut reopened = self.login_and_find();
+        if let Err(error) = &reopened
+            && !matches!(error, SignError::PinRefused(_))
+        {
             let _ = self.context.clone().finalize();
             initialize(&self.context)?;
-            self.login_and_find()
-        });
-        if matches!(reopened, Err(SignError::PinRefused(_))) {
-            self.pin_refused.store(true, Ordering::Relaxed);
+            reopened = self.login_and_find();
         }
+        *pin_refused = matches!(reopened, Err(SignError::PinRefused(_)));
         reopened
     }
 
@@ -210,17 +207,17 @@ impl Signer for Pkcs11Signer {
 
     fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
         let hash = payload.signing_hash();
-        let mut keyed = self.keyed.lock().expect("session lock");
-        let current = match keyed.take() {
+        let mut state = self.state.lock().expect("session lock");
+        let current = match state.open.take() {
             Some(current) => current,
-            None => self.reopen()?,
+            None => self.reopen(&mut state.pin_refused)?,
         };
         let raw = current.session.sign(&Mechanism::Ecdsa, current.key, hash.as_slice()).map_err(device("signing"))?;
         let compact: [u8; 64] =
             raw.try_into().map_err(|raw: Vec<u8>| SignError::Device(format!("a {}-byte signature", raw.len())))?;
         let signature = ethereum_signature(hash, &compact, self.address())?;
         // Kept only after a good signature: a failure leaves none, to reopen.
-        *keyed = Some(current);
+        state.open = Some(current);
         Ok(signature)
     }
 }

@@ -74,8 +74,8 @@ fn signature_hex(signature: &tephra_hsm::Signature65) -> String {
 /// A transaction's signed preconfirmation with its Merkle proof and the
 /// hot key's certificate: everything `tephra verify-preconf` needs.
 pub fn preconfirmation(tx: &StoredTx, index: usize) -> Option<Value> {
-    let at = tx.preconf.as_ref()?;
-    let (batch, cert) = (&at.mini_block.batch, &at.mini_block.certificate);
+    let p = tx.preconf.as_ref()?.preconfirmation(tx.hash, u32::try_from(index).ok()?);
+    let (batch, cert) = (&p.batch, &p.certificate);
     Some(json!({
         "transactionHash": tx.hash,
         "blockNumber": qty(batch.block_number),
@@ -86,7 +86,7 @@ pub fn preconfirmation(tx: &StoredTx, index: usize) -> Option<Value> {
             "root": batch.root,
             "signature": signature_hex(&batch.signature),
         },
-        "proof": at.mini_block.tree.proof(at.position),
+        "proof": p.proof,
         "certificate": {
             "chainId": qty(cert.chain_id),
             "epoch": qty(cert.epoch),

@@ -117,16 +117,17 @@ fn submit(shared: &Shared, packet: &Packet) -> Pending {
     Pending::Answering { request, replies, waiting }
 }
 
-/// Waits for the submitted transactions and encodes the reply, and the
-/// signed preconfirmations when the request asked for them.
-async fn answer(pending: Pending, timeout: Duration, out: &mut Vec<u8>, proofs: &mut Vec<wire::SignedPreconf>) -> u64 {
+/// Waits for the submitted transactions and encodes the reply; returns the
+/// request id and the signed preconfirmations, when the request asked.
+async fn answer(pending: Pending, timeout: Duration, out: &mut Vec<u8>) -> (u64, Vec<wire::SignedPreconf>) {
     let (request, mut replies, waiting) = match pending {
         Pending::Refused(error) => {
             wire::encode_refusal(error, out);
-            return error.id;
+            return (error.id, Vec::new());
         }
         Pending::Answering { request, replies, waiting } => (request, replies, waiting),
     };
+    let mut proofs = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
     for (slot, hash, outcome) in waiting {
         replies[slot] = match tokio::time::timeout_at(deadline, outcome).await {
@@ -149,7 +150,7 @@ async fn answer(pending: Pending, timeout: Duration, out: &mut Vec<u8>, proofs: 
         };
     }
     wire::encode_reply(request.version, request.id, &replies, out);
-    request.id
+    (request.id, proofs)
 }
 
 /// How long a reply waits for a free packet buffer before it is dropped.
@@ -252,8 +253,8 @@ pub async fn serve(
                     }
                     Err(error) => Pending::Refused(error),
                 };
-                let (mut out, mut proofs) = (Vec::with_capacity(64), Vec::new());
-                let id = answer(pending, timeout, &mut out, &mut proofs).await;
+                let mut out = Vec::with_capacity(64);
+                let (id, proofs) = answer(pending, timeout, &mut out).await;
                 let replied = send_reply(&shared, &pool, &egress, peer, &out).await;
                 // The answer first, its proofs behind it; none without it
                 // (the node is short of buffers: the client asks again).

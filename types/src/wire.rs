@@ -20,6 +20,8 @@ pub const KIND_REQUEST: u8 = 1;
 pub const KIND_REPLY: u8 = 2;
 /// A signed preconfirmation of one transaction (version 2).
 pub const KIND_PROOF: u8 = 3;
+/// The version that brought `FLAG_SIGNED` and proof datagrams.
+const SIGNED_SINCE_VERSION: u8 = 2;
 /// Request flag (version 2): send a proof datagram per preconfirmed transaction.
 pub const FLAG_SIGNED: u8 = 0x01;
 /// Merkle siblings in a proof at most: enough for 2^32 transactions in a mini-block.
@@ -112,8 +114,7 @@ pub fn decode_request(datagram: &[u8]) -> Result<Request<'_>, RequestError> {
         return Err(RequestError { version: VERSION_MIN, id, code: RejectCode::UnsupportedWireVersion });
     }
     let malformed = |id| RequestError { version, id, code: RejectCode::Malformed };
-    // Version 1 has no flags; version 2 knows one.
-    let flags_known = if version == 1 { 0 } else { FLAG_SIGNED };
+    let flags_known = if version < SIGNED_SINCE_VERSION { 0 } else { FLAG_SIGNED };
     if datagram[3] != KIND_REQUEST || datagram[12] & !flags_known != 0 {
         return Err(malformed(id));
     }
@@ -240,6 +241,14 @@ impl<'a> Fields<'a> {
         self.take(N)?.try_into().ok()
     }
 
+    fn u8(&mut self) -> Option<u8> {
+        self.array().map(u8::from_be_bytes)
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        self.array().map(u16::from_be_bytes)
+    }
+
     fn u32(&mut self) -> Option<u32> {
         self.array().map(u32::from_be_bytes)
     }
@@ -264,7 +273,7 @@ fn read_header(datagram: &[u8], kind: u8, since: u8) -> Option<u64> {
 /// A decoded proof datagram (clients and tests): the request id and the
 /// signed preconfirmation. None for anything else.
 pub fn decode_proof(datagram: &[u8]) -> Option<(u64, SignedPreconf)> {
-    let id = read_header(datagram, KIND_PROOF, 2)?;
+    let id = read_header(datagram, KIND_PROOF, SIGNED_SINCE_VERSION)?;
     let mut fields = Fields(datagram.get(12..)?);
     let mut p = SignedPreconf {
         tx_hash: fields.b256()?,
@@ -282,7 +291,7 @@ pub fn decode_proof(datagram: &[u8]) -> Option<(u64, SignedPreconf)> {
         certificate_signature: fields.array()?,
         proof: Vec::new(),
     };
-    let depth = usize::from(fields.take(1)?[0]);
+    let depth = usize::from(fields.u8()?);
     if depth > PROOF_DEPTH_MAX {
         return None;
     }
@@ -298,7 +307,7 @@ pub fn decode_reply(datagram: &[u8]) -> Option<(u64, Result<Vec<TxReply>, Reject
     // Only what the encoder writes is read: anything else is not a reply.
     match datagram[12] {
         STATUS_REFUSED if datagram[13] == 0 => {
-            let code = RejectCode::from_u16(u16::from_be_bytes(fields.array()?))?;
+            let code = RejectCode::from_u16(fields.u16()?)?;
             return fields.0.is_empty().then_some((id, Err(code)));
         }
         STATUS_OK => {}
@@ -306,23 +315,21 @@ pub fn decode_reply(datagram: &[u8]) -> Option<(u64, Result<Vec<TxReply>, Reject
     }
     let mut replies = Vec::new();
     for _ in 0..datagram[13] {
-        let tag = fields.take(1)?[0];
+        let tag = fields.u8()?;
         let hash = fields.b256()?;
         replies.push(match tag {
             TAG_PRECONFIRMED => TxReply::Preconfirmed {
                 hash,
                 block_number: fields.u64()?,
                 index: fields.u32()?,
-                success: match fields.take(1)?[0] {
+                success: match fields.u8()? {
                     0 => false,
                     1 => true,
                     _ => return None,
                 },
                 gas_used: fields.u64()?,
             },
-            TAG_REJECTED => {
-                TxReply::Rejected { hash, code: RejectCode::from_u16(u16::from_be_bytes(fields.array()?))? }
-            }
+            TAG_REJECTED => TxReply::Rejected { hash, code: RejectCode::from_u16(fields.u16()?)? },
             _ => return None,
         });
     }

@@ -183,6 +183,16 @@ fn zeroed_msghdr() -> libc::msghdr {
     unsafe { mem::zeroed() }
 }
 
+/// A header for one datagram: its address and its one buffer, both in the slot.
+fn message_header(addr: &mut libc::sockaddr_in, iov: &mut libc::iovec) -> libc::msghdr {
+    let mut msg = zeroed_msghdr();
+    msg.msg_name = std::ptr::from_mut(addr).cast();
+    msg.msg_namelen = SOCKADDR_IN_BYTES;
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg
+}
+
 /// The source of a datagram from the address a multishot recvmsg wrote.
 fn peer_of(name: &[u8]) -> Option<Peer> {
     if name.len() < SOCKADDR_IN_BYTES as usize {
@@ -261,6 +271,11 @@ impl SocketBackend {
 
     pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
         self.socket.local_addr()
+    }
+
+    /// The multishot receive ended and a buffer is free for it again.
+    fn receive_to_arm(&self) -> bool {
+        !self.rx_armed && self.rx_ready.len() < self.rx_buffers.buffer_count()
     }
 
     fn arm_receive(&mut self) -> io::Result<()> {
@@ -348,22 +363,19 @@ impl Backend for SocketBackend {
         while received < packets.len() {
             let Some((id, bytes)) = self.rx_ready.pop_front() else { break };
             let buffer = &self.rx_buffers.buffer(id)[..bytes];
-            let parsed = types::RecvMsgOut::parse(buffer, &self.rx_msg).ok();
-            let taken = parsed.as_ref().and_then(|out| Some((out, peer_of(out.name_data())?)));
-            if let Some((out, peer)) = taken {
-                // A longer datagram is cut to the buffer and refused as malformed.
-                let payload = out.payload_data();
-                let kept = payload.len().min(PAYLOAD_SIZE_MAX_BYTES);
-                let packet = &mut packets[received];
-                packet.fill(&payload[..kept]);
-                packet.truncated = out.is_payload_truncated() || kept < payload.len();
-                packet.peer = peer;
-            }
-            let taken = taken.is_some();
-            if taken {
-                received += 1;
-            } else {
-                self.receive_errors += 1;
+            let out = types::RecvMsgOut::parse(buffer, &self.rx_msg).ok();
+            match out.as_ref().and_then(|out| Some((out, peer_of(out.name_data())?))) {
+                Some((out, peer)) => {
+                    // A longer datagram is cut to the buffer and refused as malformed.
+                    let payload = out.payload_data();
+                    let kept = payload.len().min(PAYLOAD_SIZE_MAX_BYTES);
+                    let packet = &mut packets[received];
+                    packet.fill(&payload[..kept]);
+                    packet.truncated = out.is_payload_truncated() || kept < payload.len();
+                    packet.peer = peer;
+                    received += 1;
+                }
+                None => self.receive_errors += 1,
             }
             self.rx_buffers.lend(id);
             lent = true;
@@ -371,7 +383,7 @@ impl Backend for SocketBackend {
         if lent {
             self.rx_buffers.publish();
         }
-        if !self.rx_armed && self.rx_ready.len() < self.rx_buffers.buffer_count() {
+        if self.receive_to_arm() {
             self.arm_receive()?;
         }
         self.submit()?;
@@ -389,11 +401,7 @@ impl Backend for SocketBackend {
             slot.buffer[..payload.len()].copy_from_slice(payload);
             slot.addr = sockaddr(packet.peer.addr);
             slot.iov = libc::iovec { iov_base: slot.buffer.as_mut_ptr().cast(), iov_len: payload.len() };
-            slot.msg = zeroed_msghdr();
-            slot.msg.msg_name = (&raw mut slot.addr).cast();
-            slot.msg.msg_namelen = SOCKADDR_IN_BYTES;
-            slot.msg.msg_iov = &raw mut slot.iov;
-            slot.msg.msg_iovlen = 1;
+            slot.msg = message_header(&mut slot.addr, &mut slot.iov);
             let entry = opcode::SendMsg::new(fd, &raw const slot.msg).build().user_data(index as u64 | TX_FLAG);
             self.push(&entry)?;
             sent += 1;
@@ -412,7 +420,7 @@ impl Backend for SocketBackend {
         // receive to arm again with buffers free: nothing in the kernel would
         // end this wait. (Datagrams held while the tile has no packet buffer
         // to take them wait for the doorbell: replies sent free buffers.)
-        if self.rx_reaped || (!self.rx_armed && self.rx_ready.len() < self.rx_buffers.buffer_count()) {
+        if self.rx_reaped || self.receive_to_arm() {
             return Ok(true);
         }
         if !self.doorbell_posted {

@@ -411,14 +411,22 @@ pub fn lost_promises(node: &TephraNode, promised: &HashMap<B256, (u64, u64)>) ->
 /// this lives: every fsync takes `fsync_delay_ms` longer, and writing
 /// "hang" or "fail" to `control` makes its file operations wait or fail
 /// until the file says otherwise. Needs root, /dev/fuse and Debian's
-/// python3-fusepy (scripts/deps.sh): the error says which is missing.
+/// python3-fusepy (scripts/deps.sh); without them `mount` says what is
+/// missing and the test skips.
 pub struct FuseDisk {
     process: Child,
     mountpoint: PathBuf,
 }
 
 impl FuseDisk {
-    pub fn mount(
+    /// The disk, or None (the test skips) with a message saying why.
+    pub fn mount(backing: &Path, mountpoint: &Path, fsync_delay_ms: u64, control: Option<&Path>) -> Option<Self> {
+        Self::try_mount(backing, mountpoint, fsync_delay_ms, control)
+            .inspect_err(|reason| eprintln!("skipped: this test needs a FUSE mount: {reason}"))
+            .ok()
+    }
+
+    fn try_mount(
         backing: &Path,
         mountpoint: &Path,
         fsync_delay_ms: u64,
