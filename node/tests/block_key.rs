@@ -32,8 +32,7 @@ fn file_key_blocks_verify_and_every_signature_is_audited() {
 
 #[test]
 fn a_node_signs_with_a_softhsm2_key_it_generated() {
-    let dir = std::env::temp_dir().join(format!("tephra-node-softhsm-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::fresh_dir("node-softhsm");
     let Some((signer, conf_text)) = common::softhsm2_token(&dir, &dir.join("tokens")) else { return };
     let extra = format!("[block]\nblock_time_ms = 100\n{signer}");
     let env = [("SOFTHSM2_CONF", conf_text.as_str())];

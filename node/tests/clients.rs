@@ -135,9 +135,7 @@ fn json_rpc_behaves_as_clients_expect() {
 
 #[test]
 fn init_prints_mainnet_genesis_root_and_hash() {
-    let dir = std::env::temp_dir().join(format!("tephra-init-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("init");
     let config = dir.join("tephra.toml");
     std::fs::write(&config, format!("[node]\ndata_dir = \"{}\"\n", dir.join("data").display())).unwrap();
     let genesis = common::workspace_root().join("../shared/testdata/ethereum-mainnet-genesis.json");

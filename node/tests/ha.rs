@@ -81,9 +81,7 @@ impl Etcd {
     }
 
     fn try_start(name: &str) -> Result<Self, String> {
-        let dir = std::env::temp_dir().join(format!("tephra-etcd-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = common::fresh_dir(&format!("etcd-{name}"));
         let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let cluster: Vec<String> = (0..3).map(|i| format!("m{i}=http://127.0.0.1:{}", peers[i])).collect();

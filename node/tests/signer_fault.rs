@@ -26,9 +26,7 @@ fn block_number(node: &TephraNode, tag: &str) -> u64 {
 
 #[test]
 fn an_hsm_that_hangs_or_fails_stops_sealing_and_the_node_resumes_when_it_answers() {
-    let dir = std::env::temp_dir().join(format!("tephra-signer-fault-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("signer-fault");
     let control = dir.join("fault");
     let Some(disk) = FuseDisk::mount(&dir.join("tokens-backing"), &dir.join("tokens"), 0, Some(&control)) else {
         return;

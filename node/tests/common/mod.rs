@@ -69,9 +69,7 @@ impl TephraNode {
 
     /// The data dir and config of a node, not started yet.
     pub fn configure(name: &str, extra: &str, env: &[(&str, &str)]) -> Self {
-        let dir = std::env::temp_dir().join(format!("tephra-e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir(&format!("e2e-{name}"));
         let (rpc, metrics, udp) = (free_port(), free_port(), free_udp_port());
         let config = dir.join("tephra.toml");
         let mut table: toml::Table = extra.parse().expect("extra config is TOML");
@@ -466,6 +464,15 @@ impl Drop for FuseDisk {
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
+}
+
+/// An empty directory of this test process, `tephra-<name>-<pid>` under
+/// the system's temporary directory (what an earlier run left is removed).
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tephra-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// Polls `done` every 20 ms, for at most 20 s.
