@@ -193,7 +193,7 @@ mod tests {
     use super::*;
     use alloy_primitives::b256;
 
-    const MAINNET_GENESIS_JSON: &str = include_str!("../../../shared/testdata/ethereum-mainnet-genesis.json");
+    const MAINNET_GENESIS_JSON: &str = include_str!("../../testdata/ethereum-mainnet-genesis.json");
 
     #[test]
     fn mainnet_genesis_matches_canonical_root_and_hash() {
