@@ -6,11 +6,13 @@
 #   OUT/tephra-<version>.update  the same root and kernel image as an update
 #                                bundle for `tephra update apply`
 #
-# image/build.sh [--version V] [--tephra BINARY] [--out DIR] [--authorized-keys FILE]
+# image/build.sh [--version V] [--tephra BINARY] [--out DIR] [--authorized-keys FILE] [--ready-wait-s N]
 #   --version          the image version (default: the workspace's)
 #   --tephra           the binary to ship (default: target/release/tephra, built
 #                      with the yubihsm-usb feature)
 #   --authorized-keys  SSH keys for root; without them the image has no login
+#   --ready-wait-s     how long a boot waits for tephra to answer ready before
+#                      it counts as failed (default 180)
 #
 # Root, with mmdebstrap, erofs-utils, cryptsetup-bin, dosfstools, mtools,
 # fdisk and binutils (scripts/image-deps.sh). The Debian base (packages,
@@ -24,12 +26,14 @@ version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
 tephra=""
 out=image/out
 keys=""
+ready_wait_s=180
 while [ $# -gt 0 ]; do
   case "$1" in
     --version) version="$2"; shift 2 ;;
     --tephra) tephra="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --authorized-keys) keys="$2"; shift 2 ;;
+    --ready-wait-s) ready_wait_s="$2"; shift 2 ;;
     *) echo "image/build.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -37,6 +41,10 @@ done
 # same rule: numbers separated by dots.
 if ! [[ "$version" =~ ^[0-9]+(\.[0-9]+)*$ ]]; then
   echo "image/build.sh: version $version: dot-separated numbers only (1.2.3)" >&2
+  exit 2
+fi
+if ! [[ "$ready_wait_s" =~ ^[0-9]+$ ]] || [ "$ready_wait_s" -lt 10 ] || [ "$ready_wait_s" -gt 3600 ]; then
+  echo "image/build.sh: --ready-wait-s $ready_wait_s: 10 to 3600 seconds" >&2
   exit 2
 fi
 if [ -z "$tephra" ]; then
@@ -101,6 +109,9 @@ else
   install -m 0755 "$tephra" "$rootfs/usr/bin/tephra"
 fi
 cp -a image/rootfs/. "$rootfs/"
+healthy="$rootfs/usr/lib/systemd/system/tephra-healthy.service"
+sed -i "s/--wait-s 180\$/--wait-s $ready_wait_s/; s/^TimeoutStartSec=200s\$/TimeoutStartSec=$((ready_wait_s + 20))s/" "$healthy"
+grep -q -- "--wait-s $ready_wait_s\$" "$healthy" || { echo "image/build.sh: $healthy lost its --wait-s" >&2; exit 1; }
 install -m 0644 systemd/*.service "$rootfs/usr/lib/systemd/system/"
 mkdir -p "$rootfs/efi"
 mkdir -p -m 0700 "$rootfs/etc/ssh/authorized_keys"

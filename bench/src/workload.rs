@@ -23,6 +23,7 @@ use tephra_exec::{
     BlockBuilder, ChainSpec, SequentialExecutor, StateDb,
     dev::{DevKey, SplitMix64, first_block},
 };
+use tephra_testkit::abi::{calldata as abi, word as word_address};
 
 pub const MANIFEST_FILE: &str = "workload.json";
 pub const TXS_FILE: &str = "txs.bin";
@@ -239,17 +240,17 @@ fn sign_tx(kind: Kind, seed: u64, chain_id: u64, contract: Option<Address>, keys
             (
                 contract.expect("the token"),
                 U256::ZERO,
-                abi(b"transfer(address,uint256)", &[word_address(to), U256::from(1)]),
+                abi("transfer(address,uint256)", &[word_address(to), U256::from(1)]),
             )
         }
-        Kind::Hot => (contract.expect("the counter"), U256::ZERO, abi(b"bump()", &[])),
+        Kind::Hot => (contract.expect("the counter"), U256::ZERO, abi("bump()", &[])),
         Kind::Game => {
             let input = if rng.below(GAME_SUBMIT_ONE_IN) == 0 {
-                abi(b"submit(uint64)", &[U256::from(rng.below(1_000_000))])
+                abi("submit(uint64)", &[U256::from(rng.below(1_000_000))])
             } else {
                 let step = |rng: &mut SplitMix64| word_i64(i64::try_from(rng.below(7)).expect("small") - 3);
                 let (dx, dy) = (step(&mut rng), step(&mut rng));
-                abi(b"move(int64,int64)", &[dx, dy])
+                abi("move(int64,int64)", &[dx, dy])
             };
             (contract.expect("the game"), U256::ZERO, input)
         }
@@ -266,18 +267,6 @@ fn sign_tx(kind: Kind, seed: u64, chain_id: u64, contract: Option<Address>, keys
         ..Default::default()
     }))
     .encoded_2718()
-}
-
-fn abi(signature: &[u8], words: &[U256]) -> Vec<u8> {
-    let mut data = keccak256(signature)[..4].to_vec();
-    for word in words {
-        data.extend_from_slice(&word.to_be_bytes::<32>());
-    }
-    data
-}
-
-fn word_address(address: Address) -> U256 {
-    U256::from_be_slice(address.as_slice())
 }
 
 /// An int64 ABI word: two's complement, sign-extended to 256 bits.
@@ -311,7 +300,7 @@ fn build_genesis(kind: Kind, keys: &[DevKey]) -> Result<(String, Option<Address>
         let units = U256::from(TOKEN_UNITS_PER_ACCOUNT);
         setup.extend(keys.iter().enumerate().map(|(i, key)| {
             let nonce = 1 + u64::try_from(i).expect("fits");
-            let mint = abi(b"mint(address,uint256)", &[word_address(key.address()), units]);
+            let mint = abi("mint(address,uint256)", &[word_address(key.address()), units]);
             setup_call(&deployer, spec.chain_id(), nonce, TxKind::Call(contract), mint)
         }));
     }
@@ -372,9 +361,7 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("tephra-bench-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
+        tephra_testkit::fresh_dir(&format!("bench-{name}"))
     }
 
     /// Every transaction of every kind executes successfully, in send order,
@@ -426,6 +413,6 @@ mod tests {
     fn abi_words() {
         assert_eq!(word_i64(-1), U256::MAX);
         assert_eq!(word_i64(3), U256::from(3));
-        assert_eq!(&abi(b"transfer(address,uint256)", &[])[..], &hex!("a9059cbb"));
+        assert_eq!(&abi("transfer(address,uint256)", &[])[..], &hex!("a9059cbb"));
     }
 }

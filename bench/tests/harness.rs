@@ -3,16 +3,9 @@
 //! results, report and plots are written. (The figures themselves come from
 //! full-size runs: docs/benchmarks.md.)
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::PathBuf, process::Command};
 
 use serde_json::Value;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 #[test]
 fn all_runs_every_phase_and_writes_the_report() {
@@ -20,10 +13,8 @@ fn all_runs_every_phase_and_writes_the_report() {
     // `cargo test --workspace` builds tephra-node's binary beside this one.
     let tephra = bench.with_file_name("tephra");
     assert!(tephra.exists(), "{} missing: build it (cargo build -p tephra-node)", tephra.display());
-    let anvil = workspace_root().join("node_modules/.bin/anvil");
-    assert!(anvil.exists(), "{} missing: npm ci", anvil.display());
-    let dir = std::env::temp_dir().join(format!("tephra-bench-harness-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let anvil = tephra_testkit::npm_tool("anvil");
+    let dir = tephra_testkit::fresh_dir("bench-harness");
     let (out, data) = (dir.join("out"), dir.join("data"));
 
     let status = Command::new(&bench)

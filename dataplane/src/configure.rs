@@ -953,9 +953,7 @@ mod tests {
     impl FakeRoot {
         fn new(name: &str) -> Self {
             let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-            let dir = std::env::temp_dir().join(format!("tephra-configure-{name}-{}-{nanos}", std::process::id()));
-            fs::create_dir_all(&dir).unwrap();
-            Self(dir)
+            Self(tephra_testkit::fresh_dir(&format!("configure-{name}-{nanos}")))
         }
 
         fn put(&self, absolute: &str, contents: &str) -> &Self {

@@ -160,10 +160,9 @@ fn a_source_over_its_datagram_rate_is_dropped_in_the_tile_and_others_pass() {
 }
 
 /// Two namespaces joined by a veth pair, or `None` where this machine
-/// cannot make them (`test` says which test skips, and why).
-fn veth_pair(test: &str, name: &str, subnet: u8) -> Option<VethPair> {
-    if let Some(reason) = netns::unavailable() {
-        eprintln!("skipped: {test} {reason}");
+/// cannot make them and the test may skip (see `tephra_testkit::require`).
+fn veth_pair(name: &str, subnet: u8) -> Option<VethPair> {
+    if !tephra_testkit::require(&[tephra_testkit::Need::checked(netns::unavailable())]) {
         return None;
     }
     Some(VethPair::create(name, subnet).expect("a veth pair between two namespaces"))
@@ -176,7 +175,7 @@ fn af_xdp_config(pair: &VethPair, frames: u32) -> AfXdpConfig {
 
 #[test]
 fn af_xdp_backend_answers_every_datagram_across_a_veth_pair() {
-    let Some(pair) = veth_pair("the af_xdp test", "tpxe", 71) else { return };
+    let Some(pair) = veth_pair("tpxe", 71) else { return };
     let port = 9100;
     // The tile's side: this thread enters namespace a, so the executor it
     // starts runs there too.
@@ -225,7 +224,7 @@ fn af_xdp_backend_answers_every_datagram_across_a_veth_pair() {
 
 #[test]
 fn af_xdp_drops_a_source_over_its_rate_in_the_xdp_program() {
-    let Some(pair) = veth_pair("the af_xdp source-limit test", "tpxl", 72) else { return };
+    let Some(pair) = veth_pair("tpxl", 72) else { return };
     // A second source address on the senders' side.
     let flood_address = Ipv4Addr::new(10, 72, 0, 3);
     let added = std::process::Command::new("ip")
@@ -304,7 +303,7 @@ fn af_xdp_drops_a_source_over_its_rate_in_the_xdp_program() {
 /// is drained so that the next wait blocks again.
 #[test]
 fn af_xdp_wait_ends_on_a_datagram_and_on_the_doorbell() {
-    let Some(pair) = veth_pair("the af_xdp wait test", "tpxw", 76) else { return };
+    let Some(pair) = veth_pair("tpxw", 76) else { return };
     let port = 9102;
     let to = SocketAddrV4::new(pair.addresses[0], port);
     let doorbell_owned = Doorbell::new().unwrap();

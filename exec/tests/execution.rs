@@ -354,8 +354,7 @@ fn snapshots_round_trip_and_refuse_corruption() {
     let (block, _) = chain.block(&[call]);
     let meta = snapshot::SnapshotMeta { block_number: 2, block_hash: block.hash, state_root: block.header.state_root };
 
-    let dir = std::env::temp_dir().join(format!("tephra-snapshot-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tephra_testkit::fresh_dir("snapshot-test");
     let path = dir.join("state.snap");
     snapshot::save(&chain.state, &meta, &path).unwrap();
     let (mut restored, restored_meta) = snapshot::load(&path).unwrap();

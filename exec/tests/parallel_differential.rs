@@ -357,15 +357,13 @@ proptest! {
     }
 }
 
-/// Replays one seed: `TEPHRA_PARALLEL_SEED=<seed>`.
+/// Replays one failing seed, by hand: `TEPHRA_PARALLEL_SEED=<seed> cargo test
+/// -p tephra-exec --test parallel_differential replay -- --ignored`.
 #[test]
+#[ignore = "a developer's entry point: replays the seed in TEPHRA_PARALLEL_SEED"]
 fn replay() {
-    match std::env::var("TEPHRA_PARALLEL_SEED") {
-        Ok(seed) => {
-            check(seed.parse().expect("TEPHRA_PARALLEL_SEED is a u64"));
-        }
-        Err(_) => eprintln!("replay: set TEPHRA_PARALLEL_SEED=<seed> to replay a failing seed"),
-    }
+    let seed = std::env::var("TEPHRA_PARALLEL_SEED").expect("set TEPHRA_PARALLEL_SEED=<seed> to replay a failing seed");
+    check(seed.parse().expect("TEPHRA_PARALLEL_SEED is a u64"));
 }
 
 /// Seeds that once failed: a transaction that touched an account without

@@ -6,29 +6,16 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use tephra_ha::{Election, EtcdConfig, LeaderValue, SignedRecord};
-
-struct Etcd {
-    child: Child,
-    dir: std::path::PathBuf,
-    endpoint: String,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use tephra_testkit::{
+    Need,
+    etcd::{EtcdCluster, EtcdTls},
+    require,
+};
 
 /// The PEM files of a test CA, etcd's server certificate (for 127.0.0.1)
 /// and a client certificate, all signed by the CA.
@@ -70,40 +57,12 @@ impl Pki {
 }
 
 /// A one-member etcd; with `pki`, clients speak TLS and must show a
-/// certificate the CA signed.
-fn etcd(name: &str, pki: Option<&Pki>) -> Option<Etcd> {
-    if Command::new("etcd").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: etcd is not installed (scripts/deps.sh installs etcd-server)");
-        return None;
-    }
-    let dir = std::env::temp_dir().join(format!("tephra-ha-etcd-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let (client, peer) = (free_port(), free_port());
-    let scheme = if pki.is_some() { "https" } else { "http" };
-    let endpoint = format!("{scheme}://127.0.0.1:{client}");
-    let mut command = Command::new("etcd");
-    if let Some(pki) = pki {
-        command
-            .arg("--cert-file")
-            .arg(&pki.server.0)
-            .arg("--key-file")
-            .arg(&pki.server.1)
-            .arg("--trusted-ca-file")
-            .arg(&pki.ca)
-            .arg("--client-cert-auth");
-    }
-    let child = command
-        .arg("--data-dir")
-        .arg(dir.join("member"))
-        .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
-        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etcd starts");
-    Some(Etcd { child, dir, endpoint })
+/// certificate the CA signed. Its client URL.
+fn etcd(name: &str, pki: Option<&Pki>) -> Option<(EtcdCluster, String)> {
+    let tls = pki.map(|pki| EtcdTls { ca: pki.ca.clone(), cert: pki.server.0.clone(), key: pki.server.1.clone() });
+    let cluster = EtcdCluster::start(name, 1, tls.as_ref())?;
+    let endpoint = cluster.endpoints()[0].clone();
+    Some((cluster, endpoint))
 }
 
 /// Connects once etcd answers.
@@ -143,8 +102,8 @@ fn value(id: &str) -> LeaderValue {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_at_a_time_with_growing_epochs() {
-    let Some(etcd) = etcd("plain", None) else { return };
-    let election = connected(config(&etcd.endpoint)).await;
+    let Some((_etcd, endpoint)) = etcd("plain", None) else { return };
+    let election = connected(config(&endpoint)).await;
     assert_eq!(election.leader().await.unwrap(), None);
     let first = election.campaign(&value("a")).await.unwrap().expect("a free key is won");
     assert!(election.campaign(&value("b")).await.unwrap().is_none(), "a held key is not");
@@ -184,20 +143,19 @@ async fn one_leader_at_a_time_with_growing_epochs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_with_a_client_certificate_and_refused_without() {
-    if Command::new("openssl").arg("version").output().is_err() {
-        eprintln!("SKIPPED: openssl is not installed (scripts/deps.sh installs it)");
+    let needs = [Need::command("openssl", "scripts/deps.sh installs it"), EtcdCluster::need()];
+    if !require(&needs) {
         return;
     }
-    let pki_dir = std::env::temp_dir().join(format!("tephra-ha-pki-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&pki_dir);
+    let pki_dir = tephra_testkit::fresh_dir("ha-pki");
     let pki = Pki::make(&pki_dir);
-    let Some(etcd) = etcd("tls", Some(&pki)) else { return };
-    assert!(etcd.endpoint.starts_with("https://"));
+    let Some((_etcd, endpoint)) = etcd("tls", Some(&pki)) else { return };
+    assert!(endpoint.starts_with("https://"));
     let tls = EtcdConfig {
         ca_file: Some(pki.ca.clone()),
         cert_file: Some(pki.client.0.clone()),
         key_file: Some(pki.client.1.clone()),
-        ..config(&etcd.endpoint)
+        ..config(&endpoint)
     };
     let election = connected(tls.clone()).await;
     let leadership = election.campaign(&value("a")).await.unwrap().expect("a free key is won");
@@ -214,7 +172,7 @@ async fn over_tls_with_a_client_certificate_and_refused_without() {
     let error = refused.expect_err("a client without a certificate was served");
     eprintln!("without a client certificate: {error}");
     // Plain HTTP to a TLS endpoint gets nothing either.
-    let plain = EtcdConfig { ca_file: None, ..config(&etcd.endpoint.replace("https", "http")) };
+    let plain = EtcdConfig { ca_file: None, ..config(&endpoint.replace("https", "http")) };
     let refused = match Election::connect(plain).await {
         Ok(election) => election.leader().await.map(|_| ()),
         Err(error) => Err(error),

@@ -196,9 +196,7 @@ mod tests {
 
     #[test]
     fn every_signature_is_chained_and_tampering_is_found() {
-        let dir = std::env::temp_dir().join(format!("tephra-audit-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tephra_testkit::fresh_dir("audit");
         let path = dir.join("audit.log");
         let signer = AuditedSigner::open(FileSigner::from_bytes(&[9; 32]).unwrap(), &path).unwrap();
         for number in 1..=3u8 {

@@ -103,8 +103,7 @@ mod tests {
 
     #[test]
     fn created_keys_persist_sign_and_recover() {
-        let dir = std::env::temp_dir().join(format!("tephra-file-signer-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = tephra_testkit::fresh_dir("file-signer");
         let path = dir.join("block.key");
         let (signer, created) = FileSigner::load_or_create(&path).unwrap();
         assert!(created);

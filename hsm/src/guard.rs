@@ -221,7 +221,7 @@ impl<S: Signer> Signer for GuardedSigner<S> {
 
 #[cfg(test)]
 mod tests {
-    use std::{process::Command, sync::Arc};
+    use std::sync::Arc;
 
     use proptest::prelude::*;
 
@@ -229,10 +229,7 @@ mod tests {
     use crate::FileSigner;
 
     fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tephra-guard-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
+        tephra_testkit::fresh_dir(&format!("guard-{name}"))
     }
 
     #[test]
@@ -291,8 +288,10 @@ mod tests {
     /// The child half of the kill test: persist a mark, then hang before
     /// releasing the signature, until killed.
     #[test]
+    #[ignore = "the child half of kill_9_between_persisting_and_releasing_still_guards, which runs it"]
     fn child_persists_then_hangs() {
-        let Ok(path) = std::env::var("TEPHRA_GUARD_CHILD") else { return };
+        let path =
+            tephra_testkit::child::arg("TEPHRA_GUARD_CHILD", "kill_9_between_persisting_and_releasing_still_guards");
         let guard = SignGuard::open(Path::new(&path)).unwrap();
         guard.admit(7, B256::repeat_byte(0xaa), 0, 0).unwrap();
         fs::write(format!("{path}.persisted"), b"").unwrap();
@@ -303,8 +302,7 @@ mod tests {
     fn kill_9_between_persisting_and_releasing_still_guards() {
         let dir = temp("kill");
         let path = dir.join("guard");
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "guard::tests::child_persists_then_hangs", "--nocapture"])
+        let mut child = tephra_testkit::child::command("guard::tests::child_persists_then_hangs")
             .env("TEPHRA_GUARD_CHILD", &path)
             .spawn()
             .unwrap();

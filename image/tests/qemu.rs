@@ -19,13 +19,15 @@
 use std::{
     fs,
     io::{Read, Write},
-    net::{TcpListener, TcpStream, UdpSocket},
+    net::{TcpStream, UdpSocket},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use sha2::{Digest, Sha256};
+use tephra_exec::dev::DEV_PRIVATE_KEYS;
+use tephra_testkit::{Need, free_port, npm_tool, require, workspace_root};
 use tephra_types::wire::{self, TxReply};
 
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
@@ -36,37 +38,23 @@ const READY_TIMEOUT: Duration = Duration::from_secs(420);
 /// A boot that must end by itself (a panic under dm-verity, or the health
 /// check's 180 s and the reboot it triggers).
 const SELF_REBOOT_TIMEOUT: Duration = Duration::from_secs(420);
-/// The first dev account (chain 31337).
-const DEV_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+/// How long the never-ready image's health check waits for tephra.
+const NEVER_READY_WAIT_S: u32 = 30;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_path_buf()
-}
-
-fn missing_facility() -> Option<String> {
-    // /proc/self belongs to the process's effective user.
-    if fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).ok() != Some(0) {
-        return Some("not root (the image build runs mmdebstrap in root mode)".into());
-    }
+/// What the image build and its boots need of the machine (scripts/image-deps.sh).
+fn needs() -> Vec<Need> {
+    let mut needs = vec![Need::root()];
     for tool in ["qemu-system-x86_64", "mmdebstrap", "mkfs.erofs", "veritysetup", "mkfs.vfat", "mcopy", "sfdisk"] {
-        if Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| !o.status.success()) {
-            return Some(format!("{tool} is missing (scripts/image-deps.sh installs it)"));
-        }
+        needs.push(Need::command(tool, "scripts/image-deps.sh installs it"));
     }
-    if !Path::new(OVMF_CODE).exists() {
-        return Some(format!("{OVMF_CODE} is missing (apt ovmf)"));
-    }
-    None
+    needs.push(Need::file(OVMF_CODE, "scripts/image-deps.sh installs ovmf"));
+    needs
 }
 
 fn run(command: &mut Command) -> String {
     let output = command.stderr(Stdio::inherit()).output().expect("runs");
     assert!(output.status.success(), "{command:?} failed");
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Guest {
@@ -202,10 +190,11 @@ impl Guest {
     /// A transfer sent as one wire datagram, resent until answered: the
     /// first datagram through QEMU's user network can be lost.
     fn preconfirm_over_udp(&self, nonce: u64) -> TxReply {
-        let raw = run(Command::new(workspace().join("node_modules/.bin/cast")).args([
+        let raw = run(Command::new(npm_tool("cast")).args([
             "mktx",
             "--private-key",
-            DEV_KEY,
+            // The first dev account (chain 31337).
+            &DEV_PRIVATE_KEYS[0].to_string(),
             "--chain",
             "31337",
             "--nonce",
@@ -258,12 +247,28 @@ impl Drop for Guest {
     }
 }
 
-fn build(dir: &Path, version: &str, tephra: Option<&Path>) -> PathBuf {
-    let mut build = Command::new(workspace().join("image/build.sh"));
+/// The `tephra` of this test build (`cargo test --workspace` builds it
+/// beside the test binaries): the images boot it rather than a release
+/// build of the whole workspace made for this test alone. What is tested
+/// here is the image, its boot and its updates; the release profile only
+/// changes how fast tephra runs.
+fn test_build_tephra() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let tephra = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").join("tephra");
+    assert!(tephra.exists(), "{} is missing: cargo test --workspace builds it", tephra.display());
+    tephra
+}
+
+/// Builds image `version` with `tephra` (the test build's by default) and,
+/// if given, a shorter wait for tephra to be ready before the boot counts
+/// as failed; returns its update bundle.
+fn build(dir: &Path, version: &str, tephra: Option<&Path>, ready_wait_s: Option<u32>) -> PathBuf {
+    let mut build = Command::new(workspace_root().join("image/build.sh"));
     build.arg("--version").arg(version).arg("--out").arg(dir.join("out"));
     build.arg("--authorized-keys").arg(dir.join("key.pub"));
-    if let Some(tephra) = tephra {
-        build.arg("--tephra").arg(tephra);
+    build.arg("--tephra").arg(tephra.map_or_else(test_build_tephra, Path::to_path_buf));
+    if let Some(seconds) = ready_wait_s {
+        build.arg("--ready-wait-s").arg(seconds.to_string());
     }
     let started = Instant::now();
     print!("{}", run(&mut build));
@@ -299,31 +304,32 @@ fn corrupted_bundle(bundle: &Path, out: &Path) {
 
 #[test]
 fn the_image_boots_updates_and_falls_back() {
-    if let Some(reason) = missing_facility() {
-        eprintln!("SKIPPED the_image_boots_updates_and_falls_back: {reason}");
+    if !require(&needs()) {
         return;
     }
-    let dir = workspace().join("target/image-test");
+    let dir = workspace_root().join("target/image-test");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(dir.join("key")));
 
-    let base: String = fs::read_to_string(workspace().join("Cargo.toml"))
+    let base: String = fs::read_to_string(workspace_root().join("Cargo.toml"))
         .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("version = \"").map(|v| v.trim_end_matches('"').to_string()))
         .unwrap();
     let (v1, v2, v3) = (format!("{base}.1"), format!("{base}.2"), format!("{base}.3"));
-    build(&dir, &base, None);
+    build(&dir, &base, None, None);
     let raw = dir.join("out").join(format!("tephra-{base}.raw"));
     let raw_bytes = fs::metadata(&raw).unwrap().len();
     let used = run(Command::new("du").arg("-k").arg(&raw));
     println!("image tephra-{base}.raw: {raw_bytes} bytes, {} KiB allocated", used.split_whitespace().next().unwrap());
-    let bundle1 = build(&dir, &v1, None);
-    let bundle2 = build(&dir, &v2, None);
+    let bundle1 = build(&dir, &v1, None, None);
+    let bundle2 = build(&dir, &v2, None, None);
     let never_ready = dir.join("never-ready.sh");
     fs::write(&never_ready, "#!/bin/sh\n# A tephra that never becomes ready.\nexec sleep infinity\n").unwrap();
-    let bundle3 = build(&dir, &v3, Some(&never_ready));
+    // Its health check gives up after 30 s rather than the shipped 180 s:
+    // the same units and fallback, three boot-minutes sooner.
+    let bundle3 = build(&dir, &v3, Some(&never_ready), Some(NEVER_READY_WAIT_S));
     let bad_bundle = dir.join("out/corrupted.update");
     corrupted_bundle(&bundle2, &bad_bundle);
 

@@ -17,7 +17,6 @@ mod support;
 use std::{
     net::UdpSocket,
     path::Path,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -25,38 +24,12 @@ use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, U256};
 use support::{Peer, free_port, genesis, percentile_ms, start_tephra};
 use tephra_exec::dev::DevKey;
+use tephra_testkit::etcd::EtcdCluster;
 use tephra_types::wire::{self, TxReply};
 
 const BLOCK_KEY: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 const SECRET: &str = "a shared secret of the pair, at least 32 bytes long";
 const REQUESTS_DEFAULT: usize = 3000;
-
-struct Etcd(Child, std::path::PathBuf);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(&self.1);
-    }
-}
-
-fn etcd(dir: &Path) -> (Etcd, String) {
-    let (client, peer) = (free_port(), free_port());
-    let endpoint = format!("http://127.0.0.1:{client}");
-    let child = Command::new("etcd")
-        .arg("--data-dir")
-        .arg(dir.join("etcd"))
-        .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
-        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etcd runs (scripts/deps.sh installs etcd-server)");
-    (Etcd(child, dir.join("etcd")), endpoint)
-}
 
 /// A pair member: its metrics address (for its role) and the node.
 fn member(dir: &Path, genesis: &Path, id: &str, peer: &str, etcd: &str, mode: &str, prefix: &str) -> (String, Peer) {
@@ -124,11 +97,10 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(REQUESTS_DEFAULT);
-    let root = std::env::temp_dir().join(format!("tephra-bench-ha-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
+    let root = tephra_testkit::fresh_dir("bench-ha");
     let genesis = genesis(&root, 1);
-    let (_etcd, endpoint) = etcd(&root);
+    let etcd = EtcdCluster::start("bench-ha", 1, None).expect("etcd (scripts/deps.sh installs etcd-server)");
+    let endpoint = etcd.endpoints()[0].clone();
     println!("preconfirmation latency, one transfer per UDP request, closed loop, {requests} requests each");
     println!("{:<8} {:>9} {:>9} {:>9}", "mode", "p50 ms", "p99 ms", "tx/s");
     let report = |mode: &str, samples: &[Duration]| {

@@ -486,9 +486,7 @@ fn main() {
     if !args.iter().any(|arg| arg == "--bench") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("tephra-reliability-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tephra_testkit::fresh_dir("reliability-bench");
     let number = |flag: &str| args.iter().position(|a| a == flag).map(|i| args[i + 1].parse::<u64>().unwrap());
     match number("--soak-seconds") {
         Some(seconds) => soak(&dir, seconds),

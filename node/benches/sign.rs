@@ -103,9 +103,7 @@ fn main() {
         latency("SoftHSM2 over PKCS#11 (cryptoki)", &signer, 1_000);
         return;
     }
-    let dir = std::env::temp_dir().join(format!("tephra-sign-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tephra_testkit::fresh_dir("sign-bench");
 
     let key = FileSigner::from_bytes(&[5; 32]).unwrap();
     latency("file key (libsecp256k1), bare", &key, 2_000);

@@ -596,10 +596,7 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tephra-log-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
+        tephra_testkit::fresh_dir(&format!("log-{name}"))
     }
 
     fn samples() -> Vec<Record> {

@@ -61,8 +61,7 @@ mod tests {
 
     #[test]
     fn notifications_reach_a_path_socket_and_an_abstract_one() {
-        let dir = std::env::temp_dir().join(format!("tephra-notify-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tephra_testkit::fresh_dir("notify");
         let path = dir.join("notify");
         let _ = std::fs::remove_file(&path);
         let receiver = UnixDatagram::bind(&path).unwrap();

@@ -33,8 +33,6 @@ use std::{
     collections::{HashMap, HashSet},
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -46,115 +44,12 @@ use alloy_primitives::B256;
 use common::{Promises, TephraNode, free_port, pending_nonce, quantity, rpc_load};
 use serde_json::{Value, json};
 use tephra_exec::dev::{DevKey, SplitMix64};
+use tephra_testkit::etcd::EtcdCluster;
 
 const LEASE_TTL: Duration = Duration::from_secs(2);
 const FAILOVERS: usize = 11;
 const BLOCK_KEY: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 const SECRET: &str = "a shared secret of the pair, at least 32 bytes long";
-/// Starts of the etcd cluster tried before a test fails (see `Etcd::start`).
-const ETCD_START_ATTEMPTS: usize = 3;
-
-/// A 3-member etcd cluster on loopback, each member in its own process.
-struct Etcd {
-    members: Vec<Child>,
-    dir: PathBuf,
-    clients: Vec<SocketAddr>,
-}
-
-impl Etcd {
-    /// `None` (and a message) where etcd is not installed.
-    fn start(name: &str) -> Option<Self> {
-        if Command::new("etcd").arg("--version").output().is_err() {
-            eprintln!("SKIPPED: etcd is not installed (scripts/deps.sh installs etcd-server)");
-            return None;
-        }
-        // A port picked free can be taken by a parallel test before etcd
-        // binds it: the member exits at once, and the cluster starts again
-        // on fresh ports.
-        for attempt in 1..=ETCD_START_ATTEMPTS {
-            match Self::try_start(name) {
-                Ok(etcd) => return Some(etcd),
-                Err(reason) => eprintln!("etcd start {attempt} of {ETCD_START_ATTEMPTS}: {reason}"),
-            }
-        }
-        panic!("etcd did not start in {ETCD_START_ATTEMPTS} attempts");
-    }
-
-    fn try_start(name: &str) -> Result<Self, String> {
-        let dir = common::fresh_dir(&format!("etcd-{name}"));
-        let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let cluster: Vec<String> = (0..3).map(|i| format!("m{i}=http://127.0.0.1:{}", peers[i])).collect();
-        let members = (0..3)
-            .map(|i| {
-                let log = std::fs::File::create(dir.join(format!("m{i}.log"))).unwrap();
-                Command::new("etcd")
-                    .args(["--name", &format!("m{i}"), "--data-dir"])
-                    .arg(dir.join(format!("m{i}")))
-                    .args(["--listen-client-urls", &format!("http://127.0.0.1:{}", clients[i])])
-                    .args(["--advertise-client-urls", &format!("http://127.0.0.1:{}", clients[i])])
-                    .args(["--listen-peer-urls", &format!("http://127.0.0.1:{}", peers[i])])
-                    .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{}", peers[i])])
-                    .args(["--initial-cluster", &cluster.join(",")])
-                    .args(["--initial-cluster-token", name, "--initial-cluster-state", "new"])
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .expect("etcd starts")
-            })
-            .collect();
-        let clients: Vec<SocketAddr> = clients.iter().map(|p| SocketAddr::from(([127, 0, 0, 1], *p))).collect();
-        let mut etcd = Self { members, dir, clients };
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(2)))
-            .build()
-            .new_agent();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for i in 0..etcd.clients.len() {
-            loop {
-                let healthy = agent
-                    .get(format!("http://{}/health", etcd.clients[i]))
-                    .call()
-                    .ok()
-                    .and_then(|mut r| r.body_mut().read_to_string().ok())
-                    .is_some_and(|body| body.contains("\"health\":\"true\""));
-                if healthy {
-                    break;
-                }
-                if let Some(exited) = etcd.members.iter_mut().position(|m| m.try_wait().ok().flatten().is_some()) {
-                    let log = std::fs::read_to_string(etcd.dir.join(format!("m{exited}.log"))).unwrap_or_default();
-                    return Err(format!("member m{exited} exited: {}", log.lines().last().unwrap_or("")));
-                }
-                assert!(Instant::now() < deadline, "etcd not healthy in 60 s; see {}", etcd.dir.display());
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        Ok(etcd)
-    }
-
-    /// Sends `signal` (STOP: the member hangs, as if cut off; CONT) to member `i`.
-    fn signal(&self, i: usize, signal: &str) {
-        let pid = self.members[i].id().to_string();
-        assert!(Command::new("kill").args(["-s", signal, &pid]).status().unwrap().success());
-    }
-
-    fn endpoints(&self) -> Vec<String> {
-        self.clients.iter().map(|c| format!("http://{c}")).collect()
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        for member in &mut self.members {
-            let _ = member.kill();
-            let _ = member.wait();
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
 
 /// A TCP forwarder that starves its clients: on each connection it passes
 /// at most `budget` bytes from the target, then reads no more (TCP holds the
@@ -468,7 +363,7 @@ fn failover_rounds(
 
 #[test]
 fn seeded_failovers_under_load_lose_no_preconfirmation_and_never_fork() {
-    let Some(etcd) = Etcd::start("failover") else { return };
+    let Some(etcd) = EtcdCluster::start("failover", 3, None) else { return };
     let mut rng = SplitMix64(seed("ha failover"));
     let endpoints = etcd.endpoints();
     let mut nodes = [
@@ -505,7 +400,7 @@ fn signed(node: &TephraNode, number: u64) -> bool {
 
 #[test]
 fn an_async_pair_fails_over_without_double_signing_and_a_standby_lacking_signed_blocks_waits() {
-    let Some(etcd) = Etcd::start("async") else { return };
+    let Some(etcd) = EtcdCluster::start("async", 3, None) else { return };
     let mut rng = SplitMix64(seed("ha async"));
     let endpoints = etcd.endpoints();
     let prefix = "/tephra/test-async";
@@ -574,7 +469,7 @@ fn an_async_pair_fails_over_without_double_signing_and_a_standby_lacking_signed_
 
 #[test]
 fn an_old_leader_truncates_what_it_sealed_but_never_replicated() {
-    let Some(etcd) = Etcd::start("truncate") else { return };
+    let Some(etcd) = EtcdCluster::start("truncate", 3, None) else { return };
     let endpoints = etcd.endpoints();
     let prefix = "/tephra/test-truncate";
     // The lag gate off, and a signature waits long for a connected standby:
@@ -645,7 +540,7 @@ fn an_old_leader_truncates_what_it_sealed_but_never_replicated() {
 
 #[test]
 fn a_standby_behind_the_leader_does_not_campaign_until_it_has_caught_up() {
-    let Some(etcd) = Etcd::start("lag") else { return };
+    let Some(etcd) = EtcdCluster::start("lag", 3, None) else { return };
     let endpoints = etcd.endpoints();
     let prefix = "/tephra/test-lag";
     let ha = "campaign_lag_records_max = 5\nsync_ack_timeout_ms = 200\n";
@@ -688,7 +583,7 @@ fn a_standby_behind_the_leader_does_not_campaign_until_it_has_caught_up() {
 
 #[test]
 fn a_leader_cut_off_from_etcd_stops_and_its_stale_epoch_gets_no_signature() {
-    let Some(etcd) = Etcd::start("partition") else { return };
+    let Some(etcd) = EtcdCluster::start("partition", 3, None) else { return };
     // The leader reaches etcd through member 0 alone, the standby through
     // the other two: stopping member 0 cuts the leader off and leaves a
     // quorum.

@@ -31,9 +31,7 @@ struct Node {
 
 impl Node {
     fn start(pair: &VethPair, name: &str, net: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("tephra-bypass-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tephra_testkit::fresh_dir(&format!("bypass-{name}"));
         let config = format!(
             "[node]\ndata_dir = {:?}\n[udp]\nlisten = \"{}:{PORT}\"\n{net}\n",
             dir.join("data").display().to_string(),
@@ -129,14 +127,10 @@ fn send_transfers(pair: &VethPair) -> u64 {
     })
 }
 
+/// Whether the test must skip: network namespaces need root and iproute2
+/// (see `tephra_testkit::require`).
 fn skip() -> bool {
-    match netns::unavailable() {
-        Some(reason) => {
-            eprintln!("skipped: the kernel-bypass test {reason}");
-            true
-        }
-        None => false,
-    }
+    !tephra_testkit::require(&[tephra_testkit::Need::checked(netns::unavailable())])
 }
 
 #[test]

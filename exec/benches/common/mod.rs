@@ -33,10 +33,7 @@ pub fn call(key: &DevKey, chain_id: u64, nonce: u64, to: TxKind, input: Vec<u8>,
 }
 
 pub fn abi_call(signature: &str, address: Address, amount: u64) -> Vec<u8> {
-    let mut data = alloy_primitives::keccak256(signature.as_bytes())[..4].to_vec();
-    data.extend_from_slice(&U256::from_be_slice(address.as_slice()).to_be_bytes::<32>());
-    data.extend_from_slice(&U256::from(amount).to_be_bytes::<32>());
-    data
+    tephra_testkit::abi::calldata(signature, &[tephra_testkit::abi::word(address), U256::from(amount)])
 }
 
 /// The dev chain's first block, and a verifier for it.

@@ -2,26 +2,13 @@
 //! contracts.
 #![allow(dead_code, reason = "each test binary uses a part of it")]
 
-use std::path::{Path, PathBuf};
+use alloy_primitives::hex;
 
-use alloy_primitives::{Address, U256, hex, keccak256};
-
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("exec/ sits in the workspace").to_path_buf()
-}
-
-/// ABI call data: the selector of `signature`, then `words`.
-pub fn calldata(signature: &str, words: &[U256]) -> Vec<u8> {
-    let mut data = keccak256(signature.as_bytes())[..4].to_vec();
-    for word in words {
-        data.extend_from_slice(&word.to_be_bytes::<32>());
-    }
-    data
-}
-
-pub fn word(address: Address) -> U256 {
-    U256::from_be_slice(address.as_slice())
-}
+#[allow(unused_imports, reason = "each test binary uses a part of the kit")]
+pub use tephra_testkit::{
+    abi::{calldata, word},
+    workspace_root,
+};
 
 /// A committed contract's creation code (contracts/NAME.bin).
 pub fn contract_bytecode(name: &str) -> Vec<u8> {

@@ -5,7 +5,6 @@
 #![allow(dead_code, reason = "each benchmark uses its own part of the support")]
 
 use std::{
-    net::TcpListener,
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -15,9 +14,7 @@ use std::{
 use serde_json::{Value, json};
 use tephra_exec::dev::DevKey;
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use tephra_testkit::free_port;
 
 /// A genesis funding `accounts` generated accounts (`DevKey::from_seed(0..)`),
 /// every fork through Osaka.

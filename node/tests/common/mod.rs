@@ -4,9 +4,9 @@
 #![allow(dead_code, reason = "each test file uses its own part of the harness")]
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::LazyLock,
     time::{Duration, Instant},
 };
 
@@ -18,29 +18,14 @@ use std::{
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, B256, U256, hex};
 use serde_json::{Value, json};
-use tephra_exec::dev::DevKey;
+use tephra_exec::dev::{DEV_PRIVATE_KEYS, DevKey};
+use tephra_testkit::{Need, require, rpc::RpcClient};
+#[allow(unused_imports, reason = "each test binary uses a part of the kit")]
+pub use tephra_testkit::{free_port, free_udp_port, fresh_dir, npm_tool, rpc::quantity, workspace_root};
 
-pub const DEV_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-pub const DEV_ADDRESS_0: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
-
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("node/ sits in the workspace").to_path_buf()
-}
-
-/// A tool installed by `npm ci` at the workspace root (scripts/test.sh runs it).
-pub fn npm_tool(name: &str) -> PathBuf {
-    let path = workspace_root().join("node_modules/.bin").join(name);
-    assert!(path.exists(), "{name} not found: run `npm ci` at the workspace root (scripts/test.sh does)");
-    path
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+/// The first dev key (exec/src/dev.rs) as cast takes it, and its address.
+pub static DEV_KEY_0: LazyLock<String> = LazyLock::new(|| DEV_PRIVATE_KEYS[0].to_string());
+pub static DEV_ADDRESS_0: LazyLock<String> = LazyLock::new(|| DevKey::dev(0).address().to_checksum(None));
 
 pub struct TephraNode {
     child: Option<Child>,
@@ -51,7 +36,7 @@ pub struct TephraNode {
     pub metrics_url: String,
     pub udp_address: String,
     env: Vec<(String, String)>,
-    agent: ureq::Agent,
+    client: RpcClient,
 }
 
 impl TephraNode {
@@ -82,7 +67,6 @@ impl TephraNode {
         set("metrics", "listen", format!("127.0.0.1:{metrics}"));
         set("udp", "listen", format!("127.0.0.1:{udp}"));
         std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
         Self {
             child: None,
             dir,
@@ -92,7 +76,7 @@ impl TephraNode {
             metrics_url: format!("http://127.0.0.1:{metrics}"),
             udp_address: format!("127.0.0.1:{udp}"),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            agent,
+            client: RpcClient::new(format!("http://127.0.0.1:{rpc}")),
         }
     }
 
@@ -109,7 +93,7 @@ impl TephraNode {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let ready = self.agent.get(format!("{}/ready", self.metrics_url)).call().is_ok_and(|r| r.status() == 200);
+            let ready = self.client.get(&format!("{}/ready", self.metrics_url)).is_ok_and(|(status, _)| status == 200);
             if ready {
                 return;
             }
@@ -180,21 +164,15 @@ impl TephraNode {
 
     /// A JSON-RPC call: the result, or the error object.
     pub fn call(&self, method: &str, params: Value) -> Result<Value, Value> {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let reply = self.post(&body);
-        match reply.get("error") {
-            Some(error) => Err(error.clone()),
-            None => Ok(reply["result"].clone()),
-        }
+        self.client.call(method, params)
     }
 
     pub fn rpc(&self, method: &str, params: Value) -> Value {
-        self.call(method, params).unwrap_or_else(|e| panic!("{method}: {e}"))
+        self.client.rpc(method, params)
     }
 
     pub fn post(&self, body: &Value) -> Value {
-        let mut response = self.agent.post(&self.rpc_url).send_json(body).expect("rpc answers");
-        response.body_mut().read_json().expect("json reply")
+        self.client.post(body)
     }
 
     /// Announces a request body of `length` bytes and returns the status
@@ -205,13 +183,11 @@ impl TephraNode {
 
     /// /ready's status code and body.
     pub fn ready(&self) -> (u16, String) {
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-        let mut response = agent.get(format!("{}/ready", self.metrics_url)).call().unwrap();
-        (response.status().as_u16(), response.body_mut().read_to_string().unwrap())
+        self.client.get(&format!("{}/ready", self.metrics_url)).expect("/ready answers")
     }
 
     pub fn metrics(&self) -> String {
-        self.agent.get(format!("{}/metrics", self.metrics_url)).call().unwrap().body_mut().read_to_string().unwrap()
+        self.client.get(&format!("{}/metrics", self.metrics_url)).expect("/metrics answers").1
     }
 
     /// Runs `cast SUBCOMMAND --rpc-url <this node> ARGS...`.
@@ -299,10 +275,6 @@ pub fn cast(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
 
-pub fn quantity(value: &Value) -> u64 {
-    u64::from_str_radix(value.as_str().expect("a quantity").trim_start_matches("0x"), 16).unwrap()
-}
-
 /// A signed dev transaction from `cast mktx`.
 pub fn signed_transfer(node: &TephraNode, key: &str, nonce: u64, to: &str, value: u64) -> String {
     node.cast(&[
@@ -346,12 +318,11 @@ pub fn pending_nonce(node: &TephraNode, key: &DevKey) -> u64 {
 
 /// One sender over JSON-RPC until the node dies: each receipt is a promise.
 pub fn rpc_load(url: String, key: DevKey, mut nonce: u64, promised: Promises) {
-    let agent = ureq::Agent::new_with_defaults();
+    let client = RpcClient::new(url);
     loop {
         let raw = format!("0x{}", hex::encode(raw_transfer(&key, nonce, 1)));
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransactionSync", "params": [raw, 5000]});
-        let Ok(mut response) = agent.post(&url).send_json(&body) else { return };
-        let Ok(reply) = response.body_mut().read_json::<Value>() else { return };
+        let Ok(reply) = client.try_post(&body) else { return };
         let receipt = &reply["result"];
         if receipt.is_null() {
             return;
@@ -409,52 +380,51 @@ pub fn lost_promises(node: &TephraNode, promised: &HashMap<B256, (u64, u64)>) ->
 /// this lives: every fsync takes `fsync_delay_ms` longer, and writing
 /// "hang" or "fail" to `control` makes its file operations wait or fail
 /// until the file says otherwise. Needs root, /dev/fuse and Debian's
-/// python3-fusepy (scripts/deps.sh); without them `mount` says what is
-/// missing and the test skips.
+/// python3-fusepy (scripts/deps.sh), declared as the test's prerequisites.
 pub struct FuseDisk {
     process: Child,
     mountpoint: PathBuf,
 }
 
-impl FuseDisk {
-    /// The disk, or None (the test skips) with a message saying why.
-    pub fn mount(backing: &Path, mountpoint: &Path, fsync_delay_ms: u64, control: Option<&Path>) -> Option<Self> {
-        Self::try_mount(backing, mountpoint, fsync_delay_ms, control)
-            .inspect_err(|reason| eprintln!("skipped: this test needs a FUSE mount: {reason}"))
-            .ok()
-    }
+/// How long the FUSE script may take to mount.
+const FUSE_MOUNT_TIMEOUT: Duration = Duration::from_secs(10);
 
-    fn try_mount(
-        backing: &Path,
-        mountpoint: &Path,
-        fsync_delay_ms: u64,
-        control: Option<&Path>,
-    ) -> Result<Self, String> {
-        if !Path::new("/dev/fuse").exists() {
-            return Err("no /dev/fuse".into());
-        }
-        let fusepy = Command::new("/usr/bin/python3").args(["-c", "import fusepy"]).status();
-        if !fusepy.is_ok_and(|s| s.success()) {
-            return Err("no python3-fusepy (scripts/deps.sh installs it)".into());
+impl FuseDisk {
+    /// The disk, or None where a prerequisite is missing and the test skips
+    /// (see `tephra_testkit::require`). With them all present a mount that
+    /// fails is a test failure, with the script's own error.
+    pub fn mount(backing: &Path, mountpoint: &Path, fsync_delay_ms: u64, control: Option<&Path>) -> Option<Self> {
+        let needs = [
+            Need::root(),
+            Need::file("/dev/fuse", "the kernel's FUSE device"),
+            Need::command("fusermount3", "scripts/deps.sh installs fuse3"),
+            Need::python_module("fusepy", "scripts/deps.sh installs python3-fusepy"),
+        ];
+        if !require(&needs) {
+            return None;
         }
         std::fs::create_dir_all(backing).unwrap();
         std::fs::create_dir_all(mountpoint).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/faultfs.py");
+        let errors = mountpoint.with_extension("faultfs.log");
         let mut command = Command::new("/usr/bin/python3");
         command.arg(script).arg(backing).arg(mountpoint).arg(fsync_delay_ms.to_string());
         if let Some(control) = control {
             command.arg(control);
         }
-        let process = command.stderr(Stdio::null()).spawn().map_err(|e| e.to_string())?;
-        let disk = Self { process, mountpoint: mountpoint.to_path_buf() };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string("/proc/mounts").unwrap().contains(&format!(" {} fuse", mountpoint.display())) {
-            if Instant::now() > deadline {
-                return Err("the FUSE mount did not appear (not root?)".into());
-            }
+        let stderr = std::fs::File::create(&errors).unwrap();
+        let process = command.stderr(stderr).spawn().expect("python3 starts faultfs.py");
+        let mut disk = Self { process, mountpoint: mountpoint.to_path_buf() };
+        let mounted = format!(" {} fuse", mountpoint.display());
+        let deadline = Instant::now() + FUSE_MOUNT_TIMEOUT;
+        while !std::fs::read_to_string("/proc/mounts").unwrap().contains(&mounted) {
+            let exited = disk.process.try_wait().unwrap();
+            let said = || std::fs::read_to_string(&errors).unwrap_or_default();
+            assert!(exited.is_none(), "faultfs.py exited ({exited:?}) without mounting: {}", said());
+            assert!(Instant::now() < deadline, "no FUSE mount within {FUSE_MOUNT_TIMEOUT:?}: {}", said());
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(disk)
+        Some(disk)
     }
 }
 
@@ -466,22 +436,9 @@ impl Drop for FuseDisk {
     }
 }
 
-/// An empty directory of this test process, `tephra-<name>-<pid>` under
-/// the system's temporary directory (what an earlier run left is removed).
-pub fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tephra-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Polls `done` every 20 ms, for at most 20 s.
-pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within 20 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+pub fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    tephra_testkit::wait_until(what, Duration::from_secs(20), done);
 }
 
 /// The SoftHSM2 PKCS#11 module (Debian's softhsm2).
@@ -489,12 +446,14 @@ pub const SOFTHSM2_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 /// A SoftHSM2 token labelled "tephra" (user PIN in `dir`/pin) whose store is
 /// `token_dir`: the node config's [signer] slice for its key "block", and the
-/// SOFTHSM2_CONF the node and the tools need. None, with a message, where
-/// the module is missing (never in CI: scripts/test.sh installs it).
+/// SOFTHSM2_CONF the node and the tools need. None where SoftHSM2 is
+/// missing and the test skips (see `tephra_testkit::require`).
 pub fn softhsm2_token(dir: &Path, token_dir: &Path) -> Option<(String, String)> {
-    if !Path::new(SOFTHSM2_MODULE).exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI must have SoftHSM2; scripts/test.sh installs it");
-        eprintln!("skipped: {SOFTHSM2_MODULE} is missing (apt install softhsm2, or run scripts/test.sh)");
+    let needs = [
+        Need::file(SOFTHSM2_MODULE, "scripts/deps.sh installs softhsm2"),
+        Need::command("softhsm2-util", "scripts/deps.sh installs softhsm2"),
+    ];
+    if !require(&needs) {
         return None;
     }
     std::fs::create_dir_all(token_dir).unwrap();

@@ -1,0 +1,70 @@
+//! What tephra's tests share (README.md). Dev-only: every crate's tests and
+//! benches use it, and it depends on no tephra crate, so that any of them can.
+//!
+//! The one rule it enforces: a test declares what it needs of the machine
+//! with [`require`], and under `./scripts/test.sh` (strict mode) a missing
+//! prerequisite fails the test with its reason, while a developer's plain
+//! `cargo test` skips it and the skip is counted and listed.
+
+#![allow(clippy::print_stderr, reason = "skips and child-process output are reported on stderr")]
+
+pub mod abi;
+pub mod child;
+pub mod etcd;
+pub mod need;
+pub mod rpc;
+
+use std::{
+    net::{TcpListener, UdpSocket},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+pub use need::{Need, require};
+
+/// The workspace's root folder (testkit/ sits in it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testkit/ sits in the workspace").to_path_buf()
+}
+
+/// A file of the repository's test data (testdata/README.md says where each comes from).
+pub fn testdata(name: &str) -> PathBuf {
+    workspace_root().join("testdata").join(name)
+}
+
+/// A tool installed by `npm ci` at the workspace root (anvil, cast); the
+/// test fails naming it when it is missing (scripts/test.sh installs them).
+pub fn npm_tool(name: &str) -> PathBuf {
+    let path = workspace_root().join("node_modules/.bin").join(name);
+    assert!(path.exists(), "{name} not found: run `npm ci` at the workspace root (scripts/test.sh does)");
+    path
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("a loopback port").local_addr().expect("its address").port()
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").expect("a loopback port").local_addr().expect("its address").port()
+}
+
+/// An empty directory of this test process, `tephra-<name>-<pid>` under the
+/// system's temporary directory (what an earlier run left there is removed).
+/// Names are per test: tests of one binary share the process id.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tephra-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
+
+/// Polls `done` every 20 ms for at most `limit`; fails naming `what`.
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
