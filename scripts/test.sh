@@ -6,15 +6,18 @@
 #   ./scripts/test.sh              every phase
 #   ./scripts/test.sh node fuzz    the named phases only (after install)
 #
-# Phases: install fmt clippy build unit exec hsm-ha dataplane node bench image
-# dpdk fuzz. Strict: a test whose prerequisite is missing fails (tephra-testkit);
+# Phases: install fmt build unit exec hsm-ha dataplane node bench image dpdk
+# fuzz (a run of named phases builds first when it runs tests). Clippy lints as
+# the build compiles (see below), with every warning an error. Strict: a test whose prerequisite is missing fails (tephra-testkit);
 # TEPHRA_TEST_STRICT=0 turns that into a skip, listed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_phases=(install fmt clippy build unit exec hsm-ha dataplane node bench image dpdk fuzz)
+all_phases=(install fmt build unit exec hsm-ha dataplane node bench image dpdk fuzz all-run)
 if [ $# -gt 0 ]; then
   wanted=(install "$@")
+  # Test phases run what the build phase built.
+  if [[ " $* " =~ \ (unit|exec|hsm-ha|dataplane|node|bench|image)\  ]]; then wanted+=(build); fi
   for phase in "$@"; do
     [[ " ${all_phases[*]} " == *" $phase "* ]] || { echo "scripts/test.sh: no phase $phase (${all_phases[*]})" >&2; exit 2; }
   done
@@ -83,33 +86,89 @@ install() {
 }
 export PATH="$PWD/node_modules/.bin:$PATH"
 
-clippy() {
-  cargo clippy --workspace --all-targets --locked -- -D warnings
-  # The feature-gated code: the DPDK backend (it links the system DPDK) and
-  # the YubiHSM USB connector (libusb), in one pass.
-  cargo clippy --workspace --all-targets --locked --features tephra-node/dpdk,tephra-node/yubihsm-usb -- -D warnings
+# Clippy lints the workspace's own crates while the test build compiles them:
+# clippy-driver wraps rustc for workspace members, as `cargo clippy` itself
+# arranges, with -D warnings. A separate `cargo clippy` would first check every
+# dependency, then the build would compile them all again. Every cargo call
+# below sees the same wrapper, so none rebuilds what another built.
+export RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-driver"
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+
+# The test executables are built once (the build phase) and run straight from
+# that build's list: a `cargo test -p X` or `--test NAME` run would resolve its
+# own features and rebuild. Every executable built must be run by some phase.
+executables=target/test-executables.tsv
+ran=target/test-executables-run.tsv
+
+# Builds the test executables of the workspace (with cargo `args`) and lists
+# them in `list`: crate folder, kind (lib, bin, test), name, path.
+build_tests() {
+  local list="$1"
+  shift
+  cargo test --workspace --locked --no-run --message-format=json-render-diagnostics "$@" \
+    | jq -r 'select(.reason == "compiler-artifact" and .profile.test and .executable != null
+          and .target.kind[0] != "bench")
+        | [(.manifest_path | split("/") | .[-2]), .target.kind[0], .target.name, .executable] | @tsv' > "$list"
+  [ -s "$list" ] || { echo "scripts/test.sh: no test executables were built" >&2; return 1; }
 }
 
-# The integration tests of the named crate folders: every file of their
-# tests/ folders. Always with --workspace, so that features unify as in the
-# build phase (a -p build resolves its own features and rebuilds).
-integration() {
-  local tests=()
-  for folder in "$@"; do
-    for file in "$folder"/tests/*.rs; do tests+=(--test "$(basename "$file" .rs)"); done
-  done
-  cargo test --workspace --locked "${tests[@]}"
+# Runs the listed executables of crate folder `folder` whose kind is `kind`
+# (lib, bin or test), in the crate's folder as cargo does; `--` passes the
+# rest to each executable (a name filter, say).
+run_tests() {
+  local list="$1" folder="$2" kind="$3" found=0
+  shift 3
+  [ "${1:-}" = "--" ] && shift
+  while IFS=$'\t' read -r crate target_kind name path; do
+    [ "$crate" = "$folder" ] && [ "$target_kind" = "$kind" ] || continue
+    echo "     Running $folder $kind $name"
+    (cd "$folder" && "$path" "$@" < /dev/null)
+    printf '%s\t%s\t%s\n' "$folder" "$kind" "$name" >> "$ran"
+    found=1
+  done < "$list"
+  [ "$found" = 1 ] || { echo "scripts/test.sh: no $kind test executable in $folder/" >&2; return 1; }
+}
+
+# Every target, benches included (built for the lints; the benchmarks run
+# with scripts/bench.sh, not here).
+build() {
+  build_tests "$executables" --all-targets
+  : > "$ran"
 }
 
 unit() {
-  cargo test --workspace --locked --lib --bins
+  local folder
+  for folder in $(cut -f1 "$executables" | sort -u); do
+    run_tests "$executables" "$folder" lib
+  done
+  run_tests "$executables" node bin
+  run_tests "$executables" bench bin
   cargo test --workspace --locked --doc
 }
 
-# The DPDK backend's unit tests and its end-to-end test across a veth pair
-# (the tests with dpdk in their names, built with the feature).
+integration() {
+  local folder
+  for folder in "$@"; do
+    run_tests "$executables" "$folder" test
+  done
+}
+
+# Every executable the build made was run (when every phase ran).
+all_run() {
+  local missing
+  missing=$(cut -f1-3 "$executables" | sort -u | comm -23 - <(sort -u "$ran"))
+  [ -z "$missing" ] || { echo "scripts/test.sh: built but not run by any phase:"; echo "$missing"; return 1; } >&2
+}
+
+# The feature-gated code: the DPDK backend (it links the system DPDK) and the
+# YubiHSM USB connector (libusb), built and linted with its features; then the
+# DPDK backend's unit tests and its end-to-end test across a veth pair (the
+# tests with dpdk in their names).
 dpdk() {
-  cargo test --workspace --locked --features tephra-node/dpdk --lib --test kernel_bypass -- dpdk
+  local list=target/test-executables-dpdk.tsv
+  build_tests "$list" --features tephra-node/dpdk,tephra-node/yubihsm-usb --lib --benches --test kernel_bypass
+  run_tests "$list" dataplane lib -- dpdk
+  run_tests "$list" node test -- dpdk
 }
 
 # Coverage-guided fuzzing of the parsers, bounded in time (fuzz/README.md):
@@ -119,7 +178,7 @@ dpdk() {
 # sanitizer: the parsers are safe Rust, and AddressSanitizer doubled the
 # build and slowed every run (docs/testing.md).
 fuzz_cargo() {
-  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz "$1" -O -s none --target-dir ../target/fuzz "${@:2}")
+  (cd fuzz && env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS RUSTC_BOOTSTRAP=1 cargo fuzz "$1" -O -a -s none --target-dir ../target/fuzz "${@:2}")
 }
 
 fuzz() {
@@ -137,8 +196,7 @@ fuzz() {
 
 phase install install
 phase fmt cargo fmt --all -- --check
-phase clippy clippy
-phase build cargo test --workspace --locked --no-run
+phase build build
 phase unit unit
 phase exec integration exec
 phase hsm-ha integration hsm ha
@@ -150,3 +208,4 @@ phase bench integration bench
 phase image integration image
 phase dpdk dpdk
 phase fuzz fuzz
+[ $# -gt 0 ] || phase all-run all_run

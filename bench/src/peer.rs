@@ -4,7 +4,6 @@
 
 use std::{
     fs,
-    net::TcpListener,
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command},
@@ -12,8 +11,14 @@ use std::{
 };
 
 use serde_json::{Value, json};
+use tephra_testkit::{
+    free_port,
+    rpc::RpcClient,
+    tephra::{self, TephraProcess},
+};
 
-/// How long a node may take to answer its first eth_chainId.
+/// How long a node may take to come up: anvil to answer eth_chainId,
+/// tephra to say /ready.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// tephra's settings for a benchmark, merged under the caller's extra TOML:
@@ -33,7 +38,7 @@ source_burst_datagrams = 10000000
 #[derive(Debug)]
 pub struct Node {
     pub name: String,
-    child: Child,
+    process: Process,
     pub rpc_url: String,
     /// tephra's UDP address and metrics; `None` for anvil.
     pub udp_address: Option<String>,
@@ -42,22 +47,31 @@ pub struct Node {
     pub signs_blocks: bool,
 }
 
-impl Drop for Node {
+#[derive(Debug)]
+enum Process {
+    Tephra(TephraProcess),
+    Anvil(Group),
+}
+
+/// A child leading its own process group, killed with it on drop.
+#[derive(Debug)]
+struct Group(Child);
+
+impl Drop for Group {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
-        let _ = self.child.wait();
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).status();
+        let _ = self.0.wait();
     }
 }
 
 impl Node {
     /// Resident memory of the node's process, from /proc.
     pub fn rss_bytes(&self) -> u64 {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
+        match &self.process {
+            Process::Tephra(process) => process.rss_bytes(),
+            Process::Anvil(Group(child)) => tephra::rss_bytes(child.id()),
+        }
+        .unwrap_or(0)
     }
 }
 
@@ -70,19 +84,9 @@ pub struct Programs {
     pub tephra_extra: String,
 }
 
-pub fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
-}
-
+/// One JSON-RPC call over `agent`: the result, or why not (naming the method).
 pub fn rpc(agent: &ureq::Agent, url: &str, method: &str, params: Value) -> Result<Value, String> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let mut response = agent.post(url).send_json(&body).map_err(|e| format!("{method}: {e}"))?;
-    let reply: Value = response.body_mut().read_json().map_err(|e| format!("{method}: {e}"))?;
-    match reply.get("error") {
-        Some(error) => Err(format!("{method}: {error}")),
-        None => Ok(reply["result"].clone()),
-    }
+    RpcClient::with_agent(url, agent.clone()).try_call(method, params)
 }
 
 /// Starts `command` in its own process group, its output to `log`.
@@ -119,68 +123,44 @@ fn wait_until(
 
 /// Waits until `url` answers eth_chainId.
 fn wait_answering(url: &str, child: &mut Child, name: &str, log: &Path) -> Result<(), String> {
-    let agent = ureq::Agent::new_with_defaults();
-    wait_until(child, name, log, "it answered", || rpc(&agent, url, "eth_chainId", json!([])).is_ok())
+    let client = RpcClient::new(url);
+    wait_until(child, name, log, "it answered", || client.try_call("eth_chainId", json!([])).is_ok())
 }
 
-/// Merges `overlay` into `base`, table by table (the overlay wins).
-fn merge(base: &mut toml::Table, overlay: toml::Table) {
-    for (key, value) in overlay {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(base)), toml::Value::Table(overlay)) => merge(base, overlay),
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
-}
-
-/// A fresh tephra in `dir` (emptied) on `genesis`, on free loopback ports.
+/// A fresh tephra in `dir` (emptied) on `genesis`, on free loopback ports,
+/// up once /ready says so.
 pub fn start_tephra(programs: &Programs, dir: &Path, genesis: &Path) -> Result<Node, String> {
     let _ = fs::remove_dir_all(dir);
     // The previous phase's log, written and now deleted, reaches the disk
     // now rather than during this phase's group commits.
     let _ = std::process::Command::new("sync").status();
-    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let (rpc_port, metrics_port, udp_port) = (free_port()?, free_port()?, free_port()?);
-    let mut config = toml::Table::new();
-    for (section, key, value) in [
-        ("node", "log_level", "warn".to_string()),
-        ("node", "data_dir", dir.join("data").display().to_string()),
-        ("node", "genesis", genesis.display().to_string()),
-        ("rpc", "listen", format!("127.0.0.1:{rpc_port}")),
-        ("metrics", "listen", format!("127.0.0.1:{metrics_port}")),
-        ("udp", "listen", format!("127.0.0.1:{udp_port}")),
-    ] {
-        let mut entry = toml::Table::new();
-        entry.insert(key.into(), toml::Value::String(value));
-        merge(&mut config, toml::Table::from_iter([(section.to_string(), toml::Value::Table(entry))]));
-    }
-    merge(&mut config, TEPHRA_BENCH_CONFIG.parse().expect("valid TOML"));
-    merge(&mut config, programs.tephra_extra.parse().map_err(|e| format!("--tephra-config: {e}"))?);
-    let udp_address = config["udp"]["listen"].as_str().map(str::to_string);
-    let config_path = dir.join("tephra.toml");
-    fs::write(&config_path, toml::to_string(&config).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    let log_path = dir.join("tephra.log");
-    let mut command = Command::new(&programs.tephra);
-    command.arg("run").arg("--config").arg(&config_path);
-    let mut child = spawn_logged(&mut command, &log_path, "build it: cargo build --release -p tephra-node")?;
-    let rpc_url = format!("http://127.0.0.1:{rpc_port}");
-    wait_answering(&rpc_url, &mut child, "tephra", &log_path)?;
-    // JSON-RPC answers before the sequencer is ready (the replay, the
-    // signer); /ready says when it is.
-    let ready_url = format!("http://127.0.0.1:{metrics_port}/ready");
-    let agent = ureq::Agent::new_with_defaults();
-    wait_until(&mut child, "tephra", &log_path, "ready", || agent.get(&ready_url).call().is_ok())?;
-    let metrics_url = Some(format!("http://127.0.0.1:{metrics_port}"));
-    Ok(Node { name: "tephra".into(), child, rpc_url, udp_address, metrics_url, signs_blocks: true })
+    programs.tephra_extra.parse::<toml::Table>().map_err(|e| format!("--tephra-config: {e}"))?;
+    let defaults =
+        format!("[node]\nlog_level = \"warn\"\ngenesis = {}\n", toml::Value::from(genesis.display().to_string()));
+    let mut process = TephraProcess::builder(&programs.tephra, dir)
+        .config(&defaults)
+        .config(TEPHRA_BENCH_CONFIG)
+        .config(&programs.tephra_extra)
+        .own_process_group()
+        .ready_within(START_TIMEOUT)
+        .configure()?;
+    process.spawn().map_err(|e| format!("{e} (build it: cargo build --release -p tephra-node)"))?;
+    process.wait_ready()?;
+    Ok(Node {
+        name: "tephra".into(),
+        rpc_url: process.rpc_url().to_string(),
+        udp_address: Some(process.udp_address().to_string()),
+        metrics_url: Some(process.metrics_url().to_string()),
+        signs_blocks: true,
+        process: Process::Tephra(process),
+    })
 }
 
 /// A fresh anvil on `genesis`: automine (a block per transaction) when
 /// `block_time_s` is `None`, else interval mining.
 pub fn start_anvil(programs: &Programs, dir: &Path, genesis: &Path, block_time_s: Option<u64>) -> Result<Node, String> {
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let port = free_port()?;
+    let port = free_port();
     let mining: Vec<String> = block_time_s.map(|s| vec!["--block-time".into(), s.to_string()]).unwrap_or_default();
     let mut command = Command::new(&programs.anvil);
     command
@@ -189,14 +169,21 @@ pub fn start_anvil(programs: &Programs, dir: &Path, genesis: &Path, block_time_s
         .args(["--hardfork", "osaka", "--port", &port.to_string(), "--gas-limit", "1000000000", "--silent"])
         .args(&mining);
     let log_path = dir.join("anvil.log");
-    let mut child = spawn_logged(&mut command, &log_path, "install it: npm ci")?;
+    let mut group = Group(spawn_logged(&mut command, &log_path, "install it: npm ci")?);
     let rpc_url = format!("http://127.0.0.1:{port}");
-    wait_answering(&rpc_url, &mut child, "anvil", &log_path)?;
+    wait_answering(&rpc_url, &mut group.0, "anvil", &log_path)?;
     let name = match block_time_s {
         Some(s) => format!("anvil (interval mining, {s} s)"),
         None => "anvil (automine)".into(),
     };
-    Ok(Node { name, child, rpc_url, udp_address: None, metrics_url: None, signs_blocks: false })
+    Ok(Node {
+        name,
+        process: Process::Anvil(group),
+        rpc_url,
+        udp_address: None,
+        metrics_url: None,
+        signs_blocks: false,
+    })
 }
 
 #[cfg(test)]
@@ -206,7 +193,7 @@ mod tests {
     #[test]
     fn extra_config_merges_table_by_table() {
         let mut base: toml::Table = TEPHRA_BENCH_CONFIG.parse().unwrap();
-        merge(&mut base, "[udp]\nsource_txs_per_s = 5\n[exec]\nshards = 2\n".parse().unwrap());
+        tephra::merge(&mut base, "[udp]\nsource_txs_per_s = 5\n[exec]\nshards = 2\n".parse().unwrap());
         assert_eq!(base["udp"]["source_txs_per_s"].as_integer(), Some(5));
         assert_eq!(base["udp"]["source_burst_txs"].as_integer(), Some(10_000_000));
         assert_eq!(base["exec"]["shards"].as_integer(), Some(2));

@@ -20,7 +20,6 @@ use common::{calldata, contract_bytecode, word, workspace_root};
 
 use std::os::unix::process::CommandExt;
 use std::{
-    net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -37,6 +36,10 @@ use tephra_exec::{
     dev::DevKey,
     pool::{Pool, PoolLimits},
 };
+use tephra_testkit::{
+    free_port,
+    rpc::{RpcClient, quantity},
+};
 
 const GWEI: u128 = 1_000_000_000;
 
@@ -51,8 +54,7 @@ fn anvil_binary() -> PathBuf {
 
 struct Anvil {
     child: Child,
-    url: String,
-    agent: ureq::Agent,
+    client: RpcClient,
 }
 
 impl Anvil {
@@ -70,7 +72,7 @@ impl Anvil {
     /// fee comparison thus checks the seeding only; the later blocks check
     /// the derivation, and every block checks tephra's gas limit rule.
     fn start(first: &BlockParams) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let genesis = workspace_root().join("exec/genesis/dev.json");
         let file: Value = serde_json::from_str(&std::fs::read_to_string(&genesis).unwrap()).unwrap();
         let genesis_gas_limit = quantity(&file["gasLimit"]);
@@ -84,27 +86,18 @@ impl Anvil {
             .process_group(0)
             .spawn()
             .expect("anvil starts");
-        let anvil = Self { child, url: format!("http://127.0.0.1:{port}"), agent: ureq::Agent::new_with_defaults() };
+        let anvil = Self { child, client: RpcClient::new(format!("http://127.0.0.1:{port}")) };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while anvil.try_rpc("eth_chainId", json!([])).is_none() {
-            assert!(Instant::now() < deadline, "anvil did not answer within 30 s");
+        while let Err(error) = anvil.client.try_call("eth_chainId", json!([])) {
+            assert!(Instant::now() < deadline, "anvil did not answer within 30 s: {error}");
             std::thread::sleep(Duration::from_millis(50));
         }
         anvil
     }
 
-    fn try_rpc(&self, method: &str, params: Value) -> Option<Value> {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let mut response = self.agent.post(&self.url).send_json(&body).ok()?;
-        let reply: Value = response.body_mut().read_json().ok()?;
-        if let Some(error) = reply.get("error") {
-            panic!("anvil {method}: {error}");
-        }
-        reply.get("result").cloned()
-    }
-
+    /// A call anvil must answer with a result.
     fn rpc(&self, method: &str, params: Value) -> Value {
-        self.try_rpc(method, params).unwrap_or_else(|| panic!("anvil {method}: no answer"))
+        self.client.try_call(method, params).unwrap_or_else(|e| panic!("anvil {e}"))
     }
 }
 
@@ -115,10 +108,6 @@ impl Drop for Anvil {
         let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
         let _ = self.child.wait();
     }
-}
-
-fn quantity(value: &Value) -> u64 {
-    u64::from_str_radix(value.as_str().expect("a hex quantity").trim_start_matches("0x"), 16).expect("a u64")
 }
 
 fn u256(value: &Value) -> U256 {

@@ -3,16 +3,16 @@
 //! the guest as clients and operators do, through hostfwd (JSON-RPC, the
 //! UDP wire format, SSH with the build's key).
 //!
-//! One disk lives through nine boots: the first boot (data partition made,
+//! One disk lives through eight boots: the first boot (data partition made,
 //! config seeded, tephra ready, a transaction preconfirmed over UDP, a clean
-//! journal) and a second (state kept); an update blessed after health; the
-//! operator's rollback; an update whose slot is then corrupted under
-//! dm-verity, which fails twice and falls back; an update whose tephra never
-//! becomes ready, which falls back. A bundle whose root does not match its
-//! root hash is refused before anything changes.
+//! journal; a bundle whose root does not match its root hash is refused
+//! before anything changes); an update blessed after health, with the state
+//! kept; the operator's rollback; an update whose slot is then corrupted
+//! under dm-verity, which fails twice and falls back; an update whose tephra
+//! never becomes ready, which falls back.
 //!
-//! Needs root, qemu-system-x86_64, OVMF and the image tools (scripts/image-deps.sh);
-//! skips with a message where they are missing.
+//! Needs root, qemu-system-x86_64, OVMF and the image tools
+//! (scripts/image-deps.sh), declared through tephra_testkit::require.
 
 #![allow(clippy::print_stdout, reason = "the test reports image sizes and boot times (docs/operators.md) on stdout")]
 
@@ -67,8 +67,8 @@ struct Guest {
 }
 
 impl Guest {
-    /// Boots the disk with `bundle` attached as a read-only second drive (/dev/vdb).
-    fn boot(&mut self, bundle: Option<&Path>) -> Instant {
+    /// Boots the disk with `bundles` attached as read-only drives (/dev/vdb, /dev/vdc, ...).
+    fn boot(&mut self, bundles: &[&Path]) -> Instant {
         self.boots += 1;
         let console = self.dir.join(format!("console-{}.log", self.boots));
         let net = format!(
@@ -86,7 +86,7 @@ impl Guest {
             .args(["-netdev", &net, "-device", "virtio-net-pci,netdev=net0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        if let Some(bundle) = bundle {
+        for bundle in bundles {
             qemu.args(["-drive", &format!("file={},format=raw,if=virtio,readonly=on", bundle.display())]);
         }
         let started = Instant::now();
@@ -346,8 +346,8 @@ fn the_image_boots_updates_and_falls_back() {
         qemu: None,
     };
 
-    // 1. First boot.
-    let started = guest.boot(Some(&bad_bundle));
+    // 1. First boot: a corrupted bundle (/dev/vdb) is refused, N+1 (/dev/vdc) applied.
+    let started = guest.boot(&[&bad_bundle, &bundle1]);
     let ready = guest.wait_ready(started);
     println!("first boot to ready: {:.1} s", ready.as_secs_f64());
     assert_eq!(guest.ssh("systemctl is-active tephra.service").trim(), "active");
@@ -363,23 +363,17 @@ fn the_image_boots_updates_and_falls_back() {
     let (applied, output) = guest.ssh_status("tephra update apply /dev/vdb");
     assert!(!applied && output.contains("does not verify"), "{output}");
     assert_eq!(guest.ssh("tephra update status"), status);
+    print!("{}", guest.ssh("tephra update apply /dev/vdc --tries 2"));
     guest.reboot();
 
-    // 2. Boot the same version again (data partition kept), apply N+1.
-    let started = guest.boot(Some(&bundle1));
+    // 2. N+1 boots from slot b with the data partition kept, and is blessed once healthy.
+    let started = guest.boot(&[&bundle2]);
     let ready = guest.wait_ready(started);
-    println!("second boot to ready: {:.1} s", ready.as_secs_f64());
+    println!("updated boot to ready: {:.1} s", ready.as_secs_f64());
     // What was preconfirmed in the first boot is still in the chain.
     let nonce =
         guest.rpc("eth_getTransactionCount", r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266","latest"]"#).unwrap();
     assert!(nonce.contains("\"0x1\""), "{nonce}");
-    print!("{}", guest.ssh("tephra update apply /dev/vdb --tries 2"));
-    guest.reboot();
-
-    // 3. N+1 boots from slot b, is blessed once healthy.
-    let started = guest.boot(Some(&bundle2));
-    let ready = guest.wait_ready(started);
-    println!("updated boot to ready: {:.1} s", ready.as_secs_f64());
     let status = guest.wait_status("the update is blessed", |s| {
         s.contains(&format!("entry: tephra-{v1}.efi version {v1} good (running)"))
     });
@@ -395,19 +389,19 @@ fn the_image_boots_updates_and_falls_back() {
     }
     assert_eq!(guest.ssh("systemctl show tephra.service -p NRestarts --value").trim(), "0");
 
-    // 4. The operator rolls back: N+1 is marked bad, N boots from slot a.
+    // 3. The operator rolls back: N+1 is marked bad, N boots from slot a.
     print!("{}", guest.ssh("tephra update rollback"));
     // Until the reboot the running image is marked bad: no update may replace its fallback.
     let (applied, output) = guest.ssh_status("tephra update apply /dev/vdb");
     assert!(!applied && output.contains("is not marked good"), "{output}");
     guest.reboot();
-    let started = guest.boot(Some(&bundle2));
+    let started = guest.boot(&[&bundle2]);
     guest.wait_ready(started);
     let status = guest.ssh("tephra update status");
     assert!(status.contains(&format!("running: version {base} slot a")), "rolled back to N: {status}");
     assert!(status.contains(&format!("version {v1} bad")), "{status}");
 
-    // 5. N+2 into slot b (N+1's image retired), then one byte of that slot
+    // 4. N+2 into slot b (N+1's image retired), then one byte of that slot
     // flipped on disk: each try panics under dm-verity, then N boots again.
     let applied = guest.ssh("tephra update apply /dev/vdb --tries 2");
     assert!(applied.contains(&format!("retired tephra-{v1}+0.efi")), "{applied}");
@@ -415,7 +409,7 @@ fn the_image_boots_updates_and_falls_back() {
     guest.ssh(&format!("printf '\\377' | dd of={} bs=1 seek=1100 conv=notrunc status=none && sync", slot_b.trim()));
     guest.reboot();
     for _ in 0..2 {
-        guest.boot(None);
+        guest.boot(&[]);
         guest.wait_reboot(SELF_REBOOT_TIMEOUT);
         assert!(
             guest.console_tail().contains("verity") || guest.console_tail().contains("panic"),
@@ -423,18 +417,18 @@ fn the_image_boots_updates_and_falls_back() {
             guest.console_tail()
         );
     }
-    let started = guest.boot(Some(&bundle3));
+    let started = guest.boot(&[&bundle3]);
     guest.wait_ready(started);
     let status = guest.ssh("tephra update status");
     assert!(status.contains(&format!("running: version {base} slot a")), "fell back to N: {status}");
     assert!(status.contains(&format!("version {v2} bad (2 tries failed)")), "{status}");
 
-    // 6. N+3, whose tephra never becomes ready: one try, then back to N.
+    // 5. N+3, whose tephra never becomes ready: one try, then back to N.
     print!("{}", guest.ssh("tephra update apply /dev/vdb --tries 1"));
     guest.reboot();
-    guest.boot(None);
+    guest.boot(&[]);
     guest.wait_reboot(SELF_REBOOT_TIMEOUT);
-    let started = guest.boot(None);
+    let started = guest.boot(&[]);
     guest.wait_ready(started);
     let status = guest.ssh("tephra update status");
     assert!(status.contains(&format!("running: version {base} slot a")), "fell back to N: {status}");

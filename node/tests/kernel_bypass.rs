@@ -7,80 +7,60 @@
 
 use std::{
     net::{SocketAddrV4, UdpSocket},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, U256, keccak256};
 use tephra_dataplane::netns::{self, VethPair};
 use tephra_exec::dev::DevKey;
+use tephra_testkit::tephra::TephraProcess;
 use tephra_types::wire::{self, TxReply};
 
 const PORT: u16 = 9000;
 const DATAGRAMS: u64 = 200;
 const TXS_PER_DATAGRAM: u64 = 4;
 
-/// `tephra run` inside namespace a of `pair`, with `net` as its [net] backend.
+/// `tephra run` inside namespace a of `pair` (`ip netns exec`), with `net`
+/// as its [net] backend.
 struct Node {
-    child: Child,
-    dir: PathBuf,
+    process: TephraProcess,
 }
 
 impl Node {
     fn start(pair: &VethPair, name: &str, net: &str) -> Self {
         let dir = tephra_testkit::fresh_dir(&format!("bypass-{name}"));
-        let config = format!(
-            "[node]\ndata_dir = {:?}\n[udp]\nlisten = \"{}:{PORT}\"\n{net}\n",
-            dir.join("data").display().to_string(),
-            pair.addresses[0]
-        );
-        std::fs::write(dir.join("tephra.toml"), config).unwrap();
-        let log = std::fs::File::create(dir.join("node.log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &pair.namespaces[0], env!("CARGO_BIN_EXE_tephra"), "run", "--config"])
-            .arg(dir.join("tephra.toml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("tephra starts");
-        let node = Self { child, dir };
-        node.wait_ready(pair);
-        node
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
-    }
-
-    /// The metrics endpoint answers inside namespace a: ask from a thread there.
-    fn wait_ready(&self, pair: &VethPair) {
+        let mut process = TephraProcess::builder(env!("CARGO_BIN_EXE_tephra"), dir)
+            .config(&format!("[udp]\nlisten = \"{}:{PORT}\"\n{net}\n", pair.addresses[0]))
+            .prefix(["ip", "netns", "exec", &pair.namespaces[0]])
+            .log_file("node.log")
+            .configure()
+            .unwrap_or_else(|e| panic!("{e}"));
+        process.spawn().unwrap_or_else(|e| panic!("{e}"));
+        // The metrics endpoint answers inside namespace a: wait from a thread there.
         thread::scope(|scope| {
             scope
                 .spawn(|| {
                     pair.enter(0).unwrap();
-                    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-                    let deadline = Instant::now() + Duration::from_secs(60);
-                    while Instant::now() < deadline {
-                        if agent.get("http://127.0.0.1:9100/ready").call().is_ok_and(|r| r.status() == 200) {
-                            return;
-                        }
-                        thread::sleep(Duration::from_millis(100));
-                    }
-                    panic!("tephra not ready within 60 s:\n{}", self.log());
+                    process.wait_ready()
                 })
                 .join()
-                .unwrap();
-        });
+                .unwrap()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        Self { process }
+    }
+
+    fn log(&self) -> String {
+        self.process.log()
     }
 }
 
 impl Drop for Node {
+    /// A clean stop (SIGTERM), not a kill.
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
+        self.process.stop();
     }
 }
 

@@ -13,6 +13,7 @@ pub mod child;
 pub mod etcd;
 pub mod need;
 pub mod rpc;
+pub mod tephra;
 
 use std::{
     net::{TcpListener, UdpSocket},

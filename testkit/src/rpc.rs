@@ -14,13 +14,20 @@ pub struct RpcClient {
 
 impl RpcClient {
     /// A client of `url`; HTTP error statuses are answers, not failures.
+    /// Each request may take up to 60 s (see [`RpcClient::timeout`]).
     pub fn new(url: impl Into<String>) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .new_agent();
+        Self { url: url.into(), agent: agent(DEFAULT_TIMEOUT) }
+    }
+
+    /// A client of `url` over `agent`, whose settings (timeouts, whether an
+    /// HTTP error status is a failure) and connections it shares.
+    pub fn with_agent(url: impl Into<String>, agent: ureq::Agent) -> Self {
         Self { url: url.into(), agent }
+    }
+
+    /// This client, each request of which may take at most `limit`.
+    pub fn timeout(self, limit: Duration) -> Self {
+        Self { agent: agent(limit), ..self }
     }
 
     pub fn url(&self) -> &str {
@@ -29,9 +36,19 @@ impl RpcClient {
 
     /// One call: the result, or the error object.
     pub fn call(&self, method: &str, params: Value) -> Result<Value, Value> {
-        let reply = self.post(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}));
+        let reply = self.post(&request(method, params));
         match reply.get("error") {
             Some(error) => Err(error.clone()),
+            None => Ok(reply["result"].clone()),
+        }
+    }
+
+    /// One call: the result, or why not (no connection, no JSON reply, or
+    /// the error object) as text naming the method.
+    pub fn try_call(&self, method: &str, params: Value) -> Result<Value, String> {
+        let reply = self.try_post(&request(method, params)).map_err(|e| format!("{method}: {e}"))?;
+        match reply.get("error") {
+            Some(error) => Err(format!("{method}: {error}")),
             None => Ok(reply["result"].clone()),
         }
     }
@@ -57,6 +74,19 @@ impl RpcClient {
         let mut response = self.agent.get(url).call().map_err(|e| e.to_string())?;
         Ok((response.status().as_u16(), response.body_mut().read_to_string().map_err(|e| e.to_string())?))
     }
+}
+
+/// How long a request of [`RpcClient::new`]'s may take.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A request of one call.
+fn request(method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+}
+
+/// An agent that reads HTTP error statuses as answers.
+fn agent(limit: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(limit)).build().new_agent()
 }
 
 /// A JSON-RPC quantity ("0x1f") as a number.

@@ -5,15 +5,18 @@
 #![allow(dead_code, reason = "each benchmark uses its own part of the support")]
 
 use std::{
-    os::unix::process::CommandExt,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::{Value, json};
 use tephra_exec::dev::DevKey;
+use tephra_testkit::{
+    rpc::RpcClient,
+    tephra::{Readiness, TephraProcess},
+};
 
+#[allow(unused_imports, reason = "the ha benchmark picks ports of its own; the others do not")]
 pub use tephra_testkit::free_port;
 
 /// A genesis funding `accounts` generated accounts (`DevKey::from_seed(0..)`),
@@ -32,80 +35,40 @@ pub fn genesis(dir: &Path, accounts: usize) -> PathBuf {
 /// A node under test, in its own process group: the whole group is killed
 /// on drop.
 pub struct Peer {
-    pub child: Child,
+    process: TephraProcess,
     pub url: String,
     /// tephra's UDP address.
     pub udp_address: String,
 }
 
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
-        let _ = self.child.wait();
-    }
-}
-
 impl Peer {
     /// Resident memory of the process, from /proc.
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
+        self.process.rss_bytes().unwrap_or(0)
     }
 }
 
+/// One JSON-RPC call over `agent`: the result, or why not.
 pub fn rpc(agent: &ureq::Agent, url: &str, method: &str, params: Value) -> Result<Value, String> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let mut response = agent.post(url).send_json(&body).map_err(|e| e.to_string())?;
-    let reply: Value = response.body_mut().read_json().map_err(|e| e.to_string())?;
-    match reply.get("error") {
-        Some(error) => Err(error.to_string()),
-        None => Ok(reply["result"].clone()),
-    }
-}
-
-pub fn wait_ready(url: &str) {
-    let agent = ureq::Agent::new_with_defaults();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while rpc(&agent, url, "eth_chainId", json!([])).is_err() {
-        assert!(Instant::now() < deadline, "{url} not up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    RpcClient::with_agent(url, agent.clone()).try_call(method, params)
 }
 
 /// The release `tephra` on `genesis`, `extra` TOML merged into its config
-/// (a listen address `extra` names is kept). The process starts in the
-/// calling thread's network namespace.
+/// (a listen address `extra` names is kept), its output discarded, up once
+/// it answers JSON-RPC. The process starts in the calling thread's network
+/// namespace.
 pub fn start_tephra(dir: &Path, genesis: &Path, extra: &str) -> Peer {
-    let (port, metrics, udp) = (free_port(), free_port(), free_port());
-    std::fs::create_dir_all(dir).unwrap();
-    let mut table: toml::Table = extra.parse().expect("extra config is TOML");
-    let mut set = |section: &str, key: &str, value: String| {
-        let entry = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        entry.as_table_mut().expect("a table").entry(key).or_insert(toml::Value::String(value));
-    };
-    set("node", "data_dir", dir.join("data").display().to_string());
-    set("node", "genesis", genesis.display().to_string());
-    set("node", "log_level", "warn".into());
-    set("rpc", "listen", format!("127.0.0.1:{port}"));
-    set("metrics", "listen", format!("127.0.0.1:{metrics}"));
-    set("udp", "listen", format!("127.0.0.1:{udp}"));
-    let udp_address = table["udp"]["listen"].as_str().unwrap().to_string();
-    let config = dir.join("tephra.toml");
-    std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tephra"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    wait_ready(&url);
-    Peer { child, url, udp_address }
+    let defaults =
+        format!("[node]\ngenesis = {}\nlog_level = \"warn\"\n", toml::Value::from(genesis.display().to_string()));
+    let process = TephraProcess::builder(env!("CARGO_BIN_EXE_tephra"), dir)
+        .config(&defaults)
+        .config(extra)
+        .discard_output()
+        .own_process_group()
+        .ready_when(Readiness::Answering)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    Peer { url: process.rpc_url().to_string(), udp_address: process.udp_address().to_string(), process }
 }
 
 /// The value at `per_mille` of sorted samples, in milliseconds.

@@ -1,11 +1,11 @@
-//! A real `tephra` process for end-to-end tests, on free loopback ports and a
-//! fresh data dir, with a small JSON-RPC client.
+//! A real `tephra` process for end-to-end tests (the kit's launcher), on
+//! free loopback ports and a fresh data dir, with a small JSON-RPC client.
 
 #![allow(dead_code, reason = "each test file uses its own part of the harness")]
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     sync::LazyLock,
     time::{Duration, Instant},
 };
@@ -19,7 +19,7 @@ use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, B256, U256, hex};
 use serde_json::{Value, json};
 use tephra_exec::dev::{DEV_PRIVATE_KEYS, DevKey};
-use tephra_testkit::{Need, require, rpc::RpcClient};
+use tephra_testkit::{Need, require, rpc::RpcClient, tephra::TephraProcess};
 #[allow(unused_imports, reason = "each test binary uses a part of the kit")]
 pub use tephra_testkit::{free_port, free_udp_port, fresh_dir, npm_tool, rpc::quantity, workspace_root};
 
@@ -28,14 +28,13 @@ pub static DEV_KEY_0: LazyLock<String> = LazyLock::new(|| DEV_PRIVATE_KEYS[0].to
 pub static DEV_ADDRESS_0: LazyLock<String> = LazyLock::new(|| DevKey::dev(0).address().to_checksum(None));
 
 pub struct TephraNode {
-    child: Option<Child>,
+    process: TephraProcess,
     pub dir: PathBuf,
     pub config: PathBuf,
     pub rpc_url: String,
     pub ws_url: String,
     pub metrics_url: String,
     pub udp_address: String,
-    env: Vec<(String, String)>,
     client: RpcClient,
 }
 
@@ -52,66 +51,35 @@ impl TephraNode {
         node
     }
 
-    /// The data dir and config of a node, not started yet.
+    /// The data dir and config of a node, not started yet (the config file
+    /// may be edited before each start).
     pub fn configure(name: &str, extra: &str, env: &[(&str, &str)]) -> Self {
         let dir = fresh_dir(&format!("e2e-{name}"));
-        let (rpc, metrics, udp) = (free_port(), free_port(), free_udp_port());
-        let config = dir.join("tephra.toml");
-        let mut table: toml::Table = extra.parse().expect("extra config is TOML");
-        let mut set = |section: &str, key: &str, value: String| {
-            let entry = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            entry.as_table_mut().expect("a table").insert(key.into(), toml::Value::String(value));
-        };
-        set("node", "data_dir", dir.join("data").display().to_string());
-        set("rpc", "listen", format!("127.0.0.1:{rpc}"));
-        set("metrics", "listen", format!("127.0.0.1:{metrics}"));
-        set("udp", "listen", format!("127.0.0.1:{udp}"));
-        std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
+        let mut builder = TephraProcess::builder(env!("CARGO_BIN_EXE_tephra"), &dir).config(extra).log_file("node.log");
+        for (key, value) in env {
+            builder = builder.env(key, value);
+        }
+        let process = builder.configure().unwrap_or_else(|e| panic!("{e}"));
         Self {
-            child: None,
             dir,
-            config,
-            rpc_url: format!("http://127.0.0.1:{rpc}"),
-            ws_url: format!("ws://127.0.0.1:{rpc}"),
-            metrics_url: format!("http://127.0.0.1:{metrics}"),
-            udp_address: format!("127.0.0.1:{udp}"),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            client: RpcClient::new(format!("http://127.0.0.1:{rpc}")),
+            config: process.config_path().to_path_buf(),
+            rpc_url: process.rpc_url().to_string(),
+            ws_url: process.ws_url().to_string(),
+            metrics_url: process.metrics_url().to_string(),
+            udp_address: process.udp_address().to_string(),
+            client: RpcClient::new(process.rpc_url()),
+            process,
         }
     }
 
     /// Starts (or restarts) the process on the same data dir and waits until ready.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("node.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tephra"))
-            .args(["run", "--config", self.config.to_str().unwrap()])
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("tephra starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = self.client.get(&format!("{}/ready", self.metrics_url)).is_ok_and(|(status, _)| status == 200);
-            if ready {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tephra not ready within 60 s; see {}",
-                self.dir.join("node.log").display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.process.start().unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// The process's resident memory, from /proc.
     pub fn rss_bytes(&self) -> u64 {
-        let pid = self.child.as_ref().expect("running").id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).expect("VmRSS");
-        kib.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap() * 1024
+        self.process.rss_bytes().expect("tephra runs")
     }
 
     /// A counter or gauge from /metrics (0 when absent).
@@ -124,40 +92,22 @@ impl TephraNode {
 
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
+        self.process.kill9();
     }
 
     /// Sends `signal` (a `kill -s` name: STOP, CONT, TERM) to the process.
     pub fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        assert!(Command::new("kill").args(["-s", signal, &pid]).status().unwrap().success());
+        self.process.signal(signal);
     }
 
     /// Waits up to `wait` for the process to exit by itself: its status.
     pub fn wait_exit(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + wait;
-        loop {
-            let child = self.child.as_mut()?;
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process.wait_exit(wait)
     }
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id().to_string();
-            Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-            let status = child.wait().unwrap();
+        if let Some(status) = self.process.stop() {
             assert!(status.success(), "tephra exited with {status}");
         }
     }
@@ -198,12 +148,8 @@ impl TephraNode {
 
     /// Runs `tephra ARGS... --config <this node's config>` to completion.
     pub fn tephra(&self, args: &[&str]) -> Result<String, String> {
-        let output = Command::new(env!("CARGO_BIN_EXE_tephra"))
-            .args(args)
-            .args(["--config", self.config.to_str().unwrap()])
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .unwrap();
+        let output =
+            self.process.command().args(args).args(["--config", self.config.to_str().unwrap()]).output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout).trim().to_string();
         if output.status.success() {
             Ok(stdout)
