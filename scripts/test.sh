@@ -116,7 +116,7 @@ build_tests() {
 # (lib, bin or test), in the crate's folder as cargo does; `--` passes the
 # rest to each executable (a name filter, say).
 run_tests() {
-  local list="$1" folder="$2" kind="$3" found=0
+  local list="$1" folder="$2" kind="$3" found=0 crate target_kind name path
   shift 3
   [ "${1:-}" = "--" ] && shift
   while IFS=$'\t' read -r crate target_kind name path; do
@@ -129,20 +129,21 @@ run_tests() {
   [ "$found" = 1 ] || { echo "scripts/test.sh: no $kind test executable in $folder/" >&2; return 1; }
 }
 
-# Every target, benches included (built for the lints; the benchmarks run
-# with scripts/bench.sh, not here).
+# Every library, binary and test (the benches are built, and linted, once, by
+# the dpdk phase with every feature; they run with scripts/bench.sh).
 build() {
-  build_tests "$executables" --all-targets
+  build_tests "$executables" --lib --bins --tests
   : > "$ran"
 }
 
+# Every crate's unit tests: its library's and its binaries'.
 unit() {
-  local folder
-  for folder in $(cut -f1 "$executables" | sort -u); do
-    run_tests "$executables" "$folder" lib
+  local folder kind
+  for kind in lib bin; do
+    for folder in $(awk -F'\t' -v kind="$kind" '$2 == kind { print $1 }' "$executables" | sort -u); do
+      run_tests "$executables" "$folder" "$kind"
+    done
   done
-  run_tests "$executables" node bin
-  run_tests "$executables" bench bin
   cargo test --workspace --locked --doc
 }
 
@@ -161,7 +162,8 @@ all_run() {
 }
 
 # The feature-gated code: the DPDK backend (it links the system DPDK) and the
-# YubiHSM USB connector (libusb), built and linted with its features; then the
+# YubiHSM USB connector (libusb), built and linted with its features, and the
+# benches with them; then the
 # DPDK backend's unit tests and its end-to-end test across a veth pair (the
 # tests with dpdk in their names).
 dpdk() {
@@ -175,10 +177,10 @@ dpdk() {
 # one build of every target (into target/fuzz, beside the rest of the build),
 # then each target for an equal share of TEPHRA_FUZZ_SECONDS_TOTAL on a
 # scratch copy of its corpus (the committed seeds stay as they are). No
-# sanitizer: the parsers are safe Rust, and AddressSanitizer doubled the
-# build and slowed every run (docs/testing.md).
+# sanitizer: the parsers are safe Rust (docs/testing.md).
 fuzz_cargo() {
-  (cd fuzz && env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS RUSTC_BOOTSTRAP=1 cargo fuzz "$1" -O -a -s none --target-dir ../target/fuzz "${@:2}")
+  (cd fuzz && env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS RUSTC_BOOTSTRAP=1 \
+    cargo fuzz "$1" -O -a -s none --target-dir ../target/fuzz "${@:2}")
 }
 
 fuzz() {

@@ -55,11 +55,13 @@ impl Need {
         Self::checked(missing.then(|| format!("{} is missing ({install})", path.display())))
     }
 
-    /// Python 3 imports `module`; `install` says how to get it.
-    pub fn python_module(module: &str, install: &str) -> Self {
-        let imported = Command::new("python3").args(["-c", &format!("import {module}")]).output();
+    /// The Python interpreter `python` imports `module`; `install` says how
+    /// to get it. Name the interpreter the test runs: a `python3` earlier on
+    /// the PATH may not see Debian's packages.
+    pub fn python_module(python: &str, module: &str, install: &str) -> Self {
+        let imported = Command::new(python).args(["-c", &format!("import {module}")]).output();
         let missing = !imported.is_ok_and(|o| o.status.success());
-        Self::checked(missing.then(|| format!("python3 cannot import {module} ({install})")))
+        Self::checked(missing.then(|| format!("{python} cannot import {module} ({install})")))
     }
 
     /// Why this need is not met, if it is not.

@@ -332,6 +332,9 @@ pub struct FuseDisk {
     mountpoint: PathBuf,
 }
 
+/// Debian's Python, which has python3-fusepy (a `python3` earlier on the
+/// PATH may be another build without it).
+const PYTHON: &str = "/usr/bin/python3";
 /// How long the FUSE script may take to mount.
 const FUSE_MOUNT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -344,7 +347,7 @@ impl FuseDisk {
             Need::root(),
             Need::file("/dev/fuse", "the kernel's FUSE device"),
             Need::command("fusermount3", "scripts/deps.sh installs fuse3"),
-            Need::python_module("fusepy", "scripts/deps.sh installs python3-fusepy"),
+            Need::python_module(PYTHON, "fusepy", "scripts/deps.sh installs python3-fusepy"),
         ];
         if !require(&needs) {
             return None;
@@ -353,7 +356,7 @@ impl FuseDisk {
         std::fs::create_dir_all(mountpoint).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/faultfs.py");
         let errors = mountpoint.with_extension("faultfs.log");
-        let mut command = Command::new("/usr/bin/python3");
+        let mut command = Command::new(PYTHON);
         command.arg(script).arg(backing).arg(mountpoint).arg(fsync_delay_ms.to_string());
         if let Some(control) = control {
             command.arg(control);
