@@ -8,8 +8,9 @@
 #
 # Phases: install fmt build unit exec hsm-ha dataplane node bench image dpdk
 # fuzz (a run of named phases builds first when it runs tests). Clippy lints as
-# the build compiles (see below), with every warning an error. Strict: a test whose prerequisite is missing fails (tephra-testkit);
-# TEPHRA_TEST_STRICT=0 turns that into a skip, listed at the end.
+# the build compiles (see below), with every warning an error. Strict: a test
+# whose prerequisite is missing fails (tephra-testkit); TEPHRA_TEST_STRICT=0
+# turns that into a skip, listed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
