@@ -146,6 +146,8 @@ unit() {
     done
   done
   cargo test --workspace --locked --doc
+  # types' tests/: the wire format's byte vectors from docs/wire.md.
+  integration types
 }
 
 integration() {
