@@ -18,6 +18,7 @@ pub mod tephra;
 use std::{
     net::{TcpListener, UdpSocket},
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -41,14 +42,33 @@ pub fn npm_tool(name: &str) -> PathBuf {
     path
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// The ports `free_port` hands out: below Linux's ephemeral range (32768 and
+/// up by default), so that no outgoing connection's source port takes one
+/// between the pick and the server's bind (a port the kernel picked for
+/// bind(0) is in that range, and was seen taken so in the HA tests).
+const PORT_FIRST: u16 = 20_000;
+const PORTS: u32 = 12_768;
+/// Ports this process has handed out: each is handed out once.
+static PORTS_HANDED_OUT: AtomicU32 = AtomicU32::new(0);
+
+/// A port on 127.0.0.1, free for TCP and UDP a moment ago, never handed out
+/// before by this process. Each process starts at its own place in the range
+/// (from its process id), so that two test processes rarely meet.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("a loopback port").local_addr().expect("its address").port()
+    let start = std::process::id().wrapping_mul(7_919) % PORTS;
+    for _ in 0..PORTS {
+        let offset = (start + PORTS_HANDED_OUT.fetch_add(1, Ordering::Relaxed)) % PORTS;
+        let port = PORT_FIRST + u16::try_from(offset).expect("the range fits a port");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORT_FIRST}..{}", u32::from(PORT_FIRST) + PORTS);
 }
 
-/// A UDP port on 127.0.0.1 that was free a moment ago.
+/// A UDP port on 127.0.0.1 (see [`free_port`]).
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").expect("a loopback port").local_addr().expect("its address").port()
+    free_port()
 }
 
 /// An empty directory of this test process, `tephra-<name>-<pid>` under the
