@@ -142,7 +142,7 @@ fn init_prints_mainnet_genesis_root_and_hash() {
     let dir = common::fresh_dir("init");
     let config = dir.join("tephra.toml");
     std::fs::write(&config, format!("[node]\ndata_dir = \"{}\"\n", dir.join("data").display())).unwrap();
-    let genesis = common::workspace_root().join("testdata/ethereum-mainnet-genesis.json");
+    let genesis = tephra_testkit::testdata("ethereum-mainnet-genesis.json");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_tephra"))
         .args(["init", "--genesis", genesis.to_str().unwrap(), "--config", config.to_str().unwrap()])
         .output()

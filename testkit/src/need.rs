@@ -89,7 +89,7 @@ pub fn require(needs: &[Need]) -> bool {
 }
 
 /// Whether this run is strict (scripts/test.sh).
-pub fn strict() -> bool {
+fn strict() -> bool {
     std::env::var(STRICT_ENV).is_ok_and(|v| v == "1")
 }
 

@@ -30,10 +30,6 @@ impl RpcClient {
         Self { agent: agent(limit), ..self }
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// One call: the result, or the error object.
     pub fn call(&self, method: &str, params: Value) -> Result<Value, Value> {
         let reply = self.post(&request(method, params));
