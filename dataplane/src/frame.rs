@@ -3,9 +3,10 @@
 //! Parsing checks every length against the frame: a bad frame is `None`
 //! (the backend hands it to nobody), never a panic.
 
-use std::{net::Ipv4Addr, ops::Range};
-
-use crate::packet::Peer;
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    ops::Range,
+};
 
 pub const ETHERNET_HEADER_BYTES: usize = 14;
 pub const IPV4_HEADER_BYTES: usize = 20;
@@ -23,6 +24,20 @@ pub struct Local {
     pub mac: [u8; 6],
     pub ip: Ipv4Addr,
     pub port: u16,
+}
+
+/// Where a datagram came from, and so where its reply goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub addr: SocketAddrV4,
+    /// The link-layer source (kernel-bypass backends reply to it); zero on sockets.
+    pub mac: [u8; 6],
+}
+
+impl Default for Peer {
+    fn default() -> Self {
+        Self { addr: SocketAddrV4::new([0, 0, 0, 0].into(), 0), mac: [0; 6] }
+    }
 }
 
 /// What a received frame is to the dataplane.
@@ -84,7 +99,7 @@ fn parse_ipv4(frame: &[u8], local: &Local) -> Received {
     mac.copy_from_slice(&frame[6..12]);
     let start = ETHERNET_HEADER_BYTES + header_bytes + UDP_HEADER_BYTES;
     Received::Datagram {
-        peer: Peer { addr: std::net::SocketAddrV4::new(source_ip, u16_at(udp, 0)), mac },
+        peer: Peer { addr: SocketAddrV4::new(source_ip, u16_at(udp, 0)), mac },
         payload: start..ETHERNET_HEADER_BYTES + header_bytes + udp_bytes,
     }
 }
@@ -206,7 +221,7 @@ mod tests {
         let mut frame = [0u8; 256];
         // Swap ends: the peer sends to LOCAL.
         let sender = Local { mac: peer().mac, ip: *peer().addr.ip(), port: peer().addr.port() };
-        let to_local = Peer { addr: std::net::SocketAddrV4::new(LOCAL.ip, LOCAL.port), mac: LOCAL.mac };
+        let to_local = Peer { addr: SocketAddrV4::new(LOCAL.ip, LOCAL.port), mac: LOCAL.mac };
         let len = build_udp(&mut frame, &sender, &to_local, b"hello tephra").unwrap();
         match parse(&frame[..len], &LOCAL) {
             Received::Datagram { peer: from, payload } => {

@@ -1,32 +1,21 @@
 //! Packet buffers: one fixed-size buffer per datagram, all allocated when the
 //! pool is made and recycled through it, so the hot path never allocates.
 
-use std::net::SocketAddrV4;
-
 use crossbeam_queue::ArrayQueue;
+
+use crate::frame::HEADERS_BYTES;
+// `Peer` lives with the frames that carry it, so that frame.rs needs nothing
+// of this module; its users keep finding it here.
+pub use crate::frame::Peer;
 
 /// The largest UDP payload a packet buffer holds: what fits, with its
 /// headers, in one 4 KiB frame (the largest AF_XDP frame). A kernel-bypass
 /// backend receives one Ethernet frame per datagram (no IP fragments), so this
 /// bounds a request over `af_xdp` and `dpdk`; the `socket` backend marks a
 /// longer datagram truncated and it is refused as malformed.
-pub const PAYLOAD_SIZE_MAX_BYTES: usize = FRAME_SIZE_MAX_BYTES - crate::frame::HEADERS_BYTES;
+pub const PAYLOAD_SIZE_MAX_BYTES: usize = FRAME_SIZE_MAX_BYTES - HEADERS_BYTES;
 /// The largest Ethernet frame the dataplane builds or takes.
 pub const FRAME_SIZE_MAX_BYTES: usize = 4096;
-
-/// Where a datagram came from, and so where its reply goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Peer {
-    pub addr: SocketAddrV4,
-    /// The link-layer source (kernel-bypass backends reply to it); zero on sockets.
-    pub mac: [u8; 6],
-}
-
-impl Default for Peer {
-    fn default() -> Self {
-        Self { addr: SocketAddrV4::new([0, 0, 0, 0].into(), 0), mac: [0; 6] }
-    }
-}
 
 /// One UDP payload and its peer.
 #[derive(Debug)]

@@ -1,107 +1,18 @@
 //! seal: the open block, from its parameters to a complete Ethereum header.
 
 use alloy_consensus::{EMPTY_OMMER_ROOT_HASH, Header, ReceiptEnvelope, ReceiptWithBloom, TxType, Typed2718};
-use alloy_eips::{
-    eip1559::{BaseFeeParams, INITIAL_BASE_FEE, calc_next_block_base_fee},
-    eip2718::Encodable2718,
-    eip7685::EMPTY_REQUESTS_HASH,
-};
-use alloy_primitives::{Address, B256, Bloom, Bytes};
+use alloy_eips::{eip2718::Encodable2718, eip7685::EMPTY_REQUESTS_HASH};
+use alloy_primitives::{B256, Bloom};
 use alloy_trie::{EMPTY_ROOT_HASH, HashBuilder, Nibbles};
 use revm::primitives::hardfork::SpecId;
-use tephra_types::limits::EXTRA_DATA_MAX_BYTES;
 
 use crate::{
-    chainspec::ChainSpec,
-    evm::{apply_pre_block_system_calls, blob_params},
+    evm::apply_pre_block_system_calls,
     executor::{ExecutedTx, Executor, TxOutcome},
+    params::BlockParams,
     state::StateDb,
     verify::VerifiedTx,
 };
-
-/// Everything about a block that is fixed when it opens.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlockParams {
-    pub chain_id: u64,
-    pub spec: SpecId,
-    pub parent_hash: B256,
-    pub number: u64,
-    pub timestamp: u64,
-    pub beneficiary: Address,
-    pub gas_limit: u64,
-    pub base_fee_per_gas: u64,
-    /// The header's mix hash, PREVRANDAO to the EVM.
-    pub prevrandao: B256,
-    pub extra_data: Bytes,
-    /// Cancun on: the header's excess blob gas.
-    pub excess_blob_gas: Option<u64>,
-}
-
-/// What the sequencer chooses for a new block; the rest follows from the parent.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BlockChoice {
-    pub timestamp: u64,
-    pub beneficiary: Address,
-    pub prevrandao: B256,
-    pub extra_data: Bytes,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum OpenBlockError {
-    #[error("block {number} would be sealed under {spec:?}; tephra seals post-merge blocks only")]
-    PreMerge { number: u64, spec: SpecId },
-    #[error("timestamp {timestamp} is before the parent's {parent}")]
-    TimestampBeforeParent { timestamp: u64, parent: u64 },
-    #[error("extra data of {0} bytes, at most 32 are allowed")]
-    ExtraDataTooLong(usize),
-}
-
-impl BlockParams {
-    /// The parameters of the child of `parent`. Timestamps may repeat the
-    /// parent's: blocks come faster than one per second.
-    pub fn child_of(chain: &ChainSpec, parent: &Header, choice: BlockChoice) -> Result<Self, OpenBlockError> {
-        let number = parent.number + 1;
-        let spec = chain.spec_at(number, choice.timestamp);
-        if !spec.is_enabled_in(SpecId::MERGE) {
-            return Err(OpenBlockError::PreMerge { number, spec });
-        }
-        if choice.timestamp < parent.timestamp {
-            return Err(OpenBlockError::TimestampBeforeParent {
-                timestamp: choice.timestamp,
-                parent: parent.timestamp,
-            });
-        }
-        if choice.extra_data.len() > EXTRA_DATA_MAX_BYTES {
-            return Err(OpenBlockError::ExtraDataTooLong(choice.extra_data.len()));
-        }
-        let base_fee_per_gas = match parent.base_fee_per_gas {
-            Some(parent_base_fee) => {
-                calc_next_block_base_fee(parent.gas_used, parent.gas_limit, parent_base_fee, BaseFeeParams::ethereum())
-            }
-            None => INITIAL_BASE_FEE,
-        };
-        let excess_blob_gas = chain.is_cancun_active(choice.timestamp).then(|| {
-            blob_params(spec).next_block_excess_blob_gas_osaka(
-                parent.excess_blob_gas.unwrap_or(0),
-                parent.blob_gas_used.unwrap_or(0),
-                parent.base_fee_per_gas.unwrap_or(0),
-            )
-        });
-        Ok(Self {
-            chain_id: chain.chain_id(),
-            spec,
-            parent_hash: parent.hash_slow(),
-            number,
-            timestamp: choice.timestamp,
-            beneficiary: choice.beneficiary,
-            gas_limit: parent.gas_limit,
-            base_fee_per_gas,
-            prevrandao: choice.prevrandao,
-            extra_data: choice.extra_data,
-            excess_blob_gas,
-        })
-    }
-}
 
 /// A transaction's receipt as the receipts trie holds it; its logs go into
 /// the block's bloom.

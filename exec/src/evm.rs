@@ -1,7 +1,7 @@
 //! The one place tephra meets revm: environments in, outcomes out.
 
 use alloy_consensus::{Transaction, TxEnvelope, Typed2718};
-use alloy_eips::{eip2935::HISTORY_STORAGE_ADDRESS, eip4788::BEACON_ROOTS_ADDRESS, eip7840::BlobParams};
+use alloy_eips::{eip2935::HISTORY_STORAGE_ADDRESS, eip4788::BEACON_ROOTS_ADDRESS};
 use alloy_primitives::{Address, B256, Bytes, U256};
 use revm::{
     Context, Database, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext, SystemCallCommitEvm,
@@ -10,13 +10,18 @@ use revm::{
         block::BlobExcessGasAndPrice,
         result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction},
     },
+    database::CacheDB,
     handler::{EvmTr, FrameResult, Handler, MainnetContext, MainnetEvm, post_execution},
     primitives::{KECCAK_EMPTY, hardfork::SpecId},
     state::EvmState,
 };
 use tephra_types::{Reject, RejectCode};
 
-use crate::{block::BlockParams, state::StateDb, verify::VerifiedTx};
+use crate::{
+    params::{BlockParams, blob_params},
+    state::StateDb,
+    verify::VerifiedTx,
+};
 
 /// An EVM for `block` on the database `DB`.
 pub(crate) type BlockEvm<DB> = MainnetEvm<MainnetContext<DB>>;
@@ -48,6 +53,24 @@ pub(crate) fn transact_commit(vm: &mut StateEvm<'_>, tx: &VerifiedTx) -> Result<
     let output = vm.transact(tx_env(tx)).map_err(reject_of)?;
     vm.commit(output.state);
     Ok(output.result)
+}
+
+/// Executes `tx` on `state` for `block` without committing, as eth_call
+/// does: its writes go to a scratch layer over the state. The nonce is not
+/// checked (a call may name any); with `priced` false neither is the base
+/// fee, so that a call naming no price runs at price zero.
+pub(crate) fn call(
+    state: &StateDb,
+    block: &BlockParams,
+    tx: TxEnv,
+    priced: bool,
+) -> Result<ExecutionResult<HaltReason>, Reject> {
+    let mut cfg = cfg_env(block.chain_id, block.spec);
+    cfg.disable_nonce_check = true;
+    cfg.disable_base_fee = !priced;
+    let mut vm =
+        Context::mainnet().with_db(CacheDB::new(state)).with_block(block_env(block)).with_cfg(cfg).build_mainnet();
+    Ok(vm.transact(tx).map_err(reject_of)?.result)
 }
 
 /// What a speculative EVM's database must do besides serving reads: know
@@ -117,25 +140,13 @@ pub fn apply_pre_block_system_calls(state: &mut StateDb, block: &BlockParams) {
     }
 }
 
-/// The blob parameters in force: tephra takes no blobs, but BLOBBASEFEE and the
-/// header's excess blob gas still follow them.
-pub fn blob_params(spec: SpecId) -> BlobParams {
-    if spec.is_enabled_in(SpecId::OSAKA) {
-        BlobParams::osaka()
-    } else if spec.is_enabled_in(SpecId::PRAGUE) {
-        BlobParams::prague()
-    } else {
-        BlobParams::cancun()
-    }
-}
-
-pub fn cfg_env(chain_id: u64, spec: SpecId) -> CfgEnv {
+fn cfg_env(chain_id: u64, spec: SpecId) -> CfgEnv {
     let mut cfg = CfgEnv::new_with_spec(spec);
     cfg.chain_id = chain_id;
     cfg
 }
 
-pub fn block_env(block: &BlockParams) -> BlockEnv {
+fn block_env(block: &BlockParams) -> BlockEnv {
     let blob_excess_gas_and_price = block.excess_blob_gas.map(|excess| {
         BlobExcessGasAndPrice::new(excess, u64::try_from(blob_params(block.spec).update_fraction).unwrap_or(u64::MAX))
     });
@@ -153,7 +164,7 @@ pub fn block_env(block: &BlockParams) -> BlockEnv {
 }
 
 /// The EVM's view of a verified transaction. Authorities come pre-recovered.
-pub fn tx_env(tx: &VerifiedTx) -> TxEnv {
+fn tx_env(tx: &VerifiedTx) -> TxEnv {
     let envelope: &TxEnvelope = &tx.envelope;
     TxEnv {
         tx_type: envelope.ty(),
@@ -173,7 +184,7 @@ pub fn tx_env(tx: &VerifiedTx) -> TxEnv {
 }
 
 /// Why the EVM refused a transaction before executing it, as a stable code.
-pub fn reject_of<E: core::fmt::Display>(error: EVMError<E>) -> Reject {
+fn reject_of<E: core::fmt::Display>(error: EVMError<E>) -> Reject {
     let EVMError::Transaction(invalid) = error else {
         return Reject::new(RejectCode::ExecInvalid, error.to_string());
     };

@@ -9,7 +9,7 @@ use alloy_primitives::{Address, Log, map::AddressSet};
 use revm::context_interface::result::{ExecutionResult, HaltReason};
 use tephra_types::Reject;
 
-use crate::{block::BlockParams, evm, state::StateDb, verify::VerifiedTx};
+use crate::{evm, params::BlockParams, state::StateDb, verify::VerifiedTx};
 
 /// A transaction included in the open block.
 #[derive(Clone, Debug)]

@@ -8,20 +8,24 @@
 //! ```
 
 pub mod block;
+pub mod call;
 pub mod chainspec;
 pub mod dev;
 pub mod evm;
 pub mod executor;
 pub mod parallel;
+pub mod params;
 pub mod pool;
 pub mod snapshot;
 pub mod state;
 pub mod trie;
 pub mod verify;
 
-pub use block::{BlockBuilder, BlockChoice, BlockParams, SealedBlock};
+pub use block::{BlockBuilder, SealedBlock};
+pub use call::{CallOutcome, CallRequest, EstimateError};
 pub use chainspec::ChainSpec;
 pub use executor::{ExecutedTx, Executor, SequentialExecutor, TxOutcome};
 pub use parallel::{ParallelExecutor, ShardConfig};
+pub use params::{BlockChoice, BlockParams, OpenBlockError};
 pub use state::StateDb;
 pub use verify::{VerifiedTx, Verifier, VerifyRules};

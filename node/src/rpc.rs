@@ -5,23 +5,20 @@ use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
 
 use alloy_consensus::Transaction as _;
 use alloy_eips::eip2930::AccessList;
-use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
+use alloy_primitives::{Address, B256, Bytes, U256};
 use jsonrpsee::{
     PendingSubscriptionSink, RpcModule, SubscriptionMessage,
     core::middleware::RpcServiceBuilder,
     server::{BatchRequestConfig, Server, ServerConfig, ServerHandle, serve_with_graceful_shutdown, stop_channel},
     types::{ErrorObjectOwned, Params},
 };
-use revm::{
-    Context, ExecuteEvm, MainBuilder, MainContext,
-    context::TxEnv,
-    context_interface::result::{ExecutionResult, Output},
-    database::CacheDB,
-};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tephra_exec::evm;
-use tephra_types::{Reject, RejectCode, limits::TX_GAS_LIMIT_CAP};
+use tephra_exec::{
+    CallOutcome, CallRequest, EstimateError,
+    call::{self, HaltReason},
+};
+use tephra_types::{Reject, RejectCode};
 use tokio::sync::{broadcast::error::RecvError, oneshot};
 
 use crate::{
@@ -140,10 +137,11 @@ fn check_state_tag(view: &View, tag: BlockTag) -> Result<(), ErrorObjectOwned> {
     }
 }
 
-/// A call as eth_call and eth_estimateGas take it.
+/// The transaction call object eth_call and eth_estimateGas take, as JSON
+/// gives it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct CallRequest {
+struct CallObject {
     from: Option<Address>,
     to: Option<Address>,
     gas: Option<U256>,
@@ -157,10 +155,33 @@ struct CallRequest {
     access_list: Option<AccessList>,
 }
 
-enum CallOutcome {
-    Success { output: Bytes, gas_used: u64 },
-    Reverted(Bytes),
-    Halted(String),
+impl CallObject {
+    /// The call as exec takes it; a quantity too large for its field is
+    /// invalid params.
+    fn into_request(self) -> Result<CallRequest, ErrorObjectOwned> {
+        let max_fee_per_gas = self.max_fee_per_gas.map(|v| u128_of(v, "gas price")).transpose()?;
+        // Beside a max fee the legacy price counts for nothing, so it cannot
+        // be too large either.
+        let gas_price = match max_fee_per_gas {
+            Some(_) => None,
+            None => self.gas_price.map(|v| u128_of(v, "gas price")).transpose()?,
+        };
+        let gas_limit = self.gas.map(|g| u64_of(g, "gas")).transpose()?;
+        let nonce = self.nonce.map(|n| u64_of(n, "nonce")).transpose()?;
+        let max_priority_fee_per_gas = self.max_priority_fee_per_gas.map(|v| u128_of(v, "priority fee")).transpose()?;
+        Ok(CallRequest {
+            from: self.from.unwrap_or_default(),
+            to: self.to,
+            gas_limit,
+            gas_price,
+            max_fee_per_gas,
+            max_priority_fee_per_gas,
+            value: self.value.unwrap_or_default(),
+            input: self.input.or(self.data).unwrap_or_default(),
+            nonce,
+            access_list: self.access_list,
+        })
+    }
 }
 
 fn u64_of(value: U256, name: &str) -> Result<u64, ErrorObjectOwned> {
@@ -169,59 +190,6 @@ fn u64_of(value: U256, name: &str) -> Result<u64, ErrorObjectOwned> {
 
 fn u128_of(value: U256, name: &str) -> Result<u128, ErrorObjectOwned> {
     u128::try_from(value).map_err(|_| invalid(format!("{name} too large")))
-}
-
-/// Executes `request` on the preconfirmed state without committing.
-fn simulate(shared: &Shared, request: &CallRequest, gas_limit: Option<u64>) -> Result<CallOutcome, ErrorObjectOwned> {
-    let view = shared.view.read().expect("view lock");
-    let params = &view.open.params;
-    let cap = params.gas_limit.min(TX_GAS_LIMIT_CAP);
-    let caller = request.from.unwrap_or_default();
-    let gas_price = request.max_fee_per_gas.or(request.gas_price).map(|v| u128_of(v, "gas price")).transpose()?;
-    let tx = TxEnv {
-        tx_type: if request.max_fee_per_gas.is_some() {
-            2
-        } else if request.access_list.is_some() {
-            1
-        } else {
-            0
-        },
-        caller,
-        gas_limit: gas_limit.or(request.gas.map(|g| u64_of(g, "gas")).transpose()?).unwrap_or(cap).min(cap),
-        gas_price: gas_price.unwrap_or(0),
-        kind: request.to.map_or(TxKind::Create, TxKind::Call),
-        value: request.value.unwrap_or_default(),
-        data: request.input.clone().or_else(|| request.data.clone()).unwrap_or_default(),
-        nonce: match request.nonce {
-            Some(n) => u64_of(n, "nonce")?,
-            None => view.state.nonce(&caller),
-        },
-        chain_id: Some(shared.chain.chain_id()),
-        access_list: request.access_list.clone().unwrap_or_default(),
-        gas_priority_fee: request.max_priority_fee_per_gas.map(|v| u128_of(v, "priority fee")).transpose()?,
-        ..Default::default()
-    };
-    let mut cfg = evm::cfg_env(shared.chain.chain_id(), params.spec);
-    cfg.disable_nonce_check = true;
-    // A call that names no price pays none, as in geth.
-    cfg.disable_base_fee = gas_price.is_none();
-    let mut vm = Context::mainnet()
-        .with_db(CacheDB::new(&view.state))
-        .with_block(evm::block_env(params))
-        .with_cfg(cfg)
-        .build_mainnet();
-    let result = vm.transact(tx).map_err(|e| rejected(&evm::reject_of(e)))?.result;
-    Ok(match result {
-        ExecutionResult::Success { output, gas, .. } => {
-            let output = match output {
-                Output::Call(bytes) => bytes,
-                Output::Create(bytes, _) => bytes,
-            };
-            CallOutcome::Success { output, gas_used: gas.tx_gas_used() }
-        }
-        ExecutionResult::Revert { output, .. } => CallOutcome::Reverted(output),
-        ExecutionResult::Halt { reason, .. } => CallOutcome::Halted(format!("{reason:?}")),
-    })
 }
 
 /// geth's shape for a revert: code 3, the reason decoded where it is an
@@ -237,35 +205,34 @@ fn revert_error(output: &Bytes) -> ErrorObjectOwned {
     error(EXECUTION_REVERTED, message, Some(json!(output)))
 }
 
+fn halted_error(reason: &HaltReason) -> ErrorObjectOwned {
+    error(SERVER_ERROR, format!("execution halted: {reason:?}"), None)
+}
+
 fn call_result(outcome: CallOutcome) -> RpcResult {
     match outcome {
         CallOutcome::Success { output, .. } => Ok(json!(output)),
         CallOutcome::Reverted(output) => Err(revert_error(&output)),
-        CallOutcome::Halted(reason) => Err(error(SERVER_ERROR, format!("execution halted: {reason}"), None)),
+        CallOutcome::Halted(reason) => Err(halted_error(&reason)),
     }
 }
 
+/// Executes `request` on the preconfirmed state without committing.
+fn call_on_view(shared: &Shared, request: &CallRequest) -> Result<CallOutcome, Reject> {
+    let view = shared.view.read().expect("view lock");
+    call::call(&view.state, &view.open.params, request)
+}
+
 fn estimate_gas(shared: &Shared, request: &CallRequest) -> RpcResult {
-    let cap = {
-        let view = shared.view.read().expect("view lock");
-        view.open.params.gas_limit.min(TX_GAS_LIMIT_CAP)
-    };
-    let ceiling = request.gas.map(|g| u64_of(g, "gas")).transpose()?.unwrap_or(cap).min(cap);
-    let used = match simulate(shared, request, Some(ceiling))? {
-        CallOutcome::Success { gas_used, .. } => gas_used,
-        other => return call_result(other),
-    };
-    // The least gas limit that succeeds: refunds and the 63/64 rule can make
-    // it more than the gas used.
-    let (mut low, mut high) = (used.saturating_sub(1), ceiling);
-    while low + 1 < high {
-        let mid = low + (high - low) / 2;
-        match simulate(shared, request, Some(mid))? {
-            CallOutcome::Success { .. } => high = mid,
-            _ => low = mid,
-        }
+    let ceiling = call::gas_ceiling(&shared.view.read().expect("view lock").open.params, request);
+    // Every try reads the view afresh: the sequencer waits for one call at a
+    // time, never for the whole search.
+    match call::estimate_gas(request, ceiling, |attempt| call_on_view(shared, attempt)) {
+        Ok(gas_limit) => Ok(json!(qty(gas_limit))),
+        Err(EstimateError::Rejected(reject)) => Err(rejected(&reject)),
+        Err(EstimateError::Reverted(output)) => Err(revert_error(&output)),
+        Err(EstimateError::Halted(reason)) => Err(halted_error(&reason)),
     }
-    Ok(json!(qty(high)))
 }
 
 fn submit(
@@ -547,14 +514,17 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
     .expect("unique");
     m.register_method("eth_call", |p, s, _| -> RpcResult {
         let p = list(&p)?;
-        let request: CallRequest = param(&p, 0, "transaction")?;
-        check_state_tag(&s.view.read().expect("view lock"), parse_tag(p.get(1))?)?;
-        call_result(simulate(s, &request, None)?)
+        let object: CallObject = param(&p, 0, "transaction")?;
+        let tag = parse_tag(p.get(1))?;
+        let view = s.view.read().expect("view lock");
+        check_state_tag(&view, tag)?;
+        let request = object.into_request()?;
+        call_result(call::call(&view.state, &view.open.params, &request).map_err(|reject| rejected(&reject))?)
     })
     .expect("unique");
     m.register_method("eth_estimateGas", |p, s, _| -> RpcResult {
         let p = list(&p)?;
-        let request: CallRequest = param(&p, 0, "transaction")?;
+        let request = param::<CallObject>(&p, 0, "transaction")?.into_request()?;
         estimate_gas(s, &request)
     })
     .expect("unique");

@@ -24,9 +24,9 @@ use alloy_primitives::{U256, map::AddressMap};
 use revm::DatabaseCommit;
 
 use crate::{
-    block::BlockParams,
     evm,
     executor::{BlockGas, Executor, SequentialExecutor, TxOutcome},
+    params::BlockParams,
     state::StateDb,
     verify::VerifiedTx,
 };

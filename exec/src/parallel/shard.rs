@@ -16,8 +16,8 @@ use tephra_types::Reject;
 
 use super::SHARD_CODE_CACHE_MAX;
 use crate::{
-    block::BlockParams,
     evm::{self, RewardAware},
+    params::BlockParams,
     state::{Account, Effect, StateDb},
     verify::VerifiedTx,
 };
