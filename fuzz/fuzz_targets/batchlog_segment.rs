@@ -4,14 +4,16 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tephra_node::batchlog::{Record, scan_segment};
+use tephra_batchlog::{Record, scan_segment};
 
 fuzz_target!(|bytes: &[u8]| {
     let scan = scan_segment(bytes);
     let good = scan.damage.as_ref().map_or(bytes.len(), |damage| damage.offset);
-    let framed: usize = scan.records.iter().map(|record| record.frame().len()).sum();
+    let framed: usize =
+        scan.records.iter().map(|record| record.frame().expect("a record read back frames again").len()).sum();
     assert_eq!(framed, good, "the good records cover the bytes before the damage");
     for record in &scan.records {
-        assert_eq!(Record::decode(&record.encode()).as_ref(), Ok(record), "a record survives re-encoding");
+        let encoded = record.encode().expect("a record read back encodes again");
+        assert_eq!(Record::decode(&encoded).as_ref(), Ok(record), "a record survives re-encoding");
     }
 });

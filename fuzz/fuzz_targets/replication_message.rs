@@ -13,6 +13,6 @@ fuzz_target!(|data: &[u8]| {
     message.encode(&mut encoded);
     assert_eq!(Message::decode(&encoded).expect("an encoded message decodes"), message);
     if let Message::Records { frames, .. } = &message {
-        let _ = tephra_node::batchlog::split_frames(frames);
+        let _ = tephra_batchlog::split_frames(frames);
     }
 });

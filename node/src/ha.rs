@@ -21,14 +21,15 @@ use std::{
 
 use alloy_consensus::Header;
 use serde::Serialize;
+use tephra_batchlog::{DiskLog, FRAME_BYTES_MAX, FrameSink, LogWriter, Record};
 use tephra_exec::BlockBuilder;
 use tephra_ha::{
-    Election, EpochStart, Feed, Follower, LeaderConfig, LeaderValue, Leadership, Message, Secret, SignedRecord,
+    Election, EpochStart, Feed, Follower, LeaderConfig, LeaderValue, Leadership, LogSource, Message, Secret,
+    SignedRecord,
 };
 use tokio::runtime::Handle;
 
 use crate::{
-    batchlog::{self, DiskLog, LogWriter, RECORD_SIZE_MAX_BYTES, Record},
     config::{Config, HaConfig},
     node::{DataDir, LeadParts, NodeError, make_sequencer, next_block_params},
     replay::{Applied, Replayer},
@@ -39,8 +40,44 @@ use crate::{
 /// Threads of the leadership and replication runtime.
 const HA_THREADS: usize = 1;
 
-/// The largest frame the log writes: a record and its header.
-const FRAME_BYTES_MAX: usize = RECORD_SIZE_MAX_BYTES + 8;
+/// The leader's replication feed as the batch log's sink: the log tells it
+/// every frame it appends and every commit (a newtype, as neither the trait
+/// nor the feed is this crate's).
+#[derive(Debug)]
+struct FeedSink(Arc<Feed>);
+
+impl FrameSink for FeedSink {
+    fn append(&self, frame: Vec<u8>) {
+        self.0.append(frame);
+    }
+
+    fn commit(&self) {
+        self.0.commit();
+    }
+}
+
+/// The batch log on disk as the replication's source of the frames older
+/// than the feed's in-memory window.
+#[derive(Debug)]
+struct DiskSource(DiskLog);
+
+impl LogSource for DiskSource {
+    fn read_frames(&self, first: u64, end: u64, bytes_max: usize, out: &mut Vec<u8>) -> std::io::Result<u64> {
+        self.0.read_frames(first, end, bytes_max, out)
+    }
+}
+
+/// The epochs of a log's records: epoch 0 from the first, then one entry
+/// per Epoch record, at its index.
+pub fn epoch_table(records: &[Record]) -> Vec<EpochStart> {
+    let mut table = vec![EpochStart { epoch: 0, start: 0 }];
+    for (index, record) in records.iter().enumerate() {
+        if let Record::Epoch { epoch } = record {
+            table.push(EpochStart { epoch: *epoch, start: index as u64 });
+        }
+    }
+    table
+}
 
 fn ha_error(context: &str) -> impl FnOnce(tephra_ha::EtcdError) -> NodeError + '_ {
     move |error| NodeError::Ha(format!("{context}: {error}"))
@@ -257,10 +294,10 @@ impl Ha {
             }
             self.check_block_key(&leader)?;
             let count = records.len() as u64;
-            match self.connect_follower(&leader.value.replication, count, batchlog::epoch_table(records)).await {
+            match self.connect_follower(&leader.value.replication, count, epoch_table(records)).await {
                 Ok(follower) => {
                     if follower.common < count {
-                        let removed = batchlog::truncate(&data.log(), follower.common)?;
+                        let removed = tephra_batchlog::truncate(&data.log(), follower.common)?;
                         records.truncate(usize::try_from(follower.common).expect("below records.len()"));
                         // The snapshot may be of a block that went.
                         let _ = std::fs::remove_file(data.snapshot());
@@ -520,10 +557,10 @@ impl Role {
                         tracing::warn!(first, held = self.log.records(), "records out of order: reconnecting");
                         return Ok(());
                     }
-                    let records = match batchlog::split_frames(&frames) {
+                    let records = match tephra_batchlog::split_frames(&frames) {
                         Ok(records) => records,
                         Err(reason) => {
-                            tracing::warn!(reason, "damaged records from the leader: reconnecting");
+                            tracing::warn!(%reason, "damaged records from the leader: reconnecting");
                             return Ok(());
                         }
                     };
@@ -618,7 +655,7 @@ impl Role {
         let feed =
             Arc::new(Feed::new(self.log.records(), self.resume.epochs.clone(), config.ha.replication_window_bytes_max));
         feed.start_epoch(epoch);
-        self.log.set_feed(feed.clone());
+        self.log.set_sink(Arc::new(FeedSink(feed.clone())));
         self.log.append(&Record::Epoch { epoch })?;
         self.log.commit()?;
         {
@@ -642,7 +679,7 @@ impl Role {
             }
         };
         let listener = self.ha.replication.lock().expect("listener lock").take().expect("bound at start");
-        let source = Arc::new(DiskLog::new(&DataDir(config.node.data_dir.clone()).log()));
+        let source = Arc::new(DiskSource(DiskLog::new(&DataDir(config.node.data_dir.clone()).log())));
         let leader_config = Arc::new(LeaderConfig {
             node_id: config.ha.node_id.clone(),
             peers: config.ha.peers.clone(),
@@ -730,4 +767,25 @@ pub fn step_down(config: &Config) -> Result<String, String> {
             Err("the leader changed meanwhile; nothing done".to_string())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::{Address, Bytes};
+
+    use super::*;
+
+    #[test]
+    fn the_epoch_table_starts_at_zero_and_marks_each_epoch_record() {
+        let record = |i: u64| match i % 50 {
+            0 if i > 0 => Record::Epoch { epoch: i },
+            _ => Record::Batch { number: i, txs: vec![(Address::ZERO, Bytes::from(vec![i.to_le_bytes()[0]; 300]))] },
+        };
+        let records: Vec<Record> = (0..200).map(record).collect();
+        let table = epoch_table(&records);
+        assert_eq!(
+            table.iter().map(|e| (e.epoch, e.start)).collect::<Vec<_>>(),
+            [(0, 0), (50, 50), (100, 100), (150, 150)]
+        );
+    }
 }

@@ -1,9 +1,8 @@
 //! tephra-node: the sequencer node's parts, wired by `node::start`; the
-//! `tephra` binary (main.rs) is its command line. The parsers of what comes
-//! from disk or the network (`batchlog`, `config`) are public so that the
-//! fuzz targets reach them.
+//! `tephra` binary (main.rs) is its command line. The parser of what comes
+//! from the operator (`config`) is public so that the fuzz targets reach it;
+//! the batch log is its own crate, tephra-batchlog.
 
-pub mod batchlog;
 pub mod config;
 mod delegation;
 mod format;

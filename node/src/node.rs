@@ -13,6 +13,7 @@ use std::{
 };
 
 use alloy_primitives::Address;
+use tephra_batchlog::{LogError, LogWriter, Record};
 use tephra_dataplane::{
     Dataplane, DataplaneError,
     topology::{Machine, Placement, TopologyError, pin_current_thread},
@@ -24,7 +25,6 @@ use tephra_hsm::{
 };
 
 use crate::{
-    batchlog::{self, LogWriter},
     config::{Config, SignerKind},
     delegation::Delegation,
     metrics::Metrics,
@@ -42,7 +42,7 @@ pub enum NodeError {
     #[error("data dir {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
-    Log(#[from] batchlog::LogError),
+    Log(#[from] LogError),
     #[error(transparent)]
     Replay(#[from] replay::ReplayError),
     #[error(transparent)]
@@ -350,7 +350,7 @@ pub(crate) fn make_sequencer(
             };
             match audited.get(&payload.signing_hash()) {
                 Some(signature) => {
-                    log.append(&batchlog::Record::Signed {
+                    log.append(&Record::Signed {
                         number: block.header.number,
                         hash: block.hash,
                         signature: signature.0,
@@ -420,15 +420,15 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     tracing::info!(chain_id = chain.chain_id(), genesis = %chain.genesis_hash(), signer = %signer.address(), "opening");
 
     fs::create_dir_all(data.log()).map_err(io_error(&data.log()))?;
-    let mut records = batchlog::read_all(&data.log(), |segment, offset, reason| {
-        tracing::warn!(segment = %segment.display(), offset, reason, "torn batch log tail truncated");
+    let mut records = tephra_batchlog::read_all(&data.log(), |segment, offset, reason| {
+        tracing::warn!(segment = %segment.display(), offset, %reason, "torn batch log tail truncated");
     })?;
     let follower = match &ha {
         Some(ha) => ha.join(&data, &mut records).await?,
         None => None,
     };
     let records_count = records.len() as u64;
-    let epochs = batchlog::epoch_table(&records);
+    let epochs = crate::ha::epoch_table(&records);
     let start = if data.snapshot().exists() { Some(snapshot::load(&data.snapshot())?) } else { None };
     let from_block = start.as_ref().map_or(0, |(_, meta)| meta.block_number);
     let replayed = replay::replay(&chain, records, start, None, config.rpc.history_blocks_max)?;
@@ -586,8 +586,8 @@ pub fn verify_log(config: &Config) -> Result<replay::Replayed, NodeError> {
     let _lock = lock_data_dir(&data)?;
     let chain = chain_of(config, &data)?;
     let signer = load_key(config, &data)?;
-    let records = batchlog::read_all(&data.log(), |segment, offset, reason| {
-        tracing::warn!(segment = %segment.display(), offset, reason, "torn batch log tail truncated");
+    let records = tephra_batchlog::read_all(&data.log(), |segment, offset, reason| {
+        tracing::warn!(segment = %segment.display(), offset, %reason, "torn batch log tail truncated");
     })?;
     // Verification keeps only what a signature may still refer to.
     Ok(replay::replay(&chain, records, None, Some(signer.address()), VERIFY_HISTORY_BLOCKS)?)

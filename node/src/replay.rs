@@ -4,20 +4,18 @@
 
 use std::collections::VecDeque;
 
-use alloy_consensus::{Eip658Value, Header, Receipt, Transaction as _, TxEnvelope};
+use alloy_consensus::{Header, Transaction as _, TxEnvelope};
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, B256, Bytes, keccak256};
 use alloy_rlp::Decodable;
+use tephra_batchlog::{OpenRecord, ReceiptRecord, Record};
 use tephra_exec::{
     BlockBuilder, BlockChoice, BlockParams, ChainSpec, ExecutedTx, SequentialExecutor, StateDb, TxOutcome, Verifier,
     VerifyRules, snapshot::SnapshotMeta,
 };
 use tephra_hsm::{Payload, Signature65};
 
-use crate::{
-    batchlog::{OpenRecord, ReceiptRecord, Record},
-    view::{StoredBlock, StoredTx},
-};
+use crate::view::{StoredBlock, StoredTx};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -93,14 +91,6 @@ pub fn open_record(params: &BlockParams) -> OpenRecord {
         extra_data: params.extra_data.clone(),
         gas_limit: params.gas_limit,
         base_fee_per_gas: params.base_fee_per_gas,
-    }
-}
-
-pub fn receipt_record(executed: &StoredTx) -> ReceiptRecord {
-    ReceiptRecord {
-        success: executed.receipt.status.coerce_status(),
-        cumulative_gas_used: executed.receipt.cumulative_gas_used,
-        logs: executed.receipt.logs.clone(),
     }
 }
 
@@ -422,11 +412,7 @@ fn history_block(
                 hash: *envelope.tx_hash(),
                 contract_address: envelope.is_create().then(|| sender.create(envelope.nonce())),
                 effective_gas_price: envelope.effective_gas_price(Some(open.base_fee_per_gas)),
-                receipt: Receipt {
-                    status: Eip658Value::Eip658(r.success),
-                    cumulative_gas_used: r.cumulative_gas_used,
-                    logs: r.logs,
-                },
+                receipt: r.into_receipt(),
                 envelope,
                 sender,
                 gas_used,

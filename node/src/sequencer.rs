@@ -14,6 +14,7 @@ use std::{
 };
 
 use alloy_primitives::{Address, B256, Bytes, keccak256, map::B256Map};
+use tephra_batchlog::{LogError, LogWriter, ReceiptRecord, Record};
 use tephra_exec::{
     BlockBuilder, BlockChoice, BlockParams, ChainSpec, ParallelExecutor, StateDb, TxOutcome, VerifiedTx, Verifier,
     parallel::ShardStats,
@@ -24,11 +25,10 @@ use tephra_types::{Reject, RejectCode};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::{
-    batchlog::{LogError, LogWriter, Record},
     config::Config,
     delegation::Delegation,
     metrics::{Metrics, ReasonLabel},
-    replay::{open_record, receipt_record, stored_txs},
+    replay::{open_record, stored_txs},
     view::{OpenBlock, PreconfRef, SignedMiniBlock, StoredBlock, StoredTx, TxLocation, View},
 };
 
@@ -686,7 +686,7 @@ impl Sequencer {
             }
             let sealed = builder.seal(&mut view.state);
             let txs = std::mem::take(&mut view.open.txs);
-            let receipts = txs.iter().map(receipt_record).collect();
+            let receipts = txs.iter().map(|tx| ReceiptRecord::from(&tx.receipt)).collect();
             let header_rlp = Bytes::from(alloy_rlp::encode(&sealed.header));
             self.log.append(&Record::Sealed { number: sealed.header.number, header_rlp, receipts })?;
             let synced = self.log.commit()?;

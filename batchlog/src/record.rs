@@ -1,0 +1,358 @@
+//! The records and their payload encoding: little-endian integers, fixed
+//! fields as they are, variable bytes and lists behind a u32 length or count.
+
+use alloy_consensus::{Eip658Value, Receipt};
+use alloy_primitives::{Address, B256, Bytes, Log, LogData};
+
+use crate::{LogError, RECORD_SIZE_MAX_BYTES};
+
+/// The most topics a log holds: the EVM's LOG0 to LOG4.
+const TOPICS_MAX: usize = 4;
+
+/// A block's parameters, as chosen when it opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenRecord {
+    pub number: u64,
+    pub parent_hash: B256,
+    pub timestamp: u64,
+    pub beneficiary: Address,
+    pub prevrandao: B256,
+    pub extra_data: Bytes,
+    pub gas_limit: u64,
+    pub base_fee_per_gas: u64,
+}
+
+/// One transaction's receipt as the log keeps it (the bloom is derived).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptRecord {
+    pub success: bool,
+    pub cumulative_gas_used: u64,
+    pub logs: Vec<Log>,
+}
+
+impl From<&Receipt<Log>> for ReceiptRecord {
+    fn from(receipt: &Receipt<Log>) -> Self {
+        Self {
+            success: receipt.status.coerce_status(),
+            cumulative_gas_used: receipt.cumulative_gas_used,
+            logs: receipt.logs.clone(),
+        }
+    }
+}
+
+impl ReceiptRecord {
+    /// The receipt this record keeps (post-Byzantium: a status, not a root).
+    pub fn into_receipt(self) -> Receipt<Log> {
+        Receipt {
+            status: Eip658Value::Eip658(self.success),
+            cumulative_gas_used: self.cumulative_gas_used,
+            logs: self.logs,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// A block opened.
+    Open(OpenRecord),
+    /// A mini-block: the transactions included, in order, with their senders.
+    Batch { number: u64, txs: Vec<(Address, Bytes)> },
+    /// The block sealed: its RLP header and its receipts, in order.
+    Sealed { number: u64, header_rlp: Bytes, receipts: Vec<ReceiptRecord> },
+    /// The block's signature by the block key.
+    Signed { number: u64, hash: B256, signature: [u8; 65] },
+    /// A leader of a high-availability pair took over: the records after
+    /// this one are its, and the block open now or next carries its epoch.
+    Epoch { epoch: u64 },
+}
+
+/// Why a payload is not a record. The messages read as the log's warnings
+/// and refusals always have.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("needs {needed} more bytes, {left} left")]
+    Truncated { needed: usize, left: usize },
+    #[error("count {count} exceeds the record")]
+    CountExceedsRecord { count: usize },
+    #[error("{0} topics")]
+    TooManyTopics(u8),
+    #[error("unknown record tag {0}")]
+    UnknownTag(u8),
+    #[error("{0} trailing bytes")]
+    TrailingBytes(usize),
+}
+
+/// A payload's length as a frame header holds it, or the refusal of a
+/// record above the limit. The one check of a record's size: `encode`
+/// refuses with it and `frame` takes its header's length from it.
+pub(crate) fn payload_len(bytes: usize) -> Result<u32, LogError> {
+    let too_large = LogError::RecordTooLarge { bytes, max_bytes: RECORD_SIZE_MAX_BYTES };
+    if bytes > RECORD_SIZE_MAX_BYTES {
+        return Err(too_large);
+    }
+    u32::try_from(bytes).map_err(|_| too_large)
+}
+
+struct Enc(Vec<u8>);
+
+impl Enc {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    /// A length or a count. One of 4 GiB or more saturates, unseen: it is
+    /// followed by at least that many bytes, so the payload is over
+    /// `RECORD_SIZE_MAX_BYTES` and `encode` refuses it.
+    fn count(&mut self, n: usize) {
+        self.u32(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.count(v.len());
+        self.0.extend_from_slice(v);
+    }
+    fn fixed(&mut self, v: &[u8]) {
+        self.0.extend_from_slice(v);
+    }
+}
+
+/// Bounds-checked reads: every length is checked against what is left.
+struct Dec<'a>(&'a [u8]);
+
+impl<'a> Dec<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError::Truncated { needed: n, left: self.0.len() });
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut array = [0; N];
+        array.copy_from_slice(self.take(N)?);
+        Ok(array)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn b256(&mut self) -> Result<B256, DecodeError> {
+        Ok(B256::from_slice(self.take(32)?))
+    }
+    fn address(&mut self) -> Result<Address, DecodeError> {
+        Ok(Address::from_slice(self.take(20)?))
+    }
+    fn bytes(&mut self) -> Result<Bytes, DecodeError> {
+        let len = self.u32()? as usize;
+        Ok(Bytes::copy_from_slice(self.take(len)?))
+    }
+    /// A count of items each at least `item_min_bytes` long, checked against what is left.
+    fn count(&mut self, item_min_bytes: usize) -> Result<usize, DecodeError> {
+        let count = self.u32()? as usize;
+        if count.saturating_mul(item_min_bytes) > self.0.len() {
+            return Err(DecodeError::CountExceedsRecord { count });
+        }
+        Ok(count)
+    }
+}
+
+impl Record {
+    /// The payload, or why the record cannot be logged: larger than
+    /// `RECORD_SIZE_MAX_BYTES`, or a log of more topics than the EVM emits
+    /// (the decoder would refuse it).
+    pub fn encode(&self) -> Result<Vec<u8>, LogError> {
+        let mut e = Enc(Vec::with_capacity(256));
+        match self {
+            Record::Open(o) => {
+                e.u8(1);
+                e.u64(o.number);
+                e.fixed(o.parent_hash.as_slice());
+                e.u64(o.timestamp);
+                e.fixed(o.beneficiary.as_slice());
+                e.fixed(o.prevrandao.as_slice());
+                e.bytes(&o.extra_data);
+                e.u64(o.gas_limit);
+                e.u64(o.base_fee_per_gas);
+            }
+            Record::Batch { number, txs } => {
+                e.u8(2);
+                e.u64(*number);
+                e.count(txs.len());
+                for (sender, raw) in txs {
+                    e.fixed(sender.as_slice());
+                    e.bytes(raw);
+                }
+            }
+            Record::Sealed { number, header_rlp, receipts } => {
+                e.u8(3);
+                e.u64(*number);
+                e.bytes(header_rlp);
+                e.count(receipts.len());
+                for receipt in receipts {
+                    encode_receipt(&mut e, receipt)?;
+                }
+            }
+            Record::Signed { number, hash, signature } => {
+                e.u8(4);
+                e.u64(*number);
+                e.fixed(hash.as_slice());
+                e.fixed(signature);
+            }
+            Record::Epoch { epoch } => {
+                e.u8(5);
+                e.u64(*epoch);
+            }
+        }
+        payload_len(e.0.len())?;
+        Ok(e.0)
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let mut d = Dec(payload);
+        let record = match d.u8()? {
+            1 => Record::Open(OpenRecord {
+                number: d.u64()?,
+                parent_hash: d.b256()?,
+                timestamp: d.u64()?,
+                beneficiary: d.address()?,
+                prevrandao: d.b256()?,
+                extra_data: d.bytes()?,
+                gas_limit: d.u64()?,
+                base_fee_per_gas: d.u64()?,
+            }),
+            2 => {
+                let number = d.u64()?;
+                let n = d.count(24)?;
+                let mut txs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    txs.push((d.address()?, d.bytes()?));
+                }
+                Record::Batch { number, txs }
+            }
+            3 => {
+                let number = d.u64()?;
+                let header_rlp = d.bytes()?;
+                let n = d.count(13)?;
+                let mut receipts = Vec::with_capacity(n);
+                for _ in 0..n {
+                    receipts.push(decode_receipt(&mut d)?);
+                }
+                Record::Sealed { number, header_rlp, receipts }
+            }
+            4 => Record::Signed { number: d.u64()?, hash: d.b256()?, signature: d.array()? },
+            5 => Record::Epoch { epoch: d.u64()? },
+            tag => return Err(DecodeError::UnknownTag(tag)),
+        };
+        if !d.0.is_empty() {
+            return Err(DecodeError::TrailingBytes(d.0.len()));
+        }
+        Ok(record)
+    }
+}
+
+fn encode_receipt(e: &mut Enc, receipt: &ReceiptRecord) -> Result<(), LogError> {
+    e.u8(u8::from(receipt.success));
+    e.u64(receipt.cumulative_gas_used);
+    e.count(receipt.logs.len());
+    for log in &receipt.logs {
+        let topics = log.topics();
+        // Checked here, so the count fits its byte.
+        let topic_count = u8::try_from(topics.len())
+            .ok()
+            .filter(|&count| usize::from(count) <= TOPICS_MAX)
+            .ok_or(LogError::TooManyTopics { topics: topics.len() })?;
+        e.fixed(log.address.as_slice());
+        e.u8(topic_count);
+        for topic in topics {
+            e.fixed(topic.as_slice());
+        }
+        e.bytes(&log.data.data);
+    }
+    Ok(())
+}
+
+fn decode_receipt(d: &mut Dec<'_>) -> Result<ReceiptRecord, DecodeError> {
+    let success = d.u8()? != 0;
+    let cumulative_gas_used = d.u64()?;
+    let log_count = d.count(25)?;
+    let mut logs = Vec::with_capacity(log_count);
+    for _ in 0..log_count {
+        let address = d.address()?;
+        let topic_count = d.u8()?;
+        if usize::from(topic_count) > TOPICS_MAX {
+            return Err(DecodeError::TooManyTopics(topic_count));
+        }
+        let topics = (0..topic_count).map(|_| d.b256()).collect::<Result<Vec<_>, _>>()?;
+        let data = d.bytes()?;
+        logs.push(Log { address, data: LogData::new_unchecked(topics, data) });
+    }
+    Ok(ReceiptRecord { success, cumulative_gas_used, logs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::samples;
+
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for record in samples() {
+            let encoded = record.encode().unwrap();
+            for len in 0..encoded.len() {
+                let _ = Record::decode(&encoded[..len]);
+            }
+            for _ in 0..2_000 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let mut mutated = encoded.clone();
+                let i = usize::try_from(seed % mutated.len() as u64).expect("below the length");
+                mutated[i] = seed.to_le_bytes()[4];
+                let _ = Record::decode(&mutated);
+            }
+        }
+    }
+
+    #[test]
+    fn every_record_survives_encoding() {
+        for record in samples() {
+            assert_eq!(Record::decode(&record.encode().unwrap()), Ok(record));
+        }
+    }
+
+    #[test]
+    fn a_receipt_survives_its_record() {
+        let Record::Sealed { receipts, .. } = &samples()[2] else { panic!("the third sample is a seal") };
+        for success in [true, false] {
+            let record = ReceiptRecord { success, ..receipts[0].clone() };
+            let receipt = record.clone().into_receipt();
+            assert_eq!(receipt.status, Eip658Value::Eip658(success));
+            assert_eq!(ReceiptRecord::from(&receipt), record);
+        }
+    }
+
+    /// The decoder refuses a log of more than 4 topics, so the encoder never
+    /// writes one, not even from 256 topics (which would not fit the count's byte).
+    #[test]
+    fn a_log_of_more_topics_than_the_evm_emits_is_refused() {
+        for topics in [5, 256] {
+            let log =
+                Log { address: Address::ZERO, data: LogData::new_unchecked(vec![B256::ZERO; topics], Bytes::new()) };
+            let receipt = ReceiptRecord { success: true, cumulative_gas_used: 1, logs: vec![log] };
+            let record = Record::Sealed { number: 1, header_rlp: Bytes::new(), receipts: vec![receipt] };
+            assert!(matches!(record.encode(), Err(LogError::TooManyTopics { topics: t }) if t == topics));
+            assert!(matches!(record.frame(), Err(LogError::TooManyTopics { .. })));
+        }
+    }
+}
