@@ -29,13 +29,22 @@ mod writer;
 
 pub use disk::DiskLog;
 pub use frame::{FRAME_BYTES_MAX, FrameError, split_frames};
-pub use record::{DecodeError, OpenRecord, ReceiptRecord, Record};
+pub use record::{
+    DecodeError, HEADER_RLP_MAX_BYTES, OpenRecord, ReceiptRecord, Record, batch_record_bytes_max,
+    sealed_record_bytes_max,
+};
 pub use segment::{Damage, SegmentScan, read_all, scan_segment, truncate};
 pub use writer::{FrameSink, LogWriter};
 
-/// The largest record accepted: a mini-block of 256 transactions of 128 KiB
-/// fits with room to spare.
+/// The largest record accepted. Every record the node writes fits: the
+/// largest mini-block (`batch_record_bytes_max` of the node's
+/// `MINI_BLOCK_TXS_MAX` transactions of `TX_SIZE_MAX_BYTES`) by a compile-time
+/// assertion in the node's config, a sealed block (`sealed_record_bytes_max`
+/// of the chain's gas limit) checked when the node starts.
 pub const RECORD_SIZE_MAX_BYTES: usize = 64 << 20;
+
+// A frame's header holds the length in a u32.
+const _: () = assert!(RECORD_SIZE_MAX_BYTES <= u32::MAX as usize);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {

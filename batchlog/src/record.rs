@@ -82,6 +82,51 @@ pub enum DecodeError {
     TrailingBytes(usize),
 }
 
+/// A Batch payload's fixed part: tag, block number, transaction count.
+const BATCH_FIXED_BYTES: u64 = 1 + 8 + 4;
+/// A Batch payload's bytes per transaction besides the transaction: its
+/// sender and its length.
+const BATCH_TX_OVERHEAD_BYTES: u64 = 20 + 4;
+
+/// The largest Batch payload `encode` writes for a mini-block of at most
+/// `txs` transactions of at most `tx_size_max_bytes` each. The node's config
+/// asserts at compile time that its largest mini-block fits
+/// `RECORD_SIZE_MAX_BYTES`.
+pub const fn batch_record_bytes_max(txs: u64, tx_size_max_bytes: u64) -> u64 {
+    BATCH_FIXED_BYTES.saturating_add(txs.saturating_mul(BATCH_TX_OVERHEAD_BYTES.saturating_add(tx_size_max_bytes)))
+}
+
+/// The largest header RLP a Sealed record holds: every field up to Amsterdam
+/// at its widest, with 32 bytes of extraData, is 760 bytes (tested in the
+/// node's config, which has the RLP encoder); the rest is room for a fork's
+/// new fields.
+pub const HEADER_RLP_MAX_BYTES: u64 = 1024;
+/// A Sealed payload's fixed part: tag, block number, header length, the
+/// header, receipt count.
+const SEALED_FIXED_BYTES: u64 = 1 + 8 + 4 + HEADER_RLP_MAX_BYTES + 4;
+/// A receipt's bytes besides its logs: status, cumulative gas, log count.
+const RECEIPT_FIXED_BYTES: u64 = 1 + 8 + 4;
+/// The least gas a transaction executes: its intrinsic gas.
+const TX_GAS_MIN: u64 = 21_000;
+
+/// An upper bound of the Sealed payload `encode` writes for a block of
+/// `block_gas_limit`, its header within `HEADER_RLP_MAX_BYTES`.
+///
+/// What a block executes is bounded by its gas limit: the gas its
+/// transactions use adds up to at most the limit, and a refund returns at
+/// most half of what a transaction executed (a fifth since London), so the
+/// block executes at most twice its limit. Each transaction executes at least
+/// `TX_GAS_MIN` and has a receipt of `RECEIPT_FIXED_BYTES`. A log costs 375
+/// gas, 375 per topic and 8 per data byte, and takes 20 + 1 + 4 bytes, 32 per
+/// topic and 1 per data byte: at most a byte per 8 gas. Counting both from
+/// all the gas over-counts, which a bound may.
+pub const fn sealed_record_bytes_max(block_gas_limit: u64) -> u64 {
+    // Twice the limit over TX_GAS_MIN and over 8, without overflowing.
+    let receipts = block_gas_limit / (TX_GAS_MIN / 2);
+    let log_bytes = block_gas_limit / 4;
+    SEALED_FIXED_BYTES.saturating_add(receipts.saturating_mul(RECEIPT_FIXED_BYTES)).saturating_add(log_bytes)
+}
+
 /// A payload's length as a frame header holds it, or the refusal of a
 /// record above the limit. The one check of a record's size: `encode`
 /// refuses with it and `frame` takes its header's length from it.
@@ -340,6 +385,51 @@ mod tests {
             assert_eq!(receipt.status, Eip658Value::Eip658(success));
             assert_eq!(ReceiptRecord::from(&receipt), record);
         }
+    }
+
+    #[test]
+    fn the_largest_batch_is_as_long_as_its_bound() {
+        for (txs, tx_bytes) in [(0_usize, 0_usize), (1, 0), (3, 100), (16, 4096)] {
+            let record = Record::Batch {
+                number: u64::MAX,
+                txs: (0..txs).map(|_| (Address::ZERO, Bytes::from(vec![0xab; tx_bytes]))).collect(),
+            };
+            let bound = batch_record_bytes_max(txs as u64, tx_bytes as u64);
+            assert_eq!(record.encode().unwrap().len() as u64, bound, "{txs} transactions of {tx_bytes} bytes");
+        }
+    }
+
+    /// A block of logs only, each as long as its share of the gas allows,
+    /// stays within the bound.
+    #[test]
+    fn a_sealed_record_of_its_gas_in_logs_stays_within_its_bound() {
+        // One transaction's gas in logs: 21,000 intrinsic, the rest in LOG1s of
+        // 1,000 data bytes (375 + 375 + 8,000 gas each).
+        let gas_limit: u64 = 30_000_000;
+        let log =
+            Log { address: Address::ZERO, data: LogData::new_unchecked(vec![B256::ZERO], Bytes::from(vec![0; 1_000])) };
+        let logs = usize::try_from((gas_limit - 21_000) / (375 + 375 + 8 * 1_000)).unwrap();
+        let receipt = ReceiptRecord { success: true, cumulative_gas_used: gas_limit, logs: vec![log; logs] };
+        let record = Record::Sealed {
+            number: 1,
+            header_rlp: Bytes::from(vec![0; usize::try_from(HEADER_RLP_MAX_BYTES).unwrap()]),
+            receipts: vec![receipt],
+        };
+        let bytes = record.encode().unwrap().len() as u64;
+        assert!(bytes <= sealed_record_bytes_max(gas_limit), "{bytes}");
+        // Transfers only: a receipt per 21,000 gas.
+        let transfers = usize::try_from(gas_limit / 21_000).unwrap();
+        let receipt = ReceiptRecord { success: true, cumulative_gas_used: gas_limit, logs: Vec::new() };
+        let record = Record::Sealed { number: 1, header_rlp: Bytes::new(), receipts: vec![receipt; transfers] };
+        assert!(record.encode().unwrap().len() as u64 <= sealed_record_bytes_max(gas_limit));
+    }
+
+    #[test]
+    fn the_sealed_bound_grows_with_the_gas_and_saturates() {
+        assert!(sealed_record_bytes_max(30_000_000) < RECORD_SIZE_MAX_BYTES as u64);
+        assert!(sealed_record_bytes_max(1 << 40) > RECORD_SIZE_MAX_BYTES as u64);
+        assert!(sealed_record_bytes_max(0) < sealed_record_bytes_max(30_000_000));
+        assert!(sealed_record_bytes_max(u64::MAX) >= u64::MAX / 4);
     }
 
     /// The decoder refuses a log of more than 4 topics, so the encoder never

@@ -1,10 +1,11 @@
 //! One TOML file, every key in config/default.toml. Each part of the node gets
 //! its own slice. Unknown keys are refused; a bad value names its key.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, ops::RangeInclusive, path::PathBuf};
 
 use serde::Deserialize;
 use tephra_exec::pool::PoolLimits;
+use tephra_types::limits::*;
 
 /// The embedded defaults: config/default.toml.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -240,24 +241,8 @@ impl HaConfig {
         if self.etcd_endpoints.is_empty() {
             return invalid("ha.etcd_endpoints", "[]".into(), "must name at least one etcd member");
         }
-        if self.lease_ttl_s < 2 {
-            return invalid("ha.lease_ttl_s", self.lease_ttl_s.to_string(), "must be at least 2 (etcd's minimum)");
-        }
         if extra_data.len() > 24 {
             return invalid("block.extra_data", extra_data.into(), "at most 24 bytes with ha: 8 carry the epoch");
-        }
-        for (key, value) in [
-            ("ha.etcd_request_timeout_ms", self.etcd_request_timeout_ms),
-            ("ha.sync_ack_timeout_ms", self.sync_ack_timeout_ms),
-            ("ha.replication_window_bytes_max", self.replication_window_bytes_max as u64),
-            ("ha.replication_message_bytes_max", self.replication_message_bytes_max as u64),
-            ("ha.standbys_max", self.standbys_max as u64),
-            ("ha.heartbeat_ms", self.heartbeat_ms),
-            ("ha.status_interval_ms", self.status_interval_ms),
-        ] {
-            if value == 0 {
-                return invalid(key, "0".into(), "must be at least 1");
-            }
         }
         Ok(())
     }
@@ -269,6 +254,9 @@ pub enum ConfigError {
     Parse(String),
     #[error("config: {key} = {value}: {reason}")]
     Invalid { key: &'static str, value: String, reason: &'static str },
+    /// A numeric key outside its row of `Config::bounds`.
+    #[error("config: {key} = {value} is outside {min}..={max}")]
+    OutOfRange { key: &'static str, value: u64, min: u64, max: u64 },
     /// A bound checked by the part that owns the slice; the text names the key.
     #[error("config: {0}")]
     OutOfBounds(String),
@@ -302,35 +290,128 @@ impl Config {
         }
     }
 
+    /// Every numeric key and the range it must lie in, one row per key (a
+    /// `[topology]` list by its highest core). The ceilings are
+    /// `tephra_types::limits`, each with its reason. The floors are those the
+    /// config always had, and 1 for `rpc.subscription_buffer_max`, whose 0
+    /// panicked at start; 0 stays accepted where it was, as a setting ("off":
+    /// `rpc.client_requests_per_s`, `net.source_datagrams_per_s`,
+    /// `host.hugepages_2m`, `host.nic_channels`; "at once":
+    /// `pool.mini_block_wait_ms`, `udp.preconf_timeout_ms`; "never refills",
+    /// not "off": `udp.source_txs_per_s`) or as what it always did. Floors
+    /// that hang on other keys or on the backend in use stay with their
+    /// owners: `NetConfig::check` (packet buffers for the rings and bursts;
+    /// the source table while the net tile's limit is on) and each NIC
+    /// backend when it starts. `[ha]` rows apply only with `ha.enabled`, as
+    /// the rest of `[ha]`.
+    pub fn bounds(&self) -> [(&'static str, u64, RangeInclusive<u64>); 71] {
+        let (rpc, udp, net, signer, ha) = (&self.rpc, &self.udp, &self.net, &self.signer, &self.ha);
+        let highest_core = |cores: &[usize]| cores.iter().max().map_or(0, |&core| core as u64);
+        [
+            ("block.block_time_ms", self.block.block_time_ms, 1..=BLOCK_TIME_MS_MAX),
+            ("block.snapshot_interval_blocks", self.block.snapshot_interval_blocks, 1..=SNAPSHOT_INTERVAL_BLOCKS_MAX),
+            ("pool.capacity", self.pool.capacity as u64, 1..=POOL_CAPACITY_MAX),
+            ("pool.per_sender_max", self.pool.per_sender_max as u64, 1..=POOL_PER_SENDER_MAX),
+            ("pool.nonce_gap_max", self.pool.nonce_gap_max, 0..=POOL_NONCE_GAP_MAX),
+            ("pool.queued_lifetime_ms", self.pool.queued_lifetime_ms, 0..=POOL_QUEUED_LIFETIME_MS_MAX),
+            ("pool.mini_block_txs_max", self.pool.mini_block_txs_max as u64, 1..=MINI_BLOCK_TXS_MAX),
+            ("pool.mini_block_gas_max", self.pool.mini_block_gas_max, 1..=MINI_BLOCK_GAS_MAX),
+            ("pool.mini_block_wait_ms", self.pool.mini_block_wait_ms, 0..=MINI_BLOCK_WAIT_MS_MAX),
+            ("exec.shards", self.exec.shards as u64, 1..=EXEC_SHARDS_MAX),
+            (
+                "sequencer.submission_queue_depth",
+                self.sequencer.submission_queue_depth as u64,
+                1..=SUBMISSION_QUEUE_DEPTH_MAX,
+            ),
+            (
+                "log.segment_size_max_bytes",
+                self.log.segment_size_max_bytes,
+                SEGMENT_SIZE_MIN_BYTES..=SEGMENT_SIZE_MAX_BYTES,
+            ),
+            ("log.disk_free_min_bytes", self.log.disk_free_min_bytes, 0..=DISK_FREE_RESERVE_MAX_BYTES),
+            ("rpc.request_size_max_bytes", rpc.request_size_max_bytes.into(), 0..=RPC_REQUEST_SIZE_MAX_BYTES),
+            ("rpc.response_size_max_bytes", rpc.response_size_max_bytes.into(), 0..=RPC_RESPONSE_SIZE_MAX_BYTES),
+            ("rpc.batch_size_max", rpc.batch_size_max.into(), 0..=RPC_BATCH_SIZE_MAX),
+            ("rpc.connections_max", rpc.connections_max.into(), 0..=RPC_CONNECTIONS_MAX),
+            ("rpc.connections_per_client_max", rpc.connections_per_client_max.into(), 1..=RPC_CONNECTIONS_MAX),
+            ("rpc.client_requests_per_s", rpc.client_requests_per_s.into(), 0..=RPC_CLIENT_REQUESTS_PER_S_MAX),
+            ("rpc.client_burst_requests", rpc.client_burst_requests.into(), 1..=RPC_CLIENT_BURST_REQUESTS_MAX),
+            ("rpc.clients_max", rpc.clients_max as u64, 1..=RPC_CLIENTS_MAX),
+            ("rpc.get_logs_block_range_max", rpc.get_logs_block_range_max, 0..=GET_LOGS_BLOCK_RANGE_MAX),
+            ("rpc.get_logs_results_max", rpc.get_logs_results_max as u64, 0..=GET_LOGS_RESULTS_MAX),
+            (
+                "rpc.send_raw_sync_timeout_ms_default",
+                rpc.send_raw_sync_timeout_ms_default,
+                0..=SEND_RAW_SYNC_TIMEOUT_MS_MAX,
+            ),
+            ("rpc.send_raw_sync_timeout_ms_max", rpc.send_raw_sync_timeout_ms_max, 0..=SEND_RAW_SYNC_TIMEOUT_MS_MAX),
+            ("rpc.history_blocks_max", rpc.history_blocks_max as u64, 1..=HISTORY_BLOCKS_MAX),
+            // A channel of no slots panics when the node starts.
+            ("rpc.subscription_buffer_max", rpc.subscription_buffer_max.into(), 1..=SUBSCRIPTION_BUFFER_MAX),
+            ("udp.inflight_datagrams_max", udp.inflight_datagrams_max as u64, 1..=UDP_INFLIGHT_DATAGRAMS_MAX),
+            ("udp.preconf_timeout_ms", udp.preconf_timeout_ms, 0..=UDP_PRECONF_TIMEOUT_MS_MAX),
+            ("udp.source_txs_per_s", udp.source_txs_per_s.into(), 0..=UDP_SOURCE_TXS_PER_S_MAX),
+            ("udp.source_burst_txs", udp.source_burst_txs.into(), 1..=UDP_SOURCE_BURST_TXS_MAX),
+            ("udp.sources_max", udp.sources_max as u64, 1..=UDP_SOURCES_MAX),
+            ("net.packet_buffers", net.packet_buffers as u64, 1..=NET_PACKET_BUFFERS_MAX),
+            ("net.ingress_ring_depth", net.ingress_ring_depth as u64, 1..=NET_RING_DEPTH_MAX),
+            ("net.egress_ring_depth", net.egress_ring_depth as u64, 1..=NET_RING_DEPTH_MAX),
+            ("net.burst", net.burst as u64, 1..=NET_BURST_MAX),
+            ("net.idle_sleep_us", net.idle_sleep_us, 0..=NET_IDLE_SLEEP_US_MAX),
+            ("net.socket_rx_slots", net.socket_rx_slots as u64, 1..=NET_SOCKET_SLOTS_MAX),
+            ("net.socket_tx_slots", net.socket_tx_slots as u64, 1..=NET_SOCKET_SLOTS_MAX),
+            ("net.source_datagrams_per_s", net.source_datagrams_per_s.into(), 0..=NET_SOURCE_DATAGRAMS_PER_S_MAX),
+            ("net.source_burst_datagrams", net.source_burst_datagrams.into(), 0..=NET_SOURCE_BURST_DATAGRAMS_MAX),
+            ("net.sources_max", net.sources_max as u64, 0..=NET_SOURCES_MAX),
+            ("net.af_xdp.queue", net.af_xdp.queue.into(), 0..=NIC_QUEUES_MAX - 1),
+            ("net.af_xdp.frames", net.af_xdp.frames.into(), 0..=AF_XDP_FRAMES_MAX),
+            ("net.dpdk.port_id", net.dpdk.port_id.into(), 0..=DPDK_PORT_ID_MAX),
+            ("net.dpdk.rx_queue_depth", net.dpdk.rx_queue_depth.into(), 0..=DPDK_QUEUE_DEPTH_MAX),
+            ("net.dpdk.tx_queue_depth", net.dpdk.tx_queue_depth.into(), 0..=DPDK_QUEUE_DEPTH_MAX),
+            ("net.dpdk.mbufs", net.dpdk.mbufs.into(), 0..=DPDK_MBUFS_MAX),
+            ("net.dpdk.burst_size", net.dpdk.burst_size.into(), 0..=DPDK_BURST_SIZE_MAX),
+            ("net.dpdk.mbuf_data_room", net.dpdk.mbuf_data_room.into(), 0..=DPDK_MBUF_DATA_ROOM_MAX_BYTES),
+            ("topology.net", highest_core(&self.topology.net), 0..=CPU_INDEX_MAX),
+            ("topology.sequencer", highest_core(&self.topology.sequencer), 0..=CPU_INDEX_MAX),
+            ("topology.exec", highest_core(&self.topology.exec), 0..=CPU_INDEX_MAX),
+            ("topology.verify", highest_core(&self.topology.verify), 0..=CPU_INDEX_MAX),
+            ("host.hugepages_2m", self.host.hugepages_2m.into(), 0..=HOST_HUGEPAGES_2M_MAX),
+            ("host.memlock_bytes_min", self.host.memlock_bytes_min, 0..=HOST_MEMLOCK_MAX_BYTES),
+            ("host.nic_channels", self.host.nic_channels.into(), 0..=NIC_QUEUES_MAX),
+            ("host.socket_buffer_bytes", self.host.socket_buffer_bytes, 0..=HOST_SOCKET_BUFFER_MAX_BYTES),
+            ("signer.unsigned_blocks_max", signer.unsigned_blocks_max as u64, 1..=SIGNER_UNSIGNED_BLOCKS_MAX),
+            ("signer.sign_timeout_ms", signer.sign_timeout_ms, 1..=SIGN_TIMEOUT_MS_MAX),
+            ("signer.sign_retry_ms", signer.sign_retry_ms, 0..=SIGN_RETRY_MS_MAX),
+            ("signer.delegation_epoch_blocks", signer.delegation_epoch_blocks, 1..=DELEGATION_EPOCH_BLOCKS_MAX),
+            ("ha.etcd_request_timeout_ms", ha.etcd_request_timeout_ms, 1..=HA_ETCD_REQUEST_TIMEOUT_MS_MAX),
+            ("ha.lease_ttl_s", ha.lease_ttl_s, HA_LEASE_TTL_S_MIN..=HA_LEASE_TTL_S_MAX),
+            ("ha.sync_ack_timeout_ms", ha.sync_ack_timeout_ms, 1..=HA_SYNC_ACK_TIMEOUT_MS_MAX),
+            ("ha.campaign_lag_records_max", ha.campaign_lag_records_max, 0..=HA_CAMPAIGN_LAG_RECORDS_MAX),
+            (
+                "ha.replication_window_bytes_max",
+                ha.replication_window_bytes_max as u64,
+                1..=HA_REPLICATION_WINDOW_MAX_BYTES,
+            ),
+            (
+                "ha.replication_message_bytes_max",
+                ha.replication_message_bytes_max as u64,
+                1..=HA_REPLICATION_MESSAGE_MAX_BYTES,
+            ),
+            ("ha.standbys_max", ha.standbys_max as u64, 1..=HA_STANDBYS_MAX),
+            ("ha.heartbeat_ms", ha.heartbeat_ms, 1..=HA_HEARTBEAT_MS_MAX),
+            ("ha.status_interval_ms", ha.status_interval_ms, 1..=HA_STATUS_INTERVAL_MS_MAX),
+        ]
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
-        let positive = |key: &'static str, value: u64| {
-            if value == 0 {
-                return Err(ConfigError::Invalid { key, value: value.to_string(), reason: "must be at least 1" });
+        for (key, value, range) in self.bounds() {
+            if key.starts_with("ha.") && !self.ha.enabled {
+                continue;
             }
-            Ok(())
-        };
-        positive("block.block_time_ms", self.block.block_time_ms)?;
-        positive("block.snapshot_interval_blocks", self.block.snapshot_interval_blocks)?;
-        positive("pool.capacity", self.pool.capacity as u64)?;
-        positive("pool.per_sender_max", self.pool.per_sender_max as u64)?;
-        positive("pool.mini_block_txs_max", self.pool.mini_block_txs_max as u64)?;
-        positive("pool.mini_block_gas_max", self.pool.mini_block_gas_max)?;
-        const _: () = assert!(tephra_exec::parallel::SHARDS_MAX == 64, "the message below names it");
-        if !(1..=tephra_exec::parallel::SHARDS_MAX).contains(&self.exec.shards) {
-            return Err(ConfigError::Invalid {
-                key: "exec.shards",
-                value: self.exec.shards.to_string(),
-                reason: "must be between 1 and 64",
-            });
+            if !range.contains(&value) {
+                return Err(ConfigError::OutOfRange { key, value, min: *range.start(), max: *range.end() });
+            }
         }
-        positive("sequencer.submission_queue_depth", self.sequencer.submission_queue_depth as u64)?;
-        positive("rpc.history_blocks_max", self.rpc.history_blocks_max as u64)?;
-        positive("rpc.connections_per_client_max", u64::from(self.rpc.connections_per_client_max))?;
-        positive("rpc.client_burst_requests", u64::from(self.rpc.client_burst_requests))?;
-        positive("rpc.clients_max", self.rpc.clients_max as u64)?;
-        positive("udp.inflight_datagrams_max", self.udp.inflight_datagrams_max as u64)?;
-        positive("udp.source_burst_txs", u64::from(self.udp.source_burst_txs))?;
-        positive("udp.sources_max", self.udp.sources_max as u64)?;
         if !self.udp.listen.is_ipv4() {
             return Err(ConfigError::Invalid {
                 key: "udp.listen",
@@ -339,9 +420,6 @@ impl Config {
             });
         }
         self.net.check().map_err(ConfigError::OutOfBounds)?;
-        positive("signer.unsigned_blocks_max", self.signer.unsigned_blocks_max as u64)?;
-        positive("signer.sign_timeout_ms", self.signer.sign_timeout_ms)?;
-        positive("signer.delegation_epoch_blocks", self.signer.delegation_epoch_blocks)?;
         self.ha.validate(&self.block.extra_data)?;
         if self.node.profile == Profile::Production
             && matches!(self.signer.kind, SignerKind::File)
@@ -351,13 +429,6 @@ impl Config {
                 key: "signer.kind",
                 value: "file".into(),
                 reason: "a production node keeps its block key in an HSM (set signer.allow_file_key_in_production to override)",
-            });
-        }
-        if self.log.segment_size_max_bytes < 1 << 20 {
-            return Err(ConfigError::Invalid {
-                key: "log.segment_size_max_bytes",
-                value: self.log.segment_size_max_bytes.to_string(),
-                reason: "must be at least 1 MiB",
             });
         }
         if self.block.extra_data.len() > tephra_types::limits::EXTRA_DATA_MAX_BYTES {
@@ -383,6 +454,40 @@ impl Config {
         }
         Ok(())
     }
+}
+
+// The ceilings that other crates hold too: one number, asserted equal.
+const _: () = {
+    assert!(EXEC_SHARDS_MAX == tephra_exec::parallel::SHARDS_MAX as u64);
+    assert!(NET_PACKET_BUFFERS_MAX == tephra_dataplane::PACKET_BUFFERS_MAX as u64);
+    assert!(NET_RING_DEPTH_MAX == tephra_dataplane::RING_DEPTH_MAX as u64);
+    assert!(NET_BURST_MAX == tephra_dataplane::net::NET_BURST_MAX as u64);
+    assert!(NET_SOCKET_SLOTS_MAX == tephra_dataplane::backend::socket::SOCKET_SLOTS_MAX as u64);
+    assert!(NET_SOURCES_MAX == tephra_dataplane::SOURCES_MAX as u64);
+};
+#[cfg(feature = "dpdk")]
+const _: () = assert!(DPDK_BURST_SIZE_MAX == tephra_dataplane::backend::dpdk::BURST_SIZE_MAX as u64);
+
+// The largest mini-block is one Batch record, which the batch log must take.
+const _: () = assert!(
+    tephra_batchlog::batch_record_bytes_max(MINI_BLOCK_TXS_MAX, TX_SIZE_MAX_BYTES as u64)
+        <= tephra_batchlog::RECORD_SIZE_MAX_BYTES as u64
+);
+
+/// Whether a chain of `block_gas_limit` can seal every block it allows: a
+/// sealed block's record (its header and every receipt with its logs) must
+/// fit the batch log's record limit, or sealing a full block of logs would
+/// fail its write and stop the node.
+pub fn check_record_limits(block_gas_limit: u64) -> Result<(), crate::node::NodeError> {
+    let record_bytes_max = tephra_batchlog::sealed_record_bytes_max(block_gas_limit);
+    if record_bytes_max > tephra_batchlog::RECORD_SIZE_MAX_BYTES as u64 {
+        return Err(crate::node::NodeError::SealedRecordTooLarge {
+            block_gas_limit,
+            record_bytes_max,
+            record_size_max_bytes: tephra_batchlog::RECORD_SIZE_MAX_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// Overlays `overrides` onto `base`, table by table.
@@ -432,6 +537,158 @@ mod tests {
         assert_eq!(Config::from_toml("[exec]\nshards = 4\n").unwrap().exec.shards, 4);
         let section = Config::from_toml("[nonsense]\nx = 1\n").unwrap_err().to_string();
         assert!(section.contains("nonsense"), "{section}");
+    }
+
+    /// The value at a dotted key of a TOML table.
+    fn lookup<'a>(table: &'a toml::Table, dotted: &str) -> Option<&'a toml::Value> {
+        let (sections, key) = dotted.rsplit_once('.').expect("a key in a section");
+        let mut table = table;
+        for section in sections.split('.') {
+            table = table.get(section)?.as_table()?;
+        }
+        table.get(key)
+    }
+
+    /// Overrides of the defaults that enable `[ha]` (whose rows apply only
+    /// then) and set `dotted` to `value`, a list of it if the key is a list.
+    fn with(dotted: &str, value: u64) -> String {
+        let defaults: toml::Table = DEFAULT_TOML.parse().unwrap();
+        let value = toml::Value::Integer(i64::try_from(value).unwrap());
+        let value = match lookup(&defaults, dotted) {
+            Some(toml::Value::Array(_)) => toml::Value::Array(vec![value]),
+            _ => value,
+        };
+        let mut overrides: toml::Table = "[ha]\nenabled = true\n".parse().unwrap();
+        let (sections, key) = dotted.rsplit_once('.').unwrap();
+        let mut table = &mut overrides;
+        for section in sections.split('.') {
+            table = table.entry(section).or_insert_with(|| toml::Table::new().into()).as_table_mut().unwrap();
+        }
+        table.insert(key.into(), value);
+        toml::to_string(&overrides).unwrap()
+    }
+
+    #[test]
+    fn every_bounded_key_is_a_number_in_the_defaults() {
+        let defaults: toml::Table = DEFAULT_TOML.parse().unwrap();
+        let config = Config::from_toml("").unwrap();
+        let mut keys = std::collections::BTreeSet::new();
+        for (key, _, range) in config.bounds() {
+            assert!(keys.insert(key), "{key} has two rows");
+            match lookup(&defaults, key) {
+                Some(toml::Value::Integer(_)) => {}
+                Some(toml::Value::Array(cores)) => assert!(cores.iter().all(toml::Value::is_integer), "{key}"),
+                other => panic!("{key} is not a number in config/default.toml: {other:?}"),
+            }
+            assert!(range.start() <= range.end(), "{key}");
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_within_every_bound() {
+        for overrides in ["", "[ha]\nenabled = true\n"] {
+            let config = Config::from_toml(overrides).unwrap();
+            for (key, value, range) in config.bounds() {
+                assert!(range.contains(&value), "{key} = {value} is outside {range:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_bound_refuses_past_its_ceiling_and_below_its_floor_naming_its_key() {
+        let config = Config::from_toml("").unwrap();
+        for (key, _, range) in config.bounds() {
+            let mut outside = vec![range.end() + 1];
+            if *range.start() > 0 {
+                outside.push(range.start() - 1);
+            }
+            for value in outside {
+                match Config::from_toml(&with(key, value)) {
+                    Err(ConfigError::OutOfRange { key: refused, value: told, min, max }) => {
+                        assert_eq!((refused, told, min..=max), (key, value, range.clone()));
+                    }
+                    other => panic!("{key} = {value}: {other:?}"),
+                }
+            }
+        }
+        let refused = Config::from_toml("[pool]\nmini_block_txs_max = 501\n").unwrap_err().to_string();
+        assert_eq!(refused, "config: pool.mini_block_txs_max = 501 is outside 1..=500");
+    }
+
+    /// `[ha]` is read only when enabled, so its keys are checked only then,
+    /// as they always were.
+    #[test]
+    fn ha_rows_apply_only_with_ha() {
+        Config::from_toml("[ha]\nheartbeat_ms = 0\nlease_ttl_s = 1000\n").unwrap();
+        let refused = Config::from_toml("[ha]\nenabled = true\nlease_ttl_s = 1\n").unwrap_err().to_string();
+        assert!(refused.contains("ha.lease_ttl_s = 1 is outside 2..=60"), "{refused}");
+    }
+
+    /// `udp.source_txs_per_s = 0` stays what it was: a bucket that never
+    /// refills (node/README.md), accepted as before.
+    #[test]
+    fn a_zero_rate_is_accepted_where_it_was() {
+        let config = Config::from_toml(
+            "[udp]\nsource_txs_per_s = 0\n[rpc]\nclient_requests_per_s = 0\n[net]\nsource_datagrams_per_s = 0\n",
+        )
+        .unwrap();
+        assert_eq!(config.udp.source_txs_per_s, 0);
+    }
+
+    #[test]
+    fn a_sealed_block_record_fits_at_30m_gas_but_not_at_2_to_the_40() {
+        check_record_limits(30_000_000).unwrap();
+        match check_record_limits(1 << 40) {
+            Err(crate::node::NodeError::SealedRecordTooLarge {
+                block_gas_limit,
+                record_bytes_max,
+                record_size_max_bytes,
+            }) => {
+                assert_eq!(block_gas_limit, 1 << 40);
+                assert_eq!(record_size_max_bytes, tephra_batchlog::RECORD_SIZE_MAX_BYTES);
+                assert!(record_bytes_max > record_size_max_bytes as u64);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The embedded dev chain's 10^9 gas is over it (`start` warns).
+        let dev_gas_limit = tephra_exec::ChainSpec::dev().genesis_header().gas_limit;
+        assert!(check_record_limits(dev_gas_limit).is_err(), "{dev_gas_limit}");
+    }
+
+    /// A Sealed record's header is within `HEADER_RLP_MAX_BYTES`: every
+    /// field of the newest header at its widest.
+    #[test]
+    fn the_widest_header_is_within_its_bound() {
+        use alloy_primitives::{B64, B256, Bloom, U256};
+        let hash = Some(B256::repeat_byte(0xff));
+        let header = alloy_consensus::Header {
+            parent_hash: B256::repeat_byte(0xff),
+            ommers_hash: B256::repeat_byte(0xff),
+            beneficiary: alloy_primitives::Address::repeat_byte(0xff),
+            state_root: B256::repeat_byte(0xff),
+            transactions_root: B256::repeat_byte(0xff),
+            receipts_root: B256::repeat_byte(0xff),
+            logs_bloom: Bloom::repeat_byte(0xff),
+            difficulty: U256::MAX,
+            number: u64::MAX,
+            gas_limit: u64::MAX,
+            gas_used: u64::MAX,
+            timestamp: u64::MAX,
+            extra_data: vec![0xff; tephra_types::limits::EXTRA_DATA_MAX_BYTES].into(),
+            mix_hash: B256::repeat_byte(0xff),
+            nonce: B64::repeat_byte(0xff),
+            base_fee_per_gas: Some(u64::MAX),
+            withdrawals_root: hash,
+            blob_gas_used: Some(u64::MAX),
+            excess_blob_gas: Some(u64::MAX),
+            parent_beacon_block_root: hash,
+            requests_hash: hash,
+            block_access_list_hash: hash,
+            slot_number: Some(u64::MAX),
+        };
+        let bytes = alloy_rlp::encode(&header).len() as u64;
+        assert_eq!(bytes, 760, "the bound's comment names it");
+        assert!(bytes <= tephra_batchlog::HEADER_RLP_MAX_BYTES);
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub enum NodeError {
     Locked(PathBuf),
     #[error("high availability: {0}")]
     Ha(String),
+    #[error(
+        "the chain's block gas limit {block_gas_limit} allows a sealed block's record of up to {record_bytes_max} \
+         bytes, above the batch log's record limit of {record_size_max_bytes}: sealing a full block would stop the node"
+    )]
+    SealedRecordTooLarge { block_gas_limit: u64, record_bytes_max: u64, record_size_max_bytes: usize },
 }
 
 /// Holds the data dir for this process: two nodes (or a node and `log
@@ -403,6 +408,14 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     let data = DataDir(config.node.data_dir.clone());
     let lock = lock_data_dir(&data)?;
     let chain = chain_of(&config, &data)?;
+    // Every block has the genesis gas limit. The embedded dev chain's (10^9)
+    // is above what a record holds: development warns, production refuses.
+    if let Err(error) = crate::config::check_record_limits(chain.genesis_header().gas_limit) {
+        match config.node.profile {
+            crate::config::Profile::Production => return Err(error),
+            crate::config::Profile::Development => tracing::warn!(%error, "a full block of logs would stop the node"),
+        }
+    }
     let ha = match config.ha.enabled {
         true => Some(Arc::new(crate::ha::Ha::connect(&config, &data).await?)),
         false => None,
