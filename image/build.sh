@@ -49,7 +49,7 @@ if ! [[ "$ready_wait_s" =~ ^[0-9]+$ ]] || [ "$ready_wait_s" -lt 10 ] || [ "$read
 fi
 if [ -z "$tephra" ]; then
   # With the YubiHSM 2 USB connector (libusb), for an HSM plugged into the server.
-  cargo build --release --locked -p tephra-node --features yubihsm-usb
+  cargo build --release --locked -p tephra-cli --features yubihsm-usb
   tephra=target/release/tephra
 fi
 

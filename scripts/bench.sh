@@ -9,5 +9,5 @@ source scripts/deps.sh
 if [ ! -x node_modules/.bin/anvil ]; then
   npm ci --no-audit --no-fund
 fi
-cargo build --release --locked -p tephra-node -p tephra-bench
+cargo build --release --locked -p tephra-cli -p tephra-bench
 exec target/release/tephra-bench all "$@"

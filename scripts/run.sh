@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-exec cargo run --release --locked -p tephra-node -- run "$@"
+exec cargo run --release --locked -p tephra-cli -- run "$@"

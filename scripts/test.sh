@@ -171,9 +171,9 @@ all_run() {
 # tests with dpdk in their names).
 dpdk() {
   local list=target/test-executables-dpdk.tsv
-  build_tests "$list" --features tephra-node/dpdk,tephra-node/yubihsm-usb --lib --benches --test kernel_bypass
+  build_tests "$list" --features tephra-cli/dpdk,tephra-cli/yubihsm-usb --lib --benches --test kernel_bypass
   run_tests "$list" dataplane lib -- dpdk
-  run_tests "$list" node test -- dpdk
+  run_tests "$list" cli test -- dpdk
 }
 
 # Coverage-guided fuzzing of the parsers, bounded in time (fuzz/README.md):
@@ -230,7 +230,8 @@ phase unit unit
 phase exec integration exec
 phase hsm-ha integration hsm ha
 phase dataplane integration dataplane
-phase node integration node
+# The node end to end: the `tephra` binary's tests live in its crate, cli/.
+phase node integration cli
 phase bench integration bench
 # Everything the QEMU test boots is built from the test build's own `tephra`
 # (target/debug/tephra), not from a second, release build of the workspace.

@@ -144,7 +144,7 @@ pub fn start_tephra(programs: &Programs, dir: &Path, genesis: &Path) -> Result<N
         .own_process_group()
         .ready_within(START_TIMEOUT)
         .configure()?;
-    process.spawn().map_err(|e| format!("{e} (build it: cargo build --release -p tephra-node)"))?;
+    process.spawn().map_err(|e| format!("{e} (build it: cargo build --release -p tephra-cli)"))?;
     process.wait_ready()?;
     Ok(Node {
         name: "tephra".into(),

@@ -10,9 +10,9 @@ use serde_json::Value;
 #[test]
 fn all_runs_every_phase_and_writes_the_report() {
     let bench = PathBuf::from(env!("CARGO_BIN_EXE_tephra-bench"));
-    // `cargo test --workspace` builds tephra-node's binary beside this one.
+    // `cargo test --workspace` builds tephra-cli's binary beside this one.
     let tephra = bench.with_file_name("tephra");
-    assert!(tephra.exists(), "{} missing: build it (cargo build -p tephra-node)", tephra.display());
+    assert!(tephra.exists(), "{} missing: build it (cargo build -p tephra-cli)", tephra.display());
     let anvil = tephra_testkit::npm_tool("anvil");
     let dir = tephra_testkit::fresh_dir("bench-harness");
     let (out, data) = (dir.join("out"), dir.join("data"));

@@ -33,7 +33,7 @@ fn harness() -> &'static Harness {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let node = runtime.block_on(tephra_node::node::start(config)).expect("the node starts");
         // Subscriptions live on a connection, which an in-process call lacks:
-        // the WebSocket end-to-end tests (node/tests/clients.rs) cover them.
+        // the WebSocket end-to-end tests (cli/tests/clients.rs) cover them.
         let mut methods = node.rpc_method_names();
         methods.retain(|name| !name.ends_with("subscribe"));
         Harness { runtime, node, methods }

@@ -605,38 +605,3 @@ pub fn verify_log(config: &Config) -> Result<replay::Replayed, NodeError> {
     // Verification keeps only what a signature may still refer to.
     Ok(replay::replay(&chain, records, None, Some(signer.address()), VERIFY_HISTORY_BLOCKS)?)
 }
-
-/// How often `ask_ready` asks again.
-const READY_POLL: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Asks a running node's /ready (at `metrics.listen`) until it answers ready
-/// or `wait` has passed: `tephra ready`, the health check of boot assessment.
-pub fn ask_ready(config: &Config, wait: std::time::Duration) -> Result<String, String> {
-    let mut address = config.metrics.listen;
-    if address.ip().is_unspecified() {
-        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let url = format!("http://{address}/ready");
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(2)))
-        .build()
-        .into();
-    let deadline = std::time::Instant::now() + wait;
-    loop {
-        let (ready, answer) = match agent.get(&url).call() {
-            Ok(mut response) => {
-                let body = response.body_mut().read_to_string().unwrap_or_default();
-                (response.status() == 200, body.trim().to_string())
-            }
-            Err(error) => (false, format!("{url}: {error}")),
-        };
-        if ready {
-            return Ok(answer);
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(answer);
-        }
-        std::thread::sleep(READY_POLL);
-    }
-}

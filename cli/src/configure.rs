@@ -5,7 +5,7 @@ use std::{fs, path::Path};
 
 use tephra_dataplane::{backend::BackendKind, configure, topology::Placement};
 
-use crate::{config::Config, node};
+use tephra_node::{config::Config, node};
 
 /// The host plan the config implies: huge pages and memlock for the
 /// backend, the NIC it owns, and the cores whose tiles must not take IRQs.

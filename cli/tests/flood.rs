@@ -3,7 +3,7 @@
 //! spam and oversized bodies over JSON-RPC. Every honest transaction is
 //! preconfirmed, the floods get their codes, the per-source limit holds the
 //! UDP floods back, and memory stays bounded. (How fast the honest client is
-//! answered under flood is a benchmark: `cargo bench -p tephra-node --bench flood`.)
+//! answered under flood is a benchmark: `cargo bench -p tephra-cli --bench reliability`.)
 
 mod common;
 

@@ -7,7 +7,7 @@
 //!   holds the mini-block durably (one more network round trip and fsync);
 //! - async: the same pair, preconfirming at once.
 //!
-//! `cargo bench -p tephra-node --bench ha [-- --requests N]` (needs etcd:
+//! `cargo bench -p tephra-cli --bench ha [-- --requests N]` (needs etcd:
 //! scripts/deps.sh installs it).
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports its figures on stdout")]

@@ -167,7 +167,7 @@ fn init_prints_mainnet_genesis_root_and_hash() {
 #[test]
 fn viem_sends_waits_reads_balances_logs_and_watches_blocks() {
     let node = TephraNode::start("viem", "[exec]\nshards = 2\n");
-    let script = common::workspace_root().join("node/tests/clients/viem.mjs");
+    let script = common::workspace_root().join("cli/tests/clients/viem.mjs");
     let output = std::process::Command::new("node")
         .arg(&script)
         .env("TEPHRA_RPC", &node.rpc_url)

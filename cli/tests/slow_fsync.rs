@@ -1,4 +1,4 @@
-//! A slow disk: the data dir is a FUSE file system (node/tests/common/
+//! A slow disk: the data dir is a FUSE file system (cli/tests/common/
 //! faultfs.py, passthrough) whose every fsync takes 50 ms longer. The node
 //! keeps preconfirming, one group commit covering many transactions, and
 //! what it preconfirmed survives kill -9. Needs root, /dev/fuse and Debian's

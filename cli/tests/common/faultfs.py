@@ -1,8 +1,8 @@
 """A passthrough FUSE file system for the end-to-end tests' disk faults:
-every fsync and fdatasync takes DELAY_MS longer (node/tests/slow_fsync.rs),
+every fsync and fdatasync takes DELAY_MS longer (cli/tests/slow_fsync.rs),
 and while the file CONTROL holds "hang" every open, read, write and sync
 waits until it no longer does, and while it holds "fail" they fail with EIO
-(node/tests/signer_fault.rs puts an HSM's token store here).
+(cli/tests/signer_fault.rs puts an HSM's token store here).
 
 usage: faultfs.py BACKING_DIR MOUNTPOINT DELAY_MS [CONTROL]
 """

@@ -16,7 +16,7 @@
 //!   loop, then N seconds open loop at 80% of it; per window the achieved
 //!   rate, p50/p99 and resident memory, then drift first window to last.
 //!
-//! `cargo bench -p tephra-node --bench reliability [-- [--af-xdp] [--phase-seconds N] | --soak-seconds 600]`
+//! `cargo bench -p tephra-cli --bench reliability [-- [--af-xdp] [--phase-seconds N] | --soak-seconds 600]`
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports its figures on stdout")]
 #![allow(clippy::cast_possible_truncation, reason = "ids, counts and ring slots far below 2^32")]

@@ -1,0 +1,242 @@
+//! `tephra`: the sequencer node's command line. This file holds the
+//! commands and their arguments; each group's work is its module's.
+
+mod chain;
+mod configure;
+mod ha;
+mod hsm;
+mod ready;
+mod run;
+mod systemd;
+mod update;
+mod verify;
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+use tephra_node::config::Config;
+
+/// revm allocates per transaction: mimalloc is faster there than the system
+/// allocator and scales across exec shards (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+#[command(name = "tephra", version, about = "A low-latency Ethereum-compatible sequencer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the sequencer (embedded defaults: dev genesis, file signer, ./data).
+    Run {
+        /// A TOML file overriding any keys of config/default.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Create a data dir for a genesis file and print its genesis state root and hash.
+    Init {
+        /// A geth-style genesis.json.
+        #[arg(long)]
+        genesis: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Work with the batch log.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+    /// Work with the block key.
+    Hsm {
+        #[command(subcommand)]
+        command: HsmCommand,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Prepare the host for the dataplane, as [host], [net] and [topology] ask.
+    Configure {
+        /// check (unprivileged; fails listing what is missing), init (root) or fini.
+        #[arg(value_parser = ["check", "init", "fini"])]
+        verb: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Ask the running node whether it is ready (its /ready); exit 0 only if so.
+    Ready {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Keep asking for up to this long.
+        #[arg(long, default_value_t = 0)]
+        wait_s: u64,
+    },
+    /// A/B updates of the appliance image (docs/operators.md).
+    Update {
+        #[command(subcommand)]
+        command: UpdateCommand,
+        /// Where the ESP is mounted.
+        #[arg(long, global = true, default_value = "/efi")]
+        esp: PathBuf,
+    },
+    /// A high-availability pair (docs/operators.md).
+    Ha {
+        #[command(subcommand)]
+        command: HaCommand,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Fetch a transaction's preconfirmation over JSON-RPC and check it back to the block key.
+    VerifyPreconf {
+        #[arg(long, default_value = "http://127.0.0.1:8545")]
+        rpc: String,
+        /// The transaction hash.
+        #[arg(long)]
+        tx: alloy_primitives::B256,
+        /// The block key's address; by default the one the node names.
+        #[arg(long)]
+        signer: Option<alloy_primitives::Address>,
+    },
+    /// Fetch a block over JSON-RPC and check its hash and its signature.
+    VerifyBlock {
+        /// JSON-RPC endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:8545")]
+        rpc: String,
+        /// Block number (decimal or 0x-hex) or tag (latest, finalized, ...).
+        #[arg(long, default_value = "finalized")]
+        block: String,
+        /// The block key's address; by default the one the node names.
+        #[arg(long)]
+        signer: Option<alloy_primitives::Address>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum HaCommand {
+    /// The leader, its epoch, and each node's role, log length and lag (from etcd).
+    Status,
+    /// Make the leader give up its lease now: a caught-up standby takes over,
+    /// the old leader restarts as a standby.
+    StepDown,
+}
+
+#[derive(Subcommand, Debug)]
+enum UpdateCommand {
+    /// Write an update bundle (tephra-<version>.update, a file or a block
+    /// device) into the slot that is not running and boot it next; it falls
+    /// back by itself unless it comes up ready within `tries` boots.
+    Apply {
+        bundle: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        tries: u32,
+    },
+    /// Boot the other slot's image next (it must not be bad): the running
+    /// image is marked bad. Takes effect at the next reboot.
+    Rollback,
+    /// The running slot and version, and each installed image's boot state.
+    Status,
+}
+
+#[derive(Subcommand, Debug)]
+enum HsmCommand {
+    /// Create the block key where [signer] points (file, PKCS#11 token or YubiHSM).
+    Keygen,
+    /// Print the block key's address.
+    Pubkey,
+    /// Sign a random challenge, verify it, print the latency.
+    Selftest,
+    /// The signing audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check the hash chain and every signature.
+    Verify,
+}
+
+#[derive(Subcommand, Debug)]
+enum LogCommand {
+    /// Re-execute the whole log from genesis, checking every root, hash and signature.
+    Verify {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// The config `path` names, over the embedded defaults.
+fn load(path: Option<PathBuf>) -> Result<Config, String> {
+    Config::load(path.as_deref()).map_err(|e| e.to_string())
+}
+
+#[allow(clippy::print_stdout, reason = "the CLI reports its results on stdout")]
+fn print_line(report: String) {
+    println!("{report}");
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Run { config } => load(config).and_then(run::run),
+        Command::Init { genesis, config } => {
+            load(config).and_then(|config| chain::init(config, genesis)).map(print_line)
+        }
+        Command::Log { command: LogCommand::Verify { config } } => {
+            load(config).and_then(|config| chain::verify_log(&config)).map(print_line)
+        }
+        Command::Hsm { command, config } => {
+            load(config).and_then(|config| hsm_command(&config, command)).map(print_line)
+        }
+        Command::Configure { verb, config } => {
+            load(config).and_then(|config| configure::run(&config, &verb)).map(print_line)
+        }
+        Command::Ready { config, wait_s } => {
+            load(config).and_then(|config| ready::ask_ready(&config, Duration::from_secs(wait_s))).map(print_line)
+        }
+        Command::Ha { command, config } => load(config).and_then(|config| ha_command(&config, command)),
+        Command::Update { command, esp } => update_command(command, &esp),
+        Command::VerifyPreconf { rpc, tx, signer } => verify::verify_preconf(&rpc, tx, signer).map(print_line),
+        Command::VerifyBlock { rpc, block, signer } => verify::verify_block(&rpc, &block, signer).map(print_line),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("tephra: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hsm_command(config: &Config, command: HsmCommand) -> Result<String, String> {
+    match command {
+        HsmCommand::Keygen => hsm::keygen(config),
+        HsmCommand::Pubkey => hsm::pubkey(config),
+        HsmCommand::Selftest => hsm::selftest(config),
+        HsmCommand::Audit { command: AuditCommand::Verify } => hsm::audit_verify(config),
+    }
+}
+
+/// A status report ends with its own newline; a one-line answer gets one.
+#[allow(clippy::print_stdout, reason = "the CLI reports its results on stdout")]
+fn ha_command(config: &Config, command: HaCommand) -> Result<(), String> {
+    let report = match command {
+        HaCommand::Status => ha::status(config),
+        HaCommand::StepDown => ha::step_down(config),
+    }?;
+    print!("{report}");
+    if !report.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+fn update_command(command: UpdateCommand, esp: &std::path::Path) -> Result<(), String> {
+    match command {
+        UpdateCommand::Apply { bundle, tries } => update::apply(&bundle, esp, tries),
+        UpdateCommand::Rollback => update::rollback(esp),
+        UpdateCommand::Status => update::status(esp),
+    }
+}
