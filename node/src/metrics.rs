@@ -3,7 +3,7 @@
 
 use std::sync::{
     Arc,
-    atomic::{AtomicBool, Ordering},
+    atomic::Ordering,
 };
 
 use prometheus_client::{
@@ -283,16 +283,6 @@ impl Default for Metrics {
     }
 }
 
-/// `None` when the node is ready; otherwise why not: a reason the sequencer
-/// set (the signer failing, the disk full) or "starting".
-pub fn not_ready_reason(ready: &AtomicBool, not_ready: &std::sync::Mutex<Option<String>>) -> Option<String> {
-    match not_ready.lock().expect("readiness lock").clone() {
-        Some(reason) => Some(reason),
-        None if ready.load(Ordering::Acquire) => None,
-        None => Some("starting".into()),
-    }
-}
-
 /// Largest HTTP request head read from a metrics client.
 const REQUEST_HEAD_MAX_BYTES: usize = 8192;
 
@@ -302,14 +292,12 @@ const REQUEST_HEAD_MAX_BYTES: usize = 8192;
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
-    not_ready: Arc<std::sync::Mutex<Option<String>>>,
+    health: Arc<crate::health::Health>,
 ) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
         let metrics = metrics.clone();
-        let ready = ready.clone();
-        let not_ready = not_ready.clone();
+        let health = health.clone();
         tokio::spawn(async move {
             let mut head = vec![0u8; REQUEST_HEAD_MAX_BYTES];
             let mut filled = 0;
@@ -327,7 +315,7 @@ pub async fn serve(
             let (status, body) = match path {
                 "/metrics" => ("200 OK", metrics.render()),
                 "/health" => ("200 OK", "ok\n".to_string()),
-                "/ready" => match not_ready_reason(&ready, &not_ready) {
+                "/ready" => match health.not_ready() {
                     Some(reason) => ("503 Service Unavailable", format!("not ready: {reason}\n")),
                     None => ("200 OK", "ready\n".to_string()),
                 },
