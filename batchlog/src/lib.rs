@@ -40,8 +40,12 @@ pub use writer::{FrameSink, LogWriter};
 /// largest mini-block (`batch_record_bytes_max` of the node's
 /// `MINI_BLOCK_TXS_MAX` transactions of `TX_SIZE_MAX_BYTES`) by a compile-time
 /// assertion in the node's config, a sealed block (`sealed_record_bytes_max`
-/// of the chain's gas limit) checked when the node starts.
-pub const RECORD_SIZE_MAX_BYTES: usize = 64 << 20;
+/// of the chain's gas limit) checked when the node starts. 256 MiB: a block
+/// of the embedded dev chain's 10^9 gas, filled with logs, fits (about
+/// 251 MB); a chain of more gas is refused at start. Records are read into
+/// memory one segment at a time, so this bounds nothing the segment size
+/// does not already.
+pub const RECORD_SIZE_MAX_BYTES: usize = 256 << 20;
 
 // A frame's header holds the length in a u32.
 const _: () = assert!(RECORD_SIZE_MAX_BYTES <= u32::MAX as usize);

@@ -30,11 +30,13 @@ use tephra_ha::{
 use tokio::runtime::Handle;
 
 use crate::{
+    boot::DataDir,
     config::{Config, HaConfig},
-    node::{DataDir, LeadParts, NodeError, make_sequencer, next_block_params},
-    replay::{Applied, Replayer},
-    sequencer::{Event, SequencerHa, Shared, write_snapshot},
-    view::{OpenBlock, StoredBlock, TxLocation},
+    error::NodeError,
+    leadership::{LeadParts, OpenChain, next_block_params, open_sequencer},
+    replay::{Followed, Replayer, follow_record},
+    sequencer::{SequencerHa, write_snapshot},
+    shared::Shared,
 };
 
 /// Threads of the leadership and replication runtime.
@@ -180,9 +182,9 @@ impl Ha {
         let ha = config.ha.clone();
         let secret = Secret::from_file(&data.0.join(&ha.peer_secret_file)).map_err(NodeError::Ha)?;
         // Leadership and replication get a runtime of their own: RPC
-        // handlers that wait on the view (held across a sync leader's wait
-        // for its standby) must never starve the keep-alives or the acks.
-        // It lives as long as the process.
+        // handlers waiting on the view's lock (held across execution and
+        // fsync) must never starve the keep-alives or the acks. It lives as
+        // long as the process.
         let runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(HA_THREADS)
@@ -326,7 +328,7 @@ impl Ha {
         loop {
             ticks.tick().await;
             let mut status = self.status.lock().expect("status lock").clone();
-            // Never the view's lock: a sync leader holds it while it waits for acks.
+            // Never the view's lock: this runtime must not wait behind execution.
             status.head = u64::try_from(shared.metrics.head_number.get()).unwrap_or(0);
             status.updated_unix_ms = crate::sequencer::unix_ms();
             if let Some(feed) = self.fence.feed.get() {
@@ -408,8 +410,7 @@ impl Role {
         follower: Option<Follower>,
     ) -> Self {
         let _ = ha.fence.metrics.set(shared.metrics.clone());
-        *shared.leader_hint.lock().expect("leader hint lock") =
-            ha.joined_leader.lock().expect("leader hint lock").clone();
+        shared.health.set_leader_hint(ha.joined_leader.lock().expect("leader hint lock").clone());
         shared.metrics.ha_role.set(1);
         // With nobody to follow, wait one lease first: a leader that just
         // stepped down (and restarted) lets its caught-up standby win.
@@ -428,7 +429,7 @@ impl Role {
             .map(|builder| crate::replay::OpenReplay { builder, txs: std::mem::take(&mut self.resume.open_txs) });
         let mut replayer = Replayer::resume(&shared.chain, self.resume.head.clone(), self.resume.epoch, open);
         loop {
-            if self.shared.shutdown.load(Ordering::Acquire) {
+            if self.shared.health.shutting_down() {
                 self.log.commit()?;
                 return Ok(());
             }
@@ -440,7 +441,7 @@ impl Role {
             match self.ha.runtime.block_on(self.ha.election.leader()) {
                 Ok(Some(leader)) if leader.value.node_id != self.ha.config.node_id => {
                     self.ha.check_block_key(&leader)?;
-                    *self.shared.leader_hint.lock().expect("leader hint lock") = leader_hint(&leader);
+                    self.shared.health.set_leader_hint(leader_hint(&leader));
                     let count = self.log.records();
                     // A leader that is paused but still in etcd accepts and
                     // never answers: try it only briefly.
@@ -487,7 +488,7 @@ impl Role {
                     self.pause();
                 }
             }
-            self.shared.heartbeat.fetch_add(1, Ordering::Relaxed);
+            self.shared.beat();
         }
     }
 
@@ -528,8 +529,7 @@ impl Role {
     /// Stops the node so that its restart rejoins (and truncates) afresh.
     fn exit(&self, reason: String) {
         tracing::warn!(reason);
-        *self.shared.deposed.lock().expect("deposed lock") = Some(reason);
-        self.shared.shutdown.store(true, Ordering::Release);
+        self.shared.health.depose(reason);
     }
 
     /// Follows until the leader goes quiet for half a lease TTL (it sends
@@ -539,8 +539,8 @@ impl Role {
     fn follow(&mut self, follower: &mut Follower, replayer: &mut Replayer<'_>) -> Result<(), NodeError> {
         let silence_max = self.ha.lease_ttl() / 2;
         loop {
-            self.shared.heartbeat.fetch_add(1, Ordering::Relaxed);
-            if self.shared.shutdown.load(Ordering::Acquire) {
+            self.shared.beat();
+            if self.shared.health.shutting_down() {
                 return Ok(());
             }
             let message = match self.ha.block_on_timeout(silence_max, follower.next()) {
@@ -599,49 +599,17 @@ impl Role {
     /// One replicated record into the view that reads see.
     fn apply(&self, replayer: &mut Replayer<'_>, record: Record) -> Result<(), NodeError> {
         let shared = &self.shared;
-        let mut guard = shared.view.write().expect("view lock");
-        let view = &mut *guard;
-        match replayer.apply(record, &mut view.state)? {
-            Applied::Opened => {
-                let builder = replayer.open_builder().expect("just opened");
-                let params = builder.params().clone();
-                shared.verifier.write().expect("verifier lock").set_block(
-                    params.spec,
-                    params.gas_limit,
-                    params.base_fee_per_gas,
-                );
-                view.open = OpenBlock { params, txs: Vec::new(), gas_used: 0 };
+        let mut view = shared.view.write().expect("view lock");
+        match follow_record(&mut view, replayer, record)? {
+            Followed::Sealed(block)
+                if block.header.number.is_multiple_of(shared.config.block.snapshot_interval_blocks) =>
+            {
+                write_snapshot(view.state(), &block, &DataDir(shared.config.node.data_dir.clone()).snapshot());
             }
-            Applied::Batch { first } => {
-                let txs = replayer.open_txs()[first..].to_vec();
-                let number = view.open.params.number;
-                for (offset, tx) in txs.iter().enumerate() {
-                    view.tx_index.insert(tx.hash, TxLocation { block_number: number, index: first + offset });
-                }
-                view.open.txs.extend(txs.iter().cloned());
-                view.open.gas_used = replayer.open_builder().map_or(0, |b| b.gas_used());
-                shared.metrics.tx_preconfirmed.inc_by(txs.len() as u64);
-                let _ = shared.events.send(Event::Preconfirmed { block_number: number, txs: Arc::new(txs) });
-            }
-            Applied::Sealed(block) => {
-                view.open.txs.clear();
-                let block: Arc<StoredBlock> = Arc::new(*block);
-                view.push_block((*block).clone());
-                shared.metrics.head_number.set(i64::try_from(block.header.number).unwrap_or(i64::MAX));
-                if block.header.number.is_multiple_of(shared.config.block.snapshot_interval_blocks) {
-                    write_snapshot(&view.state, &block, &DataDir(shared.config.node.data_dir.clone()).snapshot());
-                }
-                let _ = shared.events.send(Event::Sealed(block));
-            }
-            Applied::Signed { number, hash, signature } => {
-                if let Some(block) = view.blocks.iter_mut().rev().find(|b| b.header.number == number && b.hash == hash)
-                {
-                    block.signature = Some(signature);
-                }
-            }
-            Applied::Epoch(epoch) => {
+            Followed::Epoch(epoch) => {
                 shared.metrics.ha_epoch.set(i64::try_from(epoch).unwrap_or(i64::MAX));
             }
+            Followed::Sealed(_) | Followed::Applied => {}
         }
         Ok(())
     }
@@ -660,7 +628,7 @@ impl Role {
         self.log.commit()?;
         {
             let mut view = shared.view.write().expect("view lock");
-            replayer.apply(Record::Epoch { epoch }, &mut view.state)?;
+            replayer.apply(Record::Epoch { epoch }, view.state_mut())?;
         }
         let (builder, open_logged) = match replayer.finish()? {
             Some(open) => (open.builder, true),
@@ -668,13 +636,8 @@ impl Role {
                 let mut view = shared.view.write().expect("view lock");
                 let head = view.head().clone();
                 let params = next_block_params(&shared.chain, &head, config, self.lead.beneficiary, epoch)?;
-                let builder = BlockBuilder::open(params.clone(), &mut view.state);
-                shared.verifier.write().expect("verifier lock").set_block(
-                    params.spec,
-                    params.gas_limit,
-                    params.base_fee_per_gas,
-                );
-                view.open = OpenBlock { params, txs: Vec::new(), gas_used: 0 };
+                let builder = BlockBuilder::open(params.clone(), view.state_mut());
+                view.open(params);
                 (builder, false)
             }
         };
@@ -714,13 +677,14 @@ impl Role {
             mode: config.ha.replication,
             sync_ack_timeout: Duration::from_millis(config.ha.sync_ack_timeout_ms),
         };
-        let sequencer = make_sequencer(&shared, self.lead, self.log, builder, open_logged, epoch, Some(ha_parts))?;
-        shared.leading.store(true, Ordering::Release);
+        let open = OpenChain { log: self.log, builder, open_logged, epoch };
+        let sequencer = open_sequencer(&shared, self.lead, open, Some(ha_parts))?;
+        shared.health.set_leading();
         shared.metrics.ha_role.set(2);
         tracing::info!(epoch, mode = ?config.ha.replication, "leading");
         let result = sequencer.run().map_err(NodeError::from);
         replication.abort();
-        if shared.deposed.lock().expect("deposed lock").is_none() {
+        if shared.health.deposed().is_none() {
             // A clean stop hands over at once rather than after the lease.
             if let Err(error) = self.ha.runtime.block_on(self.ha.election.resign(&leadership)) {
                 tracing::warn!(%error, "resigning failed: the standby takes over when the lease lapses");

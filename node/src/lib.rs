@@ -3,15 +3,21 @@
 //! comes from the operator (`config`) is public so that the fuzz targets reach
 //! it; the batch log is its own crate, tephra-batchlog.
 
+mod boot;
+mod chain_view;
 pub mod config;
 mod delegation;
+mod error;
 mod format;
 pub mod ha;
+mod health;
+mod leadership;
 mod metrics;
 pub mod node;
 mod replay;
 mod rpc;
 mod rpc_limit;
 mod sequencer;
+mod shared;
 mod udp;
 mod view;

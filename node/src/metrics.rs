@@ -1,10 +1,7 @@
 //! Prometheus metrics, and the small HTTP endpoint that serves them with
 //! /health and /ready.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
-};
+use std::sync::{Arc, atomic::Ordering};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -283,33 +280,17 @@ impl Default for Metrics {
     }
 }
 
-/// `None` when the node is ready; otherwise why not: a reason the sequencer
-/// set (the signer failing, the disk full) or "starting".
-pub fn not_ready_reason(ready: &AtomicBool, not_ready: &std::sync::Mutex<Option<String>>) -> Option<String> {
-    match not_ready.lock().expect("readiness lock").clone() {
-        Some(reason) => Some(reason),
-        None if ready.load(Ordering::Acquire) => None,
-        None => Some("starting".into()),
-    }
-}
-
 /// Largest HTTP request head read from a metrics client.
 const REQUEST_HEAD_MAX_BYTES: usize = 8192;
 
 /// Serves GET /metrics, /health (the process is up) and /ready (the node has
 /// replayed its log and is producing blocks; 503 with the reason while the
 /// signer fails).
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
-    not_ready: Arc<std::sync::Mutex<Option<String>>>,
-) {
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, health: Arc<crate::health::Health>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
         let metrics = metrics.clone();
-        let ready = ready.clone();
-        let not_ready = not_ready.clone();
+        let health = health.clone();
         tokio::spawn(async move {
             let mut head = vec![0u8; REQUEST_HEAD_MAX_BYTES];
             let mut filled = 0;
@@ -327,7 +308,7 @@ pub async fn serve(
             let (status, body) = match path {
                 "/metrics" => ("200 OK", metrics.render()),
                 "/health" => ("200 OK", "ok\n".to_string()),
-                "/ready" => match not_ready_reason(&ready, &not_ready) {
+                "/ready" => match health.not_ready() {
                     Some(reason) => ("503 Service Unavailable", format!("not ready: {reason}\n")),
                     None => ("200 OK", "ready\n".to_string()),
                 },

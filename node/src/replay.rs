@@ -15,7 +15,10 @@ use tephra_exec::{
 };
 use tephra_hsm::{Payload, Signature65};
 
-use crate::view::{StoredBlock, StoredTx};
+use crate::{
+    chain_view::ChainView,
+    view::{StoredBlock, StoredTx},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -318,6 +321,49 @@ impl<'c> Replayer<'c> {
             }
         })
     }
+}
+
+/// What following one record did, as far as its caller cares.
+#[derive(Debug)]
+pub enum Followed {
+    /// A block sealed (the caller may snapshot the state after it).
+    Sealed(std::sync::Arc<StoredBlock>),
+    /// A leader's run started.
+    Epoch(u64),
+    Applied,
+}
+
+/// A record a standby received from its leader, applied by `replayer` to
+/// `view`'s state and kept by the view as the leader kept it: opened,
+/// preconfirmed, sealed or signed.
+pub fn follow_record(
+    view: &mut ChainView,
+    replayer: &mut Replayer<'_>,
+    record: Record,
+) -> Result<Followed, ReplayError> {
+    match replayer.apply(record, view.state_mut())? {
+        Applied::Opened => {
+            let params = replayer.open_builder().expect("just opened").params().clone();
+            view.open(params);
+        }
+        Applied::Batch { first } => {
+            let gas_used = replayer.open_builder().map_or(0, |b| b.gas_used());
+            view.preconfirm(replayer.open_txs()[first..].to_vec(), gas_used);
+        }
+        Applied::Sealed(block) => {
+            debug_assert_eq!(
+                block.txs.len(),
+                view.open_block().txs.len(),
+                "the view preconfirmed what the block holds"
+            );
+            return Ok(Followed::Sealed(view.seal(block.header, block.hash)));
+        }
+        Applied::Signed { number, hash, signature } => {
+            view.sign(number, hash, signature);
+        }
+        Applied::Epoch(epoch) => return Ok(Followed::Epoch(epoch)),
+    }
+    Ok(Followed::Applied)
 }
 
 /// Replays `records` onto `start` (a snapshot, or genesis when `None`),

@@ -22,10 +22,11 @@ use tephra_types::{Reject, RejectCode};
 use tokio::sync::{broadcast::error::RecvError, oneshot};
 
 use crate::{
+    chain_view::{ChainView, Event},
     config::RpcConfig,
     format::{self, Position, qty},
-    sequencer::{Event, Shared, SubmitStatus},
-    view::{StoredTx, View},
+    shared::{Shared, SubmitOutcome, SubmitStatus},
+    view::StoredTx,
 };
 
 type RpcResult = Result<Value, ErrorObjectOwned>;
@@ -111,22 +112,20 @@ fn list(params: &Params<'_>) -> Result<Vec<Value>, ErrorObjectOwned> {
 }
 
 /// A block number for a tag; `None` for pending.
-fn resolve(view: &View, tag: BlockTag) -> Option<u64> {
+fn resolve(view: &ChainView, tag: BlockTag) -> Option<u64> {
     match tag {
         BlockTag::Number(n) => Some(n),
         BlockTag::Hash(hash) => view.block_by_hash(&hash).map(|b| b.header.number),
         BlockTag::Latest => Some(view.head().header.number),
         BlockTag::Pending => None,
-        BlockTag::Signed => {
-            Some(view.blocks.iter().rev().find(|b| b.signature.is_some()).map_or(0, |b| b.header.number))
-        }
+        BlockTag::Signed => Some(view.newest_signed()),
         BlockTag::Earliest => Some(0),
     }
 }
 
 /// State reads are served from the preconfirmed tip: tephra keeps no
 /// historical state.
-fn check_state_tag(view: &View, tag: BlockTag) -> Result<(), ErrorObjectOwned> {
+fn check_state_tag(view: &ChainView, tag: BlockTag) -> Result<(), ErrorObjectOwned> {
     match tag {
         BlockTag::Latest | BlockTag::Pending | BlockTag::Signed => Ok(()),
         other => match resolve(view, other) {
@@ -220,11 +219,11 @@ fn call_result(outcome: CallOutcome) -> RpcResult {
 /// Executes `request` on the preconfirmed state without committing.
 fn call_on_view(shared: &Shared, request: &CallRequest) -> Result<CallOutcome, Reject> {
     let view = shared.view.read().expect("view lock");
-    call::call(&view.state, &view.open.params, request)
+    call::call(view.state(), &view.open_block().params, request)
 }
 
 fn estimate_gas(shared: &Shared, request: &CallRequest) -> RpcResult {
-    let ceiling = call::gas_ceiling(&shared.view.read().expect("view lock").open.params, request);
+    let ceiling = call::gas_ceiling(&shared.view.read().expect("view lock").open_block().params, request);
     // Every try reads the view afresh: the sequencer waits for one call at a
     // time, never for the whole search.
     match call::estimate_gas(request, ceiling, |attempt| call_on_view(shared, attempt)) {
@@ -239,14 +238,14 @@ fn submit(
     shared: &Shared,
     raw: &Bytes,
     wait: bool,
-) -> Result<(B256, oneshot::Receiver<crate::sequencer::SubmitOutcome>), ErrorObjectOwned> {
+) -> Result<(B256, oneshot::Receiver<SubmitOutcome>), ErrorObjectOwned> {
     let verified = shared.verifier.read().expect("verifier lock").verify(raw).map_err(|reject| {
         shared.metrics.tx_received.inc();
         shared.reject_metric(&reject);
         rejected(&reject)
     })?;
     let hash = verified.hash;
-    if shared.view.read().expect("view lock").tx_index.contains_key(&hash) {
+    if shared.view.read().expect("view lock").holds_tx(&hash) {
         let reject = Reject::new(RejectCode::AlreadyKnown, format!("{hash} is already included"));
         shared.reject_metric(&reject);
         return Err(rejected(&reject));
@@ -256,7 +255,7 @@ fn submit(
     Ok((hash, outcome))
 }
 
-fn receipt_of(view: &View, hash: &B256, include_open: bool) -> Option<Value> {
+fn receipt_of(view: &ChainView, hash: &B256, include_open: bool) -> Option<Value> {
     let (block_number, index, tx) = view.tx(hash)?;
     let block_hash = view.block(block_number).filter(|b| b.header.number == block_number).map(|b| b.hash);
     if block_hash.is_none() && !include_open {
@@ -380,7 +379,7 @@ fn fee_history(shared: &Shared, params: &[Value]) -> RpcResult {
     let view = shared.view.read().expect("view lock");
     let head = view.head().header.number;
     let newest = resolve(&view, parse_tag(params.get(1))?).unwrap_or(head).min(head);
-    let oldest = (newest + 1).saturating_sub(count).max(view.blocks.front().map_or(0, |b| b.header.number));
+    let oldest = (newest + 1).saturating_sub(count).max(view.blocks().next().map_or(0, |b| b.header.number));
     let percentiles: Vec<f64> = params.get(2).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
     let mut base_fees = Vec::new();
     let mut ratios = Vec::new();
@@ -412,7 +411,7 @@ fn fee_history(shared: &Shared, params: &[Value]) -> RpcResult {
     }
     // One more: the base fee of the block after the newest.
     let next = if newest == head {
-        view.open.params.base_fee_per_gas
+        view.open_block().params.base_fee_per_gas
     } else {
         view.block(newest + 1).and_then(|b| b.header.base_fee_per_gas).unwrap_or(0)
     };
@@ -424,9 +423,9 @@ fn fee_history(shared: &Shared, params: &[Value]) -> RpcResult {
     Ok(out)
 }
 
-fn block_by_tag(view: &View, tag: BlockTag, full: bool) -> Value {
+fn block_by_tag(view: &ChainView, tag: BlockTag, full: bool) -> Value {
     if tag == BlockTag::Pending {
-        return format::pending_block(&view.open, full);
+        return format::pending_block(view.open_block(), full);
     }
     let number = resolve(view, tag);
     number.and_then(|n| view.block(n)).map_or(Value::Null, |b| format::block(b, full))
@@ -475,7 +474,7 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
         let address: Address = param(&p, 0, "address")?;
         let view = s.view.read().expect("view lock");
         check_state_tag(&view, parse_tag(p.get(1))?)?;
-        Ok(json!(format!("{:#x}", view.state.balance(&address))))
+        Ok(json!(format!("{:#x}", view.state().balance(&address))))
     })
     .expect("unique");
     m.register_method("eth_getTransactionCount", |p, s, _| -> RpcResult {
@@ -484,8 +483,8 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
         let tag = parse_tag(p.get(1))?;
         let view = s.view.read().expect("view lock");
         check_state_tag(&view, tag)?;
-        let nonce = view.state.nonce(&address);
-        let nonce = if tag == BlockTag::Pending { view.pool.next_nonce(&address, nonce) } else { nonce };
+        let nonce = view.state().nonce(&address);
+        let nonce = if tag == BlockTag::Pending { view.pool().next_nonce(&address, nonce) } else { nonce };
         Ok(json!(qty(nonce)))
     })
     .expect("unique");
@@ -495,9 +494,9 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
         let view = s.view.read().expect("view lock");
         check_state_tag(&view, parse_tag(p.get(1))?)?;
         let code = view
-            .state
+            .state()
             .account(&address)
-            .and_then(|a| view.state.code(&a.code_hash))
+            .and_then(|a| view.state().code(&a.code_hash))
             .map(|c| c.original_bytes())
             .unwrap_or_default();
         Ok(json!(code))
@@ -509,7 +508,7 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
         let slot: U256 = param(&p, 1, "slot")?;
         let view = s.view.read().expect("view lock");
         check_state_tag(&view, parse_tag(p.get(2))?)?;
-        Ok(json!(B256::from(view.state.storage_at(&address, slot))))
+        Ok(json!(B256::from(view.state().storage_at(&address, slot))))
     })
     .expect("unique");
     m.register_method("eth_call", |p, s, _| -> RpcResult {
@@ -519,7 +518,7 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
         let view = s.view.read().expect("view lock");
         check_state_tag(&view, tag)?;
         let request = object.into_request()?;
-        call_result(call::call(&view.state, &view.open.params, &request).map_err(|reject| rejected(&reject))?)
+        call_result(call::call(view.state(), &view.open_block().params, &request).map_err(|reject| rejected(&reject))?)
     })
     .expect("unique");
     m.register_method("eth_estimateGas", |p, s, _| -> RpcResult {
@@ -529,7 +528,7 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
     })
     .expect("unique");
     m.register_method("eth_gasPrice", |_, s, _| -> RpcResult {
-        Ok(json!(qty(s.view.read().expect("view lock").open.params.base_fee_per_gas)))
+        Ok(json!(qty(s.view.read().expect("view lock").open_block().params.base_fee_per_gas)))
     })
     .expect("unique");
     // Ordering is first come, first served: a tip buys nothing.
@@ -564,7 +563,7 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
     })
     .expect("unique");
     m.register_async_method("eth_sendRawTransactionSync", |p, s, _| async move {
-        if !s.ready.load(std::sync::atomic::Ordering::Acquire) {
+        if !s.health.started() {
             return Err(error(SYNC_NOT_READY, "node is not ready", None));
         }
         let p = list(&p)?;

@@ -24,9 +24,9 @@ use tephra_types::{
 };
 use tokio::sync::{Notify, Semaphore, oneshot};
 
-use crate::sequencer::{Shared, SubmitStatus};
+use crate::shared::{Shared, SubmitOutcome, SubmitStatus};
 
-type Outcome = oneshot::Receiver<crate::sequencer::SubmitOutcome>;
+type Outcome = oneshot::Receiver<SubmitOutcome>;
 
 /// What a datagram is waiting for once its transactions are submitted.
 enum Pending {

@@ -1,11 +1,12 @@
-//! What RPC reads: the state, the pool, the open block's preconfirmed
-//! transactions and the recent sealed blocks. The sequencer is its only writer.
+//! The chain's records as reads see them: transactions with their receipts
+//! and signed preconfirmations, sealed blocks, the open block. `ChainView`
+//! (chain_view.rs) owns them.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::sync::Arc;
 
 use alloy_consensus::{Header, Receipt, Transaction as _, TxEnvelope};
-use alloy_primitives::{Address, B256, Bloom, Log, map::B256Map};
-use tephra_exec::{BlockParams, ExecutedTx, StateDb, pool::Pool};
+use alloy_primitives::{Address, B256, Bloom, Log};
+use tephra_exec::{BlockParams, ExecutedTx};
 use tephra_hsm::{Certificate, MerkleTree, Signature65, SignedBatch};
 
 /// A transaction in a sealed or open block, with its receipt.
@@ -96,56 +97,4 @@ pub struct OpenBlock {
     pub params: BlockParams,
     pub txs: Vec<StoredTx>,
     pub gas_used: u64,
-}
-
-#[derive(Debug)]
-pub struct View {
-    pub state: StateDb,
-    pub pool: Pool,
-    /// Sealed blocks, oldest first, at most `history_blocks_max`.
-    pub blocks: VecDeque<StoredBlock>,
-    pub history_blocks_max: usize,
-    /// Sealed and preconfirmed transactions still in `blocks` or `open`.
-    pub tx_index: B256Map<TxLocation>,
-    pub open: OpenBlock,
-}
-
-impl View {
-    pub fn head(&self) -> &StoredBlock {
-        self.blocks.back().expect("genesis is always kept")
-    }
-
-    pub fn block(&self, number: u64) -> Option<&StoredBlock> {
-        let first = self.blocks.front()?.header.number;
-        self.blocks.get(usize::try_from(number.checked_sub(first)?).ok()?)
-    }
-
-    pub fn block_by_hash(&self, hash: &B256) -> Option<&StoredBlock> {
-        // Recent blocks are asked for most: search from the head.
-        self.blocks.iter().rev().find(|b| b.hash == *hash)
-    }
-
-    /// A sealed or preconfirmed transaction and its block number.
-    pub fn tx(&self, hash: &B256) -> Option<(u64, usize, &StoredTx)> {
-        let at = *self.tx_index.get(hash)?;
-        if at.block_number == self.open.params.number {
-            return self.open.txs.get(at.index).map(|tx| (at.block_number, at.index, tx));
-        }
-        self.block(at.block_number)?.txs.get(at.index).map(|tx| (at.block_number, at.index, tx))
-    }
-
-    /// Adds a sealed block, forgetting the oldest past the history bound.
-    pub fn push_block(&mut self, block: StoredBlock) {
-        for (index, tx) in block.txs.iter().enumerate() {
-            self.tx_index.insert(tx.hash, TxLocation { block_number: block.header.number, index });
-        }
-        self.blocks.push_back(block);
-        while self.blocks.len() > self.history_blocks_max {
-            if let Some(old) = self.blocks.pop_front() {
-                for tx in &old.txs {
-                    self.tx_index.remove(&tx.hash);
-                }
-            }
-        }
-    }
 }

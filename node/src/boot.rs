@@ -1,0 +1,211 @@
+//! Boot: the data directory and its lock, the chain it holds, the block
+//! key, and the batch log read back and replayed into the view a node
+//! starts from (and `tephra log verify`'s full replay).
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use tephra_batchlog::Record;
+use tephra_dataplane::topology::{Machine, Placement, TopologyError};
+use tephra_exec::ChainSpec;
+use tephra_hsm::{
+    AuditedSigner, FileSigner, GuardedSigner, Pkcs11Config, Pkcs11Signer, SignError, SignGuard, Signer, YubiConnector,
+    YubiHsmConfig, YubiHsmSigner,
+};
+
+use crate::{
+    config::{Config, SignerKind},
+    error::{NodeError, io_error},
+    replay,
+};
+
+/// Holds the data dir for this process: two nodes (or a node and `log
+/// verify`) on one batch log and one signing guard could fork the chain.
+pub fn lock_data_dir(data: &DataDir) -> Result<fs::File, NodeError> {
+    fs::create_dir_all(&data.0).map_err(io_error(&data.0))?;
+    let path = data.0.join("LOCK");
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_error(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(NodeError::Locked(data.0.clone())),
+        Err(fs::TryLockError::Error(error)) => Err(NodeError::Io { path, source: error }),
+    }
+}
+
+/// The data directory's files.
+#[derive(Clone, Debug)]
+pub struct DataDir(pub PathBuf);
+
+impl DataDir {
+    pub fn genesis(&self) -> PathBuf {
+        self.0.join("genesis.json")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.0.join("log")
+    }
+    pub fn snapshot(&self) -> PathBuf {
+        self.0.join("snapshot.bin")
+    }
+}
+
+/// The chain of a data dir: its genesis.json, written on first use from the
+/// configured genesis (or the embedded dev one). A different genesis over an
+/// existing data dir is refused.
+pub fn chain_of(config: &Config, data: &DataDir) -> Result<ChainSpec, NodeError> {
+    fs::create_dir_all(&data.0).map_err(io_error(&data.0))?;
+    let configured = if config.node.genesis.as_os_str().is_empty() {
+        None
+    } else {
+        Some(fs::read_to_string(&config.node.genesis).map_err(io_error(&config.node.genesis))?)
+    };
+    let stored_path = data.genesis();
+    let json = match (fs::read_to_string(&stored_path).ok(), configured) {
+        (Some(stored), Some(configured)) => {
+            let (a, b) = (parse_chain(&stored, &stored_path)?, parse_chain(&configured, &config.node.genesis)?);
+            if a.genesis_hash() != b.genesis_hash() {
+                return Err(NodeError::Genesis {
+                    path: config.node.genesis.clone(),
+                    reason: format!("the data dir holds another chain (genesis {})", a.genesis_hash()),
+                });
+            }
+            stored
+        }
+        (Some(stored), None) => stored,
+        (None, configured) => {
+            let json = configured.unwrap_or_else(|| tephra_exec::chainspec::DEV_GENESIS_JSON.to_string());
+            parse_chain(&json, &stored_path)?;
+            write_durably(&stored_path, json.as_bytes())?;
+            json
+        }
+    };
+    parse_chain(&json, &stored_path)
+}
+
+fn parse_chain(json: &str, path: &Path) -> Result<ChainSpec, NodeError> {
+    ChainSpec::from_genesis_json(json)
+        .map_err(|e| NodeError::Genesis { path: path.to_path_buf(), reason: e.to_string() })
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes).map_err(io_error(&tmp))?;
+    fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_error(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_error(path))?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io_error(dir))?;
+    }
+    Ok(())
+}
+
+/// The block key named by `[signer]`, without the guard (log verify reads only its address).
+pub fn load_key(config: &Config, data: &DataDir) -> Result<Box<dyn Signer>, NodeError> {
+    let c = &config.signer;
+    Ok(match c.kind {
+        SignerKind::File => {
+            let path = data.0.join(&c.key_file);
+            let (signer, created) = FileSigner::load_or_create(&path)?;
+            if created {
+                tracing::info!(address = %signer.address(), key_file = %path.display(), "created a dev block key");
+            }
+            Box::new(signer)
+        }
+        SignerKind::Pkcs11 => Box::new(Pkcs11Signer::open(&Pkcs11Config {
+            module: c.pkcs11_module.clone(),
+            token_label: c.pkcs11_token_label.clone(),
+            pin_file: c.pkcs11_pin_file.clone(),
+            key_label: c.pkcs11_key_label.clone(),
+        })?),
+        SignerKind::Yubihsm => {
+            let connector =
+                yubihsm_connector(&c.yubihsm_connector).map_err(|reason| NodeError::Signer(SignError::Key(reason)))?;
+            Box::new(YubiHsmSigner::open(&YubiHsmConfig {
+                connector,
+                auth_key_id: c.yubihsm_auth_key_id,
+                password_file: c.yubihsm_password_file.clone(),
+                key_id: c.yubihsm_key_id,
+            })?)
+        }
+    })
+}
+
+pub fn yubihsm_connector(text: &str) -> Result<YubiConnector, String> {
+    #[cfg(feature = "yubihsm-usb")]
+    if text == "usb" {
+        return Ok(YubiConnector::Usb);
+    }
+    let rest = text
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("signer.yubihsm_connector = {text}: expected http://HOST:PORT"))?;
+    let (addr, port) = rest.rsplit_once(':').ok_or_else(|| format!("signer.yubihsm_connector = {text}: no port"))?;
+    let port = port.parse().map_err(|_| format!("signer.yubihsm_connector = {text}: bad port"))?;
+    Ok(YubiConnector::Http { addr: addr.to_string(), port })
+}
+
+/// Block signatures in the audit log, by signing hash.
+pub(crate) fn audited_block_signatures(
+    config: &Config,
+    data: &DataDir,
+) -> Result<alloy_primitives::map::B256Map<tephra_hsm::Signature65>, NodeError> {
+    let (entries, _) = tephra_hsm::verify_audit_log(&data.0.join(&config.signer.audit_file))
+        .map_err(|e| SignError::Device(e.to_string()))?;
+    Ok(entries
+        .into_iter()
+        .filter(|e| e.payload_type == "sealed_block")
+        .map(|e| (e.payload_hash, e.signature))
+        .collect())
+}
+
+/// The block key, every signature audited, behind the double-sign guard
+/// (asking `fence` for the newest leader epoch, in a pair).
+pub fn load_signer(
+    config: &Config,
+    data: &DataDir,
+    fence: Option<Arc<dyn tephra_hsm::EpochFence>>,
+) -> Result<Arc<dyn Signer>, NodeError> {
+    let key = AuditedSigner::open(load_key(config, data)?, &data.0.join(&config.signer.audit_file))
+        .map_err(|e| SignError::Device(e.to_string()))?;
+    let guard = SignGuard::open(&data.0.join(&config.signer.guard_file)).map_err(SignError::from)?;
+    if let Some(mark) = guard.mark() {
+        tracing::info!(number = mark.number, hash = %mark.hash, "signing guard high-water mark");
+    }
+    let guarded = GuardedSigner::new(key, guard);
+    Ok(Arc::new(match fence {
+        Some(fence) => guarded.with_fence(fence),
+        None => guarded,
+    }))
+}
+
+/// Where each tile runs: `[topology]` against this machine.
+pub fn placement(config: &Config) -> Result<(Machine, Placement), TopologyError> {
+    let machine = Machine::discover()?;
+    let placement = Placement::resolve(&config.topology, &machine, config.exec.shards - 1, config.net.busy_poll)?;
+    Ok((machine, placement))
+}
+
+/// Reads every record of the batch log in `data`, truncating a torn tail
+/// (with a warning).
+pub fn read_log(data: &DataDir) -> Result<Vec<Record>, NodeError> {
+    fs::create_dir_all(data.log()).map_err(io_error(&data.log()))?;
+    Ok(tephra_batchlog::read_all(&data.log(), |segment, offset, reason| {
+        tracing::warn!(segment = %segment.display(), offset, %reason, "torn batch log tail truncated");
+    })?)
+}
+
+/// Blocks `log verify` keeps while it replays: a signature is logged within
+/// a few blocks of its seal.
+const VERIFY_HISTORY_BLOCKS: usize = 1024;
+
+/// `tephra log verify`: re-executes the whole log from genesis and checks
+/// every root, hash and signature.
+pub fn verify_log(config: &Config) -> Result<replay::Replayed, NodeError> {
+    let data = DataDir(config.node.data_dir.clone());
+    let _lock = lock_data_dir(&data)?;
+    let chain = chain_of(config, &data)?;
+    let signer = load_key(config, &data)?;
+    let records = read_log(&data)?;
+    // Verification keeps only what a signature may still refer to.
+    Ok(replay::replay(&chain, records, None, Some(signer.address()), VERIFY_HISTORY_BLOCKS)?)
+}

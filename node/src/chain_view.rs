@@ -1,0 +1,424 @@
+//! The one owner of the chain as reads see it: the state, the pool, the open
+//! block's preconfirmed transactions, the recent sealed blocks and the index
+//! of every transaction in them. A leader's sequencer, a standby following
+//! its leader and the start's replay change it only through `open`,
+//! `preconfirm`, `seal` and `sign`, which keep the index consistent, publish
+//! the events subscribers hear and set the chain's metrics.
+//!
+//! ```text
+//!   open(params) ──> preconfirm(txs)* ──> seal(header, hash) ──> open(next) ...
+//!                                              └── sign(number, hash, signature), later
+//! ```
+//!
+//! Invariants: every transaction in the open block or a kept sealed block is
+//! in the index at its place, and no other is; at most `history_blocks_max`
+//! sealed blocks are kept (genesis until then), oldest first, numbered
+//! without gaps; a block seals the open block's transactions, in order.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, RwLock},
+};
+
+use alloy_consensus::Header;
+use alloy_primitives::{B256, map::B256Map};
+use tephra_exec::{BlockParams, StateDb, Verifier, pool::Pool};
+use tephra_hsm::Signature65;
+use tokio::sync::broadcast;
+
+use crate::{
+    metrics::Metrics,
+    view::{OpenBlock, StoredBlock, StoredTx, TxLocation},
+};
+
+/// What subscribers hear.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Transactions just preconfirmed into the open block `block_number`.
+    Preconfirmed { block_number: u64, txs: Arc<Vec<StoredTx>> },
+    /// A block sealed.
+    Sealed(Arc<StoredBlock>),
+}
+
+/// Where the view's changes are told: subscribers, metrics, and the rules
+/// transactions are verified against (those of the open block).
+#[derive(Clone, Debug)]
+pub struct Outlets {
+    pub events: broadcast::Sender<Event>,
+    pub metrics: Arc<Metrics>,
+    pub verifier: Arc<RwLock<Verifier>>,
+}
+
+/// The chain as reads see it; see the module comment.
+#[derive(Debug)]
+pub struct ChainView {
+    state: StateDb,
+    pool: Pool,
+    /// Sealed blocks, oldest first, at most `history_blocks_max`.
+    blocks: VecDeque<StoredBlock>,
+    history_blocks_max: usize,
+    tx_index: B256Map<TxLocation>,
+    open: OpenBlock,
+    outlets: Outlets,
+}
+
+impl ChainView {
+    /// The chain as the start's replay left it: `blocks` sealed, oldest
+    /// first (genesis at least), and the open block with what it holds.
+    pub fn restore(
+        state: StateDb,
+        pool: Pool,
+        blocks: impl IntoIterator<Item = StoredBlock>,
+        history_blocks_max: usize,
+        open: OpenBlock,
+        outlets: Outlets,
+    ) -> Self {
+        let mut view = Self {
+            state,
+            pool,
+            blocks: VecDeque::new(),
+            history_blocks_max: history_blocks_max.max(1),
+            tx_index: B256Map::default(),
+            open: OpenBlock { params: open.params.clone(), txs: Vec::new(), gas_used: 0 },
+            outlets,
+        };
+        for block in blocks {
+            view.keep(block);
+        }
+        assert!(!view.blocks.is_empty(), "a chain holds its genesis at least");
+        view.index_open(open.txs);
+        view.open.gas_used = open.gas_used;
+        view.set_rules(&open.params);
+        view.outlets.metrics.head_number.set(i64::try_from(view.head().header.number).unwrap_or(i64::MAX));
+        view
+    }
+
+    // ---- reads ----
+
+    pub fn state(&self) -> &StateDb {
+        &self.state
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The open block: its parameters and what is preconfirmed in it.
+    pub fn open_block(&self) -> &OpenBlock {
+        &self.open
+    }
+
+    /// The newest sealed block.
+    pub fn head(&self) -> &StoredBlock {
+        self.blocks.back().expect("genesis is always kept")
+    }
+
+    /// The sealed blocks kept, oldest first.
+    pub fn blocks(&self) -> impl DoubleEndedIterator<Item = &StoredBlock> {
+        self.blocks.iter()
+    }
+
+    pub fn block(&self, number: u64) -> Option<&StoredBlock> {
+        let first = self.blocks.front()?.header.number;
+        self.blocks.get(usize::try_from(number.checked_sub(first)?).ok()?)
+    }
+
+    pub fn block_by_hash(&self, hash: &B256) -> Option<&StoredBlock> {
+        // Recent blocks are asked for most: search from the head.
+        self.blocks.iter().rev().find(|b| b.hash == *hash)
+    }
+
+    /// A sealed or preconfirmed transaction: its block number, index and itself.
+    pub fn tx(&self, hash: &B256) -> Option<(u64, usize, &StoredTx)> {
+        let at = *self.tx_index.get(hash)?;
+        if at.block_number == self.open.params.number {
+            return self.open.txs.get(at.index).map(|tx| (at.block_number, at.index, tx));
+        }
+        self.block(at.block_number)?.txs.get(at.index).map(|tx| (at.block_number, at.index, tx))
+    }
+
+    /// Whether a transaction is sealed or preconfirmed here.
+    pub fn holds_tx(&self, hash: &B256) -> bool {
+        self.tx_index.contains_key(hash)
+    }
+
+    /// The newest block the block key has signed (0, genesis, if none kept is).
+    pub fn newest_signed(&self) -> u64 {
+        self.blocks.iter().rev().find(|b| b.signature.is_some()).map_or(0, |b| b.header.number)
+    }
+
+    /// The index in the open block of the next preconfirmed transaction's first log.
+    pub fn next_log_index(&self) -> u64 {
+        self.open.txs.last().map_or(0, |t| t.first_log_index + t.receipt.logs.len() as u64)
+    }
+
+    // ---- what execution changes: the state and the pool ----
+
+    pub fn state_mut(&mut self) -> &mut StateDb {
+        &mut self.state
+    }
+
+    /// The state and the pool, for a mini-block: executed against the one,
+    /// settled in the other.
+    pub fn state_and_pool_mut(&mut self) -> (&mut StateDb, &mut Pool) {
+        (&mut self.state, &mut self.pool)
+    }
+
+    // ---- the chain's steps ----
+
+    /// A new block opens with `params` (after the previous one sealed):
+    /// nothing in it yet; transactions are verified against its rules.
+    pub fn open(&mut self, params: BlockParams) {
+        debug_assert!(self.open.txs.is_empty(), "the previous block sealed its transactions");
+        self.set_rules(&params);
+        self.open = OpenBlock { params, txs: Vec::new(), gas_used: 0 };
+    }
+
+    /// `txs` are durably preconfirmed into the open block, after those
+    /// already there; the block has used `gas_used` so far.
+    pub fn preconfirm(&mut self, txs: Vec<StoredTx>, gas_used: u64) {
+        if txs.is_empty() {
+            return;
+        }
+        let txs = Arc::new(txs);
+        self.index_open(txs.iter().cloned());
+        self.open.gas_used = gas_used;
+        self.outlets.metrics.tx_preconfirmed.inc_by(txs.len() as u64);
+        let _ = self.outlets.events.send(Event::Preconfirmed { block_number: self.open.params.number, txs });
+    }
+
+    /// The open block sealed as `header` (whose hash is `hash`): its
+    /// transactions become the block's, the oldest block past the history
+    /// bound is forgotten, and subscribers hear of it.
+    pub fn seal(&mut self, header: Header, hash: B256) -> Arc<StoredBlock> {
+        assert_eq!(header.number, self.open.params.number, "a block seals the open block");
+        let txs = std::mem::take(&mut self.open.txs);
+        let block = Arc::new(StoredBlock { header, hash, txs, signature: None });
+        self.keep(StoredBlock::clone(&block));
+        let metrics = &self.outlets.metrics;
+        metrics.head_number.set(i64::try_from(block.header.number).unwrap_or(i64::MAX));
+        let _ = self.outlets.events.send(Event::Sealed(block.clone()));
+        block
+    }
+
+    /// The block key's signature over block `number`, if that block (with
+    /// that hash) is still kept; whether it was.
+    pub fn sign(&mut self, number: u64, hash: B256, signature: Signature65) -> bool {
+        let kept = self.blocks.iter_mut().rev().find(|b| b.header.number == number && b.hash == hash);
+        kept.map(|block| block.signature = Some(signature)).is_some()
+    }
+
+    /// The blocks sealed but not signed yet, oldest first (not genesis).
+    pub fn unsigned_blocks(&self) -> impl Iterator<Item = &StoredBlock> {
+        self.blocks.iter().filter(|b| b.signature.is_none() && b.header.number > 0)
+    }
+
+    fn set_rules(&self, params: &BlockParams) {
+        self.outlets.verifier.write().expect("verifier lock").set_block(
+            params.spec,
+            params.gas_limit,
+            params.base_fee_per_gas,
+        );
+    }
+
+    fn index_open(&mut self, txs: impl IntoIterator<Item = StoredTx>) {
+        let number = self.open.params.number;
+        for tx in txs {
+            let location = TxLocation { block_number: number, index: self.open.txs.len() };
+            self.tx_index.insert(tx.hash, location);
+            self.open.txs.push(tx);
+        }
+    }
+
+    /// Keeps a sealed block, forgetting the oldest past the history bound.
+    fn keep(&mut self, block: StoredBlock) {
+        if let Some(head) = self.blocks.back() {
+            assert_eq!(block.header.number, head.header.number + 1, "sealed blocks are kept without gaps");
+        }
+        for (index, tx) in block.txs.iter().enumerate() {
+            self.tx_index.insert(tx.hash, TxLocation { block_number: block.header.number, index });
+        }
+        self.blocks.push_back(block);
+        while self.blocks.len() > self.history_blocks_max {
+            if let Some(old) = self.blocks.pop_front() {
+                for tx in &old.txs {
+                    self.tx_index.remove(&tx.hash);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_eips::eip2718::Encodable2718;
+    use alloy_primitives::{Address, Bytes, U256, keccak256};
+    use tephra_batchlog::{ReceiptRecord, Record};
+    use tephra_exec::{
+        BlockBuilder, BlockChoice, ChainSpec, SequentialExecutor, TxOutcome, VerifyRules, dev::DevKey, pool::PoolLimits,
+    };
+
+    use super::*;
+    use crate::replay::{self, Replayer, follow_record, genesis_block, open_record, stored_txs};
+
+    /// Blocks kept: fewer than the leader seals, so that the oldest go.
+    const HISTORY_BLOCKS: usize = 3;
+    const SEALED_BLOCKS: u64 = 5;
+
+    fn outlets(chain: &ChainSpec, params: &BlockParams) -> (Outlets, broadcast::Receiver<Event>) {
+        let (events, heard) = broadcast::channel(1024);
+        let verifier = Verifier::new(VerifyRules {
+            chain_id: chain.chain_id(),
+            spec: params.spec,
+            block_gas_limit: params.gas_limit,
+            base_fee_per_gas: params.base_fee_per_gas,
+            allow_unprotected: false,
+        });
+        (Outlets { events, metrics: Arc::new(Metrics::new()), verifier: Arc::new(RwLock::new(verifier)) }, heard)
+    }
+
+    fn child_params(chain: &ChainSpec, parent: &StoredBlock) -> BlockParams {
+        let choice = BlockChoice {
+            timestamp: parent.header.timestamp + 1,
+            beneficiary: Address::repeat_byte(0xbe),
+            prevrandao: keccak256(parent.hash),
+            extra_data: Bytes::from_static(b"tephra"),
+        };
+        BlockParams::child_of(chain, &parent.header, choice).expect("a child opens")
+    }
+
+    /// The chain at genesis, the first block's rules in force but not opened.
+    fn at_genesis(chain: &ChainSpec) -> (ChainView, broadcast::Receiver<Event>) {
+        let genesis = genesis_block(chain);
+        let params = child_params(chain, &genesis);
+        let (outlets, heard) = outlets(chain, &params);
+        let open = OpenBlock { params, txs: Vec::new(), gas_used: 0 };
+        let view = ChainView::restore(
+            chain.genesis_state(),
+            Pool::new(PoolLimits::default()),
+            [genesis],
+            HISTORY_BLOCKS,
+            open,
+            outlets,
+        );
+        (view, heard)
+    }
+
+    /// The leader's steps, as the sequencer takes them, with the records it
+    /// logs: blocks of two mini-blocks of transfers, each sealed and signed,
+    /// and one more block left open with one mini-block in it.
+    fn lead(chain: &ChainSpec) -> (ChainView, broadcast::Receiver<Event>, Vec<Record>) {
+        let (mut view, heard) = at_genesis(chain);
+        let mut records = Vec::new();
+        let mut nonces = [0u64; 4];
+        for number in 1..=SEALED_BLOCKS + 1 {
+            let params = child_params(chain, view.head());
+            let mut builder = BlockBuilder::open(params.clone(), view.state_mut());
+            view.open(params.clone());
+            records.push(Record::Open(open_record(&params)));
+            for mini_block in 0..2 {
+                let verifier = view.outlets.verifier.read().unwrap().clone();
+                let txs = (0..3)
+                    .map(|k| {
+                        let sender = (k + mini_block) % nonces.len();
+                        let to = DevKey::dev(9).address();
+                        let tx = DevKey::dev(sender).transfer(chain.chain_id(), nonces[sender], to, U256::from(number));
+                        nonces[sender] += 1;
+                        verifier.verify(&tx.encoded_2718()).expect("a valid transfer")
+                    })
+                    .collect();
+                let first = builder.transactions().len();
+                builder.execute(&mut SequentialExecutor, view.state_mut(), txs, |_, outcome| {
+                    assert!(matches!(outcome, TxOutcome::Included(_)), "{outcome:?}");
+                });
+                let included = &builder.transactions()[first..];
+                let logged = included.iter().map(|t| (t.tx.sender, t.tx.encoded.clone())).collect();
+                records.push(Record::Batch { number, txs: logged });
+                let stored = stored_txs(included, params.base_fee_per_gas, view.next_log_index());
+                view.preconfirm(stored, builder.gas_used());
+                if number > SEALED_BLOCKS {
+                    return (view, heard, records);
+                }
+            }
+            let sealed = builder.seal(view.state_mut());
+            let receipts = view.open_block().txs.iter().map(|tx| ReceiptRecord::from(&tx.receipt)).collect();
+            let header_rlp = Bytes::from(alloy_rlp::encode(&sealed.header));
+            records.push(Record::Sealed { number, header_rlp, receipts });
+            let block = view.seal(sealed.header, sealed.hash);
+            records.push(Record::Signed { number, hash: block.hash, signature: [7; 65] });
+            assert!(view.sign(number, block.hash, Signature65([7; 65])));
+        }
+        unreachable!("the last block is left open")
+    }
+
+    /// Everything reads can see of a view.
+    fn assert_same(a: &mut ChainView, b: &mut ChainView, what: &str) {
+        let blocks =
+            |v: &ChainView| v.blocks().map(|b| (b.header.number, b.hash, b.signature, b.txs.len())).collect::<Vec<_>>();
+        assert_eq!(blocks(a), blocks(b), "{what}: sealed blocks");
+        assert_eq!(a.tx_index, b.tx_index, "{what}: the transaction index");
+        let open = |v: &ChainView| {
+            let o = v.open_block();
+            (o.params.clone(), o.gas_used, o.txs.iter().map(|t| (t.hash, t.first_log_index)).collect::<Vec<_>>())
+        };
+        assert_eq!(open(a), open(b), "{what}: the open block");
+        assert_eq!(a.state_mut().state_root(), b.state_mut().state_root(), "{what}: the state");
+        for (hash, _) in a.tx_index.iter() {
+            let (x, y) = (a.tx(hash).unwrap(), b.tx(hash).unwrap());
+            assert_eq!((x.0, x.1, &x.2.receipt), (y.0, y.1, &y.2.receipt), "{what}: transaction {hash}");
+        }
+    }
+
+    fn heard(events: &mut broadcast::Receiver<Event>) -> Vec<(u64, usize)> {
+        std::iter::from_fn(|| events.try_recv().ok())
+            .map(|event| match event {
+                Event::Preconfirmed { block_number, txs } => (block_number, txs.len()),
+                Event::Sealed(block) => (block.header.number, usize::MAX),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_leader_a_standby_and_a_restart_fed_the_same_records_see_the_same_chain() {
+        let chain = ChainSpec::dev();
+        let (mut leader, mut leader_heard, records) = lead(&chain);
+
+        let (mut standby, mut standby_heard) = at_genesis(&chain);
+        let mut replayer = Replayer::new(&chain, 0, chain.genesis_header().clone());
+        for record in records.clone() {
+            follow_record(&mut standby, &mut replayer, record).expect("the leader's records follow");
+        }
+        assert_same(&mut leader, &mut standby, "standby");
+        assert_eq!(heard(&mut leader_heard), heard(&mut standby_heard), "subscribers hear the same");
+
+        let replayed = replay::replay(&chain, records, None, None, HISTORY_BLOCKS).expect("the log replays");
+        let open = replayed.open.expect("a block is open");
+        let open_block =
+            OpenBlock { params: open.builder.params().clone(), txs: open.txs, gas_used: open.builder.gas_used() };
+        let (outlets, _) = outlets(&chain, &open_block.params);
+        let pool = Pool::new(PoolLimits::default());
+        let mut restarted =
+            ChainView::restore(replayed.state, pool, replayed.blocks, HISTORY_BLOCKS, open_block, outlets);
+        assert_same(&mut leader, &mut restarted, "restart");
+    }
+
+    #[test]
+    fn the_index_holds_exactly_the_kept_and_open_transactions() {
+        let chain = ChainSpec::dev();
+        let (view, _, _) = lead(&chain);
+        assert_eq!(view.blocks().count(), HISTORY_BLOCKS);
+        let kept: usize = view.blocks().map(|b| b.txs.len()).sum::<usize>() + view.open_block().txs.len();
+        assert_eq!(view.tx_index.len(), kept, "forgotten blocks' transactions leave the index");
+        for block in view.blocks() {
+            for (index, tx) in block.txs.iter().enumerate() {
+                assert_eq!(view.tx(&tx.hash).map(|(n, i, _)| (n, i)), Some((block.header.number, index)));
+            }
+        }
+        let number = view.open_block().params.number;
+        for (index, tx) in view.open_block().txs.iter().enumerate() {
+            assert_eq!(view.tx(&tx.hash).map(|(n, i, _)| (n, i)), Some((number, index)));
+        }
+        assert_eq!(view.newest_signed(), SEALED_BLOCKS);
+        assert_eq!(view.unsigned_blocks().count(), 0);
+    }
+}

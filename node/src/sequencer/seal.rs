@@ -1,0 +1,139 @@
+//! The seal: the open block's roots and header, logged and made durable (and
+//! held by a standby in a sync pair) before it is published or signed; then
+//! the next block opens. And the block signatures coming back from the
+//! signing pipeline, logged before anyone can read them.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use alloy_primitives::{Address, Bytes, keccak256};
+use tephra_batchlog::{ReceiptRecord, Record};
+use tephra_exec::{BlockBuilder, BlockChoice, BlockParams, SealedBlock, StateDb, snapshot};
+
+use super::{Sequencer, SequencerError};
+use crate::{config::Config, replay::open_record, view::StoredBlock};
+
+impl Sequencer {
+    /// Seals the open block, logs it, publishes it and opens the next one.
+    pub(super) fn seal(&mut self) -> Result<(), SequencerError> {
+        let started = Instant::now();
+        let sealed = self.seal_and_log()?;
+        // A standby holds the block before it is published or signed, so
+        // that no successor ever signs another block at its height.
+        self.replicate()?;
+        let block = self.publish_and_open_next(sealed)?;
+        self.shared.metrics.seal_time_us.observe(started.elapsed().as_micros() as f64);
+        self.shared.metrics.blocks_sealed.inc();
+        // Room is certain: sealing waited for it.
+        let queued = self.signing.submit(block.header.number, block.hash, self.epoch);
+        debug_assert!(queued.is_ok(), "sealing checks the signing backlog first");
+        self.export_signing_lag();
+        let block_time = Duration::from_millis(self.shared.config.block.block_time_ms);
+        self.block_deadline += block_time;
+        if self.block_deadline < Instant::now() {
+            self.block_deadline = Instant::now() + block_time;
+        }
+        Ok(())
+    }
+
+    /// Under the view's lock: the block's roots and header, its Sealed
+    /// record (and its Open record if no mini-block logged it), fsync.
+    fn seal_and_log(&mut self) -> Result<SealedBlock, SequencerError> {
+        let shared = self.shared.clone();
+        let mut view = shared.view.write().expect("view lock");
+        let builder = self.builder.take().expect("a block is always open outside seal");
+        if !self.open_logged {
+            self.log.append(&Record::Open(open_record(builder.params())))?;
+        }
+        let sealed = builder.seal(view.state_mut());
+        let receipts = view.open_block().txs.iter().map(|tx| ReceiptRecord::from(&tx.receipt)).collect();
+        let header_rlp = Bytes::from(alloy_rlp::encode(&sealed.header));
+        self.log.append(&Record::Sealed { number: sealed.header.number, header_rlp, receipts })?;
+        let synced = self.log.commit()?;
+        self.shared.metrics.fsync_time_us.observe(synced.as_micros() as f64);
+        Ok(sealed)
+    }
+
+    /// Under the view's lock: the block published (every
+    /// `snapshot_interval_blocks` a snapshot of the state after it), and the
+    /// next block opened on it.
+    fn publish_and_open_next(&mut self, sealed: SealedBlock) -> Result<Arc<StoredBlock>, SequencerError> {
+        let shared = self.shared.clone();
+        let mut view = shared.view.write().expect("view lock");
+        let block = view.seal(sealed.header, sealed.hash);
+        if block.header.number.is_multiple_of(shared.config.block.snapshot_interval_blocks) {
+            // Before the next block's system calls touch the state.
+            write_snapshot(view.state(), &block, &self.snapshot_path);
+        }
+        let choice = block_choice(&block, &shared.config, self.beneficiary, self.epoch);
+        let params = BlockParams::child_of(&shared.chain, &block.header, choice)?;
+        self.builder = Some(BlockBuilder::open(params.clone(), view.state_mut()));
+        view.open(params);
+        self.open_logged = false;
+        self.block_full = false;
+        // Opening ran the block's system calls.
+        self.unhashed = true;
+        Ok(block)
+    }
+
+    /// Logs the signatures the signing pipeline has made, durably, before
+    /// the view shows them.
+    pub(super) fn collect_signatures(&mut self) -> Result<(), SequencerError> {
+        let signed = self.signing.collect();
+        if signed.is_empty() {
+            return Ok(());
+        }
+        for block in &signed {
+            let record = Record::Signed { number: block.number, hash: block.hash, signature: block.signature.0 };
+            self.log.append(&record)?;
+        }
+        // Durable before any client can read a signature.
+        self.log.commit()?;
+        let shared = self.shared.clone();
+        let mut view = shared.view.write().expect("view lock");
+        for block in signed {
+            view.sign(block.number, block.hash, block.signature);
+            let metrics = &self.shared.metrics;
+            metrics.block_sign_time_us.observe(block.sign_time.as_micros() as f64);
+            metrics.block_signed_latency_us.observe(block.queued.elapsed().as_micros() as f64);
+        }
+        drop(view);
+        self.export_signing_lag();
+        Ok(())
+    }
+
+    fn export_signing_lag(&self) {
+        let lag = i64::try_from(self.signing.unsigned()).unwrap_or(i64::MAX);
+        self.shared.metrics.signing_lag_blocks.set(lag);
+    }
+}
+
+/// The choices for the child of `parent`, sealed by the leader of `epoch`.
+pub fn block_choice(parent: &StoredBlock, config: &Config, beneficiary: Address, epoch: u64) -> BlockChoice {
+    BlockChoice {
+        // Seconds never run backwards, and may repeat: blocks come faster than one a second.
+        timestamp: (unix_ms() / 1000).max(parent.header.timestamp),
+        beneficiary,
+        // Deterministic and public: replay needs it, and it is not a source of randomness.
+        prevrandao: keccak256(parent.hash),
+        extra_data: crate::replay::stamped_extra_data(epoch, config.block.extra_data.as_bytes()),
+    }
+}
+
+/// Saves the state after `block` to `path`; a failure costs only replay time.
+pub fn write_snapshot(state: &StateDb, block: &StoredBlock, path: &std::path::Path) {
+    let meta = snapshot::SnapshotMeta {
+        block_number: block.header.number,
+        block_hash: block.hash,
+        state_root: block.header.state_root,
+    };
+    if let Err(error) = snapshot::save(state, &meta, path) {
+        tracing::warn!(%error, "snapshot failed; restart will replay more of the log");
+    }
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
