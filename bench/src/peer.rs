@@ -86,7 +86,7 @@ pub struct Programs {
 
 /// One JSON-RPC call over `agent`: the result, or why not (naming the method).
 pub fn rpc(agent: &ureq::Agent, url: &str, method: &str, params: Value) -> Result<Value, String> {
-    RpcClient::with_agent(url, agent.clone()).try_call(method, params)
+    RpcClient::with_agent(url, agent.clone()).try_call(method, params).map_err(|e| e.to_string())
 }
 
 /// Starts `command` in its own process group, its output to `log`.
@@ -143,9 +143,10 @@ pub fn start_tephra(programs: &Programs, dir: &Path, genesis: &Path) -> Result<N
         .config(&programs.tephra_extra)
         .own_process_group()
         .ready_within(START_TIMEOUT)
-        .configure()?;
+        .configure()
+        .map_err(|e| e.to_string())?;
     process.spawn().map_err(|e| format!("{e} (build it: cargo build --release -p tephra-cli)"))?;
-    process.wait_ready()?;
+    process.wait_ready().map_err(|e| e.to_string())?;
     Ok(Node {
         name: "tephra".into(),
         rpc_url: process.rpc_url().to_string(),

@@ -45,7 +45,7 @@ pub fn keygen(config: &Config) -> Result<String, String> {
         .map_err(|e| e.to_string())?
         .address(),
         SignerKind::Yubihsm => YubiHsmSigner::generate(&YubiHsmConfig {
-            connector: node::yubihsm_connector(&c.yubihsm_connector)?,
+            connector: node::yubihsm_connector(&c.yubihsm_connector).map_err(|e| e.to_string())?,
             auth_key_id: c.yubihsm_auth_key_id,
             password_file: c.yubihsm_password_file.clone(),
             key_id: c.yubihsm_key_id,

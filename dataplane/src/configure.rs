@@ -13,7 +13,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     fmt, fs, io,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, ExitStatus},
 };
 
 use tracing::{debug, info};
@@ -110,13 +110,13 @@ pub enum ConfigureError {
     #[error("`{command}`: {source}")]
     Spawn { command: String, source: io::Error },
     #[error("`{command}` failed ({status}): {stderr}")]
-    CommandFailed { command: String, status: String, stderr: String },
+    CommandFailed { command: String, status: ExitStatus, stderr: String },
     #[error("{call}(RLIMIT_MEMLOCK): {source}")]
     Rlimit { call: &'static str, source: io::Error },
     #[error("{path}: wrote {wanted} but the kernel kept {got}{hint}")]
     NotApplied { path: PathBuf, wanted: String, got: String, hint: &'static str },
-    #[error("every online core is a hot core ({hot}): no core is left for IRQs")]
-    NoHousekeepingCore { hot: String },
+    #[error("every online core is a hot core ({}): no core is left for IRQs", format_core_list(hot))]
+    NoHousekeepingCore { hot: Vec<usize> },
 }
 
 /// The host seen through [`HostPlan::root`].
@@ -183,7 +183,7 @@ impl Host {
         })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-            return Err(ConfigureError::CommandFailed { command, status: output.status.to_string(), stderr });
+            return Err(ConfigureError::CommandFailed { command, status: output.status, stderr });
         }
         Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()))
     }
@@ -855,7 +855,7 @@ impl Stage for IrqAffinity {
         }
         let cold: Vec<usize> = host.online_cores()?.into_iter().filter(|core| !plan.hot_cores.contains(core)).collect();
         if cold.is_empty() {
-            return Err(ConfigureError::NoHousekeepingCore { hot: format_core_list(&plan.hot_cores) });
+            return Err(ConfigureError::NoHousekeepingCore { hot: plan.hot_cores.clone() });
         }
         let cold_list = format_core_list(&cold);
         let mut done = Vec::new();

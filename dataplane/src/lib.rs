@@ -66,35 +66,56 @@ pub struct NetConfig {
 
 impl NetConfig {
     /// Checks the bounds; the error names the key.
-    pub fn check(&self) -> Result<(), String> {
-        let within = |key: &str, value: usize, low: usize, high: usize| {
-            if (low..=high).contains(&value) {
-                Ok(())
-            } else {
-                Err(format!("net.{key}: {value} is outside {low}..={high}"))
-            }
+    pub fn check(&self) -> Result<(), NetConfigError> {
+        let within = |key: &'static str, value: usize, min: usize, max: usize| {
+            if (min..=max).contains(&value) { Ok(()) } else { Err(NetConfigError::OutOfRange { key, value, min, max }) }
         };
-        within("burst", self.burst, 1, NET_BURST_MAX)?;
-        within("ingress_ring_depth", self.ingress_ring_depth, 1, RING_DEPTH_MAX)?;
-        within("egress_ring_depth", self.egress_ring_depth, 1, RING_DEPTH_MAX)?;
-        within("socket_rx_slots", self.socket_rx_slots, 1, SOCKET_SLOTS_MAX)?;
-        within("socket_tx_slots", self.socket_tx_slots, 1, SOCKET_SLOTS_MAX)?;
+        within("net.burst", self.burst, 1, NET_BURST_MAX)?;
+        within("net.ingress_ring_depth", self.ingress_ring_depth, 1, RING_DEPTH_MAX)?;
+        within("net.egress_ring_depth", self.egress_ring_depth, 1, RING_DEPTH_MAX)?;
+        within("net.socket_rx_slots", self.socket_rx_slots, 1, SOCKET_SLOTS_MAX)?;
+        within("net.socket_tx_slots", self.socket_tx_slots, 1, SOCKET_SLOTS_MAX)?;
         if self.source_datagrams_per_s > 0 {
-            within("source_burst_datagrams", self.source_burst_datagrams as usize, 1, u32::MAX as usize)?;
-            within("sources_max", self.sources_max, 1, SOURCES_MAX)?;
+            within("net.source_burst_datagrams", self.source_burst_datagrams as usize, 1, u32::MAX as usize)?;
+            within("net.sources_max", self.sources_max, 1, SOURCES_MAX)?;
         }
         // Every buffer the tile and both rings can hold at once, and as many
         // again for datagrams being answered.
         let held = 2 * self.burst + self.ingress_ring_depth + self.egress_ring_depth;
-        within("packet_buffers", self.packet_buffers, held, PACKET_BUFFERS_MAX)
-            .map_err(|error| format!("{error} (rings and bursts hold {held})"))
+        if (held..=PACKET_BUFFERS_MAX).contains(&self.packet_buffers) {
+            Ok(())
+        } else {
+            Err(NetConfigError::PacketBuffers { value: self.packet_buffers, held, max: PACKET_BUFFERS_MAX })
+        }
+    }
+}
+
+/// A `[net]` key outside its bounds, as `NetConfig::check` finds it.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NetConfigError {
+    /// `key` (`net.burst`, say) is `value`, outside `min..=max`.
+    #[error("{key}: {value} is outside {min}..={max}")]
+    OutOfRange { key: &'static str, value: usize, min: usize, max: usize },
+    /// `net.packet_buffers` is `value`: fewer than the `held` buffers the
+    /// rings and bursts can hold at once, or above `max`.
+    #[error("net.packet_buffers: {value} is outside {held}..={max} (rings and bursts hold {held})")]
+    PacketBuffers { value: usize, held: usize, max: usize },
+}
+
+impl NetConfigError {
+    /// The key outside its bounds (`net.burst`, say).
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::OutOfRange { key, .. } => key,
+            Self::PacketBuffers { .. } => "net.packet_buffers",
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     #[error("[net] {0}")]
-    Config(String),
+    Config(#[from] NetConfigError),
     #[error("udp.listen {address}: {error}")]
     Bind { address: SocketAddrV4, error: std::io::Error },
     #[error(transparent)]
@@ -133,7 +154,7 @@ impl Dataplane {
         core: usize,
         wake: Wake,
     ) -> Result<(Self, PacketConsumer, PacketProducer), DataplaneError> {
-        config.check().map_err(DataplaneError::Config)?;
+        config.check()?;
         let pool = Arc::new(PacketPool::new(config.packet_buffers));
         let (ingress_producer, ingress, ingress_stats) = ring::ring(config.ingress_ring_depth);
         // Replies ring the net tile's doorbell: an idle tile waits in the
@@ -189,5 +210,44 @@ impl Dataplane {
     /// Stops the net tile (the backend closes, the XDP program detaches).
     pub fn stop(self) {
         self.runtime.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[net]` as config/default.toml sets it.
+    fn defaults() -> NetConfig {
+        #[derive(Deserialize)]
+        struct Defaults {
+            net: NetConfig,
+        }
+        let defaults: Defaults =
+            toml::from_str(include_str!("../../config/default.toml")).expect("config/default.toml");
+        defaults.net
+    }
+
+    #[test]
+    fn a_bound_broken_is_refused_naming_the_key_value_and_range() {
+        defaults().check().unwrap();
+        let error = NetConfig { burst: 0, ..defaults() }.check().unwrap_err();
+        assert_eq!(error, NetConfigError::OutOfRange { key: "net.burst", value: 0, min: 1, max: NET_BURST_MAX });
+        assert_eq!(error.to_string(), format!("net.burst: 0 is outside 1..={NET_BURST_MAX}"));
+        // The source table is bounded only while the limit is on.
+        let off = NetConfig { source_datagrams_per_s: 0, sources_max: 0, ..defaults() };
+        off.check().unwrap();
+        let on = NetConfig { source_datagrams_per_s: 1, ..off };
+        assert_eq!(on.check().unwrap_err().key(), "net.sources_max");
+        let short =
+            NetConfig { burst: 2, ingress_ring_depth: 8, egress_ring_depth: 8, packet_buffers: 19, ..defaults() };
+        let error = short.check().unwrap_err();
+        assert_eq!(error, NetConfigError::PacketBuffers { value: 19, held: 20, max: PACKET_BUFFERS_MAX });
+        assert_eq!(error.key(), "net.packet_buffers");
+        assert_eq!(
+            DataplaneError::from(error).to_string(),
+            format!("[net] net.packet_buffers: 19 is outside 20..={PACKET_BUFFERS_MAX} (rings and bursts hold 20)")
+        );
+        NetConfig { packet_buffers: 20, ..short }.check().unwrap();
     }
 }

@@ -15,7 +15,10 @@
 //! The channel authenticates and protects integrity; it does not encrypt:
 //! what crosses it (transactions, blocks) is public once preconfirmed.
 
-use std::{io, path::Path};
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -63,20 +66,40 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Why the pair's shared secret is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Fewer than `SECRET_BYTES_MIN` bytes.
+    #[error("{len} bytes, at least {SECRET_BYTES_MIN} are needed")]
+    TooShort { len: usize },
+    /// The secret file cannot be read.
+    #[error("{}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    /// The secret file holds fewer than `SECRET_BYTES_MIN` bytes (surrounding
+    /// whitespace aside).
+    #[error("{}: {len} bytes, at least {SECRET_BYTES_MIN} are needed", path.display())]
+    FileTooShort { path: PathBuf, len: usize },
+}
+
 impl Secret {
-    pub fn new(bytes: Vec<u8>) -> Result<Self, String> {
+    pub fn new(bytes: Vec<u8>) -> Result<Self, SecretError> {
         let bytes = Zeroizing::new(bytes);
         if bytes.len() < SECRET_BYTES_MIN {
-            return Err(format!("{} bytes, at least {SECRET_BYTES_MIN} are needed", bytes.len()));
+            return Err(SecretError::TooShort { len: bytes.len() });
         }
         Ok(Self(bytes))
     }
 
     /// Reads the secret file; surrounding whitespace is not part of it.
-    pub fn from_file(path: &Path) -> Result<Self, String> {
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?);
+    pub fn from_file(path: &Path) -> Result<Self, SecretError> {
+        let bytes = Zeroizing::new(
+            std::fs::read(path).map_err(|source| SecretError::Read { path: path.to_path_buf(), source })?,
+        );
         let text = bytes.trim_ascii();
-        Self::new(text.to_vec()).map_err(|e| format!("{}: {e}", path.display()))
+        Self::new(text.to_vec()).map_err(|error| match error {
+            SecretError::TooShort { len } => SecretError::FileTooShort { path: path.to_path_buf(), len },
+            other => other,
+        })
     }
 
     fn mac(&self, label: &[u8], transcript: &[u8]) -> [u8; 32] {
@@ -349,5 +372,21 @@ mod tests {
     #[test]
     fn short_secrets_are_refused() {
         assert!(Secret::new(b"short".to_vec()).is_err());
+    }
+
+    #[test]
+    fn a_secret_file_that_is_missing_or_short_is_refused_naming_it() {
+        let dir = tephra_testkit::fresh_dir("ha-secret-file");
+        let missing = dir.join("missing");
+        let error = Secret::from_file(&missing).unwrap_err();
+        assert!(matches!(&error, SecretError::Read { path, .. } if *path == missing), "{error:?}");
+        assert!(error.to_string().starts_with(&format!("{}: ", missing.display())), "{error}");
+        let short = dir.join("short");
+        std::fs::write(&short, b"  short\n").unwrap();
+        let error = Secret::from_file(&short).unwrap_err();
+        assert_eq!(error.to_string(), format!("{}: 5 bytes, at least {SECRET_BYTES_MIN} are needed", short.display()));
+        std::fs::write(&short, [b'k'; SECRET_BYTES_MIN]).unwrap();
+        Secret::from_file(&short).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,6 +7,6 @@ pub mod channel;
 pub mod election;
 pub mod replication;
 
-pub use channel::Secret;
+pub use channel::{Secret, SecretError};
 pub use election::{Election, EtcdConfig, EtcdError, LeaderInfo, LeaderValue, Leadership, LeaseState, SignedRecord};
 pub use replication::{EpochStart, Feed, Follower, LeaderConfig, LogSource, Message, ReplicationMode};

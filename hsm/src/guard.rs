@@ -38,16 +38,32 @@ pub enum GuardError {
     #[error("stale epoch: leader epoch {epoch} is older than epoch {newest}, the newest seen")]
     StaleEpoch { epoch: u64, newest: u64 },
     #[error("the epoch fence cannot tell the newest epoch: {0}")]
-    Fence(String),
+    Fence(#[from] FenceError),
     #[error("guard state {path}: {reason}")]
     State { path: PathBuf, reason: String },
+}
+
+/// Why an `EpochFence` cannot tell the newest epoch: the guard refuses the
+/// block's signature.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FenceError {
+    /// The fence's store (etcd, in a pair) did not answer; its error.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The leader key is held by `key_epoch`, which is not newer than the
+    /// block's `epoch`: this leader was deposed, and no successor to defer to.
+    #[error("epoch {epoch} does not hold the leader key ({key_epoch})")]
+    NotLeader { epoch: u64, key_epoch: u64 },
+    /// No leader holds the lease: nobody may sign.
+    #[error("no leader holds the lease in etcd")]
+    NoLeader,
 }
 
 /// Where the newest leader epoch comes from (etcd, in a pair).
 pub trait EpochFence: Send + Sync + std::fmt::Debug {
     /// Block `number` of the leader of `leader_epoch` is about to be signed:
     /// the newest epoch, asked for fresh. An error refuses the signature.
-    fn admit_block(&self, number: u64, leader_epoch: u64) -> Result<u64, String>;
+    fn admit_block(&self, number: u64, leader_epoch: u64) -> Result<u64, FenceError>;
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -282,6 +298,47 @@ mod tests {
         fs::write(&v1, &bytes).unwrap();
         let old = SignGuard::open(&v1).unwrap();
         assert_eq!((old.mark().unwrap().number, old.epoch_seen()), (4, 0));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A fence that answers as told.
+    #[derive(Debug)]
+    struct FixedFence(Result<u64, FenceError>);
+
+    impl EpochFence for FixedFence {
+        fn admit_block(&self, _number: u64, _leader_epoch: u64) -> Result<u64, FenceError> {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn a_fence_refusal_refuses_the_signature_naming_why() {
+        let dir = temp("fence");
+        let block =
+            |leader_epoch| Payload::SealedBlock { chain_id: 1, number: 1, block_hash: B256::ZERO, leader_epoch };
+        let signer = |fence: Result<u64, FenceError>, name: &str| {
+            GuardedSigner::new(FileSigner::from_bytes(&[7; 32]).unwrap(), SignGuard::open(&dir.join(name)).unwrap())
+                .with_fence(Arc::new(FixedFence(fence)))
+        };
+        let refusals = [
+            (FenceError::NotLeader { epoch: 3, key_epoch: 2 }, "epoch 3 does not hold the leader key (2)"),
+            (FenceError::NoLeader, "no leader holds the lease in etcd"),
+            (FenceError::Unreachable("etcd: no answer within 1s".into()), "etcd: no answer within 1s"),
+        ];
+        for (i, (refusal, reason)) in refusals.into_iter().enumerate() {
+            let refused = signer(Err(refusal.clone()), &format!("guard-{i}")).sign(&block(3)).unwrap_err();
+            assert_eq!(
+                refused.to_string(),
+                format!("refused by the signing guard: the epoch fence cannot tell the newest epoch: {reason}")
+            );
+            assert!(matches!(refused, SignError::Guard(GuardError::Fence(ref fence)) if *fence == refusal));
+        }
+        // A newer epoch from the fence is a stale-epoch refusal; the current one signs.
+        assert!(matches!(
+            signer(Ok(4), "guard-newer").sign(&block(3)),
+            Err(SignError::Guard(GuardError::StaleEpoch { epoch: 3, newest: 4 }))
+        ));
+        signer(Ok(3), "guard-current").sign(&block(3)).unwrap();
         fs::remove_dir_all(&dir).unwrap();
     }
 

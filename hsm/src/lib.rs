@@ -19,7 +19,7 @@ pub use delegation::{
     verify_proof,
 };
 pub use file::FileSigner;
-pub use guard::{EpochFence, GuardError, GuardedSigner, HighWaterMark, SignGuard};
+pub use guard::{EpochFence, FenceError, GuardError, GuardedSigner, HighWaterMark, SignGuard};
 pub use pipeline::{BacklogFull, SignedBlock, SignerHealth, SigningPipeline};
 pub use pkcs11::{Pkcs11Config, Pkcs11Signer};
 pub use yubi::{YubiConnector, YubiHsmConfig, YubiHsmSigner};

@@ -119,8 +119,8 @@ pub fn load_key(config: &Config, data: &DataDir) -> Result<Box<dyn Signer>, Node
             key_label: c.pkcs11_key_label.clone(),
         })?),
         SignerKind::Yubihsm => {
-            let connector =
-                yubihsm_connector(&c.yubihsm_connector).map_err(|reason| NodeError::Signer(SignError::Key(reason)))?;
+            let connector = yubihsm_connector(&c.yubihsm_connector)
+                .map_err(|e| NodeError::Signer(SignError::Key(e.to_string())))?;
             Box::new(YubiHsmSigner::open(&YubiHsmConfig {
                 connector,
                 auth_key_id: c.yubihsm_auth_key_id,
@@ -131,16 +131,25 @@ pub fn load_key(config: &Config, data: &DataDir) -> Result<Box<dyn Signer>, Node
     })
 }
 
-pub fn yubihsm_connector(text: &str) -> Result<YubiConnector, String> {
+/// `signer.yubihsm_connector` does not name a connector.
+#[derive(Debug, thiserror::Error)]
+#[error("signer.yubihsm_connector = {text}: {reason}")]
+pub struct ConnectorError {
+    pub text: String,
+    pub reason: &'static str,
+}
+
+/// The YubiHSM connector `signer.yubihsm_connector` names: `http://HOST:PORT`
+/// (yubihsm-connector), or `usb` with the `yubihsm-usb` feature.
+pub fn yubihsm_connector(text: &str) -> Result<YubiConnector, ConnectorError> {
     #[cfg(feature = "yubihsm-usb")]
     if text == "usb" {
         return Ok(YubiConnector::Usb);
     }
-    let rest = text
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("signer.yubihsm_connector = {text}: expected http://HOST:PORT"))?;
-    let (addr, port) = rest.rsplit_once(':').ok_or_else(|| format!("signer.yubihsm_connector = {text}: no port"))?;
-    let port = port.parse().map_err(|_| format!("signer.yubihsm_connector = {text}: bad port"))?;
+    let refused = |reason| ConnectorError { text: text.to_string(), reason };
+    let rest = text.strip_prefix("http://").ok_or_else(|| refused("expected http://HOST:PORT"))?;
+    let (addr, port) = rest.rsplit_once(':').ok_or_else(|| refused("no port"))?;
+    let port = port.parse().map_err(|_| refused("bad port"))?;
     Ok(YubiConnector::Http { addr: addr.to_string(), port })
 }
 

@@ -257,9 +257,9 @@ pub enum ConfigError {
     /// A numeric key outside its row of `Config::bounds`.
     #[error("config: {key} = {value} is outside {min}..={max}")]
     OutOfRange { key: &'static str, value: u64, min: u64, max: u64 },
-    /// A bound checked by the part that owns the slice; the text names the key.
+    /// A `[net]` bound, which `NetConfig::check` owns; it names the key.
     #[error("config: {0}")]
-    OutOfBounds(String),
+    Net(#[from] tephra_dataplane::NetConfigError),
     #[error("config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
 }
@@ -419,7 +419,7 @@ impl Config {
                 reason: "the UDP wire format runs over IPv4",
             });
         }
-        self.net.check().map_err(ConfigError::OutOfBounds)?;
+        self.net.check()?;
         self.ha.validate(&self.block.extra_data)?;
         if self.node.profile == Profile::Production
             && matches!(self.signer.kind, SignerKind::File)

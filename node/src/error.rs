@@ -32,6 +32,8 @@ pub enum NodeError {
     Locked(PathBuf),
     #[error("high availability: {0}")]
     Ha(String),
+    #[error("high availability: {0}")]
+    Secret(#[from] tephra_ha::SecretError),
     #[error(
         "the chain's block gas limit {block_gas_limit} allows a sealed block's record of up to {record_bytes_max} \
          bytes, above the batch log's record limit of {record_size_max_bytes}: sealing a full block would stop the node"

@@ -40,7 +40,7 @@ use crate::{
 };
 
 /// Threads of the leadership and replication runtime.
-const HA_THREADS: usize = 1;
+pub(crate) const HA_THREADS: usize = 1;
 
 /// The leader's replication feed as the batch log's sink: the log tells it
 /// every frame it appends and every commit (a newtype, as neither the trait
@@ -117,7 +117,7 @@ impl NodeFence {
 }
 
 impl tephra_hsm::EpochFence for NodeFence {
-    fn admit_block(&self, number: u64, leader_epoch: u64) -> Result<u64, String> {
+    fn admit_block(&self, number: u64, leader_epoch: u64) -> Result<u64, tephra_hsm::FenceError> {
         if let Some(feed) = self.feed.get()
             && feed.standby_connected()
             && !feed.wait_replicated(feed.committed(), self.replication_wait)
@@ -126,7 +126,7 @@ impl tephra_hsm::EpochFence for NodeFence {
             tracing::debug!(number, "signing before the standby holds the block");
         }
         let recorded = self.runtime.block_on(self.election.record_signed(leader_epoch, number));
-        match recorded.map_err(|e| e.to_string())? {
+        match recorded.map_err(|e| tephra_hsm::FenceError::Unreachable(e.to_string()))? {
             SignedRecord::Recorded => Ok(leader_epoch),
             SignedRecord::Deposed(leader) => {
                 if let Some(metrics) = self.metrics.get() {
@@ -135,9 +135,9 @@ impl tephra_hsm::EpochFence for NodeFence {
                 match leader {
                     Some(leader) if leader.epoch > leader_epoch => Ok(leader.epoch),
                     Some(leader) => {
-                        Err(format!("epoch {leader_epoch} does not hold the leader key ({})", leader.epoch))
+                        Err(tephra_hsm::FenceError::NotLeader { epoch: leader_epoch, key_epoch: leader.epoch })
                     }
-                    None => Err("no leader holds the lease in etcd".into()),
+                    None => Err(tephra_hsm::FenceError::NoLeader),
                 }
             }
         }
@@ -180,7 +180,7 @@ impl Ha {
     /// listener (so that a port in use fails the start, not a takeover).
     pub async fn connect(config: &Config, data: &DataDir) -> Result<Self, NodeError> {
         let ha = config.ha.clone();
-        let secret = Secret::from_file(&data.0.join(&ha.peer_secret_file)).map_err(NodeError::Ha)?;
+        let secret = Secret::from_file(&data.0.join(&ha.peer_secret_file))?;
         // Leadership and replication get a runtime of their own: RPC
         // handlers waiting on the view's lock (held across execution and
         // fsync) must never starve the keep-alives or the acks. It lives as

@@ -5,6 +5,17 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+/// Why a request got no result.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// `method` got no reply: no connection, or no JSON reply.
+    #[error("{method}: {source}")]
+    Unanswered { method: String, source: ureq::Error },
+    /// `method` was answered with the JSON-RPC error object `error`.
+    #[error("{method}: {error}")]
+    Refused { method: String, error: Value },
+}
+
 /// A JSON-RPC endpoint.
 #[derive(Debug, Clone)]
 pub struct RpcClient {
@@ -40,11 +51,13 @@ impl RpcClient {
     }
 
     /// One call: the result, or why not (no connection, no JSON reply, or
-    /// the error object) as text naming the method.
-    pub fn try_call(&self, method: &str, params: Value) -> Result<Value, String> {
-        let reply = self.try_post(&request(method, params)).map_err(|e| format!("{method}: {e}"))?;
+    /// the error object), naming the method.
+    pub fn try_call(&self, method: &str, params: Value) -> Result<Value, RpcError> {
+        let reply = self
+            .try_post(&request(method, params))
+            .map_err(|source| RpcError::Unanswered { method: method.to_string(), source })?;
         match reply.get("error") {
-            Some(error) => Err(format!("{method}: {error}")),
+            Some(error) => Err(RpcError::Refused { method: method.to_string(), error: error.clone() }),
             None => Ok(reply["result"].clone()),
         }
     }
@@ -60,15 +73,15 @@ impl RpcClient {
     }
 
     /// As `post`, with a failure to connect or to read JSON as an error.
-    pub fn try_post(&self, body: &Value) -> Result<Value, String> {
-        let mut response = self.agent.post(&self.url).send_json(body).map_err(|e| e.to_string())?;
-        response.body_mut().read_json().map_err(|e| e.to_string())
+    pub fn try_post(&self, body: &Value) -> Result<Value, ureq::Error> {
+        let mut response = self.agent.post(&self.url).send_json(body)?;
+        response.body_mut().read_json()
     }
 
     /// GET `path` on the same host: the status and the body.
-    pub fn get(&self, url: &str) -> Result<(u16, String), String> {
-        let mut response = self.agent.get(url).call().map_err(|e| e.to_string())?;
-        Ok((response.status().as_u16(), response.body_mut().read_to_string().map_err(|e| e.to_string())?))
+    pub fn get(&self, url: &str) -> Result<(u16, String), ureq::Error> {
+        let mut response = self.agent.get(url).call()?;
+        Ok((response.status().as_u16(), response.body_mut().read_to_string()?))
     }
 }
 

@@ -48,6 +48,38 @@ pub enum Readiness {
     Answering,
 }
 
+/// Why a tephra was not configured, started or ready.
+#[derive(Debug, thiserror::Error)]
+pub enum TephraError {
+    /// The directory, the config file or the log could not be made.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A layer set `listen` of `[rpc]`, `[metrics]` or `[udp]` to a non-string.
+    #[error("the config's listen addresses must be strings")]
+    ListenNotString,
+    #[error(transparent)]
+    Toml(#[from] toml::ser::Error),
+    /// The log's handle could not be shared between stdout and stderr.
+    #[error("{0}")]
+    LogHandle(std::io::Error),
+    /// `spawn` of a process that is still running (as `pid`).
+    #[error("tephra is running already (pid {pid})")]
+    Running { pid: u32 },
+    /// `program` (the binary, or the prefix's first word) did not start.
+    #[error("{program}: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    /// `wait_ready` of a process never started, or stopped.
+    #[error("tephra is not running")]
+    NotRunning,
+    /// The process exited with `status` before it was ready; `log` says
+    /// where its output is and how it ends.
+    #[error("tephra exited ({status}) before it was ready; {log}")]
+    Exited { status: ExitStatus, log: String },
+    /// The process was not `readiness` within `within`; `log` as for `Exited`.
+    #[error("tephra not ready ({readiness:?}) within {within:?}; {log}")]
+    NotReady { readiness: Readiness, within: Duration, log: String },
+}
+
 /// How to run a tephra: see [`TephraProcess::builder`].
 #[derive(Debug, Clone)]
 pub struct TephraBuilder {
@@ -122,8 +154,8 @@ impl TephraBuilder {
     /// need be): `[node] data_dir` the directory's data/, `[rpc]`,
     /// `[metrics]` and `[udp] listen` free ports on 127.0.0.1, then the
     /// layers. The process is not started.
-    pub fn configure(self) -> Result<TephraProcess, String> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+    pub fn configure(self) -> Result<TephraProcess, TephraError> {
+        std::fs::create_dir_all(&self.dir).map_err(io_error(&self.dir))?;
         let mut config: toml::Table = format!(
             "[node]\ndata_dir = {}\n[rpc]\nlisten = \"127.0.0.1:{}\"\n[metrics]\nlisten = \"127.0.0.1:{}\"\n\
              [udp]\nlisten = \"127.0.0.1:{}\"\n",
@@ -142,11 +174,11 @@ impl TephraBuilder {
         };
         let (rpc, metrics, udp) = (listen("rpc"), listen("metrics"), listen("udp"));
         let (Some(rpc), Some(metrics), Some(udp)) = (rpc, metrics, udp) else {
-            return Err("the config's listen addresses must be strings".into());
+            return Err(TephraError::ListenNotString);
         };
         let config_path = self.dir.join("tephra.toml");
-        let text = toml::to_string(&config).map_err(|e| e.to_string())?;
-        std::fs::write(&config_path, text).map_err(|e| format!("{}: {e}", config_path.display()))?;
+        let text = toml::to_string(&config)?;
+        std::fs::write(&config_path, text).map_err(io_error(&config_path))?;
         Ok(TephraProcess {
             log: self.log.map(|name| self.dir.join(name)),
             binary: self.binary,
@@ -166,7 +198,7 @@ impl TephraBuilder {
     }
 
     /// Configures, starts and waits until ready.
-    pub fn start(self) -> Result<TephraProcess, String> {
+    pub fn start(self) -> Result<TephraProcess, TephraError> {
         let mut process = self.configure()?;
         process.start()?;
         Ok(process)
@@ -263,28 +295,24 @@ impl TephraProcess {
     }
 
     /// Starts (or restarts, on the same config and data) and waits until ready.
-    pub fn start(&mut self) -> Result<(), String> {
+    pub fn start(&mut self) -> Result<(), TephraError> {
         self.spawn()?;
         self.wait_ready()
     }
 
     /// Starts the process without waiting for it.
-    pub fn spawn(&mut self) -> Result<(), String> {
+    pub fn spawn(&mut self) -> Result<(), TephraError> {
         if let Some(child) = &mut self.child
             && matches!(child.try_wait(), Ok(None))
         {
-            return Err(format!("tephra is running already (pid {})", child.id()));
+            return Err(TephraError::Running { pid: child.id() });
         }
         let mut command = self.command();
         command.arg("run").arg("--config").arg(&self.config).stdin(Stdio::null());
         match &self.log {
             Some(path) => {
-                let log = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                command.stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);
+                let log = OpenOptions::new().create(true).append(true).open(path).map_err(io_error(path))?;
+                command.stdout(log.try_clone().map_err(TephraError::LogHandle)?).stderr(log);
             }
             None => {
                 command.stdout(Stdio::null()).stderr(Stdio::null());
@@ -293,7 +321,10 @@ impl TephraProcess {
         if self.own_group {
             command.process_group(0);
         }
-        let child = command.spawn().map_err(|e| format!("{}: {e}", command.get_program().to_string_lossy()))?;
+        let child = command.spawn().map_err(|source| TephraError::Spawn {
+            program: command.get_program().to_string_lossy().into_owned(),
+            source,
+        })?;
         self.child = Some(child);
         Ok(())
     }
@@ -301,15 +332,15 @@ impl TephraProcess {
     /// Waits until the started process is ready (see [`Readiness`]), in the
     /// calling thread's network namespace; fails when it exits first or is
     /// not ready in time, quoting its log.
-    pub fn wait_ready(&mut self) -> Result<(), String> {
+    pub fn wait_ready(&mut self) -> Result<(), TephraError> {
         let client = RpcClient::new(self.rpc_url.clone()).timeout(PROBE_TIMEOUT);
         let ready_url = format!("{}/ready", self.metrics_url);
         let deadline = Instant::now() + self.ready_within;
         loop {
-            let child = self.child.as_mut().ok_or("tephra is not running")?;
+            let child = self.child.as_mut().ok_or(TephraError::NotRunning)?;
             if let Ok(Some(status)) = child.try_wait() {
                 self.child = None;
-                return Err(format!("tephra exited ({status}) before it was ready; {}", self.log_tail()));
+                return Err(TephraError::Exited { status, log: self.log_tail() });
             }
             let ready = match self.readiness {
                 Readiness::Ready => client.get(&ready_url).is_ok_and(|(status, _)| status == 200),
@@ -319,12 +350,11 @@ impl TephraProcess {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "tephra not ready ({:?}) within {:?}; {}",
-                    self.readiness,
-                    self.ready_within,
-                    self.log_tail()
-                ));
+                return Err(TephraError::NotReady {
+                    readiness: self.readiness,
+                    within: self.ready_within,
+                    log: self.log_tail(),
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -402,6 +432,11 @@ impl Drop for TephraProcess {
     }
 }
 
+/// An I/O error on `path`, as a `TephraError`.
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TephraError + '_ {
+    move |source| TephraError::Io { path: path.to_path_buf(), source }
+}
+
 /// The resident memory of process `pid`, from /proc.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -453,6 +488,8 @@ mod tests {
             .start()
             .map(|_| ())
             .unwrap_err();
+        assert!(matches!(error, TephraError::Exited { .. }), "{error:?}");
+        let error = error.to_string();
         assert!(error.contains("exited") && error.contains("no genesis here"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -469,9 +506,13 @@ mod tests {
             .configure()
             .unwrap();
         let error = never.start().unwrap_err();
+        assert!(matches!(error, TephraError::NotReady { readiness: Readiness::Answering, .. }), "{error:?}");
+        let error = error.to_string();
         assert!(error.contains("not ready (Answering) within 200ms") && error.contains("discarded"), "{error}");
         assert!(never.rss_bytes().is_some());
-        assert!(never.spawn().unwrap_err().contains("running already"));
+        let running = never.spawn().unwrap_err();
+        assert!(matches!(running, TephraError::Running { pid } if Some(pid) == never.pid()), "{running:?}");
+        assert!(running.to_string().contains("running already"));
         let pid = never.pid().unwrap();
         never.kill9();
         assert_eq!(never.pid(), None);

@@ -67,12 +67,27 @@ pub enum AfXdpError {
     Mac { interface: String, error: io::Error },
     #[error("af_xdp: [net.af_xdp] frames must be a power of two from 64 to 65536, not {0}")]
     Frames(u32),
+    /// libbpf or the kernel refused `step` (the errno it returned).
     #[error("af_xdp: {step}: {error}")]
-    Setup { step: &'static str, error: String },
+    Setup { step: &'static str, error: io::Error },
+    /// xsk-rs refused to build a ring, the UMEM or the socket at `step`.
+    #[error("af_xdp: {step}: {error}")]
+    Xsk { step: &'static str, error: Box<dyn std::error::Error + Send + Sync> },
+    #[error("af_xdp: finding tephra_xdp in the object: missing")]
+    NoProgram,
+    #[error("af_xdp: binding the AF_XDP socket: no fill ring")]
+    NoFillRing,
+    /// The fill ring took only `filled` of the `frames` receive frames.
+    #[error("af_xdp: filling the fill ring: {filled} of {frames} frames")]
+    FillRingShort { filled: usize, frames: usize },
 }
 
-fn setup(step: &'static str) -> impl FnOnce(String) -> AfXdpError {
+fn setup(step: &'static str) -> impl FnOnce(io::Error) -> AfXdpError {
     move |error| AfXdpError::Setup { step, error }
+}
+
+fn xsk<E: std::error::Error + Send + Sync + 'static>(step: &'static str) -> impl FnOnce(E) -> AfXdpError {
+    move |error| AfXdpError::Xsk { step, error: Box::new(error) }
 }
 
 /// tephra's XDP program attached to an interface; detached on drop.
@@ -98,10 +113,7 @@ impl XdpProgram {
             libxdp_sys::bpf_object__open_mem(XDP_PROGRAM.as_ptr().cast(), XDP_PROGRAM.len(), std::ptr::null())
         };
         if object.is_null() {
-            return Err(AfXdpError::Setup {
-                step: "opening the XDP program",
-                error: io::Error::last_os_error().to_string(),
-            });
+            return Err(AfXdpError::Setup { step: "opening the XDP program", error: io::Error::last_os_error() });
         }
         // From here the program is closed (and detached) on every error path by Drop.
         let mut program = Self {
@@ -117,7 +129,7 @@ impl XdpProgram {
             check(libxdp_sys::bpf_object__load(object)).map_err(setup("loading the XDP program (BPF verifier)"))?;
             let entry = libxdp_sys::bpf_object__find_program_by_name(object, c"tephra_xdp".as_ptr());
             if entry.is_null() {
-                return Err(setup("finding tephra_xdp in the object")("missing".into()));
+                return Err(AfXdpError::NoProgram);
             }
             let port_map = libxdp_sys::bpf_object__find_map_fd_by_name(object, c"tephra_port".as_ptr());
             program.sockets_map_fd = libxdp_sys::bpf_object__find_map_fd_by_name(object, c"tephra_xsks".as_ptr());
@@ -192,8 +204,9 @@ fn possible_cpus() -> usize {
     highest.map_or(1, |n| n + 1)
 }
 
-fn check(result: i32) -> Result<(), String> {
-    if result < 0 { Err(io::Error::from_raw_os_error(-result).to_string()) } else { Ok(()) }
+/// A libbpf return value: a negative errno is an error.
+fn check(result: i32) -> io::Result<()> {
+    if result < 0 { Err(io::Error::from_raw_os_error(-result)) } else { Ok(()) }
 }
 
 /// AF_XDP receive and send on one NIC queue.
@@ -285,15 +298,15 @@ impl AfXdpBackend {
             .map_err(|error| AfXdpError::Mac { interface: config.interface.clone(), error })?;
         let program = XdpProgram::attach(ifindex as i32, port, config.mode, source_limit)?;
         let half = config.frames / 2;
-        let queue_size = QueueSize::new(half).map_err(|error| setup("ring size")(error.to_string()))?;
+        let queue_size = QueueSize::new(half).map_err(xsk("ring size"))?;
         let umem_config = UmemConfig::builder()
-            .frame_size(FrameSize::new(FRAME_SIZE_BYTES).map_err(|error| setup("frame size")(error.to_string()))?)
+            .frame_size(FrameSize::new(FRAME_SIZE_BYTES).map_err(xsk("frame size"))?)
             .fill_queue_size(queue_size)
             .comp_queue_size(queue_size)
             .build()
-            .map_err(|error| setup("UMEM config")(error.to_string()))?;
+            .map_err(xsk("UMEM config"))?;
         let (umem, mut frames) = Umem::new(umem_config, NonZeroU32::new(config.frames).expect("checked"), false)
-            .map_err(|error| setup("creating the UMEM")(error.to_string()))?;
+            .map_err(xsk("creating the UMEM"))?;
         let socket_config = SocketConfig::builder()
             .rx_queue_size(queue_size)
             .tx_queue_size(queue_size)
@@ -303,14 +316,14 @@ impl AfXdpBackend {
         // SAFETY: the UMEM outlives the socket (both owned by the backend,
         // dropped socket first) and its frames are used by this socket only.
         let (tx, rx, rings) = unsafe { Socket::new(socket_config, &umem, &Interface::new(name), config.queue) }
-            .map_err(|error| setup("binding the AF_XDP socket")(error.to_string()))?;
-        let (mut fill, completion) = rings.ok_or_else(|| setup("binding the AF_XDP socket")("no fill ring".into()))?;
+            .map_err(xsk("binding the AF_XDP socket"))?;
+        let (mut fill, completion) = rings.ok_or(AfXdpError::NoFillRing)?;
         program.register(config.queue, rx.fd().as_raw_fd())?;
         let tx_free = frames.split_off(half as usize);
         // SAFETY: the receive frames belong to this UMEM and are in no ring yet.
         let filled = unsafe { fill.produce(&frames) };
         if filled != frames.len() {
-            return Err(setup("filling the fill ring")(format!("{filled} of {} frames", frames.len())));
+            return Err(AfXdpError::FillRingShort { filled, frames: frames.len() });
         }
         let scratch = || Vec::with_capacity(AF_XDP_BURST_MAX);
         Ok(Self {
