@@ -10,8 +10,8 @@ use alloy_primitives::{Address, B256, Bytes, keccak256};
 use alloy_rlp::Decodable;
 use tephra_batchlog::{OpenRecord, ReceiptRecord, Record};
 use tephra_exec::{
-    BlockBuilder, BlockChoice, BlockParams, ChainSpec, ExecutedTx, SequentialExecutor, StateDb, TxOutcome, Verifier,
-    VerifyRules, snapshot::SnapshotMeta,
+    BlockBuilder, BlockChoice, BlockParams, ChainSpec, ExecutedTx, SequentialExecutor, StateDb, TxOutcome, VerifiedTx,
+    Verifier, VerifyRules, snapshot::SnapshotMeta,
 };
 use tephra_hsm::{Payload, Signature65};
 
@@ -234,93 +234,154 @@ impl<'c> Replayer<'c> {
         }
     }
 
+    /// Applies one record: the open block's parameters, a mini-block of
+    /// transactions, a seal, a signature or a new leader's epoch.
     pub fn apply(&mut self, record: Record, state: &mut StateDb) -> Result<Applied, ReplayError> {
-        let chain = self.chain;
-        Ok(match record {
-            Record::Open(open) => {
-                if !matches!(self.current, Current::Idle) {
-                    return Err(diverged(open.number, "a block opened before the previous one sealed"));
-                }
-                if open.number <= self.base_number {
-                    self.current = Current::History { open, txs: Vec::new() };
-                } else {
-                    let params = params_of(chain, &self.head, &open)?;
-                    self.current = Current::Exec { builder: BlockBuilder::open(params, state), txs: Vec::new() };
-                }
-                Applied::Opened
-            }
-            Record::Batch { number, txs: batch } => match &mut self.current {
-                Current::History { txs, .. } => {
-                    let first = txs.len();
-                    for (sender, raw) in batch {
-                        let envelope =
-                            TxEnvelope::decode_2718_exact(&raw).map_err(|e| diverged(number, e.to_string()))?;
-                        txs.push((sender, envelope));
-                    }
-                    Applied::Batch { first }
-                }
-                Current::Exec { builder, txs } => {
-                    let verifier = replay_verifier(chain, builder.params());
-                    let mut verified = Vec::with_capacity(batch.len());
-                    for (sender, raw) in batch {
-                        let tx = verifier.verify(&raw).map_err(|e| diverged(number, e.to_string()))?;
-                        if tx.sender != sender {
-                            return Err(diverged(number, format!("{} recovers to another sender", tx.hash)));
-                        }
-                        verified.push(tx);
-                    }
-                    let first = builder.transactions().len();
-                    let mut failure = None;
-                    builder.execute(&mut self.executor, state, verified, |_, outcome| {
-                        if !matches!(outcome, TxOutcome::Included(_)) && failure.is_none() {
-                            failure = Some(format!("a logged transaction was not included again: {outcome:?}"));
-                        }
-                    });
-                    if let Some(reason) = failure {
-                        return Err(diverged(number, reason));
-                    }
-                    let first_log_index = txs.last().map_or(0, |t| t.first_log_index + t.receipt.logs.len() as u64);
-                    let base_fee = builder.params().base_fee_per_gas;
-                    txs.extend(stored_txs(&builder.transactions()[first..], base_fee, first_log_index));
-                    Applied::Batch { first }
-                }
-                Current::Idle => return Err(diverged(number, "a batch outside any block")),
-            },
-            Record::Sealed { number, header_rlp, receipts } => {
-                let header = Header::decode(&mut header_rlp.as_ref()).map_err(|e| diverged(number, e.to_string()))?;
-                let hash = keccak256(&header_rlp);
-                let block = match std::mem::replace(&mut self.current, Current::Idle) {
-                    Current::History { open, txs } => history_block(header, open, txs, receipts)?,
-                    Current::Exec { builder, txs } => {
-                        let sealed = builder.seal(state);
-                        if sealed.hash != hash {
-                            return Err(diverged(number, format!("re-executed hash {} , logged {hash}", sealed.hash)));
-                        }
-                        self.executed_blocks += 1;
-                        StoredBlock { header: sealed.header, hash, txs, signature: None }
-                    }
-                    Current::Idle => return Err(diverged(number, "a seal outside any block")),
-                };
-                self.head = block.header.clone();
-                Applied::Sealed(Box::new(block))
-            }
+        match record {
+            Record::Open(open) => self.open(open, state),
+            Record::Batch { number, txs } => self.batch(number, txs, state),
+            Record::Sealed { number, header_rlp, receipts } => self.seal(number, &header_rlp, receipts, state),
             Record::Signed { number, hash, signature } => {
-                Applied::Signed { number, hash, signature: Signature65(signature) }
+                Ok(Applied::Signed { number, hash, signature: Signature65(signature) })
             }
-            Record::Epoch { epoch } => {
-                if epoch <= self.epoch {
-                    return Err(diverged(self.head.number, format!("epoch {epoch} after epoch {}", self.epoch)));
-                }
-                // The new leader seals the block it found open under its own epoch.
-                if let Current::Exec { builder, .. } = &mut self.current {
-                    let configured = configured_extra_data(&builder.params().extra_data, self.epoch).to_vec();
-                    builder.set_extra_data(stamped_extra_data(epoch, &configured));
-                }
-                self.epoch = epoch;
-                Applied::Epoch(epoch)
-            }
-        })
+            Record::Epoch { epoch } => self.epoch_started(epoch),
+        }
     }
+
+    /// Opens a block: read back at or below the snapshot, else re-executed
+    /// on parameters checked against the chain's rules.
+    fn open(&mut self, open: OpenRecord, state: &mut StateDb) -> Result<Applied, ReplayError> {
+        if !matches!(self.current, Current::Idle) {
+            return Err(diverged(open.number, "a block opened before the previous one sealed"));
+        }
+        if open.number <= self.base_number {
+            self.current = Current::History { open, txs: Vec::new() };
+        } else {
+            let params = params_of(self.chain, &self.head, &open)?;
+            self.current = Current::Exec { builder: BlockBuilder::open(params, state), txs: Vec::new() };
+        }
+        Ok(Applied::Opened)
+    }
+
+    /// Adds a mini-block to the open block: decoded only in history,
+    /// verified and re-executed after the snapshot.
+    fn batch(
+        &mut self,
+        number: u64,
+        batch: Vec<(Address, Bytes)>,
+        state: &mut StateDb,
+    ) -> Result<Applied, ReplayError> {
+        let first = match &mut self.current {
+            Current::History { txs, .. } => decode_batch(number, batch, txs)?,
+            Current::Exec { builder, txs } => {
+                let verified = verify_batch(self.chain, builder.params(), number, batch)?;
+                execute_batch(&mut self.executor, state, builder, txs, number, verified)?
+            }
+            Current::Idle => return Err(diverged(number, "a batch outside any block")),
+        };
+        Ok(Applied::Batch { first })
+    }
+
+    /// Seals the open block: a history block is rebuilt from the logged
+    /// header and receipts, a re-executed one must hash as logged.
+    fn seal(
+        &mut self,
+        number: u64,
+        header_rlp: &[u8],
+        receipts: Vec<ReceiptRecord>,
+        state: &mut StateDb,
+    ) -> Result<Applied, ReplayError> {
+        let header = Header::decode(&mut &header_rlp[..]).map_err(|e| diverged(number, e.to_string()))?;
+        let hash = keccak256(header_rlp);
+        let block = match std::mem::replace(&mut self.current, Current::Idle) {
+            Current::History { open, txs } => history_block(header, open, txs, receipts)?,
+            Current::Exec { builder, txs } => {
+                let sealed = builder.seal(state);
+                if sealed.hash != hash {
+                    return Err(diverged(number, format!("re-executed hash {} , logged {hash}", sealed.hash)));
+                }
+                self.executed_blocks += 1;
+                StoredBlock { header: sealed.header, hash, txs, signature: None }
+            }
+            Current::Idle => return Err(diverged(number, "a seal outside any block")),
+        };
+        self.head = block.header.clone();
+        Ok(Applied::Sealed(Box::new(block)))
+    }
+
+    /// A new leader's run: epochs only grow.
+    fn epoch_started(&mut self, epoch: u64) -> Result<Applied, ReplayError> {
+        if epoch <= self.epoch {
+            return Err(diverged(self.head.number, format!("epoch {epoch} after epoch {}", self.epoch)));
+        }
+        // The new leader seals the block it found open under its own epoch.
+        if let Current::Exec { builder, .. } = &mut self.current {
+            let configured = configured_extra_data(&builder.params().extra_data, self.epoch).to_vec();
+            builder.set_extra_data(stamped_extra_data(epoch, &configured));
+        }
+        self.epoch = epoch;
+        Ok(Applied::Epoch(epoch))
+    }
+}
+
+/// Decodes a history block's mini-block onto `txs`; the index of its first.
+fn decode_batch(
+    number: u64,
+    batch: Vec<(Address, Bytes)>,
+    txs: &mut Vec<(Address, TxEnvelope)>,
+) -> Result<usize, ReplayError> {
+    let first = txs.len();
+    for (sender, raw) in batch {
+        let envelope = TxEnvelope::decode_2718_exact(&raw).map_err(|e| diverged(number, e.to_string()))?;
+        txs.push((sender, envelope));
+    }
+    Ok(first)
+}
+
+/// Verifies a logged mini-block again: each transaction must recover to the
+/// sender the log names.
+fn verify_batch(
+    chain: &ChainSpec,
+    params: &BlockParams,
+    number: u64,
+    batch: Vec<(Address, Bytes)>,
+) -> Result<Vec<VerifiedTx>, ReplayError> {
+    let verifier = replay_verifier(chain, params);
+    let mut verified = Vec::with_capacity(batch.len());
+    for (sender, raw) in batch {
+        let tx = verifier.verify(&raw).map_err(|e| diverged(number, e.to_string()))?;
+        if tx.sender != sender {
+            return Err(diverged(number, format!("{} recovers to another sender", tx.hash)));
+        }
+        verified.push(tx);
+    }
+    Ok(verified)
+}
+
+/// Re-executes a mini-block into the open block, every transaction included
+/// again, and keeps their stored form on `txs`; the index of its first.
+fn execute_batch(
+    executor: &mut SequentialExecutor,
+    state: &mut StateDb,
+    builder: &mut BlockBuilder,
+    txs: &mut Vec<StoredTx>,
+    number: u64,
+    verified: Vec<VerifiedTx>,
+) -> Result<usize, ReplayError> {
+    let first = builder.transactions().len();
+    let mut failure = None;
+    builder.execute(executor, state, verified, |_, outcome| {
+        if !matches!(outcome, TxOutcome::Included(_)) && failure.is_none() {
+            failure = Some(format!("a logged transaction was not included again: {outcome:?}"));
+        }
+    });
+    if let Some(reason) = failure {
+        return Err(diverged(number, reason));
+    }
+    let first_log_index = txs.last().map_or(0, |t| t.first_log_index + t.receipt.logs.len() as u64);
+    let base_fee = builder.params().base_fee_per_gas;
+    txs.extend(stored_txs(&builder.transactions()[first..], base_fee, first_log_index));
+    Ok(first)
 }
 
 /// What following one record did, as far as its caller cares.
@@ -376,18 +437,7 @@ pub fn replay(
     signer: Option<Address>,
     history_blocks_max: usize,
 ) -> Result<Replayed, ReplayError> {
-    let (mut state, base_number, base_hash) = match start {
-        Some((state, meta)) => (state, meta.block_number, meta.block_hash),
-        None => {
-            let mut state = chain.genesis_state();
-            // Builds the state trie now, while the node is not yet ready: left
-            // to the first seal, a large genesis (50,000 accounts: about
-            // 150 ms) would stall the first block's preconfirmations.
-            let root = state.state_root();
-            debug_assert_eq!(root, chain.genesis_header().state_root);
-            (state, 0, chain.genesis_hash())
-        }
-    };
+    let (mut state, base_number, base_hash) = starting_state(chain, start);
     let mut blocks = VecDeque::from([genesis_block(chain)]);
     let mut snapshot_block_seen = base_number == 0;
     let mut signatures_checked = 0;
@@ -397,26 +447,12 @@ pub fn replay(
             Applied::Sealed(block) => {
                 // A snapshot carries the block hashes before it; sealing records the rest.
                 snapshot_block_seen |= block.header.number == base_number && block.hash == base_hash;
-                blocks.push_back(*block);
-                while blocks.len() > history_blocks_max.max(1) {
-                    blocks.pop_front();
-                }
+                keep(&mut blocks, *block, history_blocks_max);
             }
             Applied::Signed { number, hash, signature } => {
-                let block = blocks
-                    .iter_mut()
-                    .rev()
-                    .find(|b| b.header.number == number)
-                    .ok_or_else(|| diverged(number, "a signature for an unknown block"))?;
-                if block.hash != hash {
-                    return Err(diverged(number, "a signature over another block hash"));
-                }
+                let block = signed_block(&mut blocks, number, hash)?;
                 if let Some(expected) = signer {
-                    let payload =
-                        Payload::SealedBlock { chain_id: chain.chain_id(), number, block_hash: hash, leader_epoch: 0 };
-                    if tephra_hsm::recover(&signature, payload.signing_hash()) != Some(expected) {
-                        return Err(diverged(number, format!("signature does not recover to {expected}")));
-                    }
+                    check_signature(chain, number, hash, &signature, expected)?;
                     signatures_checked += 1;
                 }
                 block.signature = Some(signature);
@@ -433,6 +469,59 @@ pub fn replay(
     let epoch = replayer.epoch();
     let open = replayer.finish()?;
     Ok(Replayed { state, blocks, open, executed_blocks, signatures_checked, epoch })
+}
+
+/// The state replay starts from, with its block's number and hash: the
+/// snapshot's, or genesis.
+fn starting_state(chain: &ChainSpec, start: Option<(StateDb, SnapshotMeta)>) -> (StateDb, u64, B256) {
+    match start {
+        Some((state, meta)) => (state, meta.block_number, meta.block_hash),
+        None => {
+            let mut state = chain.genesis_state();
+            // Builds the state trie now, while the node is not yet ready: left
+            // to the first seal, a large genesis (50,000 accounts: about
+            // 150 ms) would stall the first block's preconfirmations.
+            let root = state.state_root();
+            debug_assert_eq!(root, chain.genesis_header().state_root);
+            (state, 0, chain.genesis_hash())
+        }
+    }
+}
+
+/// Keeps `block`, and at most `history_blocks_max` (at least one) blocks.
+fn keep(blocks: &mut VecDeque<StoredBlock>, block: StoredBlock, history_blocks_max: usize) {
+    blocks.push_back(block);
+    while blocks.len() > history_blocks_max.max(1) {
+        blocks.pop_front();
+    }
+}
+
+/// The kept block a signature is for: it must be kept, with that hash.
+fn signed_block(blocks: &mut VecDeque<StoredBlock>, number: u64, hash: B256) -> Result<&mut StoredBlock, ReplayError> {
+    let block = blocks
+        .iter_mut()
+        .rev()
+        .find(|b| b.header.number == number)
+        .ok_or_else(|| diverged(number, "a signature for an unknown block"))?;
+    if block.hash != hash {
+        return Err(diverged(number, "a signature over another block hash"));
+    }
+    Ok(block)
+}
+
+/// A block signature must recover to the block key's address `expected`.
+fn check_signature(
+    chain: &ChainSpec,
+    number: u64,
+    hash: B256,
+    signature: &Signature65,
+    expected: Address,
+) -> Result<(), ReplayError> {
+    let payload = Payload::SealedBlock { chain_id: chain.chain_id(), number, block_hash: hash, leader_epoch: 0 };
+    if tephra_hsm::recover(signature, payload.signing_hash()) != Some(expected) {
+        return Err(diverged(number, format!("signature does not recover to {expected}")));
+    }
+    Ok(())
 }
 
 fn history_block(

@@ -19,10 +19,8 @@ use jsonrpsee::{
 use prometheus_client::metrics::counter::Counter;
 use tephra_dataplane::ratelimit::{RateLimiter, Verdict};
 
+use super::errors::LIMIT_EXCEEDED;
 use crate::config::RpcConfig;
-
-/// EIP-1474's code for a request over a limit.
-pub const LIMIT_EXCEEDED: i32 = -32005;
 
 /// The buckets of every client address; none when the limit is off.
 #[derive(Clone, Debug)]

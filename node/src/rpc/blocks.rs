@@ -1,0 +1,77 @@
+//! Blocks, transactions, receipts and preconfirmations, as the chain view
+//! holds them: the kept sealed blocks and the open (preconfirmed) one.
+
+use alloy_primitives::B256;
+use jsonrpsee::types::Params;
+use serde_json::{Value, json};
+
+use super::{
+    RpcResult,
+    params::{BlockTag, list, param, parse_tag, resolve},
+};
+use crate::{
+    chain_view::ChainView,
+    format::{self, Position, qty},
+    shared::Shared,
+};
+
+pub(super) fn block_number(shared: &Shared) -> RpcResult {
+    Ok(json!(qty(shared.view.read().expect("view lock").head().header.number)))
+}
+
+pub(super) fn block_by_number(params: &Params<'_>, shared: &Shared) -> RpcResult {
+    let p = list(params)?;
+    let tag = parse_tag(p.first())?;
+    let full = p.get(1).and_then(Value::as_bool).unwrap_or(false);
+    let view = shared.view.read().expect("view lock");
+    if tag == BlockTag::Pending {
+        return Ok(format::pending_block(view.open_block(), full));
+    }
+    let number = resolve(&view, tag);
+    Ok(number.and_then(|n| view.block(n)).map_or(Value::Null, |b| format::block(b, full)))
+}
+
+pub(super) fn block_by_hash(params: &Params<'_>, shared: &Shared) -> RpcResult {
+    let p = list(params)?;
+    let hash: B256 = param(&p, 0, "blockHash")?;
+    let full = p.get(1).and_then(Value::as_bool).unwrap_or(false);
+    let view = shared.view.read().expect("view lock");
+    Ok(view.block_by_hash(&hash).map_or(Value::Null, |b| format::block(b, full)))
+}
+
+pub(super) fn transaction_by_hash(params: &Params<'_>, shared: &Shared) -> RpcResult {
+    let p = list(params)?;
+    let hash: B256 = param(&p, 0, "hash")?;
+    let view = shared.view.read().expect("view lock");
+    Ok(view.tx(&hash).map_or(Value::Null, |(number, index, tx)| {
+        let block_hash = view.block(number).map(|b| b.hash);
+        format::transaction(tx, Some(Position { block_number: number, block_hash, index }))
+    }))
+}
+
+/// A sealed transaction's receipt; a preconfirmed one has none yet here.
+pub(super) fn transaction_receipt(params: &Params<'_>, shared: &Shared) -> RpcResult {
+    let p = list(params)?;
+    let hash: B256 = param(&p, 0, "hash")?;
+    Ok(receipt_of(&shared.view.read().expect("view lock"), &hash, false).unwrap_or(Value::Null))
+}
+
+/// tephra's own: a transaction's signed preconfirmation, checkable back to
+/// the block key.
+pub(super) fn preconfirmation(params: &Params<'_>, shared: &Shared) -> RpcResult {
+    let p = list(params)?;
+    let hash: B256 = param(&p, 0, "hash")?;
+    let view = shared.view.read().expect("view lock");
+    Ok(view.tx(&hash).and_then(|(_, index, tx)| format::preconfirmation(tx, index)).unwrap_or(Value::Null))
+}
+
+/// The receipt of transaction `hash`; one in the open block only with
+/// `include_open`.
+pub(super) fn receipt_of(view: &ChainView, hash: &B256, include_open: bool) -> Option<Value> {
+    let (block_number, index, tx) = view.tx(hash)?;
+    let block_hash = view.block(block_number).filter(|b| b.header.number == block_number).map(|b| b.hash);
+    if block_hash.is_none() && !include_open {
+        return None;
+    }
+    Some(format::receipt(tx, Position { block_number, block_hash, index }))
+}
