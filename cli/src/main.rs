@@ -8,6 +8,7 @@ mod hsm;
 mod ready;
 mod run;
 mod systemd;
+mod topology;
 mod update;
 mod verify;
 
@@ -61,6 +62,11 @@ enum Command {
         /// check (unprivileged; fails listing what is missing), init (root) or fini.
         #[arg(value_parser = ["check", "init", "fini"])]
         verb: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the node's threads and the queues between them, with their cores and depths, for a config.
+    Topology {
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -193,6 +199,7 @@ fn main() -> ExitCode {
         Command::Configure { verb, config } => {
             load(config).and_then(|config| configure::run(&config, &verb)).map(print_line)
         }
+        Command::Topology { config } => load(config).and_then(|config| topology::show(&config)).map(print_line),
         Command::Ready { config, wait_s } => {
             load(config).and_then(|config| ready::ask_ready(&config, Duration::from_secs(wait_s))).map(print_line)
         }

@@ -97,7 +97,8 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         heartbeat: Default::default(),
     });
     let (machine, placement) = placement(&shared.config)?;
-    tracing::info!("tile placement\n{}", placement.table(&machine));
+    let topology = crate::topology::Topology::of(&shared.config, &placement);
+    tracing::info!("topology\n{topology}\n{}", placement.table(&machine));
     let sequencer_core = placement.sequencer;
     let lead = LeadParts { signer, beneficiary, placement: placement.clone(), submissions: submit_rx };
     let sequencer = spawn_role(&shared, ha, lead, rest, follower, sequencer_core)?;

@@ -198,7 +198,7 @@ async fn send_reply(
 /// and one ready behind it. Each holds its packet buffer while its signatures
 /// are checked, so this also bounds the buffers verification keeps from the
 /// net tile.
-const VERIFYING_PER_THREAD: usize = 2;
+pub(crate) const VERIFYING_PER_THREAD: usize = 2;
 
 /// Serves the datagrams of the ingress ring until the net tile stops. Each
 /// datagram is verified on whichever verify thread is free (signature
