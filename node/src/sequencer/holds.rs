@@ -88,6 +88,18 @@ impl Sequencer {
         connected
     }
 
+    /// Whether this node still leads (a single node always does). A leader
+    /// whose lease is gone is deposed: it takes nothing more, and the process
+    /// exits failed, to come back as a standby.
+    pub(super) fn still_leading(&self) -> bool {
+        let Some(ha) = &self.ha else { return true };
+        if ha.lease.leading() {
+            return true;
+        }
+        self.shared.health.depose(ha.lease.reason().unwrap_or_else(|| "leadership lost".into()));
+        false
+    }
+
     /// Sync replication: holds until a standby has every record appended so
     /// far durably. Called with no lock on the view, so that reads go on
     /// during the round trip. `Stopped` if leadership (or the node) ended
@@ -97,7 +109,7 @@ impl Sequencer {
         if ha.mode == tephra_ha::ReplicationMode::Async {
             return Ok(());
         }
-        let (feed, lease, timeout) = (ha.feed.clone(), ha.lease.clone(), ha.sync_ack_timeout);
+        let (feed, timeout) = (ha.feed.clone(), ha.sync_ack_timeout);
         let count = self.log.records();
         let started = Instant::now();
         loop {
@@ -107,7 +119,7 @@ impl Sequencer {
                 return Ok(());
             }
             self.shared.beat();
-            if !lease.leading() || self.shared.health.shutting_down() {
+            if !self.still_leading() || self.shared.health.shutting_down() {
                 return Err(SequencerError::Stopped);
             }
             if !self.shared.health.holds(Hold::Replication) && started.elapsed() >= timeout {

@@ -188,11 +188,7 @@ impl Sequencer {
         if self.shared.health.shutting_down() {
             return Ok(false);
         }
-        if let Some(ha) = &self.ha
-            && !ha.lease.leading()
-        {
-            let reason = ha.lease.reason().unwrap_or_else(|| "leadership lost".into());
-            self.shared.health.depose(reason);
+        if !self.still_leading() {
             return Ok(false);
         }
         if self.unhashed && self.hashed_ahead_at.elapsed() >= HASH_AHEAD_INTERVAL {
