@@ -620,57 +620,10 @@ impl Role {
         let epoch = leadership.epoch;
         let shared = self.shared.clone();
         let config = &shared.config;
-        let feed =
-            Arc::new(Feed::new(self.log.records(), self.resume.epochs.clone(), config.ha.replication_window_bytes_max));
-        feed.start_epoch(epoch);
-        self.log.set_sink(Arc::new(FeedSink(feed.clone())));
-        self.log.append(&Record::Epoch { epoch })?;
-        self.log.commit()?;
-        {
-            let mut view = shared.view.write().expect("view lock");
-            replayer.apply(Record::Epoch { epoch }, view.state_mut())?;
-        }
-        let (builder, open_logged) = match replayer.finish()? {
-            Some(open) => (open.builder, true),
-            None => {
-                let mut view = shared.view.write().expect("view lock");
-                let head = view.head().clone();
-                let params = next_block_params(&shared.chain, &head, config, self.lead.beneficiary, epoch)?;
-                let builder = BlockBuilder::open(params.clone(), view.state_mut());
-                view.open(params);
-                (builder, false)
-            }
-        };
-        let listener = self.ha.replication.lock().expect("listener lock").take().expect("bound at start");
-        let source = Arc::new(DiskSource(DiskLog::new(&DataDir(config.node.data_dir.clone()).log())));
-        let leader_config = Arc::new(LeaderConfig {
-            node_id: config.ha.node_id.clone(),
-            peers: config.ha.peers.clone(),
-            secret: self.ha.secret.clone(),
-            standbys_max: config.ha.standbys_max,
-            heartbeat: Duration::from_millis(config.ha.heartbeat_ms),
-            message_bytes_max: config.ha.replication_message_bytes_max,
-            frame_bytes_max: FRAME_BYTES_MAX,
-        });
-        let serving_feed = feed.clone();
-        let replication = self.ha.runtime.spawn(async move {
-            let _ = listener.set_nonblocking(true);
-            match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => tephra_ha::replication::serve(listener, serving_feed, source, leader_config).await,
-                Err(error) => tracing::error!(%error, "replication listener unusable"),
-            }
-        });
-        let _ = self.ha.fence.feed.set(feed.clone());
-        self.ha.fence.epoch.store(epoch, Ordering::Release);
-        let records = self.log.records();
-        self.ha.set_status(|s| {
-            s.role = "leader";
-            s.epoch = epoch;
-            s.records = records;
-            s.lag_records = 0;
-        });
-        shared.metrics.ha_epoch.set(i64::try_from(epoch).unwrap_or(i64::MAX));
-        shared.metrics.ha_elections_won.inc();
+        let feed = self.start_epoch(epoch, &mut replayer)?;
+        let (builder, open_logged) = self.block_to_lead(replayer, epoch)?;
+        let replication = self.serve_replication(feed.clone());
+        self.announce_leading(epoch, &feed);
         let ha_parts = SequencerHa {
             feed,
             lease: leadership.lease.clone(),
@@ -691,6 +644,75 @@ impl Role {
             }
         }
         result
+    }
+
+    /// The replication feed from here on, and the Epoch record that opens
+    /// this leader's run, durable and applied (it stamps the open block).
+    fn start_epoch(&mut self, epoch: u64, replayer: &mut Replayer<'_>) -> Result<Arc<Feed>, NodeError> {
+        let window_bytes_max = self.shared.config.ha.replication_window_bytes_max;
+        let feed = Arc::new(Feed::new(self.log.records(), self.resume.epochs.clone(), window_bytes_max));
+        feed.start_epoch(epoch);
+        self.log.set_sink(Arc::new(FeedSink(feed.clone())));
+        self.log.append(&Record::Epoch { epoch })?;
+        self.log.commit()?;
+        let mut view = self.shared.view.write().expect("view lock");
+        replayer.apply(Record::Epoch { epoch }, view.state_mut())?;
+        Ok(feed)
+    }
+
+    /// The block this leader goes on with: the one the log left open, or the
+    /// next one, opened now. And whether its Open record is logged.
+    fn block_to_lead(&self, replayer: Replayer<'_>, epoch: u64) -> Result<(BlockBuilder, bool), NodeError> {
+        if let Some(open) = replayer.finish()? {
+            return Ok((open.builder, true));
+        }
+        let shared = &self.shared;
+        let mut view = shared.view.write().expect("view lock");
+        let head = view.head().clone();
+        let params = next_block_params(&shared.chain, &head, &shared.config, self.lead.beneficiary, epoch)?;
+        let builder = BlockBuilder::open(params.clone(), view.state_mut());
+        view.open(params);
+        Ok((builder, false))
+    }
+
+    /// Serves the standbys from `feed` (and the log on disk behind it) on the
+    /// listener bound at start, on the HA runtime.
+    fn serve_replication(&self, feed: Arc<Feed>) -> tokio::task::JoinHandle<()> {
+        let config = &self.shared.config;
+        let listener = self.ha.replication.lock().expect("listener lock").take().expect("bound at start");
+        let source = Arc::new(DiskSource(DiskLog::new(&DataDir(config.node.data_dir.clone()).log())));
+        let leader_config = Arc::new(LeaderConfig {
+            node_id: config.ha.node_id.clone(),
+            peers: config.ha.peers.clone(),
+            secret: self.ha.secret.clone(),
+            standbys_max: config.ha.standbys_max,
+            heartbeat: Duration::from_millis(config.ha.heartbeat_ms),
+            message_bytes_max: config.ha.replication_message_bytes_max,
+            frame_bytes_max: FRAME_BYTES_MAX,
+        });
+        self.ha.runtime.spawn(async move {
+            let _ = listener.set_nonblocking(true);
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => tephra_ha::replication::serve(listener, feed, source, leader_config).await,
+                Err(error) => tracing::error!(%error, "replication listener unusable"),
+            }
+        })
+    }
+
+    /// The fence, the published status and the metrics learn that this
+    /// node leads in `epoch`.
+    fn announce_leading(&self, epoch: u64, feed: &Arc<Feed>) {
+        let _ = self.ha.fence.feed.set(feed.clone());
+        self.ha.fence.epoch.store(epoch, Ordering::Release);
+        let records = self.log.records();
+        self.ha.set_status(|s| {
+            s.role = "leader";
+            s.epoch = epoch;
+            s.records = records;
+            s.lag_records = 0;
+        });
+        self.shared.metrics.ha_epoch.set(i64::try_from(epoch).unwrap_or(i64::MAX));
+        self.shared.metrics.ha_elections_won.inc();
     }
 }
 
