@@ -184,176 +184,7 @@ impl Topology {
                     .into(),
             });
         }
-        let net = &config.net;
-        let (nic_in, nic_out) = match net.backend {
-            BackendKind::Socket => (
-                nic(
-                    "datagrams received, not yet taken (io_uring buffer ring)",
-                    net.socket_rx_slots,
-                    "buffers",
-                    "net.socket_rx_slots",
-                ),
-                nic("replies being sent (sendmsg slots)", net.socket_tx_slots, "slots", "net.socket_tx_slots"),
-            ),
-            BackendKind::AfXdp => {
-                let half = net.af_xdp.frames as usize / 2;
-                (
-                    nic(
-                        "frames received (the UMEM's receive half: fill and rx rings)",
-                        half,
-                        "frames",
-                        "net.af_xdp.frames / 2",
-                    ),
-                    nic("frames being sent (the UMEM's transmit half)", half, "frames", "net.af_xdp.frames / 2"),
-                )
-            }
-            BackendKind::Dpdk => (
-                nic(
-                    "frames received (rx descriptors, at most)",
-                    net.dpdk.rx_queue_depth.into(),
-                    "descriptors",
-                    "net.dpdk.rx_queue_depth",
-                ),
-                nic(
-                    "frames being sent (tx descriptors, at most)",
-                    net.dpdk.tx_queue_depth.into(),
-                    "descriptors",
-                    "net.dpdk.tx_queue_depth",
-                ),
-            ),
-        };
-        let unsigned = config.signer.unsigned_blocks_max;
-        let subscription_buffer = config.rpc.subscription_buffer_max as usize;
-        let mut links = vec![
-            Link { from: "NIC", to: "net", ..nic_in },
-            Link {
-                from: "net",
-                to: "verify",
-                what: "datagrams (the ingress ring, SPSC); full: dropped, counted",
-                depth: net.ingress_ring_depth,
-                unit: "datagrams",
-                key: "net.ingress_ring_depth",
-            },
-            Link {
-                from: "net",
-                to: "verify",
-                what: "datagrams taken and not yet answered; at the bound the ingress ring fills",
-                depth: config.udp.inflight_datagrams_max,
-                unit: "datagrams",
-                key: "udp.inflight_datagrams_max",
-            },
-            Link {
-                from: "net",
-                to: "verify",
-                what: "of those, datagrams being verified (each holds its packet buffer)",
-                depth: placement.verify.len() * crate::udp::VERIFYING_PER_THREAD,
-                unit: "datagrams",
-                key: "udp::VERIFYING_PER_THREAD x verify threads",
-            },
-            Link {
-                from: "net",
-                to: "verify",
-                what: "packet buffers (4 KiB), all made at start, lent both ways",
-                depth: net.packet_buffers,
-                unit: "buffers",
-                key: "net.packet_buffers",
-            },
-            Link {
-                from: "verify",
-                to: sequencer,
-                what: "verified transactions, UDP and JSON-RPC; full: refused (code 309)",
-                depth: config.sequencer.submission_queue_depth,
-                unit: "transactions",
-                key: "sequencer.submission_queue_depth",
-            },
-            Link {
-                from: sequencer,
-                to: "verify",
-                what: "each submission's outcome: pooled, preconfirmed or refused",
-                depth: 1,
-                unit: "outcome",
-                key: "a oneshot per submission",
-            },
-            Link {
-                from: "verify",
-                to: "net",
-                what: "replies (the egress ring, SPSC; a push rings the idle tile's doorbell)",
-                depth: net.egress_ring_depth,
-                unit: "datagrams",
-                key: "net.egress_ring_depth",
-            },
-            Link { from: "net", to: "NIC", ..nic_out },
-            Link {
-                from: sequencer,
-                to: "signer",
-                what: "sealed blocks to sign (more if the log holds more unsigned at start); full: no seal",
-                depth: unsigned,
-                unit: "blocks",
-                key: "signer.unsigned_blocks_max",
-            },
-            Link {
-                from: "signer",
-                to: sequencer,
-                what: "signatures and failures",
-                depth: 2 * unsigned,
-                unit: "reports",
-                key: "2 x signer.unsigned_blocks_max",
-            },
-            Link {
-                from: "certifier",
-                to: sequencer,
-                what: "the next epoch's hot key and its certificate",
-                depth: 1,
-                unit: "key",
-                key: "delegation.rs",
-            },
-            Link {
-                from: sequencer,
-                to: "rpc",
-                what: "events: preconfirmations, sealed blocks (broadcast); a subscriber further behind is dropped",
-                // tokio's broadcast channel rounds its capacity up.
-                depth: subscription_buffer.next_power_of_two(),
-                unit: "events",
-                key: "rpc.subscription_buffer_max (next power of 2)",
-            },
-            Link {
-                from: "rpc",
-                to: "clients",
-                what: "subscription messages, per WebSocket connection",
-                depth: subscription_buffer,
-                unit: "messages",
-                key: "rpc.subscription_buffer_max",
-            },
-        ];
-        if pair {
-            let ha = &config.ha;
-            links.extend([
-                Link {
-                    from: sequencer,
-                    to: "ha",
-                    what: "a leader's newest log frames for its standbys (older ones are read from disk)",
-                    depth: ha.replication_window_bytes_max,
-                    unit: "bytes",
-                    key: "ha.replication_window_bytes_max",
-                },
-                Link {
-                    from: "ha",
-                    to: "standbys",
-                    what: "replication sessions a leader serves",
-                    depth: ha.standbys_max,
-                    unit: "sessions",
-                    key: "ha.standbys_max",
-                },
-                Link {
-                    from: "ha",
-                    to: sequencer,
-                    what: "a standby's records from the leader, one message at a time",
-                    depth: ha.replication_message_bytes_max,
-                    unit: "bytes",
-                    key: "ha.replication_message_bytes_max",
-                },
-            ]);
-        }
+        let links = links_of(config, placement, sequencer);
         Self { tiles, links }
     }
 
@@ -374,6 +205,183 @@ impl Topology {
     pub fn link(&self, key: &str) -> Option<&Link> {
         self.links.iter().find(|link| link.key == key)
     }
+}
+
+/// Every queue between the tiles, with its depth and the key that sets it;
+/// `sequencer` names the thread that owns the sequencer (the role thread in a pair).
+fn links_of(config: &Config, placement: &Placement, sequencer: &'static str) -> Vec<Link> {
+    let pair = config.ha.enabled;
+    let net = &config.net;
+    let (nic_in, nic_out) = match net.backend {
+        BackendKind::Socket => (
+            nic(
+                "datagrams received, not yet taken (io_uring buffer ring)",
+                net.socket_rx_slots,
+                "buffers",
+                "net.socket_rx_slots",
+            ),
+            nic("replies being sent (sendmsg slots)", net.socket_tx_slots, "slots", "net.socket_tx_slots"),
+        ),
+        BackendKind::AfXdp => {
+            let half = net.af_xdp.frames as usize / 2;
+            (
+                nic(
+                    "frames received (the UMEM's receive half: fill and rx rings)",
+                    half,
+                    "frames",
+                    "net.af_xdp.frames / 2",
+                ),
+                nic("frames being sent (the UMEM's transmit half)", half, "frames", "net.af_xdp.frames / 2"),
+            )
+        }
+        BackendKind::Dpdk => (
+            nic(
+                "frames received (rx descriptors, at most)",
+                net.dpdk.rx_queue_depth.into(),
+                "descriptors",
+                "net.dpdk.rx_queue_depth",
+            ),
+            nic(
+                "frames being sent (tx descriptors, at most)",
+                net.dpdk.tx_queue_depth.into(),
+                "descriptors",
+                "net.dpdk.tx_queue_depth",
+            ),
+        ),
+    };
+    let unsigned = config.signer.unsigned_blocks_max;
+    let subscription_buffer = config.rpc.subscription_buffer_max as usize;
+    let mut links = vec![
+        Link { from: "NIC", to: "net", ..nic_in },
+        Link {
+            from: "net",
+            to: "verify",
+            what: "datagrams (the ingress ring, SPSC); full: dropped, counted",
+            depth: net.ingress_ring_depth,
+            unit: "datagrams",
+            key: "net.ingress_ring_depth",
+        },
+        Link {
+            from: "net",
+            to: "verify",
+            what: "datagrams taken and not yet answered; at the bound the ingress ring fills",
+            depth: config.udp.inflight_datagrams_max,
+            unit: "datagrams",
+            key: "udp.inflight_datagrams_max",
+        },
+        Link {
+            from: "net",
+            to: "verify",
+            what: "of those, datagrams being verified (each holds its packet buffer)",
+            depth: placement.verify.len() * crate::udp::VERIFYING_PER_THREAD,
+            unit: "datagrams",
+            key: "udp::VERIFYING_PER_THREAD x verify threads",
+        },
+        Link {
+            from: "net",
+            to: "verify",
+            what: "packet buffers (4 KiB), all made at start, lent both ways",
+            depth: net.packet_buffers,
+            unit: "buffers",
+            key: "net.packet_buffers",
+        },
+        Link {
+            from: "verify",
+            to: sequencer,
+            what: "verified transactions, UDP and JSON-RPC; full: refused (code 309)",
+            depth: config.sequencer.submission_queue_depth,
+            unit: "transactions",
+            key: "sequencer.submission_queue_depth",
+        },
+        Link {
+            from: sequencer,
+            to: "verify",
+            what: "each submission's outcome: pooled, preconfirmed or refused",
+            depth: 1,
+            unit: "outcome",
+            key: "a oneshot per submission",
+        },
+        Link {
+            from: "verify",
+            to: "net",
+            what: "replies (the egress ring, SPSC; a push rings the idle tile's doorbell)",
+            depth: net.egress_ring_depth,
+            unit: "datagrams",
+            key: "net.egress_ring_depth",
+        },
+        Link { from: "net", to: "NIC", ..nic_out },
+        Link {
+            from: sequencer,
+            to: "signer",
+            what: "sealed blocks to sign (more if the log holds more unsigned at start); full: no seal",
+            depth: unsigned,
+            unit: "blocks",
+            key: "signer.unsigned_blocks_max",
+        },
+        Link {
+            from: "signer",
+            to: sequencer,
+            what: "signatures and failures",
+            depth: 2 * unsigned,
+            unit: "reports",
+            key: "2 x signer.unsigned_blocks_max",
+        },
+        Link {
+            from: "certifier",
+            to: sequencer,
+            what: "the next epoch's hot key and its certificate",
+            depth: 1,
+            unit: "key",
+            key: "delegation.rs",
+        },
+        Link {
+            from: sequencer,
+            to: "rpc",
+            what: "events: preconfirmations, sealed blocks (broadcast); a subscriber further behind is dropped",
+            // tokio's broadcast channel rounds its capacity up.
+            depth: subscription_buffer.next_power_of_two(),
+            unit: "events",
+            key: "rpc.subscription_buffer_max (next power of 2)",
+        },
+        Link {
+            from: "rpc",
+            to: "clients",
+            what: "subscription messages, per WebSocket connection",
+            depth: subscription_buffer,
+            unit: "messages",
+            key: "rpc.subscription_buffer_max",
+        },
+    ];
+    if pair {
+        let ha = &config.ha;
+        links.extend([
+            Link {
+                from: sequencer,
+                to: "ha",
+                what: "a leader's newest log frames for its standbys (older ones are read from disk)",
+                depth: ha.replication_window_bytes_max,
+                unit: "bytes",
+                key: "ha.replication_window_bytes_max",
+            },
+            Link {
+                from: "ha",
+                to: "standbys",
+                what: "replication sessions a leader serves",
+                depth: ha.standbys_max,
+                unit: "sessions",
+                key: "ha.standbys_max",
+            },
+            Link {
+                from: "ha",
+                to: sequencer,
+                what: "a standby's records from the leader, one message at a time",
+                depth: ha.replication_message_bytes_max,
+                unit: "bytes",
+                key: "ha.replication_message_bytes_max",
+            },
+        ]);
+    }
+    links
 }
 
 fn backend_name(kind: BackendKind) -> &'static str {
