@@ -439,39 +439,7 @@ impl Role {
                 continue;
             }
             match self.ha.runtime.block_on(self.ha.election.leader()) {
-                Ok(Some(leader)) if leader.value.node_id != self.ha.config.node_id => {
-                    self.ha.check_block_key(&leader)?;
-                    self.shared.health.set_leader_hint(leader_hint(&leader));
-                    let count = self.log.records();
-                    // A leader that is paused but still in etcd accepts and
-                    // never answers: try it only briefly.
-                    let attempt =
-                        self.ha.connect_follower(&leader.value.replication, count, self.resume.epochs.clone());
-                    let connected = self
-                        .ha
-                        .block_on_timeout(self.ha.lease_ttl() / 4, attempt)
-                        .unwrap_or_else(|| Err("the leader does not answer".into()));
-                    match connected {
-                        Ok(follower) if follower.common < count => {
-                            self.exit(format!(
-                                "this log holds {} records the new leader {} does not: restarting to truncate them",
-                                count - follower.common,
-                                leader.value.node_id
-                            ));
-                        }
-                        Ok(follower) => {
-                            // Behind from the leader's first word: it may die before sending more.
-                            self.lag = follower.leader_count.saturating_sub(count);
-                            self.ha.set_status(|s| s.epoch = leader.epoch);
-                            self.shared.metrics.ha_epoch.set(leader.epoch as i64);
-                            self.follower = Some(follower);
-                        }
-                        Err(error) => {
-                            tracing::debug!(%error, "cannot follow yet");
-                            self.pause();
-                        }
-                    }
-                }
+                Ok(Some(leader)) if leader.value.node_id != self.ha.config.node_id => self.try_to_follow(&leader)?,
                 Ok(Some(_)) => self.pause(),
                 Ok(None) if Instant::now() < self.campaign_not_before => std::thread::sleep(Duration::from_millis(50)),
                 Ok(None) if self.held_back(replayer.head_number()) => self.pause(),
@@ -490,6 +458,42 @@ impl Role {
             }
             self.shared.beat();
         }
+    }
+
+    /// Connects to `leader` as its standby, briefly (a leader that is
+    /// paused but still in etcd accepts and never answers). A log holding
+    /// records the leader lacks makes the process exit, to truncate them at
+    /// its restart.
+    fn try_to_follow(&mut self, leader: &tephra_ha::LeaderInfo) -> Result<(), NodeError> {
+        self.ha.check_block_key(leader)?;
+        self.shared.health.set_leader_hint(leader_hint(leader));
+        let count = self.log.records();
+        let attempt = self.ha.connect_follower(&leader.value.replication, count, self.resume.epochs.clone());
+        let connected = self
+            .ha
+            .block_on_timeout(self.ha.lease_ttl() / 4, attempt)
+            .unwrap_or_else(|| Err("the leader does not answer".into()));
+        match connected {
+            Ok(follower) if follower.common < count => {
+                self.exit(format!(
+                    "this log holds {} records the new leader {} does not: restarting to truncate them",
+                    count - follower.common,
+                    leader.value.node_id
+                ));
+            }
+            Ok(follower) => {
+                // Behind from the leader's first word: it may die before sending more.
+                self.lag = follower.leader_count.saturating_sub(count);
+                self.ha.set_status(|s| s.epoch = leader.epoch);
+                self.shared.metrics.ha_epoch.set(i64::try_from(leader.epoch).unwrap_or(i64::MAX));
+                self.follower = Some(follower);
+            }
+            Err(error) => {
+                tracing::debug!(%error, "cannot follow yet");
+                self.pause();
+            }
+        }
+        Ok(())
     }
 
     /// Whether this node must not campaign now (said once per reason): it
@@ -553,30 +557,8 @@ impl Role {
             };
             let committed = match message {
                 Message::Records { first, committed, frames } => {
-                    if first != self.log.records() {
-                        tracing::warn!(first, held = self.log.records(), "records out of order: reconnecting");
+                    if !self.take_records(follower, replayer, first, &frames)? {
                         return Ok(());
-                    }
-                    let records = match tephra_batchlog::split_frames(&frames) {
-                        Ok(records) => records,
-                        Err(reason) => {
-                            tracing::warn!(%reason, "damaged records from the leader: reconnecting");
-                            return Ok(());
-                        }
-                    };
-                    for (frame, _) in &records {
-                        self.log.append_frame(frame)?;
-                    }
-                    self.log.commit()?;
-                    if let Err(error) = self.ha.runtime.block_on(follower.ack(self.log.records())) {
-                        tracing::warn!(%error, "acknowledgement not sent: reconnecting");
-                    }
-                    let first_index = self.log.records() - records.len() as u64;
-                    for (offset, (_, record)) in records.into_iter().enumerate() {
-                        if let Record::Epoch { epoch } = record {
-                            self.resume.epochs.push(EpochStart { epoch, start: first_index + offset as u64 });
-                        }
-                        self.apply(replayer, record)?;
                     }
                     committed
                 }
@@ -594,6 +576,44 @@ impl Role {
                 s.lag_records = lag;
             });
         }
+    }
+
+    /// The leader's records from `first` on: appended verbatim, durable,
+    /// acknowledged, then applied to the view. False when the session must
+    /// start again (records out of order or damaged).
+    fn take_records(
+        &mut self,
+        follower: &mut Follower,
+        replayer: &mut Replayer<'_>,
+        first: u64,
+        frames: &[u8],
+    ) -> Result<bool, NodeError> {
+        if first != self.log.records() {
+            tracing::warn!(first, held = self.log.records(), "records out of order: reconnecting");
+            return Ok(false);
+        }
+        let records = match tephra_batchlog::split_frames(frames) {
+            Ok(records) => records,
+            Err(reason) => {
+                tracing::warn!(%reason, "damaged records from the leader: reconnecting");
+                return Ok(false);
+            }
+        };
+        for (frame, _) in &records {
+            self.log.append_frame(frame)?;
+        }
+        self.log.commit()?;
+        if let Err(error) = self.ha.runtime.block_on(follower.ack(self.log.records())) {
+            tracing::warn!(%error, "acknowledgement not sent: reconnecting");
+        }
+        let first_index = self.log.records() - records.len() as u64;
+        for (offset, (_, record)) in records.into_iter().enumerate() {
+            if let Record::Epoch { epoch } = record {
+                self.resume.epochs.push(EpochStart { epoch, start: first_index + offset as u64 });
+            }
+            self.apply(replayer, record)?;
+        }
+        Ok(true)
     }
 
     /// One replicated record into the view that reads see.
