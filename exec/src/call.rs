@@ -186,6 +186,16 @@ mod tests {
         }
     }
 
+    /// The genesis state with `code` deployed at an address of `byte`s, and
+    /// a call to it carrying no value.
+    fn calling(code: &[u8], byte: u8) -> (StateDb, BlockParams, CallRequest) {
+        let (mut state, block) = genesis();
+        let contract = Address::repeat_byte(byte);
+        state.insert_account(contract, 0, U256::ZERO, Some(Bytecode::new_raw(Bytes::copy_from_slice(code))), []);
+        let request = CallRequest { to: Some(contract), value: U256::ZERO, ..transfer(&block) };
+        (state, block, request)
+    }
+
     fn estimate(state: &StateDb, block: &BlockParams, request: &CallRequest) -> Result<u64, EstimateError> {
         estimate_gas(request, gas_ceiling(block, request), |attempt| call(state, block, attempt))
     }
@@ -200,11 +210,7 @@ mod tests {
 
     #[test]
     fn a_revert_returns_its_data() {
-        let (mut state, block) = genesis();
-        let reverter = Address::repeat_byte(0x5e);
-        let code = Bytecode::new_raw(Bytes::copy_from_slice(&REVERTER_CODE));
-        state.insert_account(reverter, 0, U256::ZERO, Some(code), []);
-        let request = CallRequest { to: Some(reverter), value: U256::ZERO, ..transfer(&block) };
+        let (state, block, request) = calling(&REVERTER_CODE, 0x5e);
         let expected = Bytes::from_static(&[0xde, 0xad, 0xbe, 0xef]);
         assert_eq!(call(&state, &block, &request), Ok(CallOutcome::Reverted(expected.clone())));
         assert_eq!(estimate(&state, &block, &request), Err(EstimateError::Reverted(expected)));
@@ -229,11 +235,7 @@ mod tests {
 
     #[test]
     fn the_estimate_covers_gas_refunded_at_the_end() {
-        let (mut state, block) = genesis();
-        let refunder = Address::repeat_byte(0x4e);
-        let code = Bytecode::new_raw(Bytes::copy_from_slice(&REFUNDER_CODE));
-        state.insert_account(refunder, 0, U256::ZERO, Some(code), []);
-        let request = CallRequest { to: Some(refunder), value: U256::ZERO, ..transfer(&block) };
+        let (state, block, request) = calling(&REFUNDER_CODE, 0x4e);
         let Ok(CallOutcome::Success { gas_used, .. }) = call(&state, &block, &request) else { panic!("fails") };
         let estimate = estimate(&state, &block, &request).expect("succeeds");
         assert!(estimate > gas_used, "estimate {estimate}, used {gas_used}");
