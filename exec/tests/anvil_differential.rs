@@ -204,9 +204,10 @@ impl Differential {
     /// and compares everything.
     fn mine_and_compare(&mut self) -> SealedBlock {
         self.timestamp += 12;
-        self.anvil.rpc("evm_mine", json!({"timestamp": self.timestamp, "blocks": 1}));
+        self.anvil.rpc("evm_mine", json!([{"timestamp": self.timestamp, "blocks": 1}]));
         let number = self.head.number + 1;
         let theirs = self.anvil.rpc("eth_getBlockByNumber", json!([format!("{number:#x}"), false]));
+        assert_eq!(quantity(&theirs["timestamp"]), self.timestamp, "block {number}: anvil mined at the stamp asked");
 
         let choice = BlockChoice {
             timestamp: quantity(&theirs["timestamp"]),
