@@ -311,12 +311,13 @@ fn ensure_workload(data: &Path, kind: Kind, seed: u64, txs: usize, accounts: usi
     Ok(dir)
 }
 
+/// tephra's `block.block_time_s`, from the extra config or the defaults, in ms.
 fn block_time_ms(tephra_extra: &str) -> Result<f64, String> {
     let read = |text: &str| -> Option<f64> {
         let table: toml::Table = text.parse().ok()?;
-        table.get("block")?.get("block_time_ms")?.as_integer().map(|ms| ms as f64)
+        table.get("block")?.get("block_time_s")?.as_integer().map(|s| s as f64 * 1000.0)
     };
-    read(tephra_extra).or_else(|| read(TEPHRA_DEFAULT_CONFIG)).ok_or_else(|| "no block.block_time_ms".to_string())
+    read(tephra_extra).or_else(|| read(TEPHRA_DEFAULT_CONFIG)).ok_or_else(|| "no block.block_time_s".to_string())
 }
 
 fn all_command(a: &AllArgs) -> Result<(), String> {

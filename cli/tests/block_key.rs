@@ -11,7 +11,7 @@ use serde_json::json;
 
 #[test]
 fn file_key_blocks_verify_and_every_signature_is_audited() {
-    let mut node = TephraNode::start("blockkey", "[block]\nblock_time_ms = 50\n");
+    let mut node = TephraNode::start("blockkey", "");
     node.wait_for_signed_block(3);
     let signer = node.rpc("tephra_blockSigner", json!([])).as_str().unwrap().to_lowercase();
     let pubkey = node.tephra(&["hsm", "pubkey"]).unwrap().to_lowercase();
@@ -34,9 +34,8 @@ fn file_key_blocks_verify_and_every_signature_is_audited() {
 fn a_node_signs_with_a_softhsm2_key_it_generated() {
     let dir = common::fresh_dir("node-softhsm");
     let Some((signer, conf_text)) = common::softhsm2_token(&dir, &dir.join("tokens")) else { return };
-    let extra = format!("[block]\nblock_time_ms = 100\n{signer}");
     let env = [("SOFTHSM2_CONF", conf_text.as_str())];
-    let mut node = TephraNode::configure("softhsm-node", &extra, &env);
+    let mut node = TephraNode::configure("softhsm-node", &signer, &env);
     let generated = node.tephra(&["hsm", "keygen"]).unwrap();
     node.spawn();
     node.wait_for_signed_block(2);
@@ -50,7 +49,7 @@ fn a_node_signs_with_a_softhsm2_key_it_generated() {
 #[test]
 fn preconfirmations_are_signed_by_certified_hot_keys_across_epochs() {
     // Short epochs so that the test crosses into new hot keys.
-    let node = TephraNode::start("delegation", "[block]\nblock_time_ms = 50\n[signer]\ndelegation_epoch_blocks = 8\n");
+    let node = TephraNode::start("delegation", "[signer]\ndelegation_epoch_blocks = 2\n");
     let key = tephra_exec::dev::DevKey::dev(4);
     let verify = |hash: &str, signer: Option<String>| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tephra"));
@@ -77,7 +76,8 @@ fn preconfirmations_are_signed_by_certified_hot_keys_across_epochs() {
         last_hash = receipt["transactionHash"].as_str().unwrap().to_string();
         let output = verify(&last_hash, None);
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        std::thread::sleep(std::time::Duration::from_millis(40));
+        // Twelve transactions over about five blocks: two-block epochs change.
+        std::thread::sleep(std::time::Duration::from_millis(400));
     }
     assert!(epochs.len() >= 2, "hot keys rotated across epochs: {epochs:?}");
     // Checked against another key, the same preconfirmation fails.

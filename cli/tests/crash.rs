@@ -86,11 +86,11 @@ fn twenty_seeded_kill_9s_under_rpc_and_udp_load_lose_nothing() {
     });
     eprintln!("crash harness seed {seed} (replay: TEPHRA_CRASH_SEED={seed})");
     let mut rng = SplitMix64(seed);
-    // Snapshots every 4 blocks: restarts restore one and replay the tail. The
+    // Snapshots every 2 blocks: restarts restore one and replay the tail. The
     // node executes on 2 shards; `tephra log verify` replays sequentially.
     let mut node = TephraNode::start(
         "crash",
-        "[block]\nblock_time_ms = 50\nsnapshot_interval_blocks = 4\n[exec]\nshards = 2\n[pool]\nmini_block_wait_ms = 3\n",
+        "[block]\nsnapshot_interval_blocks = 2\n[exec]\nshards = 2\n[pool]\nmini_block_wait_ms = 3\n",
     );
     let promised: Promises = Arc::default();
     let mut restored_snapshot = false;

@@ -58,10 +58,7 @@ fn udp_flood(source: &str, to: String, datagrams: Vec<Vec<u8>>, stop: Arc<Atomic
 
 #[test]
 fn honest_transactions_are_preconfirmed_through_floods_and_memory_stays_bounded() {
-    let node = TephraNode::start(
-        "flood",
-        "[udp]\nsource_txs_per_s = 2000\nsource_burst_txs = 200\n[block]\nblock_time_ms = 100\n",
-    );
+    let node = TephraNode::start("flood", "[udp]\nsource_txs_per_s = 2000\nsource_burst_txs = 200\n");
     let rss_before = node.rss_bytes();
     let stop = Arc::new(AtomicBool::new(false));
     let mut floods = Vec::new();
@@ -228,7 +225,7 @@ fn idle_subscriber(runtime: &tokio::runtime::Runtime, source: &str, rpc: &str) -
         return None;
     }
     // One masked text frame (clients must mask), shorter than 126 bytes.
-    let payload = br#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#;
+    let payload = br#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["preconfirmations"]}"#;
     let mask = [0x37, 0xfa, 0x21, 0x3d];
     let mut frame = vec![0x81, 0x80 | u8::try_from(payload.len()).unwrap()];
     frame.extend_from_slice(&mask);
@@ -239,17 +236,15 @@ fn idle_subscriber(runtime: &tokio::runtime::Runtime, source: &str, rpc: &str) -
 
 #[test]
 fn websocket_subscribers_that_never_read_hold_neither_connections_nor_memory() {
-    let node = TephraNode::start(
-        "flood-ws",
-        "[rpc]\nconnections_per_client_max = 32\nsubscription_buffer_max = 16\n[block]\nblock_time_ms = 20\n",
-    );
+    let node = TephraNode::start("flood-ws", "[rpc]\nconnections_per_client_max = 32\nsubscription_buffer_max = 16\n");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
     let rss_before = node.rss_bytes();
     let held: Vec<_> = (0..100).filter_map(|_| idle_subscriber(&runtime, "127.0.0.2:0", &node.rpc_url)).collect();
     assert_eq!(held.len(), 32, "one client address holds at most rpc.connections_per_client_max");
     assert!(node.metric("tephra_rpc_connections_refused_total") >= 68.0);
-    // New heads pile up for subscribers that never read, while blocks come
-    // every 20 ms; another client is served all the while.
+    // Preconfirmations, one message per transaction, pile up for subscribers
+    // that never read, past their buffer of 16; another client is served
+    // all the while.
     let honest = DevKey::dev(2);
     for nonce in 0..50 {
         let raw = format!("0x{}", hex::encode(transfer(&honest, nonce)));

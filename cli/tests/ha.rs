@@ -128,7 +128,7 @@ fn standbys_through_proxy(leader: &TephraNode, budget: u64) -> Proxy {
 fn member(name: &str, id: &str, peer: &str, endpoints: &[String], prefix: &str, mode: &str, ha: &str) -> TephraNode {
     let endpoints: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
     let extra = format!(
-        "[block]\nblock_time_ms = 100\n[pool]\nmini_block_wait_ms = 2\n[ha]\nenabled = true\nnode_id = \"{id}\"\n\
+        "[pool]\nmini_block_wait_ms = 2\n[ha]\nenabled = true\nnode_id = \"{id}\"\n\
          peers = [\"{peer}\"]\netcd_endpoints = [{}]\netcd_prefix = \"{prefix}\"\nlease_ttl_s = {}\n\
          replication = \"{mode}\"\nreplication_listen = \"127.0.0.1:{}\"\n{ha}",
         endpoints.join(", "),

@@ -32,9 +32,8 @@ fn an_hsm_that_hangs_or_fails_stops_sealing_and_the_node_resumes_when_it_answers
         return;
     };
     let Some((signer, softhsm2_conf)) = common::softhsm2_token(&dir, &dir.join("tokens")) else { return };
-    let extra = format!(
-        "[block]\nblock_time_ms = 50\n{signer}sign_timeout_ms = 300\nsign_retry_ms = 100\nunsigned_blocks_max = {UNSIGNED_BLOCKS_MAX}\n"
-    );
+    let extra =
+        format!("{signer}sign_timeout_ms = 300\nsign_retry_ms = 100\nunsigned_blocks_max = {UNSIGNED_BLOCKS_MAX}\n");
     let mut node = TephraNode::configure("signer-fault", &extra, &[("SOFTHSM2_CONF", softhsm2_conf.as_str())]);
     node.tephra(&["hsm", "keygen"]).unwrap();
     node.spawn();
@@ -52,7 +51,8 @@ fn an_hsm_that_hangs_or_fails_stops_sealing_and_the_node_resumes_when_it_answers
         // Fail closed: the head holds still, at most the backlog ahead of
         // the newest signed block.
         let head = block_number(&node, "latest");
-        std::thread::sleep(Duration::from_millis(500));
+        // Two and a half block times: a head still moving would show.
+        std::thread::sleep(Duration::from_millis(2_500));
         assert_eq!(block_number(&node, "latest"), head, "no block sealed while the token {fault}s");
         let signed = block_number(&node, "finalized");
         assert!(head - signed <= UNSIGNED_BLOCKS_MAX, "head {head}, newest signed {signed}");

@@ -20,7 +20,7 @@ const TXS_PER_SENDER: u64 = 40;
 
 #[test]
 fn a_slow_fsync_slows_preconfirmations_but_loses_nothing() {
-    let mut node = TephraNode::configure("slow-fsync", "[block]\nblock_time_ms = 100\n", &[]);
+    let mut node = TephraNode::configure("slow-fsync", "", &[]);
     let Some(disk) = FuseDisk::mount(&node.dir.join("backing"), &node.dir.join("data"), FSYNC_DELAY_MS, None) else {
         return;
     };

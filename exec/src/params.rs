@@ -44,23 +44,23 @@ pub struct BlockChoice {
 pub enum OpenBlockError {
     #[error("block {number} would be sealed under {spec:?}; tephra seals post-merge blocks only")]
     PreMerge { number: u64, spec: SpecId },
-    #[error("timestamp {timestamp} is before the parent's {parent}")]
-    TimestampBeforeParent { timestamp: u64, parent: u64 },
+    #[error("timestamp {timestamp} is not after the parent's {parent}")]
+    TimestampNotAfterParent { timestamp: u64, parent: u64 },
     #[error("extra data of {0} bytes, at most 32 are allowed")]
     ExtraDataTooLong(usize),
 }
 
 impl BlockParams {
-    /// The parameters of the child of `parent`. Timestamps may repeat the
-    /// parent's: blocks come faster than one per second.
+    /// The parameters of the child of `parent`. Its timestamp is strictly
+    /// above the parent's, as every Ethereum and OP Stack follower checks.
     pub fn child_of(chain: &ChainSpec, parent: &Header, choice: BlockChoice) -> Result<Self, OpenBlockError> {
         let number = parent.number + 1;
         let spec = chain.spec_at(number, choice.timestamp);
         if !spec.is_enabled_in(SpecId::MERGE) {
             return Err(OpenBlockError::PreMerge { number, spec });
         }
-        if choice.timestamp < parent.timestamp {
-            return Err(OpenBlockError::TimestampBeforeParent {
+        if choice.timestamp <= parent.timestamp {
+            return Err(OpenBlockError::TimestampNotAfterParent {
                 timestamp: choice.timestamp,
                 parent: parent.timestamp,
             });

@@ -11,8 +11,8 @@ use alloy_consensus::{
 use alloy_eips::{eip2718::Encodable2718, eip7702::Authorization};
 use alloy_primitives::{Address, B256, Bytes, TxKind, U256, address};
 use tephra_exec::{
-    BlockBuilder, BlockChoice, BlockParams, ChainSpec, SealedBlock, SequentialExecutor, StateDb, TxOutcome, Verifier,
-    VerifyRules, block::receipt_envelope, dev::DevKey, snapshot,
+    BlockBuilder, BlockChoice, BlockParams, ChainSpec, OpenBlockError, SealedBlock, SequentialExecutor, StateDb,
+    TxOutcome, Verifier, VerifyRules, block::receipt_envelope, dev::DevKey, snapshot,
 };
 use tephra_types::RejectCode;
 
@@ -266,6 +266,18 @@ fn sealed_headers_chain_and_carry_exact_roots_and_base_fees() {
         assert_eq!(header.parent_beacon_block_root, Some(B256::ZERO));
         assert_eq!(header.requests_hash, Some(alloy_eips::eip7685::EMPTY_REQUESTS_HASH));
         assert_eq!(header.mix_hash, B256::repeat_byte(0x42));
+    }
+}
+
+#[test]
+fn a_child_stamped_at_or_before_its_parent_does_not_open() {
+    let mut chain = Chain::dev();
+    let (block1, _) = chain.block(&[]);
+    for timestamp in [block1.header.timestamp, block1.header.timestamp - 1] {
+        let choice = BlockChoice { timestamp, ..BlockChoice::default() };
+        let refused = BlockParams::child_of(&chain.spec, &chain.head, choice).unwrap_err();
+        let expected = OpenBlockError::TimestampNotAfterParent { timestamp, parent: block1.header.timestamp };
+        assert_eq!(refused, expected);
     }
 }
 

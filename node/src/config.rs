@@ -57,7 +57,7 @@ pub enum LogFormat {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockConfig {
-    pub block_time_ms: u64,
+    pub block_time_s: u64,
     pub beneficiary: String,
     pub extra_data: String,
     pub snapshot_interval_blocks: u64,
@@ -264,6 +264,20 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
 }
 
+/// Keys of earlier versions whose meaning cannot carry over: named, with what
+/// replaced them, rather than refused as unknown.
+fn refuse_retired_keys(overrides: &toml::Table) -> Result<(), ConfigError> {
+    let block_time_ms = overrides.get("block").and_then(|block| block.get("block_time_ms"));
+    match block_time_ms {
+        Some(value) => Err(ConfigError::Invalid {
+            key: "block.block_time_ms",
+            value: value.to_string(),
+            reason: "is retired: headers carry whole seconds, each above its parent's; set block.block_time_s",
+        }),
+        None => Ok(()),
+    }
+}
+
 impl Config {
     /// The defaults, overlaid with `overrides` (a TOML document that may set
     /// any subset of keys).
@@ -272,6 +286,7 @@ impl Config {
             DEFAULT_TOML.parse().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
         let overrides: toml::Table =
             overrides.parse().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        refuse_retired_keys(&overrides)?;
         merge(&mut merged, overrides);
         let config: Config =
             toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
@@ -308,7 +323,7 @@ impl Config {
         let (rpc, udp, net, signer, ha) = (&self.rpc, &self.udp, &self.net, &self.signer, &self.ha);
         let highest_core = |cores: &[usize]| cores.iter().max().map_or(0, |&core| core as u64);
         [
-            ("block.block_time_ms", self.block.block_time_ms, 1..=BLOCK_TIME_MS_MAX),
+            ("block.block_time_s", self.block.block_time_s, 1..=BLOCK_TIME_S_MAX),
             ("block.snapshot_interval_blocks", self.block.snapshot_interval_blocks, 1..=SNAPSHOT_INTERVAL_BLOCKS_MAX),
             ("pool.capacity", self.pool.capacity as u64, 1..=POOL_CAPACITY_MAX),
             ("pool.per_sender_max", self.pool.per_sender_max as u64, 1..=POOL_PER_SENDER_MAX),
@@ -511,14 +526,14 @@ mod tests {
     #[test]
     fn the_embedded_defaults_parse() {
         let config = Config::from_toml("").unwrap();
-        assert_eq!(config.block.block_time_ms, 250);
+        assert_eq!(config.block.block_time_s, 1);
         assert_eq!(config.rpc.listen.to_string(), "127.0.0.1:8545");
     }
 
     #[test]
     fn overrides_apply_key_by_key() {
-        let config = Config::from_toml("[block]\nblock_time_ms = 50\n").unwrap();
-        assert_eq!(config.block.block_time_ms, 50);
+        let config = Config::from_toml("[block]\nblock_time_s = 2\n").unwrap();
+        assert_eq!(config.block.block_time_s, 2);
         assert_eq!(config.block.extra_data, "tephra");
     }
 
@@ -528,8 +543,10 @@ mod tests {
         assert!(unknown.contains("block_tme_ms"), "{unknown}");
         let bad_type = Config::from_toml("[rpc]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
         assert!(bad_type.contains("listen"), "{bad_type}");
-        let zero = Config::from_toml("[block]\nblock_time_ms = 0\n").unwrap_err().to_string();
-        assert!(zero.contains("block.block_time_ms"), "{zero}");
+        let zero = Config::from_toml("[block]\nblock_time_s = 0\n").unwrap_err().to_string();
+        assert!(zero.contains("block.block_time_s"), "{zero}");
+        let retired = Config::from_toml("[block]\nblock_time_ms = 250\n").unwrap_err().to_string();
+        assert!(retired.contains("block.block_time_ms") && retired.contains("block.block_time_s"), "{retired}");
         for shards in [0, 65] {
             let refused = Config::from_toml(&format!("[exec]\nshards = {shards}\n")).unwrap_err().to_string();
             assert!(refused.contains("exec.shards"), "{refused}");

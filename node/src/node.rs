@@ -239,7 +239,7 @@ async fn serve(
         rpc = %rpc_address,
         udp = %udp_address,
         metrics = %metrics_address,
-        block_time_ms = config.block.block_time_ms,
+        block_time_s = config.block.block_time_s,
         "ready"
     );
     Ok((rpc, rpc_methods, dataplane))

@@ -126,7 +126,7 @@ impl Topology {
                         .into()
                 } else {
                     "admit into the pool, cut and execute mini-blocks (exec shard 0), batch log + fsync, \
-                     preconfirm; seal every block.block_time_ms; snapshots"
+                     preconfirm; seal every block.block_time_s; snapshots"
                         .into()
                 },
             },

@@ -9,7 +9,7 @@
 //! ```no_run
 //! # use tephra_testkit::tephra::TephraProcess;
 //! let mut node = TephraProcess::builder("target/debug/tephra", "/tmp/node")
-//!     .config("[block]\nblock_time_ms = 50\n")
+//!     .config("[block]\nblock_time_s = 2\n")
 //!     .start()
 //!     .unwrap();
 //! node.kill9();

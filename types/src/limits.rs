@@ -29,12 +29,14 @@ pub const EXTRA_DATA_MAX_BYTES: usize = 32;
 
 // [block]
 
-/// `block.block_time_ms`: a minute. Blocks carry the state roots that bridges
-/// and indexers wait for; past a minute it is a typo of the 250 ms default.
-pub const BLOCK_TIME_MS_MAX: u64 = 60_000;
+/// `block.block_time_s`: a minute. Blocks carry the state roots that bridges
+/// and indexers wait for; past a minute it is a typo of the 1 s default.
+/// The floor is 1 s: a header's timestamp is whole seconds, strictly above
+/// its parent's.
+pub const BLOCK_TIME_S_MAX: u64 = 60;
 
 /// `block.snapshot_interval_blocks`: a restart re-executes up to this many
-/// blocks after its snapshot; a million (about three days at 250 ms) is
+/// blocks after its snapshot; a million (about eleven days at 1 s) is
 /// already a restart of hours.
 pub const SNAPSHOT_INTERVAL_BLOCKS_MAX: u64 = 1_000_000;
 
@@ -128,8 +130,8 @@ pub const RPC_CLIENT_BURST_REQUESTS_MAX: u64 = RPC_CLIENT_REQUESTS_PER_S_MAX;
 pub const RPC_CLIENTS_MAX: u64 = 1 << 22;
 
 /// `rpc.history_blocks_max`: blocks kept in memory (headers, transactions,
-/// receipts) and replayed into it at restart; a million is about three days
-/// at 250 ms, ten times the default.
+/// receipts) and replayed into it at restart; a million is about eleven days
+/// at 1 s, ten times the default.
 pub const HISTORY_BLOCKS_MAX: u64 = 1_000_000;
 
 /// `rpc.get_logs_block_range_max`: a query sees only the blocks kept.
@@ -254,7 +256,7 @@ pub const HOST_SOCKET_BUFFER_MAX_BYTES: u64 = i32::MAX as u64;
 // [signer]
 
 /// `signer.unsigned_blocks_max`: sealed blocks waiting for a signature are
-/// held in memory; 1024 is minutes of blocks at 250 ms.
+/// held in memory; 1024 is seventeen minutes of blocks at 1 s.
 pub const SIGNER_UNSIGNED_BLOCKS_MAX: u64 = 1024;
 
 /// `signer.sign_timeout_ms`: a signature this late has stalled sealing for a
@@ -266,7 +268,7 @@ pub const SIGN_TIMEOUT_MS_MAX: u64 = 60_000;
 pub const SIGN_RETRY_MS_MAX: u64 = 60_000;
 
 /// `signer.delegation_epoch_blocks`: a hot key lives one epoch; a million
-/// blocks (about three days at 250 ms) is a long exposure already.
+/// blocks (about eleven days at 1 s) is a long exposure already.
 pub const DELEGATION_EPOCH_BLOCKS_MAX: u64 = 1_000_000;
 
 // [ha]: checked only with `ha.enabled`, as before: a single node never reads

@@ -4,7 +4,7 @@
 //! lock held, so that reads go on meanwhile), then preconfirmed: indexed,
 //! published and answered.
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use alloy_primitives::{Address, B256, Bytes};
 use tephra_batchlog::Record;
@@ -176,10 +176,8 @@ impl Sequencer {
             self.answer(&hash, outcome);
         }
         self.unhashed |= preconfirmed > 0;
-        if block_full {
-            self.block_full = true;
-            self.block_deadline = Instant::now();
-        }
+        // Sealed when the wall clock reaches its timestamp, as any other.
+        self.block_full |= block_full;
     }
 }
 

@@ -1,14 +1,15 @@
 //! The sequencer: one thread that owns block production. It admits verified
 //! transactions to the pool, executes mini-blocks into the open block, makes
 //! each durable in the batch log (and, in a sync pair, on a standby) before
-//! preconfirming it, seals a block every `block_time_ms`, and hands sealed
-//! blocks to the signer thread.
+//! preconfirming it, seals a block every `block_time_s` (when the wall clock
+//! reaches the open block's whole-second timestamp), and hands sealed blocks
+//! to the signer thread.
 //!
 //! ```text
 //!  submissions ─> admit ─> pool ─> mini_block: cut, execute, log + fsync ─┐ (view write lock)
 //!                                                                         ├ replicate (sync pair: no lock held)
 //!                                  preconfirm: index, events, answers <───┘ (view write lock)
-//!  every block_time_ms ─> seal: roots, log + fsync ─> replicate ─> publish, open the next ─> signing pipeline
+//!  at the block's timestamp ─> seal: roots, log + fsync ─> replicate ─> publish, open the next ─> signing pipeline
 //!  holds (disk reserve, signer, replication) ─> Health: /ready, refusals
 //! ```
 //!
@@ -54,7 +55,7 @@ const SIGNATURE_POLL: Duration = Duration::from_millis(1);
 /// How often, at most, the sequencer hashes the open block's changes ahead
 /// of the seal, idle or not. Each pass rehashes the trie's upper nodes again,
 /// so passes after every mini-block would cost throughput under load; every
-/// 10 ms leaves the seal at most that much to hash (25 passes a 250 ms block).
+/// 10 ms leaves the seal at most that much to hash (100 passes a 1 s block).
 /// Hashing ahead only when idle left a loaded node's seal the whole block:
 /// passes under load measured 3-5% more closed-loop throughput and a lower
 /// preconfirmation p99 at 8,000 tx/s.
@@ -119,12 +120,13 @@ pub struct Sequencer {
     /// Whether the open block's Open record is in the log.
     open_logged: bool,
     waiting: B256Map<Waiter>,
+    /// When the wall clock reaches the open block's timestamp.
     block_deadline: Instant,
     beneficiary: Address,
     snapshot_path: PathBuf,
     batch: Vec<VerifiedTx>,
     /// The open block had no room for a transaction: nothing more is cut
-    /// into it, it is sealed as soon as the signer allows.
+    /// into it until it is sealed, at its timestamp as every block is.
     block_full: bool,
     started: Instant,
     /// The open block changed state since the state trie last took it in.
@@ -138,7 +140,7 @@ pub struct Sequencer {
 
 impl Sequencer {
     pub fn new(shared: Arc<Shared>, parts: SequencerParts) -> Self {
-        let block_time = Duration::from_millis(shared.config.block.block_time_ms);
+        let block_deadline = seal::seal_deadline(parts.builder.params().timestamp);
         Self {
             shared,
             submissions: parts.submissions,
@@ -150,7 +152,7 @@ impl Sequencer {
             builder: Some(parts.builder),
             open_logged: parts.open_logged,
             waiting: B256Map::default(),
-            block_deadline: Instant::now() + block_time,
+            block_deadline,
             beneficiary: parts.beneficiary,
             snapshot_path: parts.snapshot_path,
             batch: Vec::new(),

@@ -30,11 +30,7 @@ impl Sequencer {
         let queued = self.signing.submit(block.header.number, block.hash, self.epoch);
         debug_assert!(queued.is_ok(), "sealing checks the signing backlog first");
         self.export_signing_lag();
-        let block_time = Duration::from_millis(self.shared.config.block.block_time_ms);
-        self.block_deadline += block_time;
-        if self.block_deadline < Instant::now() {
-            self.block_deadline = Instant::now() + block_time;
-        }
+        self.block_deadline = seal_deadline(self.builder().params().timestamp);
         Ok(())
     }
 
@@ -113,13 +109,29 @@ impl Sequencer {
 /// The choices for the child of `parent`, sealed by the leader of `epoch`.
 pub fn block_choice(parent: &StoredBlock, config: &Config, beneficiary: Address, epoch: u64) -> BlockChoice {
     BlockChoice {
-        // Seconds never run backwards, and may repeat: blocks come faster than one a second.
-        timestamp: (unix_ms() / 1000).max(parent.header.timestamp),
+        timestamp: child_timestamp(parent.header.timestamp, config.block.block_time_s, unix_ms()),
         beneficiary,
         // Deterministic and public: replay needs it, and it is not a source of randomness.
         prevrandao: keccak256(parent.hash),
         extra_data: crate::replay::stamped_extra_data(epoch, config.block.extra_data.as_bytes()),
     }
+}
+
+/// The timestamp of a block opened at `now_ms` on a parent stamped
+/// `parent_s`: `block_time_s` after the parent's, or the wall clock's next
+/// second if that is later (after a pause, the first block does not stamp
+/// the past). Whole seconds, strictly above the parent's; the block is
+/// sealed when the wall clock reaches it (`seal_deadline`), never before.
+pub fn child_timestamp(parent_s: u64, block_time_s: u64, now_ms: u64) -> u64 {
+    parent_s.saturating_add(block_time_s).max(now_ms / 1000 + 1)
+}
+
+/// When a block stamped `timestamp_s` may be sealed: as the wall clock
+/// reaches it. Kept as an `Instant` so that the wait does not follow the
+/// wall clock if it is stepped while the block is open.
+pub fn seal_deadline(timestamp_s: u64) -> Instant {
+    let wait_ms = timestamp_s.saturating_mul(1000).saturating_sub(unix_ms());
+    Instant::now() + Duration::from_millis(wait_ms)
 }
 
 /// Saves the state after `block` to `path`; a failure costs only replay time.
@@ -136,4 +148,23 @@ pub fn write_snapshot(state: &StateDb, block: &StoredBlock, path: &std::path::Pa
 
 pub fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::child_timestamp;
+
+    #[test]
+    fn a_child_is_stamped_block_time_after_its_parent_in_whole_seconds() {
+        // Opened just after its parent's seal: exactly one block time later.
+        assert_eq!(child_timestamp(100, 1, 100_004), 101);
+        assert_eq!(child_timestamp(100, 2, 100_004), 102);
+        // Opened late (a signer hold kept the parent open): never a stamp the
+        // wall clock has passed, never a repeat of the parent's.
+        assert_eq!(child_timestamp(100, 1, 101_500), 102);
+        // After a pause of an hour: the wall clock's next second.
+        assert_eq!(child_timestamp(100, 1, 3_700_250), 3_701);
+        // A parent stamped ahead of this clock (another node's): still above it.
+        assert_eq!(child_timestamp(5_000, 1, 3_000), 5_001);
+    }
 }
