@@ -39,9 +39,12 @@ enum Command {
     },
     /// Create a data dir for a genesis file and print its genesis state root and hash.
     Init {
-        /// A geth-style genesis.json.
+        /// A geth-style genesis.json (op-geth's for an OP Stack chain).
         #[arg(long)]
         genesis: PathBuf,
+        /// An OP Stack chain's op-node rollup.json, checked against the genesis.
+        #[arg(long)]
+        rollup_config: Option<PathBuf>,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -187,8 +190,8 @@ fn print_line(report: String) {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Run { config } => load(config).and_then(run::run),
-        Command::Init { genesis, config } => {
-            load(config).and_then(|config| chain::init(config, genesis)).map(print_line)
+        Command::Init { genesis, rollup_config, config } => {
+            load(config).and_then(|config| chain::init(config, genesis, rollup_config)).map(print_line)
         }
         Command::Log { command: LogCommand::Verify { config } } => {
             load(config).and_then(|config| chain::verify_log(&config)).map(print_line)

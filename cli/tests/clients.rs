@@ -164,6 +164,71 @@ fn init_prints_mainnet_genesis_root_and_hash() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `tephra` with `args`: whether it succeeded, and its stdout and stderr.
+fn tephra(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tephra")).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+#[test]
+fn op_stack_init_checks_the_rollup_config_against_the_genesis_naming_the_field() {
+    let dir = common::fresh_dir("init-op");
+    let config = dir.join("tephra.toml");
+    std::fs::write(&config, format!("[node]\ndata_dir = \"{}\"\n", dir.join("data").display())).unwrap();
+    let gz = std::fs::File::open(tephra_testkit::testdata("op/420110017-genesis-l2.json.gz")).unwrap();
+    let genesis = dir.join("genesis.json");
+    std::io::copy(&mut flate2::read::GzDecoder::new(gz), &mut std::fs::File::create(&genesis).unwrap()).unwrap();
+    let rollup_path = tephra_testkit::testdata("op/420110017-rollup.json");
+    let rollup: Value = serde_json::from_str(&std::fs::read_to_string(&rollup_path).unwrap()).unwrap();
+    let write_rollup = |name: &str, edit: &dyn Fn(&mut Value)| {
+        let mut edited = rollup.clone();
+        edit(&mut edited);
+        let path = dir.join(name);
+        std::fs::write(&path, edited.to_string()).unwrap();
+        path
+    };
+    let init = |rollup: Option<&std::path::Path>| {
+        let mut args = vec!["init", "--genesis", genesis.to_str().unwrap(), "--config", config.to_str().unwrap()];
+        if let Some(rollup) = rollup {
+            args.extend(["--rollup-config", rollup.to_str().unwrap()]);
+        }
+        tephra(&args)
+    };
+
+    // Refused, naming what is wrong; nothing of the rollup config is kept.
+    let (ok, text) = init(None);
+    assert!(!ok && text.contains("needs its rollup.json"), "{text}");
+    let other_chain = write_rollup("other-chain.json", &|r| r["l2_chain_id"] = json!(10));
+    let (ok, text) = init(Some(&other_chain));
+    assert!(!ok && text.contains("l2_chain_id") && text.contains("420110017"), "{text}");
+    let other_fork = write_rollup("other-fork.json", &|r| r["granite_time"] = json!(1_800_000_000));
+    let (ok, text) = init(Some(&other_fork));
+    assert!(!ok && text.contains("granite_time"), "{text}");
+    let jovian = write_rollup("jovian.json", &|r| r["jovian_time"] = json!(0));
+    let (ok, text) = init(Some(&jovian));
+    assert!(!ok && text.contains("Jovian is not supported"), "{text}");
+    let garbage = dir.join("garbage.json");
+    std::fs::write(&garbage, "{\"genesis\": [").unwrap();
+    let (ok, text) = init(Some(&garbage));
+    assert!(!ok && text.contains("rollup config"), "{text}");
+    assert!(!dir.join("data/rollup.json").exists());
+
+    // The pair op-deployer wrote: the genesis hash is the one rollup.json names.
+    let (ok, text) = init(Some(&rollup_path));
+    assert!(ok, "{text}");
+    assert!(text.contains("0xadfcd0337e984caa0c2ffb2beebd2a7aeac06752cd18eb498242597d13caf708"), "{text}");
+    assert!(text.contains("rollup.json agrees (L1 chain id 7088850215"), "{text}");
+    assert!(dir.join("data/rollup.json").exists());
+    // Another rollup config over this data dir is refused.
+    let (ok, text) = init(Some(&other_fork));
+    assert!(!ok && text.contains("granite_time"), "{text}");
+    // Not sequenced by this build, and it says so rather than run wrong blocks.
+    let (ok, text) = tephra(&["run", "--config", config.to_str().unwrap()]);
+    assert!(!ok && text.contains("OP Stack chain 420110017") && text.contains("not sequenced"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn viem_sends_waits_reads_balances_logs_and_watches_blocks() {
     let node = TephraNode::start("viem", "[exec]\nshards = 2\n");

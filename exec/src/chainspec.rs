@@ -2,14 +2,16 @@
 //!
 //! The genesis header follows the fork schedule exactly as geth builds it, so
 //! that the genesis state root and block hash of any geth-style genesis file
-//! equal geth's.
+//! equal geth's; an OP Stack genesis (a `config.optimism` section) is built
+//! as op-geth builds it, and checked against its op-node rollup config.
 
 use alloy_consensus::{EMPTY_OMMER_ROOT_HASH, Header};
 use alloy_eips::{eip1559::INITIAL_BASE_FEE, eip7685::EMPTY_REQUESTS_HASH};
 use alloy_genesis::Genesis;
-use alloy_primitives::{B64, B256};
+use alloy_primitives::{Address, B64, B256, address};
 use alloy_trie::EMPTY_ROOT_HASH;
 use revm::primitives::hardfork::SpecId;
+use tephra_types::rollup::{ChainOpConfig, HARDFORK_FIELDS, RollupConfig};
 
 use crate::state::StateDb;
 
@@ -30,12 +32,64 @@ pub enum ChainSpecError {
     ExtraDataTooLong(usize),
     #[error("genesis chainId must not be 0")]
     ZeroChainId,
+    #[error("genesis config.{key}: {reason}")]
+    OpConfig { key: String, reason: String },
+    #[error("genesis config.jovianTime: Jovian is not supported, tephra executes OP Stack chains up to Isthmus")]
+    Jovian,
+    #[error("the genesis file has no config.optimism section: it is not an OP Stack chain's")]
+    NotOpStack,
+    #[error("the rollup config and the genesis disagree on {field}: {rollup} in rollup.json, {genesis} in the genesis")]
+    RollupMismatch { field: &'static str, rollup: String, genesis: String },
+}
+
+/// The OP Stack predeploy whose storage root an Isthmus header carries as
+/// its withdrawals root.
+pub const L2_TO_L1_MESSAGE_PASSER: Address = address!("4200000000000000000000000000000000000016");
+
+/// The OP Stack side of a genesis file: op-geth's `config.optimism` and its
+/// hardfork times.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpGenesis {
+    /// By `HARDFORK_FIELDS`, in its order.
+    pub hardfork_times: [Option<u64>; HARDFORK_FIELDS.len()],
+    pub eip1559: ChainOpConfig,
+}
+
+impl OpGenesis {
+    /// The OP Stack part of `genesis`; `None` for an Ethereum genesis.
+    fn of(genesis: &Genesis) -> Result<Option<Self>, ChainSpecError> {
+        let extra = &genesis.config.extra_fields;
+        let Some(optimism) = extra.get("optimism") else { return Ok(None) };
+        let invalid = |key: &str, error: serde_json::Error| ChainSpecError::OpConfig {
+            key: key.to_string(),
+            reason: error.to_string(),
+        };
+        let eip1559 = serde_json::from_value(optimism.clone()).map_err(|e| invalid("optimism", e))?;
+        let mut hardfork_times = [None; HARDFORK_FIELDS.len()];
+        for (time, (_, key)) in hardfork_times.iter_mut().zip(HARDFORK_FIELDS) {
+            *time =
+                extra.get(key).map(|v| serde_json::from_value(v.clone())).transpose().map_err(|e| invalid(key, e))?;
+        }
+        let op = Self { hardfork_times, eip1559 };
+        if op.time("jovian_time").is_some() {
+            return Err(ChainSpecError::Jovian);
+        }
+        Ok(Some(op))
+    }
+
+    /// The activation time of the hardfork whose rollup.json field is `field`.
+    pub fn time(&self, field: &str) -> Option<u64> {
+        let at = HARDFORK_FIELDS.iter().position(|(name, _)| *name == field)?;
+        self.hardfork_times[at]
+    }
 }
 
 /// A chain: its genesis file, fork schedule and genesis block.
 #[derive(Clone, Debug)]
 pub struct ChainSpec {
     genesis: Genesis,
+    /// Present for an OP Stack chain.
+    op: Option<OpGenesis>,
     genesis_header: Header,
     genesis_hash: B256,
 }
@@ -59,14 +113,47 @@ impl ChainSpec {
         if genesis.config.chain_id == 0 {
             return Err(ChainSpecError::ZeroChainId);
         }
-        let state_root = StateDb::from_genesis(&genesis).state_root();
-        let mut spec = Self { genesis, genesis_header: Header::default(), genesis_hash: B256::ZERO };
-        spec.genesis_header = spec.build_genesis_header(state_root);
+        let op = OpGenesis::of(&genesis)?;
+        let mut state = StateDb::from_genesis(&genesis);
+        let state_root = state.state_root();
+        let message_passer_root = state.storage_root_of(&L2_TO_L1_MESSAGE_PASSER);
+        let mut spec = Self { genesis, op, genesis_header: Header::default(), genesis_hash: B256::ZERO };
+        spec.genesis_header = spec.build_genesis_header(state_root, message_passer_root);
         spec.genesis_hash = spec.genesis_header.hash_slow();
         Ok(spec)
     }
 
-    fn build_genesis_header(&self, state_root: B256) -> Header {
+    /// Refuses a rollup config that describes another chain than this
+    /// genesis, naming the first field on which they disagree.
+    pub fn check_rollup(&self, rollup: &RollupConfig) -> Result<(), ChainSpecError> {
+        let op = self.op.as_ref().ok_or(ChainSpecError::NotOpStack)?;
+        let header = &self.genesis_header;
+        let same = |field, rollup: String, genesis: String| {
+            if rollup == genesis { Ok(()) } else { Err(ChainSpecError::RollupMismatch { field, rollup, genesis }) }
+        };
+        same("l2_chain_id", rollup.l2_chain_id.to_string(), self.chain_id().to_string())?;
+        same("genesis.l2.number", rollup.genesis.l2.number.to_string(), header.number.to_string())?;
+        same("genesis.l2.hash", rollup.genesis.l2.hash.to_string(), self.genesis_hash.to_string())?;
+        same("genesis.l2_time", rollup.genesis.l2_time.to_string(), header.timestamp.to_string())?;
+        let gas_limit = rollup.genesis.system_config.gas_limit;
+        same("genesis.system_config.gasLimit", gas_limit.to_string(), header.gas_limit.to_string())?;
+        for (field, _) in HARDFORK_FIELDS {
+            same(field, format!("{:?}", rollup.hardfork_time(field)), format!("{:?}", op.time(field)))?;
+        }
+        same("chain_op_config", format!("{:?}", rollup.chain_op_config), format!("{:?}", op.eip1559))
+    }
+
+    /// The OP Stack part of the chain; `None` for an Ethereum chain.
+    pub fn op(&self) -> Option<&OpGenesis> {
+        self.op.as_ref()
+    }
+
+    /// Whether the OP Stack hardfork of rollup.json field `field` is active at `timestamp`.
+    pub fn is_op_active(&self, field: &str, timestamp: u64) -> bool {
+        self.op.as_ref().is_some_and(|op| Self::time_active(op.time(field), timestamp))
+    }
+
+    fn build_genesis_header(&self, state_root: B256, message_passer_root: B256) -> Header {
         let g = &self.genesis;
         let number = g.number.unwrap_or(0);
         let timestamp = g.timestamp;
@@ -92,7 +179,7 @@ impl ChainSpec {
             mix_hash: g.mix_hash,
             nonce: B64::from(g.nonce),
             base_fee_per_gas,
-            withdrawals_root: self.is_shanghai_active(timestamp).then_some(EMPTY_ROOT_HASH),
+            withdrawals_root: self.withdrawals_root(timestamp, message_passer_root),
             blob_gas_used: cancun.then(|| g.blob_gas_used.unwrap_or(0)),
             excess_blob_gas: cancun.then(|| g.excess_blob_gas.unwrap_or(0)),
             parent_beacon_block_root: cancun.then_some(B256::ZERO),
@@ -100,6 +187,15 @@ impl ChainSpec {
             block_access_list_hash: None,
             slot_number: None,
         }
+    }
+
+    /// A header's withdrawals root: empty from Shanghai on, and on an OP Stack
+    /// chain from Isthmus on the L2ToL1MessagePasser's storage root.
+    fn withdrawals_root(&self, timestamp: u64, message_passer_root: B256) -> Option<B256> {
+        if self.is_op_active("isthmus_time", timestamp) {
+            return Some(message_passer_root);
+        }
+        self.is_shanghai_active(timestamp).then_some(EMPTY_ROOT_HASH)
     }
 
     pub fn genesis(&self) -> &Genesis {
@@ -231,6 +327,63 @@ mod tests {
         assert_eq!(spec.genesis_header().base_fee_per_gas, Some(INITIAL_BASE_FEE));
         assert_eq!(spec.genesis_header().gas_limit, GENESIS_GAS_LIMIT_DEFAULT);
         assert_eq!(spec.genesis_header().withdrawals_root, None);
+    }
+
+    /// op-deployer's genesis and rollup config of the Isthmus devnet 420110017
+    /// (testdata/README.md).
+    fn op_devnet() -> (serde_json::Value, RollupConfig) {
+        let gz: &[u8] = include_bytes!("../../testdata/op/420110017-genesis-l2.json.gz");
+        let mut json = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(gz), &mut json).unwrap();
+        let rollup = RollupConfig::from_json(include_str!("../../testdata/op/420110017-rollup.json")).unwrap();
+        (serde_json::from_str(&json).unwrap(), rollup)
+    }
+
+    #[test]
+    fn an_op_stack_genesis_hashes_as_op_deployer_wrote_it_and_matches_its_rollup_config() {
+        let (genesis, rollup) = op_devnet();
+        let spec = ChainSpec::from_genesis(serde_json::from_value(genesis).unwrap()).unwrap();
+        // The hash op-deployer wrote into rollup.json commits to every
+        // predeploy's code and storage and to the Isthmus header rules.
+        assert_eq!(spec.genesis_hash(), b256!("adfcd0337e984caa0c2ffb2beebd2a7aeac06752cd18eb498242597d13caf708"));
+        assert_eq!(spec.genesis_hash(), rollup.genesis.l2.hash);
+        spec.check_rollup(&rollup).unwrap();
+        let h = spec.genesis_header();
+        assert_ne!(h.withdrawals_root, Some(EMPTY_ROOT_HASH), "Isthmus: the message passer's storage root");
+        assert!(spec.is_op_active("isthmus_time", h.timestamp));
+        assert_eq!(spec.spec_at(0, h.timestamp), SpecId::PRAGUE);
+        assert!(ChainSpec::dev().check_rollup(&rollup).is_err_and(|e| matches!(e, ChainSpecError::NotOpStack)));
+    }
+
+    #[test]
+    fn a_rollup_config_and_a_genesis_that_disagree_are_refused_naming_the_field() {
+        let (genesis, rollup) = op_devnet();
+        let spec = ChainSpec::from_genesis(serde_json::from_value(genesis.clone()).unwrap()).unwrap();
+        let mut edits: Vec<(&str, RollupConfig)> = Vec::new();
+        let mut other = rollup.clone();
+        other.l2_chain_id += 1;
+        edits.push(("l2_chain_id", other));
+        let mut other = rollup.clone();
+        other.genesis.l2.hash = B256::repeat_byte(1);
+        edits.push(("genesis.l2.hash", other));
+        let mut other = rollup.clone();
+        other.genesis.l2_time += 2;
+        edits.push(("genesis.l2_time", other));
+        let mut other = rollup.clone();
+        other.holocene_time = Some(10);
+        edits.push(("holocene_time", other));
+        let mut other = rollup.clone();
+        other.chain_op_config.eip1559_elasticity = 2;
+        edits.push(("chain_op_config", other));
+        for (field, other) in edits {
+            let error = spec.check_rollup(&other).unwrap_err();
+            assert!(matches!(error, ChainSpecError::RollupMismatch { field: f, .. } if f == field), "{field}: {error}");
+        }
+        // A genesis that schedules Jovian is refused before anything runs.
+        let mut jovian = genesis;
+        jovian["config"]["jovianTime"] = serde_json::json!(0);
+        let refused = ChainSpec::from_genesis(serde_json::from_value(jovian).unwrap()).unwrap_err();
+        assert!(matches!(refused, ChainSpecError::Jovian), "{refused}");
     }
 
     #[test]

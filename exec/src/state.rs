@@ -287,6 +287,14 @@ impl StateDb {
         self.partitions.iter().map(|partition| partition.accounts.len()).sum()
     }
 
+    /// The root of `address`'s storage trie (empty for no account or no
+    /// storage), as the state root takes it: from Isthmus on, an OP Stack
+    /// header's withdrawals root is the L2ToL1MessagePasser's.
+    pub fn storage_root_of(&mut self, address: &Address) -> B256 {
+        let accounts = &mut self.partitions[partition_of(address)].accounts;
+        accounts.get_mut(address).map_or(EMPTY_ROOT_HASH, Account::storage_root)
+    }
+
     fn put(&mut self, address: Address, account: Account) {
         self.partitions[partition_of(&address)].insert(address, account);
     }

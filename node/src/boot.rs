@@ -15,6 +15,7 @@ use tephra_hsm::{
     AuditedSigner, FileSigner, GuardedSigner, Pkcs11Config, Pkcs11Signer, SignError, SignGuard, Signer, YubiConnector,
     YubiHsmConfig, YubiHsmSigner,
 };
+use tephra_types::rollup::RollupConfig;
 
 use crate::{
     config::{Config, SignerKind},
@@ -42,6 +43,9 @@ pub struct DataDir(pub PathBuf);
 impl DataDir {
     pub fn genesis(&self) -> PathBuf {
         self.0.join("genesis.json")
+    }
+    pub fn rollup_config(&self) -> PathBuf {
+        self.0.join("rollup.json")
     }
     pub fn log(&self) -> PathBuf {
         self.0.join("log")
@@ -82,6 +86,55 @@ pub fn chain_of(config: &Config, data: &DataDir) -> Result<ChainSpec, NodeError>
         }
     };
     parse_chain(&json, &stored_path)
+}
+
+/// An OP Stack chain's rollup config: the data dir's rollup.json, written on
+/// first use from `node.rollup_config` once it is checked against `chain`'s
+/// genesis. `None` for an Ethereum chain; an OP Stack genesis without a
+/// rollup config, or a different rollup config over an existing data dir,
+/// is refused.
+pub fn rollup_of(config: &Config, data: &DataDir, chain: &ChainSpec) -> Result<Option<RollupConfig>, NodeError> {
+    let stored_path = data.rollup_config();
+    let configured_path = &config.node.rollup_config;
+    let configured = if configured_path.as_os_str().is_empty() {
+        None
+    } else {
+        Some(fs::read_to_string(configured_path).map_err(io_error(configured_path))?)
+    };
+    let stored = if stored_path.exists() {
+        Some(fs::read_to_string(&stored_path).map_err(io_error(&stored_path))?)
+    } else {
+        None
+    };
+    match (stored, configured) {
+        (Some(stored), configured) => {
+            let rollup = parse_rollup(&stored, &stored_path, chain)?;
+            if let Some(configured) = configured
+                && parse_rollup(&configured, configured_path, chain)? != rollup
+            {
+                let reason = "the data dir holds another rollup config".to_string();
+                return Err(NodeError::Rollup { path: configured_path.clone(), reason });
+            }
+            Ok(Some(rollup))
+        }
+        (None, Some(configured)) => {
+            let rollup = parse_rollup(&configured, configured_path, chain)?;
+            write_durably(&stored_path, configured.as_bytes())?;
+            Ok(Some(rollup))
+        }
+        (None, None) if chain.op().is_some() => {
+            let reason = "an OP Stack genesis needs its rollup.json: tephra init --rollup-config FILE --genesis FILE";
+            Err(NodeError::Rollup { path: stored_path, reason: reason.into() })
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn parse_rollup(json: &str, path: &Path, chain: &ChainSpec) -> Result<RollupConfig, NodeError> {
+    let refused = |reason: String| NodeError::Rollup { path: path.to_path_buf(), reason };
+    let rollup = RollupConfig::from_json(json).map_err(|e| refused(e.to_string()))?;
+    chain.check_rollup(&rollup).map_err(|e| refused(e.to_string()))?;
+    Ok(rollup)
 }
 
 fn parse_chain(json: &str, path: &Path) -> Result<ChainSpec, NodeError> {

@@ -36,6 +36,7 @@ pub struct NodeConfig {
     pub profile: Profile,
     pub data_dir: PathBuf,
     pub genesis: PathBuf,
+    pub rollup_config: PathBuf,
     pub log_format: LogFormat,
     pub log_level: String,
 }

@@ -35,7 +35,9 @@ use crate::{
     view::{OpenBlock, StoredTx},
 };
 pub use crate::{
-    boot::{DataDir, chain_of, load_key, load_signer, lock_data_dir, placement, verify_log, yubihsm_connector},
+    boot::{
+        DataDir, chain_of, load_key, load_signer, lock_data_dir, placement, rollup_of, verify_log, yubihsm_connector,
+    },
     error::NodeError,
 };
 
@@ -61,6 +63,9 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     let data = DataDir(config.node.data_dir.clone());
     let lock = lock_data_dir(&data)?;
     let chain = chain_of(&config, &data)?;
+    if let Some(rollup) = rollup_of(&config, &data, &chain)? {
+        return Err(NodeError::OpStackNotSequenced { l2_chain_id: rollup.l2_chain_id });
+    }
     // Every block has the genesis gas limit: its fullest block must fit a record.
     crate::config::check_record_limits(chain.genesis_header().gas_limit)?;
     let ha = match config.ha.enabled {

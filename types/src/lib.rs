@@ -5,6 +5,7 @@
 pub mod crypto;
 pub mod limits;
 pub mod reject;
+pub mod rollup;
 pub mod wire;
 
 pub use reject::{Reject, RejectCode};
