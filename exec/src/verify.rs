@@ -179,9 +179,8 @@ impl Verifier {
             (list.len() as u64, slots as u64)
         });
         let auth_count = tx.authorization_list().map_or(0, |list| list.len() as u64);
-        let gas =
-            self.gas_params.initial_tx_gas(tx.input(), is_create, access_accounts, access_slots, auth_count, None);
-        let intrinsic = (gas.initial_regular_gas + gas.initial_state_gas).max(gas.floor_gas);
+        let gas = self.gas_params.initial_tx_gas(tx.input(), is_create, access_accounts, access_slots, auth_count);
+        let intrinsic = gas.initial_total_gas.max(gas.floor_gas);
         if gas_limit < intrinsic {
             return Err(Reject::new(
                 RejectCode::IntrinsicGasTooLow,
