@@ -6,7 +6,7 @@
 #   ./scripts/test.sh              every phase
 #   ./scripts/test.sh node fuzz    the named phases only (after install)
 #
-# Phases: install fmt build unit exec hsm-ha dataplane node bench image dpdk
+# Phases: install fmt build unit exec l1 hsm-ha dataplane node bench image dpdk
 # fuzz (a run of named phases builds first when it runs tests). Clippy lints as
 # the build compiles (see below), with every warning an error. Strict: a test
 # whose prerequisite is missing fails (tephra-testkit); TEPHRA_TEST_STRICT=0
@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_phases=(install fmt build unit exec hsm-ha dataplane node bench image dpdk fuzz all-run)
+all_phases=(install fmt build unit exec l1 hsm-ha dataplane node bench image dpdk fuzz all-run)
 if [ $# -gt 0 ]; then
   wanted=(install "$@")
   # Test phases run what the build phase built.
@@ -228,6 +228,7 @@ phase fmt cargo fmt --all -- --check
 phase build build
 phase unit unit
 phase exec integration exec
+phase l1 integration l1
 phase hsm-ha integration hsm ha
 phase dataplane integration dataplane
 # The node end to end: the `tephra` binary's tests live in its crate, cli/.
