@@ -102,6 +102,17 @@ fn json_rpc_behaves_as_clients_expect() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(node.rpc("eth_getTransactionCount", json!([&*DEV_ADDRESS_0, "latest"])), "0x2");
+    // eth_getBlockReceipts: null for a block not kept; the open block's at pending.
+    assert!(node.rpc("eth_getBlockReceipts", json!(["0xffffff"])).is_null());
+    let again = signed_transfer(&node, &DEV_KEY_0, 2, "0x000000000000000000000000000000000000b0b0", 1);
+    let preconfirmed = node.rpc("eth_sendRawTransactionSync", json!([again]));
+    let pending = node.rpc("eth_getBlockReceipts", json!(["pending"]));
+    let sealed_meanwhile = quantity(&node.rpc("eth_blockNumber", json!([]))) >= quantity(&preconfirmed["blockNumber"]);
+    if !sealed_meanwhile {
+        let receipts = pending.as_array().unwrap();
+        assert!(receipts.iter().any(|r| r["transactionHash"] == preconfirmed["transactionHash"]), "{pending}");
+        assert!(receipts.iter().all(|r| r["blockHash"].is_null()), "{pending}");
+    }
     // Every sealed block is signed by the block key, with the OP Stack hash.
     let signer: alloy_primitives::Address = serde_json::from_value(node.rpc("tephra_blockSigner", json!([]))).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

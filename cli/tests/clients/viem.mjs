@@ -1,5 +1,5 @@
 // viem against tephra: send, wait for the receipt, read balances and logs,
-// deploy a token and watch new heads over WebSocket.
+// deploy a token, read a block's receipts and watch new heads over WebSocket.
 import { readFileSync } from "node:fs";
 import assert from "node:assert/strict";
 import {
@@ -44,8 +44,14 @@ assert.equal(event.args.value, 42n);
 assert.equal(await publicClient.readContract({ address: token, abi, functionName: "balanceOf", args: [bob] }), 42n);
 const logs = await publicClient.getContractEvents({ address: token, abi, eventName: "Transfer", fromBlock: 0n });
 assert.equal(logs.length, 2); // the mint in the constructor, then the transfer
+// eth_getBlockReceipts: the block's receipts, in order, each as its own lookup gives it.
+const block = await publicClient.getBlock({ blockNumber: transferred.blockNumber });
+const blockReceipts = await publicClient.getBlockReceipts({ blockNumber: transferred.blockNumber });
+assert.deepEqual(blockReceipts.map((r) => r.transactionHash), block.transactions);
+assert.deepEqual(blockReceipts.find((r) => r.transactionHash === transferHash), transferred);
 
-await new Promise((resolve) => setTimeout(resolve, 1500));
+// Two and a half block times: at least two new heads, whenever the watch began.
+await new Promise((resolve) => setTimeout(resolve, 2500));
 unwatch();
 assert.ok(heads.length >= 2, `newHeads delivered ${heads.length} blocks`);
 for (let i = 1; i < heads.length; i++) assert.equal(heads[i], heads[i - 1] + 1n);

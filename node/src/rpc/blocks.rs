@@ -56,6 +56,24 @@ pub(super) fn transaction_receipt(params: &Params<'_>, shared: &Shared) -> RpcRe
     Ok(receipt_of(&shared.view.read().expect("view lock"), &hash, false).unwrap_or(Value::Null))
 }
 
+/// Every receipt of a block, in order; null for a block not kept. At
+/// `pending`, the open block's preconfirmed transactions (no block hash yet).
+pub(super) fn block_receipts(params: &Params<'_>, shared: &Shared) -> RpcResult {
+    let p = list(params)?;
+    let tag = parse_tag(p.first())?;
+    let view = shared.view.read().expect("view lock");
+    let (block_number, block_hash, txs) = if tag == BlockTag::Pending {
+        let open = view.open_block();
+        (open.params.number, None, &open.txs)
+    } else {
+        let Some(block) = resolve(&view, tag).and_then(|n| view.block(n)) else { return Ok(Value::Null) };
+        (block.header.number, Some(block.hash), &block.txs)
+    };
+    let receipts =
+        txs.iter().enumerate().map(|(index, tx)| format::receipt(tx, Position { block_number, block_hash, index }));
+    Ok(Value::Array(receipts.collect()))
+}
+
 /// tephra's own: a transaction's signed preconfirmation, checkable back to
 /// the block key.
 pub(super) fn preconfirmation(params: &Params<'_>, shared: &Shared) -> RpcResult {

@@ -62,6 +62,7 @@ fn register_blocks_and_txs(m: &mut RpcModule<Shared>) {
     m.register_method("eth_getBlockByHash", |p, s, _| blocks::block_by_hash(&p, s)).expect("unique");
     m.register_method("eth_getTransactionByHash", |p, s, _| blocks::transaction_by_hash(&p, s)).expect("unique");
     m.register_method("eth_getTransactionReceipt", |p, s, _| blocks::transaction_receipt(&p, s)).expect("unique");
+    m.register_method("eth_getBlockReceipts", |p, s, _| blocks::block_receipts(&p, s)).expect("unique");
     m.register_method("tephra_getPreconfirmation", |p, s, _| blocks::preconfirmation(&p, s)).expect("unique");
     m.register_method("eth_getLogs", |p, s, _| logs::get_logs(&p, s)).expect("unique");
 }
