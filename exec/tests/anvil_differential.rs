@@ -22,7 +22,7 @@ use std::os::unix::process::CommandExt;
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use alloy_consensus::{TxEip1559, TxEip2930, TxEip7702, TxEnvelope, TxLegacy, TypedTransaction};
@@ -87,11 +87,7 @@ impl Anvil {
             .spawn()
             .expect("anvil starts");
         let anvil = Self { child, client: RpcClient::new(format!("http://127.0.0.1:{port}")) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while let Err(error) = anvil.client.try_call("eth_chainId", json!([])) {
-            assert!(Instant::now() < deadline, "anvil did not answer within 30 s: {error}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        anvil.client.wait_answering("anvil", Duration::from_secs(30));
         anvil
     }
 

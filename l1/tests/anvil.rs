@@ -9,14 +9,15 @@
 use std::{
     os::unix::process::CommandExt,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, B256, Bytes, Signature, TxKind, U256, address, b256, hex};
+use alloy_primitives::{Address, B256, Bytes, Signature, TxKind, U256, address, hex};
 use secp256k1::{Message, SECP256K1, SecretKey};
 use serde_json::{Value, json};
+use tephra_exec::dev::DEV_PRIVATE_KEYS;
 use tephra_l1::{Deposit, FollowerConfig, HttpL1Rpc, L1Event, L1Follower, L1Rpc, L1Status, user_deposit_source_hash};
 use tephra_testkit::{
     Need,
@@ -35,17 +36,6 @@ const ALIAS_OFFSET: Address = address!("1111000000000000000000000000000000001111
 /// The gas limit OptimismPortal gives a deposit made by sending it ETH.
 const RECEIVE_DEFAULT_GAS_LIMIT: u64 = 100_000;
 
-/// anvil's first seven dev accounts (mnemonic `test test ... junk`).
-const DEV_KEYS: [B256; 7] = [
-    b256!("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"),
-    b256!("59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"),
-    b256!("5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"),
-    b256!("7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6"),
-    b256!("47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a"),
-    b256!("8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba"),
-    b256!("92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e"),
-];
-
 struct Key {
     secret: SecretKey,
     address: Address,
@@ -53,7 +43,7 @@ struct Key {
 
 impl Key {
     fn dev(index: usize) -> Self {
-        let secret = SecretKey::from_byte_array(DEV_KEYS[index].0).expect("a dev key");
+        let secret = SecretKey::from_byte_array(DEV_PRIVATE_KEYS[index].0).expect("a dev key");
         Self { address: address_of(&secret.public_key(SECP256K1)), secret }
     }
 
@@ -139,11 +129,7 @@ impl Anvil {
             .expect("anvil starts");
         let url = format!("http://127.0.0.1:{port}");
         let anvil = Self { child, client: RpcClient::new(url.clone()), url };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while let Err(error) = anvil.client.try_call("eth_chainId", json!([])) {
-            assert!(Instant::now() < deadline, "anvil did not answer within 30 s: {error}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        anvil.client.wait_answering("anvil", Duration::from_secs(30));
         anvil
     }
 
@@ -225,7 +211,7 @@ fn deposits_of_a_real_portal_are_followed_through_an_l1_reorg() {
         return;
     }
     let anvil = Anvil::start();
-    let keys: Vec<Key> = (0..DEV_KEYS.len()).map(Key::dev).collect();
+    let keys: Vec<Key> = (0..DEV_PRIVATE_KEYS.len()).map(Key::dev).collect();
 
     // Block 1: the portal.
     let bin = std::fs::read_to_string(workspace_root().join("contracts/DepositPortal.bin")).expect("DepositPortal.bin");

@@ -62,6 +62,16 @@ impl RpcClient {
         }
     }
 
+    /// Waits up to `limit` for the server to answer `eth_chainId` (a node or
+    /// anvil just started); panics naming `what` if it does not.
+    pub fn wait_answering(&self, what: &str, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while let Err(error) = self.try_call("eth_chainId", serde_json::json!([])) {
+            assert!(std::time::Instant::now() < deadline, "{what} did not answer within {limit:?}: {error}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// One call that must succeed: its result.
     pub fn rpc(&self, method: &str, params: Value) -> Value {
         self.call(method, params).unwrap_or_else(|e| panic!("{method}: {e}"))
