@@ -1,12 +1,18 @@
-//! seal: the open block, from its parameters to a complete Ethereum header.
+//! seal: the open block, from its parameters to a complete header. An OP
+//! Stack block opens with its deposits (the L1-info deposit first), which
+//! precede every sequenced transaction in both tries.
 
 use alloy_consensus::{EMPTY_OMMER_ROOT_HASH, Header, ReceiptEnvelope, ReceiptWithBloom, TxType, Typed2718};
 use alloy_eips::{eip2718::Encodable2718, eip7685::EMPTY_REQUESTS_HASH};
 use alloy_primitives::{B256, Bloom};
 use alloy_trie::{EMPTY_ROOT_HASH, HashBuilder, Nibbles};
+use op_revm::{L1BlockInfo, OpSpecId};
 use revm::primitives::hardfork::SpecId;
+use tephra_types::{Reject, deposit::Deposit};
 
 use crate::{
+    chainspec::L2_TO_L1_MESSAGE_PASSER,
+    deposit::{ExecutedDeposit, execute_deposits},
     evm::apply_pre_block_system_calls,
     executor::{ExecutedTx, Executor, TxOutcome},
     params::BlockParams,
@@ -27,7 +33,11 @@ fn receipt_leaf(tx: &ExecutedTx, bloom: &mut Bloom, out: &mut Vec<u8>) {
 pub struct SealedBlock {
     pub header: Header,
     pub hash: B256,
+    /// An OP Stack block's deposits, which come first in the block.
+    pub deposits: Vec<ExecutedDeposit>,
     pub transactions: Vec<ExecutedTx>,
+    /// An OP Stack block's L1 fee parameters, as its L1-info deposit set them.
+    pub l1_block_info: Option<L1BlockInfo>,
 }
 
 /// An ordered trie root (a block's transactions or receipts root) built as
@@ -80,6 +90,8 @@ impl OrderedRoot {
 #[derive(Debug)]
 pub struct BlockBuilder {
     params: BlockParams,
+    deposits: Vec<ExecutedDeposit>,
+    l1_block_info: Option<L1BlockInfo>,
     transactions: Vec<ExecutedTx>,
     gas_used: u64,
     /// Reused across batches so that executing a batch does not allocate it.
@@ -90,14 +102,35 @@ pub struct BlockBuilder {
 }
 
 impl BlockBuilder {
-    /// Opens the block on `state`: makes the system calls that precede its
-    /// first transaction.
+    /// Opens an Ethereum-mode block on `state`: makes the system calls that
+    /// precede its first transaction.
     pub fn open(params: BlockParams, state: &mut StateDb) -> Self {
+        assert!(params.op_spec.is_none(), "an OP Stack block opens with its deposits");
         apply_pre_block_system_calls(state, &params);
+        Self::opened(params, Vec::new(), None)
+    }
+
+    /// Opens an OP Stack block on `state`: the system calls, then its
+    /// deposits in order, the L1-info deposit first (which every OP block
+    /// has). A deposit that fails is still included, as a failed deposit.
+    pub fn open_op(params: BlockParams, state: &mut StateDb, deposits: Vec<Deposit>) -> Result<Self, Reject> {
+        let spec = params.op_spec.expect("an OP Stack block's parameters");
+        assert!(!deposits.is_empty(), "an OP Stack block starts with its L1-info deposit");
+        apply_pre_block_system_calls(state, &params);
+        let deposits = execute_deposits(state, &params, deposits)?;
+        let info = L1BlockInfo::try_fetch(state, alloy_primitives::U256::from(params.number), spec)
+            .unwrap_or_else(|never| match never {});
+        Ok(Self::opened(params, deposits, Some(info)))
+    }
+
+    fn opened(params: BlockParams, deposits: Vec<ExecutedDeposit>, l1_block_info: Option<L1BlockInfo>) -> Self {
+        let gas_used = deposits.last().map_or(0, |d| d.receipt.cumulative_gas_used);
         Self {
             params,
+            deposits,
+            l1_block_info,
             transactions: Vec::new(),
-            gas_used: 0,
+            gas_used,
             outcomes: Vec::new(),
             transactions_root: OrderedRoot::default(),
             receipts_root: OrderedRoot::default(),
@@ -113,10 +146,17 @@ impl BlockBuilder {
     }
 
     fn add_leaves(&mut self, done: bool) {
-        let (txs, len) = (&self.transactions, self.transactions.len());
-        self.transactions_root.add(len, done, |i, out| out.extend_from_slice(&txs[i].tx.encoded));
+        let (deposits, txs) = (&self.deposits, &self.transactions);
+        let (first_tx, len) = (deposits.len(), deposits.len() + txs.len());
+        self.transactions_root.add(len, done, |i, out| match i.checked_sub(first_tx) {
+            None => out.extend_from_slice(&deposits[i].encoded),
+            Some(i) => out.extend_from_slice(&txs[i].tx.encoded),
+        });
         let bloom = &mut self.logs_bloom;
-        self.receipts_root.add(len, done, |i, out| receipt_leaf(&txs[i], bloom, out));
+        self.receipts_root.add(len, done, |i, out| match i.checked_sub(first_tx) {
+            None => deposits[i].receipt_leaf(bloom, out),
+            Some(i) => receipt_leaf(&txs[i], bloom, out),
+        });
     }
 
     pub fn params(&self) -> &BlockParams {
@@ -125,8 +165,12 @@ impl BlockBuilder {
 
     /// Replaces the extra data the seal writes. A new leader that takes over
     /// an open block stamps its own epoch on it; execution never reads it.
+    /// An OP Stack block's extraData is its EIP-1559 parameters, which every
+    /// verifier checks: it keeps them.
     pub fn set_extra_data(&mut self, extra_data: alloy_primitives::Bytes) {
-        self.params.extra_data = extra_data;
+        if self.params.op_spec.is_none() {
+            self.params.extra_data = extra_data;
+        }
     }
 
     pub fn gas_used(&self) -> u64 {
@@ -135,6 +179,16 @@ impl BlockBuilder {
 
     pub fn transactions(&self) -> &[ExecutedTx] {
         &self.transactions
+    }
+
+    /// An OP Stack block's deposits, which precede its transactions.
+    pub fn deposits(&self) -> &[ExecutedDeposit] {
+        &self.deposits
+    }
+
+    /// An OP Stack block's L1 fee parameters.
+    pub fn l1_block_info(&self) -> Option<&L1BlockInfo> {
+        self.l1_block_info.as_ref()
     }
 
     /// Executes a batch into the block. Included transactions join the block;
@@ -151,7 +205,8 @@ impl BlockBuilder {
         self.outcomes.clear();
         executor.execute(state, &self.params, self.gas_used, txs, &mut self.outcomes);
         for outcome in self.outcomes.drain(..) {
-            let index = matches!(outcome, TxOutcome::Included(_)).then_some(self.transactions.len());
+            let next = self.deposits.len() + self.transactions.len();
+            let index = matches!(outcome, TxOutcome::Included(_)).then_some(next);
             on_outcome(index, &outcome);
             if let TxOutcome::Included(executed) = outcome {
                 self.gas_used = executed.receipt.cumulative_gas_used;
@@ -167,6 +222,12 @@ impl BlockBuilder {
         let (transactions_root, receipts_root) = (self.transactions_root.root(), self.receipts_root.root());
         let (logs_bloom, p) = (self.logs_bloom, self.params);
         let cancun = p.excess_blob_gas.is_some();
+        let withdrawals_root = match p.op_spec {
+            Some(spec) if spec.is_enabled_in(OpSpecId::ISTHMUS) => {
+                Some(state.storage_root_of(&L2_TO_L1_MESSAGE_PASSER))
+            }
+            _ => p.spec.is_enabled_in(SpecId::SHANGHAI).then_some(EMPTY_ROOT_HASH),
+        };
         let header = Header {
             parent_hash: p.parent_hash,
             ommers_hash: EMPTY_OMMER_ROOT_HASH,
@@ -184,18 +245,23 @@ impl BlockBuilder {
             mix_hash: p.prevrandao,
             nonce: Default::default(),
             base_fee_per_gas: Some(p.base_fee_per_gas),
-            withdrawals_root: p.spec.is_enabled_in(SpecId::SHANGHAI).then_some(EMPTY_ROOT_HASH),
+            withdrawals_root,
             blob_gas_used: cancun.then_some(0),
             excess_blob_gas: p.excess_blob_gas,
-            // No beacon chain stands behind a sequencer's blocks.
-            parent_beacon_block_root: cancun.then_some(B256::ZERO),
+            parent_beacon_block_root: cancun.then_some(p.parent_beacon_block_root),
             requests_hash: p.spec.is_enabled_in(SpecId::PRAGUE).then_some(EMPTY_REQUESTS_HASH),
             block_access_list_hash: None,
             slot_number: None,
         };
         let hash = header.hash_slow();
         state.push_block_hash(header.number, hash);
-        SealedBlock { header, hash, transactions: self.transactions }
+        SealedBlock {
+            header,
+            hash,
+            deposits: self.deposits,
+            transactions: self.transactions,
+            l1_block_info: self.l1_block_info,
+        }
     }
 }
 

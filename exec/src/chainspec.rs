@@ -6,14 +6,18 @@
 //! as op-geth builds it, and checked against its op-node rollup config.
 
 use alloy_consensus::{EMPTY_OMMER_ROOT_HASH, Header};
-use alloy_eips::{eip1559::INITIAL_BASE_FEE, eip7685::EMPTY_REQUESTS_HASH};
+use alloy_eips::{
+    eip1559::{BaseFeeParams, INITIAL_BASE_FEE},
+    eip7685::EMPTY_REQUESTS_HASH,
+};
 use alloy_genesis::Genesis;
 use alloy_primitives::{Address, B64, B256, address};
 use alloy_trie::EMPTY_ROOT_HASH;
+use op_revm::OpSpecId;
 use revm::primitives::hardfork::SpecId;
 use tephra_types::rollup::{ChainOpConfig, HARDFORK_FIELDS, RollupConfig};
 
-use crate::state::StateDb;
+use crate::{params::Eip1559Params, state::StateDb};
 
 /// Geth's default gas limit for a genesis that names none.
 const GENESIS_GAS_LIMIT_DEFAULT: u64 = 5_000;
@@ -73,6 +77,21 @@ impl OpGenesis {
         let op = Self { hardfork_times, eip1559 };
         if op.time("jovian_time").is_some() {
             return Err(ChainSpecError::Jovian);
+        }
+        // A hardfork that activates after genesis starts with upgrade
+        // transactions (Ecotone, Fjord, Isthmus) or a forced deployment
+        // (Canyon) that tephra does not build: refused, not forked from.
+        for (field, key) in HARDFORK_FIELDS {
+            if op.time(field).is_some_and(|at| at > genesis.timestamp) {
+                return Err(ChainSpecError::OpConfig {
+                    key: key.to_string(),
+                    reason: format!(
+                        "activates after genesis (timestamp {}); tephra runs OP Stack chains whose hardforks are \
+                         active at genesis or never, and builds no upgrade transactions",
+                        genesis.timestamp
+                    ),
+                });
+            }
         }
         Ok(Some(op))
     }
@@ -151,6 +170,46 @@ impl ChainSpec {
     /// Whether the OP Stack hardfork of rollup.json field `field` is active at `timestamp`.
     pub fn is_op_active(&self, field: &str, timestamp: u64) -> bool {
         self.op.as_ref().is_some_and(|op| Self::time_active(op.time(field), timestamp))
+    }
+
+    /// The OP Stack rules in force at `timestamp`, which select op-revm;
+    /// `None` on an Ethereum chain.
+    pub fn op_spec_at(&self, timestamp: u64) -> Option<OpSpecId> {
+        self.op.as_ref()?;
+        let forks = [
+            ("isthmus_time", OpSpecId::ISTHMUS),
+            ("holocene_time", OpSpecId::HOLOCENE),
+            ("granite_time", OpSpecId::GRANITE),
+            ("fjord_time", OpSpecId::FJORD),
+            ("ecotone_time", OpSpecId::ECOTONE),
+            ("canyon_time", OpSpecId::CANYON),
+            ("regolith_time", OpSpecId::REGOLITH),
+        ];
+        let active = forks.iter().find(|(field, _)| self.is_op_active(field, timestamp));
+        Some(active.map_or(OpSpecId::BEDROCK, |&(_, spec)| spec))
+    }
+
+    /// The EIP-1559 parameters of the chain config (before Holocene): its
+    /// elasticity, and its Canyon denominator once Canyon is active.
+    pub fn op_chain_base_fee_params(&self, timestamp: u64) -> BaseFeeParams {
+        let Some(op) = &self.op else { return BaseFeeParams::ethereum() };
+        let denominator = if self.is_op_active("canyon_time", timestamp) {
+            op.eip1559.eip1559_denominator_canyon
+        } else {
+            op.eip1559.eip1559_denominator
+        };
+        BaseFeeParams::new(u128::from(denominator), u128::from(op.eip1559.eip1559_elasticity))
+    }
+
+    /// The Canyon EIP-1559 parameters of the chain config, which a Holocene
+    /// header carries when the system config sets none.
+    pub fn op_canyon_eip1559_params(&self) -> Eip1559Params {
+        let Some(op) = &self.op else { return Eip1559Params::default() };
+        let narrow = |value: u64| u32::try_from(value).unwrap_or(u32::MAX);
+        Eip1559Params {
+            denominator: narrow(op.eip1559.eip1559_denominator_canyon),
+            elasticity: narrow(op.eip1559.eip1559_elasticity),
+        }
     }
 
     fn build_genesis_header(&self, state_root: B256, message_passer_root: B256) -> Header {
@@ -382,8 +441,15 @@ mod tests {
         // A genesis that schedules Jovian is refused before anything runs.
         let mut jovian = genesis;
         jovian["config"]["jovianTime"] = serde_json::json!(0);
-        let refused = ChainSpec::from_genesis(serde_json::from_value(jovian).unwrap()).unwrap_err();
+        let refused = ChainSpec::from_genesis(serde_json::from_value(jovian.clone()).unwrap()).unwrap_err();
         assert!(matches!(refused, ChainSpecError::Jovian), "{refused}");
+        // So is a hardfork that activates after genesis: its upgrade
+        // transactions are not built.
+        let mut later = jovian;
+        later["config"].as_object_mut().unwrap().remove("jovianTime");
+        later["config"]["isthmusTime"] = serde_json::json!(rollup.genesis.l2_time + 10);
+        let refused = ChainSpec::from_genesis(serde_json::from_value(later).unwrap()).unwrap_err();
+        assert!(matches!(&refused, ChainSpecError::OpConfig { key, .. } if key == "isthmusTime"), "{refused}");
     }
 
     #[test]

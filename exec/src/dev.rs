@@ -155,6 +155,7 @@ pub fn first_block(spec: &crate::ChainSpec, gas_limit: u64) -> (crate::BlockPara
         beneficiary: Address::repeat_byte(0xbe),
         prevrandao: B256::ZERO,
         extra_data: alloy_primitives::Bytes::new(),
+        op: None,
     };
     let mut params =
         crate::BlockParams::child_of(spec, spec.genesis_header(), choice).expect("the genesis has a child");

@@ -1,10 +1,17 @@
-//! The one place tephra meets revm: environments in, outcomes out.
+//! The one place tephra meets revm: environments in, outcomes out. An
+//! Ethereum-mode block runs on revm's mainnet EVM; an OP Stack block on
+//! op-revm's, the maintained OP handler (deposits, the L1 data fee, the
+//! operator fee and the fee vaults), never on fee rules of tephra's own.
 
 use alloy_consensus::{Transaction, TxEnvelope, Typed2718};
 use alloy_eips::{eip2935::HISTORY_STORAGE_ADDRESS, eip4788::BEACON_ROOTS_ADDRESS};
-use alloy_primitives::{Address, B256, Bytes, U256};
+use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
+use op_revm::{
+    DefaultOp, OpBuilder, OpContext, OpHaltReason, OpSpecId, OpTransaction, OpTransactionError,
+    api::builder::DefaultOpEvm, transaction::deposit::DepositTransactionParts,
+};
 use revm::{
-    Context, Database, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext, SystemCallCommitEvm,
+    Context, Database, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext, SystemCallCommitEvm, SystemCallEvm,
     context::{BlockEnv, CfgEnv, ContextSetters, ContextTr, TxEnv, either::Either},
     context_interface::{
         block::BlobExcessGasAndPrice,
@@ -15,7 +22,10 @@ use revm::{
     primitives::{KECCAK_EMPTY, hardfork::SpecId},
     state::EvmState,
 };
-use tephra_types::{Reject, RejectCode};
+use tephra_types::{
+    Reject, RejectCode,
+    deposit::{DEPOSIT_TX_TYPE, Deposit},
+};
 
 use crate::{
     params::{BlockParams, blob_params},
@@ -23,18 +33,28 @@ use crate::{
     verify::VerifiedTx,
 };
 
-/// An EVM for `block` on the database `DB`.
-pub(crate) type BlockEvm<DB> = MainnetEvm<MainnetContext<DB>>;
+/// An EVM for a block on the database `DB`: Ethereum's, or the OP Stack's.
+pub(crate) enum BlockEvm<DB: Database> {
+    Eth(Box<MainnetEvm<MainnetContext<DB>>>),
+    Op(Box<DefaultOpEvm<OpContext<DB>>>),
+}
 
 /// An EVM executing straight on the state.
 pub(crate) type StateEvm<'a> = BlockEvm<&'a mut StateDb>;
 
 fn block_evm<DB: Database>(db: DB, block: &BlockParams) -> BlockEvm<DB> {
-    Context::mainnet()
-        .with_db(db)
-        .with_block(block_env(block))
-        .with_cfg(cfg_env(block.chain_id, block.spec))
-        .build_mainnet()
+    match block.op_spec {
+        None => BlockEvm::Eth(Box::new(eth_evm(db, block, cfg_env(block.chain_id, block.spec)))),
+        Some(spec) => BlockEvm::Op(Box::new(op_evm(db, block, cfg_env(block.chain_id, spec)))),
+    }
+}
+
+fn eth_evm<DB: Database>(db: DB, block: &BlockParams, cfg: CfgEnv) -> MainnetEvm<MainnetContext<DB>> {
+    Context::mainnet().with_db(db).with_block(block_env(block)).with_cfg(cfg).build_mainnet()
+}
+
+fn op_evm<DB: Database>(db: DB, block: &BlockParams, cfg: CfgEnv<OpSpecId>) -> DefaultOpEvm<OpContext<DB>> {
+    Context::op().with_db(db).with_block(block_env(block)).with_cfg(cfg).build_op()
 }
 
 /// An EVM for `block` executing straight on `state`.
@@ -45,12 +65,58 @@ pub(crate) fn state_evm<'a>(state: &'a mut StateDb, block: &BlockParams) -> Stat
 
 /// The database an EVM executes on.
 pub(crate) fn db_of<DB: Database>(vm: &mut BlockEvm<DB>) -> &mut DB {
-    vm.ctx.db_mut()
+    match vm {
+        BlockEvm::Eth(vm) => vm.ctx.db_mut(),
+        BlockEvm::Op(vm) => vm.0.ctx.db_mut(),
+    }
 }
 
 /// Executes `tx` and commits its changes, as a node does.
 pub(crate) fn transact_commit(vm: &mut StateEvm<'_>, tx: &VerifiedTx) -> Result<ExecutionResult<HaltReason>, Reject> {
-    let output = vm.transact(tx_env(tx)).map_err(reject_of)?;
+    match vm {
+        BlockEvm::Eth(vm) => {
+            let output = vm.transact(tx_env(tx)).map_err(reject_of)?;
+            vm.commit(output.state);
+            Ok(output.result)
+        }
+        BlockEvm::Op(vm) => {
+            let output = vm.transact(op_user_tx(tx_env(tx), tx.encoded.clone())).map_err(reject_of_op)?;
+            vm.commit(output.state);
+            user_result(output.result)
+        }
+    }
+}
+
+/// Executes a deposit and commits its changes. A deposit cannot be
+/// refused: one that fails (halts, or cannot pay its intrinsic gas) is
+/// `OpHaltReason::FailedDeposit`, its mint and nonce kept (op-revm's
+/// `catch_error`); only a broken database errs.
+pub(crate) fn transact_deposit(
+    vm: &mut StateEvm<'_>,
+    deposit: &Deposit,
+) -> Result<ExecutionResult<OpHaltReason>, Reject> {
+    let BlockEvm::Op(vm) = vm else {
+        return Err(Reject::new(RejectCode::ExecInvalid, "a deposit on an Ethereum-mode chain".to_string()));
+    };
+    let base = TxEnv {
+        tx_type: DEPOSIT_TX_TYPE,
+        caller: deposit.from,
+        gas_limit: deposit.gas_limit,
+        gas_price: 0,
+        kind: deposit.to.map_or(TxKind::Create, TxKind::Call),
+        value: deposit.value,
+        data: deposit.data.clone(),
+        chain_id: None,
+        ..Default::default()
+    };
+    let parts = DepositTransactionParts {
+        source_hash: deposit.source_hash,
+        // L1 can hold no more ether than u128 counts.
+        mint: Some(u128::try_from(deposit.mint).unwrap_or(u128::MAX)),
+        is_system_transaction: deposit.is_system_transaction,
+    };
+    let tx = OpTransaction { base, enveloped_tx: None, deposit: parts };
+    let output = vm.transact(tx).map_err(reject_of_op)?;
     vm.commit(output.state);
     Ok(output.result)
 }
@@ -58,19 +124,49 @@ pub(crate) fn transact_commit(vm: &mut StateEvm<'_>, tx: &VerifiedTx) -> Result<
 /// Executes `tx` on `state` for `block` without committing, as eth_call
 /// does: its writes go to a scratch layer over the state. The nonce is not
 /// checked (a call may name any); with `priced` false neither is the base
-/// fee, so that a call naming no price runs at price zero.
+/// fee, so that a call naming no price runs at price zero. On an OP Stack
+/// chain a call pays no L1 data fee, as in op-geth (it has no envelope).
 pub(crate) fn call(
     state: &StateDb,
     block: &BlockParams,
     tx: TxEnv,
     priced: bool,
 ) -> Result<ExecutionResult<HaltReason>, Reject> {
-    let mut cfg = cfg_env(block.chain_id, block.spec);
-    cfg.disable_nonce_check = true;
-    cfg.disable_base_fee = !priced;
-    let mut vm =
-        Context::mainnet().with_db(CacheDB::new(state)).with_block(block_env(block)).with_cfg(cfg).build_mainnet();
-    Ok(vm.transact(tx).map_err(reject_of)?.result)
+    match block.op_spec {
+        None => {
+            let mut cfg = cfg_env(block.chain_id, block.spec);
+            (cfg.disable_nonce_check, cfg.disable_base_fee) = (true, !priced);
+            let mut vm = eth_evm(CacheDB::new(state), block, cfg);
+            Ok(vm.transact(tx).map_err(reject_of)?.result)
+        }
+        Some(spec) => {
+            let mut cfg = cfg_env(block.chain_id, spec);
+            (cfg.disable_nonce_check, cfg.disable_base_fee) = (true, !priced);
+            let mut vm = op_evm(CacheDB::new(state), block, cfg);
+            user_result(vm.transact(op_user_tx(tx, Bytes::new())).map_err(reject_of_op)?.result)
+        }
+    }
+}
+
+/// A user transaction for op-revm: the L1 data fee is charged on its
+/// EIP-2718 bytes (empty for a call: no fee).
+fn op_user_tx(base: TxEnv, enveloped: Bytes) -> OpTransaction<TxEnv> {
+    OpTransaction { base, enveloped_tx: Some(enveloped), deposit: DepositTransactionParts::default() }
+}
+
+/// A user transaction's result in Ethereum's terms: only a deposit can end
+/// in `FailedDeposit`.
+fn user_result(result: ExecutionResult<OpHaltReason>) -> Result<ExecutionResult<HaltReason>, Reject> {
+    let failed_deposit = || Reject::new(RejectCode::ExecInvalid, "a user transaction failed as a deposit".to_string());
+    let mut failed = false;
+    let result = result.map_haltreason(|reason| match reason {
+        OpHaltReason::Base(reason) => reason,
+        OpHaltReason::FailedDeposit => {
+            failed = true;
+            HaltReason::OutOfGas(revm::context_interface::result::OutOfGasError::Basic)
+        }
+    });
+    if failed { Err(failed_deposit()) } else { Ok(result) }
 }
 
 /// What a speculative EVM's database must do besides serving reads: know
@@ -80,9 +176,18 @@ pub(crate) trait RewardAware: Database<Error = core::convert::Infallible> {
     fn set_paying_beneficiary(&mut self, paying: bool);
 }
 
+/// An Ethereum-mode EVM on a speculative view of the state.
+pub(crate) type SpeculativeEvm<DB> = MainnetEvm<MainnetContext<DB>>;
+
 /// An EVM for `block` executing on a speculative view of the state.
-pub(crate) fn speculative_evm<DB: RewardAware>(db: DB, block: &BlockParams) -> BlockEvm<DB> {
-    block_evm(db, block)
+/// Ethereum mode only: OP Stack blocks execute sequentially.
+pub(crate) fn speculative_evm<DB: RewardAware>(db: DB, block: &BlockParams) -> SpeculativeEvm<DB> {
+    eth_evm(db, block, cfg_env(block.chain_id, block.spec))
+}
+
+/// The database a speculative EVM executes on.
+pub(crate) fn speculative_db<DB: RewardAware>(vm: &mut SpeculativeEvm<DB>) -> &mut DB {
+    vm.ctx.db_mut()
 }
 
 /// revm's mainnet handler, except that it tells the database when the
@@ -91,7 +196,7 @@ pub(crate) fn speculative_evm<DB: RewardAware>(db: DB, block: &BlockParams) -> B
 struct SpeculativeHandler<DB>(core::marker::PhantomData<DB>);
 
 impl<DB: RewardAware> Handler for SpeculativeHandler<DB> {
-    type Evm = BlockEvm<DB>;
+    type Evm = SpeculativeEvm<DB>;
     type Error = EVMError<core::convert::Infallible>;
     type HaltReason = HaltReason;
 
@@ -106,7 +211,7 @@ impl<DB: RewardAware> Handler for SpeculativeHandler<DB> {
 /// Executes `tx` without committing: its result and the accounts it loaded
 /// (changed ones marked touched), as `transact` would give them.
 pub(crate) fn speculate<DB: RewardAware>(
-    vm: &mut BlockEvm<DB>,
+    vm: &mut SpeculativeEvm<DB>,
     tx: &VerifiedTx,
 ) -> (Result<ExecutionResult<HaltReason>, Reject>, EvmState) {
     vm.ctx().set_tx(tx_env(tx));
@@ -117,12 +222,12 @@ pub(crate) fn speculate<DB: RewardAware>(
 }
 
 /// The system calls that open a block, as geth makes them: EIP-4788 stores the
-/// parent beacon root (tephra's is zero), EIP-2935 the parent block hash.
+/// parent beacon root, EIP-2935 the parent block hash.
 /// A system contract absent from the state is skipped, as calling it would do
 /// nothing.
 pub fn apply_pre_block_system_calls(state: &mut StateDb, block: &BlockParams) {
     let calls: [(bool, Address, B256); 2] = [
-        (block.spec.is_enabled_in(SpecId::CANCUN), BEACON_ROOTS_ADDRESS, B256::ZERO),
+        (block.spec.is_enabled_in(SpecId::CANCUN), BEACON_ROOTS_ADDRESS, block.parent_beacon_block_root),
         (block.spec.is_enabled_in(SpecId::PRAGUE), HISTORY_STORAGE_ADDRESS, block.parent_hash),
     ];
     let due: Vec<(Address, B256)> = calls
@@ -135,12 +240,22 @@ pub fn apply_pre_block_system_calls(state: &mut StateDb, block: &BlockParams) {
     }
     let mut vm = state_evm(state, block);
     for (address, input) in due {
+        let input = Bytes::copy_from_slice(input.as_slice());
         // A failing system contract leaves the block valid, as in geth.
-        let _ = vm.system_call_commit(address, Bytes::copy_from_slice(input.as_slice()));
+        match &mut vm {
+            BlockEvm::Eth(vm) => {
+                let _ = vm.system_call_commit(address, input);
+            }
+            BlockEvm::Op(vm) => {
+                if let Ok(output) = vm.system_call(address, input) {
+                    vm.commit(output.state);
+                }
+            }
+        }
     }
 }
 
-fn cfg_env(chain_id: u64, spec: SpecId) -> CfgEnv {
+fn cfg_env<SPEC: Into<SpecId> + Copy>(chain_id: u64, spec: SPEC) -> CfgEnv<SPEC> {
     let mut cfg = CfgEnv::new_with_spec(spec);
     cfg.chain_id = chain_id;
     cfg
@@ -180,6 +295,14 @@ fn tx_env(tx: &VerifiedTx) -> TxEnv {
         gas_priority_fee: envelope.max_priority_fee_per_gas(),
         authorization_list: tx.authorizations.iter().cloned().map(Either::Right).collect(),
         ..Default::default()
+    }
+}
+
+/// Why op-revm refused a transaction before executing it, as a stable code.
+fn reject_of_op<E: core::fmt::Display>(error: EVMError<E, OpTransactionError>) -> Reject {
+    match error {
+        EVMError::Transaction(OpTransactionError::Base(invalid)) => reject_of(EVMError::<E>::Transaction(invalid)),
+        error => Reject::new(RejectCode::ExecInvalid, error.to_string()),
     }
 }
 

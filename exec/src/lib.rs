@@ -5,14 +5,18 @@
 //! raw bytes -> verify -> pack (pool) -> executor (revm) -> BlockBuilder::seal
 //!              decode    nonce queues   receipts          roots, header, hash
 //!              recover   mini-blocks    state commit
+//!                                          ^
+//!                   OP Stack: deposits ----+ executed first, at open (op-revm)
 //! ```
 
 pub mod block;
 pub mod call;
 pub mod chainspec;
+pub mod deposit;
 pub mod dev;
 pub mod evm;
 pub mod executor;
+pub mod op_fees;
 pub mod parallel;
 pub mod params;
 pub mod pool;
@@ -24,8 +28,10 @@ pub mod verify;
 pub use block::{BlockBuilder, SealedBlock};
 pub use call::{CallOutcome, CallRequest, EstimateError};
 pub use chainspec::ChainSpec;
+pub use deposit::ExecutedDeposit;
 pub use executor::{ExecutedTx, Executor, SequentialExecutor, TxOutcome};
+pub use op_fees::{OpTxFees, op_tx_fees};
 pub use parallel::{ParallelExecutor, ShardConfig};
-pub use params::{BlockChoice, BlockParams, OpenBlockError};
+pub use params::{BlockChoice, BlockParams, Eip1559Params, OpChoice, OpenBlockError};
 pub use state::StateDb;
 pub use verify::{VerifiedTx, Verifier, VerifyRules};

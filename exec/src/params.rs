@@ -1,6 +1,7 @@
 //! The parameters of a block, fixed when it opens, and the chain rules that
-//! derive a child's from its parent (gas limit, base fee, blob gas). Imports
-//! neither the EVM nor the block builder: both take these as given.
+//! derive a child's from its parent (gas limit, base fee, blob gas; on an OP
+//! Stack chain also the EIP-1559 parameters of extraData). Imports neither
+//! the EVM nor the block builder: both take these as given.
 
 use alloy_consensus::Header;
 use alloy_eips::{
@@ -8,6 +9,7 @@ use alloy_eips::{
     eip7840::BlobParams,
 };
 use alloy_primitives::{Address, B256, Bytes};
+use op_revm::OpSpecId;
 use revm::primitives::hardfork::SpecId;
 use tephra_types::limits::EXTRA_DATA_MAX_BYTES;
 
@@ -29,6 +31,68 @@ pub struct BlockParams {
     pub extra_data: Bytes,
     /// Cancun on: the header's excess blob gas.
     pub excess_blob_gas: Option<u64>,
+    /// Cancun on: the root EIP-4788 stores and the header carries. Zero on
+    /// an Ethereum-mode chain (no beacon chain stands behind it); on an OP
+    /// Stack chain the L1 origin's.
+    pub parent_beacon_block_root: B256,
+    /// An OP Stack chain's block: its OP hardfork, which selects op-revm.
+    pub op_spec: Option<OpSpecId>,
+}
+
+/// What an OP Stack block takes from its L1 origin and the system config,
+/// as op-node's payload attributes fix them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpChoice {
+    /// The system config's gas limit.
+    pub gas_limit: u64,
+    /// The system config's EIP-1559 parameters; zero for the chain's Canyon ones.
+    pub eip1559: Eip1559Params,
+    /// The L1 origin's parent beacon block root.
+    pub parent_beacon_block_root: B256,
+}
+
+/// Holocene's EIP-1559 parameters, as SystemConfig's `eip1559Params` and a
+/// Holocene header's extraData carry them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Eip1559Params {
+    pub denominator: u32,
+    pub elasticity: u32,
+}
+
+/// A Holocene header's extraData: version 0, denominator, elasticity (u32s, big endian).
+pub const HOLOCENE_EXTRA_DATA_BYTES: usize = 9;
+
+impl Eip1559Params {
+    /// From SystemConfig's 8 bytes: denominator then elasticity.
+    pub fn from_system_config(params: [u8; 8]) -> Self {
+        let (denominator, elasticity) = params.split_at(4);
+        Self {
+            denominator: u32::from_be_bytes(denominator.try_into().unwrap_or_default()),
+            elasticity: u32::from_be_bytes(elasticity.try_into().unwrap_or_default()),
+        }
+    }
+
+    /// The parameters a Holocene header's extraData carries, if it is one.
+    pub fn from_extra_data(extra_data: &[u8]) -> Option<Self> {
+        if extra_data.len() != HOLOCENE_EXTRA_DATA_BYTES || extra_data[0] != 0 {
+            return None;
+        }
+        let mut params = [0u8; 8];
+        params.copy_from_slice(&extra_data[1..]);
+        Some(Self::from_system_config(params))
+    }
+
+    pub fn extra_data(self) -> Bytes {
+        let mut out = Vec::with_capacity(HOLOCENE_EXTRA_DATA_BYTES);
+        out.push(0);
+        out.extend_from_slice(&self.denominator.to_be_bytes());
+        out.extend_from_slice(&self.elasticity.to_be_bytes());
+        out.into()
+    }
+
+    fn base_fee_params(self) -> BaseFeeParams {
+        BaseFeeParams::new(u128::from(self.denominator), u128::from(self.elasticity))
+    }
 }
 
 /// What the sequencer chooses for a new block; the rest follows from the parent.
@@ -38,6 +102,8 @@ pub struct BlockChoice {
     pub beneficiary: Address,
     pub prevrandao: B256,
     pub extra_data: Bytes,
+    /// Required on an OP Stack chain, refused on an Ethereum one.
+    pub op: Option<OpChoice>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -48,6 +114,14 @@ pub enum OpenBlockError {
     TimestampNotAfterParent { timestamp: u64, parent: u64 },
     #[error("extra data of {0} bytes, at most 32 are allowed")]
     ExtraDataTooLong(usize),
+    #[error("an OP Stack block needs its L1 origin's and system config's parameters")]
+    OpChoiceMissing,
+    #[error("an Ethereum-mode block takes no OP Stack parameters")]
+    OpChoiceOnEthereum,
+    #[error("parent {number} has no Holocene extraData (9 bytes, version 0): {extra_data}")]
+    ParentExtraData { number: u64, extra_data: Bytes },
+    #[error("EIP-1559 parameters with a zero denominator or elasticity: {0:?}")]
+    Eip1559Params(Eip1559Params),
 }
 
 impl BlockParams {
@@ -68,12 +142,20 @@ impl BlockParams {
         if choice.extra_data.len() > EXTRA_DATA_MAX_BYTES {
             return Err(OpenBlockError::ExtraDataTooLong(choice.extra_data.len()));
         }
-        let base_fee_per_gas = match parent.base_fee_per_gas {
-            Some(parent_base_fee) => {
-                calc_next_block_base_fee(parent.gas_used, parent.gas_limit, parent_base_fee, BaseFeeParams::ethereum())
+        let op_spec = chain.op_spec_at(choice.timestamp);
+        let (gas_limit, base_fee_per_gas, extra_data, parent_beacon_block_root) = match (op_spec, &choice.op) {
+            (None, None) => {
+                (parent.gas_limit, next_base_fee(parent, BaseFeeParams::ethereum())?, choice.extra_data, B256::ZERO)
             }
-            None => INITIAL_BASE_FEE,
+            (Some(_), Some(op)) => {
+                let base_fee = next_base_fee(parent, op_base_fee_params(chain, parent, choice.timestamp)?)?;
+                let extra_data = op_extra_data(chain, op, choice.timestamp)?;
+                (op.gas_limit, base_fee, extra_data, op.parent_beacon_block_root)
+            }
+            (Some(_), None) => return Err(OpenBlockError::OpChoiceMissing),
+            (None, Some(_)) => return Err(OpenBlockError::OpChoiceOnEthereum),
         };
+        // An OP Stack chain carries no blobs: its excess stays zero.
         let excess_blob_gas = chain.is_cancun_active(choice.timestamp).then(|| {
             blob_params(spec).next_block_excess_blob_gas_osaka(
                 parent.excess_blob_gas.unwrap_or(0),
@@ -88,13 +170,56 @@ impl BlockParams {
             number,
             timestamp: choice.timestamp,
             beneficiary: choice.beneficiary,
-            gas_limit: parent.gas_limit,
+            gas_limit,
             base_fee_per_gas,
             prevrandao: choice.prevrandao,
-            extra_data: choice.extra_data,
+            extra_data,
             excess_blob_gas,
+            parent_beacon_block_root,
+            op_spec,
         })
     }
+}
+
+/// The base fee after `parent` under `params`; London's initial one after a
+/// pre-London parent.
+fn next_base_fee(parent: &Header, params: BaseFeeParams) -> Result<u64, OpenBlockError> {
+    Ok(match parent.base_fee_per_gas {
+        Some(parent_base_fee) => calc_next_block_base_fee(parent.gas_used, parent.gas_limit, parent_base_fee, params),
+        None => INITIAL_BASE_FEE,
+    })
+}
+
+/// An OP Stack chain's EIP-1559 parameters for the child of `parent`, as
+/// op-geth's `CalcBaseFee`: from Holocene on (at the parent) those the
+/// parent's extraData carries; before, the chain config's, with Canyon's
+/// denominator once Canyon is active at the child.
+fn op_base_fee_params(chain: &ChainSpec, parent: &Header, timestamp: u64) -> Result<BaseFeeParams, OpenBlockError> {
+    if chain.is_op_active("holocene_time", parent.timestamp) {
+        let params = Eip1559Params::from_extra_data(&parent.extra_data).ok_or_else(|| {
+            OpenBlockError::ParentExtraData { number: parent.number, extra_data: parent.extra_data.clone() }
+        })?;
+        if params.denominator == 0 || params.elasticity == 0 {
+            return Err(OpenBlockError::Eip1559Params(params));
+        }
+        return Ok(params.base_fee_params());
+    }
+    Ok(chain.op_chain_base_fee_params(timestamp))
+}
+
+/// The child's extraData: from Holocene on the EIP-1559 parameters it was
+/// built with (the system config's, or the chain's Canyon ones when those
+/// are zero, as op-geth's miner writes them); empty before.
+fn op_extra_data(chain: &ChainSpec, op: &OpChoice, timestamp: u64) -> Result<Bytes, OpenBlockError> {
+    if !chain.is_op_active("holocene_time", timestamp) {
+        return Ok(Bytes::new());
+    }
+    let params = match op.eip1559 {
+        Eip1559Params { denominator: 0, elasticity: 0 } => chain.op_canyon_eip1559_params(),
+        Eip1559Params { denominator: 0, .. } => return Err(OpenBlockError::Eip1559Params(op.eip1559)),
+        params => params,
+    };
+    Ok(params.extra_data())
 }
 
 /// The blob parameters in force: tephra takes no blobs, but BLOBBASEFEE and the

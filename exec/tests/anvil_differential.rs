@@ -210,6 +210,7 @@ impl Differential {
             beneficiary: theirs["miner"].as_str().unwrap().parse().unwrap(),
             prevrandao: b256(&theirs["mixHash"]),
             extra_data: bytes(&theirs["extraData"]),
+            op: None,
         };
         // The gas limit and base fee as the node's sealing derives them.
         let mut params = BlockParams::child_of(&self.spec, &self.head, choice).unwrap();

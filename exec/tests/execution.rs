@@ -74,6 +74,7 @@ impl Chain {
             beneficiary: BENEFICIARY,
             prevrandao: B256::repeat_byte(0x42),
             extra_data: Bytes::from_static(b"tephra"),
+            op: None,
         };
         BlockParams::child_of(&self.spec, &self.head, choice).unwrap()
     }

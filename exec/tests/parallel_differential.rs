@@ -148,6 +148,7 @@ fn params_after(spec: &ChainSpec, head: &Header, gas_limit: u64, beneficiary: Ad
         beneficiary,
         prevrandao: B256::repeat_byte(0x42),
         extra_data: Bytes::from_static(b"tephra"),
+        op: None,
     };
     let mut params = BlockParams::child_of(spec, head, choice).expect("opens");
     params.gas_limit = gas_limit;

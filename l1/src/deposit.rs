@@ -1,6 +1,6 @@
 //! User deposits: OptimismPortal's `TransactionDeposited` log decoded into
-//! the deposit transaction it derives (specs/protocol/deposits.md), and the
-//! EIP-2718 encoding of a deposit transaction, type 0x7E.
+//! the deposit transaction it derives (specs/protocol/deposits.md); the
+//! transaction type itself lives in tephra-types, which exec shares.
 //!
 //! The decoder accepts exactly what op-node's `UnmarshalDepositLogEvent`
 //! (op-node/rollup/derive/deposit_log.go) accepts and derives the same
@@ -8,7 +8,8 @@
 //! would fork the chain from every verifier's derivation.
 
 use alloy_primitives::{Address, B256, Bytes, U256, b256, keccak256};
-use alloy_rlp::{EMPTY_STRING_CODE, Encodable, Header};
+
+pub use tephra_types::deposit::{DEPOSIT_TX_TYPE, Deposit};
 
 use crate::L1Log;
 
@@ -18,38 +19,12 @@ pub const DEPOSIT_EVENT_TOPIC: B256 = b256!("b3813568d9991fc951961fcb4c784893574
 /// The only deposit event version (topic 3) defined.
 pub const DEPOSIT_EVENT_VERSION_0: B256 = B256::ZERO;
 
-/// The EIP-2718 type byte of deposit transactions.
-pub const DEPOSIT_TX_TYPE: u8 = 0x7e;
-
 /// The packed head of opaqueData: mint (32), value (32), gas (8), isCreation (1).
 const OPAQUE_DATA_HEAD_BYTES: usize = 32 + 32 + 8 + 1;
 
 /// Source hash domains (deposits.md, "Source hash computation").
 const USER_DEPOSIT_DOMAIN: u8 = 0;
 pub(crate) const L1_INFO_DEPOSIT_DOMAIN: u8 = 1;
-
-/// A deposit transaction (deposits.md, "The Deposited Transaction Type").
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Deposit {
-    pub source_hash: B256,
-    pub from: Address,
-    /// None: a contract creation.
-    pub to: Option<Address>,
-    /// ETH minted to `from` on L2 (the L1 `msg.value`).
-    pub mint: U256,
-    pub value: U256,
-    pub gas_limit: u64,
-    /// Always false since Regolith.
-    pub is_system_transaction: bool,
-    pub data: Bytes,
-}
-
-impl Deposit {
-    /// The transaction hash: keccak256 of the EIP-2718 encoding.
-    pub fn tx_hash(&self) -> B256 {
-        keccak256(encode_2718(self))
-    }
-}
 
 /// Why a log of the deposit contract derives no deposit; op-node's checks,
 /// in its order.
@@ -153,39 +128,6 @@ fn opaque_data(data: &[u8]) -> Result<&[u8], DepositError> {
     Ok(&data[64..64 + length])
 }
 
-/// The EIP-2718 encoding: `0x7E ‖ rlp([sourceHash, from, to, mint, value,
-/// gas, isSystemTx, data])`, `to` the empty string for a creation, `mint` an
-/// RLP integer (zero is the empty string, as op-geth's nil mint).
-pub fn encode_2718(deposit: &Deposit) -> Bytes {
-    let header = Header { list: true, payload_length: fields_length(deposit) };
-    let mut out = Vec::with_capacity(1 + header.length_with_payload());
-    out.push(DEPOSIT_TX_TYPE);
-    header.encode(&mut out);
-    deposit.source_hash.encode(&mut out);
-    deposit.from.encode(&mut out);
-    match &deposit.to {
-        Some(to) => to.encode(&mut out),
-        None => out.push(EMPTY_STRING_CODE),
-    }
-    deposit.mint.encode(&mut out);
-    deposit.value.encode(&mut out);
-    deposit.gas_limit.encode(&mut out);
-    deposit.is_system_transaction.encode(&mut out);
-    deposit.data.encode(&mut out);
-    out.into()
-}
-
-fn fields_length(deposit: &Deposit) -> usize {
-    deposit.source_hash.length()
-        + deposit.from.length()
-        + deposit.to.as_ref().map_or(1, Encodable::length)
-        + deposit.mint.length()
-        + deposit.value.length()
-        + deposit.gas_limit.length()
-        + deposit.is_system_transaction.length()
-        + deposit.data.length()
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use alloy_primitives::{address, hex};
@@ -263,7 +205,7 @@ pub(crate) mod tests {
         assert_eq!((deposit.mint, deposit.value, deposit.gas_limit), (U256::from(10), U256::from(100), 1000));
         assert_eq!(deposit.data, Bytes::from(vec![0u8; 55]));
         assert_eq!(
-            encode_2718(&deposit),
+            deposit.encode_2718(),
             Bytes::from(hex!(
                 "7ef875a0ed428e1c45e1d9561b62834e1a2d3015a0caae3bfdc16b4da059ac885b01a145941111111111111111111111111111111111111111800a648203e880b700000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
             ))
@@ -276,7 +218,7 @@ pub(crate) mod tests {
         );
         let deposit = decode_deposit_log(&empty).unwrap();
         assert_eq!(
-            encode_2718(&deposit),
+            deposit.encode_2718(),
             Bytes::from(hex!(
                 "7ef887a0ed428e1c45e1d9561b62834e1a2d3015a0caae3bfdc16b4da059ac885b01a14594ffffffffffffffffffffffffffffffffffffffff94bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb80808080b700000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
             ))

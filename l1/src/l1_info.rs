@@ -259,7 +259,7 @@ mod tests {
     use alloy_primitives::{b256, hex, keccak256};
 
     use super::*;
-    use crate::{block::BLOB_BASE_FEE_UPDATE_FRACTION_PRAGUE, deposit::encode_2718};
+    use crate::block::BLOB_BASE_FEE_UPDATE_FRACTION_PRAGUE;
 
     #[test]
     fn the_selector_is_setl1blockvaluesisthmus() {
@@ -296,7 +296,7 @@ mod tests {
         let info = L1InfoIsthmus::new(&origin, 2, &config, BLOB_BASE_FEE_UPDATE_FRACTION_PRAGUE);
         let deposit = info.deposit();
         assert_eq!(deposit.source_hash, b256!("6c0c775b6b492bab9d7e81abdf27f77cafb698551226455a82f559e0f93fea37"));
-        assert_eq!(encode_2718(&deposit), Bytes::from(BASE_MAINNET_L1_INFO_TX));
+        assert_eq!(deposit.encode_2718(), Bytes::from(BASE_MAINNET_L1_INFO_TX));
         assert_eq!(deposit.tx_hash(), b256!("ba56c8b0deb460ff070f8fca8e2ee01e51a3db27841cc862fdd94cc1a47662b6"));
         assert_eq!(L1InfoIsthmus::decode(&deposit.data), Ok(info));
     }

@@ -12,7 +12,7 @@ pub mod origin;
 pub mod rpc;
 
 pub use block::{L1Block, L1Log};
-pub use deposit::{Deposit, DepositError, decode_deposit_log, encode_2718, user_deposit_source_hash};
+pub use deposit::{Deposit, DepositError, decode_deposit_log, user_deposit_source_hash};
 pub use error::L1Error;
 pub use follower::{BlockDeposits, FollowerConfig, L1Event, L1Follower, L1Status};
 pub use l1_info::{L1InfoIsthmus, SystemConfigValues};

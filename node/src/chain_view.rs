@@ -283,6 +283,7 @@ mod tests {
             beneficiary: Address::repeat_byte(0xbe),
             prevrandao: keccak256(parent.hash),
             extra_data: Bytes::from_static(b"tephra"),
+            op: None,
         };
         BlockParams::child_of(chain, &parent.header, choice).expect("a child opens")
     }

@@ -73,6 +73,8 @@ pub fn params_of(chain: &ChainSpec, parent: &Header, open: &OpenRecord) -> Resul
         beneficiary: open.beneficiary,
         prevrandao: open.prevrandao,
         extra_data: open.extra_data.clone(),
+        // OP Stack chains are not sequenced yet (NodeError::OpStackNotSequenced).
+        op: None,
     };
     let params = BlockParams::child_of(chain, parent, choice).map_err(|e| diverged(open.number, e.to_string()))?;
     if params.number != open.number || params.parent_hash != open.parent_hash {

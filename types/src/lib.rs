@@ -3,6 +3,7 @@
 //! No I/O lives here.
 
 pub mod crypto;
+pub mod deposit;
 pub mod limits;
 pub mod reject;
 pub mod rollup;

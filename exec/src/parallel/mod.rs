@@ -387,6 +387,15 @@ impl Executor for ParallelExecutor {
     ) {
         state.set_spec(block.spec);
         let mut gas = BlockGas::new(block, block_gas_used);
+        // OP Stack blocks run sequentially: every OP transaction pays three
+        // fee vaults besides the beneficiary, which speculation would take
+        // for conflicts (docs/op-stack.md, "Left").
+        if block.op_spec.is_some() {
+            let mut vm = evm::state_evm(state, block);
+            SequentialExecutor::run(&mut vm, &mut gas, txs, outcomes);
+            self.stats.sequential_txs += outcomes.len() as u64;
+            return;
+        }
         let mut pending = VecDeque::from(txs);
         while !pending.is_empty() {
             let (count, speculate) = self.monitor.next_window(pending.len());

@@ -326,7 +326,7 @@ impl ShardWork {
         let mut vm = evm::speculative_evm(db, block);
         for &position in &self.positions {
             let (result, mut changes) = evm::speculate(&mut vm, &txs[position]);
-            let db = evm::db_of(&mut vm);
+            let db = evm::speculative_db(&mut vm);
             let fee = db.reward_base.take().map(|before| {
                 let after = changes.remove(&db.beneficiary).map_or(before, |paid| paid.info.balance);
                 after.saturating_sub(before)
@@ -334,7 +334,7 @@ impl ShardWork {
             db.absorb(&mut changes, block.spec, position);
             self.speculations.push(Speculation { result, changes, reads: core::mem::take(&mut db.reads), fee });
         }
-        self.reads_beneficiary = evm::db_of(&mut vm).reads_beneficiary;
+        self.reads_beneficiary = evm::speculative_db(&mut vm).reads_beneficiary;
     }
 
     /// Whether none of this shard's transactions read a value that another

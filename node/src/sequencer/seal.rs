@@ -114,6 +114,7 @@ pub fn block_choice(parent: &StoredBlock, config: &Config, beneficiary: Address,
         // Deterministic and public: replay needs it, and it is not a source of randomness.
         prevrandao: keccak256(parent.hash),
         extra_data: crate::replay::stamped_extra_data(epoch, config.block.extra_data.as_bytes()),
+        op: None,
     }
 }
 
