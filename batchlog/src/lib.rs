@@ -30,8 +30,8 @@ mod writer;
 pub use disk::DiskLog;
 pub use frame::{FRAME_BYTES_MAX, FrameError, split_frames};
 pub use record::{
-    DecodeError, HEADER_RLP_MAX_BYTES, OpenRecord, ReceiptRecord, Record, batch_record_bytes_max,
-    sealed_record_bytes_max,
+    DecodeError, HEADER_RLP_MAX_BYTES, L1OriginRecord, OpOpenRecord, OpenRecord, ReceiptRecord, Record,
+    batch_record_bytes_max, sealed_record_bytes_max,
 };
 pub use segment::{Damage, SegmentScan, read_all, scan_segment, truncate};
 pub use writer::{FrameSink, LogWriter};

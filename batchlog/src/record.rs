@@ -20,6 +20,38 @@ pub struct OpenRecord {
     pub extra_data: Bytes,
     pub gas_limit: u64,
     pub base_fee_per_gas: u64,
+    /// An OP Stack block's: its L1 origin and deposits.
+    pub op: Option<OpOpenRecord>,
+}
+
+/// What an OP Stack block takes from L1 when it opens, so that replay
+/// rebuilds it with no L1 at hand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpOpenRecord {
+    pub origin: L1OriginRecord,
+    /// L2 blocks since the epoch began: 0 in its first block.
+    pub sequence_number: u64,
+    /// SystemConfig's EIP-1559 parameters the block was built with.
+    pub eip1559_params: [u8; 8],
+    /// Past the sequencer drift: the block takes no user transactions.
+    pub deposits_only: bool,
+    /// The block's deposits in order, EIP-2718 encoded (0x7E), the L1-info
+    /// deposit first.
+    pub deposits: Vec<Bytes>,
+}
+
+/// An L1 block header, the fields an L2 block takes from its origin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L1OriginRecord {
+    pub number: u64,
+    pub hash: B256,
+    pub parent_hash: B256,
+    pub timestamp: u64,
+    pub base_fee_per_gas: u64,
+    pub excess_blob_gas: Option<u64>,
+    pub blob_gas_used: Option<u64>,
+    pub mix_hash: B256,
+    pub parent_beacon_block_root: Option<B256>,
 }
 
 /// One transaction's receipt as the log keeps it (the bloom is derived).
@@ -28,6 +60,8 @@ pub struct ReceiptRecord {
     pub success: bool,
     pub cumulative_gas_used: u64,
     pub logs: Vec<Log>,
+    /// A deposit's: the sender's nonce before it (its receipt's depositNonce).
+    pub deposit_nonce: Option<u64>,
 }
 
 impl From<&Receipt<Log>> for ReceiptRecord {
@@ -36,6 +70,7 @@ impl From<&Receipt<Log>> for ReceiptRecord {
             success: receipt.status.coerce_status(),
             cumulative_gas_used: receipt.cumulative_gas_used,
             logs: receipt.logs.clone(),
+            deposit_nonce: None,
         }
     }
 }
@@ -80,6 +115,10 @@ pub enum DecodeError {
     UnknownTag(u8),
     #[error("{0} trailing bytes")]
     TrailingBytes(usize),
+    #[error("flag byte {0}, not 0 or 1")]
+    Flag(u8),
+    #[error("receipt flags {0:#04x}")]
+    ReceiptFlags(u8),
 }
 
 /// A Batch payload's fixed part: tag, block number, transaction count.
@@ -104,8 +143,9 @@ pub const HEADER_RLP_MAX_BYTES: u64 = 1024;
 /// A Sealed payload's fixed part: tag, block number, header length, the
 /// header, receipt count.
 const SEALED_FIXED_BYTES: u64 = 1 + 8 + 4 + HEADER_RLP_MAX_BYTES + 4;
-/// A receipt's bytes besides its logs: status, cumulative gas, log count.
-const RECEIPT_FIXED_BYTES: u64 = 1 + 8 + 4;
+/// A receipt's bytes besides its logs at most: status, a deposit's nonce,
+/// cumulative gas, log count.
+const RECEIPT_FIXED_BYTES: u64 = 1 + 8 + 8 + 4;
 /// The least gas a transaction executes: its intrinsic gas.
 const TX_GAS_MIN: u64 = 21_000;
 
@@ -163,6 +203,10 @@ impl Enc {
     fn fixed(&mut self, v: &[u8]) {
         self.0.extend_from_slice(v);
     }
+    fn optional_u64(&mut self, v: Option<u64>) {
+        self.u8(u8::from(v.is_some()));
+        self.u64(v.unwrap_or(0));
+    }
 }
 
 /// Bounds-checked reads: every length is checked against what is left.
@@ -197,6 +241,18 @@ impl<'a> Dec<'a> {
     fn address(&mut self) -> Result<Address, DecodeError> {
         Ok(Address::from_slice(self.take(20)?))
     }
+    fn flag(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(DecodeError::Flag(other)),
+        }
+    }
+    fn optional_u64(&mut self) -> Result<Option<u64>, DecodeError> {
+        let present = self.flag()?;
+        let value = self.u64()?;
+        Ok(present.then_some(value))
+    }
     fn bytes(&mut self) -> Result<Bytes, DecodeError> {
         let len = self.u32()? as usize;
         Ok(Bytes::copy_from_slice(self.take(len)?))
@@ -219,7 +275,8 @@ impl Record {
         let mut e = Enc(Vec::with_capacity(256));
         match self {
             Record::Open(o) => {
-                e.u8(1);
+                // Tag 6: an OP Stack block's, the OP part after the rest.
+                e.u8(if o.op.is_some() { 6 } else { 1 });
                 e.u64(o.number);
                 e.fixed(o.parent_hash.as_slice());
                 e.u64(o.timestamp);
@@ -228,6 +285,9 @@ impl Record {
                 e.bytes(&o.extra_data);
                 e.u64(o.gas_limit);
                 e.u64(o.base_fee_per_gas);
+                if let Some(op) = &o.op {
+                    encode_op_open(&mut e, op);
+                }
             }
             Record::Batch { number, txs } => {
                 e.u8(2);
@@ -265,7 +325,7 @@ impl Record {
     pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
         let mut d = Dec(payload);
         let record = match d.u8()? {
-            1 => Record::Open(OpenRecord {
+            tag @ (1 | 6) => Record::Open(OpenRecord {
                 number: d.u64()?,
                 parent_hash: d.b256()?,
                 timestamp: d.u64()?,
@@ -274,6 +334,7 @@ impl Record {
                 extra_data: d.bytes()?,
                 gas_limit: d.u64()?,
                 base_fee_per_gas: d.u64()?,
+                op: if tag == 6 { Some(decode_op_open(&mut d)?) } else { None },
             }),
             2 => {
                 let number = d.u64()?;
@@ -305,8 +366,15 @@ impl Record {
     }
 }
 
+/// A receipt's first byte: bit 0 its status, bit 1 a deposit nonce follows.
+const RECEIPT_DEPOSIT_NONCE_BIT: u8 = 2;
+
 fn encode_receipt(e: &mut Enc, receipt: &ReceiptRecord) -> Result<(), LogError> {
-    e.u8(u8::from(receipt.success));
+    let nonce_bit = if receipt.deposit_nonce.is_some() { RECEIPT_DEPOSIT_NONCE_BIT } else { 0 };
+    e.u8(u8::from(receipt.success) | nonce_bit);
+    if let Some(nonce) = receipt.deposit_nonce {
+        e.u64(nonce);
+    }
     e.u64(receipt.cumulative_gas_used);
     e.count(receipt.logs.len());
     for log in &receipt.logs {
@@ -327,7 +395,12 @@ fn encode_receipt(e: &mut Enc, receipt: &ReceiptRecord) -> Result<(), LogError> 
 }
 
 fn decode_receipt(d: &mut Dec<'_>) -> Result<ReceiptRecord, DecodeError> {
-    let success = d.u8()? != 0;
+    let first = d.u8()?;
+    if first & !(1 | RECEIPT_DEPOSIT_NONCE_BIT) != 0 {
+        return Err(DecodeError::ReceiptFlags(first));
+    }
+    let success = first & 1 != 0;
+    let deposit_nonce = if first & RECEIPT_DEPOSIT_NONCE_BIT != 0 { Some(d.u64()?) } else { None };
     let cumulative_gas_used = d.u64()?;
     let log_count = d.count(25)?;
     let mut logs = Vec::with_capacity(log_count);
@@ -341,7 +414,55 @@ fn decode_receipt(d: &mut Dec<'_>) -> Result<ReceiptRecord, DecodeError> {
         let data = d.bytes()?;
         logs.push(Log { address, data: LogData::new_unchecked(topics, data) });
     }
-    Ok(ReceiptRecord { success, cumulative_gas_used, logs })
+    Ok(ReceiptRecord { success, cumulative_gas_used, logs, deposit_nonce })
+}
+
+fn encode_op_open(e: &mut Enc, op: &OpOpenRecord) {
+    let o = &op.origin;
+    e.u64(o.number);
+    e.fixed(o.hash.as_slice());
+    e.fixed(o.parent_hash.as_slice());
+    e.u64(o.timestamp);
+    e.u64(o.base_fee_per_gas);
+    e.optional_u64(o.excess_blob_gas);
+    e.optional_u64(o.blob_gas_used);
+    e.fixed(o.mix_hash.as_slice());
+    e.u8(u8::from(o.parent_beacon_block_root.is_some()));
+    e.fixed(o.parent_beacon_block_root.unwrap_or_default().as_slice());
+    e.u64(op.sequence_number);
+    e.fixed(&op.eip1559_params);
+    e.u8(u8::from(op.deposits_only));
+    e.count(op.deposits.len());
+    for deposit in &op.deposits {
+        e.bytes(deposit);
+    }
+}
+
+fn decode_op_open(d: &mut Dec<'_>) -> Result<OpOpenRecord, DecodeError> {
+    let origin = L1OriginRecord {
+        number: d.u64()?,
+        hash: d.b256()?,
+        parent_hash: d.b256()?,
+        timestamp: d.u64()?,
+        base_fee_per_gas: d.u64()?,
+        excess_blob_gas: d.optional_u64()?,
+        blob_gas_used: d.optional_u64()?,
+        mix_hash: d.b256()?,
+        parent_beacon_block_root: {
+            let present = d.flag()?;
+            let root = d.b256()?;
+            present.then_some(root)
+        },
+    };
+    let sequence_number = d.u64()?;
+    let eip1559_params = d.array()?;
+    let deposits_only = d.flag()?;
+    let n = d.count(4)?;
+    let mut deposits = Vec::with_capacity(n);
+    for _ in 0..n {
+        deposits.push(d.bytes()?);
+    }
+    Ok(OpOpenRecord { origin, sequence_number, eip1559_params, deposits_only, deposits })
 }
 
 #[cfg(test)]
@@ -371,8 +492,23 @@ mod tests {
 
     #[test]
     fn every_record_survives_encoding() {
-        for record in samples() {
+        for record in samples().into_iter().chain(crate::fixtures::op_samples()) {
             assert_eq!(Record::decode(&record.encode().unwrap()), Ok(record));
+        }
+    }
+
+    #[test]
+    fn op_records_survive_any_cut_or_change_without_a_panic() {
+        for record in crate::fixtures::op_samples() {
+            let encoded = record.encode().unwrap();
+            for len in 0..encoded.len() {
+                assert!(Record::decode(&encoded[..len]).is_err(), "a cut at {len} decodes");
+            }
+            for i in 0..encoded.len() {
+                let mut mutated = encoded.clone();
+                mutated[i] ^= 0x5a;
+                let _ = Record::decode(&mutated);
+            }
         }
     }
 
@@ -409,7 +545,8 @@ mod tests {
         let log =
             Log { address: Address::ZERO, data: LogData::new_unchecked(vec![B256::ZERO], Bytes::from(vec![0; 1_000])) };
         let logs = usize::try_from((gas_limit - 21_000) / (375 + 375 + 8 * 1_000)).unwrap();
-        let receipt = ReceiptRecord { success: true, cumulative_gas_used: gas_limit, logs: vec![log; logs] };
+        let receipt =
+            ReceiptRecord { success: true, cumulative_gas_used: gas_limit, logs: vec![log; logs], deposit_nonce: None };
         let record = Record::Sealed {
             number: 1,
             header_rlp: Bytes::from(vec![0; usize::try_from(HEADER_RLP_MAX_BYTES).unwrap()]),
@@ -419,7 +556,8 @@ mod tests {
         assert!(bytes <= sealed_record_bytes_max(gas_limit), "{bytes}");
         // Transfers only: a receipt per 21,000 gas.
         let transfers = usize::try_from(gas_limit / 21_000).unwrap();
-        let receipt = ReceiptRecord { success: true, cumulative_gas_used: gas_limit, logs: Vec::new() };
+        let receipt =
+            ReceiptRecord { success: true, cumulative_gas_used: gas_limit, logs: Vec::new(), deposit_nonce: Some(1) };
         let record = Record::Sealed { number: 1, header_rlp: Bytes::new(), receipts: vec![receipt; transfers] };
         assert!(record.encode().unwrap().len() as u64 <= sealed_record_bytes_max(gas_limit));
     }
@@ -439,7 +577,7 @@ mod tests {
         for topics in [5, 256] {
             let log =
                 Log { address: Address::ZERO, data: LogData::new_unchecked(vec![B256::ZERO; topics], Bytes::new()) };
-            let receipt = ReceiptRecord { success: true, cumulative_gas_used: 1, logs: vec![log] };
+            let receipt = ReceiptRecord { success: true, cumulative_gas_used: 1, logs: vec![log], deposit_nonce: None };
             let record = Record::Sealed { number: 1, header_rlp: Bytes::new(), receipts: vec![receipt] };
             assert!(matches!(record.encode(), Err(LogError::TooManyTopics { topics: t }) if t == topics));
             assert!(matches!(record.frame(), Err(LogError::TooManyTopics { .. })));

@@ -3,6 +3,7 @@
 
 mod chain;
 mod configure;
+mod devnet;
 mod ha;
 mod hsm;
 mod ready;
@@ -45,6 +46,27 @@ enum Command {
         /// An OP Stack chain's op-node rollup.json, checked against the genesis.
         #[arg(long)]
         rollup_config: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Try the OP Stack mode: a local L1 (anvil), a deposit contract, a
+    /// genesis and rollup config written for them, and tephra sequencing
+    /// the chain in OP mode (README.md, "OP Stack devnet").
+    Devnet {
+        /// Where the files and the data dir go.
+        #[arg(long, default_value = "./devnet")]
+        dir: PathBuf,
+        /// An anvil already running (its first account unlocked); by
+        /// default one is started from node_modules.
+        #[arg(long)]
+        l1_rpc: Option<String>,
+        /// The port of the anvil started.
+        #[arg(long, default_value_t = 8546)]
+        l1_port: u16,
+        /// Deploy and write the files, then exit without running the node.
+        #[arg(long)]
+        setup_only: bool,
+        /// A TOML file overriding keys of config/default.toml ([rpc] listen, ...).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -193,6 +215,8 @@ fn main() -> ExitCode {
         Command::Init { genesis, rollup_config, config } => {
             load(config).and_then(|config| chain::init(config, genesis, rollup_config)).map(print_line)
         }
+        Command::Devnet { dir, l1_rpc, l1_port, setup_only, config } => load(config)
+            .and_then(|config| devnet::devnet(config, devnet::DevnetArgs { dir, l1_rpc, l1_port, setup_only })),
         Command::Log { command: LogCommand::Verify { config } } => {
             load(config).and_then(|config| chain::verify_log(&config)).map(print_line)
         }

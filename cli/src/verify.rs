@@ -7,7 +7,8 @@ use alloy_primitives::{Address, B256};
 use serde_json::{Value, json};
 use tephra_hsm::{Payload, Signature65};
 
-fn rpc(agent: &ureq::Agent, url: &str, method: &str, params: Value) -> Result<Value, String> {
+/// One JSON-RPC call: its result, or the error named with the method.
+pub(crate) fn rpc(agent: &ureq::Agent, url: &str, method: &str, params: Value) -> Result<Value, String> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     let mut response = agent.post(url).send_json(&body).map_err(|e| format!("{url}: {e}"))?;
     let reply: Value = response.body_mut().read_json().map_err(|e| e.to_string())?;

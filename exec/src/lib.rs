@@ -31,6 +31,9 @@ pub use chainspec::ChainSpec;
 pub use deposit::ExecutedDeposit;
 pub use executor::{ExecutedTx, Executor, SequentialExecutor, TxOutcome};
 pub use op_fees::{OpTxFees, op_tx_fees};
+/// op-revm's L1 fee parameters and OP Stack hardforks, for the crates that
+/// report them (exec stays the one crate that speaks revm).
+pub use op_revm::{L1BlockInfo, OpSpecId};
 pub use parallel::{ParallelExecutor, ShardConfig};
 pub use params::{BlockChoice, BlockParams, Eip1559Params, OpChoice, OpenBlockError};
 pub use state::StateDb;

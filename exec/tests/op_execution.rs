@@ -58,6 +58,7 @@ impl OpChain {
             excess_blob_gas: Some(0),
             blob_gas_used: Some(0),
             mix_hash: B256::repeat_byte(0x5a),
+            parent_beacon_block_root: None,
         }
     }
 

@@ -28,6 +28,9 @@ pub struct L1Block {
     pub blob_gas_used: Option<u64>,
     /// `prevRandao` since the merge.
     pub mix_hash: B256,
+    /// EIP-4788 (Cancun on): the beacon root an OP Stack block carries from
+    /// its origin (Ecotone on).
+    pub parent_beacon_block_root: Option<B256>,
 }
 
 impl L1Block {
@@ -126,6 +129,7 @@ mod tests {
             excess_blob_gas: None,
             blob_gas_used: None,
             mix_hash: B256::ZERO,
+            parent_beacon_block_root: None,
         };
         assert_eq!(block.blob_base_fee(BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN), U256::from(1));
         // 0x240000 excess: e^0.707 under Cancun, e^0.471 under Prague.

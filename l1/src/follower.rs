@@ -431,6 +431,7 @@ mod tests {
                     excess_blob_gas: Some(0),
                     blob_gas_used: Some(0),
                     mix_hash: B256::ZERO,
+                    parent_beacon_block_root: None,
                 });
             }
         }

@@ -285,6 +285,7 @@ mod tests {
             excess_blob_gas: Some(0),
             blob_gas_used: Some(0),
             mix_hash: B256::ZERO,
+            parent_beacon_block_root: None,
         };
         let config = SystemConfigValues {
             batcher: address!("5050f69a9786f081509234f1a7f4684b5e5b76c9"),
@@ -329,6 +330,7 @@ mod tests {
                 excess_blob_gas: None,
                 blob_gas_used: None,
                 mix_hash: B256::ZERO,
+                parent_beacon_block_root: None,
             },
             0,
             &SystemConfigValues {

@@ -113,6 +113,7 @@ mod tests {
             excess_blob_gas: None,
             blob_gas_used: None,
             mix_hash: B256::ZERO,
+            parent_beacon_block_root: None,
         }
     }
 

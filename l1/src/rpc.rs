@@ -179,6 +179,10 @@ pub fn block_from_json(value: &Value) -> Result<L1Block, String> {
         excess_blob_gas: optional_quantity(object, "excessBlobGas")?,
         blob_gas_used: optional_quantity(object, "blobGasUsed")?,
         mix_hash: fixed::<32>(field(object, "mixHash")?, "mixHash")?.into(),
+        parent_beacon_block_root: match object.get("parentBeaconBlockRoot") {
+            None | Some(Value::Null) => None,
+            Some(root) => Some(fixed::<32>(root, "parentBeaconBlockRoot")?.into()),
+        },
     })
 }
 

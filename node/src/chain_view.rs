@@ -28,7 +28,7 @@ use tokio::sync::broadcast;
 
 use crate::{
     metrics::Metrics,
-    view::{OpenBlock, StoredBlock, StoredTx, TxLocation},
+    view::{OpBlockInfo, OpenBlock, StoredBlock, StoredTx, TxLocation},
 };
 
 /// What subscribers hear.
@@ -79,7 +79,7 @@ impl ChainView {
             blocks: VecDeque::new(),
             history_blocks_max: history_blocks_max.max(1),
             tx_index: B256Map::default(),
-            open: OpenBlock { params: open.params.clone(), txs: Vec::new(), gas_used: 0 },
+            open: OpenBlock { params: open.params.clone(), txs: Vec::new(), gas_used: 0, op: open.op.clone() },
             outlets,
         };
         for block in blocks {
@@ -137,6 +137,14 @@ impl ChainView {
         self.block(at.block_number)?.txs.get(at.index).map(|tx| (at.block_number, at.index, tx))
     }
 
+    /// An OP Stack block's L1 side, for a kept or the open block.
+    pub fn op_of(&self, number: u64) -> Option<&OpBlockInfo> {
+        if number == self.open.params.number {
+            return self.open.op.as_deref();
+        }
+        self.block(number)?.op.as_deref()
+    }
+
     /// Whether a transaction is sealed or preconfirmed here.
     pub fn holds_tx(&self, hash: &B256) -> bool {
         self.tx_index.contains_key(hash)
@@ -167,11 +175,17 @@ impl ChainView {
     // ---- the chain's steps ----
 
     /// A new block opens with `params` (after the previous one sealed):
-    /// nothing in it yet; transactions are verified against its rules.
-    pub fn open(&mut self, params: BlockParams) {
+    /// nothing in it yet but, on an OP Stack chain, its deposits (`op`
+    /// says where they come from); transactions are verified against its rules.
+    pub fn open(&mut self, params: BlockParams, op: Option<(Arc<OpBlockInfo>, Vec<StoredTx>, u64)>) {
         debug_assert!(self.open.txs.is_empty(), "the previous block sealed its transactions");
         self.set_rules(&params);
-        self.open = OpenBlock { params, txs: Vec::new(), gas_used: 0 };
+        let (op, deposits, gas_used) = match op {
+            Some((op, deposits, gas_used)) => (Some(op), deposits, gas_used),
+            None => (None, Vec::new(), 0),
+        };
+        self.open = OpenBlock { params, txs: Vec::new(), gas_used: 0, op };
+        self.preconfirm(deposits, gas_used);
     }
 
     /// `txs` are durably preconfirmed into the open block, after those
@@ -193,7 +207,7 @@ impl ChainView {
     pub fn seal(&mut self, header: Header, hash: B256) -> Arc<StoredBlock> {
         assert_eq!(header.number, self.open.params.number, "a block seals the open block");
         let txs = std::mem::take(&mut self.open.txs);
-        let block = Arc::new(StoredBlock { header, hash, txs, signature: None });
+        let block = Arc::new(StoredBlock { header, hash, txs, signature: None, op: self.open.op.take() });
         self.keep(StoredBlock::clone(&block));
         let metrics = &self.outlets.metrics;
         metrics.head_number.set(i64::try_from(block.header.number).unwrap_or(i64::MAX));
@@ -293,7 +307,7 @@ mod tests {
         let genesis = genesis_block(chain);
         let params = child_params(chain, &genesis);
         let (outlets, heard) = outlets(chain, &params);
-        let open = OpenBlock { params, txs: Vec::new(), gas_used: 0 };
+        let open = OpenBlock { params, txs: Vec::new(), gas_used: 0, op: None };
         let view = ChainView::restore(
             chain.genesis_state(),
             Pool::new(PoolLimits::default()),
@@ -315,8 +329,8 @@ mod tests {
         for number in 1..=SEALED_BLOCKS + 1 {
             let params = child_params(chain, view.head());
             let mut builder = BlockBuilder::open(params.clone(), view.state_mut());
-            view.open(params.clone());
-            records.push(Record::Open(open_record(&params)));
+            view.open(params.clone(), None);
+            records.push(Record::Open(open_record(&params, None)));
             for mini_block in 0..2 {
                 let verifier = view.outlets.verifier.read().unwrap().clone();
                 let txs = (0..3)
@@ -394,8 +408,12 @@ mod tests {
 
         let replayed = replay::replay(&chain, records, None, None, HISTORY_BLOCKS).expect("the log replays");
         let open = replayed.open.expect("a block is open");
-        let open_block =
-            OpenBlock { params: open.builder.params().clone(), txs: open.txs, gas_used: open.builder.gas_used() };
+        let open_block = OpenBlock {
+            params: open.builder.params().clone(),
+            txs: open.txs,
+            gas_used: open.builder.gas_used(),
+            op: open.op,
+        };
         let (outlets, _) = outlets(&chain, &open_block.params);
         let pool = Pool::new(PoolLimits::default());
         let mut restarted =

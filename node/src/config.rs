@@ -28,6 +28,23 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub signer: SignerConfig,
     pub ha: HaConfig,
+    pub l1: L1Config,
+}
+
+/// An OP Stack chain's L1 (`node.rollup_config` set): the execution node
+/// tephra follows for L1 origins and deposits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct L1Config {
+    /// The L1 execution node's JSON-RPC over HTTP(S).
+    pub rpc: String,
+    /// L1 blocks below the head before one is taken as an origin.
+    pub confirmation_depth: u64,
+    pub poll_interval_ms: u64,
+    pub request_timeout_ms: u64,
+    /// EIP-4844's blob base fee update fraction of the L1's fork (Prague's
+    /// 5007716; Cancun's 3338477): the L1-info deposit's blob base fee.
+    pub blob_base_fee_update_fraction: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -320,7 +337,7 @@ impl Config {
     /// the source table while the net tile's limit is on) and each NIC
     /// backend when it starts. `[ha]` rows apply only with `ha.enabled`, as
     /// the rest of `[ha]`.
-    pub fn bounds(&self) -> [(&'static str, u64, RangeInclusive<u64>); 71] {
+    pub fn bounds(&self) -> [(&'static str, u64, RangeInclusive<u64>); 75] {
         let (rpc, udp, net, signer, ha) = (&self.rpc, &self.udp, &self.net, &self.signer, &self.ha);
         let highest_core = |cores: &[usize]| cores.iter().max().map_or(0, |&core| core as u64);
         [
@@ -416,6 +433,14 @@ impl Config {
             ("ha.standbys_max", ha.standbys_max as u64, 1..=HA_STANDBYS_MAX),
             ("ha.heartbeat_ms", ha.heartbeat_ms, 1..=HA_HEARTBEAT_MS_MAX),
             ("ha.status_interval_ms", ha.status_interval_ms, 1..=HA_STATUS_INTERVAL_MS_MAX),
+            ("l1.confirmation_depth", self.l1.confirmation_depth, 0..=L1_CONFIRMATION_DEPTH_MAX),
+            ("l1.poll_interval_ms", self.l1.poll_interval_ms, 1..=L1_POLL_INTERVAL_MS_MAX),
+            ("l1.request_timeout_ms", self.l1.request_timeout_ms, 1..=L1_REQUEST_TIMEOUT_MS_MAX),
+            (
+                "l1.blob_base_fee_update_fraction",
+                self.l1.blob_base_fee_update_fraction,
+                1..=L1_BLOB_BASE_FEE_UPDATE_FRACTION_MAX,
+            ),
         ]
     }
 

@@ -14,11 +14,9 @@ pub enum NodeError {
     Genesis { path: PathBuf, reason: String },
     #[error("rollup config {path}: {reason}")]
     Rollup { path: PathBuf, reason: String },
-    #[error(
-        "the data dir holds OP Stack chain {l2_chain_id}: its genesis and rollup config are checked, but OP \
-         execution (deposits, the L1-info transaction, L1 fees) is not in this build, so it is not sequenced"
-    )]
-    OpStackNotSequenced { l2_chain_id: u64 },
+    /// An OP Stack chain needs what an Ethereum-mode one does not.
+    #[error("OP Stack chain {l2_chain_id}: {reason}")]
+    OpStack { l2_chain_id: u64, reason: String },
     #[error("data dir {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]

@@ -4,7 +4,7 @@ use alloy_consensus::{Header, Transaction as _, Typed2718};
 use alloy_primitives::{B256, Log};
 use serde_json::{Value, json};
 
-use crate::view::{OpenBlock, StoredBlock, StoredTx};
+use crate::view::{OpBlockInfo, OpenBlock, StoredBlock, StoredTx};
 
 pub fn qty(n: impl Into<u128>) -> String {
     format!("{:#x}", n.into())
@@ -46,7 +46,43 @@ pub fn log(log: &Log, tx: &StoredTx, at: Position, log_index: u64) -> Value {
     })
 }
 
-pub fn receipt(tx: &StoredTx, at: Position) -> Value {
+/// A receipt; on an OP Stack chain (`op`, the block's L1 side) with the
+/// fields op-geth adds: a deposit's nonce and receipt version, a user
+/// transaction's L1 data fee and what it was computed from.
+pub fn receipt(tx: &StoredTx, at: Position, op: Option<&OpBlockInfo>) -> Value {
+    let mut value = eth_receipt(tx, at);
+    let object = value.as_object_mut().expect("a receipt is an object");
+    if let Some(deposit) = tx.deposit {
+        object.insert("depositNonce".into(), json!(qty(deposit.nonce)));
+        if let Some(version) = deposit.version {
+            object.insert("depositReceiptVersion".into(), json!(qty(version)));
+        }
+    } else if let Some((op, info)) = op.and_then(|op| Some((op, op.l1_block_info.as_ref()?))) {
+        let encoded = alloy_eips::eip2718::Encodable2718::encoded_2718(&tx.envelope);
+        let fees = tephra_exec::op_tx_fees(info, &encoded, tx.gas_used, op.spec);
+        let fields = [
+            ("l1Fee", Some(fees.l1_fee)),
+            ("l1GasUsed", Some(fees.l1_gas_used)),
+            ("l1GasPrice", Some(info.l1_base_fee)),
+            ("l1BaseFeeScalar", Some(info.l1_base_fee_scalar)),
+            ("l1BlobBaseFee", info.l1_blob_base_fee),
+            ("l1BlobBaseFeeScalar", info.l1_blob_base_fee_scalar),
+        ];
+        // op-geth writes the operator fee fields only when one is set.
+        let operator =
+            [("operatorFeeScalar", info.operator_fee_scalar), ("operatorFeeConstant", info.operator_fee_constant)];
+        let operator_set = operator.iter().any(|(_, v)| v.is_some_and(|v| !v.is_zero()));
+        let fields = fields.into_iter().chain(operator.into_iter().filter(|_| operator_set));
+        for (key, value) in fields {
+            if let Some(value) = value {
+                object.insert(key.into(), json!(format!("{value:#x}")));
+            }
+        }
+    }
+    value
+}
+
+fn eth_receipt(tx: &StoredTx, at: Position) -> Value {
     let logs: Vec<Value> =
         tx.receipt.logs.iter().enumerate().map(|(i, l)| log(l, tx, at, tx.first_log_index + i as u64)).collect();
     json!({
@@ -193,4 +229,27 @@ pub fn pending_block(open: &OpenBlock, full: bool) -> Value {
         "transactions": transactions(&open.txs, full, p.number, None),
         "uncles": [],
     })
+}
+
+/// A block as RLP: `[header, [tx...], [], withdrawals?]`, each transaction
+/// as the transactions trie holds it (a typed one as an RLP string of its
+/// EIP-2718 bytes).
+pub fn block_rlp(block: &StoredBlock) -> Vec<u8> {
+    use alloy_eips::eip2718::Encodable2718;
+    use alloy_rlp::Encodable;
+    let mut txs = Vec::new();
+    for tx in &block.txs {
+        tx.envelope.network_encode(&mut txs);
+    }
+    let txs_header = alloy_rlp::Header { list: true, payload_length: txs.len() };
+    let withdrawals: &[u8] = if block.header.withdrawals_root.is_some() { &[alloy_rlp::EMPTY_LIST_CODE] } else { &[] };
+    let payload_length = block.header.length() + txs_header.length_with_payload() + 1 + withdrawals.len();
+    let mut out = Vec::with_capacity(payload_length + 9);
+    alloy_rlp::Header { list: true, payload_length }.encode(&mut out);
+    block.header.encode(&mut out);
+    txs_header.encode(&mut out);
+    out.extend_from_slice(&txs);
+    out.push(alloy_rlp::EMPTY_LIST_CODE);
+    out.extend_from_slice(withdrawals);
+    out
 }

@@ -422,11 +422,12 @@ impl Role {
 
     pub fn run(mut self) -> Result<(), NodeError> {
         let shared = self.shared.clone();
-        let open = self
-            .resume
-            .builder
-            .take()
-            .map(|builder| crate::replay::OpenReplay { builder, txs: std::mem::take(&mut self.resume.open_txs) });
+        let open = self.resume.builder.take().map(|builder| crate::replay::OpenReplay {
+            builder,
+            txs: std::mem::take(&mut self.resume.open_txs),
+            // A pair runs Ethereum-mode chains only (node::start refuses OP with ha).
+            op: None,
+        });
         let mut replayer = Replayer::resume(&shared.chain, self.resume.head.clone(), self.resume.epoch, open);
         loop {
             if self.shared.health.shutting_down() {
@@ -650,7 +651,7 @@ impl Role {
             mode: config.ha.replication,
             sync_ack_timeout: Duration::from_millis(config.ha.sync_ack_timeout_ms),
         };
-        let open = OpenChain { log: self.log, builder, open_logged, epoch };
+        let open = OpenChain { log: self.log, builder: Some(builder), open_logged, epoch };
         let sequencer = open_sequencer(&shared, self.lead, open, Some(ha_parts))?;
         shared.health.set_leading();
         shared.metrics.ha_role.set(2);
@@ -691,7 +692,7 @@ impl Role {
         let head = view.head().clone();
         let params = next_block_params(&shared.chain, &head, &shared.config, self.lead.beneficiary, epoch)?;
         let builder = BlockBuilder::open(params.clone(), view.state_mut());
-        view.open(params);
+        view.open(params, None);
         Ok((builder, false))
     }
 

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Invariants: a hold is set and cleared by the one part that owns its cause
-//! (disk and signer and replication: the sequencer; leadership: the role
+//! (disk and signer and replication and L1: the sequencer; leadership: the role
 //! thread); /ready names every hold in force, in `Hold` order; a node takes
 //! transactions only while it leads and its log's disk keeps its reserve. The
 //! checks on every submission read one atomic word, never a lock.
@@ -35,10 +35,14 @@ pub enum Hold {
     LogFailed,
     /// This node stopped leading: it stops and rejoins as a standby.
     Deposed,
+    /// An OP Stack chain's next block has no L1 origin it may take (the L1
+    /// unreachable past the sequencer drift, or reorged below the origin):
+    /// no block opens; transactions wait in the pool.
+    L1,
 }
 
 impl Hold {
-    const ALL: [Hold; 5] = [Hold::Disk, Hold::Signer, Hold::Replication, Hold::LogFailed, Hold::Deposed];
+    const ALL: [Hold; 6] = [Hold::Disk, Hold::Signer, Hold::Replication, Hold::LogFailed, Hold::Deposed, Hold::L1];
 
     fn bit(self) -> u32 {
         1 << self as u32

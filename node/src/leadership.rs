@@ -45,7 +45,8 @@ pub(crate) struct LeadParts {
 /// The leader's open block and the log it writes.
 pub(crate) struct OpenChain {
     pub log: LogWriter,
-    pub builder: BlockBuilder,
+    /// None: an OP Stack chain's next block waits for its L1 origin.
+    pub builder: Option<BlockBuilder>,
     /// Whether the open block's Open record is in the log already.
     pub open_logged: bool,
     pub epoch: u64,
@@ -76,7 +77,7 @@ pub(crate) fn open_sequencer(
     for (number, hash) in unsigned {
         signing.submit(number, hash, open.epoch).expect("the bound fits every unsigned block");
     }
-    let number = open.builder.params().number;
+    let number = shared.view.read().expect("view lock").open_block().params.number;
     let delegation =
         Delegation::start(lead.signer.clone(), shared.chain.chain_id(), config.signer.delegation_epoch_blocks, number)?;
     let executor = tephra_exec::ParallelExecutor::new(&config.exec.shard_config(&lead.placement))?;

@@ -14,6 +14,7 @@ mod health;
 mod leadership;
 mod metrics;
 pub mod node;
+mod op;
 mod replay;
 mod rpc;
 mod sequencer;

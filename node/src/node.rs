@@ -19,6 +19,7 @@ use tephra_dataplane::{
 };
 use tephra_exec::{BlockBuilder, ChainSpec, Verifier, VerifyRules, snapshot};
 use tephra_hsm::Signer;
+use tephra_types::rollup::{BlockId, RollupConfig};
 use tokio::sync::broadcast;
 
 use crate::{
@@ -30,6 +31,7 @@ use crate::{
     health::Health,
     leadership::{LeadParts, OpenChain, next_block_params, open_sequencer},
     metrics::Metrics,
+    op::OpSequencing,
     replay::{self, OpenReplay},
     shared::Shared,
     view::{OpenBlock, StoredTx},
@@ -63,9 +65,10 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     let data = DataDir(config.node.data_dir.clone());
     let lock = lock_data_dir(&data)?;
     let chain = chain_of(&config, &data)?;
-    if let Some(rollup) = rollup_of(&config, &data, &chain)? {
-        return Err(NodeError::OpStackNotSequenced { l2_chain_id: rollup.l2_chain_id });
-    }
+    let op = match rollup_of(&config, &data, &chain)? {
+        Some(rollup) => Some(Arc::new(op_sequencing(&config, rollup)?)),
+        None => None,
+    };
     // Every block has the genesis gas limit: its fullest block must fit a record.
     crate::config::check_record_limits(chain.genesis_header().gas_limit)?;
     let ha = match config.ha.enabled {
@@ -86,8 +89,16 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     };
     let metrics = Arc::new(Metrics::new());
     let (events, _) = broadcast::channel(config.rpc.subscription_buffer_max as usize);
-    let (view, verifier, rest) =
-        restore(&chain, &config, &data, records, beneficiary, ha.is_some(), (events.clone(), metrics.clone()))?;
+    let (view, verifier, rest) = restore(
+        &chain,
+        &config,
+        &data,
+        records,
+        (beneficiary, op.as_deref()),
+        ha.is_some(),
+        (events.clone(), metrics.clone()),
+    )?;
+    let l1_anchor = view.head().op.as_ref().map(|op| BlockId { hash: op.origin.hash, number: op.origin.number });
     let (submit_tx, submit_rx) = mpsc::sync_channel(config.sequencer.submission_queue_depth);
     let shared = Arc::new(Shared {
         chain,
@@ -100,7 +111,13 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         signer_address: signer.address(),
         health: Arc::new(Health::new(ha.is_none())),
         heartbeat: Default::default(),
+        op,
     });
+    if let Some(op) = &shared.op {
+        let anchor = l1_anchor.unwrap_or_else(|| op.rollup.genesis.l1.clone());
+        op.spawn_follower(&shared.config.l1, anchor, shared.health.clone())
+            .map_err(io_error(Path::new("the L1 follower thread")))?;
+    }
     let (machine, placement) = placement(&shared.config)?;
     let topology = crate::topology::Topology::of(&shared.config, &placement);
     tracing::info!("topology\n{topology}\n{}", placement.table(&machine));
@@ -110,6 +127,20 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     let (rpc, rpc_methods, dataplane) = serve(&shared, &placement).await?;
     shared.health.set_started();
     Ok(Running { shared, rpc, rpc_methods, sequencer, dataplane, _lock: lock })
+}
+
+/// An OP Stack chain's sequencing inputs; what it needs that an
+/// Ethereum-mode chain does not is checked here.
+fn op_sequencing(config: &Config, rollup: RollupConfig) -> Result<OpSequencing, NodeError> {
+    let refused = |reason: &str| NodeError::OpStack { l2_chain_id: rollup.l2_chain_id, reason: reason.to_string() };
+    if config.l1.rpc.is_empty() {
+        return Err(refused("l1.rpc must name the L1 execution node's JSON-RPC"));
+    }
+    if config.ha.enabled {
+        return Err(refused("ha is not supported for OP Stack chains yet: run it without [ha]"));
+    }
+    let l2_chain_id = rollup.l2_chain_id;
+    OpSequencing::new(rollup, &config.l1).map_err(|reason| NodeError::OpStack { l2_chain_id, reason })
 }
 
 /// Who the block fees go to: `block.beneficiary`, or the block key.
@@ -128,7 +159,7 @@ fn restore(
     config: &Config,
     data: &DataDir,
     records: Vec<Record>,
-    beneficiary: Address,
+    (beneficiary, op): (Address, Option<&OpSequencing>),
     in_pair: bool,
     (events, metrics): (broadcast::Sender<Event>, Arc<Metrics>),
 ) -> Result<(ChainView, Arc<RwLock<Verifier>>, Rest), NodeError> {
@@ -149,18 +180,23 @@ fn restore(
     let epoch = replayed.epoch;
     let head = replayed.blocks.back().expect("genesis").clone();
     // A single node opens the next block now; a standby leaves it to the
-    // leader's Open record (opening runs system calls on the state).
-    let (builder, open_txs, open_logged) = match replayed.open {
-        Some(OpenReplay { builder, txs }) => (Some(builder), txs, true),
-        None if !in_pair => {
+    // leader's Open record (opening runs system calls on the state); an OP
+    // Stack chain's sequencer opens it once it has the L1 origin.
+    let (builder, open_txs, open_logged, open_op) = match replayed.open {
+        Some(OpenReplay { builder, txs, op }) => (Some(builder), txs, true, op),
+        None if !in_pair && op.is_none() => {
             let params = next_block_params(chain, &head, config, beneficiary, 0)?;
-            (Some(BlockBuilder::open(params, &mut state)), Vec::new(), false)
+            (Some(BlockBuilder::open(params, &mut state)), Vec::new(), false, None)
         }
-        None => (None, Vec::new(), false),
+        None => (None, Vec::new(), false, None),
     };
-    let params = match &builder {
-        Some(builder) => builder.params().clone(),
-        None => next_block_params(chain, &head, config, beneficiary, epoch)?,
+    let params = match (&builder, op) {
+        (Some(builder), _) => builder.params().clone(),
+        (None, Some(op)) => op.provisional_params(chain, &head).map_err(|reason| NodeError::OpStack {
+            l2_chain_id: chain.chain_id(),
+            reason: format!("the next block does not open: {reason}"),
+        })?,
+        (None, None) => next_block_params(chain, &head, config, beneficiary, epoch)?,
     };
     let verifier = Arc::new(RwLock::new(Verifier::new(VerifyRules {
         chain_id: chain.chain_id(),
@@ -170,7 +206,8 @@ fn restore(
         allow_unprotected: config.verify.allow_unprotected,
     })));
     let resume_txs = if in_pair { open_txs.clone() } else { Vec::new() };
-    let open = OpenBlock { params, txs: open_txs, gas_used: builder.as_ref().map_or(0, |b| b.gas_used()) };
+    let gas_used = builder.as_ref().map_or(0, |b| b.gas_used());
+    let open = OpenBlock { params, txs: open_txs, gas_used, op: open_op };
     let outlets = Outlets { events, metrics, verifier: verifier.clone() };
     let pool = tephra_exec::pool::Pool::new(config.pool.clone());
     let view = ChainView::restore(state, pool, replayed.blocks, config.rpc.history_blocks_max, open, outlets);
@@ -191,8 +228,7 @@ fn spawn_role(
     let data_dir = &shared.config.node.data_dir;
     let spawned = match ha {
         None => {
-            let builder = rest.builder.expect("a single node opened its block");
-            let open = OpenChain { log: rest.log, builder, open_logged: rest.open_logged, epoch: 0 };
+            let open = OpenChain { log: rest.log, builder: rest.builder, open_logged: rest.open_logged, epoch: 0 };
             let sequencer = open_sequencer(shared, lead, open, None)?;
             thread::Builder::new().name("tephra-sequencer".into()).spawn(move || {
                 pin_current_thread(&[core]);

@@ -2,22 +2,24 @@
 //! snapshot) and for `tephra log verify` (from genesis, every block
 //! re-executed and every signature checked).
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, sync::Arc};
 
 use alloy_consensus::{Header, Transaction as _, TxEnvelope};
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, B256, Bytes, keccak256};
 use alloy_rlp::Decodable;
-use tephra_batchlog::{OpenRecord, ReceiptRecord, Record};
+use tephra_batchlog::{OpOpenRecord, OpenRecord, ReceiptRecord, Record};
 use tephra_exec::{
-    BlockBuilder, BlockChoice, BlockParams, ChainSpec, ExecutedTx, SequentialExecutor, StateDb, TxOutcome, VerifiedTx,
-    Verifier, VerifyRules, snapshot::SnapshotMeta,
+    BlockBuilder, BlockChoice, BlockParams, ChainSpec, ExecutedDeposit, ExecutedTx, SequentialExecutor, StateDb,
+    TxOutcome, VerifiedTx, Verifier, VerifyRules, snapshot::SnapshotMeta,
 };
 use tephra_hsm::{Payload, Signature65};
+use tephra_types::deposit::Deposit;
 
 use crate::{
     chain_view::ChainView,
-    view::{StoredBlock, StoredTx},
+    op::op_block_info,
+    view::{OpBlockInfo, StoredBlock, StoredTx, op_envelope},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -30,11 +32,13 @@ fn diverged(number: u64, reason: impl Into<String>) -> ReplayError {
     ReplayError::Diverged { number, reason: reason.into() }
 }
 
-/// The open block left by the log: its builder and preconfirmed transactions.
+/// The open block left by the log: its builder and preconfirmed transactions
+/// (an OP Stack block's deposits first).
 #[derive(Debug)]
 pub struct OpenReplay {
     pub builder: BlockBuilder,
     pub txs: Vec<StoredTx>,
+    pub op: Option<Arc<OpBlockInfo>>,
 }
 
 /// The chain as the log leaves it.
@@ -62,6 +66,7 @@ enum Current {
     Exec {
         builder: BlockBuilder,
         txs: Vec<StoredTx>,
+        op: Option<Arc<OpBlockInfo>>,
     },
 }
 
@@ -73,8 +78,7 @@ pub fn params_of(chain: &ChainSpec, parent: &Header, open: &OpenRecord) -> Resul
         beneficiary: open.beneficiary,
         prevrandao: open.prevrandao,
         extra_data: open.extra_data.clone(),
-        // OP Stack chains are not sequenced yet (NodeError::OpStackNotSequenced).
-        op: None,
+        op: open.op.as_ref().map(|op| crate::op::op_choice_of(open.gas_limit, op)),
     };
     let params = BlockParams::child_of(chain, parent, choice).map_err(|e| diverged(open.number, e.to_string()))?;
     if params.number != open.number || params.parent_hash != open.parent_hash {
@@ -86,8 +90,9 @@ pub fn params_of(chain: &ChainSpec, parent: &Header, open: &OpenRecord) -> Resul
     Ok(params)
 }
 
-pub fn open_record(params: &BlockParams) -> OpenRecord {
+pub fn open_record(params: &BlockParams, op: Option<OpOpenRecord>) -> OpenRecord {
     OpenRecord {
+        op,
         number: params.number,
         parent_hash: params.parent_hash,
         timestamp: params.timestamp,
@@ -128,7 +133,13 @@ pub fn stored_txs<'a>(
 }
 
 pub fn genesis_block(chain: &ChainSpec) -> StoredBlock {
-    StoredBlock { header: chain.genesis_header().clone(), hash: chain.genesis_hash(), txs: Vec::new(), signature: None }
+    StoredBlock {
+        header: chain.genesis_header().clone(),
+        hash: chain.genesis_hash(),
+        txs: Vec::new(),
+        signature: None,
+        op: None,
+    }
 }
 
 /// A block's extra data: in a high-availability pair the sealing leader's
@@ -196,8 +207,8 @@ impl<'c> Replayer<'c> {
     pub fn resume(chain: &'c ChainSpec, head: Header, epoch: u64, open: Option<OpenReplay>) -> Self {
         let mut replayer = Self::new(chain, head.number, head);
         replayer.epoch = epoch;
-        if let Some(OpenReplay { builder, txs }) = open {
-            replayer.current = Current::Exec { builder, txs };
+        if let Some(OpenReplay { builder, txs, op }) = open {
+            replayer.current = Current::Exec { builder, txs, op };
         }
         replayer
     }
@@ -227,11 +238,19 @@ impl<'c> Replayer<'c> {
         }
     }
 
+    /// The open OP Stack block's L1 side.
+    pub fn open_op(&self) -> Option<Arc<OpBlockInfo>> {
+        match &self.current {
+            Current::Exec { op, .. } => op.clone(),
+            _ => None,
+        }
+    }
+
     /// The open block as the log leaves it.
     pub fn finish(self) -> Result<Option<OpenReplay>, ReplayError> {
         match self.current {
             Current::Idle => Ok(None),
-            Current::Exec { builder, txs } => Ok(Some(OpenReplay { builder, txs })),
+            Current::Exec { builder, txs, op } => Ok(Some(OpenReplay { builder, txs, op })),
             Current::History { open, .. } => Err(diverged(open.number, "the snapshot is ahead of its seal")),
         }
     }
@@ -258,10 +277,25 @@ impl<'c> Replayer<'c> {
         }
         if open.number <= self.base_number {
             self.current = Current::History { open, txs: Vec::new() };
-        } else {
-            let params = params_of(self.chain, &self.head, &open)?;
-            self.current = Current::Exec { builder: BlockBuilder::open(params, state), txs: Vec::new() };
+            return Ok(Applied::Opened);
         }
+        let params = params_of(self.chain, &self.head, &open)?;
+        self.current = match &open.op {
+            None => Current::Exec { builder: BlockBuilder::open(params, state), txs: Vec::new(), op: None },
+            Some(record) => {
+                let deposits = record
+                    .deposits
+                    .iter()
+                    .map(|raw| Deposit::decode_2718(raw).map_err(|e| diverged(open.number, e.to_string())))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let (timestamp, number) = (params.timestamp, params.number);
+                let builder = BlockBuilder::open_op(params, state, deposits)
+                    .map_err(|reject| diverged(number, format!("its deposits do not execute: {reject}")))?;
+                let op = op_block_info(self.chain, timestamp, record, builder.l1_block_info().cloned());
+                let txs = stored_deposits(builder.deposits());
+                Current::Exec { builder, txs, op: Some(op) }
+            }
+        };
         Ok(Applied::Opened)
     }
 
@@ -275,7 +309,7 @@ impl<'c> Replayer<'c> {
     ) -> Result<Applied, ReplayError> {
         let first = match &mut self.current {
             Current::History { txs, .. } => decode_batch(number, batch, txs)?,
-            Current::Exec { builder, txs } => {
+            Current::Exec { builder, txs, .. } => {
                 let verified = verify_batch(self.chain, builder.params(), number, batch)?;
                 execute_batch(&mut self.executor, state, builder, txs, number, verified)?
             }
@@ -296,14 +330,14 @@ impl<'c> Replayer<'c> {
         let header = Header::decode(&mut &header_rlp[..]).map_err(|e| diverged(number, e.to_string()))?;
         let hash = keccak256(header_rlp);
         let block = match std::mem::replace(&mut self.current, Current::Idle) {
-            Current::History { open, txs } => history_block(header, open, txs, receipts)?,
-            Current::Exec { builder, txs } => {
+            Current::History { open, txs } => history_block(self.chain, header, open, txs, receipts)?,
+            Current::Exec { builder, txs, op } => {
                 let sealed = builder.seal(state);
                 if sealed.hash != hash {
                     return Err(diverged(number, format!("re-executed hash {} , logged {hash}", sealed.hash)));
                 }
                 self.executed_blocks += 1;
-                StoredBlock { header: sealed.header, hash, txs, signature: None }
+                StoredBlock { header: sealed.header, hash, txs, signature: None, op }
             }
             Current::Idle => return Err(diverged(number, "a seal outside any block")),
         };
@@ -340,6 +374,19 @@ fn decode_batch(
     Ok(first)
 }
 
+/// The stored form of an OP Stack block's deposits, which open it.
+pub fn stored_deposits(deposits: &[ExecutedDeposit]) -> Vec<StoredTx> {
+    let mut first_log_index = 0;
+    deposits
+        .iter()
+        .map(|d| {
+            let stored = StoredTx::from_deposit(d, first_log_index);
+            first_log_index += d.receipt.logs.len() as u64;
+            stored
+        })
+        .collect()
+}
+
 /// Verifies a logged mini-block again: each transaction must recover to the
 /// sender the log names.
 fn verify_batch(
@@ -370,7 +417,8 @@ fn execute_batch(
     number: u64,
     verified: Vec<VerifiedTx>,
 ) -> Result<usize, ReplayError> {
-    let first = builder.transactions().len();
+    let first = txs.len();
+    let first_executed = builder.transactions().len();
     let mut failure = None;
     builder.execute(executor, state, verified, |_, outcome| {
         if !matches!(outcome, TxOutcome::Included(_)) && failure.is_none() {
@@ -382,7 +430,7 @@ fn execute_batch(
     }
     let first_log_index = txs.last().map_or(0, |t| t.first_log_index + t.receipt.logs.len() as u64);
     let base_fee = builder.params().base_fee_per_gas;
-    txs.extend(stored_txs(&builder.transactions()[first..], base_fee, first_log_index));
+    txs.extend(stored_txs(&builder.transactions()[first_executed..], base_fee, first_log_index));
     Ok(first)
 }
 
@@ -406,8 +454,10 @@ pub fn follow_record(
 ) -> Result<Followed, ReplayError> {
     match replayer.apply(record, view.state_mut())? {
         Applied::Opened => {
-            let params = replayer.open_builder().expect("just opened").params().clone();
-            view.open(params);
+            let builder = replayer.open_builder().expect("just opened");
+            let (params, gas_used) = (builder.params().clone(), builder.gas_used());
+            let op = replayer.open_op().map(|op| (op, replayer.open_txs().to_vec(), gas_used));
+            view.open(params, op);
         }
         Applied::Batch { first } => {
             let gas_used = replayer.open_builder().map_or(0, |b| b.gas_used());
@@ -526,39 +576,63 @@ fn check_signature(
     Ok(())
 }
 
+/// A block read back from its records without executing it: an OP Stack
+/// block's deposits (from its Open record) come first, then its batches.
 fn history_block(
+    chain: &ChainSpec,
     header: Header,
     open: OpenRecord,
     txs: Vec<(Address, TxEnvelope)>,
-    receipts: Vec<ReceiptRecord>,
+    mut receipts: Vec<ReceiptRecord>,
 ) -> Result<StoredBlock, ReplayError> {
-    if txs.len() != receipts.len() || header.number != open.number {
+    let deposits = open.op.as_ref().map_or(&[][..], |op| &op.deposits[..]);
+    if deposits.len() + txs.len() != receipts.len() || header.number != open.number {
         return Err(diverged(open.number, "transactions and receipts disagree"));
     }
     let hash = header.hash_slow();
     let mut previous_gas = 0;
     let mut first_log_index = 0;
-    let stored = txs
-        .into_iter()
-        .zip(receipts)
-        .map(|((sender, envelope), r)| {
-            let gas_used = r.cumulative_gas_used.saturating_sub(previous_gas);
-            previous_gas = r.cumulative_gas_used;
-            let log_count = r.logs.len() as u64;
-            let tx = StoredTx {
-                hash: *envelope.tx_hash(),
-                contract_address: envelope.is_create().then(|| sender.create(envelope.nonce())),
-                effective_gas_price: envelope.effective_gas_price(Some(open.base_fee_per_gas)),
-                receipt: r.into_receipt(),
-                envelope,
-                sender,
-                gas_used,
-                first_log_index,
-                preconf: None,
-            };
-            first_log_index += log_count;
-            tx
-        })
-        .collect();
-    Ok(StoredBlock { header, hash, txs: stored, signature: None })
+    let user_receipts = receipts.split_off(deposits.len());
+    let canyon = chain.is_op_active("canyon_time", header.timestamp);
+    let mut stored = Vec::with_capacity(receipts.len() + user_receipts.len());
+    for (raw, r) in deposits.iter().zip(receipts) {
+        let deposit = Deposit::decode_2718(raw).map_err(|e| diverged(open.number, e.to_string()))?;
+        let gas_used = r.cumulative_gas_used.saturating_sub(previous_gas);
+        previous_gas = r.cumulative_gas_used;
+        let executed = ExecutedDeposit {
+            hash: keccak256(raw),
+            encoded: raw.clone(),
+            contract_address: deposit.to.is_none().then(|| deposit.from.create(r.deposit_nonce.unwrap_or(0))),
+            deposit_nonce: r.deposit_nonce.unwrap_or(0),
+            receipt_version: canyon.then_some(tephra_exec::deposit::DEPOSIT_RECEIPT_VERSION),
+            gas_used,
+            deposit,
+            receipt: r.into_receipt(),
+        };
+        let tx = StoredTx::from_deposit(&executed, first_log_index);
+        first_log_index += executed.receipt.logs.len() as u64;
+        stored.push(tx);
+    }
+    let op = open.op.as_ref().map(|record| op_block_info(chain, header.timestamp, record, None));
+    let users = txs.into_iter().zip(user_receipts).map(|((sender, envelope), r)| {
+        let gas_used = r.cumulative_gas_used.saturating_sub(previous_gas);
+        previous_gas = r.cumulative_gas_used;
+        let log_count = r.logs.len() as u64;
+        let tx = StoredTx {
+            hash: *envelope.tx_hash(),
+            contract_address: envelope.is_create().then(|| sender.create(envelope.nonce())),
+            effective_gas_price: envelope.effective_gas_price(Some(open.base_fee_per_gas)),
+            receipt: r.into_receipt(),
+            envelope: op_envelope(&envelope),
+            sender,
+            gas_used,
+            first_log_index,
+            preconf: None,
+            deposit: None,
+        };
+        first_log_index += log_count;
+        tx
+    });
+    stored.extend(users);
+    Ok(StoredBlock { header, hash, txs: stored, signature: None, op })
 }

@@ -75,6 +75,8 @@ pub struct Shared {
     /// Turns of the sequencer's (or role thread's) loop: the service
     /// watchdog is fed only while it moves.
     pub heartbeat: AtomicU64,
+    /// An OP Stack chain's rollup config and L1 view.
+    pub op: Option<Arc<crate::op::OpSequencing>>,
 }
 
 impl Shared {

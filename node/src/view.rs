@@ -4,15 +4,19 @@
 
 use std::sync::Arc;
 
-use alloy_consensus::{Header, Receipt, Transaction as _, TxEnvelope};
-use alloy_primitives::{Address, B256, Bloom, Log};
-use tephra_exec::{BlockParams, ExecutedTx};
+use alloy_consensus::{Header, Receipt, Sealed, Transaction as _, TxEnvelope};
+use alloy_primitives::{Address, B256, Bloom, Log, TxKind};
+use op_alloy_consensus::{OpTxEnvelope, TxDeposit};
+use tephra_exec::{BlockParams, ExecutedDeposit, ExecutedTx, L1BlockInfo, OpSpecId};
 use tephra_hsm::{Certificate, MerkleTree, Signature65, SignedBatch};
+use tephra_l1::L1Block;
 
-/// A transaction in a sealed or open block, with its receipt.
+/// A transaction in a sealed or open block, with its receipt. The OP
+/// Stack's envelope holds every type tephra includes: Ethereum's signed
+/// ones and, on an OP Stack chain, deposits.
 #[derive(Clone, Debug)]
 pub struct StoredTx {
-    pub envelope: TxEnvelope,
+    pub envelope: OpTxEnvelope,
     pub sender: Address,
     pub hash: B256,
     pub receipt: Receipt<Log>,
@@ -23,6 +27,33 @@ pub struct StoredTx {
     pub first_log_index: u64,
     /// Its signed preconfirmation (none for transactions replayed after a restart).
     pub preconf: Option<PreconfRef>,
+    /// A deposit's receipt fields.
+    pub deposit: Option<DepositReceipt>,
+}
+
+/// What a deposit's receipt adds (op-geth's `depositNonce`, `depositReceiptVersion`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DepositReceipt {
+    pub nonce: u64,
+    /// Canyon on.
+    pub version: Option<u64>,
+}
+
+/// An OP Stack block's L1 side: its origin, its place in the epoch and the
+/// L1 fee parameters its receipts report.
+#[derive(Clone, Debug)]
+pub struct OpBlockInfo {
+    pub origin: L1Block,
+    pub sequence_number: u64,
+    /// SystemConfig's EIP-1559 parameters the block was built with.
+    pub eip1559_params: [u8; 8],
+    /// What receipts report the L1 fee from: op-revm's reading of the
+    /// L1Block predeploy once the L1-info deposit ran. None for a block the
+    /// start's replay read back without executing (before its snapshot).
+    pub l1_block_info: Option<L1BlockInfo>,
+    pub spec: OpSpecId,
+    /// Past the sequencer drift: deposits only, no user transactions.
+    pub deposits_only: bool,
 }
 
 /// A mini-block whose transaction-hash root the hot key signed.
@@ -58,7 +89,7 @@ impl StoredTx {
     pub fn new(executed: &ExecutedTx, base_fee_per_gas: u64, first_log_index: u64) -> Self {
         let envelope = &executed.tx.envelope;
         Self {
-            envelope: envelope.clone(),
+            envelope: op_envelope(envelope),
             sender: executed.tx.sender,
             hash: executed.tx.hash,
             receipt: executed.receipt.clone(),
@@ -67,6 +98,35 @@ impl StoredTx {
             effective_gas_price: envelope.effective_gas_price(Some(base_fee_per_gas)),
             first_log_index,
             preconf: None,
+            deposit: None,
+        }
+    }
+
+    /// A deposit executed into an OP Stack block.
+    pub fn from_deposit(executed: &ExecutedDeposit, first_log_index: u64) -> Self {
+        let d = &executed.deposit;
+        let deposit = TxDeposit {
+            source_hash: d.source_hash,
+            from: d.from,
+            to: d.to.map_or(TxKind::Create, TxKind::Call),
+            // L1 holds no more ether than u128 counts.
+            mint: u128::try_from(d.mint).unwrap_or(u128::MAX),
+            value: d.value,
+            gas_limit: d.gas_limit,
+            is_system_transaction: d.is_system_transaction,
+            input: d.data.clone(),
+        };
+        Self {
+            envelope: OpTxEnvelope::Deposit(Sealed::new_unchecked(deposit, executed.hash)),
+            sender: d.from,
+            hash: executed.hash,
+            receipt: executed.receipt.clone(),
+            gas_used: executed.gas_used,
+            contract_address: executed.contract_address,
+            effective_gas_price: 0,
+            first_log_index,
+            preconf: None,
+            deposit: Some(DepositReceipt { nonce: executed.deposit_nonce, version: executed.receipt_version }),
         }
     }
 
@@ -82,6 +142,8 @@ pub struct StoredBlock {
     pub hash: B256,
     pub txs: Vec<StoredTx>,
     pub signature: Option<Signature65>,
+    /// An OP Stack block's L1 side.
+    pub op: Option<Arc<OpBlockInfo>>,
 }
 
 /// Where a transaction sits.
@@ -97,4 +159,19 @@ pub struct OpenBlock {
     pub params: BlockParams,
     pub txs: Vec<StoredTx>,
     pub gas_used: u64,
+    /// An OP Stack block's L1 side.
+    pub op: Option<Arc<OpBlockInfo>>,
+}
+
+/// A signed Ethereum transaction in the OP Stack's envelope, which has the
+/// same variants but for blob transactions.
+pub fn op_envelope(envelope: &TxEnvelope) -> OpTxEnvelope {
+    match envelope.clone() {
+        TxEnvelope::Legacy(tx) => OpTxEnvelope::Legacy(tx),
+        TxEnvelope::Eip2930(tx) => OpTxEnvelope::Eip2930(tx),
+        TxEnvelope::Eip1559(tx) => OpTxEnvelope::Eip1559(tx),
+        TxEnvelope::Eip7702(tx) => OpTxEnvelope::Eip7702(tx),
+        // verify refuses type 3 (code 103) before anything is stored.
+        TxEnvelope::Eip4844(_) => unreachable!("blob transactions are refused at verify"),
+    }
 }

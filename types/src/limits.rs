@@ -310,3 +310,16 @@ pub const HA_HEARTBEAT_MS_MAX: u64 = 10_000;
 
 /// `ha.status_interval_ms`: `tephra ha status` is at most a minute old.
 pub const HA_STATUS_INTERVAL_MS_MAX: u64 = 60_000;
+
+/// `l1.confirmation_depth`: 64 L1 blocks (two epochs of the beacon chain,
+/// past finality): a deeper wait only delays deposits.
+pub const L1_CONFIRMATION_DEPTH_MAX: u64 = 64;
+
+/// `l1.poll_interval_ms`: a minute; an L1 block comes every 12 s.
+pub const L1_POLL_INTERVAL_MS_MAX: u64 = 60_000;
+
+/// `l1.request_timeout_ms`: a minute.
+pub const L1_REQUEST_TIMEOUT_MS_MAX: u64 = 60_000;
+
+/// `l1.blob_base_fee_update_fraction`: ten times Prague's.
+pub const L1_BLOB_BASE_FEE_UPDATE_FRACTION_MAX: u64 = 50_077_160;

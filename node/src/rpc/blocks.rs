@@ -62,15 +62,15 @@ pub(super) fn block_receipts(params: &Params<'_>, shared: &Shared) -> RpcResult 
     let p = list(params)?;
     let tag = parse_tag(p.first())?;
     let view = shared.view.read().expect("view lock");
-    let (block_number, block_hash, txs) = if tag == BlockTag::Pending {
+    let (block_number, block_hash, txs, op) = if tag == BlockTag::Pending {
         let open = view.open_block();
-        (open.params.number, None, &open.txs)
+        (open.params.number, None, &open.txs, open.op.as_deref())
     } else {
         let Some(block) = resolve(&view, tag).and_then(|n| view.block(n)) else { return Ok(Value::Null) };
-        (block.header.number, Some(block.hash), &block.txs)
+        (block.header.number, Some(block.hash), &block.txs, block.op.as_deref())
     };
     let receipts =
-        txs.iter().enumerate().map(|(index, tx)| format::receipt(tx, Position { block_number, block_hash, index }));
+        txs.iter().enumerate().map(|(index, tx)| format::receipt(tx, Position { block_number, block_hash, index }, op));
     Ok(Value::Array(receipts.collect()))
 }
 
@@ -91,5 +91,26 @@ pub(super) fn receipt_of(view: &ChainView, hash: &B256, include_open: bool) -> O
     if block_hash.is_none() && !include_open {
         return None;
     }
-    Some(format::receipt(tx, Position { block_number, block_hash, index }))
+    Some(format::receipt(tx, Position { block_number, block_hash, index }, view.op_of(block_number)))
+}
+
+/// geth's debug_getRawBlock: a kept sealed block as RLP (header, then its
+/// transactions in their EIP-2718 encodings, no uncles, the withdrawals
+/// list when the header has a root), as verifiers and op-node's tools read it.
+pub(super) fn raw_block(params: &Params<'_>, shared: &Shared) -> RpcResult {
+    let p = list(params)?;
+    let tag = parse_tag(p.first())?;
+    let view = shared.view.read().expect("view lock");
+    let Some(block) = resolve(&view, tag).and_then(|n| view.block(n)) else { return Ok(Value::Null) };
+    Ok(json!(format!("0x{}", hex::encode(format::block_rlp(block)))))
+}
+
+/// geth's debug_getRawTransaction: a kept transaction's EIP-2718 encoding.
+pub(super) fn raw_transaction(params: &Params<'_>, shared: &Shared) -> RpcResult {
+    let p = list(params)?;
+    let hash: B256 = param(&p, 0, "hash")?;
+    let view = shared.view.read().expect("view lock");
+    Ok(view.tx(&hash).map_or(Value::Null, |(_, _, tx)| {
+        json!(format!("0x{}", hex::encode(alloy_eips::eip2718::Encodable2718::encoded_2718(&tx.envelope))))
+    }))
 }

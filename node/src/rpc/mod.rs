@@ -11,6 +11,7 @@ mod errors;
 mod fees;
 mod limits;
 mod logs;
+mod optimism;
 mod params;
 mod send;
 mod server;
@@ -31,7 +32,7 @@ const CLIENT_VERSION: &str = concat!("tephra/v", env!("CARGO_PKG_VERSION"));
 
 /// Every method the node answers; any other answers -32601.
 pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
-    let chain_id = shared.chain.chain_id();
+    let (chain_id, op_stack) = (shared.chain.chain_id(), shared.op.is_some());
     let mut m = RpcModule::from_arc(shared);
     register_chain(&mut m, chain_id);
     register_blocks_and_txs(&mut m);
@@ -40,7 +41,18 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
     register_fees(&mut m);
     register_send(&mut m);
     register_subscriptions(&mut m);
+    if op_stack {
+        register_optimism(&mut m);
+    }
     m
+}
+
+/// op-node's rollup RPC, for an OP Stack chain: the rollup config, the sync
+/// status and output roots.
+fn register_optimism(m: &mut RpcModule<Shared>) {
+    m.register_method("optimism_rollupConfig", |_, s, _| optimism::rollup_config(s)).expect("unique");
+    m.register_method("optimism_syncStatus", |_, s, _| optimism::sync_status(s)).expect("unique");
+    m.register_method("optimism_outputAtBlock", |p, s, _| optimism::output_at_block(&p, s)).expect("unique");
 }
 
 /// What the node is: its chain, its version, its block key; fixed answers
@@ -65,6 +77,8 @@ fn register_blocks_and_txs(m: &mut RpcModule<Shared>) {
     m.register_method("eth_getBlockReceipts", |p, s, _| blocks::block_receipts(&p, s)).expect("unique");
     m.register_method("tephra_getPreconfirmation", |p, s, _| blocks::preconfirmation(&p, s)).expect("unique");
     m.register_method("eth_getLogs", |p, s, _| logs::get_logs(&p, s)).expect("unique");
+    m.register_method("debug_getRawBlock", |p, s, _| blocks::raw_block(&p, s)).expect("unique");
+    m.register_method("debug_getRawTransaction", |p, s, _| blocks::raw_transaction(&p, s)).expect("unique");
 }
 
 /// State reads, served at the preconfirmed tip.

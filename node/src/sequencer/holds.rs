@@ -16,11 +16,11 @@ const SYNC_WAIT_SLICE: Duration = Duration::from_millis(20);
 impl Sequencer {
     /// Sets or clears `hold`, saying so when that changes (the disk and
     /// the signer as errors: blocks stop; replication as a warning).
-    fn set_hold(&self, hold: Hold, reason: Option<String>, held: &str, resumed: &str) {
+    pub(super) fn set_hold(&self, hold: Hold, reason: Option<String>, held: &str, resumed: &str) {
         let logged = reason.clone();
         if self.shared.health.hold(hold, reason) {
             match logged {
-                Some(reason) if hold == Hold::Replication => tracing::warn!(reason, "{held}"),
+                Some(reason) if matches!(hold, Hold::Replication | Hold::L1) => tracing::warn!(reason, "{held}"),
                 Some(reason) => tracing::error!(reason, "{held}"),
                 None => tracing::info!("{resumed}"),
             }

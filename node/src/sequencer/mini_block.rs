@@ -24,7 +24,8 @@ use crate::{
 /// A mini-block executed and logged, not yet preconfirmed.
 struct Executed {
     number: u64,
-    /// The open block's index of its first transaction.
+    /// The open block's index of its first transaction among the sequenced
+    /// ones (an OP Stack block's deposits come before them).
     first: usize,
     /// Every submitter's answer: preconfirmations (told only once durable)
     /// and rejections.
@@ -139,7 +140,8 @@ impl Sequencer {
             return Ok(());
         }
         if !self.open_logged {
-            self.log.append(&Record::Open(open_record(builder.params())))?;
+            // An OP Stack block logs its Open record when it opens.
+            self.log.append(&Record::Open(open_record(builder.params(), None)))?;
             self.open_logged = true;
         }
         let txs: Vec<(Address, Bytes)> = included.iter().map(|t| (t.tx.sender, t.tx.encoded.clone())).collect();
@@ -161,10 +163,12 @@ impl Sequencer {
         // until it writes, and the hot key signs with no lock held.
         let first_log_index = shared.view.read().expect("view lock").next_log_index();
         let mut stored = stored_txs(included, base_fee, first_log_index);
-        sign_preconfirmations(&mut self.delegation, shared.chain.chain_id(), number, first, &mut stored);
+        // Indices in the block count an OP Stack block's deposits first.
+        let first_in_block = first + builder.deposits().len();
+        sign_preconfirmations(&mut self.delegation, shared.chain.chain_id(), number, first_in_block, &mut stored);
         for (_, outcome) in &mut answers {
             if let Ok(SubmitStatus::Preconfirmed(p)) = outcome {
-                p.signed = p.index.checked_sub(first).and_then(|at| stored.get(at)?.preconf.clone());
+                p.signed = p.index.checked_sub(first_in_block).and_then(|at| stored.get(at)?.preconf.clone());
             }
         }
         let preconfirmed = stored.len();

@@ -72,6 +72,8 @@ pub enum SequencerError {
     Stopped,
     #[error("the next block does not open: {0}")]
     NextBlock(#[from] tephra_exec::OpenBlockError),
+    #[error("the next OP Stack block does not open: {0}")]
+    OpBlock(String),
 }
 
 struct Waiter {
@@ -95,8 +97,9 @@ pub struct SequencerParts {
     pub signing: SigningPipeline,
     pub delegation: Delegation,
     pub executor: ParallelExecutor,
-    /// The open block, and whether its Open record is in the log.
-    pub builder: BlockBuilder,
+    /// The open block (None: an OP Stack chain's waits for its L1 origin),
+    /// and whether its Open record is in the log.
+    pub builder: Option<BlockBuilder>,
     pub open_logged: bool,
     pub beneficiary: Address,
     pub snapshot_path: PathBuf,
@@ -115,7 +118,8 @@ pub struct Sequencer {
     executor: ParallelExecutor,
     /// The executor's counters as last exported to the metrics.
     exec_stats: ShardStats,
-    /// The open block; taken only while it is sealed.
+    /// The open block; taken while it is sealed, and absent while an OP
+    /// Stack chain's next block has no L1 origin it may take.
     builder: Option<BlockBuilder>,
     /// Whether the open block's Open record is in the log.
     open_logged: bool,
@@ -140,7 +144,8 @@ pub struct Sequencer {
 
 impl Sequencer {
     pub fn new(shared: Arc<Shared>, parts: SequencerParts) -> Self {
-        let block_deadline = seal::seal_deadline(parts.builder.params().timestamp);
+        let block_deadline =
+            parts.builder.as_ref().map_or_else(Instant::now, |b| seal::seal_deadline(b.params().timestamp));
         Self {
             shared,
             submissions: parts.submissions,
@@ -149,7 +154,7 @@ impl Sequencer {
             delegation: parts.delegation,
             executor: parts.executor,
             exec_stats: ShardStats::default(),
-            builder: Some(parts.builder),
+            builder: parts.builder,
             open_logged: parts.open_logged,
             waiting: B256Map::default(),
             block_deadline,
@@ -173,9 +178,9 @@ impl Sequencer {
                 Ok(true) => {}
                 Ok(false) | Err(SequencerError::Stopped) => return self.log.commit().map(|_| ()),
                 Err(SequencerError::Log(error)) => return Err(self.fail(error)),
-                Err(SequencerError::NextBlock(error)) => {
-                    tracing::error!(%error, "the next block does not open: stopping");
-                    self.shared.health.log_failed(format!("the next block does not open: {error}"));
+                Err(error @ (SequencerError::NextBlock(_) | SequencerError::OpBlock(_))) => {
+                    tracing::error!(%error, "stopping");
+                    self.shared.health.log_failed(error.to_string());
                     return self.log.commit().map(|_| ());
                 }
             }
@@ -201,6 +206,10 @@ impl Sequencer {
             self.admit(arrivals);
         }
         self.collect_signatures()?;
+        // An OP Stack block waiting for its L1 origin: nothing to cut or seal.
+        if self.builder.is_none() && !self.open_next()? {
+            return Ok(true);
+        }
         // A full block takes nothing more until it is sealed.
         let now_ms = self.pool_ms();
         let due = !self.block_full && self.shared.view.read().expect("view lock").pool().mini_block_due(now_ms);

@@ -13,7 +13,7 @@ use tephra_batchlog::{ReceiptRecord, Record};
 use tephra_exec::{BlockBuilder, BlockChoice, BlockParams, SealedBlock, StateDb, snapshot};
 
 use super::{Sequencer, SequencerError};
-use crate::{config::Config, replay::open_record, view::StoredBlock};
+use crate::{chain_view::ChainView, config::Config, health::Hold, replay::open_record, view::StoredBlock};
 
 impl Sequencer {
     /// Seals the open block, logs it, publishes it and opens the next one.
@@ -30,7 +30,6 @@ impl Sequencer {
         let queued = self.signing.submit(block.header.number, block.hash, self.epoch);
         debug_assert!(queued.is_ok(), "sealing checks the signing backlog first");
         self.export_signing_lag();
-        self.block_deadline = seal_deadline(self.builder().params().timestamp);
         Ok(())
     }
 
@@ -41,7 +40,8 @@ impl Sequencer {
         let mut view = shared.view.write().expect("view lock");
         let builder = self.builder.take().expect("a block is always open outside seal");
         if !self.open_logged {
-            self.log.append(&Record::Open(open_record(builder.params())))?;
+            // An OP Stack block logs its Open record when it opens.
+            self.log.append(&Record::Open(open_record(builder.params(), None)))?;
         }
         let sealed = builder.seal(view.state_mut());
         let receipts = view.open_block().txs.iter().map(|tx| ReceiptRecord::from(&tx.receipt)).collect();
@@ -63,15 +63,65 @@ impl Sequencer {
             // Before the next block's system calls touch the state.
             write_snapshot(view.state(), &block, &self.snapshot_path);
         }
-        let choice = block_choice(&block, &shared.config, self.beneficiary, self.epoch);
-        let params = BlockParams::child_of(&shared.chain, &block.header, choice)?;
-        self.builder = Some(BlockBuilder::open(params.clone(), view.state_mut()));
-        view.open(params);
-        self.open_logged = false;
-        self.block_full = false;
-        // Opening ran the block's system calls.
-        self.unhashed = true;
+        self.open_next_in(&mut view)?;
         Ok(block)
+    }
+
+    /// Opens the block after the head: at once on an Ethereum-mode chain;
+    /// on an OP Stack chain once its L1 origin may be taken, logging its
+    /// Open record (with its deposits) durably before the view shows them.
+    /// Whether a block is open.
+    pub(super) fn open_next(&mut self) -> Result<bool, SequencerError> {
+        let shared = self.shared.clone();
+        let mut view = shared.view.write().expect("view lock");
+        self.open_next_in(&mut view)
+    }
+
+    fn open_next_in(&mut self, view: &mut ChainView) -> Result<bool, SequencerError> {
+        let shared = self.shared.clone();
+        let head = view.head().clone();
+        let Some(op) = &shared.op else {
+            let choice = block_choice(&head, &shared.config, self.beneficiary, self.epoch);
+            let params = BlockParams::child_of(&shared.chain, &head.header, choice)?;
+            self.builder = Some(BlockBuilder::open(params.clone(), view.state_mut()));
+            view.open(params, None);
+            self.opened(false, false);
+            return Ok(true);
+        };
+        let open = match op.next_block(&shared.chain, &head) {
+            Ok(open) => open,
+            Err(hold) => {
+                self.set_hold(Hold::L1, Some(hold.to_string()), "no L1 origin: the next block waits", "");
+                // Reads see the block to come, with what its rules will be.
+                if view.open_block().params.number != head.header.number + 1 {
+                    let params = op.provisional_params(&shared.chain, &head).map_err(SequencerError::OpBlock)?;
+                    view.open(params, None);
+                }
+                return Ok(false);
+            }
+        };
+        self.set_hold(Hold::L1, None, "", "an L1 origin is known: blocks open again");
+        let record = open.record();
+        let (timestamp, deposits_only) = (open.params.timestamp, open.deposits_only);
+        let builder = BlockBuilder::open_op(open.params.clone(), view.state_mut(), open.deposits)
+            .map_err(|reject| SequencerError::OpBlock(format!("its deposits do not execute: {reject}")))?;
+        self.log.append(&Record::Open(open_record(builder.params(), Some(record.clone()))))?;
+        self.log.commit()?;
+        let info = crate::op::op_block_info(&shared.chain, timestamp, &record, builder.l1_block_info().cloned());
+        let deposits = crate::replay::stored_deposits(builder.deposits());
+        view.open(open.params, Some((info, deposits, builder.gas_used())));
+        self.builder = Some(builder);
+        self.opened(true, deposits_only);
+        Ok(true)
+    }
+
+    fn opened(&mut self, open_logged: bool, deposits_only: bool) {
+        self.open_logged = open_logged;
+        // Past the sequencer drift a block takes deposits only: as if full.
+        self.block_full = deposits_only;
+        // Opening ran the block's system calls (and deposits).
+        self.unhashed = true;
+        self.block_deadline = seal_deadline(self.builder().params().timestamp);
     }
 
     /// Logs the signatures the signing pipeline has made, durably, before

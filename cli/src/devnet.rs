@@ -1,0 +1,215 @@
+//! `tephra devnet`: the OP Stack mode on one machine. A local L1 (anvil from
+//! the project's pinned npm packages, or any anvil at `--l1-rpc`), a deposit
+//! contract emitting OptimismPortal's exact `TransactionDeposited` event
+//! (contracts/DepositPortal.sol), an op-geth genesis and an op-node
+//! rollup.json written for them, and tephra sequencing the chain.
+//!
+//! ```text
+//!  anvil (L1, chain 900) ──> DepositPortal deployed ──> its block is the rollup's L1 genesis
+//!        │                                                   │
+//!        │            genesis.json: the Isthmus predeploys (testdata/op) + the dev accounts
+//!        │            rollup.json:  its hash, the portal, block time, chain ids
+//!        v                                                   v
+//!  tephra run (OP mode, [l1] rpc = anvil) <── DIR/tephra.toml, DIR/data
+//! ```
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use alloy_primitives::{Address, B256, U256};
+use serde_json::{Value, json};
+use tephra_node::config::Config;
+
+use crate::verify::rpc;
+
+/// The L1's chain id, as op-stack devnets number theirs.
+pub const DEVNET_L1_CHAIN_ID: u64 = 900;
+/// The L2's chain id.
+pub const DEVNET_L2_CHAIN_ID: u64 = 901;
+/// The L1's block time: anvil mines every 2 s.
+const DEVNET_L1_BLOCK_TIME_S: u64 = 2;
+/// The L2's block time.
+const DEVNET_L2_BLOCK_TIME_S: u64 = 1;
+/// Each standard dev account's L2 balance at genesis: 10,000 ETH.
+const DEV_BALANCE_WEI: u128 = 10_000 * 1_000_000_000_000_000_000;
+/// How long anvil and each L1 step may take.
+const L1_STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+const GENESIS_L2_GZ: &[u8] = include_bytes!("../../testdata/op/420110017-genesis-l2.json.gz");
+const ROLLUP_TEMPLATE: &str = include_str!("../../testdata/op/420110017-rollup.json");
+const DEPOSIT_PORTAL_BIN: &str = include_str!("../../contracts/DepositPortal.bin");
+
+/// What `tephra devnet` is told.
+#[derive(Debug)]
+pub struct DevnetArgs {
+    /// Where the genesis, rollup config, node config and data dir go (must not hold a data dir yet).
+    pub dir: PathBuf,
+    /// An anvil already running; none: start one from node_modules.
+    pub l1_rpc: Option<String>,
+    pub l1_port: u16,
+    /// Only write the files and deploy; do not run the node.
+    pub setup_only: bool,
+}
+
+/// An anvil this command started: stopped with it.
+struct Anvil(Child);
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "the CLI reports its results on stdout")]
+pub fn devnet(config: Config, args: DevnetArgs) -> Result<(), String> {
+    if args.dir.join("data").exists() {
+        return Err(format!("{} already holds a devnet: remove it or name another --dir", args.dir.display()));
+    }
+    std::fs::create_dir_all(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
+    let (_anvil, l1_rpc) = match &args.l1_rpc {
+        Some(url) => (None, url.clone()),
+        None => {
+            let (anvil, url) = start_anvil(args.l1_port)?;
+            (Some(anvil), url)
+        }
+    };
+    let agent = ureq::Agent::new_with_defaults();
+    wait_answering(&agent, &l1_rpc)?;
+    let portal = deploy_portal(&agent, &l1_rpc)?;
+    let l1_genesis = rpc(&agent, &l1_rpc, "eth_getBlockByNumber", json!(["latest", false]))?;
+    let config_path = write_chain(&config, &args.dir, &l1_rpc, portal, &l1_genesis)?;
+    println!(
+        "devnet: L1 {l1_rpc} (chain {DEVNET_L1_CHAIN_ID}), deposit contract {portal}\n\
+         devnet: L2 chain {DEVNET_L2_CHAIN_ID}, files in {dir}; run it again with `tephra run --config {config}`",
+        dir = args.dir.display(),
+        config = config_path.display()
+    );
+    if args.setup_only {
+        // The anvil this command started stops with it: only an --l1-rpc one outlives the setup.
+        return Ok(());
+    }
+    let config = Config::load(Some(&config_path)).map_err(|e| e.to_string())?;
+    crate::run::run(config)
+}
+
+/// anvil from the project's npm packages (`npm ci` installs it), looked
+/// for from the current directory up.
+fn start_anvil(port: u16) -> Result<(Anvil, String), String> {
+    let anvil = find_anvil()?;
+    let child = Command::new(&anvil)
+        .args(["--port", &port.to_string(), "--chain-id", &DEVNET_L1_CHAIN_ID.to_string()])
+        .args(["--block-time", &DEVNET_L1_BLOCK_TIME_S.to_string(), "--silent"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", anvil.display()))?;
+    Ok((Anvil(child), format!("http://127.0.0.1:{port}")))
+}
+
+fn find_anvil() -> Result<PathBuf, String> {
+    let start = std::env::current_dir().map_err(|e| e.to_string())?;
+    start.ancestors().map(|dir| dir.join("node_modules/.bin/anvil")).find(|path| path.exists()).ok_or_else(|| {
+        "no anvil: run `npm ci` in the repository (its pinned @foundry-rs/anvil), or pass --l1-rpc".into()
+    })
+}
+
+fn wait_answering(agent: &ureq::Agent, url: &str) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        match rpc(agent, url, "eth_chainId", json!([])) {
+            Ok(_) => return Ok(()),
+            Err(error) if started.elapsed() > L1_STEP_TIMEOUT => {
+                return Err(format!("the L1 does not answer: {error}"));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Deploys the deposit contract from anvil's first (unlocked) account and
+/// waits for its receipt.
+fn deploy_portal(agent: &ureq::Agent, url: &str) -> Result<Address, String> {
+    let accounts = rpc(agent, url, "eth_accounts", json!([]))?;
+    let from = accounts.get(0).cloned().ok_or("the L1 has no unlocked account to deploy from")?;
+    let data = format!("0x{}", DEPOSIT_PORTAL_BIN.trim());
+    let hash = rpc(agent, url, "eth_sendTransaction", json!([{ "from": from, "data": data, "gas": "0x2dc6c0" }]))?;
+    let started = Instant::now();
+    loop {
+        let receipt = rpc(agent, url, "eth_getTransactionReceipt", json!([hash]))?;
+        if let Some(address) = receipt.get("contractAddress").and_then(Value::as_str) {
+            if receipt["status"] != "0x1" {
+                return Err(format!("the deposit contract's deployment failed: {receipt}"));
+            }
+            return address.parse().map_err(|e| format!("contractAddress {address}: {e}"));
+        }
+        if started.elapsed() > L1_STEP_TIMEOUT {
+            return Err("the deposit contract's deployment was not mined".into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Writes genesis.json, rollup.json and tephra.toml into `dir`; the config's path.
+fn write_chain(config: &Config, dir: &Path, l1_rpc: &str, portal: Address, l1: &Value) -> Result<PathBuf, String> {
+    let number = quantity(&l1["number"])?;
+    let timestamp = quantity(&l1["timestamp"])?;
+    let hash: B256 = serde_json::from_value(l1["hash"].clone()).map_err(|e| format!("L1 block hash: {e}"))?;
+    let genesis = l2_genesis(timestamp)?;
+    let chain = tephra_exec::ChainSpec::from_genesis_json(&genesis.to_string()).map_err(|e| e.to_string())?;
+    let mut rollup: Value = serde_json::from_str(ROLLUP_TEMPLATE).map_err(|e| e.to_string())?;
+    rollup["genesis"]["l1"] = json!({ "hash": hash, "number": number });
+    rollup["genesis"]["l2"] = json!({ "hash": chain.genesis_hash(), "number": 0 });
+    rollup["genesis"]["l2_time"] = json!(timestamp);
+    rollup["block_time"] = json!(DEVNET_L2_BLOCK_TIME_S);
+    rollup["l1_chain_id"] = json!(DEVNET_L1_CHAIN_ID);
+    rollup["l2_chain_id"] = json!(DEVNET_L2_CHAIN_ID);
+    rollup["deposit_contract_address"] = json!(portal);
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display())).map(|()| path)
+    };
+    let genesis_path = write("genesis.json", genesis.to_string())?;
+    let rollup_path = write("rollup.json", serde_json::to_string_pretty(&rollup).map_err(|e| e.to_string())?)?;
+    let toml = format!(
+        "[node]\ndata_dir = {data:?}\ngenesis = {genesis:?}\nrollup_config = {rollup:?}\n\n\
+         [rpc]\nlisten = \"{rpc_listen}\"\n\n[udp]\nlisten = \"{udp_listen}\"\n\n[metrics]\nlisten = \"{metrics_listen}\"\n\n\
+         [l1]\nrpc = {l1_rpc:?}\nconfirmation_depth = 1\npoll_interval_ms = 500\n",
+        data = dir.join("data").display().to_string(),
+        genesis = genesis_path.display().to_string(),
+        rollup = rollup_path.display().to_string(),
+        rpc_listen = config.rpc.listen,
+        udp_listen = config.udp.listen,
+        metrics_listen = config.metrics.listen,
+    );
+    write("tephra.toml", toml)
+}
+
+/// The Isthmus devnet's genesis (every predeploy, testdata/op) at
+/// `timestamp`, as chain 901, with the ten standard dev accounts funded.
+fn l2_genesis(timestamp: u64) -> Result<Value, String> {
+    let mut json = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(GENESIS_L2_GZ), &mut json)
+        .map_err(|e| format!("the embedded genesis: {e}"))?;
+    let mut genesis: Value = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+    genesis["timestamp"] = json!(format!("{timestamp:#x}"));
+    genesis["config"]["chainId"] = json!(DEVNET_L2_CHAIN_ID);
+    let alloc = genesis["alloc"].as_object_mut().ok_or("the embedded genesis has no alloc")?;
+    for key in tephra_exec::dev::DEV_PRIVATE_KEYS.iter() {
+        let address = tephra_exec::dev::DevKey::from_bytes(key).ok_or("a dev key")?.address();
+        let hex = format!("{:x}", address);
+        alloc.insert(
+            hex.trim_start_matches("0x").to_string(),
+            json!({ "balance": format!("{:#x}", U256::from(DEV_BALANCE_WEI)) }),
+        );
+    }
+    Ok(genesis)
+}
+
+fn quantity(value: &Value) -> Result<u64, String> {
+    let text = value.as_str().ok_or_else(|| format!("{value} is not a quantity"))?;
+    u64::from_str_radix(text.trim_start_matches("0x"), 16).map_err(|e| format!("{text}: {e}"))
+}
