@@ -14,6 +14,7 @@
 //! ```
 
 use std::{
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -54,12 +55,14 @@ pub struct DevnetArgs {
     pub setup_only: bool,
 }
 
-/// An anvil this command started: stopped with it.
+/// An anvil this command started: stopped with it. npm's `anvil` is a
+/// wrapper that starts the real binary, so it runs in its own process group
+/// and the whole group is stopped.
 struct Anvil(Child);
 
 impl Drop for Anvil {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.0.id())]).status();
         let _ = self.0.wait();
     }
 }
@@ -105,6 +108,7 @@ fn start_anvil(port: u16) -> Result<(Anvil, String), String> {
         .args(["--block-time", &DEVNET_L1_BLOCK_TIME_S.to_string(), "--silent"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("{}: {e}", anvil.display()))?;
     Ok((Anvil(child), format!("http://127.0.0.1:{port}")))

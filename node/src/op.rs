@@ -136,6 +136,10 @@ pub struct OpSequencing {
 
 impl OpSequencing {
     pub fn new(rollup: RollupConfig, config: &L1Config) -> Result<Self, String> {
+        // The L1-info deposit tephra builds is Isthmus's (setL1BlockValuesIsthmus).
+        if !rollup.is_active("isthmus_time", rollup.genesis.l2_time) {
+            return Err("isthmus_time must be at or before genesis: tephra builds Isthmus L1-info deposits".into());
+        }
         let system_config =
             SystemConfigValues::from_genesis(&rollup.genesis.system_config).map_err(|e| e.to_string())?;
         Ok(Self {
@@ -194,15 +198,6 @@ impl OpSequencing {
     /// The newest confirmed L1 block the follower has.
     pub fn l1_tip(&self) -> Option<L1Block> {
         self.window.read().expect("L1 window lock").blocks.values().next_back().cloned()
-    }
-
-    /// The L1 as /ready and logs tell it.
-    pub fn l1_status(&self) -> String {
-        match &self.window.read().expect("L1 window lock").status {
-            None => "not polled yet".into(),
-            Some(L1Status::Reachable { head }) => format!("reachable, head {head}"),
-            Some(L1Status::Unreachable { reason, .. }) => format!("unreachable: {reason}"),
-        }
     }
 
     /// The block after `parent`: the next L1 origin if it may move, the
