@@ -6,19 +6,21 @@
 #   ./scripts/test.sh              every phase
 #   ./scripts/test.sh node fuzz    the named phases only (after install)
 #
-# Phases: install fmt build unit exec l1 hsm-ha dataplane node bench image dpdk
-# fuzz (a run of named phases builds first when it runs tests). Clippy lints as
+# Phases: install fmt build unit exec l1 hsm-ha dataplane oracle node bench
+# image dpdk fuzz (a run of named phases builds first when it runs tests). Clippy lints as
 # the build compiles (see below), with every warning an error. Strict: a test
 # whose prerequisite is missing fails (tephra-testkit); TEPHRA_TEST_STRICT=0
 # turns that into a skip, listed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_phases=(install fmt build unit exec l1 hsm-ha dataplane node bench image dpdk fuzz all-run)
+all_phases=(install fmt build unit exec l1 hsm-ha dataplane oracle node bench image dpdk fuzz all-run)
 if [ $# -gt 0 ]; then
   wanted=(install "$@")
   # Test phases run what the build phase built.
   if [[ " $* " =~ \ (unit|exec|hsm-ha|dataplane|node|bench|image)\  ]]; then wanted+=(build); fi
+  # The node's OP Stack test runs the oracle the oracle phase builds.
+  if [[ " $* " =~ \ node\  ]]; then wanted+=(oracle); fi
   for phase in "$@"; do
     [[ " ${all_phases[*]} " == *" $phase "* ]] || { echo "scripts/test.sh: no phase $phase (${all_phases[*]})" >&2; exit 2; }
   done
@@ -150,6 +152,14 @@ unit() {
   integration types
 }
 
+# The independent OP Stack verifier (oracle/: kona, its own workspace and
+# lock, no tephra crate): formatted, linted as it builds, its own tests run
+# (against anvil) in release, which leaves oracle/target/release/kona-oracle
+# for cli's op_stack test.
+oracle() {
+  (cd oracle && cargo fmt --all -- --check && cargo test --release --locked)
+}
+
 integration() {
   local folder
   for folder in "$@"; do
@@ -231,6 +241,7 @@ phase exec integration exec
 phase l1 integration l1
 phase hsm-ha integration hsm ha
 phase dataplane integration dataplane
+phase oracle oracle
 # The node end to end: the `tephra` binary's tests live in its crate, cli/.
 phase node integration cli
 phase bench integration bench

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, TxKind, U256};
-use common::{Bench, abi_call, call};
+use common::{Bench, OpBench, abi_call, call};
 use tephra_exec::{
     BlockBuilder, SequentialExecutor, StateDb, VerifiedTx,
     dev::{DevKey, measure},
@@ -84,6 +84,75 @@ fn execute_token_transfers(bench: &Bench) {
     report("execute a token transfer", per_block.as_secs_f64() * 1e6 / N as f64, "us", 5.0);
 }
 
+/// The same token transfers executed into an Ethereum-mode block and into
+/// an OP Stack block (deposit first, the L1 data fee and three fee vaults on
+/// every transaction), alternately in one run: OP mode's throughput against
+/// Ethereum mode's.
+fn op_stack_token_transfers(bench: &Bench) {
+    const N: usize = 10_000;
+    const ROUNDS: usize = 3;
+    let op = OpBench::new();
+    let transfers = |chain_id: u64, verifier: &tephra_exec::Verifier, token: Address| -> Vec<VerifiedTx> {
+        (0..N)
+            .map(|i| {
+                let to = Address::with_last_byte(2).create(i as u64);
+                let input = abi_call("transfer(address,uint256)", to, 7);
+                let tx = call(&DevKey::from_seed(i as u64), chain_id, 0, TxKind::Call(token), input, 100_000);
+                verifier.verify(&tx.encoded_2718()).expect("valid")
+            })
+            .collect()
+    };
+    let (eth_state, eth_token, eth_params) = bench.token_holders(N);
+    let eth_txs = transfers(bench.spec.chain_id(), &bench.verifier, eth_token);
+    let (op_state, op_token) = op.token_holders(N);
+    let op_txs = transfers(op.spec.chain_id(), &op.verifier, op_token);
+    let mut op_params = op.params.clone();
+    op_params.number += 1;
+    op_params.timestamp += 2;
+    let (mut eth_runs, mut op_runs) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        eth_runs.push(measure(
+            3,
+            || (eth_state.clone(), eth_txs.clone()),
+            |(mut state, txs)| {
+                let mut builder = BlockBuilder::open(eth_params.clone(), &mut state);
+                builder.execute(&mut SequentialExecutor, &mut state, txs, |_, _| {});
+                assert_eq!(builder.transactions().len(), N);
+            },
+        ));
+        op_runs.push(measure(
+            3,
+            || (op_state.clone(), op_txs.clone()),
+            |(mut state, txs)| {
+                let mut builder =
+                    BlockBuilder::open_op(op_params.clone(), &mut state, vec![op.l1_info()]).expect("opens");
+                builder.execute(&mut SequentialExecutor, &mut state, txs, |_, _| {});
+                assert_eq!(builder.transactions().len(), N);
+            },
+        ));
+    }
+    let (eth, op_time) = (tephra_exec::dev::median(eth_runs), tephra_exec::dev::median(op_runs));
+    let per_tx = |d: Duration| d.as_secs_f64() * 1e6 / N as f64;
+    report("execute a token transfer, Ethereum mode", per_tx(eth), "us", 5.0);
+    report("execute a token transfer, OP Stack mode", per_tx(op_time), "us", 5.0 / 0.85);
+    let ratio = eth.as_secs_f64() / op_time.as_secs_f64();
+    let verdict = if ratio >= 0.85 { "meets" } else { "MISSES" };
+    println!("{:<52} {ratio:>10.3}     (goal >= 0.85: {verdict})", "OP Stack / Ethereum mode throughput");
+    // What the L1 data fee adds to verify: FastLZ over each transaction (the
+    // sequencer's core then only multiplies).
+    let raws: Vec<&[u8]> = op_txs[..1_000].iter().map(|tx| tx.encoded.as_ref()).collect();
+    let estimate = measure(
+        9,
+        || (),
+        |()| {
+            for raw in &raws {
+                std::hint::black_box(tephra_exec::op_fees::estimate_l1_size(raw));
+            }
+        },
+    );
+    report("L1 data size estimate (FastLZ), per transaction", estimate.as_secs_f64() * 1e6 / 1_000.0, "us", 2.0);
+}
+
 fn seal_block(bench: &Bench) {
     const N: usize = 10_000;
     let (state, txs) = bench.transfers(N);
@@ -150,6 +219,7 @@ fn main() {
     decode_and_recover(&bench);
     execute_transfers(&bench);
     execute_token_transfers(&bench);
+    op_stack_token_transfers(&bench);
     seal_block(&bench);
     incremental_state_root();
 }

@@ -80,6 +80,14 @@ pub(crate) fn transact_commit(vm: &mut StateEvm<'_>, tx: &VerifiedTx) -> Result<
             Ok(output.result)
         }
         BlockEvm::Op(vm) => {
+            // The L1 data fee from the size verify estimated, once op-revm has
+            // loaded this block's L1 fee parameters (after its first transaction).
+            let (chain, number) = (&mut vm.0.ctx.chain, vm.0.ctx.block.number);
+            if let Some(size) = tx.l1_estimated_size
+                && chain.l2_block == Some(number)
+            {
+                chain.tx_l1_cost = Some(crate::op_fees::l1_cost_fjord(chain, size));
+            }
             let output = vm.transact(op_user_tx(tx_env(tx), tx.encoded.clone())).map_err(reject_of_op)?;
             vm.commit(output.state);
             user_result(output.result)

@@ -39,6 +39,9 @@ pub struct BlockParams {
     pub op_spec: Option<OpSpecId>,
 }
 
+/// The SequencerFeeVault predeploy: every OP Stack block's fee recipient.
+pub const SEQUENCER_FEE_VAULT: Address = alloy_primitives::address!("4200000000000000000000000000000000000011");
+
 /// What an OP Stack block takes from its L1 origin and the system config,
 /// as op-node's payload attributes fix them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -414,6 +414,7 @@ mod tests {
             encoded: envelope.encoded_2718().into(),
             envelope,
             authorizations: Vec::new(),
+            l1_estimated_size: None,
         }
     }
 

@@ -35,6 +35,10 @@ pub struct VerifiedTx {
     pub encoded: Bytes,
     /// EIP-7702 authorities recovered here so execution never recovers.
     pub authorizations: Vec<RecoveredAuthorization>,
+    /// On an OP Stack chain: Fjord's FastLZ-estimated size of `encoded`,
+    /// which the L1 data fee is charged on. Estimated here, on the verify
+    /// cores, so that the sequencer's core does not compress.
+    pub l1_estimated_size: Option<u64>,
 }
 
 impl VerifiedTx {
@@ -73,12 +77,21 @@ pub struct VerifyRules {
 pub struct Verifier {
     rules: VerifyRules,
     gas_params: GasParams,
+    /// An OP Stack chain's: estimate each transaction's L1 data size.
+    estimates_l1_data: bool,
 }
 
 impl Verifier {
     pub fn new(rules: VerifyRules) -> Self {
         let gas_params = GasParams::new_spec(rules.spec);
-        Self { rules, gas_params }
+        Self { rules, gas_params, estimates_l1_data: false }
+    }
+
+    /// For an OP Stack chain: every verified transaction carries its
+    /// L1 data size estimate (`VerifiedTx::l1_estimated_size`).
+    pub fn estimating_l1_data(mut self, on: bool) -> Self {
+        self.estimates_l1_data = on;
+        self
     }
 
     pub fn rules(&self) -> &VerifyRules {
@@ -114,6 +127,7 @@ impl Verifier {
             envelope,
             encoded: Bytes::copy_from_slice(raw),
             authorizations,
+            l1_estimated_size: self.estimates_l1_data.then(|| crate::op_fees::estimate_l1_size(raw)),
         })
     }
 

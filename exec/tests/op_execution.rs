@@ -14,13 +14,13 @@ use op_alloy_consensus::{OpDepositReceipt, OpDepositReceiptWithBloom, OpReceiptE
 use tephra_exec::{
     BlockBuilder, BlockChoice, BlockParams, ChainSpec, Eip1559Params, OpChoice, OpenBlockError, SealedBlock,
     SequentialExecutor, StateDb, TxOutcome, Verifier, VerifyRules, chainspec::L2_TO_L1_MESSAGE_PASSER, dev::DevKey,
+    params::SEQUENCER_FEE_VAULT,
 };
 use tephra_l1::{L1Block, L1InfoIsthmus, SystemConfigValues, user_deposit_source_hash};
 use tephra_types::{deposit::Deposit, rollup::RollupConfig};
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
 const GWEI: u128 = 1_000_000_000;
-const SEQUENCER_FEE_VAULT: Address = address!("4200000000000000000000000000000000000011");
 const BASE_FEE_VAULT: Address = address!("4200000000000000000000000000000000000019");
 const L1_FEE_VAULT: Address = address!("420000000000000000000000000000000000001a");
 const L1_BLOCK: Address = address!("4200000000000000000000000000000000000015");
@@ -85,6 +85,19 @@ impl OpChain {
     /// Opens the next block on `origin` with `deposits` after its L1-info
     /// deposit, executes `txs` and seals.
     fn block(&mut self, origin: &L1Block, deposits: Vec<Deposit>, txs: Vec<TxEnvelope>) -> SealedBlock {
+        self.block_estimating(origin, deposits, txs, true)
+    }
+
+    /// As `block`; `estimating`: verify estimates each transaction's L1
+    /// data size, as a node's verify stage does (the sequencer then hands
+    /// op-revm the fee); otherwise op-revm compresses each itself.
+    fn block_estimating(
+        &mut self,
+        origin: &L1Block,
+        deposits: Vec<Deposit>,
+        txs: Vec<TxEnvelope>,
+        estimating: bool,
+    ) -> SealedBlock {
         let params = self.params(origin, Eip1559Params::default()).unwrap();
         let all = std::iter::once(self.l1_info(origin, 0)).chain(deposits).collect();
         let mut builder = BlockBuilder::open_op(params.clone(), &mut self.state, all).unwrap();
@@ -94,7 +107,8 @@ impl OpChain {
             block_gas_limit: params.gas_limit,
             base_fee_per_gas: params.base_fee_per_gas,
             allow_unprotected: false,
-        });
+        })
+        .estimating_l1_data(estimating);
         let verified = txs.iter().map(|tx| verifier.verify(&tx.encoded_2718()).unwrap()).collect();
         let mut dropped = Vec::new();
         builder.execute(&mut SequentialExecutor, &mut self.state, verified, |_, outcome| {
@@ -329,4 +343,49 @@ fn an_op_block_needs_its_op_parameters_and_an_ethereum_block_refuses_them() {
     // The system config's own parameters go into extraData as they are.
     let own = chain.params(&origin, Eip1559Params { denominator: 100, elasticity: 4 }).unwrap();
     assert_eq!(own.extra_data, Bytes::from_static(&[0, 0, 0, 0, 100, 0, 0, 0, 4]));
+}
+
+/// The L1 data fee from the size verify estimated is the fee op-revm
+/// computes itself: a block of varied transactions seals to the same hash
+/// either way.
+#[test]
+fn the_fee_from_the_verify_stages_estimate_changes_no_block() {
+    let hashes: Vec<_> = [false, true]
+        .into_iter()
+        .map(|estimating| {
+            let mut chain = OpChain::devnet();
+            let origin = chain.origin(1);
+            let keys: Vec<DevKey> = (0..4).map(DevKey::dev).collect();
+            let funding = keys.iter().enumerate().map(|(i, k)| Deposit {
+                source_hash: user_deposit_source_hash(origin.hash, i as u64),
+                ..funding(&origin, k.address())
+            });
+            chain.block(&origin, funding.collect(), Vec::new());
+            let chain_id = chain.spec.chain_id();
+            let txs = keys
+                .iter()
+                .enumerate()
+                .flat_map(|(i, key)| {
+                    (0..3u64).map(move |nonce| {
+                        let input = vec![u8::try_from(i).unwrap(); 40 * usize::try_from(nonce).unwrap() * (i + 1)];
+                        key.sign(TypedTransaction::Eip1559(TxEip1559 {
+                            chain_id,
+                            nonce,
+                            gas_limit: 200_000,
+                            max_fee_per_gas: 10 * GWEI,
+                            max_priority_fee_per_gas: GWEI / 10,
+                            to: TxKind::Call(Address::repeat_byte(0xb1)),
+                            value: U256::from(1),
+                            access_list: Default::default(),
+                            input: Bytes::from(input),
+                        }))
+                    })
+                })
+                .collect();
+            let block = chain.block_estimating(&origin, Vec::new(), txs, estimating);
+            assert_eq!(block.transactions.len(), 12);
+            block.hash
+        })
+        .collect();
+    assert_eq!(hashes[0], hashes[1]);
 }

@@ -21,7 +21,7 @@ use tephra_exec::dev::DEV_PRIVATE_KEYS;
 use tephra_l1::{Deposit, FollowerConfig, HttpL1Rpc, L1Event, L1Follower, L1Rpc, L1Status, user_deposit_source_hash};
 use tephra_testkit::{
     Need,
-    abi::{selector, word},
+    abi::deposit_transaction_call,
     free_port, require,
     rpc::{RpcClient, quantity},
     workspace_root,
@@ -70,18 +70,6 @@ impl Key {
         let envelope = TxEnvelope::from(tx.into_signed(signature));
         format!("0x{}", hex::encode(envelope.encoded_2718()))
     }
-}
-
-/// `depositTransaction(address,uint256,uint64,bool,bytes)` call data.
-fn deposit_call(to: Address, value: U256, gas_limit: u64, is_creation: bool, data: &[u8]) -> Vec<u8> {
-    let mut call = selector("depositTransaction(address,uint256,uint64,bool,bytes)").to_vec();
-    let head = [word(to), value, U256::from(gas_limit), U256::from(u8::from(is_creation)), U256::from(5 * 32)];
-    for value in head.into_iter().chain([U256::from(data.len())]) {
-        call.extend_from_slice(&value.to_be_bytes::<32>());
-    }
-    call.extend_from_slice(data);
-    call.resize(4 + (call.len() - 4).div_ceil(32) * 32, 0);
-    call
 }
 
 /// Init code that calls `target` with `call` and the creation's value, then
@@ -228,13 +216,17 @@ fn deposits_of_a_real_portal_are_followed_through_an_l1_reorg() {
         1,
         Some(portal),
         U256::from(ETHER),
-        deposit_call(RECIPIENT, U256::from(7), 100_000, false, &data),
+        deposit_transaction_call(RECIPIENT, U256::from(7), 100_000, false, &data),
     ));
     let transfer = anvil.send(&keys[1].sign(0, Some(portal), U256::from(ETHER / 2), vec![]));
-    let low_gas = deposit_call(RECIPIENT, U256::ZERO, 21_000 + 40 * 3 - 1, false, &[1, 2, 3]);
+    let low_gas = deposit_transaction_call(RECIPIENT, U256::ZERO, 21_000 + 40 * 3 - 1, false, &[1, 2, 3]);
     let refused_gas = anvil.send(&keys[2].sign(0, Some(portal), U256::ZERO, low_gas));
-    let refused_target =
-        anvil.send(&keys[3].sign(0, Some(portal), U256::ZERO, deposit_call(RECIPIENT, U256::ZERO, 100_000, true, &[])));
+    let refused_target = anvil.send(&keys[3].sign(
+        0,
+        Some(portal),
+        U256::ZERO,
+        deposit_transaction_call(RECIPIENT, U256::ZERO, 100_000, true, &[]),
+    ));
     anvil.mine();
     for refused in [&refused_gas, &refused_target] {
         let receipt = anvil.receipt(refused);
@@ -243,7 +235,7 @@ fn deposits_of_a_real_portal_are_followed_through_an_l1_reorg() {
 
     // Block 3: a deposit from a contract (its constructor calls the portal)
     // and a creation; blocks 4 and 5 empty.
-    let forwarded = deposit_call(RECIPIENT, U256::ZERO, 50_000, false, &[]);
+    let forwarded = deposit_transaction_call(RECIPIENT, U256::ZERO, 50_000, false, &[]);
     let from_contract = anvil.send(&keys[4].sign(0, None, U256::from(3), forwarding_init_code(portal, &forwarded)));
     let contract = keys[4].address.create(0);
     let init_code = [0x60, 0x00, 0x60, 0x00, 0xf3]; // deploys empty code
@@ -251,7 +243,7 @@ fn deposits_of_a_real_portal_are_followed_through_an_l1_reorg() {
         0,
         Some(portal),
         U256::ZERO,
-        deposit_call(Address::ZERO, U256::ZERO, 200_000, true, &init_code),
+        deposit_transaction_call(Address::ZERO, U256::ZERO, 200_000, true, &init_code),
     ));
     for _ in 3..=5 {
         anvil.mine();
@@ -300,7 +292,7 @@ fn deposits_of_a_real_portal_are_followed_through_an_l1_reorg() {
     // anvil replaces blocks 3..=5 (depth 3), a new deposit first in the new
     // block 3.
     let dropped: Vec<(u64, B256)> = (3..=5).map(|n| (n, follower.block(n).unwrap().hash)).collect();
-    let late_call = deposit_call(RECIPIENT, U256::ZERO, 100_000, false, &[0x01]);
+    let late_call = deposit_transaction_call(RECIPIENT, U256::ZERO, 100_000, false, &[0x01]);
     let late_raw = keys[6].sign(0, Some(portal), U256::from(2), late_call);
     anvil.rpc("anvil_reorg", json!([3, [[late_raw, 0]]]));
     assert_eq!(

@@ -29,6 +29,17 @@ pub fn transaction(tx: &StoredTx, at: Option<Position>) -> Value {
     object.insert("transactionIndex".into(), json!(at.map(|p| qty(p.index as u64))));
     // The price paid: for EIP-1559 types, base fee plus the capped tip.
     object.insert("gasPrice".into(), json!(qty(tx.effective_gas_price)));
+    // A deposit as op-geth shows it: its nonce from its receipt, the
+    // receipt version from Canyon on, no mint when it mints nothing.
+    if let Some(deposit) = tx.deposit {
+        object.insert("nonce".into(), json!(qty(deposit.nonce)));
+        if let Some(version) = deposit.version {
+            object.insert("depositReceiptVersion".into(), json!(qty(version)));
+        }
+        if object.get("mint").and_then(Value::as_str) == Some("0x0") {
+            object.remove("mint");
+        }
+    }
     value
 }
 

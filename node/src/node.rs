@@ -198,13 +198,16 @@ fn restore(
         })?,
         (None, None) => next_block_params(chain, &head, config, beneficiary, epoch)?,
     };
-    let verifier = Arc::new(RwLock::new(Verifier::new(VerifyRules {
-        chain_id: chain.chain_id(),
-        spec: params.spec,
-        block_gas_limit: params.gas_limit,
-        base_fee_per_gas: params.base_fee_per_gas,
-        allow_unprotected: config.verify.allow_unprotected,
-    })));
+    let verifier = Arc::new(RwLock::new(
+        Verifier::new(VerifyRules {
+            chain_id: chain.chain_id(),
+            spec: params.spec,
+            block_gas_limit: params.gas_limit,
+            base_fee_per_gas: params.base_fee_per_gas,
+            allow_unprotected: config.verify.allow_unprotected,
+        })
+        .estimating_l1_data(op.is_some()),
+    ));
     let resume_txs = if in_pair { open_txs.clone() } else { Vec::new() };
     let gas_used = builder.as_ref().map_or(0, |b| b.gas_used());
     let open = OpenBlock { params, txs: open_txs, gas_used, op: open_op };

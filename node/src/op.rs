@@ -29,9 +29,9 @@ use std::{
     time::Duration,
 };
 
-use alloy_primitives::{Address, B256, address};
+use alloy_primitives::B256;
 use tephra_batchlog::{L1OriginRecord, OpOpenRecord};
-use tephra_exec::{BlockChoice, BlockParams, ChainSpec, Eip1559Params, OpChoice};
+use tephra_exec::{BlockChoice, BlockParams, ChainSpec, Eip1559Params, OpChoice, params::SEQUENCER_FEE_VAULT};
 use tephra_l1::{
     BlockDeposits, FollowerConfig, HttpL1Rpc, L1Block, L1Event, L1Follower, L1InfoIsthmus, L1Status, OriginChoice,
     SystemConfigValues, choose_origin, origin::max_sequencer_drift_s,
@@ -43,9 +43,6 @@ use crate::{
     health::Health,
     view::{OpBlockInfo, StoredBlock},
 };
-
-/// The SequencerFeeVault predeploy: every OP Stack block's fee recipient.
-pub const SEQUENCER_FEE_VAULT: Address = address!("4200000000000000000000000000000000000011");
 
 /// The L1 as the sequencer sees it: the follower thread's latest copy.
 #[derive(Debug, Default)]

@@ -114,6 +114,7 @@ pub fn replay_verifier(chain: &ChainSpec, params: &BlockParams) -> Verifier {
         base_fee_per_gas: params.base_fee_per_gas,
         allow_unprotected: true,
     })
+    .estimating_l1_data(chain.op().is_some())
 }
 
 /// The stored form of the transactions `executed`, numbered from `first`.

@@ -23,6 +23,19 @@ pub fn word(address: Address) -> U256 {
     U256::from_be_slice(address.as_slice())
 }
 
+/// OptimismPortal's `depositTransaction(address,uint256,uint64,bool,bytes)`
+/// call data (the dynamic `bytes` after the five head words, padded).
+pub fn deposit_transaction_call(to: Address, value: U256, gas_limit: u64, is_creation: bool, data: &[u8]) -> Vec<u8> {
+    let mut call = selector("depositTransaction(address,uint256,uint64,bool,bytes)").to_vec();
+    let head = [word(to), value, U256::from(gas_limit), U256::from(u8::from(is_creation)), U256::from(5 * 32)];
+    for value in head.into_iter().chain([U256::from(data.len())]) {
+        call.extend_from_slice(&value.to_be_bytes::<32>());
+    }
+    call.extend_from_slice(data);
+    call.resize(4 + (call.len() - 4).div_ceil(32) * 32, 0);
+    call
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

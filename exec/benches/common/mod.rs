@@ -1,13 +1,16 @@
-//! What the execution benchmarks share: the dev chain's first block and the test token.
+//! What the execution benchmarks share: the dev chain's first block, the
+//! test token, and an OP Stack chain (testdata/op) to hold them side by side.
 #![allow(dead_code, reason = "each benchmark binary uses a part of it")]
 
 use alloy_consensus::{TxEip1559, TxEnvelope, TypedTransaction};
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, Bytes, TxKind, U256};
 use tephra_exec::{
-    BlockBuilder, BlockParams, ChainSpec, SequentialExecutor, StateDb, VerifiedTx, Verifier,
+    BlockBuilder, BlockChoice, BlockParams, ChainSpec, Eip1559Params, OpChoice, SequentialExecutor, StateDb,
+    VerifiedTx, Verifier, VerifyRules,
     dev::{DevKey, first_block},
 };
+use tephra_types::{deposit::Deposit, rollup::RollupConfig};
 
 pub const GWEI: u128 = 1_000_000_000;
 
@@ -97,5 +100,84 @@ impl Bench {
         builder.seal(&mut state);
         state.state_root();
         (state, token, params)
+    }
+}
+
+/// The Isthmus devnet 420110017 (testdata/op): an OP Stack chain whose
+/// blocks open with an L1-info deposit and charge the L1 data fee.
+pub struct OpBench {
+    pub spec: ChainSpec,
+    pub rollup: RollupConfig,
+    pub verifier: Verifier,
+    pub params: BlockParams,
+}
+
+impl OpBench {
+    pub fn new() -> Self {
+        let gz: &[u8] = include_bytes!("../../../testdata/op/420110017-genesis-l2.json.gz");
+        let mut json = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(gz), &mut json).expect("the gzip");
+        let spec = ChainSpec::from_genesis_json(&json).expect("the devnet genesis");
+        let rollup = RollupConfig::from_json(include_str!("../../../testdata/op/420110017-rollup.json")).expect("json");
+        let genesis = spec.genesis_header();
+        let choice = BlockChoice {
+            timestamp: genesis.timestamp + rollup.block_time,
+            beneficiary: tephra_exec::params::SEQUENCER_FEE_VAULT,
+            op: Some(OpChoice { gas_limit: u64::MAX / 2, eip1559: Eip1559Params::default(), ..OpChoice::default() }),
+            ..BlockChoice::default()
+        };
+        let params = BlockParams::child_of(&spec, genesis, choice).expect("the genesis has a child");
+        let verifier = Verifier::new(VerifyRules {
+            chain_id: spec.chain_id(),
+            spec: params.spec,
+            block_gas_limit: params.gas_limit,
+            base_fee_per_gas: params.base_fee_per_gas,
+            allow_unprotected: false,
+        })
+        .estimating_l1_data(true);
+        Self { spec, rollup, verifier, params }
+    }
+
+    /// The block's L1-info deposit, on an L1 origin paying 7 gwei.
+    pub fn l1_info(&self) -> Deposit {
+        let origin = tephra_l1::L1Block {
+            number: 1,
+            hash: alloy_primitives::B256::repeat_byte(1),
+            parent_hash: alloy_primitives::B256::ZERO,
+            timestamp: self.spec.genesis_header().timestamp,
+            base_fee_per_gas: 7_000_000_000,
+            excess_blob_gas: Some(0),
+            blob_gas_used: Some(0),
+            mix_hash: alloy_primitives::B256::ZERO,
+            parent_beacon_block_root: None,
+        };
+        let config = tephra_l1::SystemConfigValues::from_genesis(&self.rollup.genesis.system_config).expect("scalars");
+        tephra_l1::L1InfoIsthmus::new(&origin, 0, &config, 5_007_716).deposit()
+    }
+
+    /// As `Bench::token_holders`, on this chain: the state, the token, and
+    /// the block every measured run opens (with its L1-info deposit).
+    pub fn token_holders(&self, count: usize) -> (StateDb, Address) {
+        let chain_id = self.spec.chain_id();
+        let mut state = self.spec.genesis_state();
+        for i in 0..count {
+            state.add_balance(DevKey::from_seed(i as u64).address(), U256::from(10u128.pow(20)));
+        }
+        let minter = DevKey::dev(0);
+        state.add_balance(minter.address(), U256::from(10u128.pow(22)));
+        let token = minter.address().create(0);
+        let mut setup =
+            vec![call(&minter, chain_id, 0, TxKind::Create, token_init_code(U256::ZERO).to_vec(), 2_000_000)];
+        for i in 0..count {
+            let mint = abi_call("mint(address,uint256)", DevKey::from_seed(i as u64).address(), 1_000_000);
+            setup.push(call(&minter, chain_id, 1 + i as u64, TxKind::Call(token), mint, 100_000));
+        }
+        let setup = setup.iter().map(|tx| self.verifier.verify(&tx.encoded_2718()).expect("valid")).collect();
+        let mut builder =
+            BlockBuilder::open_op(self.params.clone(), &mut state, vec![self.l1_info()]).expect("the deposit runs");
+        builder.execute(&mut SequentialExecutor, &mut state, setup, |_, _| {});
+        assert_eq!(builder.transactions().len(), count + 1);
+        state.state_root();
+        (state, token)
     }
 }
