@@ -234,9 +234,9 @@ fn op_stack_init_checks_the_rollup_config_against_the_genesis_naming_the_field()
     // Another rollup config over this data dir is refused.
     let (ok, text) = init(Some(&other_fork));
     assert!(!ok && text.contains("granite_time"), "{text}");
-    // Not sequenced by this build, and it says so rather than run wrong blocks.
+    // An OP Stack chain is sequenced against an L1: without one, run refuses, naming the key.
     let (ok, text) = tephra(&["run", "--config", config.to_str().unwrap()]);
-    assert!(!ok && text.contains("OP Stack chain 420110017") && text.contains("not sequenced"), "{text}");
+    assert!(!ok && text.contains("OP Stack chain 420110017") && text.contains("l1.rpc"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
