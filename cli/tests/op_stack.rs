@@ -12,9 +12,8 @@
 //! (cli/tests/clients/viem-op.mjs).
 
 use std::{
-    os::unix::process::CommandExt,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     time::Duration,
 };
 
@@ -26,6 +25,7 @@ use tephra_exec::dev::DevKey;
 use tephra_testkit::{
     Need,
     abi::{calldata, deposit_transaction_call},
+    anvil::Anvil,
     free_port, free_udp_port, fresh_dir, require,
     rpc::{RpcClient, quantity},
     tephra::TephraProcess,
@@ -61,64 +61,32 @@ fn needs() -> bool {
     ])
 }
 
-/// anvil as the L1, mining a block every `block_time_s`; stopped (its
-/// whole process group: npm's `anvil` is a wrapper) when dropped.
-struct L1 {
-    child: Child,
-    url: String,
-    client: RpcClient,
-}
+/// anvil as the L1 (chain 900), mining a block every `block_time_s`.
+struct L1(Anvil);
 
 impl L1 {
     fn start(block_time_s: u64, extra: &[&str]) -> Self {
-        let port = free_port();
-        let child = Command::new(workspace_root().join("node_modules/.bin/anvil"))
-            .args(["--port", &port.to_string(), "--chain-id", &L1_CHAIN_ID.to_string()])
-            .args(["--block-time", &block_time_s.to_string()])
-            .args(extra)
-            .arg("--silent")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("anvil starts");
-        let url = format!("http://127.0.0.1:{port}");
-        let client = RpcClient::new(url.clone());
-        client.wait_answering("anvil", Duration::from_secs(30));
-        Self { child, url, client }
+        let (chain_id, block_time) = (L1_CHAIN_ID.to_string(), block_time_s.to_string());
+        let args: Vec<&str> =
+            ["--chain-id", &chain_id, "--block-time", &block_time].into_iter().chain(extra.iter().copied()).collect();
+        Self(Anvil::start(&args))
     }
 
     /// Sends `call` with `value` to `to` from dev key `key`; waits for its
     /// receipt, which must succeed.
     fn send(&self, key: usize, to: Address, value: u128, call: Vec<u8>) -> Value {
+        let client = &self.0.client;
         let from = DevKey::dev(key);
-        let nonce = quantity(&self.client.rpc("eth_getTransactionCount", json!([from.address(), "pending"])));
+        let nonce = quantity(&client.rpc("eth_getTransactionCount", json!([from.address(), "pending"])));
         let raw = sign(&from, L1_CHAIN_ID, nonce, TxKind::Call(to), value, call, 500_000);
-        let hash = self.client.rpc("eth_sendRawTransaction", json!([raw]));
+        let hash = client.rpc("eth_sendRawTransaction", json!([raw]));
         let mut receipt = Value::Null;
         wait_until("an L1 receipt", Duration::from_secs(30), || {
-            receipt = self.client.rpc("eth_getTransactionReceipt", json!([hash]));
+            receipt = client.rpc("eth_getTransactionReceipt", json!([hash]));
             !receipt.is_null()
         });
         assert_eq!(receipt["status"], "0x1", "{receipt}");
         receipt
-    }
-}
-
-impl L1 {
-    /// Stops (`STOP`) or resumes (`CONT`) the L1 node: stopped, it takes
-    /// connections and never answers, as an L1 gone unreachable.
-    fn signal(&self, signal: &str) {
-        let status =
-            Command::new("kill").args([&format!("-{signal}"), "--", &format!("-{}", self.child.id())]).status();
-        assert!(status.is_ok_and(|s| s.success()), "kill -{signal} anvil");
-    }
-}
-
-impl Drop for L1 {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
-        let _ = self.child.wait();
     }
 }
 
@@ -150,7 +118,7 @@ fn setup(dir: &Path, l1: &L1) -> (Address, String) {
     std::fs::write(&ports, listen).unwrap();
     let chain = dir.join("chain");
     let output = Command::new(env!("CARGO_BIN_EXE_tephra"))
-        .args(["devnet", "--setup-only", "--l1-rpc", &l1.url, "--dir"])
+        .args(["devnet", "--setup-only", "--l1-rpc", &l1.0.url, "--dir"])
         .arg(&chain)
         .arg("--config")
         .arg(&ports)
@@ -182,7 +150,7 @@ impl L2 {
 fn kona_verify(dir: &Path, l1: &L1, l2_url: &str, to: u64) -> Vec<Value> {
     let chain = dir.join("chain");
     let output = Command::new(oracle_binary())
-        .args(["verify", "--output-roots", "--timeout", "120", "--l1-rpc", &l1.url, "--l2-rpc", l2_url])
+        .args(["verify", "--output-roots", "--timeout", "120", "--l1-rpc", &l1.0.url, "--l2-rpc", l2_url])
         .arg("--rollup")
         .arg(chain.join("rollup.json"))
         .arg("--genesis")
@@ -278,7 +246,7 @@ fn kona_derives_and_executes_every_block_through_a_kill_9() {
 fn viem_op_stack(l1: &L1, l2_url: &str, portal: Address) {
     let output = Command::new("node")
         .arg(workspace_root().join("cli/tests/clients/viem-op.mjs"))
-        .env("L1_RPC", &l1.url)
+        .env("L1_RPC", &l1.0.url)
         .env("L2_RPC", l2_url)
         .env("PORTAL", portal.to_string())
         .env("L1_CHAIN_ID", L1_CHAIN_ID.to_string())
@@ -322,7 +290,7 @@ fn an_l1_outage_past_the_drift_holds_with_its_reason_and_resumes() {
         quantity(&head["timestamp"]) + 2 >= now_s
     });
     assert_eq!(ready().0, 200, "ready while the L1 answers");
-    l1.signal("STOP");
+    l1.0.signal("STOP");
     let mut reason = String::new();
     wait_until("a hold past the drift", Duration::from_secs(60), || {
         let (status, body) = ready();
@@ -333,7 +301,7 @@ fn an_l1_outage_past_the_drift_holds_with_its_reason_and_resumes() {
     let held_at = quantity(&l2.rpc("eth_blockNumber", json!([])));
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(quantity(&l2.rpc("eth_blockNumber", json!([]))), held_at, "no block past the drift");
-    l1.signal("CONT");
+    l1.0.signal("CONT");
     wait_until("blocks again", Duration::from_secs(60), || {
         ready().0 == 200 && quantity(&l2.rpc("eth_blockNumber", json!([]))) > held_at + 2
     });

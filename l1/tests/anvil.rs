@@ -6,12 +6,6 @@
 //! the last blocks (`anvil_reorg`) and the follower must drop the old
 //! blocks' deposits and take the new ones, none twice.
 
-use std::{
-    os::unix::process::CommandExt,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
-
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, B256, Bytes, Signature, TxKind, U256, address, hex};
@@ -19,13 +13,7 @@ use secp256k1::{Message, SECP256K1, SecretKey};
 use serde_json::{Value, json};
 use tephra_exec::dev::DEV_PRIVATE_KEYS;
 use tephra_l1::{Deposit, FollowerConfig, HttpL1Rpc, L1Event, L1Follower, L1Rpc, L1Status, user_deposit_source_hash};
-use tephra_testkit::{
-    Need,
-    abi::deposit_transaction_call,
-    free_port, require,
-    rpc::{RpcClient, quantity},
-    workspace_root,
-};
+use tephra_testkit::{Need, abi::deposit_transaction_call, anvil::Anvil, require, rpc::quantity, workspace_root};
 use tephra_types::{crypto::address_of, rollup::BlockId};
 
 const CHAIN_ID: u64 = 31_337;
@@ -98,29 +86,21 @@ fn alias(address: Address) -> Address {
     Address::from_slice(&sum.to_be_bytes::<32>()[12..])
 }
 
-struct Anvil {
-    child: Child,
-    client: RpcClient,
-    url: String,
+/// anvil mining only when told (`evm_mine`), transactions in arrival order.
+fn start_anvil() -> Anvil {
+    Anvil::start(&["--no-mining", "--order", "fifo", "--hardfork", "osaka"])
 }
 
-impl Anvil {
-    /// anvil mining only when told (`evm_mine`), transactions in arrival order.
-    fn start() -> Self {
-        let port = free_port();
-        let child = Command::new(workspace_root().join("node_modules/.bin/anvil"))
-            .args(["--no-mining", "--order", "fifo", "--hardfork", "osaka", "--port", &port.to_string(), "--silent"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("anvil starts");
-        let url = format!("http://127.0.0.1:{port}");
-        let anvil = Self { child, client: RpcClient::new(url.clone()), url };
-        anvil.client.wait_answering("anvil", Duration::from_secs(30));
-        anvil
-    }
+/// What the test asks of its anvil.
+trait L1Calls {
+    fn rpc(&self, method: &str, params: Value) -> Value;
+    fn send(&self, raw: &str) -> String;
+    fn mine(&self);
+    fn receipt(&self, tx: &str) -> Value;
+    fn log_position(&self, tx: &str) -> (B256, u64);
+}
 
+impl L1Calls for Anvil {
     fn rpc(&self, method: &str, params: Value) -> Value {
         self.client.try_call(method, params).unwrap_or_else(|e| panic!("anvil {e}"))
     }
@@ -145,15 +125,6 @@ impl Anvil {
         let logs = receipt["logs"].as_array().expect("logs");
         assert_eq!(logs.len(), 1, "{tx}: {receipt}");
         (logs[0]["blockHash"].as_str().unwrap().parse().unwrap(), quantity(&logs[0]["logIndex"]))
-    }
-}
-
-/// npm's `anvil` is a wrapper that starts the real binary: each runs in its
-/// own process group, and the whole group is killed.
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
-        let _ = self.child.wait();
     }
 }
 
@@ -198,7 +169,7 @@ fn deposits_of_a_real_portal_are_followed_through_an_l1_reorg() {
     if !require(&[Need::file(&anvil_binary, "npm ci at the workspace root (scripts/test.sh does)")]) {
         return;
     }
-    let anvil = Anvil::start();
+    let anvil = start_anvil();
     let keys: Vec<Key> = (0..DEV_PRIVATE_KEYS.len()).map(Key::dev).collect();
 
     // Block 1: the portal.

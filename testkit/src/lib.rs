@@ -9,6 +9,7 @@
 #![allow(clippy::print_stderr, reason = "skips and child-process output are reported on stderr")]
 
 pub mod abi;
+pub mod anvil;
 pub mod child;
 pub mod etcd;
 pub mod need;
