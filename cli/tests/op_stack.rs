@@ -190,11 +190,14 @@ fn kona_derives_and_executes_every_block_through_a_kill_9() {
     // fee estimate and the block it lands in share their L1 fee inputs.
     let l1 = L1::start(3, &[]);
     let (portal, config) = setup(&dir, &l1);
+    let flashblocks_port = free_port();
     let mut node = TephraProcess::builder(env!("CARGO_BIN_EXE_tephra"), dir.join("node"))
         .config(&config)
+        .config(&format!("[rpc]\nflashblocks_listen = \"127.0.0.1:{flashblocks_port}\"\n"))
         .log_file("tephra.log")
         .start()
         .expect("tephra starts in OP mode");
+    let flashblocks = FlashblocksFeed::connect(flashblocks_port);
     let mut l2 = L2 { client: RpcClient::new(node.rpc_url()), nonces: [0; 3] };
 
     // L2: a transfer, a contract deployed and called, a call that reverts,
@@ -226,6 +229,7 @@ fn kona_derives_and_executes_every_block_through_a_kill_9() {
     let users: u64 = blocks.iter().map(|b| b["user_transactions"].as_u64().unwrap()).sum();
     assert_eq!(deposits, head + 3, "an L1-info deposit a block and the three user deposits");
     assert_eq!(users, l2_tx_count);
+    flashblocks.check_against(&l2.client, head);
 
     // kill -9 with a deposit in flight; a restart takes it, once.
     let late =
@@ -240,6 +244,71 @@ fn kona_derives_and_executes_every_block_through_a_kill_9() {
     assert_eq!(deposits, head + 4, "every user deposit exactly once across the restart");
 
     viem_op_stack(&l1, node.rpc_url(), portal);
+}
+
+/// The Flashblocks stream, read as rollup-boost's consumers read it: each
+/// message an op-alloy `OpFlashblockPayload`.
+struct FlashblocksFeed {
+    messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FlashblocksFeed {
+    fn connect(port: u16) -> Self {
+        let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = messages.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                use tokio_util::compat::TokioAsyncReadCompatExt;
+                let socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("the stream listens");
+                let mut client = soketto::handshake::Client::new(socket.compat(), "127.0.0.1", "/");
+                let accepted = client.handshake().await.expect("a WebSocket handshake");
+                assert!(matches!(accepted, soketto::handshake::ServerResponse::Accepted { .. }));
+                let (_sender, mut receiver) = client.into_builder().finish();
+                let mut data = Vec::new();
+                while receiver.receive_data(&mut data).await.is_ok() {
+                    sink.lock().unwrap().push(String::from_utf8(std::mem::take(&mut data)).expect("text"));
+                }
+            });
+        });
+        Self { messages }
+    }
+
+    /// Every block up to `head` streamed whole: indices from 0, `base` on
+    /// the first only, the transactions of all its flashblocks the block's,
+    /// the closing one's hash the block's.
+    fn check_against(&self, l2: &RpcClient, head: u64) {
+        use op_alloy_rpc_types_engine::OpFlashblockPayload;
+        let messages = self.messages.lock().unwrap().clone();
+        let payloads: Vec<OpFlashblockPayload> =
+            messages.iter().map(|m| serde_json::from_str(m).unwrap_or_else(|e| panic!("{e}: {m}"))).collect();
+        let mut blocks = std::collections::BTreeMap::<u64, Vec<&OpFlashblockPayload>>::new();
+        for payload in &payloads {
+            blocks.entry(payload.metadata.block_number).or_default().push(payload);
+        }
+        let first = *blocks.keys().next().expect("flashblocks were streamed");
+        let mut checked: u64 = 0;
+        for (&number, flashblocks) in blocks.iter().filter(|(n, _)| **n > first && **n <= head) {
+            for (index, payload) in flashblocks.iter().enumerate() {
+                assert_eq!(payload.index, index as u64, "block {number}: indices from 0, in order");
+                assert_eq!(payload.base.is_some(), index == 0, "block {number}: base on index 0 only");
+                assert_eq!(payload.payload_id, flashblocks[0].payload_id);
+            }
+            let block = l2.rpc("eth_getBlockByNumber", json!([format!("{number:#x}"), false]));
+            let streamed: Vec<String> = flashblocks
+                .iter()
+                .flat_map(|p| &p.diff.transactions)
+                .map(|raw| alloy_primitives::keccak256(raw).to_string())
+                .collect();
+            let hashes: Vec<String> =
+                block["transactions"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_string()).collect();
+            assert_eq!(streamed, hashes, "block {number}: its transactions, each once, in order");
+            let closing = flashblocks.last().unwrap();
+            assert_eq!(closing.diff.block_hash.to_string(), block["hash"].as_str().unwrap(), "block {number}");
+            checked += 1;
+        }
+        assert!(checked + 2 >= head, "{checked} of {head} blocks streamed whole");
+    }
 }
 
 /// viem's OP Stack actions against tephra (cli/tests/clients/viem-op.mjs).

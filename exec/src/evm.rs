@@ -80,10 +80,13 @@ pub(crate) fn transact_commit(vm: &mut StateEvm<'_>, tx: &VerifiedTx) -> Result<
             Ok(output.result)
         }
         BlockEvm::Op(vm) => {
-            // The L1 data fee from the size verify estimated, once op-revm has
-            // loaded this block's L1 fee parameters (after its first transaction).
+            // The L1 data fee (Fjord's) from the size verify estimated, once
+            // op-revm has loaded this block's L1 fee parameters (after its
+            // first transaction).
+            let fjord = vm.0.ctx.cfg.spec.is_enabled_in(OpSpecId::FJORD);
             let (chain, number) = (&mut vm.0.ctx.chain, vm.0.ctx.block.number);
             if let Some(size) = tx.l1_estimated_size
+                && fjord
                 && chain.l2_block == Some(number)
             {
                 chain.tx_l1_cost = Some(crate::op_fees::l1_cost_fjord(chain, size));

@@ -125,6 +125,8 @@ pub struct LogConfig {
 #[serde(deny_unknown_fields)]
 pub struct RpcConfig {
     pub listen: SocketAddr,
+    /// The Flashblocks WebSocket stream's address; empty: off.
+    pub flashblocks_listen: String,
     pub request_size_max_bytes: u32,
     pub response_size_max_bytes: u32,
     pub batch_size_max: u32,
@@ -452,6 +454,13 @@ impl Config {
             if !range.contains(&value) {
                 return Err(ConfigError::OutOfRange { key, value, min: *range.start(), max: *range.end() });
             }
+        }
+        if !self.rpc.flashblocks_listen.is_empty() && self.rpc.flashblocks_listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "rpc.flashblocks_listen",
+                value: self.rpc.flashblocks_listen.clone(),
+                reason: "must be an address:port, or empty for no Flashblocks stream",
+            });
         }
         if !self.udp.listen.is_ipv4() {
             return Err(ConfigError::Invalid {

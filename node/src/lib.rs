@@ -8,6 +8,7 @@ mod chain_view;
 pub mod config;
 mod delegation;
 mod error;
+mod flashblocks;
 mod format;
 pub mod ha;
 mod health;

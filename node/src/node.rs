@@ -271,6 +271,11 @@ async fn serve(
     let (rpc_address, rpc) = crate::rpc::serve(&config.rpc, rpc_methods.clone(), shared.metrics.clone())
         .await
         .map_err(io_error(Path::new("rpc.listen")))?;
+    if let Ok(address) = config.rpc.flashblocks_listen.parse::<std::net::SocketAddr>() {
+        let listener =
+            tokio::net::TcpListener::bind(address).await.map_err(io_error(Path::new("rpc.flashblocks_listen")))?;
+        tokio::spawn(crate::flashblocks::serve(listener, shared.clone()));
+    }
     let std::net::SocketAddr::V4(udp_listen) = config.udp.listen else { unreachable!("checked by Config::validate") };
     let wake = Arc::new(tokio::sync::Notify::new());
     let notify = wake.clone();

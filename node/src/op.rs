@@ -157,6 +157,8 @@ impl OpSequencing {
         health: Arc<Health>,
     ) -> std::io::Result<thread::JoinHandle<()>> {
         let rpc = HttpL1Rpc::with_timeout_ms(config.rpc.clone(), config.request_timeout_ms);
+        // Until the first block opens, the sequencer needs blocks from its head's origin on.
+        self.origin_floor.store(anchor.number, Ordering::Release);
         let follower_config = FollowerConfig {
             anchor,
             deposit_contract: self.rollup.deposit_contract_address,

@@ -323,3 +323,8 @@ pub const L1_REQUEST_TIMEOUT_MS_MAX: u64 = 60_000;
 
 /// `l1.blob_base_fee_update_fraction`: ten times Prague's.
 pub const L1_BLOB_BASE_FEE_UPDATE_FRACTION_MAX: u64 = 50_077_160;
+
+/// Flashblocks stream subscribers at once (`rpc.flashblocks_listen`): each
+/// costs a task and a buffer of `rpc.subscription_buffer_max` messages; an
+/// appliance feeds a few indexers and builders, not the public.
+pub const FLASHBLOCKS_SUBSCRIBERS_MAX: usize = 256;
