@@ -194,6 +194,8 @@ fn kona_derives_and_executes_every_block_through_a_kill_9() {
     let mut node = TephraProcess::builder(env!("CARGO_BIN_EXE_tephra"), dir.join("node"))
         .config(&config)
         .config(&format!("[rpc]\nflashblocks_listen = \"127.0.0.1:{flashblocks_port}\"\n"))
+        // A snapshot every 4 blocks: the restart reads the blocks before it back from the log.
+        .config("[block]\nsnapshot_interval_blocks = 4\n")
         .log_file("tephra.log")
         .start()
         .expect("tephra starts in OP mode");
@@ -234,8 +236,28 @@ fn kona_derives_and_executes_every_block_through_a_kill_9() {
     // kill -9 with a deposit in flight; a restart takes it, once.
     let late =
         l1.send(0, portal, ETHER, deposit_transaction_call(LATE_RECIPIENT, U256::from(ETHER / 2), 100_000, false, &[]));
+    // Every deposit receipt so far, as a restart must serve it again: the
+    // blocks before its snapshot are read back from the log, not re-executed.
+    let deposit_receipts = |to: u64| -> Vec<Value> {
+        (1..=to)
+            .flat_map(|n| l2.client.rpc("eth_getBlockReceipts", json!([format!("{n:#x}")])).as_array().unwrap().clone())
+            .filter(|r| r["type"] == "0x7e")
+            .map(|r| {
+                json!([
+                    r["transactionHash"],
+                    r["status"],
+                    r["cumulativeGasUsed"],
+                    r["depositNonce"],
+                    r["depositReceiptVersion"],
+                    r["logs"]
+                ])
+            })
+            .collect()
+    };
+    let before = deposit_receipts(head);
     node.kill9();
     node.start().expect("tephra restarts from its log");
+    assert_eq!(deposit_receipts(head), before, "deposit receipts read back from the log as they were served");
     let head = wait_for_origin(&l2.client, quantity(&late["blockNumber"]));
     assert_eq!(balance(&l2.client, LATE_RECIPIENT), U256::from(ETHER / 2), "the late deposit, once");
     assert_eq!(balance(&l2.client, RECIPIENT), U256::from(ETHER + ETHER / 10), "the first, still once");

@@ -44,7 +44,12 @@ impl Sequencer {
             self.log.append(&Record::Open(open_record(builder.params(), None)))?;
         }
         let sealed = builder.seal(view.state_mut());
-        let receipts = view.open_block().txs.iter().map(|tx| ReceiptRecord::from(&tx.receipt)).collect();
+        let receipts = view
+            .open_block()
+            .txs
+            .iter()
+            .map(|tx| ReceiptRecord { deposit_nonce: tx.deposit.map(|d| d.nonce), ..ReceiptRecord::from(&tx.receipt) })
+            .collect();
         let header_rlp = Bytes::from(alloy_rlp::encode(&sealed.header));
         self.log.append(&Record::Sealed { number: sealed.header.number, header_rlp, receipts })?;
         let synced = self.log.commit()?;
