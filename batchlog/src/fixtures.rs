@@ -46,8 +46,8 @@ pub(crate) fn samples() -> Vec<Record> {
     ]
 }
 
-/// An OP Stack block's Open record (with and without optional L1 fields)
-/// and a Sealed record with a deposit's receipt.
+/// An OP Stack block's Open record (with and without optional L1 fields),
+/// a Sealed record with a deposit's receipt and a rewind.
 pub(crate) fn op_samples() -> Vec<Record> {
     let Record::Open(open) = samples().remove(0) else { unreachable!("the first sample opens") };
     let origin = L1OriginRecord {
@@ -80,6 +80,7 @@ pub(crate) fn op_samples() -> Vec<Record> {
         Record::Open(OpenRecord { op: Some(op), ..open.clone() }),
         Record::Open(OpenRecord { op: Some(bare), ..open }),
         Record::Sealed { number: 1, header_rlp: Bytes::from_static(&[0xc0]), receipts: vec![receipt] },
+        Record::Rewind { number: 4, hash: B256::repeat_byte(5) },
     ]
 }
 

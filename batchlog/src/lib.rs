@@ -13,6 +13,7 @@
 //! |---|---|
 //! | `record` | the records and their payload encoding |
 //! | `frame` | a record's frame (length, checksum, payload), parsing one, splitting replicated frames |
+//! | `rewind` | the chain a log holds once its rewinds (an OP Stack chain's L1 reorgs) are applied |
 //! | `segment` | segment files: scanning, reading the whole log, truncating it |
 //! | `writer` | `LogWriter`, the one writing end, and the `FrameSink` replication sees it through |
 //! | `disk` | `DiskLog`: frames read back from disk for a standby behind the in-memory window |
@@ -24,6 +25,7 @@ mod disk;
 mod fixtures;
 mod frame;
 mod record;
+mod rewind;
 mod segment;
 mod writer;
 
@@ -33,6 +35,7 @@ pub use record::{
     DecodeError, HEADER_RLP_MAX_BYTES, L1OriginRecord, OpOpenRecord, OpenRecord, ReceiptRecord, Record,
     batch_record_bytes_max, sealed_record_bytes_max,
 };
+pub use rewind::{Chain, RewindError, chain_of};
 pub use segment::{Damage, SegmentScan, read_all, scan_segment, truncate};
 pub use writer::{FrameSink, LogWriter};
 

@@ -99,6 +99,11 @@ pub enum Record {
     /// A leader of a high-availability pair took over: the records after
     /// this one are its, and the block open now or next carries its epoch.
     Epoch { epoch: u64 },
+    /// The blocks above `number` (whose hash is `hash`) are abandoned: an
+    /// OP Stack chain's L1 reorged below their L1 origins. The records of
+    /// blocks above `number` before this one are not the chain's any more;
+    /// the block after `number` opens again after it.
+    Rewind { number: u64, hash: B256 },
 }
 
 /// Why a payload is not a record. The messages read as the log's warnings
@@ -317,6 +322,11 @@ impl Record {
                 e.u8(5);
                 e.u64(*epoch);
             }
+            Record::Rewind { number, hash } => {
+                e.u8(7);
+                e.u64(*number);
+                e.fixed(hash.as_slice());
+            }
         }
         payload_len(e.0.len())?;
         Ok(e.0)
@@ -357,6 +367,7 @@ impl Record {
             }
             4 => Record::Signed { number: d.u64()?, hash: d.b256()?, signature: d.array()? },
             5 => Record::Epoch { epoch: d.u64()? },
+            7 => Record::Rewind { number: d.u64()?, hash: d.b256()? },
             tag => return Err(DecodeError::UnknownTag(tag)),
         };
         if !d.0.is_empty() {

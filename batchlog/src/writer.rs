@@ -67,6 +67,11 @@ impl LogWriter {
         self.sink = Some(sink);
     }
 
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Records in the log, appended or durable.
     pub fn records(&self) -> u64 {
         self.records
