@@ -41,7 +41,14 @@ pub enum GuardError {
     Fence(#[from] FenceError),
     #[error("guard state {path}: {reason}")]
     State { path: PathBuf, reason: String },
+    #[error("a rewind from the signed block {mark} to {number} is deeper than {REWIND_BLOCKS_MAX} blocks")]
+    RewindTooDeep { number: u64, mark: u64 },
 }
+
+/// The most signed blocks one rewind abandons: an OP Stack chain's unsafe
+/// blocks over the deepest L1 reorg the follower takes (64 L1 blocks of 12 s)
+/// plus the 30-minute sequencer drift, at one block a second, is under 2,600.
+pub const REWIND_BLOCKS_MAX: u64 = 4096;
 
 /// Why an `EpochFence` cannot tell the newest epoch: the guard refuses the
 /// block's signature.
@@ -158,6 +165,24 @@ impl SignGuard {
         refusal.map_or(Ok(()), Err)
     }
 
+    /// The blocks above `number` (`hash`) were abandoned (an OP Stack
+    /// chain's L1 reorged below their origins): the mark comes down to it,
+    /// durably, so that their heights can be signed again for the rebuilt
+    /// blocks. At most `REWIND_BLOCKS_MAX` below the mark; a mark at or
+    /// below `number` stays.
+    pub fn rewind(&self, number: u64, hash: B256) -> Result<(), GuardError> {
+        let mut state = self.state.lock().expect("guard lock");
+        let Some(mark) = state.mark.filter(|mark| mark.number > number) else { return Ok(()) };
+        if mark.number - number > REWIND_BLOCKS_MAX {
+            return Err(GuardError::RewindTooDeep { number, mark: mark.number });
+        }
+        // Genesis is never signed: a rewind to it leaves no mark.
+        let next = GuardState { mark: Some(HighWaterMark { number, hash }).filter(|m| m.number > 0), ..*state };
+        self.persist(next)?;
+        *state = next;
+        Ok(())
+    }
+
     fn persist(&self, next: GuardState) -> Result<(), GuardError> {
         let state = |reason: String| GuardError::State { path: self.path.clone(), reason };
         let mark = next.mark.unwrap_or(NO_MARK);
@@ -233,6 +258,10 @@ impl<S: Signer> Signer for GuardedSigner<S> {
         }
         self.inner.sign(payload)
     }
+
+    fn rewind(&self, number: u64, hash: B256) -> Result<(), SignError> {
+        Ok(self.guard.rewind(number, hash)?)
+    }
 }
 
 #[cfg(test)]
@@ -267,6 +296,32 @@ mod tests {
         bytes[3] ^= 1;
         fs::write(&path, &bytes).unwrap();
         assert!(matches!(SignGuard::open(&path), Err(GuardError::State { .. })));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_rewind_lets_the_abandoned_heights_be_signed_again_within_its_bound() {
+        let dir = temp("rewind");
+        let path = dir.join("guard");
+        let guard = SignGuard::open(&path).unwrap();
+        for number in 1..=5u8 {
+            guard.admit(u64::from(number), B256::repeat_byte(number), 0, 0).unwrap();
+        }
+        guard.rewind(3, B256::repeat_byte(3)).unwrap();
+        drop(guard);
+        let reopened = SignGuard::open(&path).unwrap();
+        assert_eq!(reopened.mark(), Some(HighWaterMark { number: 3, hash: B256::repeat_byte(3) }));
+        // The rebuilt block 4; block 3 stays as signed, and what is below it.
+        reopened.admit(4, B256::repeat_byte(0x44), 0, 0).unwrap();
+        assert!(matches!(reopened.admit(3, B256::repeat_byte(0x33), 0, 0), Err(GuardError::BelowMark { .. })));
+        // A rewind above the mark changes nothing; one past the bound is refused.
+        reopened.rewind(9, B256::ZERO).unwrap();
+        assert_eq!(reopened.mark().unwrap().number, 4);
+        reopened.admit(REWIND_BLOCKS_MAX + 10, B256::repeat_byte(1), 0, 0).unwrap();
+        assert_eq!(
+            reopened.rewind(9, B256::ZERO),
+            Err(GuardError::RewindTooDeep { number: 9, mark: REWIND_BLOCKS_MAX + 10 })
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -19,7 +19,7 @@ pub use delegation::{
     verify_proof,
 };
 pub use file::FileSigner;
-pub use guard::{EpochFence, FenceError, GuardError, GuardedSigner, HighWaterMark, SignGuard};
+pub use guard::{EpochFence, FenceError, GuardError, GuardedSigner, HighWaterMark, REWIND_BLOCKS_MAX, SignGuard};
 pub use pipeline::{BacklogFull, SignedBlock, SignerHealth, SigningPipeline};
 pub use pkcs11::{Pkcs11Config, Pkcs11Signer};
 pub use yubi::{YubiConnector, YubiHsmConfig, YubiHsmSigner};
@@ -146,6 +146,14 @@ pub trait Signer: Send + Sync {
     }
     /// Signs `payload`; the signature recovers to `address()`.
     fn sign(&self, payload: &Payload) -> Result<Signature65, SignError>;
+    /// The blocks above `number` (hash `hash`) were abandoned: an OP Stack
+    /// chain rebuilds them on a reorged L1, as op-node rebuilds and signs
+    /// unsafe blocks again. Only a signer with a double-sign guard keeps
+    /// anything to lower.
+    fn rewind(&self, number: u64, hash: B256) -> Result<(), SignError> {
+        let _ = (number, hash);
+        Ok(())
+    }
 }
 
 impl<S: Signer + ?Sized> Signer for Box<S> {
@@ -159,6 +167,10 @@ impl<S: Signer + ?Sized> Signer for Box<S> {
 
     fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
         (**self).sign(payload)
+    }
+
+    fn rewind(&self, number: u64, hash: B256) -> Result<(), SignError> {
+        (**self).rewind(number, hash)
     }
 }
 

@@ -31,9 +31,32 @@ pub struct SignedBlock {
     pub queued: Instant,
 }
 
+/// What the signing thread does, in order: a block's signature, or a
+/// rewind of the guard before the rebuilt blocks come.
+enum Job {
+    Sign { number: u64, hash: B256, leader_epoch: u64 },
+    Rewind { number: u64, hash: B256 },
+}
+
+/// Rewinds that may wait in the queue besides the blocks.
+const REWINDS_QUEUED_MAX: usize = 4;
+
 enum Report {
-    Signed { number: u64, hash: B256, signature: Signature65, sign_time: Duration },
-    Failed { number: u64, reason: String },
+    Signed {
+        number: u64,
+        hash: B256,
+        signature: Signature65,
+        sign_time: Duration,
+    },
+    Failed {
+        number: u64,
+        reason: String,
+    },
+    /// A rewind the guard refused: nothing more is signed.
+    RewindRefused {
+        number: u64,
+        reason: String,
+    },
 }
 
 /// The signing backlog is at its bound.
@@ -57,7 +80,7 @@ pub enum SignerHealth {
 
 /// The pipeline, driven from the sequencer's thread.
 pub struct SigningPipeline {
-    jobs: SyncSender<(u64, B256, u64)>,
+    jobs: SyncSender<Job>,
     reports: Receiver<Report>,
     /// Submitted, not yet signed: (number, submitted at).
     outstanding: VecDeque<(u64, Instant)>,
@@ -86,10 +109,20 @@ impl SigningPipeline {
         retry: Duration,
     ) -> std::io::Result<Self> {
         assert!(unsigned_max > 0, "at least one block may wait");
-        let (jobs, job_rx) = mpsc::sync_channel::<(u64, B256, u64)>(unsigned_max);
-        let (report_tx, reports) = mpsc::sync_channel(unsigned_max * 2);
+        let (jobs, job_rx) = mpsc::sync_channel::<Job>(unsigned_max + REWINDS_QUEUED_MAX);
+        let (report_tx, reports) = mpsc::sync_channel(unsigned_max * 2 + REWINDS_QUEUED_MAX);
         thread::Builder::new().name("tephra-sign".into()).spawn(move || {
-            while let Ok((number, hash, leader_epoch)) = job_rx.recv() {
+            while let Ok(job) = job_rx.recv() {
+                let (number, hash, leader_epoch) = match job {
+                    Job::Sign { number, hash, leader_epoch } => (number, hash, leader_epoch),
+                    Job::Rewind { number, hash } => match signer.rewind(number, hash) {
+                        Ok(()) => continue,
+                        Err(error) => {
+                            let _ = report_tx.send(Report::RewindRefused { number, reason: error.to_string() });
+                            return;
+                        }
+                    },
+                };
                 let payload = Payload::SealedBlock { chain_id, number, block_hash: hash, leader_epoch };
                 loop {
                     let started = Instant::now();
@@ -116,10 +149,18 @@ impl SigningPipeline {
     /// refused rather than waited on.
     pub fn submit(&mut self, number: u64, hash: B256, leader_epoch: u64) -> Result<(), BacklogFull> {
         self.jobs
-            .try_send((number, hash, leader_epoch))
+            .try_send(Job::Sign { number, hash, leader_epoch })
             .map_err(|_| BacklogFull { unsigned: self.outstanding.len() })?;
         self.outstanding.push_back((number, Instant::now()));
         Ok(())
+    }
+
+    /// Queues a rewind of the signer's guard to block `number` (`hash`),
+    /// after the blocks queued before it: the blocks above it were abandoned
+    /// and are rebuilt. Refused when the queue is full (try again later); a
+    /// guard that refuses the rewind fails the pipeline for good.
+    pub fn rewind(&mut self, number: u64, hash: B256) -> Result<(), BacklogFull> {
+        self.jobs.try_send(Job::Rewind { number, hash }).map_err(|_| BacklogFull { unsigned: self.outstanding.len() })
     }
 
     /// Signatures made since the last call, in block order; updates health.
@@ -138,9 +179,13 @@ impl SigningPipeline {
                 Ok(Report::Failed { number, reason }) => {
                     self.failure = Some(format!("signing block {number} failed: {reason}"));
                 }
+                Ok(Report::RewindRefused { number, reason }) => {
+                    self.failure = Some(format!("the signer refused to rewind to block {number}: {reason}"));
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
-                    self.failure = Some("the signing thread stopped".into());
+                    // A refused rewind stopped it: that reason stays.
+                    self.failure.get_or_insert_with(|| "the signing thread stopped".into());
                     break;
                 }
             }
@@ -239,6 +284,32 @@ mod tests {
         let signed = wait_for(&mut pipeline, |p, _| p.unsigned() == 0);
         assert_eq!(signed.iter().map(|s| s.number).collect::<Vec<_>>(), vec![2, 3], "in order, none lost");
         assert_eq!(pipeline.health(), SignerHealth::Ok);
+    }
+
+    #[test]
+    fn a_rewind_comes_after_the_blocks_queued_before_it_and_lets_their_heights_be_signed_again() {
+        let dir = tephra_testkit::fresh_dir("pipeline-rewind");
+        let guard = crate::SignGuard::open(&dir.join("guard")).unwrap();
+        let signer = crate::GuardedSigner::new(FileSigner::from_bytes(&[6; 32]).unwrap(), guard);
+        let mut pipeline =
+            SigningPipeline::start(Arc::new(signer), 1, 4, Duration::from_secs(30), Duration::from_millis(5)).unwrap();
+        for number in 1..=3u8 {
+            pipeline.submit(u64::from(number), B256::repeat_byte(number), 0).unwrap();
+        }
+        pipeline.rewind(1, B256::repeat_byte(1)).unwrap();
+        pipeline.submit(2, B256::repeat_byte(0x22), 0).unwrap();
+        let signed = wait_for(&mut pipeline, |p, _| p.unsigned() == 0);
+        let order: Vec<_> = signed.iter().map(|s| (s.number, s.hash.0[0])).collect();
+        assert_eq!(order, vec![(1, 1), (2, 2), (3, 3), (2, 0x22)]);
+        assert_eq!(pipeline.health(), SignerHealth::Ok);
+        // A rewind the guard refuses (deeper than its bound) stops signing, saying why.
+        pipeline.submit(crate::guard::REWIND_BLOCKS_MAX + 9, B256::repeat_byte(9), 0).unwrap();
+        wait_for(&mut pipeline, |p, _| p.unsigned() == 0);
+        pipeline.rewind(1, B256::repeat_byte(1)).unwrap();
+        wait_for(&mut pipeline, |p, _| matches!(p.health(), SignerHealth::Failed(_)));
+        let SignerHealth::Failed(reason) = pipeline.health() else { unreachable!() };
+        assert!(reason.contains("refused to rewind"), "{reason}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
