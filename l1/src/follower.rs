@@ -201,8 +201,10 @@ impl<R: L1Rpc> L1Follower<R> {
     }
 
     fn step(&mut self) -> Result<Vec<L1Event>, L1Error> {
-        if self.window.is_empty() {
-            self.load_anchor()?;
+        if self.window.is_empty()
+            && let Some(reorg) = self.load_anchor()?
+        {
+            return Ok(vec![reorg]);
         }
         let head = self.read_head()?;
         let confirmed = head.saturating_sub(self.config.confirmation_depth);
@@ -212,14 +214,29 @@ impl<R: L1Rpc> L1Follower<R> {
         self.append_confirmed(confirmed)
     }
 
-    fn load_anchor(&mut self) -> Result<(), L1Error> {
+    /// The window's first block: the anchor. An anchor above the chain's
+    /// first `REORG_DEPTH_MAX` blocks that left the chain (a restart's
+    /// origin, reorged out while the sequencer was down) is reported
+    /// dropped, and the window starts from the canonical block
+    /// `REORG_DEPTH_MAX` below it, so that the sequencer can find which of
+    /// its blocks to rebuild.
+    fn load_anchor(&mut self) -> Result<Option<L1Event>, L1Error> {
         let BlockId { hash, number } = self.config.anchor;
+        let missing = L1Error::AnchorMissing { number, hash };
         match self.rpc.block_by_hash(hash)? {
             Some(block) if block.number == number => {
                 self.window.push_back(block);
-                Ok(())
+                Ok(None)
             }
-            _ => Err(L1Error::AnchorMissing { number, hash }),
+            Some(_) => Err(missing),
+            None if number < REORG_DEPTH_MAX => Err(missing),
+            None => {
+                let below = number - REORG_DEPTH_MAX;
+                let block = self.rpc.block_by_number(below)?.ok_or(missing)?;
+                warn!(number, %hash, from = below, "the anchor left the L1 chain: following from below it");
+                self.window.push_back(block);
+                Ok(Some(L1Event::Reorg { common_ancestor: below, dropped: vec![(number, hash)] }))
+            }
         }
     }
 
@@ -689,6 +706,24 @@ mod tests {
         follower.rpc_mut().chain.clear();
         follower.rpc_mut().extend(2, 5);
         assert_eq!(follower.poll(2), Err(L1Error::AnchorMissing { number: 0, hash: anchor }));
+    }
+
+    #[test]
+    fn an_anchor_reorged_out_before_the_start_is_reported_dropped_and_followed_from_below() {
+        let mut l1 = FakeL1::new(REORG_DEPTH_MAX + 10);
+        let anchor = BlockId { number: REORG_DEPTH_MAX + 5, hash: l1.hash(REORG_DEPTH_MAX + 5) };
+        l1.reorg(REORG_DEPTH_MAX + 3, REORG_DEPTH_MAX + 10, 7);
+        let config = FollowerConfig { anchor: anchor.clone(), deposit_contract: PORTAL, confirmation_depth: 0 };
+        let mut follower = L1Follower::new(l1, config, 0);
+        assert_eq!(
+            follower.poll(1),
+            Ok(vec![L1Event::Reorg { common_ancestor: 5, dropped: vec![(anchor.number, anchor.hash)] }])
+        );
+        poll_until_quiet(&mut follower, 2);
+        let canonical = follower.rpc().hash(anchor.number);
+        assert_eq!(follower.block(anchor.number).map(|b| b.hash), Some(canonical));
+        assert_ne!(canonical, anchor.hash);
+        assert_eq!(follower.block(5).map(|b| b.number), Some(5), "followed from REORG_DEPTH_MAX below");
     }
 
     #[test]

@@ -17,4 +17,4 @@ pub use error::L1Error;
 pub use follower::{BlockDeposits, FollowerConfig, L1Event, L1Follower, L1Status};
 pub use l1_info::{L1InfoIsthmus, SystemConfigValues};
 pub use origin::{HoldReason, OriginChoice, choose_origin};
-pub use rpc::{HttpL1Rpc, L1Rpc};
+pub use rpc::{L1JsonRpc, L1Rpc, UnsupportedUrl};

@@ -1,20 +1,27 @@
 //! The L1 node as the follower sees it: `L1Rpc`, four calls small enough to
-//! swap (as revm's `Database` is: an in-memory L1 in tests, another
-//! transport later), and `HttpL1Rpc`, those calls as JSON-RPC over HTTP.
+//! swap (as revm's `Database` is: an in-memory L1 in tests), and
+//! `L1JsonRpc`, those calls as JSON-RPC over HTTP(S) or a WebSocket
+//! (ws://, wss://), chosen by the URL's scheme.
 //!
-//! `HttpL1Rpc` trusts nothing it is sent: every answer is checked field by
+//! `L1JsonRpc` trusts nothing it is sent: every answer is checked field by
 //! field, and one that is not what the method returns (bad JSON, a missing
 //! or mistyped field, a number out of range, a block or log other than the
 //! one asked for, a body over `RESPONSE_BYTES_MAX`) is `L1Error::Malformed`,
-//! never a panic.
+//! never a panic. A WebSocket that fails, times out or closes is dropped
+//! and opened again on the next call.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
+    net::{TcpStream, ToSocketAddrs},
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use alloy_primitives::{Address, B256, Bytes, hex};
 use serde_json::{Map, Value, json};
+use tungstenite::{Message, WebSocket, protocol::WebSocketConfig, stream::MaybeTlsStream};
 
 use crate::{L1Block, L1Error, L1Log};
 
@@ -31,6 +38,11 @@ pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// bad node fill memory.
 pub const RESPONSE_BYTES_MAX: u64 = 16 << 20;
 
+/// Messages read on a WebSocket for one call before its answer (a node may
+/// push subscription notifications on a shared socket): past it, the node
+/// is not answering the call.
+const WS_MESSAGES_PER_CALL_MAX: usize = 64;
+
 /// The L1 node's calls the follower makes.
 pub trait L1Rpc {
     /// The number of the node's latest block (`eth_blockNumber`).
@@ -44,51 +56,148 @@ pub trait L1Rpc {
     fn logs(&self, block_hash: B256, address: Address, topic0: B256) -> Result<Vec<L1Log>, L1Error>;
 }
 
-/// `L1Rpc` over JSON-RPC on HTTP (blocking; one call at a time per caller).
+/// A URL `L1JsonRpc` cannot speak to.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("L1 RPC URL {url:?}: the scheme must be http://, https://, ws:// or wss://")]
+pub struct UnsupportedUrl {
+    pub url: String,
+}
+
+/// `L1Rpc` over JSON-RPC (blocking; one call at a time per caller).
 #[derive(Debug)]
-pub struct HttpL1Rpc {
+pub struct L1JsonRpc {
     url: String,
-    agent: ureq::Agent,
+    transport: Transport,
+    timeout: Duration,
     next_id: AtomicU64,
 }
 
-impl HttpL1Rpc {
+#[derive(Debug)]
+enum Transport {
+    Http(ureq::Agent),
+    /// Opened at the first call, and again after a failure.
+    Ws(Mutex<Option<WebSocket<MaybeTlsStream<TcpStream>>>>),
+}
+
+impl L1JsonRpc {
     /// The node at `url`, each call bounded by `REQUEST_TIMEOUT_MS_DEFAULT`.
-    pub fn new(url: impl Into<String>) -> Self {
+    pub fn new(url: impl Into<String>) -> Result<Self, UnsupportedUrl> {
         Self::with_timeout_ms(url, REQUEST_TIMEOUT_MS_DEFAULT)
     }
 
     /// The node at `url`, each call bounded by `timeout_ms`.
-    pub fn with_timeout_ms(url: impl Into<String>, timeout_ms: u64) -> Self {
-        // HTTP error statuses are read, not raised, so that they say what
-        // they are (`Unreachable` with the status).
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_millis(timeout_ms)))
-            .build()
-            .new_agent();
-        Self { url: url.into(), agent, next_id: AtomicU64::new(1) }
+    pub fn with_timeout_ms(url: impl Into<String>, timeout_ms: u64) -> Result<Self, UnsupportedUrl> {
+        let url = url.into();
+        let timeout = Duration::from_millis(timeout_ms);
+        let transport = match url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase()) {
+            // HTTP error statuses are read, not raised, so that they say
+            // what they are (`Unreachable` with the status).
+            Some(scheme) if scheme == "http" || scheme == "https" => Transport::Http(
+                ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(timeout))
+                    .build()
+                    .new_agent(),
+            ),
+            Some(scheme) if scheme == "ws" || scheme == "wss" => Transport::Ws(Mutex::new(None)),
+            _ => return Err(UnsupportedUrl { url }),
+        };
+        Ok(Self { url, transport, timeout, next_id: AtomicU64::new(1) })
     }
 
     /// One call: its `result` (null included), or why not.
     fn call(&self, method: &'static str, params: Value) -> Result<Value, L1Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let unreachable = |reason: String| L1Error::Unreachable { reason: format!("{method}: {reason}") };
-        let mut response = self.agent.post(&self.url).send_json(&request).map_err(|e| unreachable(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(unreachable(format!("HTTP {}", response.status())));
-        }
-        let body = response.body_mut().with_config().limit(RESPONSE_BYTES_MAX).read_to_vec().map_err(|e| match e {
-            ureq::Error::BodyExceedsLimit(_) => malformed(method, format!("response over {RESPONSE_BYTES_MAX} bytes")),
-            other => unreachable(other.to_string()),
-        })?;
+        let body = match &self.transport {
+            Transport::Http(agent) => self.http_round_trip(agent, method, &request)?,
+            Transport::Ws(socket) => {
+                let mut socket = socket.lock().expect("L1 socket lock");
+                let answer = self.ws_round_trip(&mut socket, method, id, &request);
+                if answer.is_err() {
+                    // A socket that failed mid-call may hold a late answer: never reused.
+                    *socket = None;
+                }
+                answer?
+            }
+        };
         let reply: Value = serde_json::from_slice(&body).map_err(|e| malformed(method, format!("not JSON: {e}")))?;
         result_of(method, id, reply)
     }
+
+    /// The response body of one POST.
+    fn http_round_trip(&self, agent: &ureq::Agent, method: &'static str, request: &Value) -> Result<Vec<u8>, L1Error> {
+        let unreachable = |reason: String| L1Error::Unreachable { reason: format!("{method}: {reason}") };
+        let mut response = agent.post(&self.url).send_json(request).map_err(|e| unreachable(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(unreachable(format!("HTTP {}", response.status())));
+        }
+        response.body_mut().with_config().limit(RESPONSE_BYTES_MAX).read_to_vec().map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => oversized(method),
+            other => unreachable(other.to_string()),
+        })
+    }
+
+    /// Sends `request` on the socket (opened if need be) and reads messages
+    /// until the one answering `id`, within the call's timeout.
+    fn ws_round_trip(
+        &self,
+        socket: &mut Option<WebSocket<MaybeTlsStream<TcpStream>>>,
+        method: &'static str,
+        id: u64,
+        request: &Value,
+    ) -> Result<Vec<u8>, L1Error> {
+        let unreachable = |reason: String| L1Error::Unreachable { reason: format!("{method}: {reason}") };
+        let read_error = |e: tungstenite::Error| match e {
+            tungstenite::Error::Capacity(_) => oversized(method),
+            other => unreachable(other.to_string()),
+        };
+        let deadline = Instant::now() + self.timeout;
+        if socket.is_none() {
+            *socket = Some(self.ws_connect().map_err(unreachable)?);
+        }
+        let ws = socket.as_mut().expect("just opened");
+        ws.send(Message::text(request.to_string())).map_err(read_error)?;
+        for _ in 0..WS_MESSAGES_PER_CALL_MAX {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let body = match ws.read().map_err(read_error)? {
+                Message::Text(text) => text.as_bytes().to_vec(),
+                Message::Binary(bytes) => bytes.to_vec(),
+                Message::Close(frame) => return Err(unreachable(format!("the node closed the WebSocket: {frame:?}"))),
+                // Pings are answered by tungstenite on the next read or write.
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+            };
+            // A notification or another call's answer is not this one's;
+            // what is not JSON is, for `call` to refuse.
+            let answers_this = serde_json::from_slice::<Value>(&body).map_or(true, |v| v.get("id") == Some(&json!(id)));
+            if answers_this {
+                return Ok(body);
+            }
+        }
+        Err(unreachable(format!("no answer within {} ms", self.timeout.as_millis())))
+    }
+
+    fn ws_connect(&self) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {
+        let uri: tungstenite::http::Uri = self.url.parse().map_err(|e| format!("{e}"))?;
+        let host = uri.host().ok_or("no host in the URL")?;
+        let tls = uri.scheme_str() == Some("wss");
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let address = (host, port).to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or("no address")?;
+        let stream = TcpStream::connect_timeout(&address, self.timeout).map_err(|e| e.to_string())?;
+        // Every read and write is bounded, so a silent node cannot hold the follower.
+        stream.set_read_timeout(Some(self.timeout)).map_err(|e| e.to_string())?;
+        stream.set_write_timeout(Some(self.timeout)).map_err(|e| e.to_string())?;
+        let limit = usize::try_from(RESPONSE_BYTES_MAX).expect("16 MiB fits usize");
+        let config = WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
+        let (socket, _) = tungstenite::client_tls_with_config(self.url.as_str(), stream, Some(config), None)
+            .map_err(|e| e.to_string())?;
+        Ok(socket)
+    }
 }
 
-impl L1Rpc for HttpL1Rpc {
+impl L1Rpc for L1JsonRpc {
     fn head_number(&self) -> Result<u64, L1Error> {
         const METHOD: &str = "eth_blockNumber";
         let result = self.call(METHOD, json!([]))?;
@@ -132,6 +241,10 @@ impl L1Rpc for HttpL1Rpc {
             })
             .collect()
     }
+}
+
+fn oversized(method: &'static str) -> L1Error {
+    malformed(method, format!("response over {RESPONSE_BYTES_MAX} bytes"))
 }
 
 fn malformed(method: &'static str, reason: String) -> L1Error {
@@ -416,7 +529,7 @@ mod tests {
             reply(4, Value::Null),
             reply(5, json!([log_json()])),
         ]);
-        let rpc = HttpL1Rpc::new(url);
+        let rpc = L1JsonRpc::new(url).unwrap();
         assert_eq!(rpc.head_number(), Ok(31));
         assert_eq!(rpc.block_by_number(16).unwrap().unwrap().hash, hash);
         assert_eq!(rpc.block_by_hash(hash).unwrap().unwrap().number, 16);
@@ -439,7 +552,7 @@ mod tests {
             reply(3, json!([log_json()])),
             reply(4, json!([log_json()])),
         ]);
-        let rpc = HttpL1Rpc::new(url);
+        let rpc = L1JsonRpc::new(url).unwrap();
         let is_malformed = |result: Result<_, L1Error>, method: &str, says: &str| match result {
             Err(L1Error::Malformed { method: m, reason }) => {
                 assert!(m == method && reason.contains(says), "{m}: {reason}")
@@ -474,7 +587,7 @@ mod tests {
             (200, oversized),
             reply(7, json!(["0x1"])),
         ]);
-        let rpc = HttpL1Rpc::new(url);
+        let rpc = L1JsonRpc::new(url).unwrap();
         let reason = |result: Result<u64, L1Error>| result.unwrap_err().to_string();
         assert!(reason(rpc.head_number()).contains("not JSON"));
         assert!(reason(rpc.head_number()).contains("is not the request's 2"));
@@ -489,5 +602,61 @@ mod tests {
         server.join().unwrap();
         // Nobody listens there any more.
         assert!(matches!(rpc.head_number(), Err(L1Error::Unreachable { .. })));
+    }
+
+    /// A WebSocket node: each connection reads a request per entry of
+    /// `script` and sends the entry's messages, then closes; returns the
+    /// requests' methods.
+    fn serve_ws(script: Vec<Vec<Vec<String>>>) -> (String, JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let mut methods = Vec::new();
+            for connection in script {
+                let (stream, _) = listener.accept().unwrap();
+                let mut ws = tungstenite::accept(stream).unwrap();
+                for messages in connection {
+                    let request = ws.read().unwrap();
+                    let request: Value = serde_json::from_str(request.to_text().unwrap()).unwrap();
+                    methods.push(request["method"].as_str().unwrap().to_string());
+                    for text in messages {
+                        ws.send(Message::text(text)).unwrap();
+                    }
+                }
+                let _ = ws.close(None);
+                let _ = ws.flush();
+            }
+            methods
+        });
+        (url, server)
+    }
+
+    #[test]
+    fn calls_go_over_a_websocket_past_notifications_and_reconnect_after_a_close() {
+        let notification =
+            json!({"jsonrpc": "2.0", "method": "eth_subscription", "params": {"subscription": "0x1", "result": {}}});
+        let (url, server) = serve_ws(vec![
+            // A notification before the answer; then a call the node closes on.
+            vec![vec![notification.to_string(), reply(1, json!("0x1f")).1], vec![]],
+            vec![vec![reply(3, json!("0x20")).1], vec!["not json".into()]],
+        ]);
+        let rpc = L1JsonRpc::with_timeout_ms(url, 2_000).unwrap();
+        assert_eq!(rpc.head_number(), Ok(31));
+        assert!(matches!(rpc.head_number(), Err(L1Error::Unreachable { reason }) if reason.contains("closed")));
+        // A new connection for the next call.
+        assert_eq!(rpc.head_number(), Ok(32));
+        assert!(matches!(rpc.head_number(), Err(L1Error::Malformed { reason, .. }) if reason.contains("not JSON")));
+        assert_eq!(server.join().unwrap(), vec!["eth_blockNumber"; 4]);
+        assert!(matches!(rpc.head_number(), Err(L1Error::Unreachable { .. })), "nobody listens any more");
+    }
+
+    #[test]
+    fn an_url_of_another_scheme_is_refused() {
+        for url in ["ftp://l1:21", "l1-node:8545", ""] {
+            assert_eq!(L1JsonRpc::new(url).unwrap_err(), UnsupportedUrl { url: url.into() });
+        }
+        for url in ["http://l1:8545", "HTTPS://l1", "ws://l1:8546", "wss://l1"] {
+            assert!(L1JsonRpc::new(url).is_ok(), "{url}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! the workspace root, which scripts/test.sh runs). contracts/DepositPortal
 //! (OptimismPortal2's deposit path) takes deposits from an EOA, by plain ETH
 //! transfer, from a contract (aliased) and as a creation, refuses two; the
-//! follower reads them over JSON-RPC with `HttpL1Rpc`; then anvil reorgs
+//! follower reads them over JSON-RPC with `L1JsonRpc`; then anvil reorgs
 //! the last blocks (`anvil_reorg`) and the follower must drop the old
 //! blocks' deposits and take the new ones, none twice.
 
@@ -12,7 +12,7 @@ use alloy_primitives::{Address, B256, Bytes, Signature, TxKind, U256, address, h
 use secp256k1::{Message, SECP256K1, SecretKey};
 use serde_json::{Value, json};
 use tephra_exec::dev::DEV_PRIVATE_KEYS;
-use tephra_l1::{Deposit, FollowerConfig, HttpL1Rpc, L1Event, L1Follower, L1Rpc, L1Status, user_deposit_source_hash};
+use tephra_l1::{Deposit, FollowerConfig, L1Event, L1Follower, L1JsonRpc, L1Rpc, L1Status, user_deposit_source_hash};
 use tephra_testkit::{Need, abi::deposit_transaction_call, anvil::Anvil, require, rpc::quantity, workspace_root};
 use tephra_types::{crypto::address_of, rollup::BlockId};
 
@@ -130,7 +130,7 @@ impl L1Calls for Anvil {
 
 /// Polls until the follower's tip is block `number` (the follower does a
 /// bounded amount per poll).
-fn poll_to(follower: &mut L1Follower<HttpL1Rpc>, number: u64, now_ms: &mut u64) -> Vec<L1Event> {
+fn poll_to(follower: &mut L1Follower<L1JsonRpc>, number: u64, now_ms: &mut u64) -> Vec<L1Event> {
     let mut events = Vec::new();
     for _ in 0..20 {
         *now_ms += 100;
@@ -228,7 +228,7 @@ fn deposits_of_a_real_portal_are_followed_through_an_l1_reorg() {
         confirmation_depth: 0,
     };
     let mut now_ms = 0;
-    let mut follower = L1Follower::new(HttpL1Rpc::new(anvil.url.clone()), config, now_ms);
+    let mut follower = L1Follower::new(L1JsonRpc::new(anvil.url.clone()).unwrap(), config, now_ms);
     let events = poll_to(&mut follower, 5, &mut now_ms);
     assert_eq!(events.len(), 5, "{events:?}");
     assert_eq!(follower.status(), &L1Status::Reachable { head: 5 });
@@ -290,6 +290,17 @@ fn deposits_of_a_real_portal_are_followed_through_an_l1_reorg() {
         all.extend(follower.deposits(follower.block(n).unwrap().hash).unwrap().deposits.clone());
     }
     assert_eq!(all, [expected2, vec![late]].concat());
+
+    // A follower over anvil's WebSocket sees the same chain and deposits.
+    let ws_url = anvil.url.replacen("http://", "ws://", 1);
+    let ws_config = FollowerConfig { confirmation_depth: 0, ..follower.config().clone() };
+    let mut over_ws = L1Follower::new(L1JsonRpc::new(ws_url).unwrap(), ws_config, now_ms);
+    poll_to(&mut over_ws, 5, &mut now_ms);
+    for n in 0..=5 {
+        let (http, ws) = (follower.block(n).unwrap(), over_ws.block(n).unwrap());
+        assert_eq!(ws, http, "block {n} over ws");
+        assert_eq!(over_ws.deposits(ws.hash), follower.deposits(http.hash), "deposits of block {n} over ws");
+    }
 
     // The same calls straight: an unknown hash and a future number are None.
     let rpc = follower.rpc();
