@@ -10,21 +10,27 @@
 //! (-9) with deposits in flight and restarted: nothing lost, nothing twice,
 //! and kona still agrees. viem's OP Stack actions then read the same chain
 //! (cli/tests/clients/viem-op.mjs).
+//!
+//! Then the L1's own failures: an outage past the sequencer drift, and a
+//! reorg below the origins of unsafe L2 blocks (anvil_reorg), which tephra
+//! rebuilds on the new L1 chain with their user transactions, kona agreeing
+//! before and after a kill -9.
 
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::Duration,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use alloy_consensus::{TxEip1559, TypedTransaction};
 use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, Bytes, TxKind, U256, address};
+use alloy_primitives::{Address, Bytes, TxKind, U256, address, keccak256};
 use serde_json::{Value, json};
 use tephra_exec::dev::DevKey;
 use tephra_testkit::{
     Need,
-    abi::{calldata, deposit_transaction_call},
+    abi::{calldata, deposit_transaction_call, word},
     anvil::Anvil,
     free_port, free_udp_port, fresh_dir, require,
     rpc::{RpcClient, quantity},
@@ -72,21 +78,44 @@ impl L1 {
         Self(Anvil::start(&args))
     }
 
+    fn rpc(&self, method: &str, params: Value) -> Value {
+        self.0.client.rpc(method, params)
+    }
+
     /// Sends `call` with `value` to `to` from dev key `key`; waits for its
     /// receipt, which must succeed.
     fn send(&self, key: usize, to: Address, value: u128, call: Vec<u8>) -> Value {
-        let client = &self.0.client;
+        self.send_raw(&self.signed(key, to, value, call))
+    }
+
+    /// `call` with `value` to `to`, signed by dev key `key` at its next nonce.
+    fn signed(&self, key: usize, to: Address, value: u128, call: Vec<u8>) -> String {
         let from = DevKey::dev(key);
-        let nonce = quantity(&client.rpc("eth_getTransactionCount", json!([from.address(), "pending"])));
-        let raw = sign(&from, L1_CHAIN_ID, nonce, TxKind::Call(to), value, call, 500_000);
-        let hash = client.rpc("eth_sendRawTransaction", json!([raw]));
+        let nonce = quantity(&self.rpc("eth_getTransactionCount", json!([from.address(), "pending"])));
+        sign(&from, L1_CHAIN_ID, nonce, TxKind::Call(to), value, call, 500_000)
+    }
+
+    /// Sends a signed transaction; waits for its receipt, which must succeed.
+    fn send_raw(&self, raw: &str) -> Value {
+        let hash = self.rpc("eth_sendRawTransaction", json!([raw]));
         let mut receipt = Value::Null;
         wait_until("an L1 receipt", Duration::from_secs(30), || {
-            receipt = client.rpc("eth_getTransactionReceipt", json!([hash]));
+            receipt = self.rpc("eth_getTransactionReceipt", json!([hash]));
             !receipt.is_null()
         });
         assert_eq!(receipt["status"], "0x1", "{receipt}");
         receipt
+    }
+
+    /// The hash of canonical block `number` (null past the head).
+    fn block_hash(&self, number: u64) -> Value {
+        self.rpc("eth_getBlockByNumber", json!([format!("{number:#x}"), false]))["hash"].clone()
+    }
+
+    /// Whether `block` (`{"hash", "number"}`, as an L2 block's `l1origin` or
+    /// the sync status's `current_l1`) is on the L1's canonical chain.
+    fn is_canonical(&self, block: &Value) -> bool {
+        block["number"].as_u64().is_some_and(|n| !block["hash"].is_null() && self.block_hash(n) == block["hash"])
     }
 }
 
@@ -131,18 +160,29 @@ fn setup(dir: &Path, l1: &L1) -> (Address, String) {
     (portal, std::fs::read_to_string(chain.join("tephra.toml")).unwrap())
 }
 
-/// An L2 client sending from the dev keys, with their nonces.
+/// An L2 client sending from the dev keys, with their nonces and every
+/// transaction it sent.
 struct L2 {
     client: RpcClient,
     nonces: [u64; 3],
+    /// (dev key, transaction hash), in the order sent.
+    sent: Vec<(usize, String)>,
 }
 
 impl L2 {
+    fn new(url: &str) -> Self {
+        Self { client: RpcClient::new(url), nonces: [0; 3], sent: Vec::new() }
+    }
+
     /// Sends and waits for the preconfirmed receipt.
     fn send(&mut self, key: usize, to: TxKind, value: u128, input: Vec<u8>) -> Value {
         let raw = sign(&DevKey::dev(key), L2_CHAIN_ID, self.nonces[key], to, value, input, 1_000_000);
         self.nonces[key] += 1;
-        self.client.rpc("eth_sendRawTransactionSync", json!([raw, 10_000]))
+        let hash = keccak256(hex::decode(raw.trim_start_matches("0x")).unwrap()).to_string();
+        let receipt = self.client.rpc("eth_sendRawTransactionSync", json!([raw, 10_000]));
+        assert_eq!(receipt["transactionHash"], hash.as_str(), "{receipt}");
+        self.sent.push((key, hash));
+        receipt
     }
 }
 
@@ -164,16 +204,51 @@ fn kona_verify(dir: &Path, l1: &L1, l2_url: &str, to: u64) -> Vec<Value> {
     stdout.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect()
 }
 
-/// Waits until the L2 head's L1 origin is at or past `l1_block`, so that
-/// the deposits of that block are in; the head's number then.
-fn wait_for_origin(l2: &RpcClient, l1_block: u64) -> u64 {
+/// kona's lines summed over the blocks it verified: (blocks, deposits, user
+/// transactions).
+fn kona_counts(lines: &[Value]) -> (u64, u64, u64) {
+    let blocks: Vec<&Value> = lines.iter().filter(|line| line.get("block").is_some()).collect();
+    let sum = |field: &str| blocks.iter().map(|b| b[field].as_u64().unwrap_or_else(|| panic!("{field}: {b}"))).sum();
+    (blocks.len() as u64, sum("deposits"), sum("user_transactions"))
+}
+
+/// Waits until the L2 head's L1 origin is at or past `l1_block` and on the
+/// L1's canonical chain, so that the deposits of that block are in; the
+/// head's number then.
+fn wait_for_origin(l1: &L1, l2: &RpcClient, l1_block: u64) -> u64 {
     let mut head = 0;
     wait_until("the L2 to take the L1 block as origin", Duration::from_secs(60), || {
-        let status = l2.rpc("optimism_syncStatus", json!([]));
-        head = status["unsafe_l2"]["number"].as_u64().unwrap_or(0);
-        status["current_l1"]["number"].as_u64().is_some_and(|n| n >= l1_block)
+        origin_reached(l1, l2, l1_block).inspect(|h| head = *h).is_some()
     });
     head
+}
+
+/// The L2 head's number if its L1 origin is at or past `l1_block` and
+/// canonical on the L1 (an origin a reorg replaced is not).
+fn origin_reached(l1: &L1, l2: &RpcClient, l1_block: u64) -> Option<u64> {
+    let status = l2.rpc("optimism_syncStatus", json!([]));
+    let origin = &status["current_l1"];
+    let reached = origin["number"].as_u64().is_some_and(|n| n >= l1_block) && l1.is_canonical(origin);
+    reached.then(|| status["unsafe_l2"]["number"].as_u64().expect("the head's number"))
+}
+
+/// Polls `problems` every 100 ms until it finds none, for at most `limit`;
+/// fails naming `what` and listing the last problems found.
+fn wait_for_none(what: &str, limit: Duration, mut problems: impl FnMut() -> Vec<String>) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let found = problems();
+        if found.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}:\n{}", found.join("\n"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// GET /ready on the node's metrics listener: its status and body.
+fn ready(node: &TephraProcess) -> (u16, String) {
+    RpcClient::new(node.metrics_url()).get(&format!("{}/ready", node.metrics_url())).expect("/ready answers")
 }
 
 fn balance(l2: &RpcClient, address: Address) -> U256 {
@@ -200,7 +275,7 @@ fn kona_derives_and_executes_every_block_through_a_kill_9() {
         .start()
         .expect("tephra starts in OP mode");
     let flashblocks = FlashblocksFeed::connect(flashblocks_port);
-    let mut l2 = L2 { client: RpcClient::new(node.rpc_url()), nonces: [0; 3] };
+    let mut l2 = L2::new(node.rpc_url());
 
     // L2: a transfer, a contract deployed and called, a call that reverts,
     // and the endless loop a deposit will call.
@@ -220,15 +295,12 @@ fn kona_derives_and_executes_every_block_through_a_kill_9() {
     l1.send(1, portal, ETHER, deposit_transaction_call(Address::ZERO, U256::ZERO, 100_000, true, &REVERTING_INIT));
     let last = l1.send(2, portal, ETHER, deposit_transaction_call(spin, U256::ZERO, 60_000, false, &[]));
     let deposit_block = quantity(&last["blockNumber"]);
-    let head = wait_for_origin(&l2.client, deposit_block);
+    let head = wait_for_origin(&l1, &l2.client, deposit_block);
     assert_eq!(balance(&l2.client, RECIPIENT), U256::from(ETHER + ETHER / 10), "the deposit's value, once");
     assert!(!mint["logs"].as_array().unwrap().is_empty());
 
-    let lines = kona_verify(&dir, &l1, node.rpc_url(), head);
-    let blocks: Vec<&Value> = lines.iter().filter(|line| line.get("block").is_some()).collect();
-    assert_eq!(blocks.len() as u64, head);
-    let deposits: u64 = blocks.iter().map(|b| b["deposits"].as_u64().unwrap()).sum();
-    let users: u64 = blocks.iter().map(|b| b["user_transactions"].as_u64().unwrap()).sum();
+    let (blocks, deposits, users) = kona_counts(&kona_verify(&dir, &l1, node.rpc_url(), head));
+    assert_eq!(blocks, head);
     assert_eq!(deposits, head + 3, "an L1-info deposit a block and the three user deposits");
     assert_eq!(users, l2_tx_count);
     flashblocks.check_against(&l2.client, head);
@@ -258,42 +330,52 @@ fn kona_derives_and_executes_every_block_through_a_kill_9() {
     node.kill9();
     node.start().expect("tephra restarts from its log");
     assert_eq!(deposit_receipts(head), before, "deposit receipts read back from the log as they were served");
-    let head = wait_for_origin(&l2.client, quantity(&late["blockNumber"]));
+    let head = wait_for_origin(&l1, &l2.client, quantity(&late["blockNumber"]));
     assert_eq!(balance(&l2.client, LATE_RECIPIENT), U256::from(ETHER / 2), "the late deposit, once");
     assert_eq!(balance(&l2.client, RECIPIENT), U256::from(ETHER + ETHER / 10), "the first, still once");
-    let lines = kona_verify(&dir, &l1, node.rpc_url(), head);
-    let deposits: u64 = lines.iter().filter_map(|b| b.get("deposits")?.as_u64()).sum();
+    let (_, deposits, _) = kona_counts(&kona_verify(&dir, &l1, node.rpc_url(), head));
     assert_eq!(deposits, head + 4, "every user deposit exactly once across the restart");
 
     viem_op_stack(&l1, node.rpc_url(), portal);
 }
 
+/// A WebSocket client of `address` (host:port) in a thread of its own: it
+/// sends `request`, if any, once connected, then keeps every text message it
+/// receives until the connection ends.
+fn websocket_messages(address: String, request: Option<String>) -> Arc<Mutex<Vec<String>>> {
+    let messages = Arc::new(Mutex::new(Vec::new()));
+    let sink = messages.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            use tokio_util::compat::TokioAsyncReadCompatExt;
+            let socket = tokio::net::TcpStream::connect(address.as_str()).await.expect("the WebSocket listens");
+            let mut client = soketto::handshake::Client::new(socket.compat(), &address, "/");
+            let accepted = client.handshake().await.expect("a WebSocket handshake");
+            assert!(matches!(accepted, soketto::handshake::ServerResponse::Accepted { .. }));
+            let (mut sender, mut receiver) = client.into_builder().finish();
+            if let Some(request) = request {
+                sender.send_text(request).await.expect("the request is sent");
+                sender.flush().await.expect("the request is sent");
+            }
+            let mut data = Vec::new();
+            while receiver.receive_data(&mut data).await.is_ok() {
+                sink.lock().unwrap().push(String::from_utf8(std::mem::take(&mut data)).expect("text"));
+            }
+        });
+    });
+    messages
+}
+
 /// The Flashblocks stream, read as rollup-boost's consumers read it: each
 /// message an op-alloy `OpFlashblockPayload`.
 struct FlashblocksFeed {
-    messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    messages: Arc<Mutex<Vec<String>>>,
 }
 
 impl FlashblocksFeed {
     fn connect(port: u16) -> Self {
-        let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = messages.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async move {
-                use tokio_util::compat::TokioAsyncReadCompatExt;
-                let socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("the stream listens");
-                let mut client = soketto::handshake::Client::new(socket.compat(), "127.0.0.1", "/");
-                let accepted = client.handshake().await.expect("a WebSocket handshake");
-                assert!(matches!(accepted, soketto::handshake::ServerResponse::Accepted { .. }));
-                let (_sender, mut receiver) = client.into_builder().finish();
-                let mut data = Vec::new();
-                while receiver.receive_data(&mut data).await.is_ok() {
-                    sink.lock().unwrap().push(String::from_utf8(std::mem::take(&mut data)).expect("text"));
-                }
-            });
-        });
-        Self { messages }
+        Self { messages: websocket_messages(format!("127.0.0.1:{port}"), None) }
     }
 
     /// Every block up to `head` since the subscription streamed whole:
@@ -375,18 +457,16 @@ fn an_l1_outage_past_the_drift_holds_with_its_reason_and_resumes() {
         .start()
         .expect("tephra starts in OP mode");
     let l2 = RpcClient::new(node.rpc_url());
-    let ready =
-        || RpcClient::new(node.metrics_url()).get(&format!("{}/ready", node.metrics_url())).expect("/ready answers");
     // Caught up with the wall clock (the L2 started 1,790 s ago).
     wait_until("the L2 to catch up", Duration::from_secs(120), || {
         let head = l2.rpc("eth_getBlockByNumber", json!(["latest", false]));
         quantity(&head["timestamp"]) + 2 >= now_s
     });
-    assert_eq!(ready().0, 200, "ready while the L1 answers");
+    assert_eq!(ready(&node).0, 200, "ready while the L1 answers");
     l1.0.signal("STOP");
     let mut reason = String::new();
     wait_until("a hold past the drift", Duration::from_secs(60), || {
-        let (status, body) = ready();
+        let (status, body) = ready(&node);
         reason = body;
         status != 200
     });
@@ -396,8 +476,410 @@ fn an_l1_outage_past_the_drift_holds_with_its_reason_and_resumes() {
     assert_eq!(quantity(&l2.rpc("eth_blockNumber", json!([]))), held_at, "no block past the drift");
     l1.0.signal("CONT");
     wait_until("blocks again", Duration::from_secs(60), || {
-        ready().0 == 200 && quantity(&l2.rpc("eth_blockNumber", json!([]))) > held_at + 2
+        ready(&node).0 == 200 && quantity(&l2.rpc("eth_blockNumber", json!([]))) > held_at + 2
     });
     let head = quantity(&l2.rpc("eth_blockNumber", json!([])));
     kona_verify(&dir, &l1, node.rpc_url(), head);
+}
+
+/// Where the reorg test's deposits send ether on L2: the deposit in an L1
+/// block the reorg drops, and the one the new L1 chain includes again.
+const DROPPED_RECIPIENT: Address = address!("000000000000000000000000000000000000d2d2");
+const KEPT_RECIPIENT: Address = address!("000000000000000000000000000000000000d3d3");
+/// The L1 dev keys making those deposits: a deposit takes its sender's nonce
+/// on L2 too, and the L2 senders (dev keys 0 to 2) must keep theirs.
+const DROPPED_DEPOSITOR: usize = 3;
+const KEPT_DEPOSITOR: usize = 4;
+
+/// An L1 reorg below the L1 origin of unsafe L2 blocks. anvil replaces its
+/// newest blocks from the one holding a deposit on (anvil_reorg); the new
+/// chain holds a second deposit again, in another block, and never the
+/// first. tephra rewinds to the newest L2 block whose origin is still
+/// canonical and rebuilds the rest on the new chain: every user transaction
+/// of the abandoned blocks and of the open block again, once, in the order
+/// sent; the dropped deposit gone; the other once, under its new hash; the
+/// abandoned blocks' logs notified again as removed; kona agreeing on the
+/// whole chain, and again after a kill -9.
+#[test]
+fn an_l1_reorg_below_unsafe_blocks_rebuilds_them_and_kona_agrees() {
+    if !needs() {
+        return;
+    }
+    let dir = fresh_dir("op-stack-reorg");
+    let l1_block_time_s = 2;
+    let l1 = L1::start(l1_block_time_s, &[]);
+    let (portal, config) = setup(&dir, &l1);
+    let mut node = TephraProcess::builder(env!("CARGO_BIN_EXE_tephra"), dir.join("node"))
+        .config(&config)
+        // The L1 head is an origin at once: a reorg of anvil's newest blocks
+        // reaches the origins of the unsafe blocks. Over anvil's WebSocket,
+        // the other L1 transport (the other tests use HTTP).
+        .config(&format!("[l1]\nconfirmation_depth = 0\nrpc = {:?}\n", l1.0.url.replacen("http://", "ws://", 1)))
+        // Snapshots of blocks the reorg abandons: the restart must not resume from one.
+        .config("[block]\nsnapshot_interval_blocks = 4\n")
+        .log_file("tephra.log")
+        .start()
+        .expect("tephra starts in OP mode");
+    let mut l2 = L2::new(node.rpc_url());
+
+    // Before the fork: a token, whose mints log a Transfer, and a transfer,
+    // in L2 blocks whose origins the new L1 chain keeps.
+    let mut token_init = hex::decode(include_str!("../../contracts/Token.bin").trim()).unwrap();
+    token_init.extend_from_slice(&U256::from(1_000_000).to_be_bytes::<32>());
+    let deployed = l2.send(1, TxKind::Create, 0, token_init);
+    assert_eq!(deployed["status"], "0x1", "{deployed}");
+    let token: Address = deployed["contractAddress"].as_str().unwrap().parse().unwrap();
+    assert_eq!(l2.send(0, TxKind::Call(RECIPIENT), ETHER / 10, Vec::new())["status"], "0x1");
+    let logs = LogsFeed::subscribe(node.ws_url(), token);
+
+    // L1: the deposit the reorg drops, then the one it moves, whose signed
+    // bytes go into the new chain.
+    let deposit = |to: Address, value: u128| deposit_transaction_call(to, U256::from(value), 100_000, false, &[]);
+    let dropped = l1.send(DROPPED_DEPOSITOR, portal, ETHER, deposit(DROPPED_RECIPIENT, ETHER / 4));
+    let kept_raw = l1.signed(KEPT_DEPOSITOR, portal, ETHER, deposit(KEPT_RECIPIENT, ETHER / 5));
+    let kept = l1.send_raw(&kept_raw);
+    // The first L1 block the reorg replaces.
+    let fork = quantity(&dropped["blockNumber"]);
+    let head = wait_for_origin(&l1, &l2.client, quantity(&kept["blockNumber"]));
+    let chain = full_blocks(&l2.client, head);
+    let old_dropped = single(deposits_to(&chain, DROPPED_RECIPIENT), "the dropped deposit before the reorg");
+    let old_kept = single(deposits_to(&chain, KEPT_RECIPIENT), "the kept deposit before the reorg");
+    assert_eq!(balance(&l2.client, DROPPED_RECIPIENT), U256::from(ETHER / 4));
+    assert_eq!(balance(&l2.client, KEPT_RECIPIENT), U256::from(ETHER / 5));
+
+    // L2 blocks on origins the reorg replaces (at or past the deposits'):
+    // mints, a log each, and transfers from three senders, in three sealed
+    // blocks at least.
+    let mut mints = Vec::new();
+    let mut mint = |l2: &mut L2, key: usize, amount: u64| {
+        let receipt = l2.send(
+            key,
+            TxKind::Call(token),
+            0,
+            calldata("mint(address,uint256)", &[word(RECIPIENT), U256::from(amount)]),
+        );
+        assert_eq!(receipt["status"], "0x1", "{receipt}");
+        mints.push(receipt["transactionHash"].as_str().unwrap().to_string());
+    };
+    for (mint_key, transfer_key) in [(0, 1), (2, 0), (1, 2)] {
+        mint(&mut l2, mint_key, 10 + mint_key as u64);
+        let transfer = l2.send(transfer_key, TxKind::Call(RECIPIENT), 1, Vec::new());
+        assert_eq!(transfer["status"], "0x1", "{transfer}");
+        wait_sealed(&l2.client, &transfer);
+    }
+
+    // The L1 held still, so that the reorg's depth is the one computed; the
+    // L2 blocks as they are before it; one more mint, likely still in the
+    // open block when tephra sees the reorg.
+    l1.rpc("evm_setIntervalMining", json!([0]));
+    let l1_head = quantity(&l1.rpc("eth_blockNumber", json!([])));
+    let depth = l1_head - fork + 1;
+    let before = block_refs(&l2.client, quantity(&l2.client.rpc("eth_blockNumber", json!([]))));
+    mint(&mut l2, 2, 99);
+
+    // The reorg: blocks fork..=l1_head replaced by as many new ones, a
+    // second apart. The first holds a transfer taking the dropped deposit's
+    // nonce, so that it can never be mined again; the last holds the kept
+    // deposit again.
+    let depositor = DevKey::dev(DROPPED_DEPOSITOR);
+    let dropped_tx = l1.rpc("eth_getTransactionByHash", json!([dropped["transactionHash"]]));
+    let displacing = sign(
+        &depositor,
+        L1_CHAIN_ID,
+        quantity(&dropped_tx["nonce"]),
+        TxKind::Call(depositor.address()),
+        0,
+        Vec::new(),
+        21_000,
+    );
+    let replaced = l1.block_hash(fork);
+    l1.rpc("anvil_setBlockTimestampInterval", json!([1]));
+    l1.rpc("anvil_reorg", json!([depth, [[displacing, 0], [kept_raw, depth - 1]]]));
+    l1.rpc("anvil_removeBlockTimestampInterval", json!([]));
+    assert_eq!(quantity(&l1.rpc("eth_blockNumber", json!([]))), l1_head, "the new L1 chain is as long");
+    assert_ne!(l1.block_hash(fork), replaced, "L1 block {fork} replaced");
+    let gone = l1.rpc("eth_getTransactionReceipt", json!([dropped["transactionHash"]]));
+    assert!(gone.is_null(), "the dropped deposit left the L1: {gone}");
+    let kept_again = l1.rpc("eth_getTransactionReceipt", json!([kept["transactionHash"]]));
+    assert_eq!((quantity(&kept_again["blockNumber"]), &kept_again["status"]), (l1_head, &json!("0x1")), "{kept_again}");
+    l1.rpc("evm_setIntervalMining", json!([l1_block_time_s]));
+
+    // tephra rewinds and rebuilds: the head's origin on the new L1 chain,
+    // past the kept deposit's block; every user transaction sealed again.
+    let head = wait_rebuilt(&l1, &l2, &node, l1_head, before.len() as u64);
+
+    // The rewind: the blocks whose origins the new L1 chain keeps are as
+    // they were, and every one after them was rebuilt.
+    let abandoned = rewound(&l1, &l2.client, &before);
+    let chain = full_blocks(&l2.client, head);
+    check_rebuilt_chain(&l1, &l2, &chain, &abandoned, [&old_dropped, &old_kept]);
+
+    // The logs subscription: each abandoned block's logs again, removed;
+    // each mint's log in its block of the new chain.
+    wait_for_none("the logs notified", Duration::from_secs(60), || log_problems(&l2.client, &logs.logs(), &mints));
+    let removed = logs.logs().iter().filter(|log| log["removed"] == true).count();
+    assert!(removed >= 3, "the mints of three abandoned blocks, yet {removed} logs removed");
+
+    let (blocks, deposits, users) = kona_counts(&kona_verify(&dir, &l1, node.rpc_url(), head));
+    assert_eq!(blocks, head);
+    assert_eq!(deposits, head + 1, "an L1-info deposit a block and the kept deposit, once");
+    assert_eq!(users, l2.sent.len() as u64, "every user transaction, once");
+
+    // kill -9: the rebuilt chain is what the log holds.
+    node.kill9();
+    node.start().expect("tephra restarts from its log");
+    let head_after = wait_for_origin(&l1, &l2.client, l1_head);
+    assert!(head_after >= head, "head {head_after} after the restart, {head} before");
+    let chain_after = full_blocks(&l2.client, head_after);
+    let hashes = |chain: &[Value]| chain.iter().map(|b| b["hash"].clone()).collect::<Vec<_>>();
+    assert_eq!(hashes(&chain_after[..chain.len()]), hashes(&chain), "the rebuilt blocks read back as they were served");
+    check_rebuilt_chain(&l1, &l2, &chain_after, &abandoned, [&old_dropped, &old_kept]);
+    let (blocks, deposits, users) = kona_counts(&kona_verify(&dir, &l1, node.rpc_url(), head_after));
+    assert_eq!((blocks, deposits, users), (head_after, head_after + 1, l2.sent.len() as u64), "after the restart");
+    assert_eq!(ready(&node).0, 200, "ready after the restart");
+
+    // A reorg while tephra is down, below its head's origin: the restart
+    // finds that origin gone from the L1 and rebuilds the same way.
+    let transfer = l2.send(1, TxKind::Call(RECIPIENT), 2, Vec::new());
+    wait_sealed(&l2.client, &transfer);
+    l1.rpc("evm_setIntervalMining", json!([0]));
+    let l1_head = quantity(&l1.rpc("eth_blockNumber", json!([])));
+    let before = block_refs(&l2.client, quantity(&l2.client.rpc("eth_blockNumber", json!([]))));
+    node.kill9();
+    let head_origin = before.last().unwrap()["l1origin"]["number"].as_u64().unwrap();
+    l1.rpc("anvil_setBlockTimestampInterval", json!([1]));
+    l1.rpc("anvil_reorg", json!([l1_head - head_origin + 1, []]));
+    l1.rpc("anvil_removeBlockTimestampInterval", json!([]));
+    l1.rpc("evm_setIntervalMining", json!([l1_block_time_s]));
+    node.start().expect("tephra restarts after the L1 reorged while it was down");
+    let head = wait_rebuilt(&l1, &l2, &node, l1_head, before.len() as u64);
+    let abandoned_now = rewound(&l1, &l2.client, &before);
+    assert!(abandoned_now.iter().any(|h| **h == before.last().unwrap()["hash"]), "the head was on the dropped origin");
+    let chain = full_blocks(&l2.client, head);
+    check_rebuilt_chain(&l1, &l2, &chain, &[abandoned, abandoned_now].concat(), [&old_dropped, &old_kept]);
+    let (blocks, deposits, users) = kona_counts(&kona_verify(&dir, &l1, node.rpc_url(), head));
+    assert_eq!((blocks, deposits, users), (head, head + 1, l2.sent.len() as u64), "after the reorg while down");
+}
+
+/// Waits until the L2 is rebuilt on the L1's new chain: its head's origin at
+/// or past `l1_head` and canonical, its head at least `head_min`, /ready
+/// 200, every user transaction sent in a sealed block; the head then.
+fn wait_rebuilt(l1: &L1, l2: &L2, node: &TephraProcess, l1_head: u64, head_min: u64) -> u64 {
+    let mut head = 0;
+    wait_for_none("the L2 rebuilt on the new L1 chain", Duration::from_secs(120), || {
+        let mut problems = Vec::new();
+        match origin_reached(l1, &l2.client, l1_head) {
+            Some(h) if h >= head_min => head = h,
+            Some(h) => problems.push(format!("head {h}, below the {head_min} blocks before the reorg")),
+            None => problems.push(format!(
+                "the head's origin is not at or past L1 block {l1_head} of the new chain: {}",
+                l2.client.rpc("optimism_syncStatus", json!([]))["current_l1"]
+            )),
+        }
+        let (status, body) = ready(node);
+        if status != 200 {
+            problems.push(format!("/ready {status}: {body}"));
+        }
+        let unsealed = l2.sent.iter().filter(|(_, hash)| sealed_receipt(&l2.client, hash).is_none());
+        problems.extend(unsealed.map(|(_, hash)| format!("{hash} is not in a sealed block")));
+        problems
+    });
+    head
+}
+
+/// The blocks of `before` (block references from block 1) that a rewind
+/// abandoned: those whose origins left the L1, a suffix; the blocks before
+/// them are as they were, every one of them was rebuilt.
+fn rewound<'a>(l1: &L1, l2: &RpcClient, before: &'a [Value]) -> Vec<&'a Value> {
+    let kept_blocks = before.iter().take_while(|r| l1.is_canonical(&r["l1origin"])).count();
+    assert!(before[kept_blocks..].iter().all(|r| !l1.is_canonical(&r["l1origin"])), "origins kept: a prefix");
+    assert!((1..before.len()).contains(&kept_blocks), "{kept_blocks} of the {} blocks before kept", before.len());
+    for (n, r) in (1..).zip(before) {
+        let hash = l2.rpc("eth_getBlockByNumber", json!([format!("{n:#x}"), false]))["hash"].clone();
+        if n <= kept_blocks as u64 {
+            assert_eq!(hash, r["hash"], "block {n}: its origin {} is still canonical", r["l1origin"]);
+        } else {
+            assert_ne!(hash, r["hash"], "block {n}: its origin {} left the L1", r["l1origin"]);
+        }
+    }
+    before[kept_blocks..].iter().map(|r| &r["hash"]).collect()
+}
+
+/// The chain after the reorg (`chain`, blocks 1 to its head): every block's
+/// origin on the L1's canonical chain; the abandoned blocks gone; every user
+/// transaction sent in it exactly once, in the order sent, succeeded, each
+/// sender's nonces in order; the dropped deposit nowhere, the kept one once
+/// under a new hash, and their hashes before the reorg (`old`) unknown.
+fn check_rebuilt_chain(l1: &L1, l2: &L2, chain: &[Value], abandoned: &[&Value], old: [&str; 2]) {
+    let client = &l2.client;
+    for r in block_refs(client, chain.len() as u64) {
+        assert!(l1.is_canonical(&r["l1origin"]), "block {}: its origin {} is not the L1's", r["number"], r["l1origin"]);
+    }
+    for hash in abandoned {
+        let block = client.rpc("eth_getBlockByHash", json!([hash, false]));
+        assert!(block.is_null(), "abandoned block {hash} still served: {block}");
+    }
+
+    let transactions = || chain.iter().flat_map(|b| b["transactions"].as_array().unwrap());
+    let mut in_chain: Vec<&str> =
+        transactions().filter(|tx| tx["type"] != "0x7e").map(|tx| tx["hash"].as_str().unwrap()).collect();
+    let mut sent: Vec<&str> = l2.sent.iter().map(|(_, hash)| hash.as_str()).collect();
+    in_chain.sort_unstable();
+    sent.sort_unstable();
+    assert_eq!(in_chain, sent, "every user transaction sent, each exactly once, and no other");
+    let receipts: Vec<Value> = l2
+        .sent
+        .iter()
+        .map(|(_, hash)| sealed_receipt(client, hash).unwrap_or_else(|| panic!("{hash} is not in a sealed block")))
+        .collect();
+    let positions: Vec<(u64, u64)> =
+        receipts.iter().map(|r| (quantity(&r["blockNumber"]), quantity(&r["transactionIndex"]))).collect();
+    assert!(positions.windows(2).all(|p| p[0] < p[1]), "(block, index) in the order sent: {positions:?}");
+    for receipt in &receipts {
+        assert_eq!(receipt["status"], "0x1", "{receipt}");
+    }
+    for (key, &count) in l2.nonces.iter().enumerate() {
+        let from = DevKey::dev(key).address();
+        let nonces: Vec<u64> = transactions()
+            .filter(|tx| tx["type"] != "0x7e" && address_of(&tx["from"]) == Some(from))
+            .map(|tx| quantity(&tx["nonce"]))
+            .collect();
+        assert_eq!(nonces, (0..count).collect::<Vec<_>>(), "dev key {key}'s nonces in the chain's order");
+    }
+
+    assert_eq!(
+        deposits_to(chain, DROPPED_RECIPIENT),
+        Vec::<String>::new(),
+        "the dropped deposit left with its L1 block"
+    );
+    assert_eq!(balance(client, DROPPED_RECIPIENT), U256::ZERO);
+    let kept = single(deposits_to(chain, KEPT_RECIPIENT), "the kept deposit after the reorg");
+    assert_ne!(kept, old[1], "another L1 block: another source hash, another deposit hash");
+    assert_eq!(client.rpc("eth_getTransactionReceipt", json!([kept]))["status"], "0x1");
+    assert_eq!(balance(client, KEPT_RECIPIENT), U256::from(ETHER / 5), "the kept deposit's value, once");
+    for hash in old {
+        let tx = client.rpc("eth_getTransactionByHash", json!([hash]));
+        assert!(tx.is_null(), "{hash}, a deposit of an abandoned block, still served: {tx}");
+        let receipt = client.rpc("eth_getTransactionReceipt", json!([hash]));
+        assert!(receipt.is_null(), "{hash}, a deposit of an abandoned block, still has a receipt: {receipt}");
+    }
+}
+
+/// What the logs notified so far (in order) lack: a log of a block no longer
+/// the chain's not notified again as removed after it; a removed log not
+/// notified before, or of a block still the chain's; a mint (by transaction
+/// hash) whose log in its block of the chain was not notified.
+fn log_problems(l2: &RpcClient, logs: &[Value], mints: &[String]) -> Vec<String> {
+    let in_chain =
+        |log: &Value| l2.rpc("eth_getBlockByNumber", json!([log["blockNumber"], false]))["hash"] == log["blockHash"];
+    let with_removed = |log: &Value, removed: bool| {
+        let mut log = log.clone();
+        log["removed"] = json!(removed);
+        log
+    };
+    let mut problems = Vec::new();
+    for (i, log) in logs.iter().enumerate() {
+        if log["removed"] == true {
+            if !logs[..i].contains(&with_removed(log, false)) {
+                problems.push(format!("removed, never notified before: {log}"));
+            }
+            if in_chain(log) {
+                problems.push(format!("removed, yet its block is the chain's: {log}"));
+            }
+        } else if !in_chain(log) && !logs[i + 1..].contains(&with_removed(log, true)) {
+            problems.push(format!("its block was abandoned, not notified as removed: {log}"));
+        }
+    }
+    for hash in mints {
+        let receipt = l2.rpc("eth_getTransactionReceipt", json!([hash]));
+        let notified = logs.iter().any(|log| {
+            log["removed"] == false
+                && log["transactionHash"] == hash.as_str()
+                && log["blockHash"] == receipt["blockHash"]
+        });
+        if !notified {
+            problems.push(format!("mint {hash}: no log notified in its block {}", receipt["blockHash"]));
+        }
+    }
+    problems
+}
+
+/// `eth_subscribe` to the logs of `address` over the node's WebSocket
+/// (served on the JSON-RPC port).
+struct LogsFeed {
+    messages: Arc<Mutex<Vec<String>>>,
+}
+
+impl LogsFeed {
+    /// Subscribes, and waits until the subscription is accepted.
+    fn subscribe(ws_url: &str, address: Address) -> Self {
+        let request =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["logs", {"address": address}]});
+        let messages = websocket_messages(ws_url.trim_start_matches("ws://").to_string(), Some(request.to_string()));
+        wait_until("the logs subscription", Duration::from_secs(30), || {
+            let messages = messages.lock().unwrap();
+            let reply = messages.iter().map(|m| serde_json::from_str::<Value>(m).unwrap()).find(|m| m["id"] == 1);
+            reply.is_some_and(|reply| {
+                assert!(reply["result"].is_string(), "eth_subscribe: {reply}");
+                true
+            })
+        });
+        Self { messages }
+    }
+
+    /// The logs notified so far, in order.
+    fn logs(&self) -> Vec<Value> {
+        let messages = self.messages.lock().unwrap();
+        let messages = messages.iter().map(|m| serde_json::from_str::<Value>(m).unwrap_or_else(|e| panic!("{e}: {m}")));
+        messages.filter(|m| m["method"] == "eth_subscription").map(|m| m["params"]["result"].clone()).collect()
+    }
+}
+
+/// Waits until the block `receipt`'s transaction was preconfirmed in is sealed.
+fn wait_sealed(l2: &RpcClient, receipt: &Value) {
+    wait_until("the block to seal", Duration::from_secs(30), || {
+        !l2.rpc("eth_getBlockByNumber", json!([receipt["blockNumber"], false])).is_null()
+    });
+}
+
+/// The receipt of transaction `hash` if the sealed block it names holds it
+/// at the index it names; None while it is unknown or only preconfirmed.
+fn sealed_receipt(l2: &RpcClient, hash: &str) -> Option<Value> {
+    let receipt = l2.rpc("eth_getTransactionReceipt", json!([hash]));
+    if receipt.is_null() {
+        return None;
+    }
+    let block = l2.rpc("eth_getBlockByNumber", json!([receipt["blockNumber"], false]));
+    let index = usize::try_from(quantity(&receipt["transactionIndex"])).unwrap();
+    (!block.is_null() && block["hash"] == receipt["blockHash"] && block["transactions"][index] == hash)
+        .then_some(receipt)
+}
+
+/// L2 blocks 1 to `head`, with their transactions.
+fn full_blocks(l2: &RpcClient, head: u64) -> Vec<Value> {
+    let block = |n: u64| l2.rpc("eth_getBlockByNumber", json!([format!("{n:#x}"), true]));
+    (1..=head).map(|n| Some(block(n)).filter(|b| !b.is_null()).unwrap_or_else(|| panic!("no block {n}"))).collect()
+}
+
+/// op-node's L2 block references of blocks 1 to `head`
+/// (optimism_outputAtBlock): each one's hash and L1 origin.
+fn block_refs(l2: &RpcClient, head: u64) -> Vec<Value> {
+    (1..=head).map(|n| l2.rpc("optimism_outputAtBlock", json!([format!("{n:#x}")]))["blockRef"].clone()).collect()
+}
+
+/// The hashes of the deposits in `chain` that send to `to`, in order.
+fn deposits_to(chain: &[Value], to: Address) -> Vec<String> {
+    let transactions = chain.iter().flat_map(|b| b["transactions"].as_array().unwrap());
+    let deposits = transactions.filter(|tx| tx["type"] == "0x7e" && address_of(&tx["to"]) == Some(to));
+    deposits.map(|tx| tx["hash"].as_str().unwrap().to_string()).collect()
+}
+
+fn address_of(value: &Value) -> Option<Address> {
+    value.as_str()?.parse().ok()
+}
+
+/// The one hash of `hashes`.
+fn single(mut hashes: Vec<String>, what: &str) -> String {
+    assert_eq!(hashes.len(), 1, "{what}: {hashes:?}");
+    hashes.remove(0)
 }

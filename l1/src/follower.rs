@@ -214,12 +214,11 @@ impl<R: L1Rpc> L1Follower<R> {
         self.append_confirmed(confirmed)
     }
 
-    /// The window's first block: the anchor. An anchor above the chain's
-    /// first `REORG_DEPTH_MAX` blocks that left the chain (a restart's
-    /// origin, reorged out while the sequencer was down) is reported
-    /// dropped, and the window starts from the canonical block
-    /// `REORG_DEPTH_MAX` below it, so that the sequencer can find which of
-    /// its blocks to rebuild.
+    /// The window's first block: the anchor. An anchor that left the chain
+    /// (a restart's origin, reorged out while the sequencer was down) is
+    /// reported dropped, and the window starts from the canonical block
+    /// `REORG_DEPTH_MAX` below it (or the chain's first), so that the
+    /// sequencer can find which of its blocks to rebuild.
     fn load_anchor(&mut self) -> Result<Option<L1Event>, L1Error> {
         let BlockId { hash, number } = self.config.anchor;
         let missing = L1Error::AnchorMissing { number, hash };
@@ -228,15 +227,14 @@ impl<R: L1Rpc> L1Follower<R> {
                 self.window.push_back(block);
                 Ok(None)
             }
-            Some(_) => Err(missing),
-            None if number < REORG_DEPTH_MAX => Err(missing),
-            None => {
-                let below = number - REORG_DEPTH_MAX;
+            None if number > 0 => {
+                let below = number.saturating_sub(REORG_DEPTH_MAX);
                 let block = self.rpc.block_by_number(below)?.ok_or(missing)?;
                 warn!(number, %hash, from = below, "the anchor left the L1 chain: following from below it");
                 self.window.push_back(block);
                 Ok(Some(L1Event::Reorg { common_ancestor: below, dropped: vec![(number, hash)] }))
             }
+            _ => Err(missing),
         }
     }
 
@@ -724,6 +722,18 @@ mod tests {
         assert_eq!(follower.block(anchor.number).map(|b| b.hash), Some(canonical));
         assert_ne!(canonical, anchor.hash);
         assert_eq!(follower.block(5).map(|b| b.number), Some(5), "followed from REORG_DEPTH_MAX below");
+        // Near the chain's start: from its first block.
+        let mut l1 = FakeL1::new(8);
+        let anchor = BlockId { number: 3, hash: l1.hash(3) };
+        l1.reorg(1, 8, 7);
+        let config = FollowerConfig { anchor: anchor.clone(), deposit_contract: PORTAL, confirmation_depth: 0 };
+        let mut follower = L1Follower::new(l1, config, 0);
+        assert_eq!(
+            follower.poll(1),
+            Ok(vec![L1Event::Reorg { common_ancestor: 0, dropped: vec![(anchor.number, anchor.hash)] }])
+        );
+        poll_until_quiet(&mut follower, 2);
+        assert_eq!(follower.block(3).map(|b| b.hash), Some(follower.rpc().hash(3)));
     }
 
     #[test]

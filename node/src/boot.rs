@@ -10,7 +10,7 @@ use std::{
 
 use tephra_batchlog::Record;
 use tephra_dataplane::topology::{Machine, Placement, TopologyError};
-use tephra_exec::ChainSpec;
+use tephra_exec::{ChainSpec, snapshot};
 use tephra_hsm::{
     AuditedSigner, FileSigner, GuardedSigner, Pkcs11Config, Pkcs11Signer, SignError, SignGuard, Signer, YubiConnector,
     YubiHsmConfig, YubiHsmSigner,
@@ -256,6 +256,41 @@ pub fn read_log(data: &DataDir) -> Result<Vec<Record>, NodeError> {
     })?)
 }
 
+/// The chain the log holds once its rewinds are applied (an OP Stack
+/// chain's unsafe blocks abandoned after L1 reorgs), and the transactions
+/// they abandoned.
+pub fn read_chain(log_dir: &Path) -> Result<tephra_batchlog::Chain, NodeError> {
+    fs::create_dir_all(log_dir).map_err(io_error(log_dir))?;
+    let records = tephra_batchlog::read_all(log_dir, |segment, offset, reason| {
+        tracing::warn!(segment = %segment.display(), offset, %reason, "torn batch log tail truncated");
+    })?;
+    Ok(tephra_batchlog::chain_of(records)?)
+}
+
+/// The newest snapshot (`path`, or the one before it) whose block the
+/// chain still holds: a rewind can abandon the block of the newest.
+pub fn usable_snapshot(
+    path: &Path,
+    chain: &tephra_batchlog::Chain,
+) -> Result<Option<(tephra_exec::StateDb, snapshot::SnapshotMeta)>, NodeError> {
+    for candidate in [path.to_path_buf(), previous_snapshot(path)] {
+        if !candidate.exists() {
+            continue;
+        }
+        let (state, meta) = snapshot::load(&candidate)?;
+        if chain.sealed_hash(meta.block_number) == Some(meta.block_hash) {
+            return Ok(Some((state, meta)));
+        }
+        tracing::warn!(snapshot = %candidate.display(), block = meta.block_number, "snapshot of an abandoned block: not used");
+    }
+    Ok(None)
+}
+
+/// Where the snapshot before the newest is kept.
+pub fn previous_snapshot(path: &Path) -> PathBuf {
+    path.with_extension("prev")
+}
+
 /// Blocks `log verify` keeps while it replays: a signature is logged within
 /// a few blocks of its seal.
 const VERIFY_HISTORY_BLOCKS: usize = 1024;
@@ -267,7 +302,7 @@ pub fn verify_log(config: &Config) -> Result<replay::Replayed, NodeError> {
     let _lock = lock_data_dir(&data)?;
     let chain = chain_of(config, &data)?;
     let signer = load_key(config, &data)?;
-    let records = read_log(&data)?;
+    let records = read_chain(&data.log())?.records;
     // Verification keeps only what a signature may still refer to.
     Ok(replay::replay(&chain, records, None, Some(signer.address()), VERIFY_HISTORY_BLOCKS)?)
 }

@@ -8,6 +8,7 @@
 //! ```text
 //!   open(params) ──> preconfirm(txs)* ──> seal(header, hash) ──> open(next) ...
 //!                                              └── sign(number, hash, signature), later
+//!   rewind(state, blocks, params): back to a rebuilt chain (an OP Stack chain's L1 reorged)
 //! ```
 //!
 //! Invariants: every transaction in the open block or a kept sealed block is
@@ -38,6 +39,11 @@ pub enum Event {
     Preconfirmed { block_number: u64, txs: Arc<Vec<StoredTx>> },
     /// A block sealed.
     Sealed(Arc<StoredBlock>),
+    /// The sealed blocks `abandoned` (oldest first) and the open block's
+    /// `open_txs` left the chain, whose head is block `number` again: an
+    /// OP Stack chain's L1 reorged below their origins. Their user
+    /// transactions are sequenced again.
+    Rewound { number: u64, abandoned: Arc<Vec<StoredBlock>>, open_txs: Arc<Vec<StoredTx>> },
 }
 
 /// Where the view's changes are told: subscribers, metrics, and the rules
@@ -215,6 +221,29 @@ impl ChainView {
         block
     }
 
+    /// The blocks above the head of `blocks` were abandoned (an OP Stack
+    /// chain's L1 reorged below their origins): the view becomes that chain
+    /// and `state`, as replay rebuilt them from the log, with no block open
+    /// yet (`params`: the rules of the one to come); the pool stays, and
+    /// subscribers hear what went.
+    pub fn rewind(&mut self, state: StateDb, blocks: impl IntoIterator<Item = StoredBlock>, params: BlockParams) {
+        let blocks: VecDeque<StoredBlock> = blocks.into_iter().collect();
+        let number = blocks.back().expect("a chain holds its genesis at least").header.number;
+        let abandoned: Vec<StoredBlock> =
+            std::mem::take(&mut self.blocks).into_iter().filter(|b| b.header.number > number).collect();
+        let open_txs = std::mem::take(&mut self.open.txs);
+        self.state = state;
+        self.tx_index.clear();
+        for block in blocks {
+            self.keep(block);
+        }
+        self.set_rules(&params);
+        self.open = OpenBlock { params, txs: Vec::new(), gas_used: 0, op: None };
+        self.outlets.metrics.head_number.set(i64::try_from(number).unwrap_or(i64::MAX));
+        let (abandoned, open_txs) = (Arc::new(abandoned), Arc::new(open_txs));
+        let _ = self.outlets.events.send(Event::Rewound { number, abandoned, open_txs });
+    }
+
     /// The block key's signature over block `number`, if that block (with
     /// that hash) is still kept; whether it was.
     pub fn sign(&mut self, number: u64, hash: B256, signature: Signature65) -> bool {
@@ -389,6 +418,7 @@ mod tests {
             .map(|event| match event {
                 Event::Preconfirmed { block_number, txs } => (block_number, txs.len()),
                 Event::Sealed(block) => (block.header.number, usize::MAX),
+                Event::Rewound { number, .. } => (number, 0),
             })
             .collect()
     }
@@ -419,6 +449,53 @@ mod tests {
         let mut restarted =
             ChainView::restore(replayed.state, pool, replayed.blocks, HISTORY_BLOCKS, open_block, outlets);
         assert_same(&mut leader, &mut restarted, "restart");
+    }
+
+    #[test]
+    fn a_rewind_shows_the_logs_chain_and_tells_what_was_abandoned() {
+        let chain = ChainSpec::dev();
+        let (mut leader, mut heard_by_leader, mut records) = lead(&chain);
+        let _ = heard(&mut heard_by_leader);
+        let target = leader.block(SEALED_BLOCKS - 2).expect("kept").clone();
+        let abandoned_sealed: Vec<B256> =
+            leader.blocks().filter(|b| b.header.number > target.header.number).map(|b| b.hash).collect();
+        let abandoned_txs: Vec<B256> = leader
+            .blocks()
+            .filter(|b| b.header.number > target.header.number)
+            .flat_map(|b| b.txs.iter().map(|t| t.hash))
+            .chain(leader.open_block().txs.iter().map(|t| t.hash))
+            .collect();
+        records.push(Record::Rewind { number: target.header.number, hash: target.hash });
+        let log_chain = tephra_batchlog::chain_of(records.clone()).expect("the rewind names a kept block");
+        let abandoned: Vec<B256> = log_chain.abandoned.iter().map(|(_, raw)| keccak256(raw)).collect();
+        assert_eq!(abandoned, abandoned_txs, "every abandoned transaction, in order");
+        let replayed =
+            replay::replay(&chain, log_chain.records, None, None, HISTORY_BLOCKS).expect("the chain replays");
+        assert!(replayed.open.is_none());
+        let params = child_params(&chain, &target);
+        leader.rewind(replayed.state, replayed.blocks, params.clone());
+
+        // As a restart from the records up to the target's signature sees it.
+        let upto =
+            records.iter().position(|r| matches!(r, Record::Signed { number, .. } if *number == target.header.number));
+        let kept = records[..=upto.expect("the target was signed")].to_vec();
+        let replayed = replay::replay(&chain, kept, None, None, HISTORY_BLOCKS).expect("the log replays");
+        let open = OpenBlock { params, txs: Vec::new(), gas_used: 0, op: None };
+        let (outlets, _) = outlets(&chain, &open.params);
+        let pool = Pool::new(PoolLimits::default());
+        let mut restarted = ChainView::restore(replayed.state, pool, replayed.blocks, HISTORY_BLOCKS, open, outlets);
+        assert_same(&mut leader, &mut restarted, "rewound");
+        for hash in &abandoned_txs {
+            assert!(leader.tx(hash).is_none(), "an abandoned transaction is not served");
+        }
+        match heard_by_leader.try_recv() {
+            Ok(Event::Rewound { number, abandoned, open_txs }) => {
+                assert_eq!(number, target.header.number);
+                assert_eq!(abandoned.iter().map(|b| b.hash).collect::<Vec<_>>(), abandoned_sealed);
+                assert_eq!(open_txs.len(), 3, "the open block's one mini-block");
+            }
+            other => panic!("subscribers hear the rewind, not {other:?}"),
+        }
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct L1Config {
-    /// The L1 execution node's JSON-RPC over HTTP(S).
+    /// The L1 execution node's JSON-RPC: http(s):// or ws(s)://.
     pub rpc: String,
     /// L1 blocks below the head before one is taken as an origin.
     pub confirmation_depth: u64,
@@ -460,6 +460,13 @@ impl Config {
                 key: "rpc.flashblocks_listen",
                 value: self.rpc.flashblocks_listen.clone(),
                 reason: "must be an address:port, or empty for no Flashblocks stream",
+            });
+        }
+        if !self.l1.rpc.is_empty() && tephra_l1::L1JsonRpc::new(self.l1.rpc.clone()).is_err() {
+            return Err(ConfigError::Invalid {
+                key: "l1.rpc",
+                value: self.l1.rpc.clone(),
+                reason: "must be an http://, https://, ws:// or wss:// URL, or empty for no L1",
             });
         }
         if !self.udp.listen.is_ipv4() {

@@ -23,6 +23,8 @@ pub enum NodeError {
     Log(#[from] LogError),
     #[error(transparent)]
     Replay(#[from] crate::replay::ReplayError),
+    #[error("batch log: {0}")]
+    Rewind(#[from] tephra_batchlog::RewindError),
     #[error(transparent)]
     Snapshot(#[from] snapshot::SnapshotError),
     #[error(transparent)]

@@ -99,6 +99,12 @@ impl Producer {
         match event {
             Event::Preconfirmed { block_number, txs } => self.preconfirmed(*block_number, txs).into_iter().collect(),
             Event::Sealed(block) => vec![self.sealed(block)],
+            // The rebuilt block at that height starts again from index 0,
+            // with its new base, as a rebuilt payload does in rollup-boost.
+            Event::Rewound { .. } => {
+                self.current = None;
+                Vec::new()
+            }
         }
     }
 

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub block_signed_latency_us: Histogram,
     pub signing_lag_blocks: Gauge,
     pub blocks_sealed: Counter,
+    /// Unsafe blocks abandoned and rebuilt after L1 reorgs (OP Stack chains).
+    pub l1_reorg_rebuilt_blocks: Counter,
     pub exec_speculated_txs: Counter,
     pub exec_reexecuted_txs: Counter,
     pub exec_sequential_txs: Counter,
@@ -108,6 +110,7 @@ impl Metrics {
             block_signed_latency_us: Histogram::new(micros_buckets()),
             signing_lag_blocks: Gauge::default(),
             blocks_sealed: Counter::default(),
+            l1_reorg_rebuilt_blocks: Counter::default(),
             exec_speculated_txs: Counter::default(),
             exec_reexecuted_txs: Counter::default(),
             exec_sequential_txs: Counter::default(),
@@ -159,6 +162,11 @@ impl Metrics {
         );
         registry.register("signing_lag_blocks", "Sealed blocks not yet signed", m.signing_lag_blocks.clone());
         registry.register("blocks_sealed", "Blocks sealed", m.blocks_sealed.clone());
+        registry.register(
+            "l1_reorg_rebuilt_blocks",
+            "Unsafe blocks abandoned and rebuilt after L1 reorgs below their origins",
+            m.l1_reorg_rebuilt_blocks.clone(),
+        );
         registry.register(
             "exec_speculated_txs",
             "Transactions executed speculatively on the exec shards",

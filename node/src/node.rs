@@ -17,7 +17,7 @@ use tephra_dataplane::{
     Dataplane,
     topology::{Placement, pin_current_thread},
 };
-use tephra_exec::{BlockBuilder, ChainSpec, Verifier, VerifyRules, snapshot};
+use tephra_exec::{BlockBuilder, ChainSpec, Verifier, VerifyRules};
 use tephra_hsm::Signer;
 use tephra_types::rollup::{BlockId, RollupConfig};
 use tokio::sync::broadcast;
@@ -56,6 +56,8 @@ struct Rest {
     head: Header,
     /// A standby's replayer goes on with the open block from these.
     resume_txs: Vec<StoredTx>,
+    /// Transactions a rewind abandoned that no block holds yet.
+    rebuild: Vec<tephra_exec::VerifiedTx>,
 }
 
 /// Opens the data dir, replays the log and starts everything. In a pair the
@@ -165,8 +167,10 @@ fn restore(
 ) -> Result<(ChainView, Arc<RwLock<Verifier>>, Rest), NodeError> {
     let records_count = records.len() as u64;
     let epochs = epoch_table(&records);
-    let start = if data.snapshot().exists() { Some(snapshot::load(&data.snapshot())?) } else { None };
+    let log_chain = tephra_batchlog::chain_of(records)?;
+    let start = crate::boot::usable_snapshot(&data.snapshot(), &log_chain)?;
     let from_block = start.as_ref().map_or(0, |(_, meta)| meta.block_number);
+    let tephra_batchlog::Chain { records, abandoned, .. } = log_chain;
     let replayed = replay::replay(chain, records, start, None, config.rpc.history_blocks_max)?;
     tracing::info!(
         from_snapshot_block = from_block,
@@ -209,12 +213,15 @@ fn restore(
         .estimating_l1_data(op.is_some()),
     ));
     let resume_txs = if in_pair { open_txs.clone() } else { Vec::new() };
+    // What a rewind abandoned and no block holds yet goes first (a restart
+    // between a Rewind record and the rebuilt blocks).
+    let rebuild = replay::reverify_abandoned(chain, &params, abandoned);
     let gas_used = builder.as_ref().map_or(0, |b| b.gas_used());
     let open = OpenBlock { params, txs: open_txs, gas_used, op: open_op };
     let outlets = Outlets { events, metrics, verifier: verifier.clone() };
     let pool = tephra_exec::pool::Pool::new(config.pool.clone());
     let view = ChainView::restore(state, pool, replayed.blocks, config.rpc.history_blocks_max, open, outlets);
-    let rest = Rest { log, builder, open_logged, epoch, epochs, head: head.header, resume_txs };
+    let rest = Rest { log, builder, open_logged, epoch, epochs, head: head.header, resume_txs, rebuild };
     Ok((view, verifier, rest))
 }
 
@@ -232,7 +239,7 @@ fn spawn_role(
     let spawned = match ha {
         None => {
             let open = OpenChain { log: rest.log, builder: rest.builder, open_logged: rest.open_logged, epoch: 0 };
-            let sequencer = open_sequencer(shared, lead, open, None)?;
+            let sequencer = open_sequencer(shared, lead, open, None)?.rebuilding(rest.rebuild);
             thread::Builder::new().name("tephra-sequencer".into()).spawn(move || {
                 pin_current_thread(&[core]);
                 sequencer.run().map_err(NodeError::from)

@@ -20,7 +20,7 @@
 //! (op-node refuses to derive it).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, VecDeque},
     sync::{
         Arc, RwLock,
         atomic::{AtomicU64, Ordering},
@@ -33,7 +33,7 @@ use alloy_primitives::B256;
 use tephra_batchlog::{L1OriginRecord, OpOpenRecord};
 use tephra_exec::{BlockChoice, BlockParams, ChainSpec, Eip1559Params, OpChoice, params::SEQUENCER_FEE_VAULT};
 use tephra_l1::{
-    BlockDeposits, FollowerConfig, HttpL1Rpc, L1Block, L1Event, L1Follower, L1InfoIsthmus, L1Status, OriginChoice,
+    BlockDeposits, FollowerConfig, L1Block, L1Event, L1Follower, L1InfoIsthmus, L1JsonRpc, L1Status, OriginChoice,
     SystemConfigValues, choose_origin, origin::max_sequencer_drift_s,
 };
 use tephra_types::{deposit::Deposit, rollup::RollupConfig};
@@ -50,6 +50,39 @@ struct L1Window {
     blocks: BTreeMap<u64, L1Block>,
     deposits: HashMap<B256, BlockDeposits>,
     status: Option<L1Status>,
+    /// The newest blocks L1 reorgs dropped, at most `DROPPED_L1_BLOCKS_MAX`:
+    /// an L2 block whose origin is one of them is rebuilt.
+    dropped: VecDeque<B256>,
+}
+
+impl L1Window {
+    fn status_of(&self, origin: &L1Block) -> OriginStatus {
+        // The window's block at that height is the word; a block reorged out
+        // and back in is canonical again.
+        match self.blocks.get(&origin.number) {
+            Some(block) if block.hash == origin.hash => OriginStatus::Canonical,
+            Some(_) => OriginStatus::Dropped,
+            None if self.dropped.contains(&origin.hash) => OriginStatus::Dropped,
+            // Below the window: deeper than any reorg the follower takes.
+            None if self.blocks.first_key_value().is_some_and(|(first, _)| origin.number < *first) => {
+                OriginStatus::Canonical
+            }
+            None => OriginStatus::Unknown,
+        }
+    }
+}
+
+/// The dropped L1 blocks remembered: as many as the follower's window holds.
+const DROPPED_L1_BLOCKS_MAX: usize = tephra_l1::follower::WINDOW_BLOCKS_MAX;
+
+/// An L2 block's L1 origin, as the follower's window tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OriginStatus {
+    Canonical,
+    /// An L1 reorg dropped it.
+    Dropped,
+    /// Not in the window yet (it is still being fetched).
+    Unknown,
 }
 
 /// Why the next block cannot open yet (shown on /ready).
@@ -63,6 +96,8 @@ pub enum OpHold {
     MalformedDeposits { number: u64, malformed: usize },
     #[error("the block does not open: {0}")]
     Params(String),
+    #[error("an L1 reorg dropped the head's L1 origin {number} {hash}: the blocks on it are rebuilt")]
+    OriginDropped { number: u64, hash: B256 },
 }
 
 /// The next OP Stack block: its parameters, its deposits (the L1-info one
@@ -129,6 +164,9 @@ pub struct OpSequencing {
     /// The oldest L1 block the sequencer still needs (its current origin):
     /// the follower keeps blocks from here on.
     origin_floor: AtomicU64,
+    /// L1 reorgs the follower has seen: the sequencer looks for unsafe
+    /// blocks to rebuild when it changes.
+    reorgs_seen: AtomicU64,
 }
 
 impl OpSequencing {
@@ -141,6 +179,7 @@ impl OpSequencing {
             SystemConfigValues::from_genesis(&rollup.genesis.system_config).map_err(|e| e.to_string())?;
         Ok(Self {
             origin_floor: AtomicU64::new(rollup.genesis.l1.number),
+            reorgs_seen: AtomicU64::new(0),
             rollup,
             system_config,
             blob_base_fee_update_fraction: config.blob_base_fee_update_fraction,
@@ -156,7 +195,8 @@ impl OpSequencing {
         anchor: tephra_types::rollup::BlockId,
         health: Arc<Health>,
     ) -> std::io::Result<thread::JoinHandle<()>> {
-        let rpc = HttpL1Rpc::with_timeout_ms(config.rpc.clone(), config.request_timeout_ms);
+        let rpc =
+            L1JsonRpc::with_timeout_ms(config.rpc.clone(), config.request_timeout_ms).map_err(std::io::Error::other)?;
         // Until the first block opens, the sequencer needs blocks from its head's origin on.
         self.origin_floor.store(anchor.number, Ordering::Release);
         let follower_config = FollowerConfig {
@@ -169,21 +209,36 @@ impl OpSequencing {
         thread::Builder::new().name("tephra-l1".into()).spawn(move || {
             while !health.shutting_down() {
                 follower.retain_from(op.origin_floor.load(Ordering::Acquire));
-                match follower.poll(crate::sequencer::unix_ms()) {
-                    Ok(events) => log_events(&events),
-                    Err(error) => tracing::warn!(%error, "L1 poll failed"),
-                }
-                op.publish(&follower);
+                let events = follower.poll(crate::sequencer::unix_ms()).unwrap_or_else(|error| {
+                    tracing::warn!(%error, "L1 poll failed");
+                    Vec::new()
+                });
+                log_events(&events);
+                op.publish(&follower, &events);
                 thread::sleep(poll);
             }
         })
     }
 
-    /// Copies the follower's window for the sequencer.
-    fn publish<R: tephra_l1::L1Rpc>(&self, follower: &L1Follower<R>) {
-        let mut window = L1Window { status: Some(follower.status().clone()), ..L1Window::default() };
+    /// Copies the follower's window for the sequencer (down to the deepest
+    /// reorg below the origin, so that the origins of the blocks a reorg
+    /// reaches can be checked), with the blocks `events` dropped.
+    fn publish<R: tephra_l1::L1Rpc>(&self, follower: &L1Follower<R>, events: &[L1Event]) {
+        let mut dropped = std::mem::take(&mut self.window.write().expect("L1 window lock").dropped);
+        let mut reorgs = 0;
+        for event in events {
+            if let L1Event::Reorg { dropped: blocks, .. } = event {
+                dropped.extend(blocks.iter().map(|(_, hash)| *hash));
+                reorgs += 1;
+            }
+        }
+        while dropped.len() > DROPPED_L1_BLOCKS_MAX {
+            dropped.pop_front();
+        }
+        let mut window = L1Window { status: Some(follower.status().clone()), dropped, ..L1Window::default() };
+        let floor = self.origin_floor.load(Ordering::Acquire).saturating_sub(tephra_l1::follower::REORG_DEPTH_MAX);
         if let Some(tip) = follower.tip() {
-            for number in self.origin_floor.load(Ordering::Acquire)..=tip.number {
+            for number in floor..=tip.number {
                 let Some(block) = follower.block(number) else { continue };
                 if let Some(deposits) = follower.deposits(block.hash) {
                     window.deposits.insert(block.hash, deposits.clone());
@@ -192,6 +247,25 @@ impl OpSequencing {
             }
         }
         *self.window.write().expect("L1 window lock") = window;
+        // After the window: a sequencer that sees the count sees the blocks.
+        self.reorgs_seen.fetch_add(reorgs, Ordering::Release);
+    }
+
+    /// L1 reorgs seen so far.
+    pub fn reorgs_seen(&self) -> u64 {
+        self.reorgs_seen.load(Ordering::Acquire)
+    }
+
+    /// Whether an L1 reorg dropped `origin` (an L2 block on it is rebuilt),
+    /// as far as the window tells.
+    pub fn origin_status(&self, origin: &L1Block) -> OriginStatus {
+        self.window.read().expect("L1 window lock").status_of(origin)
+    }
+
+    /// The chain was rewound to a block on `origin`: the follower keeps L1
+    /// blocks from there on again.
+    pub fn rewound_to(&self, origin: &L1Block) {
+        self.origin_floor.store(origin.number, Ordering::Release);
     }
 
     /// The newest confirmed L1 block the follower has.
@@ -214,6 +288,10 @@ impl OpSequencing {
                 (block.clone(), 0)
             }
         };
+        if window.status_of(&current) == OriginStatus::Dropped {
+            // Nothing opens on it: the sequencer rewinds past it.
+            return Err(OpHold::OriginDropped { number: current.number, hash: current.hash });
+        }
         let l2_timestamp = parent.header.timestamp.saturating_add(self.rollup.block_time);
         let next = window.blocks.get(&current.number.saturating_add(1));
         let drift_s = max_sequencer_drift_s(&self.rollup, current.timestamp);

@@ -267,6 +267,8 @@ impl<'c> Replayer<'c> {
                 Ok(Applied::Signed { number, hash, signature: Signature65(signature) })
             }
             Record::Epoch { epoch } => self.epoch_started(epoch),
+            // `tephra_batchlog::chain_of` takes the rewinds out first.
+            Record::Rewind { number, .. } => Err(diverged(number, "a rewind in records that should hold none")),
         }
     }
 
@@ -406,6 +408,26 @@ fn verify_batch(
         verified.push(tx);
     }
     Ok(verified)
+}
+
+/// The user transactions a rewind abandoned, verified again against the
+/// rules of the block they go into first (`params`); one that no longer
+/// verifies is left out with a warning, as any invalid submission is.
+pub fn reverify_abandoned(chain: &ChainSpec, params: &BlockParams, txs: Vec<(Address, Bytes)>) -> Vec<VerifiedTx> {
+    let verifier = replay_verifier(chain, params);
+    txs.into_iter()
+        .filter_map(|(sender, raw)| match verifier.verify(&raw) {
+            Ok(tx) if tx.sender == sender => Some(tx),
+            Ok(tx) => {
+                tracing::warn!(hash = %tx.hash, "an abandoned transaction recovers to another sender: left out");
+                None
+            }
+            Err(reject) => {
+                tracing::warn!(%reject, "an abandoned transaction no longer verifies: left out");
+                None
+            }
+        })
+        .collect()
 }
 
 /// Re-executes a mini-block into the open block, every transaction included

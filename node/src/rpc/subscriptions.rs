@@ -58,6 +58,17 @@ fn messages(event: &Event, kind: &str, filter: &LogFilter) -> Vec<Value> {
             matching_logs(filter, &block.txs, block.header.number, Some(block.hash), &mut out);
             out
         }
+        // Logs of abandoned blocks go again, removed (as geth tells a reorg).
+        (Event::Rewound { abandoned, .. }, "logs") => {
+            let mut out = Vec::new();
+            for block in abandoned.iter() {
+                matching_logs(filter, &block.txs, block.header.number, Some(block.hash), &mut out);
+            }
+            for log in &mut out {
+                log["removed"] = Value::Bool(true);
+            }
+            out
+        }
         (Event::Preconfirmed { block_number, txs }, "preconfirmations") => {
             txs.iter().map(|tx| preconfirmation_message(*block_number, tx)).collect()
         }

@@ -58,7 +58,14 @@ impl Sequencer {
         let shared = self.shared.clone();
         let mut view = shared.view.write().expect("view lock");
         self.batch.clear();
-        view.state_and_pool_mut().1.cut_mini_block(&mut self.batch);
+        // A rewind's abandoned transactions go first, in their order.
+        self.cut_from_rebuild = !self.rebuild.is_empty();
+        if self.cut_from_rebuild {
+            let count = self.rebuild.len().min(self.shared.config.pool.mini_block_txs_max);
+            self.batch.extend(self.rebuild.drain(..count));
+        } else {
+            view.state_and_pool_mut().1.cut_mini_block(&mut self.batch);
+        }
         if self.batch.is_empty() {
             return Ok(None);
         }
@@ -120,6 +127,14 @@ impl Sequencer {
         for tx in pool.drain_stale() {
             let reject = Reject::new(RejectCode::NonceTooLow, "the account's nonce moved past it");
             executed.answers.push((tx.hash, Err(reject)));
+        }
+        if self.cut_from_rebuild {
+            // No room left in this block: they stay first, in order, for the next.
+            executed.block_full |= !settled.deferred.is_empty();
+            for tx in settled.deferred.into_iter().rev() {
+                self.rebuild.push_front(tx);
+            }
+            return;
         }
         for tx in settled.deferred {
             executed.block_full = true;

@@ -14,14 +14,17 @@
 //! ```
 //!
 //! The stages, one file each: `admit`, `mini_block`, `seal` (and the block
-//! signatures it collects), `holds`.
+//! signatures it collects), `holds`, and `rewind` (an OP Stack chain's
+//! unsafe blocks rebuilt after an L1 reorg below their origins).
 
 mod admit;
 mod holds;
 mod mini_block;
+mod rewind;
 mod seal;
 
 use std::{
+    collections::VecDeque,
     path::PathBuf,
     sync::{
         Arc,
@@ -74,6 +77,8 @@ pub enum SequencerError {
     NextBlock(#[from] tephra_exec::OpenBlockError),
     #[error("the next OP Stack block does not open: {0}")]
     OpBlock(String),
+    #[error("the chain does not rewind after an L1 reorg: {0}")]
+    Rewind(String),
 }
 
 struct Waiter {
@@ -140,6 +145,13 @@ pub struct Sequencer {
     /// seals and carried by every signature request.
     epoch: u64,
     ha: Option<SequencerHa>,
+    /// Transactions of blocks abandoned by a rewind, sequenced again before
+    /// the pool's, in their order.
+    rebuild: VecDeque<VerifiedTx>,
+    /// The mini-block being executed was cut from `rebuild`.
+    cut_from_rebuild: bool,
+    /// The L1 follower's reorg count the chain has followed.
+    l1_reorgs_handled: u64,
 }
 
 impl Sequencer {
@@ -167,6 +179,9 @@ impl Sequencer {
             hashed_ahead_at: Instant::now(),
             epoch: parts.epoch,
             ha: parts.ha,
+            rebuild: VecDeque::new(),
+            cut_from_rebuild: false,
+            l1_reorgs_handled: 0,
         }
     }
 
@@ -178,7 +193,9 @@ impl Sequencer {
                 Ok(true) => {}
                 Ok(false) | Err(SequencerError::Stopped) => return self.log.commit().map(|_| ()),
                 Err(SequencerError::Log(error)) => return Err(self.fail(error)),
-                Err(error @ (SequencerError::NextBlock(_) | SequencerError::OpBlock(_))) => {
+                Err(
+                    error @ (SequencerError::NextBlock(_) | SequencerError::OpBlock(_) | SequencerError::Rewind(_)),
+                ) => {
                     tracing::error!(%error, "stopping");
                     self.shared.health.log_failed(error.to_string());
                     return self.log.commit().map(|_| ());
@@ -206,13 +223,15 @@ impl Sequencer {
             self.admit(arrivals);
         }
         self.collect_signatures()?;
+        self.follow_l1_reorgs()?;
         // An OP Stack block waiting for its L1 origin: nothing to cut or seal.
         if self.builder.is_none() && !self.open_next()? {
             return Ok(true);
         }
         // A full block takes nothing more until it is sealed.
         let now_ms = self.pool_ms();
-        let due = !self.block_full && self.shared.view.read().expect("view lock").pool().mini_block_due(now_ms);
+        let due = !self.block_full
+            && (!self.rebuild.is_empty() || self.shared.view.read().expect("view lock").pool().mini_block_due(now_ms));
         let seal_due = Instant::now() >= self.block_deadline;
         if (due || seal_due) && (!self.log_has_room() || !self.standby_connected()) {
             return Ok(true);

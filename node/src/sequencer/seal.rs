@@ -190,13 +190,20 @@ pub fn seal_deadline(timestamp_s: u64) -> Instant {
     Instant::now() + Duration::from_millis(wait_ms)
 }
 
-/// Saves the state after `block` to `path`; a failure costs only replay time.
+/// Saves the state after `block` to `path`, the one before kept beside it
+/// (a rewind may abandon the newest's block); a failure costs only replay
+/// time.
 pub fn write_snapshot(state: &StateDb, block: &StoredBlock, path: &std::path::Path) {
     let meta = snapshot::SnapshotMeta {
         block_number: block.header.number,
         block_hash: block.hash,
         state_root: block.header.state_root,
     };
+    if path.exists()
+        && let Err(error) = std::fs::rename(path, crate::boot::previous_snapshot(path))
+    {
+        tracing::warn!(%error, "the previous snapshot was not kept");
+    }
     if let Err(error) = snapshot::save(state, &meta, path) {
         tracing::warn!(%error, "snapshot failed; restart will replay more of the log");
     }
