@@ -708,32 +708,23 @@ mod tests {
 
     #[test]
     fn an_anchor_reorged_out_before_the_start_is_reported_dropped_and_followed_from_below() {
-        let mut l1 = FakeL1::new(REORG_DEPTH_MAX + 10);
-        let anchor = BlockId { number: REORG_DEPTH_MAX + 5, hash: l1.hash(REORG_DEPTH_MAX + 5) };
-        l1.reorg(REORG_DEPTH_MAX + 3, REORG_DEPTH_MAX + 10, 7);
-        let config = FollowerConfig { anchor: anchor.clone(), deposit_contract: PORTAL, confirmation_depth: 0 };
-        let mut follower = L1Follower::new(l1, config, 0);
-        assert_eq!(
-            follower.poll(1),
-            Ok(vec![L1Event::Reorg { common_ancestor: 5, dropped: vec![(anchor.number, anchor.hash)] }])
-        );
-        poll_until_quiet(&mut follower, 2);
-        let canonical = follower.rpc().hash(anchor.number);
-        assert_eq!(follower.block(anchor.number).map(|b| b.hash), Some(canonical));
-        assert_ne!(canonical, anchor.hash);
-        assert_eq!(follower.block(5).map(|b| b.number), Some(5), "followed from REORG_DEPTH_MAX below");
-        // Near the chain's start: from its first block.
-        let mut l1 = FakeL1::new(8);
-        let anchor = BlockId { number: 3, hash: l1.hash(3) };
-        l1.reorg(1, 8, 7);
-        let config = FollowerConfig { anchor: anchor.clone(), deposit_contract: PORTAL, confirmation_depth: 0 };
-        let mut follower = L1Follower::new(l1, config, 0);
-        assert_eq!(
-            follower.poll(1),
-            Ok(vec![L1Event::Reorg { common_ancestor: 0, dropped: vec![(anchor.number, anchor.hash)] }])
-        );
-        poll_until_quiet(&mut follower, 2);
-        assert_eq!(follower.block(3).map(|b| b.hash), Some(follower.rpc().hash(3)));
+        // (anchor, the newest block the reorg keeps, where the window starts):
+        // REORG_DEPTH_MAX below the anchor, or the chain's first block.
+        let d = REORG_DEPTH_MAX;
+        for (number, keep, from) in [(d + 5, d + 3, 5), (3, 1, 0)] {
+            let mut l1 = FakeL1::new(number + 5);
+            let anchor = BlockId { number, hash: l1.hash(number) };
+            l1.reorg(keep, number + 5, 7);
+            let config = FollowerConfig { anchor: anchor.clone(), deposit_contract: PORTAL, confirmation_depth: 0 };
+            let mut follower = L1Follower::new(l1, config, 0);
+            let reported = L1Event::Reorg { common_ancestor: from, dropped: vec![(number, anchor.hash)] };
+            assert_eq!(follower.poll(1), Ok(vec![reported]));
+            poll_until_quiet(&mut follower, 2);
+            let canonical = follower.rpc().hash(number);
+            assert_ne!(canonical, anchor.hash);
+            assert_eq!(follower.block(number).map(|b| b.hash), Some(canonical), "anchor {number}");
+            assert_eq!(follower.block(from).map(|b| b.number), Some(from), "anchor {number}: followed from {from}");
+        }
     }
 
     #[test]
