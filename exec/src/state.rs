@@ -433,7 +433,9 @@ impl DatabaseRef for StateDb {
             balance: account.balance,
             nonce: account.nonce,
             code_hash: account.code_hash,
-            code: self.codes.get(&account.code_hash).cloned(),
+            // Loaded by hash when the account's code runs: most loads only
+            // move value (fee vaults, senders, recipients).
+            code: None,
             ..Default::default()
         }))
     }
