@@ -1,0 +1,21 @@
+//! tephra's OP Stack batcher: what the batch log's sealed blocks become on
+//! L1 so that any verifier derives the chain from L1 alone.
+//!
+//! ```text
+//!  sealed blocks ─> span batch ─> channel (0x01 ‖ brotli(rlp batches)) ─> frames ─> batcher txs
+//!                                                                          │  calldata: 0x00 ‖ frame
+//!                                                                          └─ blob:     blob-encoded(0x00 ‖ frame)
+//! ```
+//!
+//! | module | what |
+//! |---|---|
+//! | `frame` | a channel cut into frames, a batcher transaction's payload, and parsing them back |
+//! | `blob` | the OP Stack blob encoding of a payload (4 field elements carry 127 bytes), and decoding it |
+
+pub mod blob;
+pub mod frame;
+
+pub use blob::{BLOB_DATA_MAX_BYTES, BLOB_SIZE_BYTES, Blob, BlobError};
+pub use frame::{
+    ChannelId, DERIVATION_VERSION, FRAME_OVERHEAD_BYTES, Frame, FrameError, frames_of, parse_frames, payload_of,
+};
