@@ -10,12 +10,17 @@
 //! | module | what |
 //! |---|---|
 //! | `frame` | a channel cut into frames, a batcher transaction's payload, and parsing them back |
+//! | `span_batch` | consecutive sealed blocks as one span batch (batch type 1), its columns, and decoding it |
 //! | `blob` | the OP Stack blob encoding of a payload (4 field elements carry 127 bytes), and decoding it |
 
 pub mod blob;
 pub mod frame;
+pub mod span_batch;
 
 pub use blob::{BLOB_DATA_MAX_BYTES, BLOB_SIZE_BYTES, Blob, BlobError};
 pub use frame::{
     ChannelId, DERIVATION_VERSION, FRAME_OVERHEAD_BYTES, Frame, FrameError, frames_of, parse_frames, payload_of,
+};
+pub use span_batch::{
+    BatchBlock, RawSpanBatch, SPAN_BATCH_ELEMENTS_MAX, SPAN_BATCH_TYPE, SpanBatchError, SpanBatchTxs,
 };

@@ -1,11 +1,12 @@
 //! What tephra reads back from L1 for its safe head: a batcher transaction's
-//! payload (calldata) and a blob. Parsing never panics; frames parsed from a
-//! payload make the same payload again; a blob that decodes encodes back to
-//! itself, and any payload that fits a blob decodes from it unchanged.
+//! payload (calldata), a blob and a span batch. Parsing never panics;
+//! frames parsed from a payload make the same payload again; a blob that
+//! decodes encodes back to itself, and any payload that fits a blob decodes
+//! from it unchanged; a span batch that decodes survives re-encoding.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tephra_batcher::{BLOB_SIZE_BYTES, Blob, parse_frames, payload_of};
+use tephra_batcher::{BLOB_SIZE_BYTES, Blob, RawSpanBatch, parse_frames, payload_of};
 
 fuzz_target!(|bytes: &[u8]| {
     if let Ok(frames) = parse_frames(bytes) {
@@ -20,5 +21,12 @@ fuzz_target!(|bytes: &[u8]| {
     }
     if let Ok(encoded) = Blob::encode(bytes) {
         assert_eq!(encoded.decode().expect("an encoded blob decodes"), bytes);
+    }
+    // Varints may come longer than needed (as op-node reads them): the
+    // fields survive re-encoding, not always the bytes.
+    if let Ok(batch) = RawSpanBatch::decode(bytes) {
+        let mut encoded = Vec::new();
+        batch.encode_into(&mut encoded);
+        assert_eq!(RawSpanBatch::decode(&encoded).as_ref(), Ok(&batch), "a span batch survives re-encoding");
     }
 });
