@@ -9,15 +9,20 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | `channel` | batches as a channel's content (RLP strings), brotli-compressed behind version 0x01, and read back within the content limit |
 //! | `frame` | a channel cut into frames, a batcher transaction's payload, and parsing them back |
 //! | `span_batch` | consecutive sealed blocks as one span batch (batch type 1), its columns, and decoding it |
 //! | `blob` | the OP Stack blob encoding of a payload (4 field elements carry 127 bytes), and decoding it |
 
 pub mod blob;
+pub mod channel;
 pub mod frame;
 pub mod span_batch;
 
 pub use blob::{BLOB_DATA_MAX_BYTES, BLOB_SIZE_BYTES, Blob, BlobError};
+pub use channel::{
+    CHANNEL_RLP_BYTES_MAX, CHANNEL_VERSION_BROTLI, ChannelError, batches_of, compress, content_of, decompress,
+};
 pub use frame::{
     ChannelId, DERIVATION_VERSION, FRAME_OVERHEAD_BYTES, Frame, FrameError, frames_of, parse_frames, payload_of,
 };

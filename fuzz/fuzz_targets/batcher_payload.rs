@@ -1,12 +1,13 @@
 //! What tephra reads back from L1 for its safe head: a batcher transaction's
-//! payload (calldata), a blob and a span batch. Parsing never panics;
+//! payload (calldata), a blob, a channel and a span batch. Parsing never panics;
 //! frames parsed from a payload make the same payload again; a blob that
 //! decodes encodes back to itself, and any payload that fits a blob decodes
-//! from it unchanged; a span batch that decodes survives re-encoding.
+//! from it unchanged; a channel's batches make the same content again; a
+//! span batch that decodes survives re-encoding.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tephra_batcher::{BLOB_SIZE_BYTES, Blob, RawSpanBatch, parse_frames, payload_of};
+use tephra_batcher::{BLOB_SIZE_BYTES, Blob, RawSpanBatch, batches_of, content_of, decompress, parse_frames, payload_of};
 
 fuzz_target!(|bytes: &[u8]| {
     if let Ok(frames) = parse_frames(bytes) {
@@ -21,6 +22,11 @@ fuzz_target!(|bytes: &[u8]| {
     }
     if let Ok(encoded) = Blob::encode(bytes) {
         assert_eq!(encoded.decode().expect("an encoded blob decodes"), bytes);
+    }
+    if let Ok(content) = decompress(bytes)
+        && let Ok(batches) = batches_of(&content)
+    {
+        assert_eq!(content_of(batches.iter().map(|b| &b[..])), content, "batches make their content again");
     }
     // Varints may come longer than needed (as op-node reads them): the
     // fields survive re-encoding, not always the bytes.
