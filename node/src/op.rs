@@ -3,21 +3,25 @@
 //! parameters op-node's payload attributes would carry.
 //!
 //! ```text
-//!  L1 node ──HTTP──> tephra-l1 thread: L1Follower::poll every l1.poll_interval_ms
-//!                        │ copies its confirmed window (blocks, deposits, status)
+//!  L1 node ──HTTP/WS──> tephra-l1 thread: L1Follower::poll every l1.poll_interval_ms
+//!                        │ copies its confirmed window (blocks from REORG_DEPTH_MAX below the origin,
+//!                        │ deposits, status) and the blocks reorgs dropped; counts the reorgs
 //!                        v
 //!                    OpSequencing::window (RwLock; the L1 thread is its one writer)
 //!                        │
 //!  sequencer, at open: next_block(parent) ──> choose_origin ──> L1-info deposit
 //!                        + the new epoch's user deposits ──> BlockParams + Vec<Deposit>
-//!                      or OpHold (no origin may be taken: /ready says why)
+//!                      or OpHold (no origin may be taken, or it was dropped: /ready says why)
+//!  sequencer, after a reorg: origin_status(an unsafe block's origin) ──> Canonical | Dropped | Unknown
+//!                            (sequencer/rewind.rs rebuilds the blocks on dropped origins)
 //! ```
 //!
 //! Invariants: an L2 block's timestamp is its parent's plus the rollup's
 //! `block_time`; its origin is its parent's or that origin's child; user
 //! deposits come only in an epoch's first block, all of the origin's, in log
 //! order; a block whose origin holds a malformed deposit log is not built
-//! (op-node refuses to derive it).
+//! (op-node refuses to derive it); nothing opens on an origin a reorg
+//! dropped.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
