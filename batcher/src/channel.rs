@@ -26,7 +26,9 @@ pub const CHANNEL_RLP_BYTES_MAX: usize = 100_000_000;
 
 /// op-batcher's `brotli` compression: level 10 and brotli's default
 /// window of 2^22 bytes.
-const BROTLI_QUALITY: u32 = 10;
+pub const BROTLI_QUALITY_DEFAULT: u32 = 10;
+/// Brotli's quality levels: 0 (fastest) to 11 (smallest).
+pub const BROTLI_QUALITY_MAX: u32 = 11;
 const BROTLI_WINDOW_LOG: u32 = 22;
 /// The buffer brotli streams through.
 const BROTLI_BUFFER_BYTES: usize = 4096;
@@ -55,13 +57,19 @@ pub fn content_of<'a>(batches: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     out
 }
 
-/// `content` compressed into a channel.
+/// `content` compressed into a channel at op-batcher's level.
 pub fn compress(content: &[u8]) -> Vec<u8> {
-    let mut out = vec![CHANNEL_VERSION_BROTLI];
-    let mut writer = brotli::CompressorWriter::new(&mut out, BROTLI_BUFFER_BYTES, BROTLI_QUALITY, BROTLI_WINDOW_LOG);
+    let mut writer = compressor(BROTLI_QUALITY_DEFAULT);
     writer.write_all(content).expect("writing to memory");
-    drop(writer);
-    out
+    writer.into_inner()
+}
+
+/// A channel's compressor at brotli `quality` (at most
+/// `BROTLI_QUALITY_MAX`): the version byte is already written, and
+/// `into_inner` ends the stream.
+pub(crate) fn compressor(quality: u32) -> brotli::CompressorWriter<Vec<u8>> {
+    let out = vec![CHANNEL_VERSION_BROTLI];
+    brotli::CompressorWriter::new(out, BROTLI_BUFFER_BYTES, quality.min(BROTLI_QUALITY_MAX), BROTLI_WINDOW_LOG)
 }
 
 /// A channel's content; see the module comment.

@@ -9,6 +9,8 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | `channel_out` | an open channel: runs of sealed blocks as span batches into one brotli stream, its exact size, closed into frames |
+//! | `l1_tx` | a payload in a calldata transaction to the batch inbox: its gas, its fees and their bump, the signed bytes |
 //! | `channel` | batches as a channel's content (RLP strings), brotli-compressed behind version 0x01, and read back within the content limit |
 //! | `frame` | a channel cut into frames, a batcher transaction's payload, and parsing them back |
 //! | `span_batch` | consecutive sealed blocks as one span batch (batch type 1), its columns, and decoding it |
@@ -16,13 +18,18 @@
 
 pub mod blob;
 pub mod channel;
+pub mod channel_out;
 pub mod frame;
+pub mod l1_tx;
 pub mod span_batch;
 
 pub use blob::{BLOB_DATA_MAX_BYTES, BLOB_SIZE_BYTES, Blob, BlobError};
 pub use channel::{
-    CHANNEL_RLP_BYTES_MAX, CHANNEL_VERSION_BROTLI, ChannelError, batches_of, compress, content_of, decompress,
+    BROTLI_QUALITY_DEFAULT, BROTLI_QUALITY_MAX, CHANNEL_RLP_BYTES_MAX, CHANNEL_VERSION_BROTLI, ChannelError, batches_of,
+    compress, content_of, decompress,
 };
+pub use channel_out::{ChannelOut, ChannelOutError, ClosedChannel};
+pub use l1_tx::{FEE_BUMP_PERCENT, FEE_FLOOR_WEI, Fees, calldata_gas, calldata_tx, signed_tx};
 pub use frame::{
     ChannelId, DERIVATION_VERSION, FRAME_OVERHEAD_BYTES, Frame, FrameError, frames_of, parse_frames, payload_of,
 };

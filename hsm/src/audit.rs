@@ -68,6 +68,7 @@ fn parse_line(line: &str, number: u64) -> Result<(AuditEntry, B256), AuditError>
         "self_test" => "self_test",
         "delegation" => "delegation",
         "preconf_batch" => "preconf_batch",
+        "l1_transaction" => "l1_transaction",
         _ => return Err(broken("unknown payload type")),
     };
     let signature: [u8; 65] = hex::decode(signature.trim_start_matches("0x"))
@@ -156,7 +157,7 @@ impl<S: Signer> Signer for AuditedSigner<S> {
         self.inner.address()
     }
 
-    fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
+    fn sign(&self, payload: &Payload<'_>) -> Result<Signature65, SignError> {
         let mut state = self.state.lock().expect("audit lock");
         let signature = self.inner.sign(payload)?;
         let (payload_type, height) = match *payload {
@@ -164,6 +165,7 @@ impl<S: Signer> Signer for AuditedSigner<S> {
             Payload::SelfTest { .. } => ("self_test", 0),
             Payload::Delegation { epoch, .. } => ("delegation", epoch),
             Payload::PreconfBatch { block_number, .. } => ("preconf_batch", block_number),
+            Payload::L1Transaction(tx) => ("l1_transaction", tx.nonce()),
         };
         let entry = AuditEntry {
             sequence: state.1,

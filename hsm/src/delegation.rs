@@ -25,7 +25,7 @@ pub struct Certificate {
 }
 
 impl Certificate {
-    pub fn payload(&self) -> Payload {
+    pub fn payload(&self) -> Payload<'static> {
         Payload::Delegation {
             chain_id: self.chain_id,
             epoch: self.epoch,

@@ -83,7 +83,7 @@ impl Signer for FileSigner {
         self.address
     }
 
-    fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
+    fn sign(&self, payload: &Payload<'_>) -> Result<Signature65, SignError> {
         // libsecp256k1 always produces low-s signatures.
         let digest = Message::from_digest(payload.signing_hash().0);
         let (recovery_id, compact) = SECP256K1.sign_ecdsa_recoverable(digest, &self.secret).serialize_compact();

@@ -241,7 +241,7 @@ impl<S: Signer> Signer for GuardedSigner<S> {
         self.inner.address()
     }
 
-    fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
+    fn sign(&self, payload: &Payload<'_>) -> Result<Signature65, SignError> {
         match *payload {
             Payload::SealedBlock { number, block_hash, leader_epoch, .. } => {
                 let newest = match &self.fence {
@@ -254,6 +254,10 @@ impl<S: Signer> Signer for GuardedSigner<S> {
             // The block key never signs preconfirmations: that is the hot key's job.
             Payload::PreconfBatch { .. } => {
                 return Err(SignError::Key("the block key does not sign preconfirmation batches".into()));
+            }
+            // Nor L1 transactions: that is the batcher key's.
+            Payload::L1Transaction(_) => {
+                return Err(SignError::Key("the block key does not sign L1 transactions".into()));
             }
         }
         self.inner.sign(payload)

@@ -3,6 +3,7 @@
 //! with the block key.
 
 mod audit;
+mod batcher_guard;
 mod delegation;
 mod file;
 mod guard;
@@ -10,10 +11,12 @@ mod pipeline;
 mod pkcs11;
 mod yubi;
 
+use alloy_consensus::{SignableTransaction, Transaction, TxEip1559, TxEip4844};
 use alloy_primitives::{Address, B256, keccak256};
 use secp256k1::ecdsa;
 
 pub use audit::{AuditEntry, AuditError, AuditedSigner, verify as verify_audit_log};
+pub use batcher_guard::{BatcherGuard, BatcherGuardError, BatcherRules};
 pub use delegation::{
     Certificate, HotKey, MerkleTree, PreconfError, Preconfirmation, SignedBatch, certify, verify_preconfirmation,
     verify_proof,
@@ -26,7 +29,7 @@ pub use yubi::{YubiConnector, YubiHsmConfig, YubiHsmSigner};
 
 /// What a signer may sign.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Payload {
+pub enum Payload<'a> {
     /// A sealed block, signed with the OP Stack unsafe-block scheme over its
     /// hash (the payload hash is the block hash: keccak256 of the RLP header).
     /// `leader_epoch` is the asking leader's epoch, the fencing token of a
@@ -41,15 +44,49 @@ pub enum Payload {
     Delegation { chain_id: u64, epoch: u64, hot_key: Address, valid_from_block: u64, valid_until_block: u64 },
     /// The Merkle root of one mini-block's transaction hashes (hot key only).
     PreconfBatch { chain_id: u64, block_number: u64, first_index: u32, count: u32, root: B256 },
+    /// An L1 transaction of the OP Stack batcher (batcher key only): the
+    /// signer hashes the transaction itself, so that its guard
+    /// (`BatcherGuard`) judges what is signed, not a digest.
+    L1Transaction(L1Tx<'a>),
 }
 
+/// The L1 transactions a batcher sends: frames in calldata (EIP-1559) or
+/// in blobs (EIP-4844, without the sidecar the signature does not cover).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L1Tx<'a> {
+    Eip1559(&'a TxEip1559),
+    Eip4844(&'a TxEip4844),
+}
+
+impl L1Tx<'_> {
+    pub fn signing_hash(&self) -> B256 {
+        match self {
+            L1Tx::Eip1559(tx) => tx.signature_hash(),
+            L1Tx::Eip4844(tx) => tx.signature_hash(),
+        }
+    }
+
+    pub fn nonce(&self) -> u64 {
+        match self {
+            L1Tx::Eip1559(tx) => tx.nonce,
+            L1Tx::Eip4844(tx) => tx.nonce,
+        }
+    }
+
+    fn as_transaction(&self) -> &dyn Transaction {
+        match self {
+            L1Tx::Eip1559(tx) => *tx,
+            L1Tx::Eip4844(tx) => *tx,
+        }
+    }
+}
 /// Domains of tephra's own payloads: each hashes a distinct prefix, so none
 /// can be taken for another or for an OP Stack block signing hash.
 const SELF_TEST_DOMAIN: &[u8] = b"tephra/hsm/selftest/v1";
 const DELEGATION_DOMAIN: &[u8] = b"tephra/delegation/v1";
 const PRECONF_DOMAIN: &[u8] = b"tephra/preconf/v1";
 
-impl Payload {
+impl Payload<'_> {
     /// The 32-byte digest that is signed.
     pub fn signing_hash(&self) -> B256 {
         match *self {
@@ -77,6 +114,7 @@ impl Payload {
                 ]
                 .concat(),
             ),
+            Payload::L1Transaction(tx) => tx.signing_hash(),
         }
     }
 }
@@ -145,7 +183,7 @@ pub trait Signer: Send + Sync {
         tephra_types::crypto::address_of(&self.public_key())
     }
     /// Signs `payload`; the signature recovers to `address()`.
-    fn sign(&self, payload: &Payload) -> Result<Signature65, SignError>;
+    fn sign(&self, payload: &Payload<'_>) -> Result<Signature65, SignError>;
     /// The blocks above `number` (hash `hash`) were abandoned: an OP Stack
     /// chain rebuilds them on a reorged L1, as op-node rebuilds and signs
     /// unsafe blocks again. Only a signer with a double-sign guard keeps
@@ -165,7 +203,7 @@ impl<S: Signer + ?Sized> Signer for Box<S> {
         (**self).address()
     }
 
-    fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
+    fn sign(&self, payload: &Payload<'_>) -> Result<Signature65, SignError> {
         (**self).sign(payload)
     }
 

@@ -236,7 +236,7 @@ mod tests {
         fn public_key(&self) -> secp256k1::PublicKey {
             self.key.public_key()
         }
-        fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
+        fn sign(&self, payload: &Payload<'_>) -> Result<Signature65, SignError> {
             if !self.plugged.load(Ordering::SeqCst) {
                 return Err(SignError::Device("device not found".into()));
             }
@@ -330,7 +330,7 @@ mod tests {
             fn public_key(&self) -> secp256k1::PublicKey {
                 self.0.public_key()
             }
-            fn sign(&self, _: &Payload) -> Result<Signature65, SignError> {
+            fn sign(&self, _: &Payload<'_>) -> Result<Signature65, SignError> {
                 thread::sleep(Duration::from_secs(3600));
                 unreachable!("killed with the test process")
             }

@@ -205,7 +205,7 @@ impl Signer for Pkcs11Signer {
         self.public_key
     }
 
-    fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
+    fn sign(&self, payload: &Payload<'_>) -> Result<Signature65, SignError> {
         let hash = payload.signing_hash();
         let mut state = self.state.lock().expect("session lock");
         let current = match state.open.take() {

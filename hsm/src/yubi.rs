@@ -116,7 +116,7 @@ impl Signer for YubiHsmSigner {
         self.public_key
     }
 
-    fn sign(&self, payload: &Payload) -> Result<Signature65, SignError> {
+    fn sign(&self, payload: &Payload<'_>) -> Result<Signature65, SignError> {
         let hash = payload.signing_hash();
         let der = self.client.sign_ecdsa_prehash_raw(self.key_id, hash.as_slice()).map_err(device("signing"))?;
         let signature = ecdsa::Signature::from_der(&der).map_err(|e| SignError::Device(format!("DER: {e}")))?;

@@ -49,7 +49,7 @@ impl Signer for Slow {
     fn public_key(&self) -> secp256k1::PublicKey {
         self.0.public_key()
     }
-    fn sign(&self, payload: &Payload) -> Result<tephra_hsm::Signature65, tephra_hsm::SignError> {
+    fn sign(&self, payload: &Payload<'_>) -> Result<tephra_hsm::Signature65, tephra_hsm::SignError> {
         std::thread::sleep(Duration::from_millis(120));
         self.0.sign(payload)
     }
