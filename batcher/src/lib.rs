@@ -9,6 +9,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | `assembler` | frames read back from L1 into channels by Holocene's rules, and their span batches |
 //! | `channel_out` | an open channel: runs of sealed blocks as span batches into one brotli stream, its exact size, closed into frames |
 //! | `l1_tx` | a payload in a calldata transaction to the batch inbox: its gas, its fees and their bump, the signed bytes |
 //! | `channel` | batches as a channel's content (RLP strings), brotli-compressed behind version 0x01, and read back within the content limit |
@@ -16,6 +17,7 @@
 //! | `span_batch` | consecutive sealed blocks as one span batch (batch type 1), its columns, and decoding it |
 //! | `blob` | the OP Stack blob encoding of a payload (4 field elements carry 127 bytes), and decoding it |
 
+pub mod assembler;
 pub mod blob;
 pub mod channel;
 pub mod channel_out;
@@ -23,6 +25,9 @@ pub mod frame;
 pub mod l1_tx;
 pub mod span_batch;
 
+pub use assembler::{
+    CHANNEL_BYTES_MAX, CHANNEL_TIMEOUT_GRANITE_L1_BLOCKS, ChannelAssembler, ReadBackError, span_batches_of,
+};
 pub use blob::{BLOB_DATA_MAX_BYTES, BLOB_SIZE_BYTES, Blob, BlobError};
 pub use channel::{
     BROTLI_QUALITY_DEFAULT, BROTLI_QUALITY_MAX, CHANNEL_RLP_BYTES_MAX, CHANNEL_VERSION_BROTLI, ChannelError, batches_of,

@@ -3,6 +3,7 @@
 //! blocks and their deposits through reorgs, the choice of each L2 block's
 //! L1 origin, and the L1-info deposit every L2 block starts with.
 
+pub mod batcher_rpc;
 pub mod block;
 pub mod deposit;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod l1_info;
 pub mod origin;
 pub mod rpc;
 
+pub use batcher_rpc::{L1BatcherRpc, L1Transaction, SendRefusal};
 pub use block::{L1Block, L1Log};
 pub use deposit::{Deposit, DepositError, decode_deposit_log, user_deposit_source_hash};
 pub use error::L1Error;
