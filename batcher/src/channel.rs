@@ -26,7 +26,7 @@ pub const CHANNEL_RLP_BYTES_MAX: usize = 100_000_000;
 
 /// op-batcher's `brotli` compression: level 10 and brotli's default
 /// window of 2^22 bytes.
-pub const BROTLI_QUALITY_DEFAULT: u32 = 10;
+pub const BROTLI_QUALITY_OP_BATCHER: u32 = 10;
 /// Brotli's quality levels: 0 (fastest) to 11 (smallest).
 pub const BROTLI_QUALITY_MAX: u32 = 11;
 const BROTLI_WINDOW_LOG: u32 = 22;
@@ -59,7 +59,7 @@ pub fn content_of<'a>(batches: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
 
 /// `content` compressed into a channel at op-batcher's level.
 pub fn compress(content: &[u8]) -> Vec<u8> {
-    let mut writer = compressor(BROTLI_QUALITY_DEFAULT);
+    let mut writer = compressor(BROTLI_QUALITY_OP_BATCHER);
     writer.write_all(content).expect("writing to memory");
     writer.into_inner()
 }

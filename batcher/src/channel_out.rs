@@ -19,8 +19,8 @@ use std::io::Write;
 use alloy_rlp::Encodable;
 
 use crate::{
-    BatchBlock, CHANNEL_RLP_BYTES_MAX, ChannelId, Frame, FrameError, RawSpanBatch, SpanBatchError,
-    channel::compressor, frames_of,
+    BatchBlock, CHANNEL_RLP_BYTES_MAX, ChannelId, Frame, FrameError, RawSpanBatch, SpanBatchError, channel::compressor,
+    frames_of,
 };
 
 /// Why blocks cannot go into a channel, or it cannot be closed.

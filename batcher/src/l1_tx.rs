@@ -97,7 +97,10 @@ mod tests {
 
     #[test]
     fn fees_have_floors_and_replacements_raise_both_by_a_tenth() {
-        assert_eq!(Fees::suggested(0, 0), Fees { max_fee_per_gas: 3_000_000_000, max_priority_fee_per_gas: 1_000_000_000 });
+        assert_eq!(
+            Fees::suggested(0, 0),
+            Fees { max_fee_per_gas: 3_000_000_000, max_priority_fee_per_gas: 1_000_000_000 }
+        );
         let fees = Fees::suggested(7_000_000_000, 2_000_000_000);
         assert_eq!(fees, Fees { max_fee_per_gas: 16_000_000_000, max_priority_fee_per_gas: 2_000_000_000 });
         let bumped = fees.bumped(Fees::suggested(0, 0));

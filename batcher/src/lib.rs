@@ -30,14 +30,14 @@ pub use assembler::{
 };
 pub use blob::{BLOB_DATA_MAX_BYTES, BLOB_SIZE_BYTES, Blob, BlobError};
 pub use channel::{
-    BROTLI_QUALITY_DEFAULT, BROTLI_QUALITY_MAX, CHANNEL_RLP_BYTES_MAX, CHANNEL_VERSION_BROTLI, ChannelError, batches_of,
-    compress, content_of, decompress,
+    BROTLI_QUALITY_OP_BATCHER, BROTLI_QUALITY_MAX, CHANNEL_RLP_BYTES_MAX, CHANNEL_VERSION_BROTLI, ChannelError,
+    batches_of, compress, content_of, decompress,
 };
 pub use channel_out::{ChannelOut, ChannelOutError, ClosedChannel};
-pub use l1_tx::{FEE_BUMP_PERCENT, FEE_FLOOR_WEI, Fees, calldata_gas, calldata_tx, signed_tx};
 pub use frame::{
     ChannelId, DERIVATION_VERSION, FRAME_OVERHEAD_BYTES, Frame, FrameError, frames_of, parse_frames, payload_of,
 };
+pub use l1_tx::{FEE_BUMP_PERCENT, FEE_FLOOR_WEI, Fees, calldata_gas, calldata_tx, signed_tx};
 pub use span_batch::{
     BatchBlock, RawSpanBatch, SPAN_BATCH_ELEMENTS_MAX, SPAN_BATCH_TYPE, SpanBatchError, SpanBatchTxs,
 };

@@ -1,16 +1,18 @@
-//! `tephra devnet`: the OP Stack mode on one machine. A local L1 (anvil from
-//! the project's pinned npm packages, or any anvil at `--l1-rpc`), a deposit
-//! contract emitting OptimismPortal's exact `TransactionDeposited` event
-//! (contracts/DepositPortal.sol), an op-geth genesis and an op-node
-//! rollup.json written for them, and tephra sequencing the chain.
+//! `tephra devnet`: the OP Stack mode on one machine, a complete rollup. A
+//! local L1 (anvil from the project's pinned npm packages, or any anvil at
+//! `--l1-rpc`), a deposit contract emitting OptimismPortal's exact
+//! `TransactionDeposited` event (contracts/DepositPortal.sol), a batcher key
+//! funded on the L1, an op-geth genesis and an op-node rollup.json written
+//! for them, and tephra sequencing the chain and posting its batches.
 //!
 //! ```text
-//!  anvil (L1, chain 900) ──> DepositPortal deployed ──> its block is the rollup's L1 genesis
-//!        │                                                   │
+//!  anvil (L1, chain 900) ──> DepositPortal deployed; batcher key (DIR/data/batcher.key) funded
+//!        │                     └─> the last of these L1 blocks is the rollup's L1 genesis
 //!        │            genesis.json: the Isthmus predeploys (testdata/op) + the dev accounts
-//!        │            rollup.json:  its hash, the portal, block time, chain ids
+//!        │            rollup.json:  its hash, the portal, the batcher address, block time, chain ids
 //!        v                                                   v
-//!  tephra run (OP mode, [l1] rpc = anvil) <── DIR/tephra.toml, DIR/data
+//!  tephra run (OP mode, [l1] rpc = anvil, [batcher] on) <── DIR/tephra.toml, DIR/data
+//!        └─> span batches to the batch inbox on anvil; safe and finalized heads read back
 //! ```
 
 use std::{
@@ -38,6 +40,8 @@ const DEVNET_L2_BLOCK_TIME_S: u64 = 1;
 const DEV_BALANCE_WEI: u128 = 10_000 * 1_000_000_000_000_000_000;
 /// How long anvil and each L1 step may take.
 const L1_STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// What the batcher key gets on the L1 to pay for its transactions: 100 ETH.
+const BATCHER_FUNDING_WEI: u128 = 100 * 1_000_000_000_000_000_000;
 
 const GENESIS_L2_GZ: &[u8] = include_bytes!("../../testdata/op/420110017-genesis-l2.json.gz");
 const ROLLUP_TEMPLATE: &str = include_str!("../../testdata/op/420110017-rollup.json");
@@ -83,10 +87,11 @@ pub fn devnet(config: Config, args: DevnetArgs) -> Result<(), String> {
     let agent = ureq::Agent::new_with_defaults();
     wait_answering(&agent, &l1_rpc)?;
     let portal = deploy_portal(&agent, &l1_rpc)?;
+    let batcher = fund_batcher(&agent, &l1_rpc, &config, &args.dir.join("data"))?;
     let l1_genesis = rpc(&agent, &l1_rpc, "eth_getBlockByNumber", json!(["latest", false]))?;
-    let config_path = write_chain(&config, &args.dir, &l1_rpc, portal, &l1_genesis)?;
+    let config_path = write_chain(&config, &args.dir, &l1_rpc, (portal, batcher), &l1_genesis)?;
     println!(
-        "devnet: L1 {l1_rpc} (chain {DEVNET_L1_CHAIN_ID}), deposit contract {portal}\n\
+        "devnet: L1 {l1_rpc} (chain {DEVNET_L1_CHAIN_ID}), deposit contract {portal}\ndevnet: batcher {batcher}, funded on the L1\n\
          devnet: L2 chain {DEVNET_L2_CHAIN_ID}, files in {dir}; run it again with `tephra run --config {config}`",
         dir = args.dir.display(),
         config = config_path.display()
@@ -141,24 +146,54 @@ fn deploy_portal(agent: &ureq::Agent, url: &str) -> Result<Address, String> {
     let from = accounts.get(0).cloned().ok_or("the L1 has no unlocked account to deploy from")?;
     let data = format!("0x{}", DEPOSIT_PORTAL_BIN.trim());
     let hash = rpc(agent, url, "eth_sendTransaction", json!([{ "from": from, "data": data, "gas": "0x2dc6c0" }]))?;
+    let receipt = mined(agent, url, &hash, "the deposit contract's deployment")?;
+    let address = receipt.get("contractAddress").and_then(Value::as_str).ok_or("no contractAddress")?;
+    address.parse().map_err(|e| format!("contractAddress {address}: {e}"))
+}
+
+/// The batcher key `[batcher.key]` names (a dev file key in `data_dir`,
+/// created here; an HSM's key, generated with `tephra hsm keygen --key
+/// batcher`), funded from anvil's first account: the batcher pays for its
+/// L1 transactions.
+fn fund_batcher(agent: &ureq::Agent, url: &str, config: &Config, data_dir: &Path) -> Result<Address, String> {
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let data = tephra_node::node::DataDir(data_dir.to_path_buf());
+    let key = tephra_node::node::open_key(&config.batcher.key, &data, "batcher").map_err(|e| e.to_string())?;
+    let batcher = key.address();
+    let accounts = rpc(agent, url, "eth_accounts", json!([]))?;
+    let from = accounts.get(0).cloned().ok_or("the L1 has no unlocked account to fund the batcher from")?;
+    let value = format!("{:#x}", U256::from(BATCHER_FUNDING_WEI));
+    let hash = rpc(agent, url, "eth_sendTransaction", json!([{ "from": from, "to": batcher, "value": value }]))?;
+    mined(agent, url, &hash, "the batcher's funding")?;
+    Ok(batcher)
+}
+
+/// The receipt of `hash` once mined and successful.
+fn mined(agent: &ureq::Agent, url: &str, hash: &Value, what: &str) -> Result<Value, String> {
     let started = Instant::now();
     loop {
         let receipt = rpc(agent, url, "eth_getTransactionReceipt", json!([hash]))?;
-        if let Some(address) = receipt.get("contractAddress").and_then(Value::as_str) {
+        if !receipt.is_null() {
             if receipt["status"] != "0x1" {
-                return Err(format!("the deposit contract's deployment failed: {receipt}"));
+                return Err(format!("{what} failed: {receipt}"));
             }
-            return address.parse().map_err(|e| format!("contractAddress {address}: {e}"));
+            return Ok(receipt);
         }
         if started.elapsed() > L1_STEP_TIMEOUT {
-            return Err("the deposit contract's deployment was not mined".into());
+            return Err(format!("{what} was not mined"));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
 /// Writes genesis.json, rollup.json and tephra.toml into `dir`; the config's path.
-fn write_chain(config: &Config, dir: &Path, l1_rpc: &str, portal: Address, l1: &Value) -> Result<PathBuf, String> {
+fn write_chain(
+    config: &Config,
+    dir: &Path,
+    l1_rpc: &str,
+    (portal, batcher): (Address, Address),
+    l1: &Value,
+) -> Result<PathBuf, String> {
     let number = quantity(&l1["number"])?;
     let timestamp = quantity(&l1["timestamp"])?;
     let hash: B256 = serde_json::from_value(l1["hash"].clone()).map_err(|e| format!("L1 block hash: {e}"))?;
@@ -172,6 +207,7 @@ fn write_chain(config: &Config, dir: &Path, l1_rpc: &str, portal: Address, l1: &
     rollup["l1_chain_id"] = json!(DEVNET_L1_CHAIN_ID);
     rollup["l2_chain_id"] = json!(DEVNET_L2_CHAIN_ID);
     rollup["deposit_contract_address"] = json!(portal);
+    rollup["genesis"]["system_config"]["batcherAddr"] = json!(batcher);
     let write = |name: &str, text: String| {
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display())).map(|()| path)
@@ -181,7 +217,8 @@ fn write_chain(config: &Config, dir: &Path, l1_rpc: &str, portal: Address, l1: &
     let toml = format!(
         "[node]\ndata_dir = {data:?}\ngenesis = {genesis:?}\nrollup_config = {rollup:?}\n\n\
          [rpc]\nlisten = \"{rpc_listen}\"\n\n[udp]\nlisten = \"{udp_listen}\"\n\n[metrics]\nlisten = \"{metrics_listen}\"\n\n\
-         [l1]\nrpc = {l1_rpc:?}\nconfirmation_depth = 1\npoll_interval_ms = 500\n",
+         [l1]\nrpc = {l1_rpc:?}\nconfirmation_depth = 1\npoll_interval_ms = 500\n\n\
+         [batcher]\nenabled = true\nsafe_depth_l1_blocks = 2\nchannel_duration_max_l1_blocks = 1\n",
         data = dir.join("data").display().to_string(),
         genesis = genesis_path.display().to_string(),
         rollup = rollup_path.display().to_string(),

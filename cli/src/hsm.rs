@@ -1,4 +1,5 @@
-//! `tephra hsm ...`: the operator's tools for the block key.
+//! `tephra hsm ...`: the operator's tools for the block key and, with
+//! `--key batcher`, an OP Stack chain's batcher key.
 
 use std::{io::Read, time::Instant};
 
@@ -7,32 +8,65 @@ use tephra_hsm::{
     AuditedSigner, FileSigner, Payload, Pkcs11Config, Pkcs11Signer, Signer, YubiHsmConfig, YubiHsmSigner,
 };
 use tephra_node::{
-    config::{Config, SignerKind},
+    config::{Config, KeyConfig, SignerKind},
     node::{self, DataDir},
 };
 
-/// Prints the block key's address.
-pub fn pubkey(config: &Config) -> Result<String, String> {
+/// Which key a command works with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The block key, `[signer]`.
+    Block,
+    /// The batcher key, `[batcher.key]`: it signs and pays for the L1 batcher transactions.
+    Batcher,
+}
+
+impl Role {
+    fn key(self, config: &Config) -> KeyConfig {
+        match self {
+            Role::Block => config.signer.key(),
+            Role::Batcher => config.batcher.key.clone(),
+        }
+    }
+
+    fn audit_file(self, config: &Config) -> std::path::PathBuf {
+        config.node.data_dir.join(match self {
+            Role::Block => &config.signer.audit_file,
+            Role::Batcher => &config.batcher.audit_file,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Block => "block",
+            Role::Batcher => "batcher",
+        }
+    }
+}
+
+/// Prints the key's address.
+pub fn pubkey(config: &Config, role: Role) -> Result<String, String> {
     let data = DataDir(config.node.data_dir.clone());
-    let key = node::load_key(config, &data).map_err(|e| e.to_string())?;
+    let key = node::open_key(&role.key(config), &data, role.name()).map_err(|e| e.to_string())?;
     Ok(format!(
-        "block key address: {}\nblock key public key: 0x{}",
+        "{role} key address: {}\n{role} key public key: 0x{}",
         key.address(),
-        hex::encode(key.public_key().serialize_uncompressed())
+        hex::encode(key.public_key().serialize_uncompressed()),
+        role = role.name(),
     ))
 }
 
-/// Creates the block key where `[signer]` points: a key file, or a key pair
-/// generated inside the PKCS#11 token or the YubiHSM.
-pub fn keygen(config: &Config) -> Result<String, String> {
+/// Creates the key where `[signer]` (or `[batcher.key]`) points: a key
+/// file, or a key pair generated inside the PKCS#11 token or the YubiHSM.
+pub fn keygen(config: &Config, role: Role) -> Result<String, String> {
     let data = DataDir(config.node.data_dir.clone());
-    let c = &config.signer;
+    let c = &role.key(config);
     let address = match c.kind {
         SignerKind::File => {
             std::fs::create_dir_all(&data.0).map_err(|e| e.to_string())?;
             let path = data.0.join(&c.key_file);
             if path.exists() {
-                return Err(format!("{} exists: refusing to replace a block key", path.display()));
+                return Err(format!("{} exists: refusing to replace a {} key", path.display(), role.name()));
             }
             FileSigner::load_or_create(&path).map_err(|e| e.to_string())?.0.address()
         }
@@ -53,17 +87,17 @@ pub fn keygen(config: &Config) -> Result<String, String> {
         .map_err(|e| e.to_string())?
         .address(),
     };
-    Ok(format!("generated block key: {address}"))
+    Ok(format!("generated {} key: {address}", role.name()))
 }
 
 /// Signs a random self-test challenge (audited like every signature),
 /// checks it recovers to the key, and reports the latency.
-pub fn selftest(config: &Config) -> Result<String, String> {
+pub fn selftest(config: &Config, role: Role) -> Result<String, String> {
     let data = DataDir(config.node.data_dir.clone());
     // The audit log is appended to: not while a node runs on this data dir.
     let _lock = node::lock_data_dir(&data).map_err(|e| e.to_string())?;
-    let key = node::load_key(config, &data).map_err(|e| e.to_string())?;
-    let signer = AuditedSigner::open(key, &data.0.join(&config.signer.audit_file)).map_err(|e| e.to_string())?;
+    let key = node::open_key(&role.key(config), &data, role.name()).map_err(|e| e.to_string())?;
+    let signer = AuditedSigner::open(key, &role.audit_file(config)).map_err(|e| e.to_string())?;
     let mut challenge = [0u8; 32];
     std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut challenge)).map_err(|e| e.to_string())?;
     let payload = Payload::SelfTest { challenge: B256::from(challenge) };
@@ -71,14 +105,14 @@ pub fn selftest(config: &Config) -> Result<String, String> {
     let signature = signer.sign(&payload).map_err(|e| e.to_string())?;
     let latency = started.elapsed();
     if tephra_hsm::recover(&signature, payload.signing_hash()) != Some(signer.address()) {
-        return Err("self-test signature does not recover to the block key".into());
+        return Err(format!("self-test signature does not recover to the {} key", role.name()));
     }
     Ok(format!("self-test ok: key {} signed in {:.2} ms", signer.address(), latency.as_secs_f64() * 1e3))
 }
 
 /// Checks the signing audit log's hash chain and every signature in it.
-pub fn audit_verify(config: &Config) -> Result<String, String> {
-    let path = config.node.data_dir.join(&config.signer.audit_file);
+pub fn audit_verify(config: &Config, role: Role) -> Result<String, String> {
+    let path = role.audit_file(config);
     let (entries, last) = tephra_hsm::verify_audit_log(&path).map_err(|e| e.to_string())?;
     Ok(format!("audit log ok: {} signatures, chain head {last}", entries.len()))
 }

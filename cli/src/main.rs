@@ -75,12 +75,15 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
-    /// Work with the block key.
+    /// Work with the block key, or with --key batcher the batcher key.
     Hsm {
         #[command(subcommand)]
         command: HsmCommand,
         #[arg(long, global = true)]
         config: Option<PathBuf>,
+        /// Which key: the block key ([signer]) or the batcher key ([batcher.key]).
+        #[arg(long, global = true, value_enum, default_value = "block")]
+        key: hsm::Role,
     },
     /// Prepare the host for the dataplane, as [host], [net] and [topology] ask.
     Configure {
@@ -171,9 +174,9 @@ enum UpdateCommand {
 
 #[derive(Subcommand, Debug)]
 enum HsmCommand {
-    /// Create the block key where [signer] points (file, PKCS#11 token or YubiHSM).
+    /// Create the key where [signer] (or [batcher.key]) points (file, PKCS#11 token or YubiHSM).
     Keygen,
-    /// Print the block key's address.
+    /// Print the key's address.
     Pubkey,
     /// Sign a random challenge, verify it, print the latency.
     Selftest,
@@ -220,8 +223,8 @@ fn main() -> ExitCode {
         Command::Log { command: LogCommand::Verify { config } } => {
             load(config).and_then(|config| chain::verify_log(&config)).map(print_line)
         }
-        Command::Hsm { command, config } => {
-            load(config).and_then(|config| hsm_command(&config, command)).map(print_line)
+        Command::Hsm { command, config, key } => {
+            load(config).and_then(|config| hsm_command(&config, command, key)).map(print_line)
         }
         Command::Configure { verb, config } => {
             load(config).and_then(|config| configure::run(&config, &verb)).map(print_line)
@@ -244,12 +247,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn hsm_command(config: &Config, command: HsmCommand) -> Result<String, String> {
+fn hsm_command(config: &Config, command: HsmCommand, role: hsm::Role) -> Result<String, String> {
     match command {
-        HsmCommand::Keygen => hsm::keygen(config),
-        HsmCommand::Pubkey => hsm::pubkey(config),
-        HsmCommand::Selftest => hsm::selftest(config),
-        HsmCommand::Audit { command: AuditCommand::Verify } => hsm::audit_verify(config),
+        HsmCommand::Keygen => hsm::keygen(config, role),
+        HsmCommand::Pubkey => hsm::pubkey(config, role),
+        HsmCommand::Selftest => hsm::selftest(config, role),
+        HsmCommand::Audit { command: AuditCommand::Verify } => hsm::audit_verify(config, role),
     }
 }
 

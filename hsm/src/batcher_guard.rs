@@ -184,7 +184,8 @@ mod tests {
         assert!(matches!(refused(TxEip1559 { access_list: listed, ..calldata_tx() }), BatcherGuardError::Extras));
         let dear = TxEip1559 { max_fee_per_gas: 500_000_000_001, ..calldata_tx() };
         assert!(matches!(refused(dear), BatcherGuardError::FeeCap { .. }));
-        let dear_blobs = TxEip4844 { chain_id: 900, to: INBOX, max_fee_per_blob_gas: 100_000_000_001, ..Default::default() };
+        let dear_blobs =
+            TxEip4844 { chain_id: 900, to: INBOX, max_fee_per_blob_gas: 100_000_000_001, ..Default::default() };
         let error = guard.rules().admit(&Payload::L1Transaction(L1Tx::Eip4844(&dear_blobs))).unwrap_err();
         assert!(matches!(error, BatcherGuardError::BlobFeeCap { .. }));
         let block = Payload::SealedBlock { chain_id: 1, number: 1, block_hash: B256::ZERO, leader_epoch: 0 };

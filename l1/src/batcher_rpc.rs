@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::{
     L1Block, L1Error, L1JsonRpc, L1Rpc,
-    rpc::{block_from_json, bytes, field, fixed, malformed, quantity},
+    rpc::{block_from_json, bytes, field, fixed, malformed, optional_quantity, quantity},
 };
 
 /// A transaction of an L1 block, the fields a batcher reads back.
@@ -23,6 +23,10 @@ pub struct L1Transaction {
     pub to: Option<Address>,
     pub input: Bytes,
     pub nonce: u64,
+    pub gas: u64,
+    /// The price paid per gas (a mined transaction's `gasPrice`); 0 if
+    /// the node does not say.
+    pub effective_gas_price_wei: u64,
     /// EIP-4844: the blobs' versioned hashes, in order (empty otherwise).
     pub blob_versioned_hashes: Vec<B256>,
 }
@@ -50,10 +54,14 @@ impl SendRefusal {
         let lower = message.to_ascii_lowercase();
         if lower.contains("nonce too low") || lower.contains("nonce is too low") {
             SendRefusal::NonceTooLow
-        } else if lower.contains("already known") || lower.contains("already imported") || lower.contains("known transaction")
+        } else if lower.contains("already known")
+            || lower.contains("already imported")
+            || lower.contains("known transaction")
         {
             SendRefusal::AlreadyKnown
-        } else if lower.contains("underpriced") || lower.contains("fee too low") || lower.contains("max fee per gas less")
+        } else if lower.contains("underpriced")
+            || lower.contains("fee too low")
+            || lower.contains("max fee per gas less")
         {
             SendRefusal::Underpriced
         } else if lower.contains("insufficient funds") {
@@ -103,7 +111,9 @@ impl L1BatcherRpc for L1JsonRpc {
     fn send_raw(&self, raw: &[u8]) -> Result<B256, Result<SendRefusal, L1Error>> {
         const METHOD: &str = "eth_sendRawTransaction";
         match self.call(METHOD, json!([Bytes::copy_from_slice(raw)])) {
-            Ok(result) => fixed::<32>(&result, "result").map(B256::from).map_err(|reason| Err(malformed(METHOD, reason))),
+            Ok(result) => {
+                fixed::<32>(&result, "result").map(B256::from).map_err(|reason| Err(malformed(METHOD, reason)))
+            }
             Err(L1Error::Refused { message, .. }) => Err(Ok(SendRefusal::of(&message))),
             Err(error) => Err(Err(error)),
         }
@@ -161,6 +171,8 @@ fn transaction_from_json(value: &Value, block: &L1Block) -> Result<L1Transaction
         to,
         input: bytes(field(object, "input")?, "input")?,
         nonce: quantity(field(object, "nonce")?, "nonce")?,
+        gas: quantity(field(object, "gas")?, "gas")?,
+        effective_gas_price_wei: optional_quantity(object, "gasPrice")?.unwrap_or(0),
         blob_versioned_hashes,
     })
 }
@@ -199,10 +211,13 @@ mod tests {
             "to": Address::repeat_byte(4),
             "input": "0x0001",
             "nonce": "0x7",
+            "gas": "0x5208",
+            "gasPrice": "0x3b9aca00",
         });
         let read = transaction_from_json(&tx, &block).unwrap();
         assert_eq!((read.from, read.to, read.nonce), (Address::repeat_byte(3), Some(Address::repeat_byte(4)), 7));
         assert_eq!(read.input, Bytes::from_static(&[0, 1]));
+        assert_eq!((read.gas, read.effective_gas_price_wei), (21_000, 1_000_000_000));
         tx["blobVersionedHashes"] = json!([B256::repeat_byte(9)]);
         assert_eq!(transaction_from_json(&tx, &block).unwrap().blob_versioned_hashes, vec![B256::repeat_byte(9)]);
         tx["blockHash"] = json!(B256::repeat_byte(8));

@@ -18,7 +18,7 @@ use tephra_hsm::{
 use tephra_types::rollup::RollupConfig;
 
 use crate::{
-    config::{Config, SignerKind},
+    config::{Config, KeyConfig, SignerKind},
     error::{NodeError, io_error},
     replay,
 };
@@ -155,30 +155,35 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
 
 /// The block key named by `[signer]`, without the guard (log verify reads only its address).
 pub fn load_key(config: &Config, data: &DataDir) -> Result<Box<dyn Signer>, NodeError> {
-    let c = &config.signer;
-    Ok(match c.kind {
+    open_key(&config.signer.key(), data, "block")
+}
+
+/// The key `key` names (the block key's or the batcher's: `role`), without
+/// a guard; a file key is created on first use.
+pub fn open_key(key: &KeyConfig, data: &DataDir, role: &str) -> Result<Box<dyn Signer>, NodeError> {
+    Ok(match key.kind {
         SignerKind::File => {
-            let path = data.0.join(&c.key_file);
+            let path = data.0.join(&key.key_file);
             let (signer, created) = FileSigner::load_or_create(&path)?;
             if created {
-                tracing::info!(address = %signer.address(), key_file = %path.display(), "created a dev block key");
+                tracing::info!(address = %signer.address(), key_file = %path.display(), "created a dev {role} key");
             }
             Box::new(signer)
         }
         SignerKind::Pkcs11 => Box::new(Pkcs11Signer::open(&Pkcs11Config {
-            module: c.pkcs11_module.clone(),
-            token_label: c.pkcs11_token_label.clone(),
-            pin_file: c.pkcs11_pin_file.clone(),
-            key_label: c.pkcs11_key_label.clone(),
+            module: key.pkcs11_module.clone(),
+            token_label: key.pkcs11_token_label.clone(),
+            pin_file: key.pkcs11_pin_file.clone(),
+            key_label: key.pkcs11_key_label.clone(),
         })?),
         SignerKind::Yubihsm => {
-            let connector = yubihsm_connector(&c.yubihsm_connector)
+            let connector = yubihsm_connector(&key.yubihsm_connector)
                 .map_err(|e| NodeError::Signer(SignError::Key(e.to_string())))?;
             Box::new(YubiHsmSigner::open(&YubiHsmConfig {
                 connector,
-                auth_key_id: c.yubihsm_auth_key_id,
-                password_file: c.yubihsm_password_file.clone(),
-                key_id: c.yubihsm_key_id,
+                auth_key_id: key.yubihsm_auth_key_id,
+                password_file: key.yubihsm_password_file.clone(),
+                key_id: key.yubihsm_key_id,
             })?)
         }
     })
@@ -238,6 +243,36 @@ pub fn load_signer(
         Some(fence) => guarded.with_fence(fence),
         None => guarded,
     }))
+}
+
+/// The batcher key named by `[batcher.key]`, every signature audited in
+/// `batcher.audit_file`, behind the guard that lets it sign only batcher
+/// transactions to `rollup`'s inbox. Its address must be the rollup's
+/// batcher address, or verifiers ignore what it posts.
+pub fn load_batcher_signer(
+    config: &Config,
+    data: &DataDir,
+    rollup: &RollupConfig,
+) -> Result<Arc<dyn Signer>, NodeError> {
+    let key = open_key(&config.batcher.key, data, "batcher")?;
+    let expected = rollup.genesis.system_config.batcher_addr;
+    if key.address() != expected {
+        return Err(NodeError::Signer(SignError::Key(format!(
+            "the batcher key's address {} is not the rollup's batcher address {expected} (genesis.system_config.batcherAddr)",
+            key.address()
+        ))));
+    }
+    let audited = AuditedSigner::open(key, &data.0.join(&config.batcher.audit_file))
+        .map_err(|e| SignError::Device(e.to_string()))?;
+    let gwei = 1_000_000_000u128;
+    let cap = u128::from(config.batcher.max_fee_per_gas_cap_gwei) * gwei;
+    let rules = tephra_hsm::BatcherRules {
+        l1_chain_id: rollup.l1_chain_id,
+        batch_inbox: rollup.batch_inbox_address,
+        max_fee_per_gas_cap_wei: cap,
+        max_fee_per_blob_gas_cap_wei: cap,
+    };
+    Ok(Arc::new(tephra_hsm::BatcherGuard::new(audited, rules)))
 }
 
 /// Where each tile runs: `[topology]` against this machine.

@@ -66,6 +66,8 @@ pub struct ChainView {
     tx_index: B256Map<TxLocation>,
     open: OpenBlock,
     outlets: Outlets,
+    /// An OP Stack chain's batcher: the safe and finalized heads.
+    batcher: Option<Arc<crate::batcher::BatcherStatus>>,
 }
 
 impl ChainView {
@@ -84,6 +86,7 @@ impl ChainView {
             pool,
             blocks: VecDeque::new(),
             history_blocks_max: history_blocks_max.max(1),
+            batcher: None,
             tx_index: B256Map::default(),
             open: OpenBlock { params: open.params.clone(), txs: Vec::new(), gas_used: 0, op: open.op.clone() },
             outlets,
@@ -154,6 +157,24 @@ impl ChainView {
     /// Whether a transaction is sealed or preconfirmed here.
     pub fn holds_tx(&self, hash: &B256) -> bool {
         self.tx_index.contains_key(hash)
+    }
+
+    /// Tells the safe and finalized heads from here on (an OP Stack chain
+    /// with its batcher on).
+    pub fn set_batcher(&mut self, status: Arc<crate::batcher::BatcherStatus>) {
+        self.batcher = Some(status);
+    }
+
+    /// The safe head: the batcher's (its batch on L1, deep enough), or
+    /// without a batcher the newest signed block.
+    pub fn safe_head(&self) -> u64 {
+        self.batcher.as_ref().map_or_else(|| self.newest_signed(), |b| b.safe())
+    }
+
+    /// The finalized head: the batcher's (its batch in a finalized L1
+    /// block), or without a batcher the newest signed block.
+    pub fn finalized_head(&self) -> u64 {
+        self.batcher.as_ref().map_or_else(|| self.newest_signed(), |b| b.finalized())
     }
 
     /// The newest block the block key has signed (0, genesis, if none kept is).

@@ -29,6 +29,44 @@ pub struct Config {
     pub signer: SignerConfig,
     pub ha: HaConfig,
     pub l1: L1Config,
+    pub batcher: BatcherConfig,
+}
+
+/// `[batcher]`: an OP Stack chain's batcher (`src/batcher/`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatcherConfig {
+    pub enabled: bool,
+    pub safe_depth_l1_blocks: u64,
+    pub poll_interval_ms: u64,
+    pub frame_size_max_bytes: usize,
+    pub channel_target_frames: usize,
+    pub compression_quality: u32,
+    pub channel_duration_max_l1_blocks: u64,
+    pub sub_safety_margin_l1_blocks: u64,
+    pub txs_in_flight_max: usize,
+    pub resubmit_timeout_ms: u64,
+    pub max_fee_per_gas_cap_gwei: u64,
+    pub read_back_l1_blocks_per_poll_max: u64,
+    pub audit_file: PathBuf,
+    pub key: KeyConfig,
+}
+
+/// Where a key lives: `[batcher.key]`, and the key fields of `[signer]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    pub kind: SignerKind,
+    pub key_file: PathBuf,
+    pub allow_file_key_in_production: bool,
+    pub pkcs11_module: PathBuf,
+    pub pkcs11_token_label: String,
+    pub pkcs11_pin_file: PathBuf,
+    pub pkcs11_key_label: String,
+    pub yubihsm_connector: String,
+    pub yubihsm_auth_key_id: u16,
+    pub yubihsm_password_file: PathBuf,
+    pub yubihsm_key_id: u16,
 }
 
 /// An OP Stack chain's L1 (`node.rollup_config` set): the execution node
@@ -171,7 +209,7 @@ pub struct MetricsConfig {
     pub listen: SocketAddr,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "lowercase")]
 pub enum SignerKind {
     File,
@@ -199,6 +237,25 @@ pub struct SignerConfig {
     pub yubihsm_auth_key_id: u16,
     pub yubihsm_password_file: PathBuf,
     pub yubihsm_key_id: u16,
+}
+
+impl SignerConfig {
+    /// The block key's place.
+    pub fn key(&self) -> KeyConfig {
+        KeyConfig {
+            kind: self.kind.clone(),
+            key_file: self.key_file.clone(),
+            allow_file_key_in_production: self.allow_file_key_in_production,
+            pkcs11_module: self.pkcs11_module.clone(),
+            pkcs11_token_label: self.pkcs11_token_label.clone(),
+            pkcs11_pin_file: self.pkcs11_pin_file.clone(),
+            pkcs11_key_label: self.pkcs11_key_label.clone(),
+            yubihsm_connector: self.yubihsm_connector.clone(),
+            yubihsm_auth_key_id: self.yubihsm_auth_key_id,
+            yubihsm_password_file: self.yubihsm_password_file.clone(),
+            yubihsm_key_id: self.yubihsm_key_id,
+        }
+    }
 }
 
 /// `[ha]`: an active/standby pair (or more) coordinated by etcd.
@@ -339,8 +396,9 @@ impl Config {
     /// the source table while the net tile's limit is on) and each NIC
     /// backend when it starts. `[ha]` rows apply only with `ha.enabled`, as
     /// the rest of `[ha]`.
-    pub fn bounds(&self) -> [(&'static str, u64, RangeInclusive<u64>); 75] {
+    pub fn bounds(&self) -> [(&'static str, u64, RangeInclusive<u64>); 86] {
         let (rpc, udp, net, signer, ha) = (&self.rpc, &self.udp, &self.net, &self.signer, &self.ha);
+        let batcher = &self.batcher;
         let highest_core = |cores: &[usize]| cores.iter().max().map_or(0, |&core| core as u64);
         [
             ("block.block_time_s", self.block.block_time_s, 1..=BLOCK_TIME_S_MAX),
@@ -443,6 +501,37 @@ impl Config {
                 self.l1.blob_base_fee_update_fraction,
                 1..=L1_BLOB_BASE_FEE_UPDATE_FRACTION_MAX,
             ),
+            ("batcher.safe_depth_l1_blocks", batcher.safe_depth_l1_blocks, 0..=L1_CONFIRMATION_DEPTH_MAX),
+            ("batcher.poll_interval_ms", batcher.poll_interval_ms, 1..=BATCHER_POLL_INTERVAL_MS_MAX),
+            (
+                "batcher.frame_size_max_bytes",
+                batcher.frame_size_max_bytes as u64,
+                BATCHER_FRAME_SIZE_MIN_BYTES..=BATCHER_FRAME_SIZE_MAX_BYTES,
+            ),
+            (
+                "batcher.channel_target_frames",
+                batcher.channel_target_frames as u64,
+                1..=BATCHER_CHANNEL_TARGET_FRAMES_MAX,
+            ),
+            ("batcher.compression_quality", u64::from(batcher.compression_quality), 0..=11),
+            (
+                "batcher.channel_duration_max_l1_blocks",
+                batcher.channel_duration_max_l1_blocks,
+                0..=BATCHER_CHANNEL_DURATION_MAX_L1_BLOCKS,
+            ),
+            (
+                "batcher.sub_safety_margin_l1_blocks",
+                batcher.sub_safety_margin_l1_blocks,
+                0..=BATCHER_SUB_SAFETY_MARGIN_MAX_L1_BLOCKS,
+            ),
+            ("batcher.txs_in_flight_max", batcher.txs_in_flight_max as u64, 1..=BATCHER_TXS_IN_FLIGHT_MAX),
+            ("batcher.resubmit_timeout_ms", batcher.resubmit_timeout_ms, 1..=BATCHER_RESUBMIT_TIMEOUT_MS_MAX),
+            ("batcher.max_fee_per_gas_cap_gwei", batcher.max_fee_per_gas_cap_gwei, 1..=BATCHER_FEE_CAP_GWEI_MAX),
+            (
+                "batcher.read_back_l1_blocks_per_poll_max",
+                batcher.read_back_l1_blocks_per_poll_max,
+                1..=BATCHER_READ_BACK_BLOCKS_PER_POLL_MAX,
+            ),
         ]
     }
 
@@ -486,6 +575,44 @@ impl Config {
                 key: "signer.kind",
                 value: "file".into(),
                 reason: "a production node keeps its block key in an HSM (set signer.allow_file_key_in_production to override)",
+            });
+        }
+        if self.node.profile == Profile::Production
+            && self.batcher.enabled
+            && matches!(self.batcher.key.kind, SignerKind::File)
+            && !self.batcher.key.allow_file_key_in_production
+        {
+            return Err(ConfigError::Invalid {
+                key: "batcher.key.kind",
+                value: "file".into(),
+                reason: "a production node keeps its batcher key in an HSM (set batcher.key.allow_file_key_in_production to override)",
+            });
+        }
+        if self.batcher.enabled
+            && self.batcher.key.kind == self.signer.kind
+            && self.batcher.key.kind != SignerKind::File
+        {
+            let same = match self.batcher.key.kind {
+                SignerKind::Pkcs11 => {
+                    self.batcher.key.pkcs11_token_label == self.signer.pkcs11_token_label
+                        && self.batcher.key.pkcs11_key_label == self.signer.pkcs11_key_label
+                }
+                SignerKind::Yubihsm => self.batcher.key.yubihsm_key_id == self.signer.yubihsm_key_id,
+                SignerKind::File => false,
+            };
+            if same {
+                return Err(ConfigError::Invalid {
+                    key: "batcher.key",
+                    value: "the block key".into(),
+                    reason: "the batcher key pays for L1 transactions: it must not be the block key",
+                });
+            }
+        }
+        if self.batcher.enabled && self.batcher.key.key_file == self.signer.key_file {
+            return Err(ConfigError::Invalid {
+                key: "batcher.key.key_file",
+                value: self.batcher.key.key_file.display().to_string(),
+                reason: "the batcher key must not be the block key's file",
             });
         }
         if self.block.extra_data.len() > tephra_types::limits::EXTRA_DATA_MAX_BYTES {

@@ -9,7 +9,7 @@
 //!
 //! Invariants: a hold is set and cleared by the one part that owns its cause
 //! (disk and signer and replication and L1: the sequencer; leadership: the role
-//! thread); /ready names every hold in force, in `Hold` order; a node takes
+//! thread; posting batches: the batcher); /ready names every hold in force, in `Hold` order; a node takes
 //! transactions only while it leads and its log's disk keeps its reserve. The
 //! checks on every submission read one atomic word, never a lock.
 
@@ -39,10 +39,16 @@ pub enum Hold {
     /// unreachable past the sequencer drift, or reorged below the origin):
     /// no block opens; transactions wait in the pool.
     L1,
+    /// An OP Stack chain's batcher cannot post (its key's HSM fails, the
+    /// L1 refuses or does not answer) or a batch is close to missing its
+    /// sequencing window: blocks and preconfirmations go on while the
+    /// window allows (`src/batcher/`).
+    Batcher,
 }
 
 impl Hold {
-    const ALL: [Hold; 6] = [Hold::Disk, Hold::Signer, Hold::Replication, Hold::LogFailed, Hold::Deposed, Hold::L1];
+    const ALL: [Hold; 7] =
+        [Hold::Disk, Hold::Signer, Hold::Replication, Hold::LogFailed, Hold::Deposed, Hold::L1, Hold::Batcher];
 
     fn bit(self) -> u32 {
         1 << self as u32

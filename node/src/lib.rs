@@ -3,6 +3,7 @@
 //! comes from the operator (`config`) is public so that the fuzz targets reach
 //! it; the batch log is its own crate, tephra-batchlog.
 
+mod batcher;
 mod boot;
 mod chain_view;
 pub mod config;

@@ -18,6 +18,90 @@ pub struct ReasonLabel {
     pub code: u16,
 }
 
+/// Where a batcher transaction carries its frames.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DaLabel {
+    pub kind: &'static str,
+}
+
+/// An OP Stack chain's batcher (`src/batcher/`).
+#[derive(Debug)]
+pub struct BatcherMetrics {
+    /// Compressed bytes in channels not yet read back from L1.
+    pub pending_bytes: Gauge,
+    /// Channels open or closed and not yet read back from L1.
+    pub channels_open: Gauge,
+    /// From a block's timestamp to its batch read back from L1, milliseconds.
+    pub inclusion_delay_ms: Histogram,
+    /// What the batcher's included transactions cost, gwei.
+    pub fees_gwei: Counter,
+    pub bytes_posted: Family<DaLabel, Counter>,
+    pub txs_posted: Family<DaLabel, Counter>,
+    pub blocks_posted: Counter,
+    pub user_txs_posted: Counter,
+    pub resubmissions: Counter,
+    /// Channels given up and their blocks sent again in a new one.
+    pub channels_invalidated: Counter,
+    pub posted_head: Gauge,
+    pub safe_head: Gauge,
+    pub finalized_head: Gauge,
+    /// 1 while a block's batch is close to missing its sequencing window.
+    pub window_alarm: Gauge,
+}
+
+impl BatcherMetrics {
+    fn new() -> Self {
+        Self {
+            pending_bytes: Gauge::default(),
+            channels_open: Gauge::default(),
+            inclusion_delay_ms: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                100.0, 2.0, 16,
+            )),
+            fees_gwei: Counter::default(),
+            bytes_posted: Family::default(),
+            txs_posted: Family::default(),
+            blocks_posted: Counter::default(),
+            user_txs_posted: Counter::default(),
+            resubmissions: Counter::default(),
+            channels_invalidated: Counter::default(),
+            posted_head: Gauge::default(),
+            safe_head: Gauge::default(),
+            finalized_head: Gauge::default(),
+            window_alarm: Gauge::default(),
+        }
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("batcher");
+        r.register("pending_bytes", "Compressed channel bytes not yet read back from L1", self.pending_bytes.clone());
+        r.register("channels_open", "Channels open, or closed and not yet read back", self.channels_open.clone());
+        r.register(
+            "inclusion_delay_ms",
+            "From a block's timestamp to its batch read back from L1, milliseconds",
+            self.inclusion_delay_ms.clone(),
+        );
+        r.register("fees_gwei", "Fees of the batcher's included transactions, gwei", self.fees_gwei.clone());
+        r.register("bytes_posted", "Batcher transaction payload bytes included on L1", self.bytes_posted.clone());
+        r.register("txs_posted", "Batcher transactions included on L1", self.txs_posted.clone());
+        r.register("blocks_posted", "L2 blocks read back from L1 batches", self.blocks_posted.clone());
+        r.register("user_txs_posted", "User transactions read back from L1 batches", self.user_txs_posted.clone());
+        r.register("resubmissions", "Batcher transactions sent again with raised fees", self.resubmissions.clone());
+        r.register(
+            "channels_invalidated",
+            "Channels given up (dropped, reorged, refused) whose blocks went into a new channel",
+            self.channels_invalidated.clone(),
+        );
+        r.register("posted_head", "Newest L2 block read back from L1 batches", self.posted_head.clone());
+        r.register("safe_head", "Newest safe L2 block", self.safe_head.clone());
+        r.register("finalized_head", "Newest finalized L2 block", self.finalized_head.clone());
+        r.register(
+            "window_alarm",
+            "1 while a block's batch is close to missing its sequencing window",
+            self.window_alarm.clone(),
+        );
+    }
+}
+
 /// Every metric the node exports. Cheap to update from the hot loop.
 #[derive(Debug)]
 pub struct Metrics {
@@ -53,6 +137,7 @@ pub struct Metrics {
     /// Records behind: a standby's own lag, or a leader's slowest standby.
     pub ha_replication_lag_records: Gauge,
     pub ha_sync_wait_us: Histogram,
+    pub batcher: BatcherMetrics,
     net: NetMetrics,
     /// The dataplane's own counters, copied into `net` at each scrape.
     net_sources: std::sync::OnceLock<NetSources>,
@@ -123,6 +208,7 @@ impl Metrics {
             ha_elections_won: Counter::default(),
             ha_fencing_refusals: Counter::default(),
             ha_replication_lag_records: Gauge::default(),
+            batcher: BatcherMetrics::new(),
             ha_sync_wait_us: Histogram::new(micros_buckets()),
             net: NetMetrics::default(),
             net_sources: std::sync::OnceLock::new(),
@@ -232,6 +318,7 @@ impl Metrics {
         registry.register("net_backend_errors", "Errors of the NIC backend", net.backend_errors.clone());
         registry.register("net_ring_overruns", "Pushes refused by a full ring", net.ring_overruns.clone());
         registry.register("net_buffers_free", "Packet buffers free in the pool", net.buffers_free.clone());
+        m.batcher.register(&mut registry);
         Self { registry, ..m }
     }
 

@@ -38,7 +38,8 @@ use crate::{
 };
 pub use crate::{
     boot::{
-        DataDir, chain_of, load_key, load_signer, lock_data_dir, placement, rollup_of, verify_log, yubihsm_connector,
+        DataDir, chain_of, load_batcher_signer, load_key, load_signer, lock_data_dir, open_key, placement, rollup_of,
+        verify_log, yubihsm_connector,
     },
     error::NodeError,
 };
@@ -101,6 +102,21 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         (events.clone(), metrics.clone()),
     )?;
     let l1_anchor = view.head().op.as_ref().map(|op| BlockId { hash: op.origin.hash, number: op.origin.number });
+    let batcher = match (&op, config.batcher.enabled) {
+        (Some(_), true) => Some(Arc::new(crate::batcher::BatcherStatus::default())),
+        (None, true) => {
+            return Err(NodeError::Config(crate::config::ConfigError::Invalid {
+                key: "batcher.enabled",
+                value: "true".into(),
+                reason: "the batcher posts an OP Stack chain's blocks: set node.rollup_config",
+            }));
+        }
+        (_, false) => None,
+    };
+    let mut view = view;
+    if let Some(status) = &batcher {
+        view.set_batcher(status.clone());
+    }
     let (submit_tx, submit_rx) = mpsc::sync_channel(config.sequencer.submission_queue_depth);
     let shared = Arc::new(Shared {
         chain,
@@ -114,11 +130,15 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         health: Arc::new(Health::new(ha.is_none())),
         heartbeat: Default::default(),
         op,
+        batcher,
     });
     if let Some(op) = &shared.op {
         let anchor = l1_anchor.unwrap_or_else(|| op.rollup.genesis.l1.clone());
         op.spawn_follower(&shared.config.l1, anchor, shared.health.clone())
             .map_err(io_error(Path::new("the L1 follower thread")))?;
+    }
+    if let Some(status) = &shared.batcher {
+        crate::batcher::spawn(shared.clone(), status.clone()).map_err(io_error(Path::new("the batcher thread")))?;
     }
     let (machine, placement) = placement(&shared.config)?;
     let topology = crate::topology::Topology::of(&shared.config, &placement);

@@ -102,6 +102,10 @@ pub enum OpHold {
     Params(String),
     #[error("an L1 reorg dropped the head's L1 origin {number} {hash}: the blocks on it are rebuilt")]
     OriginDropped { number: u64, hash: B256 },
+    /// The batcher's alarm: a block's batch is close to missing its
+    /// sequencing window, and blocks past it could not be posted in time.
+    #[error("{0}")]
+    BatchWindow(String),
 }
 
 /// The next OP Stack block: its parameters, its deposits (the L1-info one

@@ -77,6 +77,8 @@ pub struct Shared {
     pub heartbeat: AtomicU64,
     /// An OP Stack chain's rollup config and L1 view.
     pub op: Option<Arc<crate::op::OpSequencing>>,
+    /// An OP Stack chain's batcher (`batcher.enabled`): its heads and window alarm.
+    pub batcher: Option<Arc<crate::batcher::BatcherStatus>>,
 }
 
 impl Shared {

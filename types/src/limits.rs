@@ -328,3 +328,40 @@ pub const L1_BLOB_BASE_FEE_UPDATE_FRACTION_MAX: u64 = 50_077_160;
 /// costs a task and a buffer of `rpc.subscription_buffer_max` messages; an
 /// appliance feeds a few indexers and builders, not the public.
 pub const FLASHBLOCKS_SUBSCRIBERS_MAX: usize = 256;
+
+/// `batcher.frame_size_max_bytes`: a frame and the version byte fill one
+/// L1 transaction, which an L1 node's pool takes up to 128 KiB.
+pub const BATCHER_FRAME_SIZE_MAX_BYTES: u64 = 130_000;
+
+/// The smallest `batcher.frame_size_max_bytes`: a frame's 23 bytes of
+/// overhead and some data.
+pub const BATCHER_FRAME_SIZE_MIN_BYTES: u64 = 1_000;
+
+/// `batcher.channel_target_frames`: a channel of more frames than this
+/// needs more transactions than land well within a channel timeout.
+pub const BATCHER_CHANNEL_TARGET_FRAMES_MAX: u64 = 64;
+
+/// `batcher.channel_duration_max_l1_blocks`: a day of 12 s L1 blocks; the
+/// sequencing window closes a channel sooner anyway.
+pub const BATCHER_CHANNEL_DURATION_MAX_L1_BLOCKS: u64 = 7_200;
+
+/// `batcher.sub_safety_margin_l1_blocks`: an hour of L1 blocks.
+pub const BATCHER_SUB_SAFETY_MARGIN_MAX_L1_BLOCKS: u64 = 300;
+
+/// `batcher.txs_in_flight_max`: batcher transactions sent and not yet
+/// included. Each holds at most one frame (128 KiB).
+pub const BATCHER_TXS_IN_FLIGHT_MAX: u64 = 64;
+
+/// `batcher.poll_interval_ms`: a minute.
+pub const BATCHER_POLL_INTERVAL_MS_MAX: u64 = 60_000;
+
+/// `batcher.resubmit_timeout_ms`: ten minutes; op-batcher's default is 48 s.
+pub const BATCHER_RESUBMIT_TIMEOUT_MS_MAX: u64 = 600_000;
+
+/// `batcher.max_fee_per_gas_cap_gwei`: 10,000 gwei, a fee no L1 has seen
+/// for long.
+pub const BATCHER_FEE_CAP_GWEI_MAX: u64 = 10_000;
+
+/// `batcher.read_back_l1_blocks_per_poll_max`: L1 blocks read back in one
+/// poll, so that a node catching up answers its health checks.
+pub const BATCHER_READ_BACK_BLOCKS_PER_POLL_MAX: u64 = 10_000;

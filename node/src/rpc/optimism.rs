@@ -1,7 +1,8 @@
 //! op-node's rollup RPC for an OP Stack chain (op-service's rollup client:
 //! what op-batcher, op-proposer and op-challenger call): the rollup config,
-//! the sync status and output roots. tephra sequences and posts nothing to
-//! L1 yet, so its safe and finalized L2 heads stay at genesis.
+//! the sync status and output roots. The safe and finalized L2 heads are
+//! the batcher's (`src/batcher/`): blocks whose batches it read back from
+//! L1; without a batcher they stay at genesis.
 
 use alloy_primitives::{B256, keccak256};
 use jsonrpsee::types::Params;
@@ -54,8 +55,9 @@ pub(super) fn output_at_block(params: &Params<'_>, shared: &Shared) -> RpcResult
     }))
 }
 
-/// op-node's `SyncStatus`: the head is the unsafe L2 head; nothing is safe
-/// or finalized beyond genesis until batches reach L1.
+/// op-node's `SyncStatus`: the head is the unsafe L2 head; the safe and
+/// finalized heads are the batcher's, with the L1 blocks their batches
+/// landed in (genesis and null before any batch is read back).
 fn status(shared: &Shared, view: &ChainView) -> Value {
     let head = view.head();
     let genesis =
@@ -63,18 +65,26 @@ fn status(shared: &Shared, view: &ChainView) -> Value {
     let current_l1 = head.op.as_ref().map(|op| l1_ref(&op.origin));
     let head_l1 = shared.op.as_ref().and_then(|op| op.l1_tip()).map(|tip| l1_ref(&tip));
     let unsafe_l2 = l2_ref(shared, head);
+    let heads = shared.batcher.as_ref().and_then(|b| b.heads());
+    let l2_of = |posted: Option<crate::batcher::Posted>| {
+        posted.and_then(|p| view.block(p.l2)).map_or_else(|| genesis.clone(), |block| l2_ref(shared, block))
+    };
+    let l1_of = |posted: Option<crate::batcher::Posted>| {
+        posted.map_or(json!(null), |p| json!({ "hash": p.l1_hash, "number": p.l1 }))
+    };
+    let (safe, finalized, posted) = (heads.map(|h| h.safe), heads.map(|h| h.finalized), heads.map(|h| h.posted));
     json!({
         "current_l1": current_l1,
         "current_l1_finalized": null,
         "head_l1": head_l1,
-        "safe_l1": null,
-        "finalized_l1": null,
+        "safe_l1": l1_of(safe),
+        "finalized_l1": l1_of(finalized),
         "unsafe_l2": unsafe_l2,
-        "safe_l2": genesis,
-        "finalized_l2": genesis,
-        "pending_safe_l2": genesis,
+        "safe_l2": l2_of(safe),
+        "finalized_l2": l2_of(finalized),
+        "pending_safe_l2": l2_of(posted),
         "cross_unsafe_l2": unsafe_l2,
-        "local_safe_l2": genesis,
+        "local_safe_l2": l2_of(safe),
     })
 }
 

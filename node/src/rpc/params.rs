@@ -18,8 +18,11 @@ pub(super) enum BlockTag {
     Hash(B256),
     Latest,
     Pending,
-    /// safe and finalized: the newest block the block key has signed.
-    Signed,
+    /// The batcher's safe head (without a batcher: the newest block the
+    /// block key has signed).
+    Safe,
+    /// The batcher's finalized head (without a batcher: the newest signed).
+    Finalized,
     Earliest,
 }
 
@@ -37,7 +40,8 @@ pub(super) fn parse_tag(value: Option<&Value>) -> Result<BlockTag, ErrorObjectOw
     match value.as_str() {
         Some("latest") => Ok(BlockTag::Latest),
         Some("pending") => Ok(BlockTag::Pending),
-        Some("safe") | Some("finalized") => Ok(BlockTag::Signed),
+        Some("safe") => Ok(BlockTag::Safe),
+        Some("finalized") => Ok(BlockTag::Finalized),
         Some("earliest") => Ok(BlockTag::Earliest),
         Some(text) if text.len() == 66 => text.parse().map(BlockTag::Hash).map_err(|_| invalid("bad block hash")),
         Some(text) => parse_u64(text).map(BlockTag::Number),
@@ -73,7 +77,8 @@ pub(super) fn resolve(view: &ChainView, tag: BlockTag) -> Option<u64> {
         BlockTag::Hash(hash) => view.block_by_hash(&hash).map(|b| b.header.number),
         BlockTag::Latest => Some(view.head().header.number),
         BlockTag::Pending => None,
-        BlockTag::Signed => Some(view.newest_signed()),
+        BlockTag::Safe => Some(view.safe_head()),
+        BlockTag::Finalized => Some(view.finalized_head()),
         BlockTag::Earliest => Some(0),
     }
 }
@@ -82,7 +87,7 @@ pub(super) fn resolve(view: &ChainView, tag: BlockTag) -> Option<u64> {
 /// historical state.
 pub(super) fn check_state_tag(view: &ChainView, tag: BlockTag) -> Result<(), ErrorObjectOwned> {
     match tag {
-        BlockTag::Latest | BlockTag::Pending | BlockTag::Signed => Ok(()),
+        BlockTag::Latest | BlockTag::Pending | BlockTag::Safe | BlockTag::Finalized => Ok(()),
         other => match resolve(view, other) {
             Some(n) if n >= view.head().header.number => Ok(()),
             Some(n) => Err(error(SERVER_ERROR, format!("state at block {n} is not kept; ask for latest"), None)),

@@ -13,7 +13,7 @@ use tephra_batchlog::{ReceiptRecord, Record};
 use tephra_exec::{BlockBuilder, BlockChoice, BlockParams, SealedBlock, StateDb, snapshot};
 
 use super::{Sequencer, SequencerError};
-use crate::{chain_view::ChainView, config::Config, health::Hold, replay::open_record, view::StoredBlock};
+use crate::{chain_view::ChainView, config::Config, health::Hold, op::OpHold, replay::open_record, view::StoredBlock};
 
 impl Sequencer {
     /// Seals the open block, logs it, publishes it and opens the next one.
@@ -93,7 +93,8 @@ impl Sequencer {
             self.opened(false, false);
             return Ok(true);
         };
-        let open = match op.next_block(&shared.chain, &head) {
+        let window = shared.batcher.as_ref().and_then(|b| b.window_hold()).map(OpHold::BatchWindow);
+        let open = match window.map_or_else(|| op.next_block(&shared.chain, &head), Err) {
             Ok(open) => open,
             Err(hold) => {
                 self.set_hold(Hold::L1, Some(hold.to_string()), "no L1 origin: the next block waits", "");

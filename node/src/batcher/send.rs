@@ -1,0 +1,352 @@
+//! Sending: the sealed blocks after those already taken go into the open
+//! channel a run at a time; a closed channel's frames go out as calldata
+//! transactions with consecutive nonces, at most `batcher.txs_in_flight_max`
+//! not yet included; what is stuck is sent again with raised fees.
+//!
+//! ```text
+//!  view's sealed blocks (taken+1..=head) ─copied under the read lock─> ChannelOut::add_blocks (no lock)
+//!  close: compressed >= target, open batcher.channel_duration_max_l1_blocks, or the window's margin
+//!  queue of closed channels ─> frame i ─> nonce ─> calldata_tx ─> sign ─> eth_sendRawTransaction
+//!  each poll: L1 nonce (latest) ─> what is included; went back: sent again at once
+//!             not included after resubmit_timeout: fees +10%, same nonce, same frame
+//!             all included, not read back after NOT_READ_BACK_L1_BLOCKS: the channel is given up
+//!  start again (a rewind, a channel given up, a nonce used elsewhere): from the posted head,
+//!             a new channel id, nonces from the L1
+//! ```
+
+use std::{collections::VecDeque, io::Read, time::Instant};
+
+use alloy_primitives::{B256, Bytes};
+use tephra_batcher::{
+    BatchBlock, ChannelId, ChannelOut, ChannelOutError, ClosedChannel, FRAME_OVERHEAD_BYTES, Fees, calldata_tx,
+    payload_of, signed_tx,
+};
+use tephra_hsm::{L1Tx, Payload, Signer};
+use tephra_l1::{L1BatcherRpc, L1Rpc, SendRefusal};
+
+use super::{BatcherError, Context, Posted, batch_block};
+
+/// Blocks in one span batch at most: a channel's size is checked after each run.
+const RUN_BLOCKS_MAX: u64 = 64;
+
+/// L1 blocks after all of a channel's transactions are included within
+/// which it must be read back; past them verifiers dropped it.
+const NOT_READ_BACK_L1_BLOCKS: u64 = 4;
+
+/// Raised fees tried at once for one send the pool finds underpriced (a
+/// transaction of an earlier run pooled at that nonce).
+const UNDERPRICED_RETRIES_MAX: usize = 8;
+
+#[derive(Debug)]
+struct Open {
+    channel: ChannelOut,
+    opened_l1: u64,
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    channel: ClosedChannel,
+    txs: Vec<Option<Sent>>,
+    /// The L1 head when all its transactions were first seen included.
+    included_at_l1: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    nonce: u64,
+    fees: Fees,
+    /// None: to be sent again at once (an L1 reorg took it out).
+    sent_at: Option<Instant>,
+}
+
+/// See the module comment.
+#[derive(Debug, Default)]
+pub struct Sender {
+    open: Option<Open>,
+    queue: VecDeque<Outgoing>,
+    /// The newest block taken into a channel, and its hash.
+    taken: Option<(u64, B256)>,
+    next_nonce: Option<u64>,
+    /// The L1's `latest` nonce of the batcher, as last read.
+    included_nonce: u64,
+}
+
+impl Sender {
+    /// One turn; see the module comment.
+    pub fn step(
+        &mut self,
+        context: &Context,
+        signer: &dyn Signer,
+        posted: Posted,
+        l1_head: u64,
+    ) -> Result<(), BatcherError> {
+        while self.queue.front().is_some_and(|out| out.channel.last_block <= posted.l2) {
+            self.queue.pop_front();
+        }
+        self.start_again_if_stale(context, posted);
+        let included = context.rpc.nonce(context.batcher, false)?;
+        if self.next_nonce.is_none() {
+            self.next_nonce = Some(context.rpc.nonce(context.batcher, true)?);
+        }
+        if included < self.included_nonce {
+            // An L1 reorg took included transactions out: sent again now.
+            for sent in self.sent_mut().filter(|sent| sent.nonce >= included) {
+                sent.sent_at = None;
+            }
+        }
+        self.included_nonce = included;
+        if self.given_up(l1_head, posted) {
+            context.metrics().channels_invalidated.inc();
+            tracing::warn!(
+                posted = posted.l2,
+                "a channel is included on L1 but not read back: sent again in a new channel"
+            );
+            self.start_again(posted);
+        }
+        self.fill(context, l1_head)?;
+        self.send(context, signer, l1_head)?;
+        let metrics = context.metrics();
+        let pending: usize = self.open.iter().map(|o| o.channel.compressed_bytes()).sum::<usize>()
+            + self.queue.iter().map(|out| out.channel.compressed_bytes).sum::<usize>();
+        metrics.pending_bytes.set(i64::try_from(pending).unwrap_or(i64::MAX));
+        metrics.channels_open.set(i64::try_from(self.queue.len() + usize::from(self.open.is_some())).unwrap_or(0));
+        Ok(())
+    }
+
+    fn sent_mut(&mut self) -> impl Iterator<Item = &mut Sent> {
+        self.queue.iter_mut().flat_map(|out| out.txs.iter_mut().flatten())
+    }
+
+    /// The chain under the taken blocks changed (an L1 reorg rebuilt
+    /// them), or the posted head passed them: start again from it.
+    fn start_again_if_stale(&mut self, context: &Context, posted: Posted) {
+        let Some((taken, hash)) = self.taken else {
+            self.taken = Some((posted.l2, posted.l2_hash));
+            return;
+        };
+        let rewound = context.shared.view.read().expect("view lock").block(taken).is_none_or(|b| b.hash != hash);
+        if rewound || taken < posted.l2 {
+            if rewound {
+                context.metrics().channels_invalidated.inc_by(self.queue.len() as u64 + u64::from(self.open.is_some()));
+                tracing::info!(
+                    taken,
+                    posted = posted.l2,
+                    "the blocks taken into channels were rewound: batching again"
+                );
+            }
+            self.start_again(posted);
+        }
+    }
+
+    fn start_again(&mut self, posted: Posted) {
+        self.open = None;
+        self.queue.clear();
+        self.taken = Some((posted.l2, posted.l2_hash));
+        // Nonces from the L1 again: the channels given up may hold some.
+        self.next_nonce = None;
+    }
+
+    /// A channel all of whose transactions are included, and which the
+    /// read-back has not found within `NOT_READ_BACK_L1_BLOCKS`.
+    fn given_up(&mut self, l1_head: u64, posted: Posted) -> bool {
+        let included_nonce = self.included_nonce;
+        for out in &mut self.queue {
+            let all_included = out.txs.iter().all(|tx| tx.is_some_and(|sent| sent.nonce < included_nonce));
+            if !all_included {
+                return false;
+            }
+            let since = *out.included_at_l1.get_or_insert(l1_head);
+            if l1_head >= since + NOT_READ_BACK_L1_BLOCKS && posted.l2 < out.channel.last_block {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The sealed blocks after those taken, into the open channel; closes
+    /// it when it is full or has waited long enough.
+    fn fill(&mut self, context: &Context, l1_head: u64) -> Result<(), BatcherError> {
+        let config = &context.config;
+        let target_bytes = config.channel_target_frames * (config.frame_size_max_bytes - FRAME_OVERHEAD_BYTES);
+        loop {
+            let (taken, _) = self.taken.expect("set by start_again_if_stale");
+            let Some(run) = Self::next_run(context, taken)? else { break };
+            let open = self.open.get_or_insert_with(|| Open {
+                channel: ChannelOut::new(
+                    channel_id(),
+                    taken + 1,
+                    context.rollup.genesis.l2_time,
+                    config.compression_quality,
+                ),
+                opened_l1: l1_head,
+            });
+            let blocks: Vec<BatchBlock> = run.iter().map(|(block, _)| block.clone()).collect();
+            match open.channel.add_blocks(taken + 1, &blocks) {
+                Ok(()) => {}
+                Err(ChannelOutError::ContentFull { .. }) if !open.channel.is_empty() => {
+                    self.close(context)?;
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            }
+            let newest = run.last().expect("a run has blocks");
+            self.taken = Some((taken + run.len() as u64, newest.1));
+            if open.channel.compressed_bytes() >= target_bytes {
+                self.close(context)?;
+            }
+        }
+        if let Some(open) = &self.open {
+            let duration = config.channel_duration_max_l1_blocks;
+            let lasted = duration > 0 && l1_head >= open.opened_l1 + duration;
+            let window = open.channel.oldest_origin().is_some_and(|origin| {
+                l1_head + config.sub_safety_margin_l1_blocks >= origin + context.rollup.seq_window_size
+            });
+            if lasted || window {
+                self.close(context)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `RUN_BLOCKS_MAX` sealed blocks after `taken`, copied out of
+    /// the view so that compressing them holds no lock.
+    fn next_run(context: &Context, taken: u64) -> Result<Option<Vec<(BatchBlock, B256)>>, BatcherError> {
+        let view = context.shared.view.read().expect("view lock");
+        let head = view.head().header.number;
+        if head <= taken {
+            return Ok(None);
+        }
+        let run = (taken + 1..=head.min(taken + RUN_BLOCKS_MAX))
+            .map(|number| batch_block(&view, number).ok_or(BatcherError::NotKept { number }))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(run))
+    }
+
+    fn close(&mut self, context: &Context) -> Result<(), BatcherError> {
+        let Some(open) = self.open.take() else { return Ok(()) };
+        let channel = open.channel.close(context.config.frame_size_max_bytes)?;
+        tracing::debug!(
+            first = channel.first_block,
+            last = channel.last_block,
+            frames = channel.frames.len(),
+            bytes = channel.compressed_bytes,
+            "channel closed"
+        );
+        let txs = vec![None; channel.frames.len()];
+        self.queue.push_back(Outgoing { channel, txs, included_at_l1: None });
+        Ok(())
+    }
+
+    /// Sends what is due: new frames while fewer than
+    /// `batcher.txs_in_flight_max` are pending, and stuck ones again.
+    fn send(&mut self, context: &Context, signer: &dyn Signer, l1_head: u64) -> Result<(), BatcherError> {
+        let included = self.included_nonce;
+        let mut in_flight =
+            self.queue.iter().flat_map(|out| out.txs.iter().flatten()).filter(|s| s.nonce >= included).count();
+        let mut fees_now = None;
+        let resubmit_after = std::time::Duration::from_millis(context.config.resubmit_timeout_ms);
+        for index in 0..self.queue.len() {
+            for frame in 0..self.queue[index].txs.len() {
+                let sent = self.queue[index].txs[frame];
+                let (nonce, fees) = match sent {
+                    Some(sent) if sent.nonce < included => continue,
+                    Some(sent) if sent.sent_at.is_none_or(|at| at.elapsed() >= resubmit_after) => {
+                        context.metrics().resubmissions.inc();
+                        (sent.nonce, sent.fees.bumped(*quote(context, l1_head, &mut fees_now)?))
+                    }
+                    Some(_) => continue,
+                    None if in_flight >= context.config.txs_in_flight_max => return Ok(()),
+                    None => (self.next_nonce.expect("read in step"), *quote(context, l1_head, &mut fees_now)?),
+                };
+                let payload = Bytes::from(payload_of([&self.queue[index].channel.frames[frame]]));
+                match send_one(context, signer, nonce, payload, fees)? {
+                    Some(fees) => {
+                        if sent.is_none() {
+                            self.next_nonce = Some(nonce + 1);
+                            in_flight += 1;
+                        }
+                        self.queue[index].txs[frame] = Some(Sent { nonce, fees, sent_at: Some(Instant::now()) });
+                    }
+                    None if sent.is_some() => {
+                        // Included meanwhile: the next poll's nonce says so.
+                    }
+                    None => {
+                        // A nonce this run did not know was used: start
+                        // again from the posted head with the L1's nonces.
+                        tracing::warn!(nonce, "nonce too low: the batcher starts its channels again");
+                        let posted = self.queue.front().map(|out| out.channel.first_block - 1);
+                        self.restart_before(context, posted);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts again from the block before the oldest queued channel.
+    fn restart_before(&mut self, context: &Context, newest_kept: Option<u64>) {
+        let Some(number) = newest_kept else { return };
+        let hash = context.shared.view.read().expect("view lock").block(number).map(|b| b.hash);
+        context.metrics().channels_invalidated.inc_by(self.queue.len() as u64);
+        match hash {
+            Some(hash) => self.start_again(Posted { l2: number, l2_hash: hash, l1: 0, l1_hash: B256::ZERO }),
+            None => self.taken = None,
+        }
+    }
+}
+
+/// The fees to pay now, read once per turn.
+fn quote<'a>(context: &Context, l1_head: u64, fees: &'a mut Option<Fees>) -> Result<&'a Fees, BatcherError> {
+    if fees.is_none() {
+        let base_fee = context.rpc.block_by_number(l1_head)?.map_or(0, |b| b.base_fee_per_gas);
+        let tip = context.rpc.suggested_tip_wei()?;
+        *fees = Some(Fees::suggested(u128::from(base_fee), u128::from(tip)));
+    }
+    Ok(fees.as_ref().expect("set above"))
+}
+
+/// Signs and sends `payload` at `nonce`: the fees it went out with, or
+/// None if the nonce is used already.
+fn send_one(
+    context: &Context,
+    signer: &dyn Signer,
+    nonce: u64,
+    payload: Bytes,
+    mut fees: Fees,
+) -> Result<Option<Fees>, BatcherError> {
+    let inbox = context.rollup.batch_inbox_address;
+    for _ in 0..=UNDERPRICED_RETRIES_MAX {
+        let tx = calldata_tx(context.rollup.l1_chain_id, nonce, inbox, payload.clone(), fees);
+        let signature = signer.sign(&Payload::L1Transaction(L1Tx::Eip1559(&tx)))?;
+        let (hash, raw) = signed_tx(tx, &signature.0);
+        match context.rpc.send_raw(&raw) {
+            Ok(_) | Err(Ok(SendRefusal::AlreadyKnown)) => {
+                tracing::debug!(nonce, %hash, "batcher transaction sent");
+                return Ok(Some(fees));
+            }
+            Err(Ok(SendRefusal::NonceTooLow)) => return Ok(None),
+            Err(Ok(SendRefusal::Underpriced)) => fees = fees.bumped(fees),
+            Err(Ok(SendRefusal::InsufficientFunds)) => {
+                let reason = format!("insufficient funds: fund the batcher address {}", context.batcher);
+                return Err(BatcherError::Refused { nonce, reason });
+            }
+            Err(Ok(SendRefusal::Other(reason))) => return Err(BatcherError::Refused { nonce, reason }),
+            Err(Err(error)) => return Err(error.into()),
+        }
+    }
+    Err(BatcherError::Refused { nonce, reason: format!("underpriced after {UNDERPRICED_RETRIES_MAX} raises") })
+}
+
+/// 16 random bytes: a channel id is never reused.
+fn channel_id() -> ChannelId {
+    let mut id = [0u8; 16];
+    if let Err(error) = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut id)) {
+        // Without the kernel's randomness, the clock still makes ids that
+        // do not repeat across channels of this process.
+        tracing::warn!(%error, "no /dev/urandom for a channel id");
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        id = nanos.to_be_bytes();
+    }
+    id
+}
