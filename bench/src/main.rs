@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, reason = "a benchmark reports its figures on stdout")]
 #![allow(clippy::cast_possible_truncation, reason = "rates and counts far below 2^52")]
 
+mod batcher;
 mod floor;
 mod jsonrpc;
 mod measure;
@@ -62,6 +63,9 @@ enum Command {
     /// knee, 60 s sustained, latency at half load, JSON-RPC against anvil;
     /// then the results, report and plots.
     All(AllArgs),
+    /// An OP Stack devnet (anvil L1, 2 s blocks) under load: how long a
+    /// block waits until its batch is on L1, and until it is safe.
+    Batcher(BatcherArgs),
     /// Redraw the report and plots from a results folder.
     Report {
         #[arg(long, default_value = "bench-results")]
@@ -96,6 +100,19 @@ struct FloorArgs {
     block_txs: usize,
     #[arg(long, default_value_t = 8)]
     blocks: usize,
+}
+
+#[derive(Args, Debug)]
+struct BatcherArgs {
+    #[arg(long, default_value_t = 120)]
+    seconds: u64,
+    /// Transfers a second, over JSON-RPC.
+    #[arg(long, default_value_t = 200)]
+    rate: u64,
+    #[arg(long, default_value = "bench-results/batcher")]
+    out: PathBuf,
+    #[command(flatten)]
+    peers: Peers,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -200,6 +217,7 @@ fn main() {
         Command::Floor(a) => floor_command(&a),
         Command::Run(a) => run_command(&a),
         Command::All(a) => all_command(&a),
+        Command::Batcher(a) => a.peers.programs().and_then(|p| batcher::run(&p.tephra, &a.out, a.seconds, a.rate)),
         Command::Report { out } => redraw(&out),
     };
     if let Err(error) = outcome {

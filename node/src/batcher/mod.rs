@@ -165,7 +165,7 @@ impl Batcher {
                 Ok(()) if failing => {
                     failing = false;
                     tracing::info!("the batcher posts again");
-                    health.hold(Hold::Batcher, self.window_reason());
+                    health.hold(Hold::Batcher, None);
                 }
                 Ok(()) => {}
                 Err(error) => {
@@ -180,10 +180,6 @@ impl Batcher {
                 thread::sleep(Duration::from_millis(20).min(interval));
             }
         }
-    }
-
-    fn window_reason(&self) -> Option<String> {
-        self.status.window_hold()
     }
 
     fn poll(&mut self) -> Result<(), BatcherError> {
@@ -201,8 +197,14 @@ impl Batcher {
         let heads = read_back.heads(l1_head, finalized_l1, &self.context.config);
         read_back.prune_and_checkpoint(heads.finalized, &self.checkpoint)?;
         let posted = read_back.posted_head();
+        let caught_up = read_back.caught_up(l1_head);
         self.publish(&heads);
         self.check_window(posted.l2, l1_head);
+        if !caught_up {
+            // What is on L1 beyond the blocks read is not known yet: sending
+            // now could post blocks again that are there.
+            return Ok(());
+        }
         let signer = match &self.signer {
             Some(signer) => signer.clone(),
             None => {
@@ -232,7 +234,8 @@ impl Batcher {
     /// The alarm: the oldest block not posted must land on L1 before its
     /// origin's sequencing window closes, or verifiers replace it (and
     /// every block after it) with deposit-only blocks. Within the safety
-    /// margin of that, no block opens until it is posted.
+    /// margin of that, no block opens until it is posted: the sequencer
+    /// reads `window_hold` and shows the reason on /ready (`Hold::L1`).
     fn check_window(&self, posted: u64, l1_head: u64) {
         let origin = {
             let view = self.context.shared.view.read().expect("view lock");
@@ -255,7 +258,6 @@ impl Batcher {
                 None => tracing::info!("the sequencing window alarm is over"),
             }
             self.context.metrics().window_alarm.set(i64::from(reason.is_some()));
-            self.context.shared.health.hold(Hold::Batcher, reason.clone());
             *window = reason;
         }
     }

@@ -104,6 +104,11 @@ impl ReadBack {
         *self.runs.back().unwrap_or(&self.floor)
     }
 
+    /// Whether every L1 block up to `l1_head` is read.
+    pub fn caught_up(&self, l1_head: u64) -> bool {
+        self.next_l1 > l1_head
+    }
+
     /// Reads the L1 up to `l1_head` (at most the per-poll bound).
     pub fn advance(&mut self, context: &Context, l1_head: u64) -> Result<(), BatcherError> {
         if let Some(&(number, hash)) = self.read.back()
