@@ -20,9 +20,11 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+/// kona-derive retries temporary errors (an L1 block not mined yet: the pipeline is at the L1
+/// head) and stops on critical ones.
 impl From<OracleError> for PipelineErrorKind {
     fn from(e: OracleError) -> Self {
-        PipelineError::Provider(e.0).crit()
+        if e.retry { PipelineError::Provider(e.message).temp() } else { PipelineError::Provider(e.message).crit() }
     }
 }
 
@@ -73,12 +75,12 @@ impl OwnBlocks {
         let store = self.store.lock().unwrap();
         let index = number
             .checked_sub(self.cfg.genesis.l2.number)
-            .ok_or_else(|| OracleError(format!("L2 block {number} is before genesis")))?;
+            .ok_or_else(|| OracleError::new(format!("L2 block {number} is before genesis")))?;
         store
             .blocks
             .get(index as usize)
             .cloned()
-            .ok_or_else(|| OracleError(format!("the oracle has not built L2 block {number}")))
+            .ok_or_else(|| OracleError::new(format!("the oracle has not built L2 block {number}")))
     }
 }
 
@@ -88,7 +90,7 @@ impl BatchValidationProvider for OwnBlocks {
 
     async fn l2_block_info_by_number(&mut self, number: u64) -> Result<L2BlockInfo, OracleError> {
         L2BlockInfo::from_block_and_genesis(&self.block(number)?, &self.cfg.genesis)
-            .map_err(|e| OracleError(format!("L2 block {number}: {e}")))
+            .map_err(|e| OracleError::new(format!("L2 block {number}: {e}")))
     }
 
     async fn block_by_number(&mut self, number: u64) -> Result<OpBlock, OracleError> {
@@ -106,7 +108,7 @@ impl L2ChainProvider for OwnBlocks {
         cfg: Arc<RollupConfig>,
     ) -> Result<SystemConfig, OracleError> {
         to_system_config(&self.block(number)?, &cfg)
-            .map_err(|e| OracleError(format!("system config of L2 block {number}: {e}")))
+            .map_err(|e| OracleError::new(format!("system config of L2 block {number}: {e}")))
     }
 }
 
@@ -172,6 +174,11 @@ impl Chain {
         self.cfg
     }
 
+    /// kona-derive's view of this chain's blocks (its `L2ChainProvider`), for a pipeline.
+    pub fn own_blocks(&self) -> OwnBlocks {
+        OwnBlocks { store: self.store.clone(), cfg: Arc::new(self.cfg.clone()) }
+    }
+
     /// The head's header.
     pub fn head(&self) -> Header {
         self.store.lock().unwrap().blocks.last().expect("genesis").header.clone()
@@ -180,7 +187,7 @@ impl Chain {
     pub fn head_info(&self) -> Result<L2BlockInfo, OracleError> {
         let store = self.store.lock().unwrap();
         L2BlockInfo::from_block_and_genesis(store.blocks.last().expect("genesis"), &self.cfg.genesis)
-            .map_err(|e| OracleError(format!("head: {e}")))
+            .map_err(|e| OracleError::new(format!("head: {e}")))
     }
 
     /// The oracle's block `number`.
@@ -193,7 +200,7 @@ impl Chain {
     pub fn attributes(&mut self, epoch: BlockNumHash) -> Result<OpPayloadAttributes, OracleError> {
         let parent = self.head_info()?;
         block_on(self.attributes.prepare_payload_attributes(parent, epoch)).map_err(|e| {
-            OracleError(format!("kona-derive attributes for origin {} ({}): {e}", epoch.number, epoch.hash))
+            OracleError::new(format!("kona-derive attributes for origin {} ({}): {e}", epoch.number, epoch.hash))
         })
     }
 
@@ -210,11 +217,11 @@ impl Chain {
             .iter()
             .map(|tx| OpTxEnvelope::decode_2718(&mut tx.as_ref()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| OracleError(format!("a transaction does not decode: {e}")))?;
+            .map_err(|e| OracleError::new(format!("a transaction does not decode: {e}")))?;
         let withdrawals = attrs.payload_attributes.withdrawals.clone().map(Withdrawals::new);
-        let outcome = self.builder.build_block(attrs).map_err(|e| OracleError(format!("kona-executor: {e}")))?;
+        let outcome = self.builder.build_block(attrs).map_err(|e| OracleError::new(format!("kona-executor: {e}")))?;
         let output_root = if output_root {
-            Some(self.builder.compute_output_root().map_err(|e| OracleError(format!("output root: {e}")))?)
+            Some(self.builder.compute_output_root().map_err(|e| OracleError::new(format!("output root: {e}")))?)
         } else {
             None
         };
@@ -225,7 +232,7 @@ impl Chain {
             body: BlockBody { transactions: decoded, ommers: vec![], withdrawals },
         };
         let info = L2BlockInfo::from_block_and_genesis(&block, &self.cfg.genesis)
-            .map_err(|e| OracleError(format!("built block: {e}")))?;
+            .map_err(|e| OracleError::new(format!("built block: {e}")))?;
         let mut store = self.store.lock().unwrap();
         store.code.extend(new_code);
         store.headers.insert(header.hash(), header.inner().clone());
@@ -264,8 +271,8 @@ impl Chain {
     ) -> Result<alloy_primitives::U256, OracleError> {
         use revm::Database;
         let db = self.builder.trie_db();
-        db.basic(address).map_err(|e| OracleError(format!("account {address}: {e}")))?;
-        db.storage(address, slot).map_err(|e| OracleError(format!("storage {address} {slot}: {e}")))
+        db.basic(address).map_err(|e| OracleError::new(format!("account {address}: {e}")))?;
+        db.storage(address, slot).map_err(|e| OracleError::new(format!("storage {address} {slot}: {e}")))
     }
 
     /// An account of the head state (`None`: it does not exist).
@@ -274,6 +281,6 @@ impl Chain {
         self.builder
             .trie_db()
             .get_trie_account(&address, number)
-            .map_err(|e| OracleError(format!("account {address}: {e}")))
+            .map_err(|e| OracleError::new(format!("account {address}: {e}")))
     }
 }

@@ -1,13 +1,19 @@
 //! kona-derive's `ChainProvider` over an L1 JSON-RPC endpoint. Every header is rebuilt from
 //! its JSON fields and must hash to the hash the node gave, so a field the oracle does not know
-//! about fails loudly instead of deriving from a wrong header.
+//! about fails loudly instead of deriving from a wrong header; a block's transactions must hash
+//! to its header's transactions root.
+//!
+//! Errors: a block the L1 does not have (yet) and a node that does not answer are temporary
+//! (`OracleError::retry`: kona-derive waits at the L1 head); data that does not check out is
+//! critical.
 
 use crate::{
     Error, OracleError,
     rpc::{Rpc, parse_u64, quantity},
 };
-use alloy_consensus::{Eip658Value, Header, Receipt, TxEnvelope};
-use alloy_primitives::{Address, B64, B256, Bloom, Bytes, Log, U256};
+use alloy_consensus::{Eip658Value, Header, Receipt, TxEnvelope, proofs};
+use alloy_eips::eip2718::Decodable2718;
+use alloy_primitives::{Address, B64, B256, Bloom, Bytes, Log, U256, hex};
 use async_trait::async_trait;
 use kona_derive::ChainProvider;
 use kona_protocol::BlockInfo;
@@ -122,7 +128,7 @@ impl L1Rpc {
     }
 
     fn call(&self, method: &str, params: Value) -> Result<Value, OracleError> {
-        self.rpc.call(method, params).map_err(|e| OracleError(format!("L1 {method}: {e}")))
+        self.rpc.call(method, params).map_err(|e| OracleError::retry(format!("L1 {method}: {e}")))
     }
 
     /// The header of L1 block `number`, `None` if the L1 does not have it (yet).
@@ -131,7 +137,7 @@ impl L1Rpc {
         if block.is_null() {
             return Ok(None);
         }
-        let header = header_from_json(&block).map_err(|e| OracleError(format!("L1 block {number}: {e}")))?;
+        let header = header_from_json(&block).map_err(|e| OracleError::new(format!("L1 block {number}: {e}")))?;
         self.headers.lock().unwrap().insert(header.hash_slow(), header.clone());
         Ok(Some(header))
     }
@@ -142,9 +148,15 @@ impl L1Rpc {
         }
         let block = self.call("eth_getBlockByHash", json!([hash, false]))?;
         if block.is_null() {
-            return Err(OracleError(format!("L1 has no block {hash}")));
+            return Err(OracleError::retry(format!("L1 has no block {hash}")));
         }
-        let header = header_from_json(&block).map_err(|e| OracleError(format!("L1 block {hash}: {e}")))?;
+        let header = header_from_json(&block).map_err(|e| OracleError::new(format!("L1 block {hash}: {e}")))?;
+        if header.hash_slow() != hash {
+            return Err(OracleError::new(format!(
+                "L1 eth_getBlockByHash({hash}) answered block {}",
+                header.hash_slow()
+            )));
+        }
         self.headers.lock().unwrap().insert(hash, header.clone());
         Ok(header)
     }
@@ -156,14 +168,89 @@ impl L1Rpc {
             Ok(Value::Array(list)) => list,
             _ => {
                 let block = self.call("eth_getBlockByHash", json!([hash, false]))?;
+                if block.is_null() {
+                    return Err(OracleError::retry(format!("L1 has no block {hash}")));
+                }
                 let txs = block.get("transactions").and_then(Value::as_array).cloned().unwrap_or_default();
                 txs.iter().map(|tx| self.call("eth_getTransactionReceipt", json!([tx]))).collect::<Result<_, _>>()?
             }
         };
         list.iter()
-            .map(|r| receipt_from_json(r).map_err(|e| OracleError(format!("L1 receipts of {hash}: {e}"))))
+            .map(|r| receipt_from_json(r).map_err(|e| OracleError::new(format!("L1 receipts of {hash}: {e}"))))
             .collect()
     }
+
+    /// The header and the transactions of an L1 block: `eth_getBlockByHash` and
+    /// `eth_getRawTransactionByBlockHashAndIndex` for each transaction, EIP-2718 decoded (blob
+    /// transactions without their sidecar). They must hash to the header's transactions root:
+    /// in their block form, or as served (anvil 1.7.1 roots blob transactions in their network
+    /// form, with the sidecar; the header commits to the bytes served either way).
+    pub fn transactions(&self, hash: B256) -> Result<(Header, Vec<TxEnvelope>), OracleError> {
+        let block = self.call("eth_getBlockByHash", json!([hash, false]))?;
+        if block.is_null() {
+            return Err(OracleError::retry(format!("L1 has no block {hash}")));
+        }
+        let header = header_from_json(&block).map_err(|e| OracleError::new(format!("L1 block {hash}: {e}")))?;
+        if header.hash_slow() != hash {
+            return Err(OracleError::new(format!(
+                "L1 eth_getBlockByHash({hash}) answered block {}",
+                header.hash_slow()
+            )));
+        }
+        let count = block
+            .get("transactions")
+            .and_then(Value::as_array)
+            .ok_or_else(|| OracleError::new(format!("L1 block {hash}: no transactions list")))?
+            .len();
+        let mut transactions = Vec::with_capacity(count);
+        let mut served = Vec::with_capacity(count);
+        for index in 0..count {
+            let raw = self.call("eth_getRawTransactionByBlockHashAndIndex", json!([hash, quantity(index as u64)]))?;
+            if raw.is_null() {
+                return Err(OracleError::retry(format!("L1 block {hash} has no transaction {index}")));
+            }
+            let bad = |e: String| OracleError::new(format!("L1 block {hash} transaction {index}: {e}"));
+            let bytes = raw.as_str().and_then(|s| hex::decode(s).ok()).ok_or_else(|| bad(format!("not hex: {raw}")))?;
+            let form = block_form(&bytes).map_err(|e| bad(format!("not RLP: {e}")))?;
+            let mut slice = form.as_slice();
+            let tx = TxEnvelope::decode_2718(&mut slice).map_err(|e| bad(format!("does not decode: {e}")))?;
+            if !slice.is_empty() {
+                return Err(bad(format!("{} trailing bytes", slice.len())));
+            }
+            transactions.push(tx);
+            served.push(bytes);
+        }
+        let root = proofs::calculate_transaction_root(&transactions);
+        let as_served =
+            || proofs::ordered_trie_root_with_encoder(&served, |raw: &Vec<u8>, out| out.extend_from_slice(raw));
+        if root != header.transactions_root && as_served() != header.transactions_root {
+            return Err(OracleError::new(format!(
+                "L1 block {hash}: its {count} transactions hash to the root {root}, the header says {}",
+                header.transactions_root
+            )));
+        }
+        self.headers.lock().unwrap().insert(hash, header.clone());
+        Ok((header, transactions))
+    }
+}
+
+/// A raw transaction in its block form. A node may return a blob transaction in its network
+/// form, `0x03 ‖ rlp([tx, …sidecar])` (an EIP-4844 or EIP-7594 sidecar): the block form is
+/// `0x03 ‖ tx`, the list's first item. In the block form that item is the chain id, a string.
+pub fn block_form(raw: &[u8]) -> Result<Vec<u8>, alloy_rlp::Error> {
+    let Some((&0x03, body)) = raw.split_first() else { return Ok(raw.to_vec()) };
+    let mut payload = body;
+    if !alloy_rlp::Header::decode(&mut payload)?.list {
+        return Ok(raw.to_vec());
+    }
+    let mut item = payload;
+    let inner = alloy_rlp::Header::decode(&mut item)?;
+    if !inner.list {
+        return Ok(raw.to_vec());
+    }
+    let length = payload.len() - item.len() + inner.payload_length;
+    let tx = payload.get(..length).ok_or(alloy_rlp::Error::InputTooShort)?;
+    Ok([&[0x03], tx].concat())
 }
 
 #[async_trait]
@@ -175,7 +262,9 @@ impl ChainProvider for L1Rpc {
     }
 
     async fn block_info_by_number(&mut self, number: u64) -> Result<BlockInfo, Self::Error> {
-        let header = self.header_by_number(number)?.ok_or_else(|| OracleError(format!("L1 has no block {number}")))?;
+        let header = self
+            .header_by_number(number)?
+            .ok_or_else(|| OracleError::retry(format!("L1 has no block {number} yet")))?;
         Ok(BlockInfo::new(header.hash_slow(), header.number, header.parent_hash, header.timestamp))
     }
 
@@ -187,7 +276,7 @@ impl ChainProvider for L1Rpc {
         &mut self,
         hash: B256,
     ) -> Result<(BlockInfo, Vec<TxEnvelope>), Self::Error> {
-        // Batch retrieval only; the oracle derives attributes, not batches.
-        Err(OracleError(format!("block_info_and_transactions_by_hash({hash}) is not implemented by the oracle")))
+        let (header, transactions) = self.transactions(hash)?;
+        Ok((BlockInfo::new(hash, header.number, header.parent_hash, header.timestamp), transactions))
     }
 }

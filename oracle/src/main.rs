@@ -3,6 +3,7 @@
 
 use kona_oracle::{
     Error,
+    derive::{DeriveArgs, derive, parse_range},
     genesis::{build_genesis, check_genesis, load_genesis, load_rollup},
     verify::{VerifyArgs, verify},
 };
@@ -16,7 +17,14 @@ const USAGE: &str = "usage:
                      [--output-roots] [--timeout SECONDS]
       derives (kona-derive) and executes (kona-executor) L2 blocks 1..=N and requires the L2 node's
       block hashes (and, with --output-roots, its optimism_outputAtBlock output roots); waits up to
-      --timeout seconds (default 60) for a block not produced yet";
+      --timeout seconds (default 60) for a block not produced yet
+  kona-oracle derive --rollup ROLLUP.json --genesis GENESIS.json[.gz] --l1-rpc URL --l2-rpc URL --to N
+                     [--timeout SECONDS] [--expect-deposit-only FROM..=TO]
+      derives L2 blocks 1..=N from the L1 alone (kona-derive's pipeline over the batcher's
+      transactions; kona-executor) and requires the L2 node's block hashes; waits up to --timeout
+      seconds (default 60) for L1 data or a block not produced yet. With --expect-deposit-only,
+      blocks FROM..=TO must be derived deposit-only and differ from the L2 node's, and later
+      blocks are derived without comparing";
 
 fn parse(args: &[String], flags: &[&str], switches: &[&str]) -> Result<(HashMap<String, String>, Vec<String>), String> {
     let mut values = HashMap::new();
@@ -51,6 +59,15 @@ fn required(values: &HashMap<String, String>, name: &str) -> Result<String, Stri
     values.get(name).cloned().ok_or_else(|| format!("{name} is required"))
 }
 
+/// `--timeout SECONDS` (default 60).
+fn timeout(values: &HashMap<String, String>) -> Result<Duration, String> {
+    let Some(text) = values.get("--timeout") else { return Ok(Duration::from_secs(60)) };
+    text.parse::<f64>()
+        .ok()
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .ok_or_else(|| format!("--timeout {text}: not a number of seconds"))
+}
+
 fn run(args: &[String]) -> Result<(), Error> {
     let usage = |e: String| Error::Io(format!("{e}\n{USAGE}"));
     match args.first().map(String::as_str) {
@@ -83,7 +100,6 @@ fn run(args: &[String]) -> Result<(), Error> {
             )
             .map_err(usage)?;
             let to = required(&values, "--to").map_err(usage)?;
-            let timeout = values.get("--timeout").map_or(Ok(60.0), |t| t.parse::<f64>());
             let args = VerifyArgs {
                 rollup: required(&values, "--rollup").map_err(usage)?.into(),
                 genesis: required(&values, "--genesis").map_err(usage)?.into(),
@@ -91,13 +107,35 @@ fn run(args: &[String]) -> Result<(), Error> {
                 l2_rpc: required(&values, "--l2-rpc").map_err(usage)?,
                 to: to.parse().map_err(|_| usage(format!("--to {to}: not a block number")))?,
                 output_roots: set.iter().any(|s| s == "--output-roots"),
-                timeout: Duration::from_secs_f64(
-                    timeout.map_err(|_| usage("--timeout: not a number of seconds".into()))?,
-                ),
+                timeout: timeout(&values).map_err(usage)?,
             };
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             verify(&args, &mut out)
+        }
+        Some("derive") => {
+            let (values, _) = parse(
+                &args[1..],
+                &["--rollup", "--genesis", "--l1-rpc", "--l2-rpc", "--to", "--timeout", "--expect-deposit-only"],
+                &[],
+            )
+            .map_err(usage)?;
+            let to = required(&values, "--to").map_err(usage)?;
+            let args = DeriveArgs {
+                rollup: required(&values, "--rollup").map_err(usage)?.into(),
+                genesis: required(&values, "--genesis").map_err(usage)?.into(),
+                l1_rpc: required(&values, "--l1-rpc").map_err(usage)?,
+                l2_rpc: required(&values, "--l2-rpc").map_err(usage)?,
+                to: to.parse().map_err(|_| usage(format!("--to {to}: not a block number")))?,
+                timeout: timeout(&values).map_err(usage)?,
+                expect_deposit_only: values
+                    .get("--expect-deposit-only")
+                    .map(|r| parse_range(r).map_err(|e| usage(format!("--expect-deposit-only {e}"))))
+                    .transpose()?,
+            };
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            derive(&args, &mut out)
         }
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");

@@ -32,18 +32,18 @@ pub struct VerifyArgs {
     pub timeout: Duration,
 }
 
-fn io(e: RpcError) -> Error {
+pub(crate) fn io(e: RpcError) -> Error {
     Error::Io(e.to_string())
 }
 
-fn parse_hex(value: &Value, what: &str) -> Result<Vec<u8>, Error> {
+pub(crate) fn parse_hex(value: &Value, what: &str) -> Result<Vec<u8>, Error> {
     value
         .as_str()
         .and_then(|s| hex::decode(s).ok())
         .ok_or_else(|| Error::Io(format!("{what}: not a 0x-hex string: {value}")))
 }
 
-fn hash_of(value: &Value, what: &str) -> Result<B256, Error> {
+pub(crate) fn hash_of(value: &Value, what: &str) -> Result<B256, Error> {
     value.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| Error::Io(format!("{what}: not a hash: {value}")))
 }
 
@@ -96,7 +96,7 @@ fn receipt_json(receipt: &OpReceiptEnvelope) -> Value {
 
 /// Which receipts differ: tephra's from `debug_getRawReceipts`, else `eth_getBlockReceipts`
 /// (status, cumulative gas, log count).
-fn receipt_diff(l2: &Rpc, number: u64, built: &Built) -> Value {
+pub(crate) fn receipt_diff(l2: &Rpc, number: u64, built: &Built) -> Value {
     let hashes: Vec<B256> = built.transactions.iter().map(keccak256).collect();
     match l2.call("debug_getRawReceipts", json!([quantity(number)])) {
         Ok(Value::Array(raw)) => {
@@ -146,7 +146,7 @@ fn receipt_diff(l2: &Rpc, number: u64, built: &Built) -> Value {
 }
 
 /// Waits (polling) until tephra has block `number`: its `eth_getBlockByNumber` hash.
-fn wait_for_block(l2: &Rpc, number: u64, timeout: Duration) -> Result<B256, Error> {
+pub(crate) fn wait_for_block(l2: &Rpc, number: u64, timeout: Duration) -> Result<B256, Error> {
     let start = Instant::now();
     loop {
         // A node not answering yet (starting) is waited for like a block not produced yet.
@@ -200,7 +200,7 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<(), Error> {
     Ok(())
 }
 
-fn mismatch(out: Value) -> Error {
+pub(crate) fn mismatch(out: Value) -> Error {
     Error::Mismatch(out.to_string())
 }
 
@@ -233,7 +233,7 @@ fn verify_block(chain: &mut Chain, l1: &L1Rpc, l2: &Rpc, number: u64, args: &Ver
     let epoch = info.id();
     let origin = l1
         .header_by_number(epoch.number)
-        .map_err(|e| Error::Io(e.0))?
+        .map_err(|e| Error::Io(e.message))?
         .ok_or_else(|| fail(format!("the L1 origin {} does not exist on the L1", epoch.number)))?;
     if origin.hash_slow() != epoch.hash {
         return Err(fail(format!(
@@ -247,7 +247,7 @@ fn verify_block(chain: &mut Chain, l1: &L1Rpc, l2: &Rpc, number: u64, args: &Ver
     // Derivation rules (op-node's, as kona checks batches): the next timestamp, the origin the
     // parent's or its successor, not ahead of L2 time, the sequencer drift.
     let cfg = chain.config().clone();
-    let parent = chain.head_info().map_err(|e| Error::Io(e.0))?;
+    let parent = chain.head_info().map_err(|e| Error::Io(e.message))?;
     let user_transactions: Vec<Bytes> =
         block.body.transactions.iter().filter(|tx| !tx.is_deposit()).map(|tx| tx.encoded_2718().into()).collect();
     let mut violations = Vec::new();
@@ -275,7 +275,7 @@ fn verify_block(chain: &mut Chain, l1: &L1Rpc, l2: &Rpc, number: u64, args: &Ver
                 origin.timestamp
             ));
         }
-        if let Some(next) = l1.header_by_number(epoch.number + 1).map_err(|e| Error::Io(e.0))? {
+        if let Some(next) = l1.header_by_number(epoch.number + 1).map_err(|e| Error::Io(e.message))? {
             if next.timestamp <= timestamp {
                 violations.push(format!(
                     "timestamp {timestamp} is past the max sequencer drift and the next L1 origin {} (time {}) was eligible",
@@ -289,7 +289,7 @@ fn verify_block(chain: &mut Chain, l1: &L1Rpc, l2: &Rpc, number: u64, args: &Ver
     }
 
     // kona's attributes, then tephra's user transactions in order.
-    let mut attrs = chain.attributes(epoch).map_err(|e| fail(e.0))?;
+    let mut attrs = chain.attributes(epoch).map_err(|e| fail(e.message))?;
     let derived: Vec<Bytes> = attrs.transactions.clone().unwrap_or_default();
     let tephra_deposits: Vec<Bytes> =
         block.body.transactions.iter().filter(|tx| tx.is_deposit()).map(|tx| tx.encoded_2718().into()).collect();
@@ -315,7 +315,7 @@ fn verify_block(chain: &mut Chain, l1: &L1Rpc, l2: &Rpc, number: u64, args: &Ver
         Ok(built) => built,
         Err(e) => {
             return Err(mismatch(json!({
-                "block": number, "ok": false, "error": e.0, "tephra_hash": tephra_hash, "transaction_diff": transaction_diff,
+                "block": number, "ok": false, "error": e.message, "tephra_hash": tephra_hash, "transaction_diff": transaction_diff,
             })));
         }
     };
