@@ -19,7 +19,7 @@ use std::{process::Command, time::Duration};
 
 use alloy_consensus::TxEnvelope;
 use alloy_eips::eip2718::Decodable2718;
-use alloy_primitives::{Address, TxKind, U256, address};
+use alloy_primitives::{Address, TxKind, U256, address, keccak256};
 use op::*;
 use serde_json::{Value, json};
 use tephra_testkit::{
@@ -176,23 +176,28 @@ fn kona_derives_from_l1_alone_what_the_hsm_batcher_key_posts() {
         .config(&config)
         .config(&key_layer)
         .config(batcher_layer)
+        .config("[node]\nlog_level = \"info,tephra_node::batcher=debug\"\n")
         .env("SOFTHSM2_CONF", &softhsm2_conf)
         .log_file("tephra.log")
         .start()
         .expect("tephra starts with its batcher");
     let mut l2 = L2::new(node.rpc_url());
+    // 608 bytes that do not compress: each transaction adds most of a frame.
     let noise = |seed: u64| -> Vec<u8> {
-        (0..600u64).map(|i| (seed.wrapping_mul(31).wrapping_add(i * 7919) % 251) as u8).collect()
+        (0..19u64).flat_map(|chunk| keccak256([seed.to_be_bytes(), chunk.to_be_bytes()].concat()).0).collect()
     };
 
+    // Deposits come from L1 keys the L2 senders (0 to 2) do not use: a
+    // deposit from an account takes its next L2 nonce.
     // Transfers with incompressible calldata and a deposit, then a kill -9
     // once a channel is partly on L1.
     for i in 0..6 {
         l2.send((i % 3) as usize, TxKind::Call(RECIPIENT), 1, noise(i));
     }
-    l1.send(0, portal, ETHER, deposit_transaction_call(RECIPIENT, U256::from(ETHER / 4), 100_000, false, &[]));
-    wait_until("a channel partly on L1", Duration::from_secs(60), || {
-        batcher_txs(&l1, inbox).iter().any(|(_, _, frames)| frames.iter().any(|(_, last)| !last))
+    l1.send(5, portal, ETHER, deposit_transaction_call(RECIPIENT, U256::from(ETHER / 4), 100_000, false, &[]));
+    // The newest frame on L1 is not its channel's last.
+    wait_until("a channel partly on L1", Duration::from_secs(90), || {
+        batcher_txs(&l1, inbox).last().is_some_and(|(_, _, frames)| frames.last().is_some_and(|(_, last)| !last))
     });
     node.kill9();
     node.start().expect("tephra restarts mid-channel");
@@ -214,22 +219,36 @@ fn kona_derives_from_l1_alone_what_the_hsm_batcher_key_posts() {
     let head = quantity(&l1.rpc("eth_blockNumber", json!([])));
     l1.rpc("anvil_reorg", json!([head - dropped_block + 1, []]));
     assert!(l1.rpc("eth_getTransactionReceipt", json!([dropped_tx])).is_null(), "the reorg dropped the batcher tx");
-    for i in 12..16 {
-        l2.send((i % 3) as usize, TxKind::Call(RECIPIENT), 1, noise(i));
+    // Then a minute and a half of steady traffic: a transaction every
+    // second, a deposit now and then; many channels.
+    let mut last_block = 0;
+    for i in 12..102u64 {
+        let receipt = l2.send((i % 3) as usize, TxKind::Call(RECIPIENT), 1, noise(i));
+        last_block = quantity(&receipt["blockNumber"]);
+        if i % 30 == 0 {
+            l1.send(6, portal, ETHER, deposit_transaction_call(RECIPIENT, U256::from(i), 100_000, false, &[]));
+        }
+        std::thread::sleep(Duration::from_millis(1_000));
     }
 
-    // Everything sent so far becomes safe, and kona derives it from L1.
-    let target = block_number(&l2.client, "latest");
-    wait_until("the safe head to pass the workload", Duration::from_secs(120), || {
-        block_number(&l2.client, "safe") >= target
+    // Everything sent becomes safe, and kona derives it from L1.
+    wait_until("the last transaction's block sealed", Duration::from_secs(10), || {
+        block_number(&l2.client, "latest") >= last_block
     });
+    let target = last_block;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while block_number(&l2.client, "safe") < target {
+        let status = l2.client.rpc("optimism_syncStatus", json!([]));
+        assert!(std::time::Instant::now() < deadline, "safe short of {target}: {status}\n/ready: {:?}", ready(&node));
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let status = l2.client.rpc("optimism_syncStatus", json!([]));
     assert!(status["safe_l2"]["number"].as_u64().unwrap() >= target, "{status}");
     let lines = kona_derive(&dir, &l1, node.rpc_url(), target, None);
     let derived: Vec<&Value> = lines.iter().filter(|line| line.get("block").is_some()).collect();
     assert_eq!(derived.len() as u64, target, "every block derived from L1");
     let users: u64 = derived.iter().map(|line| line["user_transactions"].as_u64().unwrap()).sum();
-    assert!(users >= 16, "the workload's transactions came from the batches: {users}");
+    assert_eq!(users, 102, "the workload's transactions, each once, came from the batches");
 
     // Every batcher transaction recovers to the HSM's key, which signed
     // each (the audit log holds at least as many L1 transactions).

@@ -9,6 +9,7 @@
 //!  queue of closed channels ─> frame i ─> nonce ─> calldata_tx ─> sign ─> eth_sendRawTransaction
 //!  each poll: L1 nonce (latest) ─> what is included; went back: sent again at once
 //!             not included after resubmit_timeout: fees +10%, same nonce, same frame
+//!             the L1's next nonce below all of ours for resubmit_timeout: again from it
 //!             all included, not read back after NOT_READ_BACK_L1_BLOCKS: the channel is given up
 //!  start again (a rewind, a channel given up, a nonce used elsewhere): from the posted head,
 //!             a new channel id, nonces from the L1
@@ -33,8 +34,8 @@ const RUN_BLOCKS_MAX: u64 = 64;
 /// which it must be read back; past them verifiers dropped it.
 const NOT_READ_BACK_L1_BLOCKS: u64 = 4;
 
-/// Raised fees tried at once for one send the pool finds underpriced (a
-/// transaction of an earlier run pooled at that nonce).
+/// Doubled fees tried at once for one send the pool finds underpriced (a
+/// transaction of an earlier run pooled at that nonce): 256 times the fee.
 const UNDERPRICED_RETRIES_MAX: usize = 8;
 
 #[derive(Debug)]
@@ -69,6 +70,10 @@ pub struct Sender {
     next_nonce: Option<u64>,
     /// The L1's `latest` nonce of the batcher, as last read.
     included_nonce: u64,
+    /// Since when the L1's next nonce is below every nonce this run sent:
+    /// transactions of an earlier run (or ones an L1 reorg dropped) hold
+    /// ours back.
+    gap_since: Option<Instant>,
 }
 
 impl Sender {
@@ -95,6 +100,12 @@ impl Sender {
             }
         }
         self.included_nonce = included;
+        if self.nonce_gap(included, context) {
+            context.metrics().channels_invalidated.inc_by(self.queue.len() as u64);
+            tracing::warn!(included, "no transaction of ours at the L1's next nonce: sending again from it");
+            self.start_again(posted);
+            self.next_nonce = Some(included);
+        }
         if self.given_up(l1_head, posted) {
             context.metrics().channels_invalidated.inc();
             tracing::warn!(
@@ -144,6 +155,21 @@ impl Sender {
         self.taken = Some((posted.l2, posted.l2_hash));
         // Nonces from the L1 again: the channels given up may hold some.
         self.next_nonce = None;
+        self.gap_since = None;
+    }
+
+    /// Whether the L1's next nonce has stayed below every nonce this run
+    /// sent for a resubmission timeout: what would fill the gap is not
+    /// ours to send again (an earlier run's, pooled and stuck, or taken out
+    /// by an L1 reorg), so ours never land.
+    fn nonce_gap(&mut self, included: u64, context: &Context) -> bool {
+        let lowest = self.queue.iter().flat_map(|out| out.txs.iter().flatten()).map(|sent| sent.nonce).min();
+        if lowest.is_none_or(|lowest| included >= lowest) {
+            self.gap_since = None;
+            return false;
+        }
+        let since = *self.gap_since.get_or_insert_with(Instant::now);
+        since.elapsed() >= std::time::Duration::from_millis(context.config.resubmit_timeout_ms)
     }
 
     /// A channel all of whose transactions are included, and which the
@@ -326,7 +352,15 @@ fn send_one(
                 return Ok(Some(fees));
             }
             Err(Ok(SendRefusal::NonceTooLow)) => return Ok(None),
-            Err(Ok(SendRefusal::Underpriced)) => fees = fees.bumped(fees),
+            // A pooled transaction at this nonce pays an unknown fee:
+            // doubled until it is replaced (the guard's cap ends it).
+            Err(Ok(SendRefusal::Underpriced)) => {
+                let doubled = Fees {
+                    max_fee_per_gas: fees.max_fee_per_gas.saturating_mul(2),
+                    max_priority_fee_per_gas: fees.max_priority_fee_per_gas.saturating_mul(2),
+                };
+                fees = fees.bumped(doubled);
+            }
             Err(Ok(SendRefusal::InsufficientFunds)) => {
                 let reason = format!("insufficient funds: fund the batcher address {}", context.batcher);
                 return Err(BatcherError::Refused { nonce, reason });
