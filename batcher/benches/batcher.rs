@@ -18,7 +18,8 @@
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, B256, Bytes, U256};
 use tephra_batcher::{
-    BROTLI_QUALITY_OP_BATCHER, BatchBlock, ChannelOut, Fees, RawSpanBatch, calldata_tx, compress, content_of, payload_of,
+    BROTLI_QUALITY_OP_BATCHER, BatchBlock, ChannelOut, Fees, RawSpanBatch, calldata_tx, compress, content_of,
+    payload_of,
 };
 use tephra_exec::dev::{DevKey, measure};
 

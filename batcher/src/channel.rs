@@ -9,8 +9,12 @@
 //!
 //! Reading back is bounded: at most `CHANNEL_RLP_BYTES_MAX` bytes of
 //! content are decompressed (as a verifier reads no further), and a
-//! channel of another version, a brotli stream that is cut short or
-//! damaged, or content that is not a run of RLP strings is refused.
+//! channel of another version, a stream that is cut short or damaged, or
+//! content that is not a run of RLP strings is refused. A channel before
+//! Fjord (a zlib stream, no version byte: its first byte's low nibble is 8
+//! or 15, as verifiers tell it) is read too, as verifiers read it: up to
+//! where its stream ends or breaks (op-batcher's zlib channels on L1 end
+//! unterminated); tephra writes brotli.
 
 use std::io::{Read, Write};
 
@@ -42,6 +46,8 @@ pub enum ChannelError {
     Version(u8),
     #[error("the brotli stream: {0}")]
     Brotli(String),
+    #[error("the zlib stream: {0}")]
+    Zlib(String),
     #[error("content over {CHANNEL_RLP_BYTES_MAX} bytes")]
     TooLarge,
     #[error("batch {index}: {reason}")]
@@ -75,22 +81,36 @@ pub(crate) fn compressor(quality: u32) -> brotli::CompressorWriter<Vec<u8>> {
 /// A channel's content; see the module comment.
 pub fn decompress(channel: &[u8]) -> Result<Vec<u8>, ChannelError> {
     let (&version, stream) = channel.split_first().ok_or(ChannelError::Empty)?;
-    if version != CHANNEL_VERSION_BROTLI {
-        return Err(ChannelError::Version(version));
+    match version {
+        CHANNEL_VERSION_BROTLI => {
+            bounded(brotli::Decompressor::new(stream, BROTLI_BUFFER_BYTES)).map_err(ChannelError::Brotli)?
+        }
+        // zlib's header: compression method 8 (deflate), or 15 (reserved)
+        // which verifiers take as zlib too.
+        zlib if zlib & 0x0f == 8 || zlib & 0x0f == 15 => {
+            let mut content = Vec::new();
+            let limit = u64::try_from(CHANNEL_RLP_BYTES_MAX).expect("fits") + 1;
+            let read = flate2::read::ZlibDecoder::new(channel).take(limit).read_to_end(&mut content);
+            match read {
+                Err(error) if content.is_empty() => Err(ChannelError::Zlib(error.to_string())),
+                _ if content.len() > CHANNEL_RLP_BYTES_MAX => Err(ChannelError::TooLarge),
+                _ => Ok(content),
+            }
+        }
+        other => Err(ChannelError::Version(other)),
     }
-    brotli_content(stream)
 }
 
-/// A brotli stream's content, at most `CHANNEL_RLP_BYTES_MAX` bytes.
-fn brotli_content(stream: &[u8]) -> Result<Vec<u8>, ChannelError> {
-    let reader = brotli::Decompressor::new(stream, BROTLI_BUFFER_BYTES);
+/// What `reader` decompresses, at most `CHANNEL_RLP_BYTES_MAX` bytes: the
+/// stream's own error outside, the content or `TooLarge` inside.
+fn bounded(reader: impl Read) -> Result<Result<Vec<u8>, ChannelError>, String> {
     let mut content = Vec::new();
     let limit = u64::try_from(CHANNEL_RLP_BYTES_MAX).expect("fits") + 1;
-    reader.take(limit).read_to_end(&mut content).map_err(|e| ChannelError::Brotli(e.to_string()))?;
+    reader.take(limit).read_to_end(&mut content).map_err(|e| e.to_string())?;
     if content.len() > CHANNEL_RLP_BYTES_MAX {
-        return Err(ChannelError::TooLarge);
+        return Ok(Err(ChannelError::TooLarge));
     }
-    Ok(content)
+    Ok(Ok(content))
 }
 
 /// The batches (type ‖ body) of a channel's content, in order.
@@ -141,11 +161,38 @@ mod tests {
         assert_eq!(decompress(&small).unwrap(), vector("75ed184249e9bc19675e"));
     }
 
+    /// A real batcher transaction of an OP Stack chain before Fjord
+    /// (testdata/README.md): one frame carrying a whole zlib channel of
+    /// singular batches.
+    #[test]
+    fn a_real_zlib_channel_reads() {
+        use alloy_consensus::Transaction;
+        use alloy_eips::Decodable2718;
+        let raw = include_bytes!("../testdata/raw_batcher_tx.bin");
+        let tx = alloy_consensus::TxEnvelope::decode_2718(&mut raw.as_slice()).unwrap();
+        assert_eq!(tx.to(), Some(alloy_primitives::address!("ff00000000000000000000000000000000000010")));
+        let frames = crate::parse_frames(tx.input()).unwrap();
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].number == 0 && frames[0].is_last, "a whole channel in one frame");
+        assert_eq!(frames[0].data[..2], [0x78, 0xda], "zlib at its best compression, as op-batcher wrote it");
+        // The stream ends unterminated, as op-batcher's zlib channels did;
+        // read up to there, it holds one whole span batch, which decodes
+        // and encodes back byte for byte.
+        let content = decompress(&frames[0].data).unwrap();
+        assert_eq!(content.len(), 240_308);
+        let batches = batches_of(&content).unwrap();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0][0], crate::SPAN_BATCH_TYPE);
+        let span = crate::RawSpanBatch::decode(&batches[0][1..]).unwrap();
+        assert_eq!(span.batch_bytes(), batches[0].to_vec());
+        assert!(matches!(decompress(&[0x78, 0xda, 0xff]), Err(ChannelError::Zlib(_))));
+    }
+
     #[test]
     fn a_bad_channel_is_refused() {
         let channel = compress(&content_of([&[1u8, 2, 3][..], &[4u8][..]]));
         assert_eq!(decompress(&[]), Err(ChannelError::Empty));
-        assert_eq!(decompress(&[[0x78].as_slice(), &channel[1..]].concat()), Err(ChannelError::Version(0x78)));
+        assert_eq!(decompress(&[[0x02].as_slice(), &channel[1..]].concat()), Err(ChannelError::Version(0x02)));
         assert!(matches!(decompress(&channel[..channel.len() - 1]), Err(ChannelError::Brotli(_))));
         assert!(matches!(batches_of(&[0xc1, 0x80]), Err(ChannelError::Batch { index: 0, .. })));
         assert!(matches!(batches_of(&[0x83, 1]), Err(ChannelError::Batch { index: 0, .. })));

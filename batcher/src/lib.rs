@@ -30,7 +30,7 @@ pub use assembler::{
 };
 pub use blob::{BLOB_DATA_MAX_BYTES, BLOB_SIZE_BYTES, Blob, BlobError};
 pub use channel::{
-    BROTLI_QUALITY_OP_BATCHER, BROTLI_QUALITY_MAX, CHANNEL_RLP_BYTES_MAX, CHANNEL_VERSION_BROTLI, ChannelError,
+    BROTLI_QUALITY_MAX, BROTLI_QUALITY_OP_BATCHER, CHANNEL_RLP_BYTES_MAX, CHANNEL_VERSION_BROTLI, ChannelError,
     batches_of, compress, content_of, decompress,
 };
 pub use channel_out::{ChannelOut, ChannelOutError, ClosedChannel};
