@@ -262,6 +262,20 @@ fn kona_derives_from_l1_alone_what_the_hsm_batcher_key_posts() {
     assert!(signatures >= posted.len(), "{audit}");
     assert!(metric(&node, "tephra_batcher_blocks_posted_total").is_some_and(|n| n >= target as f64));
     assert_eq!(metric(&node, "tephra_batcher_window_alarm"), Some(0.0));
+
+    // anvil finalizes 64 blocks below its head: past them, everything safe
+    // is finalized, and a restart reads back from the finalized checkpoint.
+    l1.rpc("anvil_mine", json!(["0x41"]));
+    wait_until("the finalized head to pass the workload", Duration::from_secs(30), || {
+        block_number(&l2.client, "finalized") >= target
+    });
+    node.kill9();
+    node.start().expect("tephra restarts");
+    wait_until("safe and finalized again after the restart", Duration::from_secs(30), || {
+        block_number(&l2.client, "finalized") >= target && block_number(&l2.client, "safe") >= target
+    });
+    let status = l2.client.rpc("optimism_syncStatus", json!([]));
+    assert!(status["finalized_l1"]["number"].as_u64().is_some_and(|n| n > 0), "{status}");
 }
 
 #[test]
@@ -293,6 +307,7 @@ fn a_batcher_that_cannot_post_raises_the_window_alarm_before_verifiers_replace_i
         l2.send(i % 3, TxKind::Call(RECIPIENT), 1, Vec::new());
     }
     // The alarm, while the window of block 1 (the oldest not posted) is still open.
+    wait_until("block 1 sealed", Duration::from_secs(10), || block_number(&l2.client, "latest") >= 1);
     let origin_of_1 = l2.client.rpc("optimism_outputAtBlock", json!(["0x1"]))["blockRef"]["l1origin"]["number"]
         .as_u64()
         .expect("block 1's L1 origin");
