@@ -155,7 +155,7 @@ unit() {
 # The independent OP Stack verifier (oracle/: kona, its own workspace and
 # lock, no tephra crate): formatted, linted as it builds, its own tests run
 # (against anvil) in release, which leaves oracle/target/release/kona-oracle
-# for cli's op_stack test.
+# for cli's op_stack and op_batcher tests.
 oracle() {
   (cd oracle && cargo fmt --all -- --check && cargo test --release --locked)
 }
