@@ -22,14 +22,20 @@ pub const FEE_FLOOR_WEI: u128 = 1_000_000_000;
 /// refuses less).
 pub const FEE_BUMP_PERCENT: u128 = 10;
 
+/// How much a blob transaction's replacement raises each of its fees: an
+/// L1 pool (geth's, reth's) takes nothing less than double.
+pub const BLOB_FEE_BUMP_PERCENT: u128 = 100;
+
 /// A transaction's cost: 21,000 for the transaction.
 const TX_BASE_GAS: u64 = 21_000;
 
-/// An EIP-1559 transaction's fees, in wei.
+/// An EIP-1559 transaction's fees, in wei, and a blob transaction's blob
+/// fee (0 for a calldata transaction).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Fees {
     pub max_fee_per_gas: u128,
     pub max_priority_fee_per_gas: u128,
+    pub max_fee_per_blob_gas: u128,
 }
 
 impl Fees {
@@ -38,16 +44,33 @@ impl Fees {
     pub fn suggested(base_fee_wei: u128, tip_wei: u128) -> Self {
         let tip = tip_wei.max(FEE_FLOOR_WEI);
         let base = base_fee_wei.max(FEE_FLOOR_WEI);
-        Self { max_fee_per_gas: tip.saturating_add(base.saturating_mul(2)), max_priority_fee_per_gas: tip }
+        Self {
+            max_fee_per_gas: tip.saturating_add(base.saturating_mul(2)),
+            max_priority_fee_per_gas: tip,
+            max_fee_per_blob_gas: 0,
+        }
+    }
+
+    /// With a blob fee for an L1 whose blob base fee is
+    /// `blob_base_fee_wei`: twice it, and at least `FEE_FLOOR_WEI`
+    /// (op-batcher's rule).
+    pub fn with_blob_base_fee(self, blob_base_fee_wei: u128) -> Self {
+        Self { max_fee_per_blob_gas: blob_base_fee_wei.saturating_mul(2).max(FEE_FLOOR_WEI), ..self }
     }
 
     /// The fees that replace a transaction sent with `self`: each at least
-    /// `FEE_BUMP_PERCENT` above it (rounded up), and never below `now`.
+    /// `FEE_BUMP_PERCENT` above it (`BLOB_FEE_BUMP_PERCENT` for a blob
+    /// transaction), rounded up, and never below `now`.
     pub fn bumped(self, now: Fees) -> Self {
-        let raise = |old: u128| old.saturating_mul(100 + FEE_BUMP_PERCENT).div_ceil(100);
+        let percent = if self.max_fee_per_blob_gas > 0 { BLOB_FEE_BUMP_PERCENT } else { FEE_BUMP_PERCENT };
+        let raise = |old: u128| old.saturating_mul(100 + percent).div_ceil(100);
         let tip = raise(self.max_priority_fee_per_gas).max(now.max_priority_fee_per_gas);
         let cap = raise(self.max_fee_per_gas).max(now.max_fee_per_gas).max(tip);
-        Self { max_fee_per_gas: cap, max_priority_fee_per_gas: tip }
+        let blob = match self.max_fee_per_blob_gas {
+            0 => 0,
+            blob => raise(blob).max(now.max_fee_per_blob_gas),
+        };
+        Self { max_fee_per_gas: cap, max_priority_fee_per_gas: tip, max_fee_per_blob_gas: blob }
     }
 }
 
@@ -97,19 +120,28 @@ mod tests {
 
     #[test]
     fn fees_have_floors_and_replacements_raise_both_by_a_tenth() {
-        assert_eq!(
-            Fees::suggested(0, 0),
-            Fees { max_fee_per_gas: 3_000_000_000, max_priority_fee_per_gas: 1_000_000_000 }
-        );
-        let fees = Fees::suggested(7_000_000_000, 2_000_000_000);
-        assert_eq!(fees, Fees { max_fee_per_gas: 16_000_000_000, max_priority_fee_per_gas: 2_000_000_000 });
-        let bumped = fees.bumped(Fees::suggested(0, 0));
-        assert_eq!(bumped, Fees { max_fee_per_gas: 17_600_000_000, max_priority_fee_per_gas: 2_200_000_000 });
+        let fees = |cap: u128, tip: u128, blob: u128| Fees {
+            max_fee_per_gas: cap,
+            max_priority_fee_per_gas: tip,
+            max_fee_per_blob_gas: blob,
+        };
+        assert_eq!(Fees::suggested(0, 0), fees(3_000_000_000, 1_000_000_000, 0));
+        let suggested = Fees::suggested(7_000_000_000, 2_000_000_000);
+        assert_eq!(suggested, fees(16_000_000_000, 2_000_000_000, 0));
+        assert_eq!(suggested.bumped(Fees::suggested(0, 0)), fees(17_600_000_000, 2_200_000_000, 0));
+        // A blob transaction: a blob fee of twice the blob base fee (at
+        // least 1 gwei), and every fee doubled to replace it.
+        let blobs = suggested.with_blob_base_fee(3_000_000_000);
+        assert_eq!(blobs, fees(16_000_000_000, 2_000_000_000, 6_000_000_000));
+        assert_eq!(Fees::suggested(0, 0).with_blob_base_fee(1).max_fee_per_blob_gas, 1_000_000_000);
+        assert_eq!(blobs.bumped(Fees::suggested(0, 0)), fees(32_000_000_000, 4_000_000_000, 12_000_000_000));
+        let fees = suggested;
         // A risen L1 fee wins over the bump.
         let risen = Fees::suggested(20_000_000_000, 1);
         assert_eq!(fees.bumped(risen).max_fee_per_gas, risen.max_fee_per_gas);
         // Rounded up: 11 wei raised by 10% is 13, never 12.1 truncated to 12.
-        let small = Fees { max_fee_per_gas: 11, max_priority_fee_per_gas: 11 }.bumped(Fees::default());
+        let small =
+            Fees { max_fee_per_gas: 11, max_priority_fee_per_gas: 11, max_fee_per_blob_gas: 0 }.bumped(Fees::default());
         assert_eq!(small.max_priority_fee_per_gas, 13);
     }
 

@@ -91,8 +91,10 @@ fn batcher_txs(l1: &L1, inbox: Address) -> Vec<BatcherTx> {
             let raw = l1.rpc("eth_getRawTransactionByHash", json!([tx["hash"]]));
             let bytes = hex::decode(raw.as_str().unwrap().trim_start_matches("0x")).unwrap();
             let envelope = TxEnvelope::decode_2718(&mut bytes.as_slice()).unwrap();
+            // A blob transaction's frames are in its blobs, not its calldata.
             let input = alloy_consensus::Transaction::input(&envelope).to_vec();
-            found.push((number, envelope, frames_of(&input)));
+            let frames = if input.is_empty() { Vec::new() } else { frames_of(&input) };
+            found.push((number, envelope, frames));
         }
     }
     found
@@ -117,7 +119,8 @@ fn frames_of(payload: &[u8]) -> Vec<(u16, bool)> {
 fn signer_of(tx: &TxEnvelope) -> Address {
     let signature = tx.signature();
     let hash = match tx {
-        TxEnvelope::Eip1559(signed) => alloy_consensus::SignableTransaction::signature_hash(signed.tx()),
+        TxEnvelope::Eip1559(signed) => signed.signature_hash(),
+        TxEnvelope::Eip4844(signed) => signed.signature_hash(),
         other => panic!("a batcher transaction of type {:?}", other.tx_type()),
     };
     let compact: [u8; 64] = signature.as_bytes()[..64].try_into().unwrap();
@@ -341,4 +344,58 @@ fn a_batcher_that_cannot_post_raises_the_window_alarm_before_verifiers_replace_i
     assert_eq!(derived.len() as u64, held);
     assert!(derived.iter().all(|line| line["user_transactions"] == 0), "deposit-only blocks: {derived:?}");
     node.stop();
+}
+
+#[test]
+fn kona_derives_what_the_batcher_posts_in_blobs() {
+    if !needs() {
+        return;
+    }
+    let dir = fresh_dir("op-batcher-blobs");
+    let l1 = L1::start(2, &[]);
+    let (portal, config) = setup(&dir, &l1);
+    let rollup: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("chain/rollup.json")).unwrap()).unwrap();
+    let inbox: Address = rollup["batch_inbox_address"].as_str().unwrap().parse().unwrap();
+    let batcher: Address = rollup["genesis"]["system_config"]["batcherAddr"].as_str().unwrap().parse().unwrap();
+    let mut node = TephraProcess::builder(env!("CARGO_BIN_EXE_tephra"), dir.join("node"))
+        .config(&config)
+        .config("[batcher]\ndata_availability = \"blobs\"\nframe_size_max_bytes = 130043\npoll_interval_ms = 500\n")
+        .config("[node]\nlog_level = \"info,tephra_node::batcher=debug\"\n")
+        .log_file("tephra.log")
+        .start()
+        .expect("tephra starts with its batcher on blobs");
+    let mut l2 = L2::new(node.rpc_url());
+    let mut last_block = 0;
+    let mut send = |l2: &mut L2, i: u64| {
+        let receipt = l2.send((i % 3) as usize, TxKind::Call(RECIPIENT), 1, vec![u8::try_from(i).unwrap(); 200]);
+        last_block = last_block.max(quantity(&receipt["blockNumber"]));
+    };
+    for i in 0..8 {
+        send(&mut l2, i);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    l1.send(5, portal, ETHER, deposit_transaction_call(RECIPIENT, U256::from(7), 100_000, false, &[]));
+    // A restart reads its blob batches back from the blobs it kept.
+    wait_until("a blob batch on L1", Duration::from_secs(60), || !batcher_txs(&l1, inbox).is_empty());
+    node.kill9();
+    node.start().expect("tephra restarts");
+    for i in 8..16 {
+        send(&mut l2, i);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_until("the workload's blocks safe", Duration::from_secs(120), || {
+        block_number(&l2.client, "safe") >= last_block
+    });
+    let lines = kona_derive(&dir, &l1, node.rpc_url(), last_block, None);
+    let derived: Vec<&Value> = lines.iter().filter(|line| line.get("block").is_some()).collect();
+    assert_eq!(derived.len() as u64, last_block, "every block derived from L1's blobs");
+    let users: u64 = derived.iter().map(|line| line["user_transactions"].as_u64().unwrap()).sum();
+    assert_eq!(users, 16, "the workload's transactions, each once");
+    let posted = batcher_txs(&l1, inbox);
+    for (block, tx, _) in &posted {
+        let TxEnvelope::Eip4844(signed) = tx else { panic!("a blob transaction in L1 block {block}: {tx:?}") };
+        assert_eq!(signed.tx().tx().blob_versioned_hashes.len(), 1, "a frame a blob, a blob a transaction");
+        assert_eq!(signer_of(tx), batcher);
+    }
+    assert!(metric(&node, "tephra_batcher_txs_posted_total{kind=\"blob\"}").is_some_and(|n| n >= posted.len() as f64));
 }

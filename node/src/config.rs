@@ -37,6 +37,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct BatcherConfig {
     pub enabled: bool,
+    pub data_availability: DataAvailability,
     pub safe_depth_l1_blocks: u64,
     pub poll_interval_ms: u64,
     pub frame_size_max_bytes: usize,
@@ -50,6 +51,16 @@ pub struct BatcherConfig {
     pub read_back_l1_blocks_per_poll_max: u64,
     pub audit_file: PathBuf,
     pub key: KeyConfig,
+}
+
+/// Where the batcher puts its frames on L1.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DataAvailability {
+    /// One frame a calldata transaction (EIP-1559).
+    Calldata,
+    /// One frame a blob, a blob a transaction (EIP-4844, type 3).
+    Blobs,
 }
 
 /// Where a key lives: `[batcher.key]`, and the key fields of `[signer]`.
@@ -607,6 +618,16 @@ impl Config {
                     reason: "the batcher key pays for L1 transactions: it must not be the block key",
                 });
             }
+        }
+        let blob_frame_max = tephra_batcher::BLOB_DATA_MAX_BYTES - 1;
+        if self.batcher.data_availability == DataAvailability::Blobs
+            && self.batcher.frame_size_max_bytes > blob_frame_max
+        {
+            return Err(ConfigError::Invalid {
+                key: "batcher.frame_size_max_bytes",
+                value: self.batcher.frame_size_max_bytes.to_string(),
+                reason: "with blobs, a frame and the version byte fill one blob: at most 130043",
+            });
         }
         if self.batcher.enabled && self.batcher.key.key_file == self.signer.key_file {
             return Err(ConfigError::Invalid {

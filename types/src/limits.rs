@@ -330,8 +330,9 @@ pub const L1_BLOB_BASE_FEE_UPDATE_FRACTION_MAX: u64 = 50_077_160;
 pub const FLASHBLOCKS_SUBSCRIBERS_MAX: usize = 256;
 
 /// `batcher.frame_size_max_bytes`: a frame and the version byte fill one
-/// L1 transaction, which an L1 node's pool takes up to 128 KiB.
-pub const BATCHER_FRAME_SIZE_MAX_BYTES: u64 = 130_000;
+/// blob (130,044 bytes), or one L1 transaction's calldata, which an L1
+/// node's pool takes up to 128 KiB.
+pub const BATCHER_FRAME_SIZE_MAX_BYTES: u64 = 130_043;
 
 /// The smallest `batcher.frame_size_max_bytes`: a frame's 23 bytes of
 /// overhead and some data.

@@ -11,7 +11,8 @@
 //!              ─> safe (that L1 block batcher.safe_depth_l1_blocks deep), finalized (L1 finalized)
 //!              L1 reorg: back to the newest L1 block still canonical, what landed above it unposted
 //!   ChainView's sealed blocks after those taken ─> send.rs: ChannelOut (a span batch per run of blocks)
-//!              ─closed: size, duration, window─> frames ─> calldata txs, nonces in frame order
+//!              ─closed: size, duration, window─> frames ─> calldata txs, or blob txs (their payloads
+//!              kept in blob_store.rs for the read-back), nonces in frame order
 //!              ─> BatcherGuard (inbox only, fee caps) ─> audit log ─> batcher key ─> eth_sendRawTransaction
 //!              stuck: fees +10% after batcher.resubmit_timeout_ms; the L1 nonce went back (reorg): sent again;
 //!              included but not read back: the channel is given up, its blocks go into a new one
@@ -29,6 +30,7 @@
 //! `batcher.checkpoint`); the batcher key signs nothing but batcher
 //! transactions.
 
+mod blob_store;
 mod read_back;
 mod send;
 
@@ -101,6 +103,8 @@ pub enum BatcherError {
     Channel(#[from] tephra_batcher::ChannelOutError),
     #[error("batcher checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
+    #[error("blob: {0}")]
+    Blob(String),
 }
 
 /// What every part of the batcher reads: the rollup, the config, the L1.
@@ -135,8 +139,15 @@ pub fn spawn(shared: Arc<Shared>, status: Arc<BatcherStatus>) -> std::io::Result
     let batcher = op.rollup.genesis.system_config.batcher_addr;
     let context = Context { rollup: op.rollup.clone(), config, rpc, batcher, shared };
     thread::Builder::new().name("tephra-batcher".into()).spawn(move || {
-        let mut batcher =
-            Batcher { read_back: None, sender: send::Sender::default(), checkpoint, context, status, signer: None };
+        let mut batcher = Batcher {
+            read_back: None,
+            sender: send::Sender::default(),
+            checkpoint,
+            context,
+            status,
+            signer: None,
+            blobs: None,
+        };
         batcher.run();
     })?;
     Ok(())
@@ -148,6 +159,8 @@ struct Batcher {
     /// Opened at the first poll that sends, and again after it failed to
     /// open: an HSM that is down stops posting, not the node.
     signer: Option<Arc<dyn Signer>>,
+    /// The blob payloads sent (data dir), opened at the first poll.
+    blobs: Option<blob_store::BlobStore>,
     checkpoint: PathBuf,
     /// Opened at the first poll that reaches the L1.
     read_back: Option<read_back::ReadBack>,
@@ -189,10 +202,15 @@ impl Batcher {
             if got != self.context.rollup.l1_chain_id {
                 return Err(BatcherError::WrongL1 { got, expected: self.context.rollup.l1_chain_id });
             }
+            let data_dir = &self.context.shared.config.node.data_dir;
+            let blobs =
+                blob_store::BlobStore::open(data_dir).map_err(|e| BatcherError::Blob(format!("the store: {e}")))?;
+            self.blobs = Some(blobs);
             self.read_back = Some(read_back::ReadBack::open(&self.context, &self.checkpoint)?);
         }
         let read_back = self.read_back.as_mut().expect("opened above");
-        read_back.advance(&self.context, l1_head)?;
+        let blobs = self.blobs.as_mut().expect("opened with the read-back");
+        read_back.advance(&self.context, blobs, l1_head)?;
         let finalized_l1 = self.context.rpc.finalized_number()?;
         let heads = read_back.heads(l1_head, finalized_l1, &self.context.config);
         read_back.prune_and_checkpoint(heads.finalized, &self.checkpoint)?;
@@ -216,7 +234,8 @@ impl Batcher {
                 self.signer.insert(signer).clone()
             }
         };
-        self.sender.step(&self.context, &*signer, posted, l1_head)
+        let blobs = self.blobs.as_mut().expect("opened with the read-back");
+        self.sender.step(&self.context, (&*signer, blobs), posted, l1_head)
     }
 
     fn publish(&self, heads: &Heads) {

@@ -25,7 +25,7 @@ use alloy_primitives::B256;
 use tephra_batcher::{BatchBlock, ChannelAssembler, RawSpanBatch, parse_frames, span_batches_of};
 use tephra_l1::{L1BatcherRpc, L1Rpc};
 
-use super::{BatcherError, Context, batch_block};
+use super::{BatcherError, Context, batch_block, blob_store::BlobStore};
 use crate::{config::BatcherConfig, metrics::DaLabel};
 
 /// The read-back's restart point, in the data dir: the newest run of
@@ -110,7 +110,7 @@ impl ReadBack {
     }
 
     /// Reads the L1 up to `l1_head` (at most the per-poll bound).
-    pub fn advance(&mut self, context: &Context, l1_head: u64) -> Result<(), BatcherError> {
+    pub fn advance(&mut self, context: &Context, blobs: &BlobStore, l1_head: u64) -> Result<(), BatcherError> {
         if let Some(&(number, hash)) = self.read.back()
             && context.rpc.block_by_number(number)?.is_none_or(|b| b.hash != hash)
         {
@@ -127,23 +127,20 @@ impl ReadBack {
                 // Reorged while reading: the next poll finds the fork.
                 return Ok(());
             }
-            for tx in txs.iter().filter(|tx| {
-                tx.to == Some(context.rollup.batch_inbox_address)
-                    && tx.from == context.batcher
-                    && tx.blob_versioned_hashes.is_empty()
-            }) {
-                let metrics = context.metrics();
-                let calldata = DaLabel { kind: "calldata" };
-                metrics.txs_posted.get_or_create(&calldata).inc();
-                metrics.bytes_posted.get_or_create(&calldata).inc_by(tx.input.len() as u64);
-                metrics.fees_gwei.inc_by(tx.gas.saturating_mul(tx.effective_gas_price_wei) / 1_000_000_000);
-                let Ok(frames) = parse_frames(&tx.input) else {
-                    tracing::warn!(tx = %tx.hash, "a batcher transaction whose frames do not parse: verifiers skip it");
-                    continue;
-                };
-                for frame in &frames {
-                    if let Some(channel) = self.assembler.add(number, frame) {
-                        self.read_channel(context, number, block.hash, &channel[..]);
+            let ours = |tx: &&tephra_l1::L1Transaction| {
+                tx.to == Some(context.rollup.batch_inbox_address) && tx.from == context.batcher
+            };
+            for tx in txs.iter().filter(ours) {
+                context.metrics().fees_gwei.inc_by(tx.gas.saturating_mul(tx.effective_gas_price_wei) / 1_000_000_000);
+                for payload in payloads_of(context, blobs, tx) {
+                    let Ok(frames) = parse_frames(&payload) else {
+                        tracing::warn!(tx = %tx.hash, "a batcher payload whose frames do not parse: verifiers skip it");
+                        continue;
+                    };
+                    for frame in &frames {
+                        if let Some(channel) = self.assembler.add(number, frame) {
+                            self.read_channel(context, number, block.hash, &channel[..]);
+                        }
                     }
                 }
             }
@@ -268,6 +265,34 @@ impl ReadBack {
         self.floor = finalized;
         write_checkpoint(path, &finalized)
     }
+}
+
+/// A batcher transaction's payloads, as a verifier reads them: its calldata,
+/// or each of its blobs (verifiers ignore a blob transaction's calldata).
+/// A blob not in the store is missing here, and its blocks are sent again.
+fn payloads_of(context: &Context, blobs: &BlobStore, tx: &tephra_l1::L1Transaction) -> Vec<Vec<u8>> {
+    let metrics = context.metrics();
+    if tx.blob_versioned_hashes.is_empty() {
+        let calldata = DaLabel { kind: "calldata" };
+        metrics.txs_posted.get_or_create(&calldata).inc();
+        metrics.bytes_posted.get_or_create(&calldata).inc_by(tx.input.len() as u64);
+        return vec![tx.input.to_vec()];
+    }
+    let blob = DaLabel { kind: "blob" };
+    metrics.txs_posted.get_or_create(&blob).inc();
+    tx.blob_versioned_hashes
+        .iter()
+        .filter_map(|hash| {
+            let payload = blobs.get(hash);
+            if payload.is_none() {
+                tracing::warn!(tx = %tx.hash, blob = %hash, "a blob of the batcher's not in its store: its blocks are sent again");
+            }
+            payload
+        })
+        .inspect(|payload| {
+            metrics.bytes_posted.get_or_create(&blob).inc_by(payload.len() as u64);
+        })
+        .collect()
 }
 
 fn checkpoint_error(path: &Path, reason: impl ToString) -> BatcherError {

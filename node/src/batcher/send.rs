@@ -6,7 +6,8 @@
 //! ```text
 //!  view's sealed blocks (taken+1..=head) ─copied under the read lock─> ChannelOut::add_blocks (no lock)
 //!  close: compressed >= target, open batcher.channel_duration_max_l1_blocks, or the window's margin
-//!  queue of closed channels ─> frame i ─> nonce ─> calldata_tx ─> sign ─> eth_sendRawTransaction
+//!  queue of closed channels ─> frame i ─> nonce ─> calldata_tx, or blob (kept in BlobStore) + blob_tx
+//!             ─> sign ─> eth_sendRawTransaction
 //!  each poll: L1 nonce (latest) ─> what is included; went back: sent again at once
 //!             not included after resubmit_timeout: fees +10%, same nonce, same frame
 //!             the L1's next nonce below all of ours for resubmit_timeout: again from it
@@ -19,13 +20,14 @@ use std::{collections::VecDeque, io::Read, time::Instant};
 
 use alloy_primitives::{B256, Bytes};
 use tephra_batcher::{
-    BatchBlock, ChannelId, ChannelOut, ChannelOutError, ClosedChannel, FRAME_OVERHEAD_BYTES, Fees, calldata_tx,
-    payload_of, signed_tx,
+    BatchBlock, Blob, ChannelId, ChannelOut, ChannelOutError, ClosedChannel, FRAME_OVERHEAD_BYTES, Fees, blob_tx,
+    calldata_tx, payload_of, sidecar_of, signed_blob_tx, signed_tx,
 };
 use tephra_hsm::{L1Tx, Payload, Signer};
 use tephra_l1::{L1BatcherRpc, L1Rpc, SendRefusal};
 
-use super::{BatcherError, Context, Posted, batch_block};
+use super::{BatcherError, Context, Posted, batch_block, blob_store::BlobStore};
+use crate::config::DataAvailability;
 
 /// Blocks in one span batch at most: a channel's size is checked after each run.
 const RUN_BLOCKS_MAX: u64 = 64;
@@ -81,7 +83,7 @@ impl Sender {
     pub fn step(
         &mut self,
         context: &Context,
-        signer: &dyn Signer,
+        (signer, blobs): (&dyn Signer, &mut BlobStore),
         posted: Posted,
         l1_head: u64,
     ) -> Result<(), BatcherError> {
@@ -115,7 +117,7 @@ impl Sender {
             self.start_again(posted);
         }
         self.fill(context, l1_head)?;
-        self.send(context, signer, l1_head)?;
+        self.send(context, (signer, blobs), l1_head)?;
         let metrics = context.metrics();
         let pending: usize = self.open.iter().map(|o| o.channel.compressed_bytes()).sum::<usize>()
             + self.queue.iter().map(|out| out.channel.compressed_bytes).sum::<usize>();
@@ -265,7 +267,12 @@ impl Sender {
 
     /// Sends what is due: new frames while fewer than
     /// `batcher.txs_in_flight_max` are pending, and stuck ones again.
-    fn send(&mut self, context: &Context, signer: &dyn Signer, l1_head: u64) -> Result<(), BatcherError> {
+    fn send(
+        &mut self,
+        context: &Context,
+        (signer, blobs): (&dyn Signer, &mut BlobStore),
+        l1_head: u64,
+    ) -> Result<(), BatcherError> {
         let included = self.included_nonce;
         let mut in_flight =
             self.queue.iter().flat_map(|out| out.txs.iter().flatten()).filter(|s| s.nonce >= included).count();
@@ -285,7 +292,7 @@ impl Sender {
                     None => (self.next_nonce.expect("read in step"), *quote(context, l1_head, &mut fees_now)?),
                 };
                 let payload = Bytes::from(payload_of([&self.queue[index].channel.frames[frame]]));
-                match send_one(context, signer, nonce, payload, fees)? {
+                match send_one(context, (signer, &mut *blobs), nonce, payload, fees)? {
                     Some(fees) => {
                         if sent.is_none() {
                             self.next_nonce = Some(nonce + 1);
@@ -322,30 +329,80 @@ impl Sender {
     }
 }
 
-/// The fees to pay now, read once per turn.
+/// The fees to pay now, read once per turn: with a blob fee when the
+/// frames go in blobs.
 fn quote<'a>(context: &Context, l1_head: u64, fees: &'a mut Option<Fees>) -> Result<&'a Fees, BatcherError> {
     if fees.is_none() {
-        let base_fee = context.rpc.block_by_number(l1_head)?.map_or(0, |b| b.base_fee_per_gas);
+        let latest = context.rpc.block_by_number(l1_head)?;
+        let base_fee = latest.as_ref().map_or(0, |b| b.base_fee_per_gas);
         let tip = context.rpc.suggested_tip_wei()?;
-        *fees = Some(Fees::suggested(u128::from(base_fee), u128::from(tip)));
+        let mut quoted = Fees::suggested(u128::from(base_fee), u128::from(tip));
+        if context.config.data_availability == DataAvailability::Blobs {
+            let fraction = context.shared.config.l1.blob_base_fee_update_fraction;
+            let blob_base_fee = latest.map_or(alloy_primitives::U256::from(1), |b| b.blob_base_fee(fraction));
+            quoted = quoted.with_blob_base_fee(u128::try_from(blob_base_fee).unwrap_or(u128::MAX));
+        }
+        *fees = Some(quoted);
     }
     Ok(fees.as_ref().expect("set above"))
+}
+
+/// What carries a payload: its calldata, or its blob and sidecar.
+enum Carrier {
+    Calldata(Bytes),
+    Blob { sidecar: alloy_eips::eip7594::BlobTransactionSidecarEip7594, hash: B256 },
+}
+
+impl Carrier {
+    /// The carrier of `payload` under `context`'s data availability; a
+    /// blob's payload is kept in `blobs` before anything is sent.
+    fn of(context: &Context, blobs: &mut BlobStore, payload: Bytes) -> Result<Self, BatcherError> {
+        if context.config.data_availability == DataAvailability::Calldata {
+            return Ok(Carrier::Calldata(payload));
+        }
+        let blob = Blob::encode(&payload).map_err(|e| BatcherError::Blob(e.to_string()))?;
+        let (sidecar, hashes) =
+            sidecar_of(std::slice::from_ref(&blob)).map_err(|e| BatcherError::Blob(e.to_string()))?;
+        blobs.put(hashes[0], &payload).map_err(|e| BatcherError::Blob(format!("keeping the blob: {e}")))?;
+        Ok(Carrier::Blob { sidecar, hash: hashes[0] })
+    }
+
+    /// Signed at `nonce` with `fees`: its hash and raw bytes.
+    fn signed(
+        &self,
+        context: &Context,
+        signer: &dyn Signer,
+        nonce: u64,
+        fees: Fees,
+    ) -> Result<(B256, Bytes), BatcherError> {
+        let (chain_id, inbox) = (context.rollup.l1_chain_id, context.rollup.batch_inbox_address);
+        Ok(match self {
+            Carrier::Calldata(payload) => {
+                let tx = calldata_tx(chain_id, nonce, inbox, payload.clone(), fees);
+                let signature = signer.sign(&Payload::L1Transaction(L1Tx::Eip1559(&tx)))?;
+                signed_tx(tx, &signature.0)
+            }
+            Carrier::Blob { sidecar, hash } => {
+                let tx = blob_tx(chain_id, nonce, inbox, vec![*hash], fees);
+                let signature = signer.sign(&Payload::L1Transaction(L1Tx::Eip4844(&tx)))?;
+                signed_blob_tx(tx, sidecar.clone(), &signature.0)
+            }
+        })
+    }
 }
 
 /// Signs and sends `payload` at `nonce`: the fees it went out with, or
 /// None if the nonce is used already.
 fn send_one(
     context: &Context,
-    signer: &dyn Signer,
+    (signer, blobs): (&dyn Signer, &mut BlobStore),
     nonce: u64,
     payload: Bytes,
     mut fees: Fees,
 ) -> Result<Option<Fees>, BatcherError> {
-    let inbox = context.rollup.batch_inbox_address;
+    let carrier = Carrier::of(context, blobs, payload)?;
     for _ in 0..=UNDERPRICED_RETRIES_MAX {
-        let tx = calldata_tx(context.rollup.l1_chain_id, nonce, inbox, payload.clone(), fees);
-        let signature = signer.sign(&Payload::L1Transaction(L1Tx::Eip1559(&tx)))?;
-        let (hash, raw) = signed_tx(tx, &signature.0);
+        let (hash, raw) = carrier.signed(context, signer, nonce, fees)?;
         match context.rpc.send_raw(&raw) {
             Ok(_) | Err(Ok(SendRefusal::AlreadyKnown)) => {
                 tracing::debug!(nonce, %hash, "batcher transaction sent");
@@ -358,6 +415,7 @@ fn send_one(
                 let doubled = Fees {
                     max_fee_per_gas: fees.max_fee_per_gas.saturating_mul(2),
                     max_priority_fee_per_gas: fees.max_priority_fee_per_gas.saturating_mul(2),
+                    max_fee_per_blob_gas: fees.max_fee_per_blob_gas.saturating_mul(2),
                 };
                 fees = fees.bumped(doubled);
             }
