@@ -399,3 +399,51 @@ fn kona_derives_what_the_batcher_posts_in_blobs() {
     }
     assert!(metric(&node, "tephra_batcher_txs_posted_total{kind=\"blob\"}").is_some_and(|n| n >= posted.len() as f64));
 }
+
+#[test]
+fn an_hsm_that_fails_stops_posting_not_preconfirmations_and_posting_resumes() {
+    if !needs() {
+        return;
+    }
+    let dir = fresh_dir("op-batcher-hsm-down");
+    let Some((key_layer, softhsm2_conf, _)) = hsm_batcher_key(&dir) else { return };
+    let env = [("SOFTHSM2_CONF", softhsm2_conf.as_str())];
+    let l1 = L1::start(1, &[]);
+    let (_, config) = setup_with(&dir, &l1, &key_layer, &env);
+    let node = TephraProcess::builder(env!("CARGO_BIN_EXE_tephra"), dir.join("node"))
+        .config(&config)
+        .config(&key_layer)
+        .env("SOFTHSM2_CONF", &softhsm2_conf)
+        .log_file("tephra.log")
+        .start()
+        .expect("tephra starts with its batcher");
+    let mut l2 = L2::new(node.rpc_url());
+    l2.send(0, TxKind::Call(RECIPIENT), 1, Vec::new());
+    wait_until("a block posted", Duration::from_secs(60), || block_number(&l2.client, "safe") >= 1);
+    // The token's store goes away: SoftHSM2 reads it at every signature.
+    let tokens = dir.join("tokens");
+    let hidden = dir.join("tokens-away");
+    std::fs::rename(&tokens, &hidden).unwrap();
+    let mut reason = String::new();
+    wait_until("/ready to say the batcher cannot sign", Duration::from_secs(60), || {
+        let (status, body) = ready(&node);
+        reason = body;
+        status != 200 && reason.contains("batcher")
+    });
+    assert!(reason.contains("batcher key") || reason.contains("HSM"), "/ready: {reason}");
+    // Preconfirmations and blocks go on meanwhile.
+    let posted = l2.client.rpc("optimism_syncStatus", json!([]))["pending_safe_l2"]["number"].as_u64().unwrap();
+    let receipt = l2.send(1, TxKind::Call(RECIPIENT), 1, Vec::new());
+    assert_eq!(receipt["status"], "0x1", "preconfirmed while the batcher key is down");
+    let head = block_number(&l2.client, "latest");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(block_number(&l2.client, "latest") > head, "blocks go on");
+    let still = l2.client.rpc("optimism_syncStatus", json!([]))["pending_safe_l2"]["number"].as_u64().unwrap();
+    assert!(still <= posted + 2, "nothing new posted without the key ({posted} then {still})");
+    // The token back: posting resumes by itself.
+    std::fs::rename(&hidden, &tokens).unwrap();
+    let target = block_number(&l2.client, "latest");
+    wait_until("posting to resume", Duration::from_secs(60), || {
+        block_number(&l2.client, "safe") >= target && ready(&node).0 == 200
+    });
+}
