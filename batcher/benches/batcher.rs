@@ -4,10 +4,13 @@
 //! Blocks of 10,000 signed ETH transfers (1 s of chain each, 1,000
 //! recipients) go through what the node's batcher does per block: a span
 //! batch, into the channel's brotli stream (flushed), the channel closed
-//! into frames, each frame a calldata transaction. Figures, each the median
+//! into frames, each frame a calldata transaction; then its read-back:
+//! the frames assembled, the channel decompressed and its span batches
+//! decoded and compared with the blocks' own. Figures, each the median
 //! of timed runs after a warm-up, in one run:
-//! - the CPU share: time per block over the block time (goal: at most 15%
-//!   of one core at op-batcher's brotli level 10), for each quality;
+//! - the CPU share: time per block, sending and reading back, over the
+//!   block time (goal: at most 15% of one core), for each brotli quality
+//!   (10 is op-batcher's);
 //! - bytes posted per transaction, and the channel's size against the same
 //!   blocks compressed as one op-batcher channel (brotli level 10, one
 //!   shot) and against the raw content.
@@ -18,8 +21,8 @@
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, B256, Bytes, U256};
 use tephra_batcher::{
-    BROTLI_QUALITY_OP_BATCHER, BatchBlock, ChannelOut, Fees, RawSpanBatch, calldata_tx, compress, content_of,
-    payload_of,
+    BROTLI_QUALITY_OP_BATCHER, BatchBlock, ChannelAssembler, ChannelOut, Fees, RawSpanBatch, calldata_tx, compress,
+    content_of, parse_frames, payload_of, span_batches_of,
 };
 use tephra_exec::dev::{DevKey, measure};
 
@@ -53,6 +56,21 @@ fn blocks() -> Vec<BatchBlock> {
                 .collect(),
         })
         .collect()
+}
+
+/// The node's read-back of `payloads`: every block found and equal.
+fn read_back(blocks: &[BatchBlock], payloads: &[Bytes]) {
+    let mut assembler = ChannelAssembler::new(50);
+    let channel = payloads
+        .iter()
+        .flat_map(|payload| parse_frames(payload).expect("frames"))
+        .find_map(|frame| assembler.add(1, &frame))
+        .expect("a whole channel");
+    let (spans, error) = span_batches_of(&channel);
+    assert!(error.is_none() && spans.len() == blocks.len());
+    for (span, block) in spans.iter().zip(blocks) {
+        assert_eq!(span, &RawSpanBatch::from_blocks(GENESIS_TIME, std::slice::from_ref(block)).unwrap());
+    }
 }
 
 /// The node's batcher on `blocks`, one block per run: the frames' payloads.
@@ -101,7 +119,7 @@ fn main() {
             5,
             || (),
             |()| {
-                std::hint::black_box(batch(&blocks, quality));
+                read_back(&blocks, &batch(&blocks, quality));
             },
         );
         let per_block_s = per_run.as_secs_f64() / blocks.len() as f64;

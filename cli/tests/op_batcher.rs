@@ -306,6 +306,8 @@ fn a_batcher_that_cannot_post_raises_the_window_alarm_before_verifiers_replace_i
         .start()
         .expect("tephra starts");
     let mut l2 = L2::new(node.rpc_url());
+    // Answering is not started: the first block says it is.
+    wait_until("the first block", Duration::from_secs(30), || block_number(&l2.client, "latest") >= 1);
     for i in 0..4 {
         l2.send(i % 3, TxKind::Call(RECIPIENT), 1, Vec::new());
     }

@@ -282,15 +282,34 @@ impl Batcher {
     }
 }
 
-/// Block `number` of the view as a batch holds it, with its hash.
-fn batch_block(view: &ChainView, number: u64) -> Option<(BatchBlock, B256)> {
+/// Blocks `numbers` of the view as batches hold them, with their hashes;
+/// the first number not kept as the error. Under the view's read lock only
+/// the transactions are copied (their bytes are shared); they are encoded
+/// after it is let go, so that the sequencer's writes do not wait on it.
+fn batch_blocks(context: &Context, numbers: std::ops::RangeInclusive<u64>) -> Result<Vec<(BatchBlock, B256)>, u64> {
+    let copied = {
+        let view = context.shared.view.read().expect("view lock");
+        numbers.map(|number| copy_block(&view, number).ok_or(number)).collect::<Result<Vec<_>, u64>>()?
+    };
+    Ok(copied
+        .into_iter()
+        .map(|(mut batch, txs, hash)| {
+            batch.txs = txs.iter().map(|tx| Bytes::from(alloy_eips::Encodable2718::encoded_2718(tx))).collect();
+            (batch, hash)
+        })
+        .collect())
+}
+
+/// Block `number` of the view: its batch fields (no transactions yet), its
+/// user transactions (deposits left out) and its hash.
+fn copy_block(view: &ChainView, number: u64) -> Option<(BatchBlock, Vec<OpTxEnvelope>, B256)> {
     let block: &StoredBlock = view.block(number)?;
     let op = block.op.as_ref()?;
     let txs = block
         .txs
         .iter()
         .filter(|tx| !matches!(tx.envelope, OpTxEnvelope::Deposit(_)))
-        .map(|tx| Bytes::from(alloy_eips::Encodable2718::encoded_2718(&tx.envelope)))
+        .map(|tx| tx.envelope.clone())
         .collect();
     let batch = BatchBlock {
         timestamp: block.header.timestamp,
@@ -298,7 +317,7 @@ fn batch_block(view: &ChainView, number: u64) -> Option<(BatchBlock, B256)> {
         origin_number: op.origin.number,
         origin_hash: op.origin.hash,
         sequence_number: op.sequence_number,
-        txs,
+        txs: Vec::new(),
     };
-    Some((batch, block.hash))
+    Some((batch, txs, block.hash))
 }

@@ -25,7 +25,7 @@ use alloy_primitives::B256;
 use tephra_batcher::{BatchBlock, ChannelAssembler, RawSpanBatch, parse_frames, span_batches_of};
 use tephra_l1::{L1BatcherRpc, L1Rpc};
 
-use super::{BatcherError, Context, batch_block, blob_store::BlobStore};
+use super::{BatcherError, Context, batch_blocks, blob_store::BlobStore};
 use crate::{config::BatcherConfig, metrics::DaLabel};
 
 /// The read-back's restart point, in the data dir: the newest run of
@@ -189,11 +189,8 @@ impl ReadBack {
         if first > posted.l2 + 1 {
             return Err(format!("blocks {first}..={last} leave a gap after the posted block {}", posted.l2));
         }
-        let blocks = {
-            let view = context.shared.view.read().expect("view lock");
-            (first..=last).map(|n| batch_block(&view, n).ok_or(n)).collect::<Result<Vec<(BatchBlock, B256)>, u64>>()
-        };
-        let blocks = blocks.map_err(|n| format!("block {n} is not kept by the chain view"))?;
+        let blocks =
+            batch_blocks(context, first..=last).map_err(|n| format!("block {n} is not kept by the chain view"))?;
         let window_closes = blocks[0].0.origin_number + context.rollup.seq_window_size;
         if l1 > window_closes {
             return Err(format!(

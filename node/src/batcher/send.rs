@@ -11,7 +11,8 @@
 //!  each poll: L1 nonce (latest) ─> what is included; went back: sent again at once
 //!             not included after resubmit_timeout: fees +10%, same nonce, same frame
 //!             the L1's next nonce below all of ours for resubmit_timeout: again from it
-//!             all included, not read back after NOT_READ_BACK_L1_BLOCKS: the channel is given up
+//!             all included, not read back after NOT_READ_BACK_L1_BLOCKS, or the first included and
+//!             the last not within the channel timeout less the margin: the channel is given up
 //!  start again (a rewind, a channel given up, a nonce used elsewhere): from the posted head,
 //!             a new channel id, nonces from the L1
 //! ```
@@ -20,13 +21,13 @@ use std::{collections::VecDeque, io::Read, time::Instant};
 
 use alloy_primitives::{B256, Bytes};
 use tephra_batcher::{
-    BatchBlock, Blob, ChannelId, ChannelOut, ChannelOutError, ClosedChannel, FRAME_OVERHEAD_BYTES, Fees, blob_tx,
-    calldata_tx, payload_of, sidecar_of, signed_blob_tx, signed_tx,
+    BatchBlock, Blob, CHANNEL_TIMEOUT_GRANITE_L1_BLOCKS, ChannelId, ChannelOut, ChannelOutError, ClosedChannel,
+    FRAME_OVERHEAD_BYTES, Fees, blob_tx, calldata_tx, payload_of, sidecar_of, signed_blob_tx, signed_tx,
 };
 use tephra_hsm::{L1Tx, Payload, Signer};
 use tephra_l1::{L1BatcherRpc, L1Rpc, SendRefusal};
 
-use super::{BatcherError, Context, Posted, batch_block, blob_store::BlobStore};
+use super::{BatcherError, Context, Posted, batch_blocks, blob_store::BlobStore};
 use crate::config::DataAvailability;
 
 /// Blocks in one span batch at most: a channel's size is checked after each run.
@@ -52,6 +53,8 @@ struct Outgoing {
     txs: Vec<Option<Sent>>,
     /// The L1 head when all its transactions were first seen included.
     included_at_l1: Option<u64>,
+    /// The L1 head when its first transaction was first seen included.
+    first_included_at_l1: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -108,11 +111,11 @@ impl Sender {
             self.start_again(posted);
             self.next_nonce = Some(included);
         }
-        if self.given_up(l1_head, posted) {
+        if self.given_up(l1_head, posted, context.config.sub_safety_margin_l1_blocks) {
             context.metrics().channels_invalidated.inc();
             tracing::warn!(
                 posted = posted.l2,
-                "a channel is included on L1 but not read back: sent again in a new channel"
+                "a channel is included on L1 but not read back, or not whole within the channel timeout: sent again in a new channel"
             );
             self.start_again(posted);
         }
@@ -176,11 +179,20 @@ impl Sender {
 
     /// A channel all of whose transactions are included, and which the
     /// read-back has not found within `NOT_READ_BACK_L1_BLOCKS`.
-    fn given_up(&mut self, l1_head: u64, posted: Posted) -> bool {
+    ///
+    /// Or one whose first transaction is included and whose last is not
+    /// within the channel timeout (less the safety margin) after: verifiers
+    /// drop a channel not complete within it.
+    fn given_up(&mut self, l1_head: u64, posted: Posted, margin: u64) -> bool {
         let included_nonce = self.included_nonce;
         for out in &mut self.queue {
-            let all_included = out.txs.iter().all(|tx| tx.is_some_and(|sent| sent.nonce < included_nonce));
-            if !all_included {
+            let included = |tx: &Option<Sent>| tx.is_some_and(|sent| sent.nonce < included_nonce);
+            if out.txs.iter().any(included) {
+                let first = *out.first_included_at_l1.get_or_insert(l1_head);
+                if !out.txs.iter().all(included) {
+                    return l1_head + margin >= first + CHANNEL_TIMEOUT_GRANITE_L1_BLOCKS;
+                }
+            } else {
                 return false;
             }
             let since = *out.included_at_l1.get_or_insert(l1_head);
@@ -239,15 +251,12 @@ impl Sender {
     /// Up to `RUN_BLOCKS_MAX` sealed blocks after `taken`, copied out of
     /// the view so that compressing them holds no lock.
     fn next_run(context: &Context, taken: u64) -> Result<Option<Vec<(BatchBlock, B256)>>, BatcherError> {
-        let view = context.shared.view.read().expect("view lock");
-        let head = view.head().header.number;
+        let head = context.shared.view.read().expect("view lock").head().header.number;
         if head <= taken {
             return Ok(None);
         }
-        let run = (taken + 1..=head.min(taken + RUN_BLOCKS_MAX))
-            .map(|number| batch_block(&view, number).ok_or(BatcherError::NotKept { number }))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(run))
+        let run = batch_blocks(context, taken + 1..=head.min(taken + RUN_BLOCKS_MAX));
+        run.map(Some).map_err(|number| BatcherError::NotKept { number })
     }
 
     fn close(&mut self, context: &Context) -> Result<(), BatcherError> {
@@ -261,7 +270,7 @@ impl Sender {
             "channel closed"
         );
         let txs = vec![None; channel.frames.len()];
-        self.queue.push_back(Outgoing { channel, txs, included_at_l1: None });
+        self.queue.push_back(Outgoing { channel, txs, included_at_l1: None, first_included_at_l1: None });
         Ok(())
     }
 
