@@ -192,6 +192,10 @@ impl RawSpanBatch {
             ..Self::default()
         };
         let blocks = r.count("block_count")?;
+        if blocks == 0 {
+            // op-node and kona refuse it (and drop the rest of its channel).
+            return Err(SpanBatchError::NoBlocks);
+        }
         batch.origin_bits = r.bits(blocks, "origin_bits")?;
         for _ in 0..blocks {
             let count = r.count("block_tx_counts")?;
@@ -595,6 +599,9 @@ mod tests {
     #[test]
     fn what_no_batch_holds_is_refused() {
         assert_eq!(RawSpanBatch::from_blocks(0, &[]), Err(SpanBatchError::NoBlocks));
+        // Nor is one read back: rel_timestamp 0, l1_origin_num 0, the two checks, block_count 0.
+        let empty = [&[0u8, 0][..], &[0u8; 40], &[0u8]].concat();
+        assert_eq!(RawSpanBatch::decode(&empty), Err(SpanBatchError::NoBlocks));
         assert_eq!(
             RawSpanBatch::from_blocks(2_000, &[block(1_000, 1, 0, Vec::new())]),
             Err(SpanBatchError::BeforeGenesis { index: 0 })

@@ -165,6 +165,11 @@ impl ChainView {
         self.batcher = Some(status);
     }
 
+    /// Whether the safe and finalized heads are a batcher's.
+    pub fn has_batcher(&self) -> bool {
+        self.batcher.is_some()
+    }
+
     /// The safe head: the batcher's (its batch on L1, deep enough), or
     /// without a batcher the newest signed block.
     pub fn safe_head(&self) -> u64 {

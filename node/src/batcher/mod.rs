@@ -105,6 +105,8 @@ pub enum BatcherError {
     Checkpoint { path: PathBuf, reason: String },
     #[error("blob: {0}")]
     Blob(String),
+    #[error("a bug: {0} (the batcher starts again from its checkpoint)")]
+    Panicked(String),
 }
 
 /// What every part of the batcher reads: the rollup, the config, the L1.
@@ -124,8 +126,8 @@ impl Context {
     /// The L2 block number of a block at `timestamp`.
     fn number_at(&self, timestamp: u64) -> Option<u64> {
         let since = timestamp.checked_sub(self.rollup.genesis.l2_time)?;
-        (since.is_multiple_of(self.rollup.block_time))
-            .then(|| self.rollup.genesis.l2.number + since / self.rollup.block_time)
+        let blocks = since.is_multiple_of(self.rollup.block_time).then(|| since / self.rollup.block_time)?;
+        self.rollup.genesis.l2.number.checked_add(blocks)
     }
 }
 
@@ -174,7 +176,7 @@ impl Batcher {
         let mut failing = false;
         while !health.shutting_down() {
             let started = Instant::now();
-            match self.poll() {
+            match self.guarded_poll() {
                 Ok(()) if failing => {
                     failing = false;
                     tracing::info!("the batcher posts again");
@@ -195,8 +197,29 @@ impl Batcher {
         }
     }
 
+    /// A poll; a panic in it (a bug) is an error like any other, and the
+    /// next poll reads back and sends again from the checkpoint, since the
+    /// state it left may be half changed.
+    fn guarded_poll(&mut self) -> Result<(), BatcherError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.poll())).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(what, "the batcher panicked: starting again from its checkpoint");
+            self.read_back = None;
+            self.sender = send::Sender::default();
+            Err(BatcherError::Panicked(what))
+        })
+    }
+
     fn poll(&mut self) -> Result<(), BatcherError> {
         let l1_head = self.context.rpc.head_number()?;
+        // The window first, from the posted head last known: a poll that
+        // fails further on still raises the alarm.
+        let known = self.status.heads().map_or(self.context.rollup.genesis.l2.number, |h| h.posted.l2);
+        self.check_window(known, l1_head);
         if self.read_back.is_none() {
             let got = self.context.rpc.chain_id()?;
             if got != self.context.rollup.l1_chain_id {
@@ -217,7 +240,11 @@ impl Batcher {
         let posted = read_back.posted_head();
         let caught_up = read_back.caught_up(l1_head);
         self.publish(&heads);
-        self.check_window(posted.l2, l1_head);
+        if self.check_window(posted.l2, l1_head) == Window::Closed {
+            // Verifiers derive deposit-only blocks from there: what tephra
+            // would post is not the chain any more.
+            return Ok(());
+        }
         if !caught_up {
             // What is on L1 beyond the blocks read is not known yet: sending
             // now could post blocks again that are there.
@@ -255,41 +282,84 @@ impl Batcher {
     /// every block after it) with deposit-only blocks. Within the safety
     /// margin of that, no block opens until it is posted: the sequencer
     /// reads `window_hold` and shows the reason on /ready (`Hold::L1`).
-    fn check_window(&self, posted: u64, l1_head: u64) {
-        let origin = {
+    fn check_window(&self, posted: u64, l1_head: u64) -> Window {
+        let next = posted + 1;
+        let (origin, head) = {
             let view = self.context.shared.view.read().expect("view lock");
-            view.op_of(posted + 1).map(|op| op.origin.number)
+            (view.op_of(next).map(|op| op.origin.number), view.head().header.number)
         };
-        let closes_at = origin.map(|o| o + self.context.rollup.seq_window_size);
         let margin = self.context.config.sub_safety_margin_l1_blocks;
-        let reason = closes_at.filter(|closes| l1_head + margin >= *closes).map(|closes| {
-            format!(
-                "batch window: block {} (L1 origin {}) must be on L1 by L1 block {closes} and the L1 is at {l1_head}: \
-                 no new block until it is posted",
-                posted + 1,
-                origin.unwrap_or_default()
-            )
-        });
-        let mut window = self.status.window.write().expect("batcher window lock");
-        if *window != reason {
+        let (window, reason) = match origin.map(|o| (o, o + self.context.rollup.seq_window_size)) {
+            None if next <= head => (
+                Window::Alarm,
+                Some(format!(
+                    "batch window: block {next} is not kept by the chain view (rpc.history_blocks_max): \
+                     it cannot be posted; no new block"
+                )),
+            ),
+            None => (Window::Open, None),
+            Some((origin, closes)) if l1_head > closes => (
+                Window::Closed,
+                Some(format!(
+                    "batch window closed: block {next} (L1 origin {origin}) was not on L1 by L1 block {closes}: \
+                     verifiers derive deposit-only blocks from there; tephra holds (docs/operators.md)"
+                )),
+            ),
+            Some((origin, closes)) if l1_head + margin >= closes => (
+                Window::Alarm,
+                Some(format!(
+                    "batch window: block {next} (L1 origin {origin}) must be on L1 by L1 block {closes} and the L1 \
+                     is at {l1_head}: no new block until it is posted"
+                )),
+            ),
+            Some(_) => (Window::Open, None),
+        };
+        let mut held = self.status.window.write().expect("batcher window lock");
+        if *held != reason {
             match &reason {
                 Some(reason) => tracing::error!(reason, "sequencing window alarm"),
                 None => tracing::info!("the sequencing window alarm is over"),
             }
             self.context.metrics().window_alarm.set(i64::from(reason.is_some()));
-            *window = reason;
+            *held = reason;
         }
+        window
     }
 }
 
-/// Blocks `numbers` of the view as batches hold them, with their hashes;
-/// the first number not kept as the error. Under the view's read lock only
-/// the transactions are copied (their bytes are shared); they are encoded
-/// after it is let go, so that the sequencer's writes do not wait on it.
-fn batch_blocks(context: &Context, numbers: std::ops::RangeInclusive<u64>) -> Result<Vec<(BatchBlock, B256)>, u64> {
+/// Where the oldest block not posted stands against its sequencing window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Window {
+    Open,
+    /// Within the safety margin of its end, or the block cannot be posted.
+    Alarm,
+    /// Past its end: verifiers replaced it.
+    Closed,
+}
+
+/// Blocks `numbers` of the view as batches hold them, with their hashes,
+/// up to `bytes_max` of transactions (at least one block); the first
+/// number not kept as the error. Under the view's read lock only the
+/// transactions are copied (their bytes are shared); they are encoded after
+/// it is let go, so that the sequencer's writes do not wait on it.
+fn batch_blocks(
+    context: &Context,
+    numbers: std::ops::RangeInclusive<u64>,
+    bytes_max: usize,
+) -> Result<Vec<(BatchBlock, B256)>, u64> {
     let copied = {
         let view = context.shared.view.read().expect("view lock");
-        numbers.map(|number| copy_block(&view, number).ok_or(number)).collect::<Result<Vec<_>, u64>>()?
+        let mut copied = Vec::new();
+        let mut bytes = 0;
+        for number in numbers {
+            if !copied.is_empty() && bytes >= bytes_max {
+                break;
+            }
+            let block = copy_block(&view, number).ok_or(number)?;
+            bytes += block.1.iter().map(alloy_eips::Encodable2718::encode_2718_len).sum::<usize>();
+            copied.push(block);
+        }
+        copied
     };
     Ok(copied
         .into_iter()

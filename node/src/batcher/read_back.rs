@@ -75,8 +75,10 @@ impl ReadBack {
             Posted { l2: genesis.l2.number, l2_hash: genesis.l2.hash, l1: genesis.l1.number, l1_hash: genesis.l1.hash };
         if let Some(saved) = read_checkpoint(checkpoint)? {
             let on_l1 = context.rpc.block_by_number(saved.l1)?.is_some_and(|b| b.hash == saved.l1_hash);
+            // A block the view no longer keeps cannot be compared: the
+            // checkpoint was written from a read-back that compared it.
             let on_l2 =
-                context.shared.view.read().expect("view lock").block(saved.l2).is_some_and(|b| b.hash == saved.l2_hash);
+                context.shared.view.read().expect("view lock").block(saved.l2).is_none_or(|b| b.hash == saved.l2_hash);
             if on_l1 && on_l2 {
                 floor = saved;
             } else {
@@ -182,15 +184,22 @@ impl ReadBack {
             .number_at(first_time)
             .ok_or_else(|| format!("a span batch at time {first_time}, off the block times"))?;
         let count = span.block_tx_counts.len() as u64;
-        let last = first + count - 1;
+        let last = first
+            .checked_add(count)
+            .and_then(|end| end.checked_sub(1))
+            .ok_or("a span batch of no blocks, or past u64")?;
         if last <= posted.l2 {
             return Ok(());
         }
         if first > posted.l2 + 1 {
             return Err(format!("blocks {first}..={last} leave a gap after the posted block {}", posted.l2));
         }
-        let blocks =
-            batch_blocks(context, first..=last).map_err(|n| format!("block {n} is not kept by the chain view"))?;
+        let head = context.shared.view.read().expect("view lock").head().header.number;
+        if last > head {
+            return Err(format!("blocks {first}..={last} run past tephra's head {head}"));
+        }
+        let blocks = batch_blocks(context, first..=last, usize::MAX)
+            .map_err(|n| format!("block {n} is not kept by the chain view"))?;
         let window_closes = blocks[0].0.origin_number + context.rollup.seq_window_size;
         if l1 > window_closes {
             return Err(format!(

@@ -33,6 +33,9 @@ use crate::config::DataAvailability;
 /// Blocks in one span batch at most: a channel's size is checked after each run.
 const RUN_BLOCKS_MAX: u64 = 64;
 
+/// Closed channels waiting to be sent at most.
+const QUEUED_CHANNELS_MAX: usize = 8;
+
 /// L1 blocks after all of a channel's transactions are included within
 /// which it must be read back; past them verifiers dropped it.
 const NOT_READ_BACK_L1_BLOCKS: u64 = 4;
@@ -95,9 +98,6 @@ impl Sender {
         }
         self.start_again_if_stale(context, posted);
         let included = context.rpc.nonce(context.batcher, false)?;
-        if self.next_nonce.is_none() {
-            self.next_nonce = Some(context.rpc.nonce(context.batcher, true)?);
-        }
         if included < self.included_nonce {
             // An L1 reorg took included transactions out: sent again now.
             for sent in self.sent_mut().filter(|sent| sent.nonce >= included) {
@@ -119,7 +119,7 @@ impl Sender {
             );
             self.start_again(posted);
         }
-        self.fill(context, l1_head)?;
+        self.fill(context, posted, l1_head)?;
         self.send(context, (signer, blobs), l1_head)?;
         let metrics = context.metrics();
         let pending: usize = self.open.iter().map(|o| o.channel.compressed_bytes()).sum::<usize>()
@@ -127,6 +127,18 @@ impl Sender {
         metrics.pending_bytes.set(i64::try_from(pending).unwrap_or(i64::MAX));
         metrics.channels_open.set(i64::try_from(self.queue.len() + usize::from(self.open.is_some())).unwrap_or(0));
         Ok(())
+    }
+
+    /// The next nonce to send at: the L1's pending nonce after a (re)start.
+    fn nonce_to_send(&mut self, context: &Context) -> Result<u64, BatcherError> {
+        match self.next_nonce {
+            Some(nonce) => Ok(nonce),
+            None => {
+                let pending = context.rpc.nonce(context.batcher, true)?;
+                self.next_nonce = Some(pending);
+                Ok(pending)
+            }
+        }
     }
 
     fn sent_mut(&mut self) -> impl Iterator<Item = &mut Sent> {
@@ -205,12 +217,24 @@ impl Sender {
 
     /// The sealed blocks after those taken, into the open channel; closes
     /// it when it is full or has waited long enough.
-    fn fill(&mut self, context: &Context, l1_head: u64) -> Result<(), BatcherError> {
+    ///
+    /// A run holds at most the channel's target in transaction bytes (at
+    /// least one block): compressed, it cannot pass the target by more than
+    /// a block. At most `QUEUED_CHANNELS_MAX` closed channels wait to be
+    /// sent: while the L1 takes none, no more are made.
+    fn fill(&mut self, context: &Context, posted: Posted, l1_head: u64) -> Result<(), BatcherError> {
         let config = &context.config;
         let target_bytes = config.channel_target_frames * (config.frame_size_max_bytes - FRAME_OVERHEAD_BYTES);
-        loop {
-            let (taken, _) = self.taken.expect("set by start_again_if_stale");
-            let Some(run) = Self::next_run(context, taken)? else { break };
+        while self.queue.len() < QUEUED_CHANNELS_MAX {
+            let (taken, taken_hash) = self.taken.expect("set by start_again_if_stale");
+            let Some(run) = Self::next_run(context, taken, target_bytes)? else { break };
+            if run[0].0.parent_hash != taken_hash {
+                // The chain was rewound under the blocks taken since the
+                // turn began: nothing of it goes into a channel.
+                tracing::info!(taken, "the chain changed under the blocks taken: batching again");
+                self.start_again(posted);
+                return Ok(());
+            }
             let open = self.open.get_or_insert_with(|| Open {
                 channel: ChannelOut::new(
                     channel_id(),
@@ -248,14 +272,19 @@ impl Sender {
         Ok(())
     }
 
-    /// Up to `RUN_BLOCKS_MAX` sealed blocks after `taken`, copied out of
-    /// the view so that compressing them holds no lock.
-    fn next_run(context: &Context, taken: u64) -> Result<Option<Vec<(BatchBlock, B256)>>, BatcherError> {
+    /// Up to `RUN_BLOCKS_MAX` sealed blocks after `taken` and about
+    /// `bytes_max` of transactions, copied out of the view so that
+    /// compressing them holds no lock.
+    fn next_run(
+        context: &Context,
+        taken: u64,
+        bytes_max: usize,
+    ) -> Result<Option<Vec<(BatchBlock, B256)>>, BatcherError> {
         let head = context.shared.view.read().expect("view lock").head().header.number;
         if head <= taken {
             return Ok(None);
         }
-        let run = batch_blocks(context, taken + 1..=head.min(taken + RUN_BLOCKS_MAX));
+        let run = batch_blocks(context, taken + 1..=head.min(taken + RUN_BLOCKS_MAX), bytes_max);
         run.map(Some).map_err(|number| BatcherError::NotKept { number })
     }
 
@@ -298,7 +327,7 @@ impl Sender {
                     }
                     Some(_) => continue,
                     None if in_flight >= context.config.txs_in_flight_max => return Ok(()),
-                    None => (self.next_nonce.expect("read in step"), *quote(context, l1_head, &mut fees_now)?),
+                    None => (self.nonce_to_send(context)?, *quote(context, l1_head, &mut fees_now)?),
                 };
                 let payload = Bytes::from(payload_of([&self.queue[index].channel.frames[frame]]));
                 match send_one(context, (signer, &mut *blobs), nonce, payload, fees)? {

@@ -87,7 +87,11 @@ pub(super) fn resolve(view: &ChainView, tag: BlockTag) -> Option<u64> {
 /// historical state.
 pub(super) fn check_state_tag(view: &ChainView, tag: BlockTag) -> Result<(), ErrorObjectOwned> {
     match tag {
-        BlockTag::Latest | BlockTag::Pending | BlockTag::Safe | BlockTag::Finalized => Ok(()),
+        BlockTag::Latest | BlockTag::Pending => Ok(()),
+        // Without a batcher they name the newest signed block, a block or
+        // two below the tip: served from the tip, as always. With one they
+        // lag by L1 blocks: only the tip's state is kept.
+        BlockTag::Safe | BlockTag::Finalized if !view.has_batcher() => Ok(()),
         other => match resolve(view, other) {
             Some(n) if n >= view.head().header.number => Ok(()),
             Some(n) => Err(error(SERVER_ERROR, format!("state at block {n} is not kept; ask for latest"), None)),
