@@ -142,10 +142,9 @@ impl L1Rpc {
         Ok(Some(header))
     }
 
-    pub fn header(&self, hash: B256) -> Result<Header, OracleError> {
-        if let Some(header) = self.headers.lock().unwrap().get(&hash) {
-            return Ok(header.clone());
-        }
+    /// Block `hash` as `eth_getBlockByHash` serves it (transactions as hashes) and its header,
+    /// which must hash to `hash`; not there yet is a retry.
+    fn block_by_hash(&self, hash: B256) -> Result<(Value, Header), OracleError> {
         let block = self.call("eth_getBlockByHash", json!([hash, false]))?;
         if block.is_null() {
             return Err(OracleError::retry(format!("L1 has no block {hash}")));
@@ -157,6 +156,14 @@ impl L1Rpc {
                 header.hash_slow()
             )));
         }
+        Ok((block, header))
+    }
+
+    pub fn header(&self, hash: B256) -> Result<Header, OracleError> {
+        if let Some(header) = self.headers.lock().unwrap().get(&hash) {
+            return Ok(header.clone());
+        }
+        let (_, header) = self.block_by_hash(hash)?;
         self.headers.lock().unwrap().insert(hash, header.clone());
         Ok(header)
     }
@@ -186,17 +193,7 @@ impl L1Rpc {
     /// in their block form, or as served (anvil 1.7.1 roots blob transactions in their network
     /// form, with the sidecar; the header commits to the bytes served either way).
     pub fn transactions(&self, hash: B256) -> Result<(Header, Vec<TxEnvelope>), OracleError> {
-        let block = self.call("eth_getBlockByHash", json!([hash, false]))?;
-        if block.is_null() {
-            return Err(OracleError::retry(format!("L1 has no block {hash}")));
-        }
-        let header = header_from_json(&block).map_err(|e| OracleError::new(format!("L1 block {hash}: {e}")))?;
-        if header.hash_slow() != hash {
-            return Err(OracleError::new(format!(
-                "L1 eth_getBlockByHash({hash}) answered block {}",
-                header.hash_slow()
-            )));
-        }
+        let (block, header) = self.block_by_hash(hash)?;
         let count = block
             .get("transactions")
             .and_then(Value::as_array)
