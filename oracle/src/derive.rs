@@ -10,10 +10,10 @@ use crate::{
     blobs::L1Blobs,
     block_on,
     chain::{Built, Chain, OwnBlocks},
-    genesis::{GenesisState, build_genesis, load_genesis, load_rollup},
+    genesis::GenesisState,
     l1::L1Rpc,
     rpc::{Rpc, quantity},
-    verify::{header_diff, io, mismatch, parse_hex, receipt_diff, wait_for_block},
+    verify::{header_diff, io, mismatch, open_chains, parse_hex, receipt_diff, wait_for_block},
 };
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{B256, keccak256};
@@ -359,23 +359,9 @@ fn hash_mismatch(l2: &Rpc, derived: &Derived, tephra_hash: B256) -> Error {
 
 /// Runs `derive`, one JSON line per block on `out`.
 pub fn derive(args: &DeriveArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let cfg = load_rollup(&args.rollup)?;
-    let genesis = build_genesis(&load_genesis(&args.genesis)?, &cfg)?;
-    let l1 = L1Rpc::new(&args.l1_rpc)?;
-    let l2 = Rpc::new(&args.l2_rpc).map_err(io)?;
-    let genesis_hash = genesis.header.hash();
-    let genesis_number = genesis.header.number;
-    let genesis_mismatch = |error: String| mismatch(json!({"block": genesis_number, "ok": false, "error": error}));
-    let mut deriver = Deriver::new(cfg, genesis, l1, args.timeout).map_err(|e| match e {
-        Error::Mismatch(e) => genesis_mismatch(e),
-        e => e,
-    })?;
-    let tephra_genesis = wait_for_block(&l2, genesis_number, args.timeout)?;
-    if tephra_genesis != genesis_hash {
-        return Err(genesis_mismatch(format!(
-            "tephra's genesis block is {tephra_genesis}, the oracle's {genesis_hash}"
-        )));
-    }
+    let paths = (&args.rollup, &args.genesis);
+    let build = |cfg, genesis, l1| Deriver::new(cfg, genesis, l1, args.timeout);
+    let (mut deriver, _, l2, genesis_number) = open_chains(paths, &args.l1_rpc, &args.l2_rpc, args.timeout, build)?;
     let write = |out: &mut dyn Write, line: Value| writeln!(out, "{line}").map_err(|e| Error::Io(e.to_string()));
     let expected = args.expect_deposit_only.clone();
     let mut derived_count = 0;

@@ -169,25 +169,41 @@ pub(crate) fn wait_for_block(l2: &Rpc, number: u64, timeout: Duration) -> Result
     }
 }
 
-/// Runs `verify`, one JSON line per block on `out`.
-pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let cfg = load_rollup(&args.rollup)?;
-    let genesis = build_genesis(&load_genesis(&args.genesis)?, &cfg)?;
-    let l1 = L1Rpc::new(&args.l1_rpc)?;
-    let l2 = Rpc::new(&args.l2_rpc).map_err(io)?;
+/// The oracle's side built from the rollup config and genesis at `paths` over the L1 at
+/// `l1_rpc` (`build`: a chain, or a derivation pipeline), and tephra at `l2_rpc`, whose
+/// genesis must be the oracle's (waited for up to `timeout`): the built side, the L1, tephra,
+/// and the genesis block's number. A genesis that differs is a mismatch.
+pub(crate) fn open_chains<T>(
+    (rollup, genesis): (&PathBuf, &PathBuf),
+    l1_rpc: &str,
+    l2_rpc: &str,
+    timeout: Duration,
+    build: impl FnOnce(kona_genesis::RollupConfig, crate::genesis::GenesisState, L1Rpc) -> Result<T, Error>,
+) -> Result<(T, L1Rpc, Rpc, u64), Error> {
+    let cfg = load_rollup(rollup)?;
+    let genesis = build_genesis(&load_genesis(genesis)?, &cfg)?;
+    let l1 = L1Rpc::new(l1_rpc)?;
+    let l2 = Rpc::new(l2_rpc).map_err(io)?;
     let genesis_hash = genesis.header.hash();
     let genesis_number = genesis.header.number;
     let genesis_mismatch = |error: String| mismatch(json!({"block": genesis_number, "ok": false, "error": error}));
-    let mut chain = Chain::new(cfg, genesis, l1.clone()).map_err(|e| match e {
+    let built = build(cfg, genesis, l1.clone()).map_err(|e| match e {
         Error::Mismatch(e) => genesis_mismatch(e),
         e => e,
     })?;
-    let tephra_genesis = wait_for_block(&l2, genesis_number, args.timeout)?;
+    let tephra_genesis = wait_for_block(&l2, genesis_number, timeout)?;
     if tephra_genesis != genesis_hash {
         return Err(genesis_mismatch(format!(
             "tephra's genesis block is {tephra_genesis}, the oracle's {genesis_hash}"
         )));
     }
+    Ok((built, l1, l2, genesis_number))
+}
+
+/// Runs `verify`, one JSON line per block on `out`.
+pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let paths = (&args.rollup, &args.genesis);
+    let (mut chain, l1, l2, genesis_number) = open_chains(paths, &args.l1_rpc, &args.l2_rpc, args.timeout, Chain::new)?;
     let mut checked = 0;
     for number in genesis_number + 1..=args.to {
         let line = verify_block(&mut chain, &l1, &l2, number, args)?;
