@@ -148,6 +148,28 @@ fn json_rpc_behaves_as_clients_expect() {
     assert!(metrics.contains("tephra_preconf_latency_us_count"));
 }
 
+/// A batch's calls run at once, answered in the batch's order: a sync send
+/// of nonce 1 waits for the nonce 0 that comes after it in the same batch
+/// (one call at a time, it would time out before that one was even read).
+#[test]
+fn a_batch_runs_its_calls_at_once_and_answers_in_order() {
+    let node = TephraNode::start("batch", "");
+    let to = "0x000000000000000000000000000000000000b0b0";
+    let (first, second) = (signed_transfer(&node, &DEV_KEY_0, 0, to, 1), signed_transfer(&node, &DEV_KEY_0, 1, to, 1));
+    let answers = node.post(&json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransactionSync", "params": [second, 3000]},
+        {"jsonrpc": "2.0", "method": "eth_chainId", "params": []},
+        {"jsonrpc": "2.0", "id": 2, "method": "eth_sendRawTransaction", "params": [first]},
+        {"jsonrpc": "2.0", "id": 3, "method": "eth_noSuchMethod", "params": []},
+    ]));
+    let answers = answers.as_array().unwrap();
+    let ids: Vec<&Value> = answers.iter().map(|a| &a["id"]).collect();
+    assert_eq!(ids, [&json!(1), &json!(2), &json!(3)], "the notification answers nothing: {answers:?}");
+    assert_eq!(answers[0]["result"]["status"], "0x1", "{answers:?}");
+    assert_eq!(answers[1]["result"].as_str().map(str::len), Some(66), "{answers:?}");
+    assert_eq!(answers[2]["error"]["code"], -32601, "{answers:?}");
+}
+
 #[test]
 fn init_prints_mainnet_genesis_root_and_hash() {
     let dir = common::fresh_dir("init");

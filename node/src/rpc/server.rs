@@ -183,6 +183,13 @@ async fn accept_loop(
         };
         // Out of file descriptors, say: the loop goes on with the next.
         let Ok((stream, client)) = accepted else { continue };
+        // Answers go out as soon as they are written: with Nagle's algorithm
+        // a pipelining client's next answer waited for the last one's
+        // acknowledgement, up to the peer's delayed-ACK timer (jsonrpsee's
+        // own accept loop sets this too).
+        if stream.set_nodelay(true).is_err() {
+            continue;
+        }
         let Some(stream) = admission.admit(stream, client.ip()) else { continue };
         let buckets = admission.buckets.clone();
         let limit = RpcServiceBuilder::new().layer_fn(move |inner| buckets.layer(client.ip(), inner));
