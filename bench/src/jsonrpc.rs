@@ -5,8 +5,13 @@
 //! transactions all go over one connection (sender `s` on connection
 //! `s % connections`), so that they reach the node in nonce order.
 //!
+//! With `calls_per_request` above 1 each HTTP request is a JSON-RPC batch of
+//! that many consecutive transactions of the connection, as ethers v6 and
+//! viem's `batch` transport send concurrent calls.
+//!
 //! Open loop: transaction `i` is due at `start + i / rate`; latency counts
-//! from then. Closed loop: at most `window` unanswered calls per connection.
+//! from then. Closed loop: at most `window` unanswered requests per
+//! connection.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -33,10 +38,12 @@ const RESPONSE_SIZE_MAX_BYTES: usize = 16 << 20;
 
 /// Sends workload transactions `0..recorder.txs()` to `url`
 /// (`http://host:port`), or fewer if `deadline` comes first.
+#[allow(clippy::too_many_arguments, reason = "one phase's load")]
 pub fn run(
     url: &str,
     workload: &Arc<Workload>,
     connections: usize,
+    calls_per_request: usize,
     sync: bool,
     pace: Pace,
     deadline: Option<Instant>,
@@ -60,10 +67,11 @@ pub fn run(
             // The reader holds one besides those queued.
             Pace::Closed { window } => window.max(1) - 1,
         };
-        let (queue, pending) = mpsc::sync_channel::<usize>(capacity);
+        let (queue, pending) = mpsc::sync_channel::<Vec<usize>>(capacity);
         let (workload, writer_recorder, host) = (workload.clone(), recorder.clone(), address.clone());
         threads.push(std::thread::spawn(move || {
-            let share = (connection, connections.max(1));
+            let share =
+                Share { connection, connections: connections.max(1), calls_per_request: calls_per_request.max(1) };
             write_calls(stream, &host, method, &workload, &writer_recorder, share, pace, deadline, &queue);
         }));
         let recorder = recorder.clone();
@@ -76,6 +84,15 @@ pub fn run(
     Ok(())
 }
 
+/// One connection's part of the run: the senders `s` with
+/// `s % connections == connection`, in requests of `calls_per_request`.
+#[derive(Clone, Copy)]
+struct Share {
+    connection: usize,
+    connections: usize,
+    calls_per_request: usize,
+}
+
 #[allow(clippy::too_many_arguments, reason = "one connection's share of the run")]
 fn write_calls(
     mut stream: TcpStream,
@@ -83,36 +100,57 @@ fn write_calls(
     method: &str,
     workload: &Workload,
     recorder: &Recorder,
-    (connection, connections): (usize, usize),
+    share: Share,
     pace: Pace,
     deadline: Option<Instant>,
-    queue: &mpsc::SyncSender<usize>,
+    queue: &mpsc::SyncSender<Vec<usize>>,
 ) {
-    let mut request = Vec::new();
+    let (mut request, mut body) = (Vec::new(), String::new());
     recorder.wait_for_start();
     let accounts = workload.manifest.accounts;
-    for tx in (0..recorder.txs()).filter(|tx| (tx % accounts) % connections == connection) {
+    let mut mine = (0..recorder.txs()).filter(|tx| (tx % accounts) % share.connections == share.connection).peekable();
+    while mine.peek().is_some() {
         if deadline.is_some_and(|d| Instant::now() > d) {
             return;
         }
-        let due = match pace {
-            Pace::Open { tx_per_s } => {
-                let due = recorder.start + Duration::from_secs_f64(tx as f64 / tx_per_s);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-                Some(due)
-            }
-            Pace::Closed { .. } => None,
+        let calls: Vec<usize> = mine.by_ref().take(share.calls_per_request).collect();
+        // Open loop: a request goes when its last call is due; each call's
+        // latency still counts from its own due time.
+        let due = |tx: usize| match pace {
+            Pace::Open { tx_per_s } => recorder.start + Duration::from_secs_f64(tx as f64 / tx_per_s),
+            Pace::Closed { .. } => Instant::now(),
         };
-        if queue.send(tx).is_err() {
+        if let Pace::Open { .. } = pace
+            && let Some(wait) = calls.last().and_then(|&tx| due(tx).checked_duration_since(Instant::now()))
+        {
+            std::thread::sleep(wait);
+        }
+        for &tx in &calls {
+            recorder.sent(tx, due(tx));
+        }
+        body.clear();
+        let batched = calls.len() > 1 || share.calls_per_request > 1;
+        if batched {
+            body.push('[');
+        }
+        for (n, &tx) in calls.iter().enumerate() {
+            if n > 0 {
+                body.push(',');
+            }
+            let _ = std::fmt::Write::write_fmt(
+                &mut body,
+                format_args!(
+                    r#"{{"jsonrpc":"2.0","id":{tx},"method":"{method}","params":["0x{}"]}}"#,
+                    hex::encode(workload.tx(tx))
+                ),
+            );
+        }
+        if batched {
+            body.push(']');
+        }
+        if queue.send(calls).is_err() {
             return; // the reader gave up on this connection
         }
-        recorder.sent(tx, due.unwrap_or_else(Instant::now));
-        let body = format!(
-            r#"{{"jsonrpc":"2.0","id":{tx},"method":"{method}","params":["0x{}"]}}"#,
-            hex::encode(workload.tx(tx))
-        );
         request.clear();
         let _ = write!(
             request,
@@ -129,12 +167,12 @@ fn read_answers(
     stream: TcpStream,
     recorder: &Recorder,
     sync: bool,
-    pending: &mpsc::Receiver<usize>,
+    pending: &mpsc::Receiver<Vec<usize>>,
     answer_deadline: Instant,
 ) {
     let mut reader = BufReader::new(stream);
     let mut body = Vec::new();
-    while let Ok(tx) = pending.recv() {
+    while let Ok(calls) = pending.recv() {
         let left = answer_deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || reader.get_ref().set_read_timeout(Some(left)).is_err() {
             return; // what is left on this connection is lost
@@ -143,16 +181,26 @@ fn read_answers(
             return; // what is left on this connection is lost
         }
         let now = Instant::now();
-        let Ok(answer) = serde_json::from_slice::<Value>(&body) else {
-            recorder.rejected_reason(now, "unparsable response");
-            continue;
+        let answers = match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Array(answers)) => answers,
+            Ok(answer) => vec![answer],
+            Err(_) => {
+                calls.iter().for_each(|_| recorder.rejected_reason(now, "unparsable response"));
+                continue;
+            }
         };
-        if let Some(error) = answer.get("error") {
-            recorder.rejected_reason(now, &reason(error));
-            continue;
+        for answer in answers {
+            let Some(tx) = answer["id"].as_u64().map(|id| id as usize).filter(|id| calls.contains(id)) else {
+                recorder.rejected_reason(now, "an answer to no call sent");
+                continue;
+            };
+            if let Some(error) = answer.get("error") {
+                recorder.rejected_reason(now, &reason(error));
+                continue;
+            }
+            let block = if sync { answer["result"]["blockNumber"].as_str().and_then(parse_quantity) } else { None };
+            recorder.preconfirmed(tx, now, block);
         }
-        let block = if sync { answer["result"]["blockNumber"].as_str().and_then(parse_quantity) } else { None };
-        recorder.preconfirmed(tx, now, block);
     }
 }
 

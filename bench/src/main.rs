@@ -165,6 +165,9 @@ struct RunArgs {
     seconds: f64,
     #[arg(long, default_value_t = 32)]
     connections: usize,
+    /// JSON-RPC: calls per HTTP request (more than 1: batches).
+    #[arg(long, default_value_t = 1)]
+    calls_per_request: usize,
     #[arg(long, default_value_t = 8)]
     txs_per_datagram: usize,
     #[arg(long, default_value = "bench-results")]
@@ -269,6 +272,7 @@ fn run_command(a: &RunArgs) -> Result<(), String> {
             seconds: a.seconds,
             txs_per_datagram: a.txs_per_datagram,
             connections: a.connections,
+            calls_per_request: a.calls_per_request,
         };
         let phase = context.phase(&name, a.peer, &a.workload_dir, &workload, load)?;
         if a.rate.len() > 1 {
@@ -376,6 +380,7 @@ fn all_command(a: &AllArgs) -> Result<(), String> {
         seconds,
         txs_per_datagram: a.txs_per_datagram,
         connections: a.connections,
+        calls_per_request: 1,
     };
     let closed = Pace::Closed { window: 64 };
     // An open-loop phase is cut short rather than run out of transactions.

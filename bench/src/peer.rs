@@ -23,7 +23,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// tephra's settings for a benchmark, merged under the caller's extra TOML:
 /// the harness is one source address, so the per-source limits (which exist
-/// to stop floods) are raised out of the way of the pipeline being measured.
+/// to stop floods) are raised (UDP) or turned off (JSON-RPC's calls per
+/// client) out of the way of the pipeline being measured.
 const TEPHRA_BENCH_CONFIG: &str = "\
 [udp]
 source_txs_per_s = 100000000
@@ -31,6 +32,8 @@ source_burst_txs = 10000000
 [net]
 source_datagrams_per_s = 100000000
 source_burst_datagrams = 10000000
+[rpc]
+client_requests_per_s = 0
 ";
 
 /// A node under test, in its own process group (npm's `anvil` is a wrapper

@@ -46,6 +46,8 @@ pub struct Load {
     pub seconds: f64,
     pub txs_per_datagram: usize,
     pub connections: usize,
+    /// JSON-RPC: calls per HTTP request (1: single calls; more: batches).
+    pub calls_per_request: usize,
 }
 
 /// Everything the phases of one run share.
@@ -109,6 +111,7 @@ impl Context {
                 &node.rpc_url,
                 workload,
                 load.connections,
+                load.calls_per_request,
                 load.driver == Driver::RpcSync,
                 load.pace,
                 deadline,
