@@ -1,27 +1,36 @@
 //! The JSON-RPC driver: eth_sendRawTransaction or eth_sendRawTransactionSync
-//! pipelined over `connections` HTTP/1.1 connections: a writer thread sends
-//! requests without waiting for answers and a reader thread takes the
-//! answers in order, as a busy wallet backend or relay would. A sender's
-//! transactions all go over one connection (sender `s` on connection
-//! `s % connections`), so that they reach the node in nonce order.
+//! pipelined over `connections` HTTP/1.1 connections, as a busy wallet
+//! backend or relay would. One event-driven thread serves every connection
+//! (a writer and a reader task each), so that the client costs the shared
+//! cores about what the UDP driver's two threads do, however many
+//! connections it opens. A sender's transactions all go over one connection
+//! (sender `s` on connection `s % connections`), so that they reach the node
+//! in nonce order.
 //!
 //! With `calls_per_request` above 1 each HTTP request is a JSON-RPC batch of
-//! that many consecutive transactions of the connection, as ethers v6 and
-//! viem's `batch` transport send concurrent calls.
+//! up to that many consecutive transactions of the connection, as ethers v6
+//! and viem's `batch` transport send concurrent calls.
 //!
-//! Open loop: transaction `i` is due at `start + i / rate`; latency counts
-//! from then. Closed loop: at most `window` unanswered requests per
-//! connection.
+//! Open loop: transaction `i` is due at `start + i / rate`, released by a
+//! pacer thread (a thread's sleep is precise to tens of microseconds, an
+//! async timer to a millisecond); latency counts from the due time. Closed
+//! loop: at most `window` unanswered requests per connection.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpStream,
-    sync::{Arc, mpsc},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use alloy_primitives::hex;
 use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{
+        TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::{Semaphore, mpsc, oneshot},
+};
 
 use crate::{measure::Recorder, udp::Pace, workload::Workload};
 
@@ -36,100 +45,185 @@ const ANSWER_GRACE: Duration = Duration::from_secs(10);
 /// A response header line or body longer than this is refused.
 const RESPONSE_SIZE_MAX_BYTES: usize = 16 << 20;
 
+/// What one phase asks of the driver.
+#[derive(Clone, Copy, Debug)]
+pub struct Calls {
+    pub connections: usize,
+    pub calls_per_request: usize,
+    /// eth_sendRawTransactionSync (answered at preconfirmation).
+    pub sync: bool,
+    pub pace: Pace,
+}
+
 /// Sends workload transactions `0..recorder.txs()` to `url`
 /// (`http://host:port`), or fewer if `deadline` comes first.
-#[allow(clippy::too_many_arguments, reason = "one phase's load")]
 pub fn run(
     url: &str,
     workload: &Arc<Workload>,
-    connections: usize,
-    calls_per_request: usize,
-    sync: bool,
-    pace: Pace,
+    calls: Calls,
     deadline: Option<Instant>,
     recorder: &Arc<Recorder>,
 ) -> Result<(), String> {
     let address = url.strip_prefix("http://").ok_or_else(|| format!("{url}: only http:// is driven"))?.to_string();
-    let method = if sync { "eth_sendRawTransactionSync" } else { "eth_sendRawTransaction" };
-    let last_due = match (pace, deadline) {
+    let last_due = match (calls.pace, deadline) {
         (_, Some(deadline)) => deadline,
         (Pace::Open { tx_per_s }, None) => recorder.start + Duration::from_secs_f64(recorder.txs() as f64 / tx_per_s),
         (Pace::Closed { .. }, None) => Instant::now() + Duration::from_secs(3600),
     };
-    let answer_deadline = last_due + ANSWER_GRACE;
-    let mut threads = Vec::new();
-    for connection in 0..connections.max(1) {
-        let stream = TcpStream::connect(&address).map_err(|e| format!("{address}: {e}"))?;
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let reader_stream = stream.try_clone().map_err(|e| e.to_string())?;
-        let capacity = match pace {
-            Pace::Open { .. } => OPEN_LOOP_OUTSTANDING_MAX,
-            // The reader holds one besides those queued.
-            Pace::Closed { window } => window.max(1) - 1,
-        };
-        let (queue, pending) = mpsc::sync_channel::<Vec<usize>>(capacity);
-        let (workload, writer_recorder, host) = (workload.clone(), recorder.clone(), address.clone());
-        threads.push(std::thread::spawn(move || {
-            let share =
-                Share { connection, connections: connections.max(1), calls_per_request: calls_per_request.max(1) };
-            write_calls(stream, &host, method, &workload, &writer_recorder, share, pace, deadline, &queue);
-        }));
-        let recorder = recorder.clone();
-        threads
-            .push(std::thread::spawn(move || read_answers(reader_stream, &recorder, sync, &pending, answer_deadline)));
-    }
-    for thread in threads {
-        thread.join().map_err(|_| "a JSON-RPC driver thread panicked".to_string())?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("runtime: {e}"))?;
+    let connections = calls.connections.max(1);
+    let mut due_queues = Vec::new();
+    let tasks = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for connection in 0..connections {
+            let stream = TcpStream::connect(&address).await.map_err(|e| format!("{address}: {e}"))?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            let (read, write) = stream.into_split();
+            let window = match calls.pace {
+                Pace::Open { .. } => OPEN_LOOP_OUTSTANDING_MAX,
+                Pace::Closed { window } => window.max(1),
+            };
+            let permits = Arc::new(Semaphore::new(window));
+            let (sent, pending) = mpsc::unbounded_channel::<Vec<usize>>();
+            let (keep_open, kept_open) = oneshot::channel();
+            let due = match calls.pace {
+                Pace::Open { .. } => {
+                    let (queue, due) = mpsc::unbounded_channel::<usize>();
+                    due_queues.push(queue);
+                    Some(due)
+                }
+                Pace::Closed { .. } => None,
+            };
+            let writer = Writer {
+                stream: write,
+                host: address.clone(),
+                workload: workload.clone(),
+                recorder: recorder.clone(),
+                share: (connection, connections),
+                calls,
+                deadline,
+                permits: permits.clone(),
+                sent,
+                keep_open,
+            };
+            tasks.push(tokio::spawn(writer.run(due)));
+            let answer_deadline = last_due + ANSWER_GRACE;
+            let reader = Reader { recorder: recorder.clone(), sync: calls.sync, permits, answer_deadline, kept_open };
+            tasks.push(tokio::spawn(reader.run(read, pending)));
+        }
+        Ok::<_, String>(tasks)
+    })?;
+    let pacer = (!due_queues.is_empty()).then(|| {
+        let (workload, recorder) = (workload.clone(), recorder.clone());
+        std::thread::spawn(move || pace_open_loop(&workload, &recorder, calls.pace, &due_queues))
+    });
+    runtime.block_on(async {
+        for task in tasks {
+            task.await.map_err(|_| "a JSON-RPC driver task panicked".to_string())?;
+        }
+        Ok::<_, String>(())
+    })?;
+    if let Some(pacer) = pacer {
+        pacer.join().map_err(|_| "the JSON-RPC pacer panicked".to_string())?;
     }
     Ok(())
 }
 
-/// One connection's part of the run: the senders `s` with
-/// `s % connections == connection`, in requests of `calls_per_request`.
-#[derive(Clone, Copy)]
-struct Share {
-    connection: usize,
-    connections: usize,
-    calls_per_request: usize,
-}
-
-#[allow(clippy::too_many_arguments, reason = "one connection's share of the run")]
-fn write_calls(
-    mut stream: TcpStream,
-    host: &str,
-    method: &str,
-    workload: &Workload,
-    recorder: &Recorder,
-    share: Share,
-    pace: Pace,
-    deadline: Option<Instant>,
-    queue: &mpsc::SyncSender<Vec<usize>>,
-) {
-    let (mut request, mut body) = (Vec::new(), String::new());
+/// Open loop: each transaction handed to its sender's connection at its due
+/// time, in order.
+fn pace_open_loop(workload: &Workload, recorder: &Recorder, pace: Pace, queues: &[mpsc::UnboundedSender<usize>]) {
+    let Pace::Open { tx_per_s } = pace else { return };
     recorder.wait_for_start();
     let accounts = workload.manifest.accounts;
-    let mut mine = (0..recorder.txs()).filter(|tx| (tx % accounts) % share.connections == share.connection).peekable();
-    while mine.peek().is_some() {
-        if deadline.is_some_and(|d| Instant::now() > d) {
-            return;
-        }
-        let calls: Vec<usize> = mine.by_ref().take(share.calls_per_request).collect();
-        // Open loop: a request goes when its last call is due; each call's
-        // latency still counts from its own due time.
-        let due = |tx: usize| match pace {
-            Pace::Open { tx_per_s } => recorder.start + Duration::from_secs_f64(tx as f64 / tx_per_s),
-            Pace::Closed { .. } => Instant::now(),
-        };
-        if let Pace::Open { .. } = pace
-            && let Some(wait) = calls.last().and_then(|&tx| due(tx).checked_duration_since(Instant::now()))
-        {
+    for tx in 0..recorder.txs() {
+        let due = recorder.start + Duration::from_secs_f64(tx as f64 / tx_per_s);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        for &tx in &calls {
-            recorder.sent(tx, due(tx));
+        // A connection whose writer stopped (its deadline, or the node gone)
+        // takes no more.
+        let _ = queues[(tx % accounts) % queues.len()].send(tx);
+    }
+}
+
+/// One connection's sending side.
+struct Writer {
+    stream: OwnedWriteHalf,
+    host: String,
+    workload: Arc<Workload>,
+    recorder: Arc<Recorder>,
+    /// (this connection, connections): its senders are `s % connections == connection`.
+    share: (usize, usize),
+    calls: Calls,
+    deadline: Option<Instant>,
+    /// Requests this connection may still have unanswered.
+    permits: Arc<Semaphore>,
+    /// Each request's calls, in order, for the reader.
+    sent: mpsc::UnboundedSender<Vec<usize>>,
+    /// The sending half goes to the reader when the writer is done: dropped,
+    /// it would shut the connection's sending side, and the server would
+    /// close the connection before answering what is still unanswered.
+    keep_open: oneshot::Sender<OwnedWriteHalf>,
+}
+
+impl Writer {
+    /// Closed loop (`due` none): this connection's transactions, as fast as
+    /// the window allows. Open loop: what the pacer hands over, as it comes.
+    async fn run(mut self, due: Option<mpsc::UnboundedReceiver<usize>>) {
+        self.send_calls(due).await;
+        let _ = self.keep_open.send(self.stream);
+    }
+
+    async fn send_calls(&mut self, mut due: Option<mpsc::UnboundedReceiver<usize>>) {
+        self.recorder.wait_for_start();
+        let accounts = self.workload.manifest.accounts;
+        let (connection, connections) = self.share;
+        let mut mine = (0..self.recorder.txs()).filter(|tx| (tx % accounts) % connections == connection);
+        let per_request = self.calls.calls_per_request.max(1);
+        let (mut request, mut body) = (Vec::new(), String::new());
+        loop {
+            if self.deadline.is_some_and(|d| Instant::now() > d) {
+                return;
+            }
+            let Ok(permit) = self.permits.acquire().await else { return };
+            permit.forget(); // given back by the reader with the answer
+            let calls: Vec<usize> = match &mut due {
+                None => mine.by_ref().take(per_request).collect(),
+                Some(due) => {
+                    let Some(first) = due.recv().await else { return };
+                    let mut calls = vec![first];
+                    while calls.len() < per_request
+                        && let Ok(next) = due.try_recv()
+                    {
+                        calls.push(next);
+                    }
+                    calls
+                }
+            };
+            if calls.is_empty() {
+                return;
+            }
+            let now = Instant::now();
+            for &tx in &calls {
+                let due_at = match self.calls.pace {
+                    Pace::Open { tx_per_s } => self.recorder.start + Duration::from_secs_f64(tx as f64 / tx_per_s),
+                    Pace::Closed { .. } => now,
+                };
+                self.recorder.sent(tx, due_at);
+            }
+            self.encode(&calls, per_request > 1, &mut body, &mut request);
+            if self.sent.send(calls).is_err() || self.stream.write_all(&request).await.is_err() {
+                return; // the reader gave up on this connection
+            }
         }
+    }
+
+    /// One HTTP request: a call, or a batch of them.
+    fn encode(&self, calls: &[usize], batched: bool, body: &mut String, request: &mut Vec<u8>) {
+        use std::{fmt::Write as _, io::Write as _};
+        let method = if self.calls.sync { "eth_sendRawTransactionSync" } else { "eth_sendRawTransaction" };
         body.clear();
-        let batched = calls.len() > 1 || share.calls_per_request > 1;
         if batched {
             body.push('[');
         }
@@ -137,69 +231,70 @@ fn write_calls(
             if n > 0 {
                 body.push(',');
             }
-            let _ = std::fmt::Write::write_fmt(
-                &mut body,
-                format_args!(
-                    r#"{{"jsonrpc":"2.0","id":{tx},"method":"{method}","params":["0x{}"]}}"#,
-                    hex::encode(workload.tx(tx))
-                ),
-            );
+            let raw = hex::encode(self.workload.tx(tx));
+            let _ = write!(body, r#"{{"jsonrpc":"2.0","id":{tx},"method":"{method}","params":["0x{raw}"]}}"#);
         }
         if batched {
             body.push(']');
         }
-        if queue.send(calls).is_err() {
-            return; // the reader gave up on this connection
-        }
         request.clear();
         let _ = write!(
             request,
-            "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.host,
             body.len()
         );
-        if stream.write_all(&request).is_err() {
-            return;
-        }
     }
 }
 
-fn read_answers(
-    stream: TcpStream,
-    recorder: &Recorder,
+/// One connection's answering side.
+struct Reader {
+    recorder: Arc<Recorder>,
     sync: bool,
-    pending: &mpsc::Receiver<Vec<usize>>,
+    permits: Arc<Semaphore>,
     answer_deadline: Instant,
-) {
-    let mut reader = BufReader::new(stream);
-    let mut body = Vec::new();
-    while let Ok(calls) = pending.recv() {
-        let left = answer_deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || reader.get_ref().set_read_timeout(Some(left)).is_err() {
-            return; // what is left on this connection is lost
+    /// Holds the sending half, once the writer is done, until the last answer.
+    kept_open: oneshot::Receiver<OwnedWriteHalf>,
+}
+
+impl Reader {
+    async fn run(self, stream: OwnedReadHalf, mut pending: mpsc::UnboundedReceiver<Vec<usize>>) {
+        let mut reader = BufReader::new(stream);
+        let mut body = Vec::new();
+        while let Some(calls) = pending.recv().await {
+            let left = self.answer_deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, read_response(&mut reader, &mut body)).await {
+                Ok(Ok(())) => {}
+                // What is left on this connection is lost; the writer stops.
+                _ => return self.permits.close(),
+            }
+            self.record(&calls, &body);
+            self.permits.add_permits(1);
         }
-        if read_response(&mut reader, &mut body).is_err() {
-            return; // what is left on this connection is lost
-        }
+        drop(self.kept_open); // every answer in: the connection closes
+    }
+
+    fn record(&self, calls: &[usize], body: &[u8]) {
         let now = Instant::now();
-        let answers = match serde_json::from_slice::<Value>(&body) {
+        let answers = match serde_json::from_slice::<Value>(body) {
             Ok(Value::Array(answers)) => answers,
             Ok(answer) => vec![answer],
             Err(_) => {
-                calls.iter().for_each(|_| recorder.rejected_reason(now, "unparsable response"));
-                continue;
+                calls.iter().for_each(|_| self.recorder.rejected_reason(now, "unparsable response"));
+                return;
             }
         };
         for answer in answers {
             let Some(tx) = answer["id"].as_u64().map(|id| id as usize).filter(|id| calls.contains(id)) else {
-                recorder.rejected_reason(now, "an answer to no call sent");
+                self.recorder.rejected_reason(now, "an answer to no call sent");
                 continue;
             };
             if let Some(error) = answer.get("error") {
-                recorder.rejected_reason(now, &reason(error));
+                self.recorder.rejected_reason(now, &reason(error));
                 continue;
             }
-            let block = if sync { answer["result"]["blockNumber"].as_str().and_then(parse_quantity) } else { None };
-            recorder.preconfirmed(tx, now, block);
+            let block = if self.sync { answer["result"]["blockNumber"].as_str().and_then(parse_quantity) } else { None };
+            self.recorder.preconfirmed(tx, now, block);
         }
     }
 }
@@ -218,13 +313,13 @@ fn reason(error: &Value) -> String {
 }
 
 /// Reads one HTTP/1.1 response's body into `body`.
-fn read_response(reader: &mut BufReader<TcpStream>, body: &mut Vec<u8>) -> std::io::Result<()> {
+async fn read_response<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, body: &mut Vec<u8>) -> std::io::Result<()> {
     let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
     let mut line = String::new();
     let (mut content_length, mut chunked) = (None, false);
     loop {
         line.clear();
-        if reader.by_ref().take(RESPONSE_SIZE_MAX_BYTES as u64).read_line(&mut line)? == 0 {
+        if reader.take(RESPONSE_SIZE_MAX_BYTES as u64).read_line(&mut line).await? == 0 {
             return Err(invalid("connection closed"));
         }
         let header = line.trim_end();
@@ -247,20 +342,20 @@ fn read_response(reader: &mut BufReader<TcpStream>, body: &mut Vec<u8>) -> std::
             return Err(invalid("response too large"));
         }
         body.resize(len, 0);
-        return reader.read_exact(body);
+        return reader.read_exact(body).await.map(|_| ());
     }
     loop {
         line.clear();
-        reader.read_line(&mut line)?;
+        reader.read_line(&mut line).await?;
         let size = usize::from_str_radix(line.trim(), 16).map_err(|_| invalid("chunk size"))?;
         if body.len() + size > RESPONSE_SIZE_MAX_BYTES {
             return Err(invalid("response too large"));
         }
         let at = body.len();
         body.resize(at + size, 0);
-        reader.read_exact(&mut body[at..])?;
+        reader.read_exact(&mut body[at..]).await?;
         line.clear();
-        reader.read_line(&mut line)?;
+        reader.read_line(&mut line).await?;
         if size == 0 {
             return Ok(());
         }
@@ -281,6 +376,7 @@ mod tests {
 
     #[test]
     fn responses_with_length_and_chunked() {
+        use std::io::Write;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
@@ -290,13 +386,16 @@ mod tests {
                 .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n")
                 .unwrap();
         });
-        let mut reader = BufReader::new(TcpStream::connect(address).unwrap());
-        let mut body = Vec::new();
-        read_response(&mut reader, &mut body).unwrap();
-        assert_eq!(body, b"{}");
-        read_response(&mut reader, &mut body).unwrap();
-        assert_eq!(body, b"[1,2]");
-        server.join().unwrap();
-        assert!(read_response(&mut reader, &mut body).is_err(), "closed");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let mut reader = BufReader::new(TcpStream::connect(address).await.unwrap());
+            let mut body = Vec::new();
+            read_response(&mut reader, &mut body).await.unwrap();
+            assert_eq!(body, b"{}");
+            read_response(&mut reader, &mut body).await.unwrap();
+            assert_eq!(body, b"[1,2]");
+            server.join().unwrap();
+            assert!(read_response(&mut reader, &mut body).await.is_err(), "closed");
+        });
     }
 }

@@ -107,16 +107,15 @@ impl Context {
                 let address = node.udp_address.clone().ok_or_else(|| format!("{} has no UDP ingress", node.name))?;
                 udp::run(&address, workload, load.txs_per_datagram, load.pace, deadline, &recorder)?;
             }
-            Driver::Rpc | Driver::RpcSync => jsonrpc::run(
-                &node.rpc_url,
-                workload,
-                load.connections,
-                load.calls_per_request,
-                load.driver == Driver::RpcSync,
-                load.pace,
-                deadline,
-                &recorder,
-            )?,
+            Driver::Rpc | Driver::RpcSync => {
+                let calls = jsonrpc::Calls {
+                    connections: load.connections,
+                    calls_per_request: load.calls_per_request,
+                    sync: load.driver == Driver::RpcSync,
+                    pace: load.pace,
+                };
+                jsonrpc::run(&node.rpc_url, workload, calls, deadline, &recorder)?;
+            }
         }
         let included_at = wait_included(&node, workload, &recorder);
         let blocks = watcher
