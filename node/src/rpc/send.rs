@@ -7,7 +7,6 @@ use std::{sync::Arc, time::Duration};
 use alloy_primitives::{B256, Bytes};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::{Value, json};
-use tephra_types::{Reject, RejectCode};
 use tokio::sync::oneshot;
 
 use super::{
@@ -23,7 +22,8 @@ use crate::{
 };
 
 /// Verifies `raw` and queues it for the sequencer; the receiver answers once
-/// it is pooled, or with `wait` once it is preconfirmed.
+/// it is pooled (or refused, an included transaction among them), or with
+/// `wait` once it is preconfirmed.
 fn submit(
     shared: &Shared,
     raw: &Bytes,
@@ -35,11 +35,9 @@ fn submit(
         rejected(&reject)
     })?;
     let hash = verified.hash;
-    if shared.view.read().expect("view lock").holds_tx(&hash) {
-        let reject = Reject::new(RejectCode::AlreadyKnown, format!("{hash} is already included"));
-        shared.reject_metric(&reject);
-        return Err(rejected(&reject));
-    }
+    // A transaction already included is refused by the sequencer's admission
+    // (code 305): no view lock here, which the sequencer holds across each
+    // mini-block's execution and fsync.
     let (reply, outcome) = oneshot::channel();
     shared.submit(verified, Some(reply), wait).map_err(|reject| rejected(&reject))?;
     Ok((hash, outcome))

@@ -13,11 +13,19 @@ impl Sequencer {
         let now_ms = self.pool_ms();
         let shared = self.shared.clone();
         let mut view = shared.view.write().expect("view lock");
-        let (state, pool) = view.state_and_pool_mut();
         for Submission { tx, received, mut reply, wait_for_preconf } in arrivals {
             let hash = tx.hash;
-            let state_nonce = state.nonce(&tx.sender);
-            match pool.insert(tx, state_nonce, now_ms) {
+            // Checked here, where the sequencer holds the view anyway: a
+            // JSON-RPC worker that took the view's read lock for it waited
+            // out every mini-block's execution and fsync.
+            let admitted = if view.holds_tx(&hash) {
+                Err(Reject::new(RejectCode::AlreadyKnown, format!("{hash} is already included")))
+            } else {
+                let (state, pool) = view.state_and_pool_mut();
+                let state_nonce = state.nonce(&tx.sender);
+                pool.insert(tx, state_nonce, now_ms)
+            };
+            match admitted {
                 Ok(admitted) => {
                     self.shared.metrics.tx_accepted.inc();
                     for (gone, code) in
@@ -40,6 +48,7 @@ impl Sequencer {
                 }
             }
         }
+        let pool = view.state_and_pool_mut().1;
         self.answer_stale(pool);
         pool.expire(now_ms, |tx| {
             if let Some(waiter) = self.waiting.remove(&tx.hash)
