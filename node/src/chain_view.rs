@@ -92,7 +92,7 @@ impl ChainView {
             outlets,
         };
         for block in blocks {
-            view.keep(block);
+            view.keep(block, true);
         }
         assert!(!view.blocks.is_empty(), "a chain holds its genesis at least");
         view.index_open(open.txs);
@@ -238,9 +238,10 @@ impl ChainView {
     /// bound is forgotten, and subscribers hear of it.
     pub fn seal(&mut self, header: Header, hash: B256) -> Arc<StoredBlock> {
         assert_eq!(header.number, self.open.params.number, "a block seals the open block");
-        let txs = std::mem::take(&mut self.open.txs);
+        let txs = Arc::new(std::mem::take(&mut self.open.txs));
         let block = Arc::new(StoredBlock { header, hash, txs, signature: None, op: self.open.op.take() });
-        self.keep(StoredBlock::clone(&block));
+        // The index already has each transaction where the block keeps it.
+        self.keep(StoredBlock::clone(&block), false);
         let metrics = &self.outlets.metrics;
         metrics.head_number.set(i64::try_from(block.header.number).unwrap_or(i64::MAX));
         let _ = self.outlets.events.send(Event::Sealed(block.clone()));
@@ -261,7 +262,7 @@ impl ChainView {
         self.state = state;
         self.tx_index.clear();
         for block in blocks {
-            self.keep(block);
+            self.keep(block, true);
         }
         self.set_rules(&params);
         self.open = OpenBlock { params, txs: Vec::new(), gas_used: 0, op: None };
@@ -299,18 +300,24 @@ impl ChainView {
         }
     }
 
-    /// Keeps a sealed block, forgetting the oldest past the history bound.
-    fn keep(&mut self, block: StoredBlock) {
+    /// Keeps a sealed block (indexing its transactions unless the open
+    /// block already did), forgetting the oldest past the history bound.
+    fn keep(&mut self, block: StoredBlock, index: bool) {
         if let Some(head) = self.blocks.back() {
             assert_eq!(block.header.number, head.header.number + 1, "sealed blocks are kept without gaps");
         }
-        for (index, tx) in block.txs.iter().enumerate() {
-            self.tx_index.insert(tx.hash, TxLocation { block_number: block.header.number, index });
+        for (at, tx) in block.txs.iter().enumerate() {
+            let location = TxLocation { block_number: block.header.number, index: at };
+            if index {
+                self.tx_index.insert(tx.hash, location);
+            } else {
+                debug_assert_eq!(self.tx_index.get(&tx.hash), Some(&location), "indexed while the block was open");
+            }
         }
         self.blocks.push_back(block);
         while self.blocks.len() > self.history_blocks_max {
             if let Some(old) = self.blocks.pop_front() {
-                for tx in &old.txs {
+                for tx in old.txs.iter() {
                     self.tx_index.remove(&tx.hash);
                 }
             }

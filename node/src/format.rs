@@ -249,7 +249,7 @@ pub fn block_rlp(block: &StoredBlock) -> Vec<u8> {
     use alloy_eips::eip2718::Encodable2718;
     use alloy_rlp::Encodable;
     let mut txs = Vec::new();
-    for tx in &block.txs {
+    for tx in block.txs.iter() {
         tx.envelope.network_encode(&mut txs);
     }
     let txs_header = alloy_rlp::Header { list: true, payload_length: txs.len() };

@@ -137,7 +137,7 @@ pub fn genesis_block(chain: &ChainSpec) -> StoredBlock {
     StoredBlock {
         header: chain.genesis_header().clone(),
         hash: chain.genesis_hash(),
-        txs: Vec::new(),
+        txs: Arc::default(),
         signature: None,
         op: None,
     }
@@ -340,7 +340,7 @@ impl<'c> Replayer<'c> {
                     return Err(diverged(number, format!("re-executed hash {} , logged {hash}", sealed.hash)));
                 }
                 self.executed_blocks += 1;
-                StoredBlock { header: sealed.header, hash, txs, signature: None, op }
+                StoredBlock { header: sealed.header, hash, txs: Arc::new(txs), signature: None, op }
             }
             Current::Idle => return Err(diverged(number, "a seal outside any block")),
         };
@@ -657,5 +657,5 @@ fn history_block(
         tx
     });
     stored.extend(users);
-    Ok(StoredBlock { header, hash, txs: stored, signature: None, op })
+    Ok(StoredBlock { header, hash, txs: Arc::new(stored), signature: None, op })
 }

@@ -140,7 +140,9 @@ impl StoredTx {
 pub struct StoredBlock {
     pub header: Header,
     pub hash: B256,
-    pub txs: Vec<StoredTx>,
+    /// Shared, not copied, between the view's history and the sealed block
+    /// handed to subscribers and the signer: a seal copied every receipt.
+    pub txs: Arc<Vec<StoredTx>>,
     pub signature: Option<Signature65>,
     /// An OP Stack block's L1 side.
     pub op: Option<Arc<OpBlockInfo>>,

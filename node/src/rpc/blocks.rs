@@ -64,10 +64,10 @@ pub(super) fn block_receipts(params: &Params<'_>, shared: &Shared) -> RpcResult 
     let view = shared.view.read().expect("view lock");
     let (block_number, block_hash, txs, op) = if tag == BlockTag::Pending {
         let open = view.open_block();
-        (open.params.number, None, &open.txs, open.op.as_deref())
+        (open.params.number, None, open.txs.as_slice(), open.op.as_deref())
     } else {
         let Some(block) = resolve(&view, tag).and_then(|n| view.block(n)) else { return Ok(Value::Null) };
-        (block.header.number, Some(block.hash), &block.txs, block.op.as_deref())
+        (block.header.number, Some(block.hash), block.txs.as_slice(), block.op.as_deref())
     };
     let receipts =
         txs.iter().enumerate().map(|(index, tx)| format::receipt(tx, Position { block_number, block_hash, index }, op));
