@@ -293,7 +293,8 @@ impl Reader {
                 self.recorder.rejected_reason(now, &reason(error));
                 continue;
             }
-            let block = if self.sync { answer["result"]["blockNumber"].as_str().and_then(parse_quantity) } else { None };
+            let block =
+                if self.sync { answer["result"]["blockNumber"].as_str().and_then(parse_quantity) } else { None };
             self.recorder.preconfirmed(tx, now, block);
         }
     }

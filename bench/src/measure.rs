@@ -210,6 +210,7 @@ impl Recorder {
             included_tx_per_s: None,
             blocks_sealed: 0,
             rss_mib: 0,
+            node_threads_cpu_s: std::collections::BTreeMap::new(),
             node: None,
             preconf_ms: LatencySummary::of(&preconf),
             sealed_ms: LatencySummary::of(&sealed),
@@ -259,6 +260,10 @@ pub struct Phase {
     pub blocks_sealed: usize,
     /// The node's resident memory at the end.
     pub rss_mib: u64,
+    /// CPU seconds of each of the node's threads (by name) over its life,
+    /// which is this phase (and its start).
+    #[serde(default)]
+    pub node_threads_cpu_s: std::collections::BTreeMap<String, f64>,
     /// tephra's own histograms for the phase.
     pub node: Option<crate::metrics::NodeTimes>,
     /// Send (the scheduled time, open loop) to the preconfirmation, to the

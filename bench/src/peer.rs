@@ -68,6 +68,25 @@ impl Drop for Group {
 }
 
 impl Node {
+    /// CPU seconds each of tephra's threads has used, summed by thread name
+    /// (from /proc, in the kernel's 100 Hz ticks); empty for anvil.
+    pub fn thread_cpu_s(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut threads = std::collections::BTreeMap::new();
+        let Process::Tephra(process) = &self.process else { return threads };
+        let Some(pid) = process.pid() else { return threads };
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return threads };
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+            // "tid (comm) state ...": the name may hold spaces; fields after it.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+            // utime and stime: the 14th and 15th fields, 12th and 13th after the name.
+            *threads.entry(stat[open + 1..close].to_string()).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+        }
+        threads
+    }
+
     /// Resident memory of the node's process, from /proc.
     pub fn rss_bytes(&self) -> u64 {
         match &self.process {

@@ -133,6 +133,7 @@ impl Context {
         };
         let mut phase = recorder.finish(label, &blocks, |i| workload.hash(i));
         phase.rss_mib = node.rss_bytes() >> 20;
+        phase.node_threads_cpu_s = node.thread_cpu_s();
         phase.blocks_sealed = blocks.blocks_sealed();
         phase.node = node.metrics_url.as_deref().map(metrics::scrape).transpose()?;
         if let (Some(first), Some(included_at)) = (recorder.first_sent(), included_at) {
