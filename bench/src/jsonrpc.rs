@@ -87,6 +87,7 @@ pub fn run(
             let permits = Arc::new(Semaphore::new(window));
             let (sent, pending) = mpsc::unbounded_channel::<Vec<usize>>();
             let (keep_open, kept_open) = oneshot::channel();
+            let answer_deadline = last_due + ANSWER_GRACE;
             let due = match calls.pace {
                 Pace::Open { .. } => {
                     let (queue, due) = mpsc::unbounded_channel::<usize>();
@@ -105,10 +106,10 @@ pub fn run(
                 deadline,
                 permits: permits.clone(),
                 sent,
+                answer_deadline,
                 keep_open,
             };
             tasks.push(tokio::spawn(writer.run(due)));
-            let answer_deadline = last_due + ANSWER_GRACE;
             let reader = Reader { recorder: recorder.clone(), sync: calls.sync, permits, answer_deadline, kept_open };
             tasks.push(tokio::spawn(reader.run(read, pending)));
         }
@@ -161,6 +162,8 @@ struct Writer {
     permits: Arc<Semaphore>,
     /// Each request's calls, in order, for the reader.
     sent: mpsc::UnboundedSender<Vec<usize>>,
+    /// The phase's last moment for answers, and so for sends.
+    answer_deadline: Instant,
     /// The sending half goes to the reader when the writer is done: dropped,
     /// it would shut the connection's sending side, and the server would
     /// close the connection before answering what is still unanswered.
@@ -213,8 +216,13 @@ impl Writer {
                 self.recorder.sent(tx, due_at);
             }
             self.encode(&calls, per_request > 1, &mut body, &mut request);
-            if self.sent.send(calls).is_err() || self.stream.write_all(&request).await.is_err() {
+            if self.sent.send(calls).is_err() {
                 return; // the reader gave up on this connection
+            }
+            // A node that stops reading cannot hold the phase past its grace.
+            match tokio::time::timeout_at(self.answer_deadline.into(), self.stream.write_all(&request)).await {
+                Ok(Ok(())) => {}
+                _ => return,
             }
         }
     }
@@ -284,6 +292,15 @@ impl Reader {
                 return;
             }
         };
+        // One error with no id for a whole batch (too large, over a limit):
+        // every call of it was refused for that reason.
+        if let [answer] = answers.as_slice()
+            && answer["id"].is_null()
+            && let Some(error) = answer.get("error")
+        {
+            calls.iter().for_each(|_| self.recorder.rejected_reason(now, &reason(error)));
+            return;
+        }
         for answer in answers {
             let Some(tx) = answer["id"].as_u64().map(|id| id as usize).filter(|id| calls.contains(id)) else {
                 self.recorder.rejected_reason(now, "an answer to no call sent");

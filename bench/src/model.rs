@@ -84,7 +84,7 @@ impl Inputs {
         let (rate, bottleneck) = if cpu_bound <= sequencer_bound {
             (cpu_bound, "CPU: recovery and ingress on every core".to_string())
         } else {
-            (sequencer_bound, "the sequencer thread: execute, state root, block roots, commit".to_string())
+            (sequencer_bound, "the sequencer thread: its CPU per transaction and its share of each commit".to_string())
         };
         let half = rate / 2.0;
         // A mini-block takes what arrived during its wait (at most a full one).

@@ -69,7 +69,8 @@ impl Drop for Group {
 
 impl Node {
     /// CPU seconds each of tephra's threads has used, summed by thread name
-    /// (from /proc, in the kernel's 100 Hz ticks); empty for anvil.
+    /// (from /proc, whose times are in USER_HZ ticks: 100 a second on every
+    /// Linux tephra runs on, x86-64 and arm64 alike); empty for anvil.
     pub fn thread_cpu_s(&self) -> std::collections::BTreeMap<String, f64> {
         let mut threads = std::collections::BTreeMap::new();
         let Process::Tephra(process) = &self.process else { return threads };

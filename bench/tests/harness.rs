@@ -22,16 +22,16 @@ fn all_runs_every_phase_and_writes_the_report() {
         .args(["--out", out.to_str().unwrap(), "--data", data.to_str().unwrap()])
         .args(["--tephra", tephra.to_str().unwrap(), "--anvil", anvil.to_str().unwrap()])
         .args(["--txs", "3000", "--accounts", "300", "--phase-seconds", "1", "--sustain-seconds", "1"])
-        .args(["--sweep", "0.5,1.0", "--sync-rate", "50", "--connections", "4"])
+        .args(["--sweep", "0.5,0.75,1.0", "--sync-rate", "50", "--connections", "4"])
         .status()
         .unwrap();
     assert!(status.success(), "tephra-bench all failed");
 
     let results: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let phases = results["phases"].as_array().unwrap();
-    // Four maxima, two sweep steps, sustained, half load, three JSON-RPC
-    // maxima, two eth_sendRawTransactionSync phases.
-    assert_eq!(phases.len(), 13, "{phases:#?}");
+    // Four maxima, three sweep steps, sustained, half load, three JSON-RPC
+    // maxima and tephra's batched one, two eth_sendRawTransactionSync phases.
+    assert_eq!(phases.len(), 15, "{phases:#?}");
     for phase in phases {
         let name = phase["name"].as_str().unwrap();
         assert!(phase["sent"].as_u64().unwrap() > 0, "{name} sent nothing");
@@ -53,7 +53,13 @@ fn all_runs_every_phase_and_writes_the_report() {
     let commit = &results["disk_commit"];
     let (p50, p99) = (commit["p50"].as_f64().unwrap(), commit["p99"].as_f64().unwrap());
     assert!(p50 > 0.0 && p99 >= p50, "{commit}");
-    assert_eq!(results["goals"].as_array().unwrap().len(), 4, "{}", results["goals"]);
+    // JSON-RPC against UDP and against anvil, three tails against the disk,
+    // sustained against the floor, the signed block.
+    let goals = results["goals"].as_array().unwrap();
+    assert_eq!(goals.len(), 7, "{}", results["goals"]);
+    assert!(goals.iter().all(|g| !g["measured"].as_str().unwrap().starts_with("not measured")), "{goals:#?}");
+    let batched = phases.iter().find(|p| p["name"] == "rpc max batched Tephra").unwrap();
+    assert!(batched["node_threads_cpu_s"]["tephra-sequence"].as_f64().unwrap() > 0.0, "{batched:#}");
     let half_load = phases.iter().find(|p| p["name"] == "udp half load").unwrap();
     // The node's own block signatures, which the signed-block goal's bound uses.
     assert!(half_load["node"]["block_sign"]["count"].as_u64().unwrap() > 0, "{half_load:#}");
@@ -65,6 +71,52 @@ fn all_runs_every_phase_and_writes_the_report() {
     for plot in ["latency_cdf.svg", "throughput.svg", "stage_costs.svg"] {
         let svg = std::fs::read_to_string(out.join(plot)).unwrap();
         assert!(svg.starts_with("<svg") && (svg.contains("<polyline") || svg.contains("<rect")), "{plot}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `tephra-bench model` on a small workload: both closed loops (1 core and
+/// all), each predicted from the other, the latency check, and the
+/// predictions asked for, each with its bottleneck.
+#[test]
+fn model_measures_both_sides_checks_each_against_the_other_and_predicts() {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_tephra-bench"));
+    let tephra = bench.with_file_name("tephra");
+    assert!(tephra.exists(), "{} missing: build it (cargo build -p tephra-cli)", tephra.display());
+    let dir = tephra_testkit::fresh_dir("bench-model");
+    let (out, data) = (dir.join("out"), dir.join("transfers"));
+    let generated = Command::new(&bench)
+        .args(["generate", "--workload", "transfers", "--txs", "3000", "--accounts", "300", "--out"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    let status = Command::new(&bench)
+        .args(["model", "--seconds", "1", "--rounds", "1", "--cores", "8,64"])
+        .args(["--workload-dir", data.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args(["--tephra", tephra.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "tephra-bench model failed");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+    let measured = report["measured"].as_array().unwrap();
+    let cores_here = std::thread::available_parallelism().map_or(1, usize::from);
+    let sides = if cores_here > 1 { 2 } else { 1 };
+    assert_eq!(measured.len(), 2, "{report:#}");
+    assert_eq!(measured[0]["cores"], 1);
+    assert_eq!(measured[1]["cores"].as_u64(), u64::try_from(cores_here).ok());
+    for side in measured {
+        assert!(side["closed_loop_tx_per_s"].as_f64().unwrap() > 0.0, "{side}");
+        assert!(side["sequencer_us"].as_f64().unwrap() > 0.0, "{side}");
+    }
+    assert_eq!(report["checks"].as_array().unwrap().len(), if sides == 2 { 2 } else { 0 }, "{report:#}");
+    assert_eq!(report["latency_checks"].as_array().unwrap().len(), if sides == 2 { 2 } else { 0 }, "{report:#}");
+    let predictions = report["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 2);
+    for prediction in predictions {
+        assert!(prediction["closed_loop_tx_per_s"].as_f64().unwrap() > 0.0, "{prediction}");
+        assert!(!prediction["bottleneck"].as_str().unwrap().is_empty());
+        assert!(prediction["preconf_p99_ms"].as_f64().unwrap() >= prediction["preconf_p50_ms"].as_f64().unwrap());
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
