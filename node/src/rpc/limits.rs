@@ -151,7 +151,8 @@ where
     }
 }
 
-/// A batch's answers as one response, as jsonrpsee builds it: in order, the
+/// A batch's answers as one response, as jsonrpsee 0.26's `RpcService::batch`
+/// builds it (check it again on an upgrade): in order, the
 /// notifications left out; only notifications answer nothing; an empty batch
 /// is an invalid request; past `response_size_max_bytes`, an error alone.
 fn batch_response(answers: Vec<Option<MethodResponse>>, response_size_max_bytes: usize) -> MethodResponse {
