@@ -11,6 +11,7 @@ mod measure;
 mod metrics;
 mod model;
 mod peer;
+mod reads;
 mod report;
 mod run;
 mod udp;
@@ -587,6 +588,9 @@ fn all_command(a: &AllArgs) -> Result<(), String> {
         load(Driver::Udp, pace, seconds),
     )?);
 
+    eprintln!("reads, idle and under half the UDP maximum ...");
+    results.reads = Some(reads::measure(&context, transfers_dir, transfers, udp_max / 2.0, a.phase_seconds)?);
+
     // JSON-RPC closed loops with as many transactions in flight as the UDP
     // loop (64 datagrams of `txs_per_datagram`): single calls over 512
     // connections' worth of pipelining, and batches of `RPC_BATCH_CALLS`.
@@ -712,6 +716,26 @@ fn goals(results: &Results, sustain_seconds: f64) -> Vec<Goal> {
                 && phase.lost == 0
                 && p99 <= SUSTAINED_P99_MAX_MS
                 && phase.duration_s >= sustain_seconds * 0.98,
+        });
+    }
+    if let Some(reads) = &results.reads {
+        let ratios: Vec<(String, f64, f64)> = reads
+            .unloaded
+            .iter()
+            .zip(&reads.loaded)
+            .map(|(idle, loaded)| (idle.method.clone(), idle.p99_ms, loaded.p99_ms))
+            .collect();
+        goals.push(Goal {
+            name: "JSON-RPC reads' p99 under half the UDP maximum against idle".into(),
+            measured: ratios
+                .iter()
+                .map(|(method, idle, loaded)| {
+                    format!("{method} {loaded:.3} against {idle:.3} ms = {:.1}x", loaded / idle.max(f64::MIN_POSITIVE))
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            target: "<= 2x".into(),
+            met: !ratios.is_empty() && ratios.iter().all(|(_, idle, loaded)| *loaded <= 2.0 * idle),
         });
     }
     if let Some(p99) = results.phase("udp half load").and_then(|p| p.signed_ms.as_ref()).map(|l| l.p99) {

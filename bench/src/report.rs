@@ -37,6 +37,9 @@ pub struct Results {
     /// The UDP sweep: names of its phases, in offered order; and the knee.
     pub sweep: Vec<String>,
     pub knee_tx_per_s: Option<f64>,
+    /// JSON-RPC reads, idle and under half the UDP maximum.
+    #[serde(default)]
+    pub reads: Option<crate::reads::Reads>,
     pub goals: Vec<Goal>,
 }
 

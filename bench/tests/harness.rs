@@ -54,9 +54,14 @@ fn all_runs_every_phase_and_writes_the_report() {
     let (p50, p99) = (commit["p50"].as_f64().unwrap(), commit["p99"].as_f64().unwrap());
     assert!(p50 > 0.0 && p99 >= p50, "{commit}");
     // JSON-RPC against UDP and against anvil, three tails against the disk,
-    // sustained against the floor, the signed block.
+    // sustained against the floor, reads under load, the signed block.
     let goals = results["goals"].as_array().unwrap();
-    assert_eq!(goals.len(), 7, "{}", results["goals"]);
+    assert_eq!(goals.len(), 8, "{}", results["goals"]);
+    for side in ["unloaded", "loaded"] {
+        let reads = results["reads"][side].as_array().unwrap();
+        assert_eq!(reads.len(), 2, "eth_getBalance and eth_call: {}", results["reads"]);
+        assert!(reads.iter().all(|r| r["reads"].as_u64().unwrap() > 0 && r["p99_ms"].as_f64().unwrap() > 0.0));
+    }
     assert!(goals.iter().all(|g| !g["measured"].as_str().unwrap().starts_with("not measured")), "{goals:#?}");
     let batched = phases.iter().find(|p| p["name"] == "rpc max batched Tephra").unwrap();
     assert!(batched["node_threads_cpu_s"]["tephra-sequence"].as_f64().unwrap() > 0.0, "{batched:#}");
