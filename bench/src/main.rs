@@ -51,6 +51,10 @@ const KNEE_LATENCY_FACTOR: f64 = 3.0;
 const SUSTAINED_P99_MAX_MS: f64 = 10.0;
 /// The sequencer thread's name as /proc shows it (15 characters at most).
 const SEQUENCER_THREAD: &str = "tephra-sequence";
+/// The UDP closed loop's unanswered datagrams at most (of
+/// `txs_per_datagram` each): the JSON-RPC loops keep as many transactions
+/// in flight.
+const UDP_WINDOW_DATAGRAMS: usize = 64;
 /// Calls per HTTP request of the batched JSON-RPC phase: the UDP driver's
 /// transactions per datagram, as ethers v6 batches concurrent calls.
 const RPC_BATCH_CALLS: usize = 8;
@@ -395,22 +399,14 @@ fn model_command(a: &ModelArgs) -> Result<(), String> {
     let floor = floor::measure(&workload, &genesis, 8, 2_500, all_cores)?;
     let commit = floor::commit_latency(&context.scratch)?;
     let block_time_ms = block_time_ms(&extra)?;
+    let on = ModelRun { context: &context, allowed: &allowed, workload_dir: &a.workload_dir, workload: &workload };
     let mut runs: Vec<Vec<model::Inputs>> = vec![Vec::new(), Vec::new()];
     for round in 0..a.rounds.max(1) {
         for (side, cores) in [1, all_cores].into_iter().enumerate() {
-            set_cores(&allowed, cores)?;
-            let load = Load {
-                driver: Driver::Udp,
-                pace: Pace::Closed { window: 64 },
-                seconds: a.seconds,
-                txs_per_datagram: 8,
-                connections: 1,
-                calls_per_request: 1,
-            };
             let name = format!("udp max on {cores} cores, round {}", round + 1);
-            let phase = context.phase(&name, PeerKind::Tephra, &a.workload_dir, &workload, load);
-            set_cores(&allowed, all_cores)?;
-            runs[side].push(model_inputs(&phase?, cores, &floor, &commit, &extra, block_time_ms)?);
+            let closed = Pace::Closed { window: UDP_WINDOW_DATAGRAMS };
+            let phase = udp_phase_on(&on, cores, &name, closed, a.seconds)?;
+            runs[side].push(model_inputs(&phase, cores, &floor, &commit, &extra, block_time_ms)?);
         }
     }
     // Each side: the round with the median closed loop.
@@ -424,20 +420,11 @@ fn model_command(a: &ModelArgs) -> Result<(), String> {
     let mut report = model::Report::new(&measured, &a.cores, &command_line());
     // The latency side of the check: each side's own half load, measured.
     for inputs in &measured {
-        set_cores(&allowed, inputs.cores)?;
         let half = inputs.closed_loop_tx_per_s / 2.0;
-        let load = Load {
-            driver: Driver::Udp,
-            pace: Pace::Open { tx_per_s: half },
-            seconds: a.seconds.min(workload.len() as f64 / half),
-            txs_per_datagram: 8,
-            connections: 1,
-            calls_per_request: 1,
-        };
         let name = format!("udp half load on {} cores", inputs.cores);
-        let phase = context.phase(&name, PeerKind::Tephra, &a.workload_dir, &workload, load);
-        set_cores(&allowed, all_cores)?;
-        if let Some(latency) = phase?.preconf_ms {
+        let seconds = a.seconds.min(workload.len() as f64 / half);
+        let phase = udp_phase_on(&on, inputs.cores, &name, Pace::Open { tx_per_s: half }, seconds)?;
+        if let Some(latency) = phase.preconf_ms {
             report.check_latency(inputs.cores, (latency.p50, latency.p99));
         }
     }
@@ -447,6 +434,25 @@ fn model_command(a: &ModelArgs) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&context.scratch);
     println!("{}", report.markdown());
     Ok(())
+}
+
+/// What every phase of the model runs on.
+struct ModelRun<'a> {
+    context: &'a Context,
+    /// The CPUs this process was given.
+    allowed: &'a [usize],
+    workload_dir: &'a Path,
+    workload: &'a Arc<Workload>,
+}
+
+/// A UDP phase with this thread (and so the node and the client) on the
+/// first `cores` of the CPUs given; all of them again afterwards.
+fn udp_phase_on(on: &ModelRun<'_>, cores: usize, name: &str, pace: Pace, seconds: f64) -> Result<Phase, String> {
+    set_cores(on.allowed, cores)?;
+    let load = Load { driver: Driver::Udp, pace, seconds, txs_per_datagram: 8, connections: 1, calls_per_request: 1 };
+    let phase = on.context.phase(name, PeerKind::Tephra, on.workload_dir, on.workload, load);
+    set_cores(on.allowed, on.allowed.len())?;
+    phase
 }
 
 /// The model's inputs from one closed-loop phase on `cores`.
@@ -543,7 +549,7 @@ fn all_command(a: &AllArgs) -> Result<(), String> {
         connections: a.connections,
         calls_per_request: 1,
     };
-    let closed = Pace::Closed { window: 64 };
+    let closed = Pace::Closed { window: UDP_WINDOW_DATAGRAMS };
     // An open-loop phase is cut short rather than run out of transactions.
     let open = |workload: &Workload, tx_per_s: f64, seconds: f64| {
         (Pace::Open { tx_per_s }, seconds.min(workload.len() as f64 / tx_per_s))
@@ -592,9 +598,9 @@ fn all_command(a: &AllArgs) -> Result<(), String> {
     results.reads = Some(reads::measure(&context, transfers_dir, transfers, udp_max / 2.0, a.phase_seconds)?);
 
     // JSON-RPC closed loops with as many transactions in flight as the UDP
-    // loop (64 datagrams of `txs_per_datagram`): single calls over 512
-    // connections' worth of pipelining, and batches of `RPC_BATCH_CALLS`.
-    let in_flight = 64 * a.txs_per_datagram;
+    // loop (512 by default): single calls pipelined over the connections,
+    // and batches of `RPC_BATCH_CALLS`.
+    let in_flight = UDP_WINDOW_DATAGRAMS * a.txs_per_datagram;
     for peer in [PeerKind::Tephra, PeerKind::AnvilAutomine, PeerKind::AnvilInterval] {
         let window = in_flight.div_ceil(a.connections).max(1);
         let rpc_load = Load { pace: Pace::Closed { window }, ..load(Driver::Rpc, closed, a.phase_seconds) };

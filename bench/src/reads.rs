@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::{
-    measure::Recorder,
+    measure::{LatencySummary, Recorder, micros, new_histogram},
     peer::rpc,
     run::{Context, PeerKind},
     udp::{self, Pace},
@@ -72,25 +72,25 @@ fn read(url: &str, how_long: Duration) -> Result<Vec<ReadLatency>, String> {
     let agent = ureq::Agent::new_with_defaults();
     let account = "0x0000000000000000000000000000000000000001";
     let call = json!([{"to": "0x00000000000000000000000000000000000000b1", "value": "0x0"}, "latest"]);
-    let (mut balance, mut calls) = (Vec::new(), Vec::new());
+    let (mut balance, mut calls) = (new_histogram(), new_histogram());
     let deadline = Instant::now() + how_long;
     while Instant::now() < deadline {
         let started = Instant::now();
         rpc(&agent, url, "eth_getBalance", json!([account, "latest"]))?;
-        balance.push(started.elapsed());
+        balance.saturating_record(micros(started.elapsed()));
         let started = Instant::now();
         rpc(&agent, url, "eth_call", call.clone())?;
-        calls.push(started.elapsed());
+        calls.saturating_record(micros(started.elapsed()));
     }
-    Ok(vec![latency("eth_getBalance", balance), latency("eth_call", calls)])
+    Ok(vec![latency("eth_getBalance", &balance), latency("eth_call", &calls)])
 }
 
-fn latency(method: &str, mut samples: Vec<Duration>) -> ReadLatency {
-    samples.sort_unstable();
-    let at = |permille: usize| {
-        samples
-            .get((samples.len() * permille / 1000).min(samples.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
-    ReadLatency { method: method.to_string(), reads: samples.len(), p50_ms: at(500), p99_ms: at(990) }
+fn latency(method: &str, histogram: &hdrhistogram::Histogram<u64>) -> ReadLatency {
+    let summary = LatencySummary::of(histogram);
+    ReadLatency {
+        method: method.to_string(),
+        reads: usize::try_from(histogram.len()).unwrap_or(usize::MAX),
+        p50_ms: summary.as_ref().map_or(0.0, |s| s.p50),
+        p99_ms: summary.as_ref().map_or(0.0, |s| s.p99),
+    }
 }
