@@ -92,7 +92,8 @@ impl ChainView {
             outlets,
         };
         for block in blocks {
-            view.keep(block, true);
+            view.index(&block);
+            view.keep(block);
         }
         assert!(!view.blocks.is_empty(), "a chain holds its genesis at least");
         view.index_open(open.txs);
@@ -240,8 +241,9 @@ impl ChainView {
         assert_eq!(header.number, self.open.params.number, "a block seals the open block");
         let txs = Arc::new(std::mem::take(&mut self.open.txs));
         let block = Arc::new(StoredBlock { header, hash, txs, signature: None, op: self.open.op.take() });
-        // The index already has each transaction where the block keeps it.
-        self.keep(StoredBlock::clone(&block), false);
+        // Not indexed again: `index_open` put each transaction where the
+        // sealed block keeps it.
+        self.keep(StoredBlock::clone(&block));
         let metrics = &self.outlets.metrics;
         metrics.head_number.set(i64::try_from(block.header.number).unwrap_or(i64::MAX));
         let _ = self.outlets.events.send(Event::Sealed(block.clone()));
@@ -262,7 +264,8 @@ impl ChainView {
         self.state = state;
         self.tx_index.clear();
         for block in blocks {
-            self.keep(block, true);
+            self.index(&block);
+            self.keep(block);
         }
         self.set_rules(&params);
         self.open = OpenBlock { params, txs: Vec::new(), gas_used: 0, op: None };
@@ -300,19 +303,18 @@ impl ChainView {
         }
     }
 
-    /// Keeps a sealed block (indexing its transactions unless the open
-    /// block already did), forgetting the oldest past the history bound.
-    fn keep(&mut self, block: StoredBlock, index: bool) {
+    /// Indexes a sealed block's transactions (one read from the log, not
+    /// sealed here: `index_open` indexed those as they came).
+    fn index(&mut self, block: &StoredBlock) {
+        for (index, tx) in block.txs.iter().enumerate() {
+            self.tx_index.insert(tx.hash, TxLocation { block_number: block.header.number, index });
+        }
+    }
+
+    /// Keeps a sealed block, forgetting the oldest past the history bound.
+    fn keep(&mut self, block: StoredBlock) {
         if let Some(head) = self.blocks.back() {
             assert_eq!(block.header.number, head.header.number + 1, "sealed blocks are kept without gaps");
-        }
-        for (at, tx) in block.txs.iter().enumerate() {
-            let location = TxLocation { block_number: block.header.number, index: at };
-            if index {
-                self.tx_index.insert(tx.hash, location);
-            } else {
-                debug_assert_eq!(self.tx_index.get(&tx.hash), Some(&location), "indexed while the block was open");
-            }
         }
         self.blocks.push_back(block);
         while self.blocks.len() > self.history_blocks_max {
