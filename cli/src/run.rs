@@ -24,6 +24,9 @@ pub fn init_tracing(config: &Config) {
 /// Runs the node until SIGINT, SIGTERM or the end of its sequencer.
 pub fn run(config: Config) -> Result<(), String> {
     init_tracing(&config);
+    let huge_pages = config.host.transparent_huge_pages;
+    tephra_dataplane::topology::set_transparent_huge_pages(huge_pages)
+        .map_err(|error| format!("host.transparent_huge_pages = {huge_pages}: prctl refused: {error}"))?;
     verify_runtime(&config)?.block_on(serve(config))
 }
 

@@ -56,6 +56,17 @@ fn udp_flood(source: &str, to: String, datagrams: Vec<Vec<u8>>, stop: Arc<Atomic
     })
 }
 
+/// Transparent huge pages are off for the node's process by default (a 2 MiB
+/// fault held the sequencer for milliseconds), and on when configured.
+#[test]
+fn the_node_runs_without_transparent_huge_pages_unless_configured() {
+    let node = TephraNode::start("thp-default", "");
+    assert_eq!(node.status_field("THP_enabled"), "0");
+    drop(node);
+    let node = TephraNode::start("thp-on", "[host]\ntransparent_huge_pages = true\n");
+    assert_eq!(node.status_field("THP_enabled"), "1");
+}
+
 #[test]
 fn honest_transactions_are_preconfirmed_through_floods_and_memory_stays_bounded() {
     let node = TephraNode::start("flood", "[udp]\nsource_txs_per_s = 2000\nsource_burst_txs = 200\n");

@@ -98,6 +98,34 @@ pub fn pin_current_thread(cores: &[usize]) {
     }
 }
 
+/// Turns transparent huge pages off or on for this process and the
+/// children it starts (`prctl(PR_SET_THP_DISABLE)`). Off is the default for
+/// a node: the allocator asks for huge pages on its arenas, so a hot path
+/// that reaches fresh memory takes a fault that zeroes 2 MiB at once. That
+/// measured 4-6 ms per fault on the sequencer thread in this project's VM,
+/// several times a second under load, and was the largest part of the
+/// preconfirmation p99 (docs/benchmarks.md); 4 KiB faults spread the same
+/// work thinly.
+#[allow(unsafe_code)]
+pub fn set_transparent_huge_pages(enabled: bool) -> std::io::Result<()> {
+    let disable = libc::c_ulong::from(!enabled);
+    // SAFETY: PR_SET_THP_DISABLE takes one integer argument and the rest zero.
+    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, disable, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether transparent huge pages are off for this process.
+#[allow(unsafe_code)]
+pub fn transparent_huge_pages_disabled() -> std::io::Result<bool> {
+    // SAFETY: PR_GET_THP_DISABLE takes no argument; the rest are zero.
+    match unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) } {
+        -1 => Err(std::io::Error::last_os_error()),
+        flag => Ok(flag == 1),
+    }
+}
+
 /// `[topology]`: the core of each tile, by OS CPU index. An empty list lets
 /// tephra derive that tile's place from the machine.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -244,6 +272,16 @@ impl fmt::Display for PlacementTable<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transparent_huge_pages_turn_off_and_on_for_the_process() {
+        set_transparent_huge_pages(false).unwrap();
+        assert!(transparent_huge_pages_disabled().unwrap());
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(status.lines().any(|line| line.split_whitespace().eq(["THP_enabled:", "0"])), "{status}");
+        set_transparent_huge_pages(true).unwrap();
+        assert!(!transparent_huge_pages_disabled().unwrap());
+    }
 
     /// A 2-package, 8-core, 16-thread server: threads 8-15 are the siblings of 0-7.
     fn server() -> Machine {

@@ -212,6 +212,8 @@ pub struct HostConfig {
     pub memlock_bytes_min: u64,
     pub nic_channels: u32,
     pub socket_buffer_bytes: u64,
+    /// Transparent huge pages for the node's own memory (`tephra run`).
+    pub transparent_huge_pages: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]

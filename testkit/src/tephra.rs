@@ -371,6 +371,11 @@ impl TephraProcess {
         rss_bytes(self.child.as_ref()?.id())
     }
 
+    /// A field of the process's /proc status (`THP_enabled`, say).
+    pub fn status_field(&self, field: &str) -> Option<String> {
+        status_field(self.child.as_ref()?.id(), field)
+    }
+
     /// Sends `signal` (a `kill -s` name: STOP, CONT, TERM) to the process.
     /// Panics when it was never started or the signal cannot be sent.
     pub fn signal(&self, signal: &str) {
@@ -439,9 +444,15 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TephraError + '_ {
 
 /// The resident memory of process `pid`, from /proc.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let kib = status_field(pid, "VmRSS")?;
+    Some(kib.trim_end_matches("kB").trim().parse::<u64>().ok()? * 1024)
+}
+
+/// The value of `field` in process `pid`'s /proc status, trimmed.
+pub fn status_field(pid: u32, field: &str) -> Option<String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
-    Some(kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok()? * 1024)
+    let value = status.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?;
+    Some(value.trim().to_string())
 }
 
 /// Merges `overlay` into `base`, table by table (the overlay wins).

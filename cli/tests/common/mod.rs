@@ -82,6 +82,11 @@ impl TephraNode {
         self.process.rss_bytes().expect("tephra runs")
     }
 
+    /// A field of the process's /proc status.
+    pub fn status_field(&self, field: &str) -> String {
+        self.process.status_field(field).unwrap_or_else(|| panic!("tephra runs and its status has {field}"))
+    }
+
     /// A counter or gauge from /metrics (0 when absent).
     pub fn metric(&self, name: &str) -> f64 {
         self.metrics()
