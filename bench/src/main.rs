@@ -254,6 +254,13 @@ struct AllArgs {
 
 fn main() {
     let cli = Cli::parse();
+    // As the node runs by default ([host] transparent_huge_pages): the stage
+    // floors measure what the node does, and the load generator's own 2 MiB
+    // faults do not count as the node's latency. The peers it starts inherit
+    // it; tephra sets its own from its config.
+    if let Err(error) = nix::sys::prctl::set_thp_disable(true) {
+        eprintln!("tephra-bench: transparent huge pages stay on: {error}");
+    }
     let outcome = match cli.command {
         Command::Generate(a) => workload::generate(a.workload, a.seed, a.txs, a.accounts, &a.out).map(|m| {
             println!("{}: {} transactions from {} accounts into {}", m.kind.name(), m.txs, m.accounts, a.out.display());
