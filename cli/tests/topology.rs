@@ -30,7 +30,7 @@ fn row<'a>(table: &'a str, first: &str) -> Vec<&'a str> {
 #[test]
 fn the_defaults_print_every_tile_link_and_core() {
     let table = topology("topology-defaults", None);
-    for tile in ["net", "verify", "rpc", "sequencer", "exec", "signer", "certifier"] {
+    for tile in ["net", "verify", "rpc", "sequencer", "hasher", "exec", "signer", "certifier"] {
         assert!(table.lines().any(|line| line.starts_with(&format!("{tile} "))), "{tile}: {table}");
     }
     assert_eq!(row(&table, "exec")[1], "0", "{table}");

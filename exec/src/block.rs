@@ -11,7 +11,7 @@ use revm::primitives::hardfork::SpecId;
 use tephra_types::{Reject, deposit::Deposit};
 
 use crate::{
-    chainspec::L2_TO_L1_MESSAGE_PASSER,
+    commitment::SealRoots,
     deposit::{ExecutedDeposit, execute_deposits},
     evm::apply_pre_block_system_calls,
     executor::{ExecutedTx, Executor, TxOutcome},
@@ -217,22 +217,27 @@ impl BlockBuilder {
 
     /// Closes the block: roots, bloom and a complete header. Records the hash
     /// in `state` for BLOCKHASH.
-    pub fn seal(mut self, state: &mut StateDb) -> SealedBlock {
+    pub fn seal(self, state: &mut StateDb) -> SealedBlock {
+        let roots = state.seal_roots();
+        self.seal_with(state, roots)
+    }
+
+    /// `seal`, with the state's roots from a commitment held elsewhere (a
+    /// hasher thread's, fed every change of `state`).
+    pub fn seal_with(mut self, state: &mut StateDb, roots: SealRoots) -> SealedBlock {
         self.add_leaves(true);
         let (transactions_root, receipts_root) = (self.transactions_root.root(), self.receipts_root.root());
         let (logs_bloom, p) = (self.logs_bloom, self.params);
         let cancun = p.excess_blob_gas.is_some();
         let withdrawals_root = match p.op_spec {
-            Some(spec) if spec.is_enabled_in(OpSpecId::ISTHMUS) => {
-                Some(state.storage_root_of(&L2_TO_L1_MESSAGE_PASSER))
-            }
+            Some(spec) if spec.is_enabled_in(OpSpecId::ISTHMUS) => Some(roots.message_passer_storage_root),
             _ => p.spec.is_enabled_in(SpecId::SHANGHAI).then_some(EMPTY_ROOT_HASH),
         };
         let header = Header {
             parent_hash: p.parent_hash,
             ommers_hash: EMPTY_OMMER_ROOT_HASH,
             beneficiary: p.beneficiary,
-            state_root: state.state_root(),
+            state_root: roots.state_root,
             transactions_root,
             receipts_root,
             logs_bloom,

@@ -12,6 +12,7 @@
 pub mod block;
 pub mod call;
 pub mod chainspec;
+pub mod commitment;
 pub mod deposit;
 pub mod dev;
 pub mod evm;
@@ -28,6 +29,7 @@ pub mod verify;
 pub use block::{BlockBuilder, SealedBlock};
 pub use call::{CallOutcome, CallRequest, EstimateError};
 pub use chainspec::ChainSpec;
+pub use commitment::{Commitment, SealRoots, StateDiff};
 pub use deposit::ExecutedDeposit;
 pub use executor::{ExecutedTx, Executor, SequentialExecutor, TxOutcome};
 pub use op_fees::{OpTxFees, op_tx_fees};

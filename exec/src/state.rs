@@ -1,9 +1,9 @@
 //! State: accounts, storage and code in memory behind revm's `DatabaseRef` and
-//! `DatabaseCommit`, with an incremental Merkle-Patricia state root.
+//! `DatabaseCommit`, with the Merkle commitment beside it (`commitment`).
 //!
-//! Every write marks what it touched; `state_root` rehashes only the trie paths
-//! of accounts and slots changed since the previous root, so its cost grows with
-//! the keys a block changed, not with the size of the state.
+//! Every write marks what it touched; `take_diff` hands the accounts and
+//! slots changed since the previous diff to the commitment, so that a root's
+//! cost grows with the keys a block changed, not with the size of the state.
 
 use std::collections::VecDeque;
 
@@ -12,7 +12,6 @@ use alloy_primitives::{
     Address, B256, U256, keccak256,
     map::{AddressMap, B256Map, HashSet, U256Map},
 };
-use alloy_trie::{EMPTY_ROOT_HASH, TrieAccount};
 use revm::{
     Database, DatabaseCommit, DatabaseRef,
     bytecode::Bytecode,
@@ -21,7 +20,7 @@ use revm::{
 };
 use tephra_types::limits::BLOCK_HASH_HISTORY;
 
-use crate::trie::MerkleTrie;
+use crate::commitment::{AccountChange, AccountLeaf, Commitment, SealRoots, StateDiff};
 
 /// One account as stored.
 #[derive(Clone, Debug, Default)]
@@ -33,23 +32,18 @@ pub struct Account {
     pub storage: U256Map<U256>,
     /// keccak256 of the address, the account's key in the state trie.
     hashed_address: B256,
-    /// The storage trie and the slots written since its last root; boxed and
-    /// made on the first write, so that an account without storage (most of
-    /// them) stays small.
-    storage_index: Option<Box<StorageIndex>>,
-    /// Written since the last root (listed in its partition's `dirty`).
-    dirty: bool,
-}
-
-#[derive(Clone, Debug, Default)]
-struct StorageIndex {
-    trie: MerkleTrie,
+    /// Slots written since the last diff.
     dirty_slots: HashSet<U256>,
+    /// The storage started again from empty since the last diff (a new
+    /// account object: created, restored, or made again after removal).
+    storage_reset: bool,
+    /// Written since the last diff (listed in its partition's `dirty`).
+    dirty: bool,
 }
 
 impl Account {
     fn new(address: Address) -> Self {
-        Self { code_hash: KECCAK_EMPTY, hashed_address: keccak256(address), ..Default::default() }
+        Self { code_hash: KECCAK_EMPTY, hashed_address: keccak256(address), storage_reset: true, ..Default::default() }
     }
 
     fn set_slot(&mut self, slot: U256, value: U256) {
@@ -58,27 +52,27 @@ impl Account {
         } else {
             self.storage.insert(slot, value);
         }
-        self.storage_index.get_or_insert_default().dirty_slots.insert(slot);
+        self.dirty_slots.insert(slot);
     }
 
     fn clear_storage(&mut self) {
         self.storage.clear();
-        self.storage_index = None;
+        self.dirty_slots.clear();
+        self.storage_reset = true;
     }
 
-    /// Folds the dirty slots into the storage trie and returns its root.
-    fn storage_root(&mut self) -> B256 {
-        let Some(index) = &mut self.storage_index else {
-            return EMPTY_ROOT_HASH;
+    /// The account's change since the last diff; clears its marks.
+    fn take_change(&mut self) -> AccountChange {
+        self.dirty = false;
+        let slots = self.dirty_slots.drain().map(|slot| (slot, self.storage.get(&slot).copied().unwrap_or_default()));
+        let leaf = AccountLeaf {
+            nonce: self.nonce,
+            balance: self.balance,
+            code_hash: self.code_hash,
+            storage_reset: std::mem::take(&mut self.storage_reset),
+            slots: slots.collect(),
         };
-        for slot in index.dirty_slots.drain() {
-            let key = keccak256(slot.to_be_bytes::<32>());
-            match self.storage.get(&slot) {
-                Some(value) => index.trie.insert(key, alloy_rlp::encode(value)),
-                None => index.trie.remove(key),
-            }
-        }
-        index.trie.root()
+        AccountChange { hashed_address: self.hashed_address, account: Some(leaf) }
     }
 }
 
@@ -151,8 +145,8 @@ fn partition_of(address: &Address) -> usize {
 #[repr(align(128))]
 pub(crate) struct Partition {
     accounts: AddressMap<Account>,
-    /// Accounts written since the last root, each once, and removed ones
-    /// (perhaps more than once: folding a removal twice is harmless).
+    /// Accounts written since the last diff, each once, and removed ones
+    /// (perhaps more than once: a removal taken twice is harmless).
     dirty: Vec<Address>,
 }
 
@@ -227,7 +221,8 @@ impl PartitionGroup<'_> {
 pub struct StateDb {
     partitions: Vec<Partition>,
     codes: B256Map<Bytecode>,
-    account_trie: MerkleTrie,
+    /// `None` while a hasher thread holds it (`detach_commitment`).
+    commitment: Option<Commitment>,
     block_hashes: BlockHashes,
     /// EIP-161 removes touched empty accounts from Spurious Dragon on.
     spec: SpecId,
@@ -238,7 +233,7 @@ impl Default for StateDb {
         Self {
             partitions: vec![Partition::default(); STATE_PARTITIONS],
             codes: B256Map::default(),
-            account_trie: MerkleTrie::new(),
+            commitment: Some(Commitment::default()),
             block_hashes: BlockHashes::default(),
             spec: SpecId::default(),
         }
@@ -291,8 +286,7 @@ impl StateDb {
     /// storage), as the state root takes it: from Isthmus on, an OP Stack
     /// header's withdrawals root is the L2ToL1MessagePasser's.
     pub fn storage_root_of(&mut self, address: &Address) -> B256 {
-        let accounts = &mut self.partitions[partition_of(address)].accounts;
-        accounts.get_mut(address).map_or(EMPTY_ROOT_HASH, Account::storage_root)
+        self.commitment_up_to_date().storage_root(&keccak256(address))
     }
 
     fn put(&mut self, address: Address, account: Account) {
@@ -404,24 +398,53 @@ impl StateDb {
 
     /// The state root. Rehashes only what changed since the previous call.
     pub fn state_root(&mut self) -> B256 {
+        self.commitment_up_to_date().state_root()
+    }
+
+    /// The roots a seal needs, from the commitment this state holds.
+    pub fn seal_roots(&mut self) -> SealRoots {
+        self.commitment_up_to_date().seal_roots()
+    }
+
+    /// The accounts and slots changed since the previous diff, for a
+    /// commitment held elsewhere (`detach_commitment`).
+    pub fn take_diff(&mut self) -> StateDiff {
+        let mut diff = StateDiff::default();
         for partition in &mut self.partitions {
             for address in partition.dirty.drain(..) {
-                match partition.accounts.get_mut(&address) {
-                    Some(account) => {
-                        account.dirty = false;
-                        let leaf = TrieAccount {
-                            nonce: account.nonce,
-                            balance: account.balance,
-                            storage_root: account.storage_root(),
-                            code_hash: account.code_hash,
-                        };
-                        self.account_trie.insert(account.hashed_address, alloy_rlp::encode(leaf));
-                    }
-                    None => self.account_trie.remove(keccak256(address)),
-                }
+                let change = match partition.accounts.get_mut(&address) {
+                    Some(account) if account.dirty => account.take_change(),
+                    // Listed twice (removed, then written again): taken already.
+                    Some(_) => continue,
+                    None => AccountChange { hashed_address: keccak256(address), account: None },
+                };
+                diff.accounts.push(change);
             }
         }
-        self.account_trie.root()
+        diff
+    }
+
+    /// Hands the commitment over (to a hasher thread, fed `take_diff` after
+    /// every change): until it is attached again, asking this state for a
+    /// root is a bug and panics.
+    pub fn detach_commitment(&mut self) -> Commitment {
+        let mut commitment = self.commitment.take().expect("the state holds its commitment");
+        commitment.apply(self.take_diff());
+        commitment
+    }
+
+    /// Takes back a commitment that has applied every diff taken from this
+    /// state; what changed since is folded in at the next root.
+    pub fn attach_commitment(&mut self, commitment: Commitment) {
+        assert!(self.commitment.is_none(), "the state holds a commitment already");
+        self.commitment = Some(commitment);
+    }
+
+    fn commitment_up_to_date(&mut self) -> &mut Commitment {
+        let diff = self.take_diff();
+        let commitment = self.commitment.as_mut().expect("the commitment is with a hasher thread: ask it for roots");
+        commitment.apply(diff);
+        commitment
     }
 }
 
@@ -479,6 +502,116 @@ impl DatabaseCommit for StateDb {
     fn commit(&mut self, changes: AddressMap<EvmAccount>) {
         for (address, change) in &changes {
             self.apply(*address, change);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use revm::state::EvmStorageSlot;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Account `a` writes slot `s` to `v` (0: removes it).
+        Store(u8, u8, u8),
+        Credit(u8, u8),
+        /// Account `a` is created afresh: its storage starts from empty.
+        Create(u8),
+        SelfDestruct(u8),
+        /// A root (attached) and a diff handed over (detached).
+        Root,
+    }
+
+    fn address(a: u8) -> Address {
+        Address::with_last_byte(a % 12)
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (any::<u8>(), 0u8..6, 0u8..4).prop_map(|(a, s, v)| Op::Store(a, s, v)),
+            3 => (any::<u8>(), 1u8..).prop_map(|(a, v)| Op::Credit(a, v)),
+            1 => any::<u8>().prop_map(Op::Create),
+            1 => any::<u8>().prop_map(Op::SelfDestruct),
+            2 => Just(Op::Root),
+        ]
+    }
+
+    /// revm's report of `address` as it is now, touched, with `edit` made.
+    fn change(state: &StateDb, address: Address, edit: impl FnOnce(&mut EvmAccount)) -> EvmAccount {
+        let mut change = EvmAccount::from(state.basic_ref(address).unwrap().unwrap_or_default());
+        change.mark_touch();
+        edit(&mut change);
+        change
+    }
+
+    fn apply(state: &mut StateDb, op: &Op) {
+        match *op {
+            Op::Store(a, s, v) => {
+                let (address, slot) = (address(a), U256::from(s));
+                let old = state.storage_at(&address, slot);
+                let edit = |c: &mut EvmAccount| {
+                    c.info.nonce += 1;
+                    c.storage.insert(slot, EvmStorageSlot::new_changed(old, U256::from(v), 0));
+                };
+                state.apply(address, &change(state, address, edit));
+            }
+            Op::Credit(a, v) => state.add_balance(address(a), U256::from(v)),
+            Op::Create(a) => {
+                let edit = |c: &mut EvmAccount| {
+                    c.mark_created();
+                    c.info.nonce = 1;
+                    c.storage.insert(U256::from(7), EvmStorageSlot::new_changed(U256::ZERO, U256::from(9), 0));
+                };
+                state.apply(address(a), &change(state, address(a), edit));
+            }
+            Op::SelfDestruct(a) => state.apply(address(a), &change(state, address(a), EvmAccount::mark_selfdestruct)),
+            Op::Root => {}
+        }
+    }
+
+    /// The root of a state written from scratch with the accounts of `state`.
+    fn root_from_scratch(state: &StateDb) -> B256 {
+        let mut fresh = StateDb::default();
+        for (address, account) in state.accounts() {
+            let storage = account.storage.iter().map(|(slot, value)| (*slot, *value));
+            fresh.insert_account(*address, account.nonce, account.balance, None, storage);
+        }
+        fresh.state_root()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        /// A commitment handed to another owner and fed diffs gives the roots
+        /// of one folded in place, whenever the diffs are taken, and both
+        /// equal the root of the same accounts written from scratch.
+        #[test]
+        fn a_detached_commitment_fed_diffs_gives_the_same_roots(ops in proptest::collection::vec(op(), 1..120)) {
+            let (mut attached, mut detached) = (StateDb::default(), StateDb::default());
+            detached.set_spec(SpecId::PRAGUE);
+            attached.set_spec(SpecId::PRAGUE);
+            let mut commitment = detached.detach_commitment();
+            for op in &ops {
+                apply(&mut attached, op);
+                apply(&mut detached, op);
+                if matches!(op, Op::Root) {
+                    commitment.apply(detached.take_diff());
+                    prop_assert_eq!(commitment.state_root(), attached.state_root());
+                }
+            }
+            commitment.apply(detached.take_diff());
+            let root = attached.state_root();
+            prop_assert_eq!(commitment.state_root(), root);
+            prop_assert_eq!(root_from_scratch(&attached), root);
+            for a in 0..12 {
+                let hashed = keccak256(address(a));
+                prop_assert_eq!(commitment.storage_root(&hashed), attached.storage_root_of(&address(a)));
+            }
+            detached.attach_commitment(commitment);
+            prop_assert_eq!(detached.state_root(), root);
         }
     }
 }

@@ -94,8 +94,10 @@ pub(crate) fn open_sequencer(
         snapshot_path: data.snapshot(),
         epoch: open.epoch,
         ha,
+        // The hasher shares the verify cores: the sequencer's is its own.
+        hasher_cores: lead.placement.verify.clone(),
     };
-    Ok(Sequencer::new(shared.clone(), parts))
+    Sequencer::new(shared.clone(), parts).map_err(io_error(&data.0))
 }
 
 /// A block signed just before a crash may be in the audit log but not yet

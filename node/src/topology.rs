@@ -7,7 +7,8 @@
 //! Where each comes from: net `tephra_dataplane::Dataplane::start`; verify
 //! the tokio runtime `tephra run` builds; the sequencer or role thread
 //! `node::spawn_role`; exec `tephra_exec::ParallelExecutor`; the signer
-//! `tephra_hsm::SigningPipeline`; the certifier `delegation.rs`; the HA
+//! `tephra_hsm::SigningPipeline`; the hasher `sequencer/hasher.rs`; the
+//! certifier `delegation.rs`; the HA
 //! runtime `ha.rs`. An unpinned thread keeps the affinity of the thread
 //! that started it.
 
@@ -129,6 +130,17 @@ impl Topology {
                      preconfirm; seal every block.block_time_s; snapshots"
                         .into()
                 },
+            },
+            Tile {
+                name: "hasher",
+                count: 1,
+                on: None,
+                cores: Cores::Pinned(placement.verify.clone()),
+                thread: "tephra-hash",
+                what: format!(
+                    "the state trie (account and storage tries): takes each mini-block's state diff, hashes ahead \
+                     every 2 ms, answers the seal's roots; frees sealed blocks' executed transactions{leading}"
+                ),
             },
             Tile {
                 name: "exec",
@@ -312,6 +324,14 @@ fn links_of(config: &Config, placement: &Placement, sequencer: &'static str) -> 
         Link { from: "net", to: "NIC", ..nic_out },
         Link {
             from: sequencer,
+            to: "hasher",
+            what: "state diffs, one per mini-block, and the seal's request for roots; full: the sequencer waits",
+            depth: crate::sequencer::HASHER_QUEUE_DIFFS_MAX,
+            unit: "diffs",
+            key: "sequencer::HASHER_QUEUE_DIFFS_MAX",
+        },
+        Link {
+            from: sequencer,
             to: "signer",
             what: "sealed blocks to sign (more if the log holds more unsigned at start); full: no seal",
             depth: unsigned,
@@ -493,12 +513,13 @@ mod tests {
     fn the_defaults_list_every_tile_and_link_with_its_depth() {
         let (_, placement, topology) = placed("");
         let names: Vec<&str> = topology.tiles().iter().map(|tile| tile.name).collect();
-        assert_eq!(names, ["net", "verify", "rpc", "sequencer", "exec", "signer", "certifier"]);
+        assert_eq!(names, ["net", "verify", "rpc", "sequencer", "hasher", "exec", "signer", "certifier"]);
         let tile = |name| topology.tile(name).unwrap();
         assert_eq!((tile("net").count, &tile("net").cores), (1, &Cores::Pinned(vec![0])));
         assert_eq!((tile("sequencer").count, &tile("sequencer").cores), (1, &Cores::Pinned(vec![1])));
         assert_eq!(tile("verify").count, placement.verify.len());
         assert_eq!(tile("verify").cores, Cores::Pinned(vec![2, 3]));
+        assert_eq!((tile("hasher").count, &tile("hasher").cores), (1, &Cores::Pinned(vec![2, 3])));
         assert_eq!((tile("rpc").count, tile("rpc").on), (0, Some("verify")));
         // exec.shards = 1: the sequencer executes alone.
         assert_eq!((tile("exec").count, tile("exec").cores.to_string()), (0, "-".to_string()));
@@ -518,6 +539,7 @@ mod tests {
                 ("sequencer", "verify", "a oneshot per submission", 1),
                 ("verify", "net", "net.egress_ring_depth", 1024),
                 ("net", "NIC", "net.socket_tx_slots", 256),
+                ("sequencer", "hasher", "sequencer::HASHER_QUEUE_DIFFS_MAX", 1024),
                 ("sequencer", "signer", "signer.unsigned_blocks_max", 2),
                 ("signer", "sequencer", "2 x signer.unsigned_blocks_max", 4),
                 ("certifier", "sequencer", "delegation.rs", 1),

@@ -1,14 +1,14 @@
 //! A mini-block: cut from the pool, executed into the open block, made
 //! durable (the log's fsync under the view's lock, so that reads never see
 //! state this node could lose; a sync pair's standby acknowledgement with no
-//! lock held, so that reads go on meanwhile), then preconfirmed: indexed,
-//! published and answered.
+//! lock held, so that reads go on meanwhile), its state diff handed to the
+//! hasher, then preconfirmed: indexed, published and answered.
 
 use std::sync::Arc;
 
 use alloy_primitives::{Address, B256, Bytes};
 use tephra_batchlog::Record;
-use tephra_exec::{TxOutcome, VerifiedTx};
+use tephra_exec::{StateDiff, TxOutcome, VerifiedTx};
 use tephra_hsm::MerkleTree;
 use tephra_types::{Reject, RejectCode};
 
@@ -32,6 +32,8 @@ struct Executed {
     answers: Vec<(B256, SubmitOutcome)>,
     /// A transaction found no room: the block is sealed next.
     block_full: bool,
+    /// What it changed in the state, for the hasher.
+    diff: StateDiff,
 }
 
 /// How execution left each transaction's sender: its pool entry settles to
@@ -44,7 +46,8 @@ struct Settled {
 impl Sequencer {
     /// Cuts a mini-block, executes it, makes it durable, then preconfirms it.
     pub(super) fn run_mini_block(&mut self) -> Result<(), SequencerError> {
-        let Some(executed) = self.execute_and_log()? else { return Ok(()) };
+        let Some(mut executed) = self.execute_and_log()? else { return Ok(()) };
+        self.hasher().send(std::mem::take(&mut executed.diff));
         if self.builder().transactions().len() > executed.first {
             self.replicate()?;
         }
@@ -74,9 +77,11 @@ impl Sequencer {
             first: self.builder().transactions().len(),
             answers: Vec::new(),
             block_full: false,
+            diff: StateDiff::default(),
         };
         let settled = self.execute(&mut view, &mut executed);
         self.settle(&mut view, settled, &mut executed);
+        executed.diff = view.state_mut().take_diff();
         self.log_mini_block(executed.first)?;
         Ok(Some(executed))
     }
@@ -169,7 +174,7 @@ impl Sequencer {
     /// Durable: the mini-block's transactions become visible (signed with
     /// the hot key where one is certified) and every submitter is answered.
     fn preconfirm(&mut self, executed: Executed) {
-        let Executed { number, first, mut answers, block_full } = executed;
+        let Executed { number, first, mut answers, block_full, .. } = executed;
         let builder = self.builder.as_ref().expect("a block is always open outside seal");
         let (included, gas_used, base_fee) =
             (&builder.transactions()[first..], builder.gas_used(), builder.params().base_fee_per_gas);

@@ -9,15 +9,18 @@
 //!  submissions ─> admit ─> pool ─> mini_block: cut, execute, log + fsync ─┐ (view write lock)
 //!                                                                         ├ replicate (sync pair: no lock held)
 //!                                  preconfirm: index, events, answers <───┘ (view write lock)
-//!  at the block's timestamp ─> seal: roots, log + fsync ─> replicate ─> publish, open the next ─> signing pipeline
+//!                                  state diff ─> hasher thread: state trie, hashed ahead every 2 ms
+//!  at the block's timestamp ─> seal: roots (the hasher's), log + fsync ─> replicate ─> publish, open the next ─> signing pipeline
 //!  holds (disk reserve, signer, replication) ─> Health: /ready, refusals
 //! ```
 //!
 //! The stages, one file each: `admit`, `mini_block`, `seal` (and the block
-//! signatures it collects), `holds`, and `rewind` (an OP Stack chain's
-//! unsafe blocks rebuilt after an L1 reorg below their origins).
+//! signatures it collects), `hasher` (the state trie's thread), `holds`, and
+//! `rewind` (an OP Stack chain's unsafe blocks rebuilt after an L1 reorg
+//! below their origins).
 
 mod admit;
+mod hasher;
 mod holds;
 mod mini_block;
 mod rewind;
@@ -55,13 +58,11 @@ const IDLE_WAKE: Duration = Duration::from_millis(20);
 /// How soon an idle sequencer looks for a signature it waits for: a block's
 /// signature is published only once the sequencer has logged it.
 const SIGNATURE_POLL: Duration = Duration::from_millis(1);
-/// How often, at most, the sequencer hashes the open block's changes ahead
-/// of the seal, idle or not. Each pass rehashes the trie's upper nodes again,
-/// so passes after every mini-block would cost throughput under load; every
-/// 10 ms leaves the seal at most that much to hash (100 passes a 1 s block).
-/// Hashing ahead only when idle left a loaded node's seal the whole block:
-/// passes under load measured 3-5% more closed-loop throughput and a lower
-/// preconfirmation p99 at 8,000 tx/s.
+/// How often, at most, the sequencer hashes the open block's transactions
+/// and receipts ahead of the seal, idle or not (the state trie is the
+/// hasher thread's). Each pass rehashes the tries' upper nodes again, so
+/// passes after every mini-block would cost throughput under load; every
+/// 10 ms leaves the seal at most that much to hash.
 const HASH_AHEAD_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Why the sequencer stopped short of a step.
@@ -80,6 +81,9 @@ pub enum SequencerError {
     #[error("the chain does not rewind after an L1 reorg: {0}")]
     Rewind(String),
 }
+
+pub use hasher::HASHER_QUEUE_DIFFS_MAX;
+use hasher::StateHasher;
 
 struct Waiter {
     reply: Option<oneshot::Sender<SubmitOutcome>>,
@@ -111,6 +115,8 @@ pub struct SequencerParts {
     /// The leader's epoch (0 for a single node).
     pub epoch: u64,
     pub ha: Option<SequencerHa>,
+    /// Where the state hasher runs (none: where the sequencer is started).
+    pub hasher_cores: Vec<usize>,
 }
 
 /// The sequencer thread's state.
@@ -121,6 +127,9 @@ pub struct Sequencer {
     signing: SigningPipeline,
     delegation: Delegation,
     executor: ParallelExecutor,
+    /// The state trie's thread; taken back into the view's state when the
+    /// sequencer stops.
+    hasher: Option<StateHasher>,
     /// The executor's counters as last exported to the metrics.
     exec_stats: ShardStats,
     /// The open block; taken while it is sealed, and absent while an OP
@@ -138,7 +147,7 @@ pub struct Sequencer {
     /// into it until it is sealed, at its timestamp as every block is.
     block_full: bool,
     started: Instant,
-    /// The open block changed state since the state trie last took it in.
+    /// The open block has transactions its tries have not taken in.
     unhashed: bool,
     hashed_ahead_at: Instant,
     /// The leader's epoch (0 for a single node): stamped on every block it
@@ -155,16 +164,20 @@ pub struct Sequencer {
 }
 
 impl Sequencer {
-    pub fn new(shared: Arc<Shared>, parts: SequencerParts) -> Self {
+    /// The sequencer of the view's chain; its state trie goes to a hasher
+    /// thread, which fails to start only if the OS refuses a thread.
+    pub fn new(shared: Arc<Shared>, parts: SequencerParts) -> std::io::Result<Self> {
         let block_deadline =
             parts.builder.as_ref().map_or_else(Instant::now, |b| seal::seal_deadline(b.params().timestamp));
-        Self {
+        let hasher = StateHasher::start(shared.view.write().expect("view lock").state_mut(), parts.hasher_cores)?;
+        Ok(Self {
             shared,
             submissions: parts.submissions,
             log: parts.log,
             signing: parts.signing,
             delegation: parts.delegation,
             executor: parts.executor,
+            hasher: Some(hasher),
             exec_stats: ShardStats::default(),
             builder: parts.builder,
             open_logged: parts.open_logged,
@@ -182,12 +195,21 @@ impl Sequencer {
             rebuild: VecDeque::new(),
             cut_from_rebuild: false,
             l1_reorgs_handled: 0,
-        }
+        })
     }
 
     /// Runs until shutdown is requested, leadership ends or every submitter
-    /// is gone; a log failure stops the node.
+    /// is gone; a log failure stops the node. The view's state gets its
+    /// commitment back (a deposed leader follows as a standby).
     pub fn run(mut self) -> Result<(), LogError> {
+        let result = self.run_turns();
+        if let Some(hasher) = self.hasher.take() {
+            hasher.stop(self.shared.view.write().expect("view lock").state_mut());
+        }
+        result
+    }
+
+    fn run_turns(&mut self) -> Result<(), LogError> {
         loop {
             match self.turn() {
                 Ok(true) => {}
@@ -272,13 +294,11 @@ impl Sequencer {
         Some(arrivals)
     }
 
-    /// Folds what the open block has changed so far into the state trie, and
-    /// its transactions and receipts into theirs, every
-    /// `HASH_AHEAD_INTERVAL`, so that the seal, which holds up every
+    /// Folds the open block's transactions and receipts into their tries
+    /// every `HASH_AHEAD_INTERVAL`, so that the seal, which holds up every
     /// preconfirmation, hashes only the rest. Roots are functions of the
-    /// state and the transactions alone: hashing early changes no block.
+    /// transactions alone: hashing early changes no block.
     fn hash_ahead(&mut self) {
-        self.shared.view.write().expect("view lock").state_mut().state_root();
         if let Some(builder) = &mut self.builder {
             builder.hash_ahead();
         }
@@ -311,5 +331,9 @@ impl Sequencer {
 
     fn builder(&self) -> &BlockBuilder {
         self.builder.as_ref().expect("a block is always open outside seal")
+    }
+
+    fn hasher(&self) -> &StateHasher {
+        self.hasher.as_ref().expect("the hasher runs until the sequencer stops")
     }
 }

@@ -85,7 +85,13 @@ impl Sequencer {
             op.rewound_to(origin);
         }
         self.rebuild = crate::replay::reverify_abandoned(&self.shared.chain, &params, abandoned).into();
-        self.shared.view.write().expect("view lock").rewind(replayed.state, replayed.blocks, params);
+        let mut view = self.shared.view.write().expect("view lock");
+        view.rewind(replayed.state, replayed.blocks, params);
+        // The state was replaced: its commitment goes to a new hasher.
+        let hasher = self.hasher.take().expect("the hasher runs until the sequencer stops");
+        let restarted = hasher.restart(view.state_mut());
+        drop(view);
+        self.hasher = Some(restarted.map_err(|e| SequencerError::Rewind(format!("the state hasher: {e}")))?);
         self.shared.metrics.l1_reorg_rebuilt_blocks.inc_by(head - number);
         self.builder = None;
         self.open_logged = false;

@@ -33,17 +33,22 @@ impl Sequencer {
         Ok(())
     }
 
-    /// Under the view's lock: the block's roots and header, its Sealed
-    /// record (and its Open record if no mini-block logged it), fsync.
+    /// The state's roots from the hasher (no lock held while it finishes),
+    /// then under the view's lock: the header, its Sealed record (and its
+    /// Open record if no mini-block logged it), fsync.
     fn seal_and_log(&mut self) -> Result<SealedBlock, SequencerError> {
         let shared = self.shared.clone();
+        // This thread is the state's only writer: nothing changes it between
+        // the last diff and the seal.
+        let last_diff = shared.view.write().expect("view lock").state_mut().take_diff();
+        let roots = self.hasher().roots(last_diff);
         let mut view = shared.view.write().expect("view lock");
         let builder = self.builder.take().expect("a block is always open outside seal");
         if !self.open_logged {
             // An OP Stack block logs its Open record when it opens.
             self.log.append(&Record::Open(open_record(builder.params(), None)))?;
         }
-        let sealed = builder.seal(view.state_mut());
+        let sealed = builder.seal_with(view.state_mut(), roots);
         let receipts = view
             .open_block()
             .txs
@@ -63,7 +68,9 @@ impl Sequencer {
     fn publish_and_open_next(&mut self, sealed: SealedBlock) -> Result<Arc<StoredBlock>, SequencerError> {
         let shared = self.shared.clone();
         let mut view = shared.view.write().expect("view lock");
-        let block = view.seal(sealed.header, sealed.hash);
+        let SealedBlock { header, hash, transactions, .. } = sealed;
+        self.hasher().free(transactions);
+        let block = view.seal(header, hash);
         if block.header.number.is_multiple_of(shared.config.block.snapshot_interval_blocks) {
             // Before the next block's system calls touch the state.
             write_snapshot(view.state(), &block, &self.snapshot_path);
