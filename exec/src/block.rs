@@ -11,7 +11,8 @@ use revm::primitives::hardfork::SpecId;
 use tephra_types::{Reject, deposit::Deposit};
 
 use crate::{
-    commitment::SealRoots,
+    chainspec::L2_TO_L1_MESSAGE_PASSER,
+    commitment::Commitment,
     deposit::{ExecutedDeposit, execute_deposits},
     evm::apply_pre_block_system_calls,
     executor::{ExecutedTx, Executor, TxOutcome},
@@ -26,6 +27,25 @@ fn receipt_leaf(tx: &ExecutedTx, bloom: &mut Bloom, out: &mut Vec<u8>) {
     let with_bloom = ReceiptWithBloom::from(tx.receipt.clone());
     *bloom |= with_bloom.logs_bloom;
     receipt_envelope(tx.tx.envelope.ty(), with_bloom).encode_2718(out);
+}
+
+/// The roots a block's header takes from the state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealRoots {
+    pub state_root: B256,
+    /// The L2ToL1MessagePasser's storage root: an OP Stack header's
+    /// withdrawals root from Isthmus on.
+    pub message_passer_storage_root: B256,
+}
+
+impl SealRoots {
+    /// The roots of the state `commitment` commits to.
+    pub fn of(commitment: &mut Commitment) -> Self {
+        Self {
+            state_root: commitment.state_root(),
+            message_passer_storage_root: commitment.storage_root(&alloy_primitives::keccak256(L2_TO_L1_MESSAGE_PASSER)),
+        }
+    }
 }
 
 /// A sealed block: its header, hash and the transactions with their receipts.
@@ -218,7 +238,7 @@ impl BlockBuilder {
     /// Closes the block: roots, bloom and a complete header. Records the hash
     /// in `state` for BLOCKHASH.
     pub fn seal(self, state: &mut StateDb) -> SealedBlock {
-        let roots = state.seal_roots();
+        let roots = SealRoots::of(state.commitment_up_to_date());
         self.seal_with(state, roots)
     }
 

@@ -21,16 +21,7 @@
 use alloy_primitives::{B256, U256, keccak256, map::B256Map};
 use alloy_trie::{EMPTY_ROOT_HASH, TrieAccount};
 
-use crate::{chainspec::L2_TO_L1_MESSAGE_PASSER, trie::MerkleTrie};
-
-/// The roots a block's header takes from the state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SealRoots {
-    pub state_root: B256,
-    /// The L2ToL1MessagePasser's storage root: an OP Stack header's
-    /// withdrawals root from Isthmus on.
-    pub message_passer_storage_root: B256,
-}
+use crate::trie::MerkleTrie;
 
 /// One account's change since the previous diff.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,14 +108,6 @@ impl Commitment {
             self.account_trie.insert(key, alloy_rlp::encode(leaf));
         }
         self.account_trie.root()
-    }
-
-    /// The roots a seal needs.
-    pub fn seal_roots(&mut self) -> SealRoots {
-        SealRoots {
-            state_root: self.state_root(),
-            message_passer_storage_root: self.storage_root(&keccak256(L2_TO_L1_MESSAGE_PASSER)),
-        }
     }
 
     /// The root of one account's storage trie (empty for none).

@@ -26,10 +26,10 @@ pub mod state;
 pub mod trie;
 pub mod verify;
 
-pub use block::{BlockBuilder, SealedBlock};
+pub use block::{BlockBuilder, SealRoots, SealedBlock};
 pub use call::{CallOutcome, CallRequest, EstimateError};
 pub use chainspec::ChainSpec;
-pub use commitment::{Commitment, SealRoots, StateDiff};
+pub use commitment::{Commitment, StateDiff};
 pub use deposit::ExecutedDeposit;
 pub use executor::{ExecutedTx, Executor, SequentialExecutor, TxOutcome};
 pub use op_fees::{OpTxFees, op_tx_fees};

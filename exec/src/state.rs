@@ -20,7 +20,7 @@ use revm::{
 };
 use tephra_types::limits::BLOCK_HASH_HISTORY;
 
-use crate::commitment::{AccountChange, AccountLeaf, Commitment, SealRoots, StateDiff};
+use crate::commitment::{AccountChange, AccountLeaf, Commitment, StateDiff};
 
 /// One account as stored.
 #[derive(Clone, Debug, Default)]
@@ -401,11 +401,6 @@ impl StateDb {
         self.commitment_up_to_date().state_root()
     }
 
-    /// The roots a seal needs, from the commitment this state holds.
-    pub fn seal_roots(&mut self) -> SealRoots {
-        self.commitment_up_to_date().seal_roots()
-    }
-
     /// The accounts and slots changed since the previous diff, for a
     /// commitment held elsewhere (`detach_commitment`).
     pub fn take_diff(&mut self) -> StateDiff {
@@ -440,7 +435,8 @@ impl StateDb {
         self.commitment = Some(commitment);
     }
 
-    fn commitment_up_to_date(&mut self) -> &mut Commitment {
+    /// The commitment this state holds, with every change folded in.
+    pub fn commitment_up_to_date(&mut self) -> &mut Commitment {
         let diff = self.take_diff();
         let commitment = self.commitment.as_mut().expect("the commitment is with a hasher thread: ask it for roots");
         commitment.apply(diff);

@@ -135,7 +135,7 @@ fn serve(commitment: &mut Commitment, queue: &Receiver<Request>) {
             }
             Ok(Request::Roots(reply)) => {
                 // The sequencer waits on the answer: it is never gone first.
-                let _ = reply.send(commitment.seal_roots());
+                let _ = reply.send(SealRoots::of(commitment));
                 (unhashed, hashed_at) = (false, Instant::now());
             }
             Ok(Request::Free(txs)) => drop(txs),
