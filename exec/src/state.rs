@@ -32,8 +32,9 @@ pub struct Account {
     pub storage: U256Map<U256>,
     /// keccak256 of the address, the account's key in the state trie.
     hashed_address: B256,
-    /// Slots written since the last diff.
-    dirty_slots: HashSet<U256>,
+    /// Slots written since the last diff; boxed and made on the first
+    /// write, so that an account without storage (most of them) stays small.
+    dirty_slots: Option<Box<HashSet<U256>>>,
     /// The storage started again from empty since the last diff (a new
     /// account object: created, restored, or made again after removal).
     storage_reset: bool,
@@ -52,19 +53,20 @@ impl Account {
         } else {
             self.storage.insert(slot, value);
         }
-        self.dirty_slots.insert(slot);
+        self.dirty_slots.get_or_insert_default().insert(slot);
     }
 
     fn clear_storage(&mut self) {
         self.storage.clear();
-        self.dirty_slots.clear();
+        self.dirty_slots = None;
         self.storage_reset = true;
     }
 
     /// The account's change since the last diff; clears its marks.
     fn take_change(&mut self) -> AccountChange {
         self.dirty = false;
-        let slots = self.dirty_slots.drain().map(|slot| (slot, self.storage.get(&slot).copied().unwrap_or_default()));
+        let written = self.dirty_slots.iter_mut().flat_map(|slots| slots.drain());
+        let slots = written.map(|slot| (slot, self.storage.get(&slot).copied().unwrap_or_default()));
         let leaf = AccountLeaf {
             nonce: self.nonce,
             balance: self.balance,
