@@ -13,7 +13,8 @@
 //!   used divided by the closed-loop rate, which saturates them.
 //! - Of it, `serial_us` runs on the sequencer thread alone: its own CPU per
 //!   transaction in the closed loop (admission, the pool, execution, the
-//!   state root and block roots, preconfirmation; read from /proc), plus the
+//!   block roots, preconfirmation; read from /proc; the state trie is the
+//!   hasher thread's, which runs on the verify cores), plus the
 //!   mini-block's group commit shared by a full mini-block's transactions (the
 //!   sequencer waits out each fdatasync). Everything else spreads over every
 //!   core (the verify workers run on all of them, the sequencer's core
