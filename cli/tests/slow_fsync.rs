@@ -1,8 +1,9 @@
 //! A slow disk: the data dir is a FUSE file system (cli/tests/common/
 //! faultfs.py, passthrough) whose every fsync takes 50 ms longer. The node
 //! keeps preconfirming, one group commit covering many transactions, and
-//! what it preconfirmed survives kill -9. Needs root, /dev/fuse and Debian's
-//! python3-fusepy (scripts/deps.sh); skipped with a message otherwise.
+//! what it preconfirmed survives kill -9. And reads never wait for a
+//! mini-block's fsync (the disk holds one). Needs root, /dev/fuse and
+//! Debian's python3-fusepy (scripts/deps.sh); skipped with a message otherwise.
 
 mod common;
 
@@ -13,6 +14,7 @@ use alloy_primitives::{Address, U256, hex};
 use common::{FuseDisk, TephraNode, quantity};
 use serde_json::json;
 use tephra_exec::dev::DevKey;
+use tephra_testkit::rpc::RpcClient;
 
 const FSYNC_DELAY_MS: u64 = 50;
 const SENDERS: usize = 8;
@@ -69,6 +71,56 @@ fn a_slow_fsync_slows_preconfirmations_but_loses_nothing() {
         let receipt = node.rpc("eth_getTransactionReceipt", json!([hash]));
         assert_eq!((quantity(&receipt["blockNumber"]), quantity(&receipt["transactionIndex"])), (*block, *index));
     }
+    node.kill9();
+    drop(disk);
+}
+
+/// Reads never wait for a mini-block's fsync, and never see it before it is
+/// durable. A transfer is cut and executed while the disk holds every fsync:
+/// the recipient's balance and the sender's `latest` nonce still answer as
+/// before it (the `pending` nonce counts it), while its sender still waits
+/// for the preconfirmation; once the disk lets the fsync finish, it is
+/// preconfirmed and reads see it.
+#[test]
+fn reads_during_a_held_fsync_answer_at_once_with_the_durable_state() {
+    // No seal (its fsync holds the view's lock) while the disk holds fsyncs.
+    let mut node = TephraNode::configure("held-fsync-reads", "[block]\nblock_time_s = 60\n", &[]);
+    let control = node.dir.join("fault");
+    let Some(disk) = FuseDisk::mount(&node.dir.join("backing"), &node.dir.join("data"), 0, Some(&control)) else {
+        return;
+    };
+    node.spawn();
+    let (key, recipient) = (DevKey::dev(3), Address::with_last_byte(0xcd));
+    let sender = key.address();
+    let raw = format!("0x{}", hex::encode(key.transfer(31337, 0, recipient, U256::from(5)).encoded_2718()));
+    std::fs::write(&control, "hang-sync").unwrap();
+    let sending = {
+        let url = node.rpc_url.clone();
+        std::thread::spawn(move || {
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransactionSync", "params": [raw]});
+            let reply: serde_json::Value =
+                ureq::Agent::new_with_defaults().post(&url).send_json(&body).unwrap().body_mut().read_json().unwrap();
+            reply
+        })
+    };
+    // Admitted, then cut and executed: the pool is empty again, and the
+    // mini-block's fsync is held.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while node.metric("tephra_tx_accepted_total") < 1.0 || node.metric("tephra_pool_size") > 0.0 {
+        assert!(std::time::Instant::now() < deadline, "the transfer was never executed");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // A read that waited for the held fsync would time out here.
+    let reads = RpcClient::new(&node.rpc_url).timeout(std::time::Duration::from_secs(10));
+    assert_eq!(reads.rpc("eth_getBalance", json!([recipient, "latest"])), json!("0x0"));
+    assert_eq!(reads.rpc("eth_getTransactionCount", json!([sender, "latest"])), json!("0x0"));
+    assert_eq!(reads.rpc("eth_getTransactionCount", json!([sender, "pending"])), json!("0x1"));
+    assert!(!sending.is_finished(), "preconfirmed while its fsync was held");
+    std::fs::write(&control, "").unwrap();
+    let reply = sending.join().unwrap();
+    assert_eq!(reply["result"]["status"], "0x1", "{reply}");
+    assert_eq!(node.rpc("eth_getBalance", json!([recipient, "latest"])), json!("0x5"));
+    assert_eq!(node.rpc("eth_getTransactionCount", json!([sender, "latest"])), json!("0x1"));
     node.kill9();
     drop(disk);
 }

@@ -11,7 +11,8 @@ use revm::{
 };
 use tephra_types::{Reject, limits::TX_GAS_LIMIT_CAP};
 
-use crate::{evm, params::BlockParams, state::StateDb};
+pub use crate::evm::CallState;
+use crate::{evm, params::BlockParams};
 
 /// A call as eth_call and eth_estimateGas take it, with what the request
 /// leaves out still unset.
@@ -59,7 +60,7 @@ pub enum EstimateError {
 
 /// Executes `request` on `state` in the block `block` opens, committing
 /// nothing. Err: the EVM refused it before executing it.
-pub fn call(state: &StateDb, block: &BlockParams, request: &CallRequest) -> Result<CallOutcome, Reject> {
+pub fn call(state: impl CallState, block: &BlockParams, request: &CallRequest) -> Result<CallOutcome, Reject> {
     call_with_gas_limit(state, block, request, gas_ceiling(block, request))
 }
 
@@ -101,7 +102,7 @@ pub fn estimate_gas(
 }
 
 fn call_with_gas_limit(
-    state: &StateDb,
+    state: impl CallState,
     block: &BlockParams,
     request: &CallRequest,
     gas_limit: u64,
@@ -114,7 +115,7 @@ fn call_with_gas_limit(
 
 /// The transaction a call stands for: its type follows from the fields the
 /// request names, its nonce from the state unless it names one.
-fn tx_env(state: &StateDb, block: &BlockParams, request: &CallRequest, gas_limit: u64) -> TxEnv {
+fn tx_env(state: impl CallState, block: &BlockParams, request: &CallRequest, gas_limit: u64) -> TxEnv {
     let tx_type = if request.max_fee_per_gas.is_some() {
         2
     } else if request.access_list.is_some() {
@@ -130,7 +131,10 @@ fn tx_env(state: &StateDb, block: &BlockParams, request: &CallRequest, gas_limit
         kind: request.to.map_or(TxKind::Create, TxKind::Call),
         value: request.value,
         data: request.input.clone(),
-        nonce: request.nonce.unwrap_or_else(|| state.nonce(&request.from)),
+        nonce: request.nonce.unwrap_or_else(|| {
+            let Ok(account) = state.basic_ref(request.from);
+            account.map_or(0, |account| account.nonce)
+        }),
         chain_id: Some(block.chain_id),
         access_list: request.access_list.clone().unwrap_or_default(),
         gas_priority_fee: request.max_priority_fee_per_gas,
@@ -157,7 +161,7 @@ mod tests {
     use tephra_types::RejectCode;
 
     use super::*;
-    use crate::{ChainSpec, dev};
+    use crate::{ChainSpec, dev, state::StateDb};
 
     const BLOCK_GAS_LIMIT: u64 = 30_000_000;
     const TRANSFER_GAS: u64 = 21_000;

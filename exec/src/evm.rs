@@ -132,13 +132,19 @@ pub(crate) fn transact_deposit(
     Ok(output.result)
 }
 
+/// A state a call reads: the state itself, or what reads may see of it
+/// (`StateDb::durable`).
+pub trait CallState: revm::DatabaseRef<Error = core::convert::Infallible> + Copy {}
+
+impl<S: revm::DatabaseRef<Error = core::convert::Infallible> + Copy> CallState for S {}
+
 /// Executes `tx` on `state` for `block` without committing, as eth_call
 /// does: its writes go to a scratch layer over the state. The nonce is not
 /// checked (a call may name any); with `priced` false neither is the base
 /// fee, so that a call naming no price runs at price zero. On an OP Stack
 /// chain a call pays no L1 data fee, as in op-geth (it has no envelope).
 pub(crate) fn call(
-    state: &StateDb,
+    state: impl CallState,
     block: &BlockParams,
     tx: TxEnv,
     priced: bool,

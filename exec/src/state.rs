@@ -20,7 +20,10 @@ use revm::{
 };
 use tephra_types::limits::BLOCK_HASH_HISTORY;
 
-use crate::commitment::{AccountChange, AccountLeaf, Commitment, StateDiff};
+use crate::{
+    commitment::{AccountChange, AccountLeaf, Commitment, StateDiff},
+    durable::{AccountFields, Before, PreImages},
+};
 
 /// One account as stored.
 #[derive(Clone, Debug, Default)]
@@ -60,6 +63,10 @@ impl Account {
         self.storage.clear();
         self.dirty_slots = None;
         self.storage_reset = true;
+    }
+
+    fn fields(&self) -> AccountFields {
+        AccountFields { nonce: self.nonce, balance: self.balance, code_hash: self.code_hash }
     }
 
     /// The account's change since the last diff; clears its marks.
@@ -150,10 +157,13 @@ pub(crate) struct Partition {
     /// Accounts written since the last diff, each once, and removed ones
     /// (perhaps more than once: a removal taken twice is harmless).
     dirty: Vec<Address>,
+    /// While a mini-block is not yet durable: what its writes overwrote.
+    pre_images: PreImages,
 }
 
 impl Partition {
     fn touch(&mut self, address: Address) -> &mut Account {
+        self.pre_images.account(address, || self.accounts.get(&address).map(Account::fields));
         let account = self.accounts.entry(address).or_insert_with(|| Account::new(address));
         if !account.dirty {
             account.dirty = true;
@@ -163,6 +173,7 @@ impl Partition {
     }
 
     fn insert(&mut self, address: Address, mut account: Account) {
+        self.keep_whole(address);
         account.dirty = true;
         if self.accounts.insert(address, account).is_none_or(|old| !old.dirty) {
             self.dirty.push(address);
@@ -170,9 +181,17 @@ impl Partition {
     }
 
     fn remove(&mut self, address: &Address) {
+        self.keep_whole(*address);
         if self.accounts.remove(address).is_some() {
             self.dirty.push(*address);
         }
+    }
+
+    /// Keeps the account and all its storage as they are, if keeping.
+    fn keep_whole(&mut self, address: Address) {
+        let now = self.accounts.get(&address);
+        self.pre_images.account(address, || now.map(Account::fields));
+        self.pre_images.whole_storage(address, now.map(|account| &account.storage));
     }
 
     /// The account part of `StateDb::apply`; code is stored by the caller.
@@ -185,6 +204,14 @@ impl Partition {
             }
             Effect::Write { clear_storage } => clear_storage,
         };
+        let changed = change.storage.iter().filter(|(_, value)| value.is_changed());
+        if clear_storage {
+            self.keep_whole(address);
+        }
+        for (slot, _) in changed.clone() {
+            let now = || self.accounts.get(&address).and_then(|account| account.storage.get(slot)).copied();
+            self.pre_images.slot(address, *slot, || now().unwrap_or_default());
+        }
         let account = self.touch(address);
         if clear_storage {
             account.clear_storage();
@@ -192,10 +219,8 @@ impl Partition {
         account.nonce = change.info.nonce;
         account.balance = change.info.balance;
         account.code_hash = change.info.code_hash;
-        for (slot, value) in &change.storage {
-            if value.is_changed() {
-                account.set_slot(*slot, value.present_value);
-            }
+        for (slot, value) in changed {
+            account.set_slot(*slot, value.present_value);
         }
     }
 }
@@ -437,12 +462,96 @@ impl StateDb {
         self.commitment = Some(commitment);
     }
 
+    /// From now on, every write keeps what it overwrites, so that `durable`
+    /// reads see the state as it is now until `release_pre_images`: a
+    /// mini-block is executed, then made durable with no lock held.
+    pub fn keep_pre_images(&mut self) {
+        self.partitions.iter_mut().for_each(|partition| partition.pre_images.keep());
+    }
+
+    /// The writes since `keep_pre_images` are durable: reads see them.
+    pub fn release_pre_images(&mut self) {
+        self.partitions.iter_mut().for_each(|partition| partition.pre_images.release());
+    }
+
+    /// Reads of the state as the last durable write left it.
+    pub fn durable(&self) -> DurableState<'_> {
+        DurableState { state: self }
+    }
+
+    fn pre_images(&self, address: &Address) -> &PreImages {
+        &self.partitions[partition_of(address)].pre_images
+    }
+
     /// The commitment this state holds, with every change folded in.
     pub fn commitment_up_to_date(&mut self) -> &mut Commitment {
         let diff = self.take_diff();
         let commitment = self.commitment.as_mut().expect("the commitment is with a hasher thread: ask it for roots");
         commitment.apply(diff);
         commitment
+    }
+}
+
+/// The state as the last durable mini-block left it, which is what reads may
+/// see: the accounts and slots a mini-block not yet durable wrote are read
+/// as they were before it (`durable.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct DurableState<'a> {
+    state: &'a StateDb,
+}
+
+impl<'a> DurableState<'a> {
+    fn fields(&self, address: &Address) -> Option<AccountFields> {
+        match self.state.pre_images(address).account_before(address) {
+            Before::Was(kept) => kept,
+            Before::Unwritten => self.state.account(address).map(Account::fields),
+        }
+    }
+
+    pub fn nonce(&self, address: &Address) -> u64 {
+        self.fields(address).map_or(0, |a| a.nonce)
+    }
+
+    pub fn balance(&self, address: &Address) -> U256 {
+        self.fields(address).map_or(U256::ZERO, |a| a.balance)
+    }
+
+    /// The account's code (none for no account or no code).
+    pub fn code(&self, address: &Address) -> Option<&'a Bytecode> {
+        self.state.code(&self.fields(address)?.code_hash)
+    }
+
+    pub fn storage_at(&self, address: &Address, slot: U256) -> U256 {
+        match self.state.pre_images(address).slot_before(address, slot) {
+            Before::Was(value) => value,
+            Before::Unwritten => self.state.storage_at(address, slot),
+        }
+    }
+}
+
+impl DatabaseRef for DurableState<'_> {
+    type Error = core::convert::Infallible;
+
+    fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        Ok(self.fields(&address).map(|a| AccountInfo {
+            balance: a.balance,
+            nonce: a.nonce,
+            code_hash: a.code_hash,
+            code: None,
+            ..Default::default()
+        }))
+    }
+
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        self.state.code_by_hash_ref(code_hash)
+    }
+
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        Ok(self.storage_at(&address, index))
+    }
+
+    fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
+        self.state.block_hash_ref(number)
     }
 }
 
@@ -582,6 +691,44 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        /// While a mini-block's writes are kept, durable reads see the state
+        /// as it was when keeping began (a copy taken then is the oracle),
+        /// whatever the writes did: slots written, storage cleared by a
+        /// creation, accounts made, credited or removed; once released, they
+        /// see the state as it is.
+        #[test]
+        fn durable_reads_see_the_state_before_the_kept_writes(
+            before in proptest::collection::vec(op(), 0..60),
+            during in proptest::collection::vec(op(), 1..60),
+        ) {
+            let mut state = StateDb::default();
+            state.set_spec(SpecId::PRAGUE);
+            for op in &before {
+                apply(&mut state, op);
+            }
+            let oracle = state.clone();
+            state.keep_pre_images();
+            for op in &during {
+                apply(&mut state, op);
+            }
+            let reads_equal = |a: DurableState<'_>, b: &StateDb| -> Result<(), TestCaseError> {
+                for k in 0..12 {
+                    let address = address(k);
+                    prop_assert_eq!(a.basic_ref(address).unwrap(), b.basic_ref(address).unwrap());
+                    prop_assert_eq!(a.nonce(&address), b.nonce(&address));
+                    prop_assert_eq!(a.balance(&address), b.balance(&address));
+                    for slot in (0..6).chain([7]).map(U256::from) {
+                        prop_assert_eq!(a.storage_at(&address, slot), b.storage_at(&address, slot));
+                    }
+                }
+                Ok(())
+            };
+            reads_equal(state.durable(), &oracle)?;
+            state.release_pre_images();
+            let now = state.clone();
+            reads_equal(state.durable(), &now)?;
+        }
 
         /// A commitment handed to another owner and fed diffs gives the roots
         /// of one folded in place, whenever the diffs are taken, and both

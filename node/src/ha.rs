@@ -182,9 +182,9 @@ impl Ha {
         let ha = config.ha.clone();
         let secret = Secret::from_file(&data.0.join(&ha.peer_secret_file))?;
         // Leadership and replication get a runtime of their own: RPC
-        // handlers waiting on the view's lock (held across execution and
-        // fsync) must never starve the keep-alives or the acks. It lives as
-        // long as the process.
+        // handlers waiting on the view's lock (held across execution, and
+        // a seal's fsync) must never starve the keep-alives or the acks. It
+        // lives as long as the process.
         let runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(HA_THREADS)

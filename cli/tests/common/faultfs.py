@@ -1,7 +1,8 @@
 """A passthrough FUSE file system for the end-to-end tests' disk faults:
 every fsync and fdatasync takes DELAY_MS longer (cli/tests/slow_fsync.rs),
 and while the file CONTROL holds "hang" every open, read, write and sync
-waits until it no longer does, and while it holds "fail" they fail with EIO
+waits until it no longer does, while it holds "hang-sync" only the syncs do
+(cli/tests/slow_fsync.rs), and while it holds "fail" they fail with EIO
 (cli/tests/signer_fault.rs puts an HSM's token store here).
 
 usage: faultfs.py BACKING_DIR MOUNTPOINT DELAY_MS [CONTROL]
@@ -102,6 +103,8 @@ class FaultFs(Operations):
 
     def fsync(self, path, datasync, fh):
         self._fault()
+        while self._mode() == "hang-sync":
+            time.sleep(0.01)
         time.sleep(self.delay_s)
         if datasync:
             os.fdatasync(fh)

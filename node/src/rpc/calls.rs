@@ -1,5 +1,5 @@
-//! eth_call and eth_estimateGas: a call executed on the preconfirmed state,
-//! never committed.
+//! eth_call and eth_estimateGas: a call executed on the preconfirmed state
+//! (what is durable: `StateDb::durable`), never committed.
 
 use jsonrpsee::types::Params;
 use serde_json::json;
@@ -20,7 +20,8 @@ pub(super) fn eth_call(params: &Params<'_>, shared: &Shared) -> RpcResult {
     let view = shared.view.read().expect("view lock");
     check_state_tag(&view, tag)?;
     let request = object.into_request()?;
-    call_result(call::call(view.state(), &view.open_block().params, &request).map_err(|reject| rejected(&reject))?)
+    let outcome = call::call(view.state().durable(), &view.open_block().params, &request);
+    call_result(outcome.map_err(|reject| rejected(&reject))?)
 }
 
 pub(super) fn eth_estimate_gas(params: &Params<'_>, shared: &Shared) -> RpcResult {
@@ -40,7 +41,7 @@ fn call_result(outcome: CallOutcome) -> RpcResult {
 /// Executes `request` on the preconfirmed state without committing.
 fn call_on_view(shared: &Shared, request: &CallRequest) -> Result<CallOutcome, Reject> {
     let view = shared.view.read().expect("view lock");
-    call::call(view.state(), &view.open_block().params, request)
+    call::call(view.state().durable(), &view.open_block().params, request)
 }
 
 fn estimate_gas(shared: &Shared, request: &CallRequest) -> RpcResult {

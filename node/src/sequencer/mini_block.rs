@@ -1,8 +1,10 @@
-//! A mini-block: cut from the pool, executed into the open block, made
-//! durable (the log's fsync under the view's lock, so that reads never see
-//! state this node could lose; a sync pair's standby acknowledgement with no
-//! lock held, so that reads go on meanwhile), its state diff handed to the
-//! hasher, then preconfirmed: indexed, published and answered.
+//! A mini-block: cut from the pool and executed into the open block under
+//! the view's lock, the state keeping what each write overwrote; made
+//! durable with no lock held (the log's fsync; in a sync pair, a standby's
+//! acknowledgement), reads meanwhile seeing the state as it was before it
+//! (`StateDb::durable`), so that they neither wait for the disk nor see
+//! state this node could lose; its state diff handed to the hasher; then
+//! preconfirmed: the kept values dropped, indexed, published and answered.
 
 use std::sync::Arc;
 
@@ -34,6 +36,8 @@ struct Executed {
     block_full: bool,
     /// What it changed in the state, for the hasher.
     diff: StateDiff,
+    /// Its records are appended to the log, not yet made durable.
+    appended: bool,
 }
 
 /// How execution left each transaction's sender: its pool entry settles to
@@ -47,6 +51,11 @@ impl Sequencer {
     /// Cuts a mini-block, executes it, makes it durable, then preconfirms it.
     pub(super) fn run_mini_block(&mut self) -> Result<(), SequencerError> {
         let Some(mut executed) = self.execute_and_log()? else { return Ok(()) };
+        if executed.appended {
+            // No lock held: reads see the state before the mini-block.
+            let synced = self.log.commit()?;
+            self.shared.metrics.fsync_time_us.observe(synced.as_micros() as f64);
+        }
         self.hasher().send(std::mem::take(&mut executed.diff));
         if self.builder().transactions().len() > executed.first {
             self.replicate()?;
@@ -55,8 +64,9 @@ impl Sequencer {
         Ok(())
     }
 
-    /// Under the view's lock: cut, execute, settle the pool, log and fsync.
-    /// `None` when the pool had nothing to cut.
+    /// Under the view's lock: cut, execute (keeping what the writes
+    /// overwrite), settle the pool, append to the log. `None` when the pool
+    /// had nothing to cut.
     fn execute_and_log(&mut self) -> Result<Option<Executed>, SequencerError> {
         let shared = self.shared.clone();
         let mut view = shared.view.write().expect("view lock");
@@ -78,11 +88,13 @@ impl Sequencer {
             answers: Vec::new(),
             block_full: false,
             diff: StateDiff::default(),
+            appended: false,
         };
+        view.state_mut().keep_pre_images();
         let settled = self.execute(&mut view, &mut executed);
         self.settle(&mut view, settled, &mut executed);
         executed.diff = view.state_mut().take_diff();
-        self.log_mini_block(executed.first)?;
+        executed.appended = self.append_mini_block(executed.first)?;
         Ok(Some(executed))
     }
 
@@ -152,12 +164,13 @@ impl Sequencer {
     }
 
     /// The mini-block's transactions from `first` on into the log (after the
-    /// block's Open record, the first time), made durable together.
-    fn log_mini_block(&mut self, first: usize) -> Result<(), SequencerError> {
+    /// block's Open record, the first time), to be made durable together.
+    /// False when it included none.
+    fn append_mini_block(&mut self, first: usize) -> Result<bool, SequencerError> {
         let builder = self.builder.as_ref().expect("a block is always open outside seal");
         let included = &builder.transactions()[first..];
         if included.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         if !self.open_logged {
             // An OP Stack block logs its Open record when it opens.
@@ -166,9 +179,7 @@ impl Sequencer {
         }
         let txs: Vec<(Address, Bytes)> = included.iter().map(|t| (t.tx.sender, t.tx.encoded.clone())).collect();
         self.log.append(&Record::Batch { number: builder.params().number, txs })?;
-        let synced = self.log.commit()?;
-        self.shared.metrics.fsync_time_us.observe(synced.as_micros() as f64);
-        Ok(())
+        Ok(true)
     }
 
     /// Durable: the mini-block's transactions become visible (signed with
@@ -192,7 +203,10 @@ impl Sequencer {
             }
         }
         let preconfirmed = stored.len();
-        shared.view.write().expect("view lock").preconfirm(stored, gas_used);
+        let mut view = shared.view.write().expect("view lock");
+        view.state_mut().release_pre_images();
+        view.preconfirm(stored, gas_used);
+        drop(view);
         for (hash, outcome) in answers {
             if let Err(reject) = &outcome {
                 self.shared.reject_metric(reject);

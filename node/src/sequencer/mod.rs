@@ -6,9 +6,9 @@
 //! to the signer thread.
 //!
 //! ```text
-//!  submissions ─> admit ─> pool ─> mini_block: cut, execute, log + fsync ─┐ (view write lock)
-//!                                                                         ├ replicate (sync pair: no lock held)
-//!                                  preconfirm: index, events, answers <───┘ (view write lock)
+//!  submissions ─> admit ─> pool ─> mini_block: cut, execute, append ───────┐ (view write lock; old values kept)
+//!                                                                         ├ fsync, replicate (no lock: reads see the old values)
+//!                                  preconfirm: index, events, answers <───┘ (view write lock; old values dropped)
 //!                                  state diff ─> hasher thread: state trie, hashed ahead every 2 ms
 //!  at the block's timestamp ─> seal: roots (the hasher's), log + fsync ─> replicate ─> publish, open the next ─> signing pipeline
 //!  holds (disk reserve, signer, replication) ─> Health: /ready, refusals
