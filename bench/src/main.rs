@@ -81,6 +81,9 @@ enum Command {
     /// An OP Stack devnet (anvil L1, 2 s blocks) under load: how long a
     /// block waits until its batch is on L1, and until it is safe.
     Batcher(BatcherArgs),
+    /// JSON-RPC reads (eth_getBalance, eth_call) on an idle node, then under
+    /// UDP transfers at `--rate`: the `all` phase alone, for A/B runs.
+    Reads(ReadsArgs),
     /// Throughput and preconfirmation latency predicted for N cores from
     /// this machine's stage costs, disk and closed loop; checked by
     /// measuring the closed loop on 1 core and on all, each predicted from
@@ -218,6 +221,22 @@ struct RunArgs {
 }
 
 #[derive(Args, Debug)]
+struct ReadsArgs {
+    #[arg(long)]
+    workload_dir: PathBuf,
+    /// The write load (UDP transfers, tx/s) of the loaded half.
+    #[arg(long)]
+    rate: f64,
+    /// Seconds of reads, idle and then loaded.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    #[command(flatten)]
+    peers: Peers,
+}
+
+#[derive(Args, Debug)]
 struct AllArgs {
     /// Results, report and plots.
     #[arg(long, default_value = "bench-results")]
@@ -269,6 +288,7 @@ fn main() {
         Command::Run(a) => run_command(&a),
         Command::All(a) => all_command(&a),
         Command::Batcher(a) => a.peers.programs().and_then(|p| batcher::run(&p.tephra, &a.out, a.seconds, a.rate)),
+        Command::Reads(a) => reads_command(&a),
         Command::Model(a) => model_command(&a),
         Command::Report { out } => redraw(&out),
     };
@@ -298,6 +318,27 @@ fn floor_command(a: &FloorArgs) -> Result<(), String> {
     println!("{}", serde_json::to_string_pretty(&floor).expect("serialisable"));
     let commit = floor::commit_latency(&a.workload_dir)?;
     println!("{}", serde_json::to_string_pretty(&commit).expect("serialisable"));
+    Ok(())
+}
+
+fn reads_command(a: &ReadsArgs) -> Result<(), String> {
+    let (workload, _) = load_workload(&a.workload_dir)?;
+    let context = Context { programs: a.peers.programs()?, scratch: a.out.join("scratch") };
+    let reads = reads::measure(&context, &a.workload_dir, &workload, a.rate, a.seconds)?;
+    for (idle, loaded) in reads.unloaded.iter().zip(&reads.loaded) {
+        println!(
+            "{}: idle p50 {:.3} p99 {:.3} ms ({} reads); under {:.0} tx/s p50 {:.3} p99 {:.3} ms ({} reads): p99 {:.1}x",
+            idle.method,
+            idle.p50_ms,
+            idle.p99_ms,
+            idle.reads,
+            a.rate,
+            loaded.p50_ms,
+            loaded.p99_ms,
+            loaded.reads,
+            loaded.p99_ms / idle.p99_ms
+        );
+    }
     Ok(())
 }
 

@@ -125,3 +125,33 @@ fn model_measures_both_sides_checks_each_against_the_other_and_predicts() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `tephra-bench reads`: the reads phase alone, both methods idle and
+/// under the write load, each with its p99 ratio.
+#[test]
+fn reads_measures_both_methods_idle_and_under_load() {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_tephra-bench"));
+    let tephra = bench.with_file_name("tephra");
+    assert!(tephra.exists(), "{} missing: build it (cargo build -p tephra-cli)", tephra.display());
+    let dir = tephra_testkit::fresh_dir("bench-reads");
+    let data = dir.join("transfers");
+    let generated = Command::new(&bench)
+        .args(["generate", "--workload", "transfers", "--txs", "2000", "--accounts", "200", "--out"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    let output = Command::new(&bench)
+        .args(["reads", "--rate", "500", "--seconds", "1"])
+        .args(["--workload-dir", data.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap()])
+        .args(["--tephra", tephra.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    for method in ["eth_getBalance", "eth_call"] {
+        let line = stdout.lines().find(|line| line.starts_with(method)).unwrap_or_else(|| panic!("{method}: {stdout}"));
+        assert!(line.contains("idle p50") && line.contains("under 500 tx/s") && line.ends_with('x'), "{line}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
