@@ -85,17 +85,8 @@ fn all_runs_every_phase_and_writes_the_report() {
 /// predictions asked for, each with its bottleneck.
 #[test]
 fn model_measures_both_sides_checks_each_against_the_other_and_predicts() {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_tephra-bench"));
-    let tephra = bench.with_file_name("tephra");
-    assert!(tephra.exists(), "{} missing: build it (cargo build -p tephra-cli)", tephra.display());
-    let dir = tephra_testkit::fresh_dir("bench-model");
-    let (out, data) = (dir.join("out"), dir.join("transfers"));
-    let generated = Command::new(&bench)
-        .args(["generate", "--workload", "transfers", "--txs", "3000", "--accounts", "300", "--out"])
-        .arg(&data)
-        .status()
-        .unwrap();
-    assert!(generated.success());
+    let Scratch { bench, tephra, dir, data } = scratch("bench-model", 3000, 300);
+    let out = dir.join("out");
     let status = Command::new(&bench)
         .args(["model", "--seconds", "1", "--rounds", "1", "--cores", "8,64"])
         .args(["--workload-dir", data.to_str().unwrap(), "--out", out.to_str().unwrap()])
@@ -130,17 +121,7 @@ fn model_measures_both_sides_checks_each_against_the_other_and_predicts() {
 /// under the write load, each with its p99 ratio.
 #[test]
 fn reads_measures_both_methods_idle_and_under_load() {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_tephra-bench"));
-    let tephra = bench.with_file_name("tephra");
-    assert!(tephra.exists(), "{} missing: build it (cargo build -p tephra-cli)", tephra.display());
-    let dir = tephra_testkit::fresh_dir("bench-reads");
-    let data = dir.join("transfers");
-    let generated = Command::new(&bench)
-        .args(["generate", "--workload", "transfers", "--txs", "2000", "--accounts", "200", "--out"])
-        .arg(&data)
-        .status()
-        .unwrap();
-    assert!(generated.success());
+    let Scratch { bench, tephra, dir, data } = scratch("bench-reads", 2000, 200);
     let output = Command::new(&bench)
         .args(["reads", "--rate", "500", "--seconds", "1"])
         .args(["--workload-dir", data.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap()])
@@ -154,4 +135,29 @@ fn reads_measures_both_methods_idle_and_under_load() {
         assert!(line.contains("idle p50") && line.contains("under 500 tx/s") && line.ends_with('x'), "{line}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The binaries under test and a scratch directory holding a transfers
+/// workload.
+struct Scratch {
+    bench: PathBuf,
+    tephra: PathBuf,
+    dir: PathBuf,
+    data: PathBuf,
+}
+
+fn scratch(name: &str, txs: usize, accounts: usize) -> Scratch {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_tephra-bench"));
+    let tephra = bench.with_file_name("tephra");
+    assert!(tephra.exists(), "{} missing: build it (cargo build -p tephra-cli)", tephra.display());
+    let dir = tephra_testkit::fresh_dir(name);
+    let data = dir.join("transfers");
+    let generated = Command::new(&bench)
+        .args(["generate", "--workload", "transfers", "--txs", &txs.to_string(), "--accounts", &accounts.to_string()])
+        .arg("--out")
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    Scratch { bench, tephra, dir, data }
 }

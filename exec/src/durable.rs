@@ -16,6 +16,7 @@
 //! old values; `state::DurableState` reads through them.
 
 use alloy_primitives::{Address, B256, U256, map::AddressMap, map::U256Map};
+use revm::state::AccountInfo;
 
 /// An account's fields as the state trie and revm see them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +24,20 @@ pub(crate) struct AccountFields {
     pub(crate) nonce: u64,
     pub(crate) balance: U256,
     pub(crate) code_hash: B256,
+}
+
+impl AccountFields {
+    /// As revm loads an account: its code is loaded by hash when it runs
+    /// (most loads only move value: fee vaults, senders, recipients).
+    pub(crate) fn info(self) -> AccountInfo {
+        AccountInfo {
+            balance: self.balance,
+            nonce: self.nonce,
+            code_hash: self.code_hash,
+            code: None,
+            ..Default::default()
+        }
+    }
 }
 
 /// What a read of one key finds among the kept old values.

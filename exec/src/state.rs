@@ -533,13 +533,7 @@ impl DatabaseRef for DurableState<'_> {
     type Error = core::convert::Infallible;
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
-        Ok(self.fields(&address).map(|a| AccountInfo {
-            balance: a.balance,
-            nonce: a.nonce,
-            code_hash: a.code_hash,
-            code: None,
-            ..Default::default()
-        }))
+        Ok(self.fields(&address).map(AccountFields::info))
     }
 
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
@@ -559,15 +553,7 @@ impl DatabaseRef for StateDb {
     type Error = core::convert::Infallible;
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
-        Ok(self.account(&address).map(|account| AccountInfo {
-            balance: account.balance,
-            nonce: account.nonce,
-            code_hash: account.code_hash,
-            // Loaded by hash when the account's code runs: most loads only
-            // move value (fee vaults, senders, recipients).
-            code: None,
-            ..Default::default()
-        }))
+        Ok(self.account(&address).map(|account| account.fields().info()))
     }
 
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
