@@ -53,8 +53,7 @@ impl Sequencer {
         let Some(mut executed) = self.execute_and_log()? else { return Ok(()) };
         if executed.appended {
             // No lock held: reads see the state before the mini-block.
-            let synced = self.log.commit()?;
-            self.shared.metrics.fsync_time_us.observe(synced.as_micros() as f64);
+            self.commit_timed()?;
         }
         self.hasher().send(std::mem::take(&mut executed.diff));
         if self.builder().transactions().len() > executed.first {

@@ -57,8 +57,7 @@ impl Sequencer {
             .collect();
         let header_rlp = Bytes::from(alloy_rlp::encode(&sealed.header));
         self.log.append(&Record::Sealed { number: sealed.header.number, header_rlp, receipts })?;
-        let synced = self.log.commit()?;
-        self.shared.metrics.fsync_time_us.observe(synced.as_micros() as f64);
+        self.commit_timed()?;
         Ok(sealed)
     }
 
