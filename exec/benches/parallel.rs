@@ -345,6 +345,10 @@ fn main() {
     if !std::env::args().any(|arg| arg == "--bench") {
         return;
     }
+    // As the node runs (`[host] transparent_huge_pages = false`): a fault on
+    // a fresh 2 MiB page zeroes it whole, milliseconds inside a timed block.
+    // The copy processes inherit it.
+    tephra_testkit::disable_transparent_huge_pages().expect("prctl(PR_SET_THP_DISABLE)");
     let cores: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|core| core.id).collect();
     if let Some(&id) = cores.first() {
         core_affinity::set_for_current(core_affinity::CoreId { id });

@@ -90,3 +90,15 @@ pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Turns transparent huge pages off for this process and its children, as
+/// `tephra run` does by default: benchmarks then measure what the node pays.
+pub fn disable_transparent_huge_pages() -> std::io::Result<()> {
+    #[allow(unsafe_code, reason = "prctl has no safe wrapper in libc")]
+    // SAFETY: PR_SET_THP_DISABLE takes one integer argument and the rest zero.
+    let status = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if status != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
