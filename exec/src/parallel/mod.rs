@@ -237,7 +237,7 @@ impl ParallelExecutor {
         self.shard_of_sender.clear();
         self.order.clear();
         for work in &mut self.work {
-            work.clear();
+            work.clear_positions();
         }
         for (position, tx) in txs.iter().take(count).enumerate() {
             let work = &self.work;
@@ -292,8 +292,8 @@ impl ParallelExecutor {
     }
 
     /// The window's speculations in sequence order.
-    fn in_order(&mut self) -> impl Iterator<Item = Speculation> + '_ {
-        let mut speculations: Vec<_> = self.work.iter_mut().map(|work| work.speculations.drain(..)).collect();
+    fn in_order(&mut self) -> impl Iterator<Item = &mut Speculation> + '_ {
+        let mut speculations: Vec<_> = self.work.iter_mut().map(|work| work.speculations.iter_mut()).collect();
         self.order.iter().map(move |&(shard, _)| speculations[shard].next().expect("one per routed transaction"))
     }
 
@@ -312,7 +312,8 @@ impl ParallelExecutor {
     ) -> bool {
         let gas_used = self.order.iter().zip(txs.iter()).map(|(&(shard, index), tx)| {
             let speculation = &self.work[shard].speculations[index];
-            (tx, speculation.result.as_ref().map_or(0, |result| result.gas().tx_gas_used()))
+            let result = speculation.result.as_ref().and_then(|result| result.as_ref().ok());
+            (tx, result.map_or(0, |result| result.gas().tx_gas_used()))
         });
         if !gas.admits_all(gas_used) || !self.work.iter().all(|work| work.independent_of(&self.work)) {
             return false;
@@ -335,7 +336,7 @@ impl ParallelExecutor {
         for (tx, speculation) in txs.drain(..count).zip(self.in_order()) {
             let admitted = gas.admits(&tx);
             debug_assert!(admitted, "checked by admits_all");
-            outcomes.push(gas.outcome(tx, speculation.result));
+            outcomes.push(gas.outcome(tx, speculation.take_result()));
         }
         true
     }
@@ -361,11 +362,11 @@ impl ParallelExecutor {
             }
             let committed: &mut StateDb = evm::db_of::<&mut StateDb>(&mut vm);
             let result = if speculation.reads.holds_on(committed) {
-                committed.commit(speculation.changes);
+                committed.commit(core::mem::take(&mut speculation.changes));
                 if let Some(fee) = speculation.fee {
                     committed.credit(block.beneficiary, fee);
                 }
-                speculation.result
+                speculation.take_result()
             } else {
                 reexecuted += 1;
                 evm::transact_commit(&mut vm, &tx)

@@ -283,7 +283,9 @@ impl Database for ShardDb<'_> {
 /// One transaction executed speculatively.
 #[derive(Debug)]
 pub(crate) struct Speculation {
-    pub(crate) result: Result<ExecutionResult<HaltReason>, Reject>,
+    /// Taken by the commit; the rest is dropped by the shard that made it, as
+    /// its next window starts (a free on another core costs more).
+    pub(crate) result: Option<Result<ExecutionResult<HaltReason>, Reject>>,
     /// Every account it changed (and no account it only touched without
     /// changing it), the beneficiary excepted when `fee` is set.
     pub(crate) changes: EvmState,
@@ -291,6 +293,13 @@ pub(crate) struct Speculation {
     /// Set when the transaction touched the beneficiary only to pay it: the fee
     /// to credit at commit, on top of whatever the beneficiary holds then.
     pub(crate) fee: Option<U256>,
+}
+
+impl Speculation {
+    /// The outcome, for the commit to take once.
+    pub(crate) fn take_result(&mut self) -> Result<ExecutionResult<HaltReason>, Reject> {
+        self.result.take().expect("a speculation's result is taken once, by its commit")
+    }
 }
 
 /// One shard's share of a window and what it made of it.
@@ -306,12 +315,10 @@ pub(crate) struct ShardWork {
 }
 
 impl ShardWork {
-    pub(crate) fn clear(&mut self) {
+    /// Ready to be routed a new window. The last window's speculations stay
+    /// until `speculate` drops them on this shard's own thread.
+    pub(crate) fn clear_positions(&mut self) {
         self.positions.clear();
-        self.speculations.clear();
-        self.overlay.accounts.clear();
-        self.overlay.codes.clear();
-        self.reads_beneficiary = false;
     }
 
     /// Executes `txs[p]` for each of its positions `p`, in order, on `base`
@@ -322,6 +329,9 @@ impl ShardWork {
         block: &BlockParams,
         txs: &impl core::ops::Index<usize, Output = VerifiedTx>,
     ) {
+        self.speculations.clear();
+        self.overlay.accounts.clear();
+        self.overlay.codes.clear();
         let db = ShardDb::new(base, &mut self.codes, &mut self.overlay, block.beneficiary);
         let mut vm = evm::speculative_evm(db, block);
         for &position in &self.positions {
@@ -332,7 +342,12 @@ impl ShardWork {
                 after.saturating_sub(before)
             });
             db.absorb(&mut changes, block.spec, position);
-            self.speculations.push(Speculation { result, changes, reads: core::mem::take(&mut db.reads), fee });
+            self.speculations.push(Speculation {
+                result: Some(result),
+                changes,
+                reads: core::mem::take(&mut db.reads),
+                fee,
+            });
         }
         self.reads_beneficiary = evm::speculative_db(&mut vm).reads_beneficiary;
     }
