@@ -314,6 +314,15 @@ fn an_l1_reorg_below_unsafe_blocks_rebuilds_them_and_kona_agrees() {
     let token: Address = deployed["contractAddress"].as_str().unwrap().parse().unwrap();
     assert_eq!(l2.send(0, TxKind::Call(RECIPIENT), ETHER / 10, Vec::new())["status"], "0x1");
     let logs = LogsFeed::subscribe(node.ws_url(), token);
+    // The same logs through a polling filter, as ethers' and web3.py's
+    // listeners over HTTP take them.
+    let poller = RpcClient::new(node.rpc_url());
+    let filter = poller.rpc("eth_newFilter", json!([{"address": token}]));
+    let mut polled = Vec::new();
+    let poll = |polled: &mut Vec<Value>| {
+        let changes = poller.rpc("eth_getFilterChanges", json!([filter]));
+        polled.extend(changes.as_array().expect("a list of logs").iter().cloned());
+    };
 
     // L1: the deposit the reorg drops, then the one it moves, whose signed
     // bytes go into the new chain.
@@ -359,6 +368,7 @@ fn an_l1_reorg_below_unsafe_blocks_rebuilds_them_and_kona_agrees() {
     let depth = l1_head - fork + 1;
     let before = block_refs(&l2.client, quantity(&l2.client.rpc("eth_blockNumber", json!([]))));
     mint(&mut l2, 2, 99);
+    poll(&mut polled);
 
     // The reorg: blocks fork..=l1_head replaced by as many new ones, a
     // second apart. The first holds a transfer taking the dropped deposit's
@@ -402,6 +412,12 @@ fn an_l1_reorg_below_unsafe_blocks_rebuilds_them_and_kona_agrees() {
     wait_for_none("the logs notified", Duration::from_secs(60), || log_problems(&l2.client, &logs.logs(), &mints));
     let removed = logs.logs().iter().filter(|log| log["removed"] == true).count();
     assert!(removed >= 3, "the mints of three abandoned blocks, yet {removed} logs removed");
+    wait_for_none("the logs polled", Duration::from_secs(60), || {
+        poll(&mut polled);
+        log_problems(&l2.client, &polled, &mints)
+    });
+    let removed = polled.iter().filter(|log| log["removed"] == true).count();
+    assert!(removed >= 3, "the filter: the mints of three abandoned blocks, yet {removed} logs removed");
 
     let (blocks, deposits, users) = kona_counts(&kona_verify(&dir, &l1, node.rpc_url(), head));
     assert_eq!(blocks, head);

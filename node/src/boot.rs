@@ -53,6 +53,10 @@ impl DataDir {
     pub fn snapshot(&self) -> PathBuf {
         self.0.join("snapshot.bin")
     }
+    /// The polling filters' journal (`filters.rs`).
+    pub fn filters(&self) -> PathBuf {
+        self.0.join("filters.jsonl")
+    }
 }
 
 /// The chain of a data dir: its genesis.json, written on first use from the

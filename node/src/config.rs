@@ -190,6 +190,10 @@ pub struct RpcConfig {
     pub send_raw_sync_timeout_ms_max: u64,
     pub history_blocks_max: usize,
     pub subscription_buffer_max: u32,
+    pub filters_max: usize,
+    pub filters_per_client_max: usize,
+    pub filter_idle_timeout_s: u64,
+    pub filter_changes_max: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -409,7 +413,7 @@ impl Config {
     /// the source table while the net tile's limit is on) and each NIC
     /// backend when it starts. `[ha]` rows apply only with `ha.enabled`, as
     /// the rest of `[ha]`.
-    pub fn bounds(&self) -> [(&'static str, u64, RangeInclusive<u64>); 86] {
+    pub fn bounds(&self) -> [(&'static str, u64, RangeInclusive<u64>); 90] {
         let (rpc, udp, net, signer, ha) = (&self.rpc, &self.udp, &self.net, &self.signer, &self.ha);
         let batcher = &self.batcher;
         let highest_core = |cores: &[usize]| cores.iter().max().map_or(0, |&core| core as u64);
@@ -454,6 +458,10 @@ impl Config {
             ("rpc.history_blocks_max", rpc.history_blocks_max as u64, 1..=HISTORY_BLOCKS_MAX),
             // A channel of no slots panics when the node starts.
             ("rpc.subscription_buffer_max", rpc.subscription_buffer_max.into(), 1..=SUBSCRIPTION_BUFFER_MAX),
+            ("rpc.filters_max", rpc.filters_max as u64, 0..=RPC_FILTERS_MAX),
+            ("rpc.filters_per_client_max", rpc.filters_per_client_max as u64, 0..=RPC_FILTERS_MAX),
+            ("rpc.filter_idle_timeout_s", rpc.filter_idle_timeout_s, 1..=RPC_FILTER_IDLE_TIMEOUT_S_MAX),
+            ("rpc.filter_changes_max", rpc.filter_changes_max as u64, 1..=RPC_FILTER_CHANGES_MAX),
             ("udp.inflight_datagrams_max", udp.inflight_datagrams_max as u64, 1..=UDP_INFLIGHT_DATAGRAMS_MAX),
             ("udp.preconf_timeout_ms", udp.preconf_timeout_ms, 0..=UDP_PRECONF_TIMEOUT_MS_MAX),
             ("udp.source_txs_per_s", udp.source_txs_per_s.into(), 0..=UDP_SOURCE_TXS_PER_S_MAX),

@@ -34,6 +34,8 @@ pub enum NodeError {
     #[error(transparent)]
     Topology(#[from] TopologyError),
     #[error(transparent)]
+    Filters(#[from] crate::filters::FilterError),
+    #[error(transparent)]
     Dataplane(#[from] DataplaneError),
     #[error("data dir {0} is in use by another tephra process")]
     Locked(PathBuf),

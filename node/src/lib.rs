@@ -9,6 +9,7 @@ mod chain_view;
 pub mod config;
 mod delegation;
 mod error;
+mod filters;
 mod flashblocks;
 mod format;
 pub mod ha;

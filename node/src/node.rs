@@ -118,6 +118,7 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         view.set_batcher(status.clone());
     }
     let (submit_tx, submit_rx) = mpsc::sync_channel(config.sequencer.submission_queue_depth);
+    let filters = open_filters(&config, &data)?;
     let shared = Arc::new(Shared {
         chain,
         config,
@@ -131,6 +132,7 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         heartbeat: Default::default(),
         op,
         batcher,
+        filters: std::sync::Mutex::new(filters),
     });
     if let Some(op) = &shared.op {
         let anchor = l1_anchor.unwrap_or_else(|| op.rollup.genesis.l1.clone());
@@ -149,6 +151,19 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     let (rpc, rpc_methods, dataplane) = serve(&shared, &placement).await?;
     shared.health.set_started();
     Ok(Running { shared, rpc, rpc_methods, sequencer, dataplane, _lock: lock })
+}
+
+/// The polling filters the data dir keeps, with new ids from fresh randomness.
+fn open_filters(config: &Config, data: &DataDir) -> Result<crate::filters::Filters, NodeError> {
+    let rpc = &config.rpc;
+    let limits = crate::filters::FilterLimits {
+        filters_max: rpc.filters_max,
+        filters_per_client_max: rpc.filters_per_client_max,
+        idle_timeout: std::time::Duration::from_secs(rpc.filter_idle_timeout_s),
+    };
+    let mut seed = [0; 32];
+    getrandom::fill(&mut seed).map_err(|e| io_error(Path::new("getrandom"))(std::io::Error::other(e)))?;
+    Ok(crate::filters::Filters::open(&data.filters(), limits, seed, std::time::Instant::now())?)
 }
 
 /// An OP Stack chain's sequencing inputs; what it needs that an
@@ -295,6 +310,7 @@ async fn serve(
     let metrics_address = metrics_listener.local_addr().map_err(io_error(Path::new("metrics.listen")))?;
     tokio::spawn(crate::metrics::serve(metrics_listener, shared.metrics.clone(), shared.health.clone()));
     let rpc_methods: jsonrpsee::Methods = crate::rpc::module(shared.clone()).into();
+    tokio::spawn(crate::rpc::follow_rewinds(shared.clone()));
     let (rpc_address, rpc) = crate::rpc::serve(&config.rpc, rpc_methods.clone(), shared.metrics.clone())
         .await
         .map_err(io_error(Path::new("rpc.listen")))?;

@@ -4,7 +4,7 @@
 
 use std::{
     sync::{
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
         atomic::{AtomicU64, Ordering},
         mpsc::SyncSender,
     },
@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, oneshot};
 use crate::{
     chain_view::{ChainView, Event},
     config::Config,
+    filters::Filters,
     health::Health,
     metrics::{Metrics, ReasonLabel},
     view::PreconfRef,
@@ -79,6 +80,8 @@ pub struct Shared {
     pub op: Option<Arc<crate::op::OpSequencing>>,
     /// An OP Stack chain's batcher (`batcher.enabled`): its heads and window alarm.
     pub batcher: Option<Arc<crate::batcher::BatcherStatus>>,
+    /// The polling filters; taken before the view's lock, never after.
+    pub filters: Mutex<Filters>,
 }
 
 impl Shared {

@@ -150,6 +150,19 @@ pub const SEND_RAW_SYNC_TIMEOUT_MS_MAX: u64 = 300_000;
 /// the default.
 pub const SUBSCRIPTION_BUFFER_MAX: u64 = 1 << 16;
 
+/// `rpc.filters_max`: every filter is kept in memory and in the data dir's
+/// filter journal, which is rewritten whole when it grows; 64 times the
+/// default.
+pub const RPC_FILTERS_MAX: u64 = 1 << 18;
+
+/// `rpc.filter_idle_timeout_s`: a filter nobody polls holds its place; a
+/// day is far beyond any polling client's interval.
+pub const RPC_FILTER_IDLE_TIMEOUT_S_MAX: u64 = 86_400;
+
+/// `rpc.filter_changes_max`: one poll's changes are gathered in memory, as
+/// eth_getLogs's are.
+pub const RPC_FILTER_CHANGES_MAX: u64 = GET_LOGS_RESULTS_MAX;
+
 // [udp]
 
 /// `udp.inflight_datagrams_max`: each datagram being answered holds a packet

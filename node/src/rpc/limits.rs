@@ -100,7 +100,9 @@ where
     type NotificationResponse = MethodResponse;
     type BatchResponse = MethodResponse;
 
-    fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+    fn call<'a>(&self, mut request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        // Methods that keep something per client (filters) read it here.
+        request.extensions_mut().insert(self.client);
         if self.buckets.allow(self.client) {
             ResponseFuture::future(self.inner.call(request))
         } else {
@@ -111,7 +113,10 @@ where
     fn batch<'a>(&self, mut batch: Batch<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
         for entry in batch.iter_mut() {
             let id = match entry {
-                Ok(BatchEntry::Call(request)) => request.id.clone(),
+                Ok(BatchEntry::Call(request)) => {
+                    request.extensions_mut().insert(self.client);
+                    request.id.clone()
+                }
                 // A notification has no id to answer to: its refusal names none.
                 Ok(BatchEntry::Notification(_)) => Id::Null,
                 Err(_) => continue,

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::{
     chain_view::ChainView,
+    config::RpcConfig,
     format::{self, Position},
     shared::Shared,
     view::StoredTx,
@@ -94,10 +95,15 @@ pub(super) fn get_logs(params: &Params<'_>, shared: &Shared) -> RpcResult {
     let filter = LogFilter::parse(request)?;
     let view = shared.view.read().expect("view lock");
     let (from, to) = block_range(&view, request.and_then(Value::as_object))?;
+    logs_in_range(&view, &filter, from, to, &shared.config.rpc)
+}
+
+/// eth_getLogs's query: `[from, to]` of the kept blocks, within the range and
+/// result limits.
+pub(super) fn logs_in_range(view: &ChainView, filter: &LogFilter, from: u64, to: u64, limits: &RpcConfig) -> RpcResult {
     if from > to {
         return Ok(json!([]));
     }
-    let limits = &shared.config.rpc;
     if to - from >= limits.get_logs_block_range_max {
         return Err(error(
             LIMIT_EXCEEDED,
@@ -108,7 +114,7 @@ pub(super) fn get_logs(params: &Params<'_>, shared: &Shared) -> RpcResult {
     let mut out = Vec::new();
     for n in from..=to {
         if let Some(block) = view.block(n) {
-            matching_logs(&filter, &block.txs, n, Some(block.hash), &mut out);
+            matching_logs(filter, &block.txs, n, Some(block.hash), &mut out);
             if out.len() > limits.get_logs_results_max {
                 return Err(error(
                     LIMIT_EXCEEDED,
@@ -123,7 +129,10 @@ pub(super) fn get_logs(params: &Params<'_>, shared: &Shared) -> RpcResult {
 
 /// The blocks a query spans: its block hash, or from and to (each at most
 /// the head).
-fn block_range(view: &ChainView, object: Option<&Map<String, Value>>) -> Result<(u64, u64), ErrorObjectOwned> {
+pub(super) fn block_range(
+    view: &ChainView,
+    object: Option<&Map<String, Value>>,
+) -> Result<(u64, u64), ErrorObjectOwned> {
     if let Some(hash) = object.and_then(|o| o.get("blockHash")) {
         let hash: B256 = from_json(hash)?;
         let n = view.block_by_hash(&hash).ok_or_else(|| error(SERVER_ERROR, "unknown block", None))?.header.number;

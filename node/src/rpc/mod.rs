@@ -9,6 +9,7 @@ mod blocks;
 mod calls;
 mod errors;
 mod fees;
+mod filters;
 mod limits;
 mod logs;
 mod optimism;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use jsonrpsee::{RpcModule, types::ErrorObjectOwned};
 use serde_json::{Value, json};
 
+pub(crate) use self::filters::follow_rewinds;
 pub use self::server::serve;
 use crate::{format::qty, shared::Shared};
 
@@ -41,6 +43,7 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
     register_fees(&mut m);
     register_send(&mut m);
     register_subscriptions(&mut m);
+    register_filters(&mut m);
     if op_stack {
         register_optimism(&mut m);
     }
@@ -104,6 +107,18 @@ fn register_send(m: &mut RpcModule<Shared>) {
     m.register_async_method("eth_sendRawTransaction", |p, s, _| send::send_raw_transaction(p, s)).expect("unique");
     m.register_async_method("eth_sendRawTransactionSync", |p, s, _| send::send_raw_transaction_sync(p, s))
         .expect("unique");
+}
+
+/// Polling filters, for clients without subscriptions (ethers' and web3.py's
+/// event listeners over HTTP).
+fn register_filters(m: &mut RpcModule<Shared>) {
+    m.register_method("eth_newFilter", |p, s, e| filters::new_filter(&p, s, e)).expect("unique");
+    m.register_method("eth_newBlockFilter", |_, s, e| filters::new_block_filter(s, e)).expect("unique");
+    m.register_method("eth_newPendingTransactionFilter", |_, s, e| filters::new_pending_transaction_filter(s, e))
+        .expect("unique");
+    m.register_method("eth_getFilterChanges", |p, s, _| filters::filter_changes(&p, s)).expect("unique");
+    m.register_method("eth_getFilterLogs", |p, s, _| filters::filter_logs(&p, s)).expect("unique");
+    m.register_method("eth_uninstallFilter", |p, s, _| filters::uninstall_filter(&p, s)).expect("unique");
 }
 
 fn register_subscriptions(m: &mut RpcModule<Shared>) {

@@ -1,0 +1,289 @@
+//! Polling filters: the same signed workload on tephra and on anvil (the
+//! reference), and a real ethers event listener across restarts.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use alloy_consensus::{TxEip1559, TypedTransaction};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, Bytes, TxKind, U256, keccak256};
+use common::TephraNode;
+use serde_json::{Value, json};
+use tephra_exec::dev::DevKey;
+use tephra_testkit::{abi, anvil::Anvil, rpc::RpcClient};
+
+const CHAIN_ID: u64 = 31337;
+/// eth_sendRawTransactionSync calls in one batch: within rpc.batch_size_max
+/// and a sender's pooled transactions (pool.sender_txs_max).
+const BATCH: usize = 50;
+
+fn signed(key: &DevKey, nonce: u64, to: TxKind, input: Vec<u8>, gas_limit: u64) -> String {
+    let tx = TypedTransaction::Eip1559(TxEip1559 {
+        chain_id: CHAIN_ID,
+        nonce,
+        gas_limit,
+        max_fee_per_gas: 100_000_000_000,
+        max_priority_fee_per_gas: 1,
+        to,
+        input: Bytes::from(input),
+        ..Default::default()
+    });
+    format!("0x{}", hex::encode(key.sign(tx).encoded_2718()))
+}
+
+/// The token's creation by dev key 0 at nonce 0 (a million tokens to it),
+/// and its address.
+fn token_creation() -> (String, Address) {
+    let code = std::fs::read_to_string(common::workspace_root().join("contracts/Token.bin")).unwrap();
+    let mut init = hex::decode(code.trim()).unwrap();
+    init.extend_from_slice(&U256::from(1_000_000).to_be_bytes::<32>());
+    let key = DevKey::dev(0);
+    (signed(&key, 0, TxKind::Create, init, 2_000_000), key.address().create(0))
+}
+
+/// Dev key 0 moving one token to a fresh address, at `nonce`.
+fn token_transfer(token: Address, nonce: u64) -> String {
+    let to = Address::with_last_byte(0xb0).create(nonce);
+    let input = abi::calldata("transfer(address,uint256)", &[abi::word(to), U256::from(1)]);
+    signed(&DevKey::dev(0), nonce, TxKind::Call(token), input, 100_000)
+}
+
+/// Sends `txs` to tephra in batches, each call answering once its
+/// transaction is durably preconfirmed.
+fn send_preconfirmed(node: &TephraNode, txs: &[String]) {
+    for chunk in txs.chunks(BATCH) {
+        let calls: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(id, raw)| json!({"jsonrpc": "2.0", "id": id, "method": "eth_sendRawTransactionSync", "params": [raw]}))
+            .collect();
+        let answers = node.post(&Value::Array(calls));
+        for answer in answers.as_array().expect("a batch answer") {
+            assert_eq!(answer["result"]["status"], "0x1", "{answer}");
+        }
+    }
+}
+
+/// Sends `txs` to anvil (`--no-mining`) and mines them into one block.
+fn send_mined(anvil: &RpcClient, txs: &[String]) {
+    for raw in txs {
+        anvil.rpc("eth_sendRawTransaction", json!([raw]));
+    }
+    anvil.rpc("evm_mine", json!([]));
+}
+
+fn head(client: &RpcClient) -> u64 {
+    common::quantity(&client.rpc("eth_blockNumber", json!([])))
+}
+
+fn block_hash(client: &RpcClient, number: u64) -> Value {
+    client.rpc("eth_getBlockByNumber", json!([format!("{number:#x}"), false]))["hash"].clone()
+}
+
+/// Logs without the fields that differ between two chains carrying the
+/// same transactions: the block's hash and number (tephra seals on its own
+/// clock, anvil when told).
+fn normalised(logs: &Value) -> Vec<Value> {
+    let mut logs = logs.as_array().expect("a list of logs").clone();
+    for log in &mut logs {
+        let object = log.as_object_mut().expect("a log object");
+        object.remove("blockHash");
+        object.remove("blockNumber");
+        object.remove("blockTimestamp");
+    }
+    logs
+}
+
+/// Waits until tephra's head has moved past `number`.
+fn next_block(node: &TephraNode, client: &RpcClient) -> u64 {
+    let now = head(client);
+    node.wait_for_block(now + 1);
+    head(client)
+}
+
+#[test]
+fn filters_answer_as_anvil_does_on_the_same_transactions() {
+    let node = TephraNode::start("filters-anvil", "");
+    let tephra = RpcClient::new(node.rpc_url.clone());
+    let anvil = Anvil::start(&["--no-mining", "--order", "fifo"]);
+    let (creation, token) = token_creation();
+    send_preconfirmed(&node, std::slice::from_ref(&creation));
+    send_mined(&anvil.client, &[creation]);
+    let sides = [&tephra, &anvil.client];
+    // Each batch in a block of its own on both sides, as anvil mines them:
+    // the logs' places in their blocks then agree too.
+    next_block(&node, &tephra);
+
+    // Pending transactions: each preconfirmed (tephra) or pooled (anvil)
+    // transaction's hash once, in order.
+    let pending: Vec<Value> = sides.iter().map(|c| c.rpc("eth_newPendingTransactionFilter", json!([]))).collect();
+    let transfers: Vec<String> = (1..=3).map(|nonce| token_transfer(token, nonce)).collect();
+    let hashes: Vec<Value> =
+        transfers.iter().map(|raw| json!(keccak256(hex::decode(&raw[2..]).unwrap()).to_string())).collect();
+    send_preconfirmed(&node, &transfers);
+    for raw in &transfers {
+        anvil.client.rpc("eth_sendRawTransaction", json!([raw]));
+    }
+    for (side, id) in sides.iter().zip(&pending) {
+        assert_eq!(side.rpc("eth_getFilterChanges", json!([id])), json!(hashes));
+        assert_eq!(side.rpc("eth_getFilterChanges", json!([id])), json!([]), "each hash once");
+    }
+    anvil.client.rpc("evm_mine", json!([]));
+
+    // Logs: a filter on the token's Transfer events sees the new blocks'
+    // logs once; eth_getFilterLogs answers its range as eth_getLogs does.
+    next_block(&node, &tephra);
+    let transfer_topic = keccak256("Transfer(address,address,uint256)");
+    let object = json!({"address": token, "topics": [transfer_topic]});
+    let logs: Vec<Value> = sides.iter().map(|c| c.rpc("eth_newFilter", json!([object]))).collect();
+    let ranged = json!({"address": token, "topics": [transfer_topic], "fromBlock": "0x0"});
+    let ranged: Vec<Value> = sides.iter().map(|c| c.rpc("eth_newFilter", json!([ranged]))).collect();
+    let moves: Vec<String> = (4..=8).map(|nonce| token_transfer(token, nonce)).collect();
+    send_preconfirmed(&node, &moves);
+    send_mined(&anvil.client, &moves);
+    node.wait_for_block(head(&tephra) + 1);
+    let changes: Vec<Vec<Value>> =
+        sides.iter().zip(&logs).map(|(c, id)| normalised(&c.rpc("eth_getFilterChanges", json!([id])))).collect();
+    assert_eq!(changes[0].len(), 5, "{:?}", changes[0]);
+    assert_eq!(changes[0], changes[1]);
+    for (side, id) in sides.iter().zip(&logs) {
+        assert_eq!(side.rpc("eth_getFilterChanges", json!([id])), json!([]), "each log once");
+    }
+    let all: Vec<Vec<Value>> =
+        sides.iter().zip(&ranged).map(|(c, id)| normalised(&c.rpc("eth_getFilterLogs", json!([id])))).collect();
+    assert_eq!(all[0].len(), 9, "the creation's mint, 3 pending transfers and 5 moves");
+    assert_eq!(all[0], all[1]);
+    let get_logs =
+        tephra.rpc("eth_getLogs", json!([{"address": token, "topics": [transfer_topic], "fromBlock": "0x0"}]));
+    assert_eq!(normalised(&get_logs), all[0]);
+
+    // Blocks: the hashes of the blocks after the one current at install, in order.
+    let installed_at: Vec<u64> = sides.iter().map(|c| head(c)).collect();
+    let blocks: Vec<Value> = sides.iter().map(|c| c.rpc("eth_newBlockFilter", json!([]))).collect();
+    next_block(&node, &tephra);
+    next_block(&node, &tephra);
+    anvil.client.rpc("evm_mine", json!([]));
+    anvil.client.rpc("evm_mine", json!([]));
+    for ((side, id), from) in sides.iter().zip(&blocks).zip(&installed_at) {
+        let hashes = side.rpc("eth_getFilterChanges", json!([id]));
+        let hashes = hashes.as_array().unwrap();
+        assert!(hashes.len() >= 2, "{hashes:?}");
+        for (offset, hash) in hashes.iter().enumerate() {
+            assert_eq!(*hash, block_hash(side, from + 1 + offset as u64));
+        }
+    }
+
+    // Errors and removal, word for word.
+    for (side, id) in sides.iter().zip(&blocks) {
+        assert_eq!(side.rpc("eth_uninstallFilter", json!([id])), json!(true));
+        assert_eq!(side.rpc("eth_uninstallFilter", json!([id])), json!(false));
+        let gone = side.call("eth_getFilterChanges", json!([id])).unwrap_err();
+        assert_eq!((gone["code"].clone(), gone["message"].clone()), (json!(-32000), json!("filter not found")));
+    }
+    for (side, id) in sides.iter().zip(&pending) {
+        let not_logs = side.call("eth_getFilterLogs", json!([id])).unwrap_err();
+        assert_eq!(not_logs["message"], "filter not found", "a pending-transaction filter has no logs");
+    }
+}
+
+#[test]
+fn filters_are_bounded_per_client_and_expire() {
+    let node = TephraNode::start("filters-bounds", "[rpc]\nfilters_per_client_max = 2\nfilter_idle_timeout_s = 1\n");
+    let kept = node.rpc("eth_newBlockFilter", json!([]));
+    node.rpc("eth_newBlockFilter", json!([]));
+    let refused = node.call("eth_newBlockFilter", json!([])).unwrap_err();
+    assert_eq!(refused["code"], -32005, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("rpc.filters_per_client_max"), "{refused}");
+    // Polled within the timeout, one stays; the other expires and frees its place.
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(400));
+        node.rpc("eth_getFilterChanges", json!([kept]));
+    }
+    node.rpc("eth_newBlockFilter", json!([]));
+    let bad = node.call("eth_newFilter", json!([{"blockHash": format!("{:#x}", U256::ZERO)}])).unwrap_err();
+    assert_eq!(bad["code"], -32602, "{bad}");
+    let bad = node.call("eth_newFilter", json!([{"topics": [[], [], [], [], []]}])).unwrap_err();
+    assert_eq!(bad["code"], -32602, "{bad}");
+}
+
+/// An ethers listener started before `txs` transfers; waits for its filter.
+struct Listener {
+    lines: mpsc::Receiver<String>,
+    child: std::process::Child,
+}
+
+impl Listener {
+    fn start(node: &TephraNode, token: Address, expected: usize) -> Self {
+        let mut child = Command::new("node")
+            .arg(common::workspace_root().join("cli/tests/clients/ethers-listener.mjs"))
+            .env("TEPHRA_RPC", &node.rpc_url)
+            .env("TOKEN", token.to_string())
+            .env("EXPECTED", expected.to_string())
+            .current_dir(common::workspace_root())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node runs");
+        let stdout = child.stdout.take().expect("piped");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let listener = Self { lines, child };
+        listener.line_starting("ready ", Duration::from_secs(60));
+        listener
+    }
+
+    fn line_starting(&self, prefix: &str, limit: Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return line[prefix.len()..].to_string(),
+                Ok(_) => continue,
+                Err(_) => panic!("the ethers listener printed no {prefix:?} line within {limit:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_ethers_listener_hears_every_transfer_once_across_a_restart_and_a_kill_9() {
+    const TRANSFERS: usize = 10_000;
+    let mut node = TephraNode::start("filters-ethers", "");
+    let (creation, token) = token_creation();
+    send_preconfirmed(&node, &[creation]);
+    let listener = Listener::start(&node, token, TRANSFERS);
+    let transfers: Vec<String> = (1..=TRANSFERS as u64).map(|nonce| token_transfer(token, nonce)).collect();
+    let (first, rest) = transfers.split_at(3_000);
+    let (second, third) = rest.split_at(3_000);
+    send_preconfirmed(&node, first);
+    node.stop();
+    node.spawn();
+    send_preconfirmed(&node, second);
+    // Let a few polls pass, then kill with no chance to flush anything.
+    std::thread::sleep(Duration::from_millis(500));
+    node.kill9();
+    node.spawn();
+    send_preconfirmed(&node, third);
+    let result: Value = serde_json::from_str(&listener.line_starting("result ", Duration::from_secs(120))).unwrap();
+    assert_eq!(result["duplicates"], json!([]), "{result}");
+    assert_eq!(result["heard"], TRANSFERS, "{result}");
+    assert_eq!(result["distinct"], TRANSFERS, "{result}");
+}
