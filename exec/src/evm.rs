@@ -27,11 +27,7 @@ use tephra_types::{
     deposit::{DEPOSIT_TX_TYPE, Deposit},
 };
 
-use crate::{
-    params::{BlockParams, blob_params},
-    state::StateDb,
-    verify::VerifiedTx,
-};
+use crate::{params::BlockParams, state::StateDb, verify::VerifiedTx};
 
 /// An EVM for a block on the database `DB`: Ethereum's, or the OP Stack's.
 pub(crate) enum BlockEvm<DB: Database> {
@@ -279,9 +275,10 @@ fn cfg_env<SPEC: Into<SpecId> + Copy>(chain_id: u64, spec: SPEC) -> CfgEnv<SPEC>
 }
 
 fn block_env(block: &BlockParams) -> BlockEnv {
-    let blob_excess_gas_and_price = block.excess_blob_gas.map(|excess| {
-        BlobExcessGasAndPrice::new(excess, u64::try_from(blob_params(block.spec).update_fraction).unwrap_or(u64::MAX))
-    });
+    let blob_excess_gas_and_price = block
+        .excess_blob_gas
+        .zip(block.blob_base_fee())
+        .map(|(excess_blob_gas, price)| BlobExcessGasAndPrice { excess_blob_gas, blob_gasprice: price });
     BlockEnv {
         number: U256::from(block.number),
         beneficiary: block.beneficiary,

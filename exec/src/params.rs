@@ -128,6 +128,13 @@ pub enum OpenBlockError {
 }
 
 impl BlockParams {
+    /// The price of a unit of blob gas in this block (EIP-4844's blob base
+    /// fee, BLOBBASEFEE); none before Cancun.
+    pub fn blob_base_fee(&self) -> Option<u128> {
+        let fraction = u64::try_from(blob_params(self.spec).update_fraction).unwrap_or(u64::MAX);
+        self.excess_blob_gas.map(|excess| revm::context_interface::block::calc_blob_gasprice(excess, fraction))
+    }
+
     /// The parameters of the child of `parent`. Its timestamp is strictly
     /// above the parent's, as every Ethereum and OP Stack follower checks.
     pub fn child_of(chain: &ChainSpec, parent: &Header, choice: BlockChoice) -> Result<Self, OpenBlockError> {

@@ -171,6 +171,12 @@ impl Pool {
         self.queued.len()
     }
 
+    /// Every pooled transaction, by sender and nonce, and whether it is
+    /// executable now (pending) or behind a nonce gap (queued).
+    pub fn transactions(&self) -> impl Iterator<Item = (&VerifiedTx, bool)> {
+        self.senders.values().flat_map(|queue| queue.txs.values().map(|pooled| (&pooled.tx, pooled.pending)))
+    }
+
     /// The nonce a sender's next new transaction would take: what `pending`
     /// nonce queries answer.
     pub fn next_nonce(&self, sender: &Address, state_nonce: u64) -> u64 {

@@ -1,8 +1,9 @@
 //! Ethereum JSON-RPC shapes for blocks, transactions, receipts and logs.
 
 use alloy_consensus::{Header, Transaction as _, Typed2718};
-use alloy_primitives::{B256, Log};
+use alloy_primitives::{Address, B256, Log};
 use serde_json::{Value, json};
+use tephra_exec::VerifiedTx;
 
 use crate::view::{OpBlockInfo, OpenBlock, StoredBlock, StoredTx};
 
@@ -20,15 +21,9 @@ pub struct Position {
 }
 
 pub fn transaction(tx: &StoredTx, at: Option<Position>) -> Value {
-    let mut value = serde_json::to_value(&tx.envelope).expect("transactions serialise");
-    let object = value.as_object_mut().expect("a transaction is an object");
-    object.insert("from".into(), json!(tx.sender));
-    object.insert("hash".into(), json!(tx.hash));
-    object.insert("blockHash".into(), json!(at.and_then(|p| p.block_hash)));
-    object.insert("blockNumber".into(), json!(at.map(|p| qty(p.block_number))));
-    object.insert("transactionIndex".into(), json!(at.map(|p| qty(p.index as u64))));
     // The price paid: for EIP-1559 types, base fee plus the capped tip.
-    object.insert("gasPrice".into(), json!(qty(tx.effective_gas_price)));
+    let mut value = transaction_object(&tx.envelope, tx.sender, tx.hash, at, tx.effective_gas_price);
+    let object = value.as_object_mut().expect("a transaction is an object");
     // A deposit as op-geth shows it: its nonce from its receipt, the
     // receipt version from Canyon on, no mint when it mints nothing.
     if let Some(deposit) = tx.deposit {
@@ -40,6 +35,32 @@ pub fn transaction(tx: &StoredTx, at: Option<Position>) -> Value {
             object.remove("mint");
         }
     }
+    value
+}
+
+/// A transaction waiting in the pool, as geth's txpool_content shows it:
+/// no block, and its fee cap as its gas price.
+pub fn pooled_transaction(tx: &VerifiedTx) -> Value {
+    transaction_object(&tx.envelope, tx.sender, tx.hash, None, tx.envelope.max_fee_per_gas())
+}
+
+/// A signed transaction's fields, with who sent it, its hash, where it sits
+/// (if anywhere yet) and the gas price to show.
+fn transaction_object(
+    envelope: &impl serde::Serialize,
+    sender: Address,
+    hash: B256,
+    at: Option<Position>,
+    gas_price: u128,
+) -> Value {
+    let mut value = serde_json::to_value(envelope).expect("transactions serialise");
+    let object = value.as_object_mut().expect("a transaction is an object");
+    object.insert("from".into(), json!(sender));
+    object.insert("hash".into(), json!(hash));
+    object.insert("blockHash".into(), json!(at.and_then(|p| p.block_hash)));
+    object.insert("blockNumber".into(), json!(at.map(|p| qty(p.block_number))));
+    object.insert("transactionIndex".into(), json!(at.map(|p| qty(p.index as u64))));
+    object.insert("gasPrice".into(), json!(qty(gas_price)));
     value
 }
 

@@ -2,17 +2,18 @@
 //! holds them: the kept sealed blocks and the open (preconfirmed) one.
 
 use alloy_primitives::B256;
-use jsonrpsee::types::Params;
+use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::{Value, json};
 
 use super::{
     RpcResult,
-    params::{BlockTag, list, param, parse_tag, resolve},
+    params::{BlockTag, list, param, parse_tag, parse_u64, resolve},
 };
 use crate::{
     chain_view::ChainView,
     format::{self, Position, qty},
     shared::Shared,
+    view::{OpBlockInfo, StoredTx},
 };
 
 pub(super) fn block_number(shared: &Shared) -> RpcResult {
@@ -56,22 +57,72 @@ pub(super) fn transaction_receipt(params: &Params<'_>, shared: &Shared) -> RpcRe
     Ok(receipt_of(&shared.view.read().expect("view lock"), &hash, false).unwrap_or(Value::Null))
 }
 
-/// Every receipt of a block, in order; null for a block not kept. At
-/// `pending`, the open block's preconfirmed transactions (no block hash yet).
+/// A block's transactions as reads name it (a tag, a number or a hash): a
+/// kept sealed block, or at `pending` the open block's preconfirmed ones (no
+/// block hash yet).
+struct BlockTxs<'a> {
+    number: u64,
+    hash: Option<B256>,
+    txs: &'a [StoredTx],
+    op: Option<&'a OpBlockInfo>,
+}
+
+impl<'a> BlockTxs<'a> {
+    fn of(view: &'a ChainView, tag: BlockTag) -> Option<Self> {
+        if tag == BlockTag::Pending {
+            let open = view.open_block();
+            return Some(Self { number: open.params.number, hash: None, txs: &open.txs, op: open.op.as_deref() });
+        }
+        let block = resolve(view, tag).and_then(|n| view.block(n))?;
+        Some(Self { number: block.header.number, hash: Some(block.hash), txs: &block.txs, op: block.op.as_deref() })
+    }
+
+    fn position(&self, index: usize) -> Position {
+        Position { block_number: self.number, block_hash: self.hash, index }
+    }
+}
+
+/// A block's tag (or number) as the first parameter, or its hash with
+/// `by_hash`.
+fn block_param(p: &[Value], by_hash: bool) -> Result<BlockTag, ErrorObjectOwned> {
+    if by_hash { Ok(BlockTag::Hash(param(p, 0, "blockHash")?)) } else { parse_tag(p.first()) }
+}
+
+/// Every receipt of a block, in order; null for a block not kept.
 pub(super) fn block_receipts(params: &Params<'_>, shared: &Shared) -> RpcResult {
     let p = list(params)?;
     let tag = parse_tag(p.first())?;
     let view = shared.view.read().expect("view lock");
-    let (block_number, block_hash, txs, op) = if tag == BlockTag::Pending {
-        let open = view.open_block();
-        (open.params.number, None, open.txs.as_slice(), open.op.as_deref())
-    } else {
-        let Some(block) = resolve(&view, tag).and_then(|n| view.block(n)) else { return Ok(Value::Null) };
-        (block.header.number, Some(block.hash), block.txs.as_slice(), block.op.as_deref())
-    };
-    let receipts =
-        txs.iter().enumerate().map(|(index, tx)| format::receipt(tx, Position { block_number, block_hash, index }, op));
+    let Some(block) = BlockTxs::of(&view, tag) else { return Ok(Value::Null) };
+    let receipts = block.txs.iter().enumerate().map(|(index, tx)| format::receipt(tx, block.position(index), block.op));
     Ok(Value::Array(receipts.collect()))
+}
+
+/// eth_getBlockTransactionCountByNumber / ByHash: null for a block not kept.
+pub(super) fn transaction_count(params: &Params<'_>, shared: &Shared, by_hash: bool) -> RpcResult {
+    let tag = block_param(&list(params)?, by_hash)?;
+    let view = shared.view.read().expect("view lock");
+    Ok(BlockTxs::of(&view, tag).map_or(Value::Null, |block| json!(qty(block.txs.len() as u64))))
+}
+
+/// eth_getTransactionByBlockNumberAndIndex / ByBlockHashAndIndex: null for
+/// a block not kept or an index beyond it.
+pub(super) fn transaction_at(params: &Params<'_>, shared: &Shared, by_hash: bool) -> RpcResult {
+    let p = list(params)?;
+    let tag = block_param(&p, by_hash)?;
+    let index = parse_u64(&param::<String>(&p, 1, "index")?)?;
+    let view = shared.view.read().expect("view lock");
+    let Some(block) = BlockTxs::of(&view, tag) else { return Ok(Value::Null) };
+    let found = usize::try_from(index).ok().and_then(|index| Some((index, block.txs.get(index)?)));
+    Ok(found.map_or(Value::Null, |(index, tx)| format::transaction(tx, Some(block.position(index)))))
+}
+
+/// eth_getUncleCountByBlockNumber / ByBlockHash: a rollup's blocks have no
+/// uncles; null for a block not kept.
+pub(super) fn uncle_count(params: &Params<'_>, shared: &Shared, by_hash: bool) -> RpcResult {
+    let tag = block_param(&list(params)?, by_hash)?;
+    let view = shared.view.read().expect("view lock");
+    Ok(BlockTxs::of(&view, tag).map_or(Value::Null, |_| json!(qty(0u64))))
 }
 
 /// tephra's own: a transaction's signed preconfirmation, checkable back to

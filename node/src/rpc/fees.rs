@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{
     RpcResult,
-    errors::invalid,
+    errors::{SERVER_ERROR, error, invalid},
     params::{list, parse_tag, parse_u64, resolve},
 };
 use crate::{chain_view::ChainView, format::qty, shared::Shared, view::StoredBlock};
@@ -18,6 +18,13 @@ const FEE_HISTORY_BLOCKS_MAX: u64 = 1024;
 /// The open block's base fee: the price a transaction pays now.
 pub(super) fn gas_price(shared: &Shared) -> RpcResult {
     Ok(json!(qty(shared.view.read().expect("view lock").open_block().params.base_fee_per_gas)))
+}
+
+/// The open block's blob base fee (EIP-4844), as BLOBBASEFEE reads it there.
+pub(super) fn blob_base_fee(shared: &Shared) -> RpcResult {
+    let fee = shared.view.read().expect("view lock").open_block().params.blob_base_fee();
+    fee.map(|fee| json!(qty(fee)))
+        .ok_or_else(|| error(SERVER_ERROR, "blobs are not active on this chain (Cancun)", None))
 }
 
 /// Ordering is first come, first served: a tip buys nothing.

@@ -18,6 +18,7 @@ mod send;
 mod server;
 mod state;
 mod subscriptions;
+mod txpool;
 
 use std::sync::Arc;
 
@@ -44,6 +45,7 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
     register_send(&mut m);
     register_subscriptions(&mut m);
     register_filters(&mut m);
+    register_txpool(&mut m);
     if op_stack {
         register_optimism(&mut m);
     }
@@ -67,6 +69,14 @@ fn register_chain(m: &mut RpcModule<Shared>, chain_id: u64) {
     m.register_method("web3_clientVersion", |_, _, _| -> RpcResult { Ok(json!(CLIENT_VERSION)) }).expect("unique");
     m.register_method("eth_syncing", |_, _, _| -> RpcResult { Ok(json!(false)) }).expect("unique");
     m.register_method("eth_accounts", |_, _, _| -> RpcResult { Ok(json!([])) }).expect("unique");
+    // A sequencer takes no peers: followers derive its chain from L1 or
+    // read it over RPC.
+    m.register_method("net_peerCount", |_, _, _| -> RpcResult { Ok(json!(qty(0u64))) }).expect("unique");
+    m.register_method("web3_sha3", |p, _, _| -> RpcResult {
+        let data: alloy_primitives::Bytes = params::param(&params::list(&p)?, 0, "data")?;
+        Ok(json!(alloy_primitives::keccak256(&data)))
+    })
+    .expect("unique");
     // tephra's own: the address every block signature recovers to.
     m.register_method("tephra_blockSigner", |_, s, _| -> RpcResult { Ok(json!(s.signer_address)) }).expect("unique");
 }
@@ -78,6 +88,16 @@ fn register_blocks_and_txs(m: &mut RpcModule<Shared>) {
     m.register_method("eth_getTransactionByHash", |p, s, _| blocks::transaction_by_hash(&p, s)).expect("unique");
     m.register_method("eth_getTransactionReceipt", |p, s, _| blocks::transaction_receipt(&p, s)).expect("unique");
     m.register_method("eth_getBlockReceipts", |p, s, _| blocks::block_receipts(&p, s)).expect("unique");
+    m.register_method("eth_getBlockTransactionCountByNumber", |p, s, _| blocks::transaction_count(&p, s, false))
+        .expect("unique");
+    m.register_method("eth_getBlockTransactionCountByHash", |p, s, _| blocks::transaction_count(&p, s, true))
+        .expect("unique");
+    m.register_method("eth_getTransactionByBlockNumberAndIndex", |p, s, _| blocks::transaction_at(&p, s, false))
+        .expect("unique");
+    m.register_method("eth_getTransactionByBlockHashAndIndex", |p, s, _| blocks::transaction_at(&p, s, true))
+        .expect("unique");
+    m.register_method("eth_getUncleCountByBlockNumber", |p, s, _| blocks::uncle_count(&p, s, false)).expect("unique");
+    m.register_method("eth_getUncleCountByBlockHash", |p, s, _| blocks::uncle_count(&p, s, true)).expect("unique");
     m.register_method("tephra_getPreconfirmation", |p, s, _| blocks::preconfirmation(&p, s)).expect("unique");
     m.register_method("eth_getLogs", |p, s, _| logs::get_logs(&p, s)).expect("unique");
     m.register_method("debug_getRawBlock", |p, s, _| blocks::raw_block(&p, s)).expect("unique");
@@ -101,6 +121,7 @@ fn register_fees(m: &mut RpcModule<Shared>) {
     m.register_method("eth_gasPrice", |_, s, _| fees::gas_price(s)).expect("unique");
     m.register_method("eth_maxPriorityFeePerGas", |_, _, _| fees::max_priority_fee()).expect("unique");
     m.register_method("eth_feeHistory", |p, s, _| fees::fee_history(&p, s)).expect("unique");
+    m.register_method("eth_blobBaseFee", |_, s, _| fees::blob_base_fee(s)).expect("unique");
 }
 
 fn register_send(m: &mut RpcModule<Shared>) {
@@ -119,6 +140,13 @@ fn register_filters(m: &mut RpcModule<Shared>) {
     m.register_method("eth_getFilterChanges", |p, s, _| filters::filter_changes(&p, s)).expect("unique");
     m.register_method("eth_getFilterLogs", |p, s, _| filters::filter_logs(&p, s)).expect("unique");
     m.register_method("eth_uninstallFilter", |p, s, _| filters::uninstall_filter(&p, s)).expect("unique");
+}
+
+/// geth's txpool namespace: what waits in the pool (not yet preconfirmed).
+fn register_txpool(m: &mut RpcModule<Shared>) {
+    m.register_method("txpool_status", |_, s, _| txpool::status(s)).expect("unique");
+    m.register_method("txpool_content", |_, s, _| txpool::content(s)).expect("unique");
+    m.register_method("txpool_inspect", |_, s, _| txpool::inspect(s)).expect("unique");
 }
 
 fn register_subscriptions(m: &mut RpcModule<Shared>) {

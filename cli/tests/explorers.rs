@@ -1,5 +1,7 @@
-//! Polling filters: the same signed workload on tephra and on anvil (the
-//! reference), and a real ethers event listener across restarts.
+//! What explorers, indexers and event listeners use: polling filters, the
+//! block, transaction and pool methods, each against anvil (the reference)
+//! on the same signed transactions; and a real ethers event listener across
+//! restarts.
 
 mod common;
 
@@ -12,7 +14,7 @@ use std::{
 
 use alloy_consensus::{TxEip1559, TypedTransaction};
 use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, Bytes, TxKind, U256, keccak256};
+use alloy_primitives::{Address, B256, Bytes, TxKind, U256, keccak256};
 use common::TephraNode;
 use serde_json::{Value, json};
 use tephra_exec::dev::DevKey;
@@ -109,7 +111,7 @@ fn next_block(node: &TephraNode, client: &RpcClient) -> u64 {
 
 #[test]
 fn filters_answer_as_anvil_does_on_the_same_transactions() {
-    let node = TephraNode::start("filters-anvil", "");
+    let node = TephraNode::start("explorers-filters", "");
     let tephra = RpcClient::new(node.rpc_url.clone());
     let anvil = Anvil::start(&["--no-mining", "--order", "fifo"]);
     let (creation, token) = token_creation();
@@ -124,8 +126,7 @@ fn filters_answer_as_anvil_does_on_the_same_transactions() {
     // transaction's hash once, in order.
     let pending: Vec<Value> = sides.iter().map(|c| c.rpc("eth_newPendingTransactionFilter", json!([]))).collect();
     let transfers: Vec<String> = (1..=3).map(|nonce| token_transfer(token, nonce)).collect();
-    let hashes: Vec<Value> =
-        transfers.iter().map(|raw| json!(keccak256(hex::decode(&raw[2..]).unwrap()).to_string())).collect();
+    let hashes: Vec<Value> = transfers.iter().map(|raw| json!(keccak_of(raw))).collect();
     send_preconfirmed(&node, &transfers);
     for raw in &transfers {
         anvil.client.rpc("eth_sendRawTransaction", json!([raw]));
@@ -192,9 +193,119 @@ fn filters_answer_as_anvil_does_on_the_same_transactions() {
     }
 }
 
+/// Dev key 1 moving `value` wei to a fixed address at `nonce`.
+fn ether_transfer(nonce: u64, value: u64) -> String {
+    let to = TxKind::Call(Address::with_last_byte(0xb0));
+    let key = DevKey::dev(1);
+    let tx = TypedTransaction::Eip1559(TxEip1559 {
+        chain_id: CHAIN_ID,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 20_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to,
+        value: U256::from(value),
+        ..Default::default()
+    });
+    format!("0x{}", hex::encode(key.sign(tx).encoded_2718()))
+}
+
+/// A transaction object without what differs between the chains: its
+/// block's hash and number, and anvil's `blockTimestamp` (tephra does not
+/// send it yet). The gas price is compared less the block's base fee.
+fn normalised_tx(tx: &Value) -> Value {
+    let mut tx = tx.clone();
+    if let Some(object) = tx.as_object_mut() {
+        for key in ["blockHash", "blockNumber", "blockTimestamp"] {
+            object.remove(key);
+        }
+    }
+    tx
+}
+
+/// The txpool's answers with addresses in one case: geth (and tephra)
+/// checksum them, anvil writes them in lower case.
+fn lower_case(value: &Value) -> Value {
+    serde_json::from_str(&value.to_string().to_lowercase()).unwrap()
+}
+
+#[test]
+fn block_transaction_and_pool_methods_answer_as_anvil_does() {
+    let node = TephraNode::start("explorers-methods", "");
+    let tephra = RpcClient::new(node.rpc_url.clone());
+    let anvil = Anvil::start(&["--no-mining", "--order", "fifo"]);
+    let sides = [&tephra, &anvil.client];
+    next_block(&node, &tephra);
+    let transfers: Vec<String> = (0..3).map(|nonce| ether_transfer(nonce, 1_000 + nonce)).collect();
+    send_preconfirmed(&node, &transfers);
+    send_mined(&anvil.client, &transfers);
+    // Preconfirmed: its block number is known, its block sealed soon.
+    let tephra_block =
+        common::quantity(&tephra.rpc("eth_getTransactionByHash", json!([keccak_of(&transfers[0])]))["blockNumber"]);
+    node.wait_for_block(tephra_block);
+    let numbers = [tephra_block, head(&anvil.client)];
+
+    for (side, number) in sides.iter().zip(numbers) {
+        let hash = block_hash(side, number);
+        let tag = json!(format!("{number:#x}"));
+        assert_eq!(side.rpc("eth_getBlockTransactionCountByNumber", json!([tag])), "0x3");
+        assert_eq!(side.rpc("eth_getBlockTransactionCountByHash", json!([hash])), "0x3");
+        assert_eq!(side.rpc("eth_getUncleCountByBlockNumber", json!([tag])), "0x0");
+        assert_eq!(side.rpc("eth_getUncleCountByBlockHash", json!([hash])), "0x0");
+        assert_eq!(side.rpc("eth_getTransactionByBlockNumberAndIndex", json!([tag, "0x3"])), Value::Null);
+        assert_eq!(side.rpc("eth_getTransactionByBlockHashAndIndex", json!([hash, "0x7"])), Value::Null);
+    }
+    let at = |side: &RpcClient, number: u64, index: u64| {
+        let by_number =
+            side.rpc("eth_getTransactionByBlockNumberAndIndex", json!([format!("{number:#x}"), format!("{index:#x}")]));
+        let by_hash =
+            side.rpc("eth_getTransactionByBlockHashAndIndex", json!([block_hash(side, number), format!("{index:#x}")]));
+        assert_eq!(by_number, by_hash);
+        // The price paid is the block's base fee, each chain's own, plus the
+        // tip, which must agree.
+        let base_fee =
+            side.rpc("eth_getBlockByNumber", json!([format!("{number:#x}"), false]))["baseFeePerGas"].clone();
+        let mut tx = normalised_tx(&by_number);
+        tx["gasPrice"] = json!(common::quantity(&tx["gasPrice"]) - common::quantity(&base_fee));
+        tx
+    };
+    for index in 0..3 {
+        assert_eq!(at(&tephra, numbers[0], index), at(&anvil.client, numbers[1], index), "transaction {index}");
+    }
+    // A block this node does not have: geth's null (anvil answers an error).
+    let unknown = json!(format!("{:#x}", numbers[0] + 1_000_000));
+    assert_eq!(tephra.rpc("eth_getBlockTransactionCountByNumber", json!([unknown])), Value::Null);
+    assert_eq!(tephra.rpc("eth_getUncleCountByBlockHash", json!([B256::ZERO])), Value::Null);
+
+    // The pool: a transaction behind a nonce gap waits, queued, on both.
+    let gapped = ether_transfer(5, 7);
+    for side in sides {
+        side.rpc("eth_sendRawTransaction", json!([gapped]));
+    }
+    let pools: Vec<[Value; 3]> = sides
+        .iter()
+        .map(|side| {
+            ["txpool_status", "txpool_content", "txpool_inspect"].map(|method| lower_case(&side.rpc(method, json!([]))))
+        })
+        .collect();
+    assert_eq!(pools[0][0], json!({"pending": "0x0", "queued": "0x1"}));
+    assert_eq!(pools[0], pools[1]);
+
+    for side in sides {
+        assert_eq!(side.rpc("web3_sha3", json!(["0x68656c6c6f"])), json!(keccak256("hello")));
+        assert_eq!(side.rpc("eth_blobBaseFee", json!([])), "0x1");
+    }
+    // anvil has no peers to count and no net_peerCount; a sequencer has none either.
+    assert_eq!(tephra.rpc("net_peerCount", json!([])), "0x0");
+}
+
+fn keccak_of(raw: &str) -> String {
+    keccak256(hex::decode(&raw[2..]).unwrap()).to_string()
+}
+
 #[test]
 fn filters_are_bounded_per_client_and_expire() {
-    let node = TephraNode::start("filters-bounds", "[rpc]\nfilters_per_client_max = 2\nfilter_idle_timeout_s = 1\n");
+    let node = TephraNode::start("explorers-bounds", "[rpc]\nfilters_per_client_max = 2\nfilter_idle_timeout_s = 1\n");
     let kept = node.rpc("eth_newBlockFilter", json!([]));
     node.rpc("eth_newBlockFilter", json!([]));
     let refused = node.call("eth_newBlockFilter", json!([])).unwrap_err();
@@ -206,8 +317,9 @@ fn filters_are_bounded_per_client_and_expire() {
         node.rpc("eth_getFilterChanges", json!([kept]));
     }
     node.rpc("eth_newBlockFilter", json!([]));
-    let bad = node.call("eth_newFilter", json!([{"blockHash": format!("{:#x}", U256::ZERO)}])).unwrap_err();
+    let bad = node.call("eth_newFilter", json!([{"blockHash": B256::ZERO}])).unwrap_err();
     assert_eq!(bad["code"], -32602, "{bad}");
+    assert!(bad["message"].as_str().unwrap().contains("blockHash is for eth_getLogs"), "{bad}");
     let bad = node.call("eth_newFilter", json!([{"topics": [[], [], [], [], []]}])).unwrap_err();
     assert_eq!(bad["code"], -32602, "{bad}");
 }
@@ -266,9 +378,13 @@ impl Drop for Listener {
 #[test]
 fn an_ethers_listener_hears_every_transfer_once_across_a_restart_and_a_kill_9() {
     const TRANSFERS: usize = 10_000;
-    let mut node = TephraNode::start("filters-ethers", "");
+    let mut node = TephraNode::start("explorers-ethers", "");
     let (creation, token) = token_creation();
-    send_preconfirmed(&node, &[creation]);
+    send_preconfirmed(&node, std::slice::from_ref(&creation));
+    // Sealed before the listener starts: a filter hears the blocks sealed
+    // after it, and the mint's is not one of them.
+    let created = node.rpc("eth_getTransactionByHash", json!([keccak_of(&creation)]));
+    node.wait_for_block(common::quantity(&created["blockNumber"]));
     let listener = Listener::start(&node, token, TRANSFERS);
     let transfers: Vec<String> = (1..=TRANSFERS as u64).map(|nonce| token_transfer(token, nonce)).collect();
     let (first, rest) = transfers.split_at(3_000);
