@@ -30,13 +30,75 @@ impl AccountFields {
     /// As revm loads an account: its code is loaded by hash when it runs
     /// (most loads only move value: fee vaults, senders, recipients).
     pub(crate) fn info(self) -> AccountInfo {
+        // Every field named: `AccountInfo::default()` clones a process-wide
+        // static, whose reference count all threads would share.
         AccountInfo {
             balance: self.balance,
             nonce: self.nonce,
             code_hash: self.code_hash,
             code: None,
-            ..Default::default()
+            account_id: None,
         }
+    }
+}
+
+/// An account as it was before a block wrote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountBefore {
+    pub nonce: u64,
+    pub balance: U256,
+    pub code_hash: B256,
+}
+
+impl From<AccountFields> for AccountBefore {
+    fn from(fields: AccountFields) -> Self {
+        Self { nonce: fields.nonce, balance: fields.balance, code_hash: fields.code_hash }
+    }
+}
+
+/// An account's storage as it was before a block wrote it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StorageBeforeBlock {
+    /// The block cleared, replaced or removed the whole storage: `slots` are
+    /// then every non-zero slot it had, and any other was zero.
+    pub wiped: bool,
+    /// Each slot's old value (zero included), by slot.
+    pub slots: Vec<(U256, U256)>,
+}
+
+/// What one block overwrote, each key as it was before the block: its
+/// reverse changes, from which the state at any earlier block is read back
+/// (`StateDb::take_block_changes`). Sorted by address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockChanges {
+    /// Each account the block wrote; `None`: it did not exist.
+    pub accounts: Vec<(Address, Option<AccountBefore>)>,
+    pub storage: Vec<(Address, StorageBeforeBlock)>,
+}
+
+impl BlockChanges {
+    /// `address` before the block, if the block wrote it (`Some(None)`: it
+    /// did not exist). The state at block N is read back by asking the
+    /// blocks after N in order: the first that wrote a key has its value.
+    pub fn account(&self, address: &Address) -> Option<Option<AccountBefore>> {
+        let at = self.accounts.binary_search_by_key(address, |(a, _)| *a).ok()?;
+        Some(self.accounts[at].1)
+    }
+
+    /// `slot` of `address` before the block, if the block wrote it, or
+    /// wiped the storage, or made the account.
+    pub fn slot(&self, address: &Address, slot: U256) -> Option<U256> {
+        if let Ok(at) = self.storage.binary_search_by_key(address, |(a, _)| *a) {
+            let before = &self.storage[at].1;
+            if let Ok(i) = before.slots.binary_search_by_key(&slot, |(s, _)| *s) {
+                return Some(before.slots[i].1);
+            }
+            if before.wiped {
+                return Some(U256::ZERO);
+            }
+        }
+        // Made in the block: it had no storage.
+        matches!(self.account(address), Some(None)).then_some(U256::ZERO)
     }
 }
 
@@ -72,6 +134,22 @@ pub(crate) struct PreImages {
 impl PreImages {
     pub(crate) fn keep(&mut self) {
         self.keeping = true;
+    }
+
+    pub(crate) fn keeping(&self) -> bool {
+        self.keeping
+    }
+
+    /// Moves what was kept into `out` (as a block's reverse changes) and
+    /// stops keeping.
+    pub(crate) fn drain_into(&mut self, out: &mut BlockChanges) {
+        self.keeping = false;
+        out.accounts.extend(self.accounts.drain().map(|(address, before)| (address, before.map(AccountBefore::from))));
+        out.storage.extend(self.storage.drain().map(|(address, before)| {
+            let mut slots: Vec<(U256, U256)> = before.slots.into_iter().collect();
+            slots.sort_unstable();
+            (address, StorageBeforeBlock { wiped: before.whole, slots })
+        }));
     }
 
     /// The window is over: what was kept is dropped (its allocation stays).

@@ -22,7 +22,7 @@ use tephra_types::limits::BLOCK_HASH_HISTORY;
 
 use crate::{
     commitment::{AccountChange, AccountLeaf, Commitment, StateDiff},
-    durable::{AccountFields, Before, PreImages},
+    durable::{AccountFields, Before, BlockChanges, PreImages},
 };
 
 /// One account as stored.
@@ -159,11 +159,35 @@ pub(crate) struct Partition {
     dirty: Vec<Address>,
     /// While a mini-block is not yet durable: what its writes overwrote.
     pre_images: PreImages,
+    /// While a block is open, with history kept: what its writes overwrote.
+    block_before: PreImages,
 }
 
 impl Partition {
+    fn keeping(&self) -> bool {
+        self.pre_images.keeping() || self.block_before.keeping()
+    }
+
+    /// Keeps `address` as it is, before a write, where old values are kept.
+    fn keep_account(&mut self, address: Address) {
+        if self.keeping() {
+            let now = self.accounts.get(&address).map(Account::fields);
+            self.pre_images.account(address, || now);
+            self.block_before.account(address, || now);
+        }
+    }
+
+    /// Keeps `slot` of `address` as it is, before a write.
+    fn keep_slot(&mut self, address: Address, slot: U256) {
+        if self.keeping() {
+            let now = self.accounts.get(&address).and_then(|account| account.storage.get(&slot)).copied();
+            self.pre_images.slot(address, slot, || now.unwrap_or_default());
+            self.block_before.slot(address, slot, || now.unwrap_or_default());
+        }
+    }
+
     fn touch(&mut self, address: Address) -> &mut Account {
-        self.pre_images.account(address, || self.accounts.get(&address).map(Account::fields));
+        self.keep_account(address);
         let account = self.accounts.entry(address).or_insert_with(|| Account::new(address));
         if !account.dirty {
             account.dirty = true;
@@ -189,9 +213,13 @@ impl Partition {
 
     /// Keeps the account and all its storage as they are, if keeping.
     fn keep_whole(&mut self, address: Address) {
-        let now = self.accounts.get(&address);
-        self.pre_images.account(address, || now.map(Account::fields));
-        self.pre_images.whole_storage(address, now.map(|account| &account.storage));
+        if !self.keeping() {
+            return;
+        }
+        self.keep_account(address);
+        let now = self.accounts.get(&address).map(|account| &account.storage);
+        self.pre_images.whole_storage(address, now);
+        self.block_before.whole_storage(address, now);
     }
 
     /// The account part of `StateDb::apply`; code is stored by the caller.
@@ -209,8 +237,7 @@ impl Partition {
             self.keep_whole(address);
         }
         for (slot, _) in changed.clone() {
-            let now = || self.accounts.get(&address).and_then(|account| account.storage.get(slot)).copied();
-            self.pre_images.slot(address, *slot, || now().unwrap_or_default());
+            self.keep_slot(address, *slot);
         }
         let account = self.touch(address);
         if clear_storage {
@@ -474,6 +501,24 @@ impl StateDb {
         self.partitions.iter_mut().for_each(|partition| partition.pre_images.release());
     }
 
+    /// From now on, until `take_block_changes`, every write keeps what it
+    /// overwrites for the block's history (its reverse changes).
+    pub fn keep_block_changes(&mut self) {
+        self.partitions.iter_mut().for_each(|partition| partition.block_before.keep());
+    }
+
+    /// What the writes since `keep_block_changes` overwrote, each key once,
+    /// as it was before the first of them; keeping stops.
+    pub fn take_block_changes(&mut self) -> BlockChanges {
+        let mut changes = BlockChanges::default();
+        for partition in &mut self.partitions {
+            partition.block_before.drain_into(&mut changes);
+        }
+        changes.accounts.sort_unstable_by_key(|(address, _)| *address);
+        changes.storage.sort_unstable_by_key(|(address, _)| *address);
+        changes
+    }
+
     /// Reads of the state as the last durable write left it.
     pub fn durable(&self) -> DurableState<'_> {
         DurableState { state: self }
@@ -605,6 +650,7 @@ mod tests {
     use revm::state::EvmStorageSlot;
 
     use super::*;
+    use crate::durable::AccountBefore;
 
     #[derive(Clone, Debug)]
     enum Op {
@@ -662,6 +708,50 @@ mod tests {
             }
             Op::SelfDestruct(a) => state.apply(address(a), &change(state, address(a), EvmAccount::mark_selfdestruct)),
             Op::Root => {}
+        }
+    }
+
+    proptest! {
+        /// Each block's reverse changes, asked in order after block k, read
+        /// back the state at block k from the state now, with mini-blocks'
+        /// durable-read windows opened and released inside the blocks.
+        #[test]
+        fn block_changes_read_back_every_earlier_state(
+            blocks in proptest::collection::vec(proptest::collection::vec(op(), 0..20), 1..6),
+        ) {
+            let mut state = StateDb::default();
+            state.set_spec(SpecId::PRAGUE);
+            let mut states = vec![state.clone()];
+            let mut changes = Vec::new();
+            for ops in &blocks {
+                state.keep_block_changes();
+                for (i, mini_block) in ops.chunks(3).enumerate() {
+                    if i % 2 == 0 {
+                        state.keep_pre_images();
+                    }
+                    mini_block.iter().for_each(|op| apply(&mut state, op));
+                    state.release_pre_images();
+                }
+                changes.push(state.take_block_changes());
+                states.push(state.clone());
+            }
+            for (k, then) in states.iter().enumerate() {
+                let after = &changes[k..];
+                for a in 0..12 {
+                    let address = address(a);
+                    let account = after.iter().find_map(|c| c.account(&address)).unwrap_or_else(|| {
+                        state.account(&address).map(|account| AccountBefore::from(account.fields()))
+                    });
+                    prop_assert_eq!(account, then.account(&address).map(|account| AccountBefore::from(account.fields())));
+                    for slot in (0..6).chain([7]).map(U256::from) {
+                        let value = after
+                            .iter()
+                            .find_map(|c| c.slot(&address, slot))
+                            .unwrap_or_else(|| state.storage_at(&address, slot));
+                        prop_assert_eq!(value, then.storage_at(&address, slot), "block {} {} slot {}", k, address, slot);
+                    }
+                }
+            }
         }
     }
 

@@ -253,7 +253,8 @@ impl Database for ShardDb<'_> {
             nonce: v.nonce,
             code_hash: v.code_hash,
             code: self.code(&v.code_hash),
-            ..Default::default()
+            // Not `..Default::default()`: it clones a process-wide static.
+            account_id: None,
         }))
     }
 
