@@ -1,0 +1,148 @@
+//! The store against the state it records: blocks of random writes on an
+//! exec `StateDb`, each block's reverse changes appended; the state at every
+//! earlier block read back through the store equals a copy taken then,
+//! across a reopen, a truncation and pruning.
+
+use alloy_primitives::{Address, U256, map::AddressMap};
+use proptest::prelude::*;
+use revm::{
+    DatabaseCommit, DatabaseRef,
+    primitives::hardfork::SpecId,
+    state::{Account as EvmAccount, EvmStorageSlot},
+};
+use tephra_exec::{AccountBefore, StateDb};
+use tephra_history::{HistoryError, HistoryStore, Stored};
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// Account `a` writes slot `s` to `v` (0: removes it).
+    Store(u8, u8, u8),
+    Credit(u8, u8),
+    /// Account `a` is made afresh: its storage starts from empty.
+    Create(u8),
+    SelfDestruct(u8),
+}
+
+fn address(a: u8) -> Address {
+    Address::with_last_byte(a % 8)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (any::<u8>(), 0u8..5, 0u8..4).prop_map(|(a, s, v)| Op::Store(a, s, v)),
+        3 => (any::<u8>(), 1u8..).prop_map(|(a, v)| Op::Credit(a, v)),
+        1 => any::<u8>().prop_map(Op::Create),
+        1 => any::<u8>().prop_map(Op::SelfDestruct),
+    ]
+}
+
+fn commit(state: &mut StateDb, address: Address, edit: impl FnOnce(&mut EvmAccount)) {
+    let mut change = EvmAccount::from(state.basic_ref(address).unwrap().unwrap_or_default());
+    change.mark_touch();
+    edit(&mut change);
+    state.commit(AddressMap::from_iter([(address, change)]));
+}
+
+fn apply(state: &mut StateDb, op: &Op) {
+    match *op {
+        Op::Store(a, s, v) => {
+            let (address, slot) = (address(a), U256::from(s));
+            let old = state.storage_at(&address, slot);
+            commit(state, address, |c| {
+                c.info.nonce += 1;
+                c.storage.insert(slot, EvmStorageSlot::new_changed(old, U256::from(v), 0));
+            });
+        }
+        Op::Credit(a, v) => state.add_balance(address(a), U256::from(v)),
+        Op::Create(a) => commit(state, address(a), |c| {
+            c.mark_created();
+            c.info.nonce = 1;
+            c.storage.insert(U256::from(7), EvmStorageSlot::new_changed(U256::ZERO, U256::from(9), 0));
+        }),
+        Op::SelfDestruct(a) => commit(state, address(a), EvmAccount::mark_selfdestruct),
+    }
+}
+
+fn fields(state: &StateDb, address: &Address) -> Option<AccountBefore> {
+    state.account(address).map(|a| AccountBefore { nonce: a.nonce, balance: a.balance, code_hash: a.code_hash })
+}
+
+/// Every key at block `k` read back through `store` and the state now
+/// equals `then`.
+fn reads_back(store: &HistoryStore, now: &StateDb, k: u64, then: &StateDb) -> Result<(), TestCaseError> {
+    let reader = store.reader().unwrap();
+    for a in 0..8 {
+        let address = address(a);
+        let account = reader.account_after(&address, k).unwrap().unwrap_or_else(|| fields(now, &address));
+        prop_assert_eq!(account, fields(then, &address), "block {} account {}", k, address);
+        for slot in (0..5).chain([7]).map(U256::from) {
+            let value = reader.slot_after(&address, slot, k).unwrap().unwrap_or_else(|| now.storage_at(&address, slot));
+            prop_assert_eq!(value, then.storage_at(&address, slot), "block {} {} slot {}", k, address, slot);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn every_earlier_state_reads_back_through_the_store(
+        blocks in proptest::collection::vec(proptest::collection::vec(op(), 0..16), 1..7),
+        cut in any::<u8>(),
+    ) {
+        let dir = tephra_testkit::fresh_dir("history-store");
+        let path = dir.join("history.redb");
+        let mut state = StateDb::default();
+        state.set_spec(SpecId::PRAGUE);
+        // Block 0 is genesis: the blocks appended are 1..
+        let mut states = vec![state.clone()];
+        {
+            let store = HistoryStore::open(&path).unwrap();
+            for (i, ops) in blocks.iter().enumerate() {
+                state.keep_block_changes();
+                ops.iter().for_each(|op| apply(&mut state, op));
+                store.append(i as u64 + 1, &state.take_block_changes()).unwrap();
+                states.push(state.clone());
+            }
+        }
+        let head = blocks.len() as u64;
+        let store = HistoryStore::open(&path).unwrap();
+        prop_assert_eq!(store.stored().unwrap(), Some(Stored { first: 1, last: head }));
+        for (k, then) in states.iter().enumerate() {
+            reads_back(&store, &state, k as u64, then)?;
+        }
+
+        // Truncated back to block t: the chain as it was then reads back.
+        let t = usize::from(cut) % (blocks.len() + 1);
+        store.truncate_after(t as u64).unwrap();
+        let now = &states[t];
+        for (k, then) in states.iter().enumerate().take(t + 1) {
+            reads_back(&store, now, k as u64, then)?;
+        }
+        // Pruned below p: the blocks from p on still read back.
+        let p = t / 2;
+        store.prune_below(p as u64 + 1, u64::MAX).unwrap();
+        let left = store.stored().unwrap();
+        prop_assert_eq!(left, (p < t).then_some(Stored { first: p as u64 + 1, last: t as u64 }));
+        for (k, then) in states.iter().enumerate().take(t + 1).skip(p) {
+            reads_back(&store, now, k as u64, then)?;
+        }
+    }
+}
+
+#[test]
+fn blocks_are_appended_in_order_only() {
+    let dir = tephra_testkit::fresh_dir("history-order");
+    let store = HistoryStore::open(&dir.join("history.redb")).unwrap();
+    store.append(5, &Default::default()).unwrap();
+    store.append(6, &Default::default()).unwrap();
+    let refused = store.append(8, &Default::default()).unwrap_err();
+    assert!(matches!(refused, HistoryError::NotNext { number: 8, last: 6, .. }), "{refused}");
+    assert_eq!(store.stored().unwrap(), Some(Stored { first: 5, last: 6 }));
+    assert_eq!(store.prune_below(6, 10).unwrap(), 1);
+    assert_eq!(store.truncate_after(2).unwrap(), 1);
+    assert_eq!(store.stored().unwrap(), None);
+    store.append(9, &Default::default()).unwrap();
+    assert_eq!(store.stored().unwrap(), Some(Stored { first: 9, last: 9 }));
+}
