@@ -14,6 +14,7 @@ use crate::{
     chainspec::L2_TO_L1_MESSAGE_PASSER,
     commitment::Commitment,
     deposit::{ExecutedDeposit, execute_deposits},
+    durable::BlockChanges,
     evm::apply_pre_block_system_calls,
     executor::{ExecutedTx, Executor, TxOutcome},
     params::BlockParams,
@@ -58,6 +59,9 @@ pub struct SealedBlock {
     pub transactions: Vec<ExecutedTx>,
     /// An OP Stack block's L1 fee parameters, as its L1-info deposit set them.
     pub l1_block_info: Option<L1BlockInfo>,
+    /// What the block overwrote (its reverse changes), when the state keeps
+    /// them (`StateDb::keep_block_changes`): the state history's input.
+    pub changes: Option<BlockChanges>,
 }
 
 /// An ordered trie root (a block's transactions or receipts root) built as
@@ -286,6 +290,9 @@ impl BlockBuilder {
             deposits: self.deposits,
             transactions: self.transactions,
             l1_block_info: self.l1_block_info,
+            // Everything this block wrote is in: the next block's writes,
+            // from its system calls on, are the next block's.
+            changes: state.take_block_changes(),
         }
     }
 }

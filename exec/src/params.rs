@@ -128,6 +128,26 @@ pub enum OpenBlockError {
 }
 
 impl BlockParams {
+    /// The parameters a sealed block was built with, read back from its
+    /// header: what a call "at" that block runs with.
+    pub fn of_header(chain: &ChainSpec, header: &Header) -> Self {
+        Self {
+            chain_id: chain.chain_id(),
+            spec: chain.spec_at(header.number, header.timestamp),
+            parent_hash: header.parent_hash,
+            number: header.number,
+            timestamp: header.timestamp,
+            beneficiary: header.beneficiary,
+            gas_limit: header.gas_limit,
+            base_fee_per_gas: header.base_fee_per_gas.unwrap_or_default(),
+            prevrandao: header.mix_hash,
+            extra_data: header.extra_data.clone(),
+            excess_blob_gas: header.excess_blob_gas,
+            parent_beacon_block_root: header.parent_beacon_block_root.unwrap_or_default(),
+            op_spec: chain.op_spec_at(header.timestamp),
+        }
+    }
+
     /// The price of a unit of blob gas in this block (EIP-4844's blob base
     /// fee, BLOBBASEFEE); none before Cancun.
     pub fn blob_base_fee(&self) -> Option<u128> {

@@ -22,7 +22,7 @@ use tephra_types::limits::BLOCK_HASH_HISTORY;
 
 use crate::{
     commitment::{AccountChange, AccountLeaf, Commitment, StateDiff},
-    durable::{AccountFields, Before, BlockChanges, PreImages},
+    durable::{AccountBefore, AccountFields, Before, BlockChanges, PreImages},
 };
 
 /// One account as stored.
@@ -501,22 +501,46 @@ impl StateDb {
         self.partitions.iter_mut().for_each(|partition| partition.pre_images.release());
     }
 
-    /// From now on, until `take_block_changes`, every write keeps what it
-    /// overwrites for the block's history (its reverse changes).
+    /// From now on every write keeps what it overwrites, for the history of
+    /// blocks (their reverse changes), taken at each seal.
     pub fn keep_block_changes(&mut self) {
         self.partitions.iter_mut().for_each(|partition| partition.block_before.keep());
     }
 
-    /// What the writes since `keep_block_changes` overwrote, each key once,
-    /// as it was before the first of them; keeping stops.
-    pub fn take_block_changes(&mut self) -> BlockChanges {
+    /// What the writes since the last take (or `keep_block_changes`)
+    /// overwrote, each key once, as it was before the first of them; keeping
+    /// goes on for the next block. `None` when not keeping.
+    pub fn take_block_changes(&mut self) -> Option<BlockChanges> {
+        if !self.partitions.first().is_some_and(|partition| partition.block_before.keeping()) {
+            return None;
+        }
         let mut changes = BlockChanges::default();
         for partition in &mut self.partitions {
             partition.block_before.drain_into(&mut changes);
+            partition.block_before.keep();
         }
         changes.accounts.sort_unstable_by_key(|(address, _)| *address);
         changes.storage.sort_unstable_by_key(|(address, _)| *address);
-        changes
+        Some(changes)
+    }
+
+    /// `address` before the block being built now, if its writes so far
+    /// (since the last `take_block_changes`) wrote it: the newest layer of
+    /// the state history.
+    pub fn open_block_account_before(&self, address: &Address) -> Option<Option<AccountBefore>> {
+        match self.partitions[partition_of(address)].block_before.account_before(address) {
+            Before::Was(before) => Some(before.map(AccountBefore::from)),
+            Before::Unwritten => None,
+        }
+    }
+
+    /// `slot` of `address` before the block being built now, if its writes
+    /// so far wrote it (or wiped or made the account).
+    pub fn open_block_slot_before(&self, address: &Address, slot: U256) -> Option<U256> {
+        match self.partitions[partition_of(address)].block_before.slot_before(address, slot) {
+            Before::Was(value) => Some(value),
+            Before::Unwritten => None,
+        }
     }
 
     /// Reads of the state as the last durable write left it.
@@ -650,7 +674,6 @@ mod tests {
     use revm::state::EvmStorageSlot;
 
     use super::*;
-    use crate::durable::AccountBefore;
 
     #[derive(Clone, Debug)]
     enum Op {
@@ -718,13 +741,14 @@ mod tests {
         #[test]
         fn block_changes_read_back_every_earlier_state(
             blocks in proptest::collection::vec(proptest::collection::vec(op(), 0..20), 1..6),
+            open in proptest::collection::vec(op(), 0..20),
         ) {
             let mut state = StateDb::default();
             state.set_spec(SpecId::PRAGUE);
             let mut states = vec![state.clone()];
             let mut changes = Vec::new();
+            state.keep_block_changes();
             for ops in &blocks {
-                state.keep_block_changes();
                 for (i, mini_block) in ops.chunks(3).enumerate() {
                     if i % 2 == 0 {
                         state.keep_pre_images();
@@ -732,21 +756,26 @@ mod tests {
                     mini_block.iter().for_each(|op| apply(&mut state, op));
                     state.release_pre_images();
                 }
-                changes.push(state.take_block_changes());
+                changes.push(state.take_block_changes().expect("keeping"));
                 states.push(state.clone());
             }
+            // A block being built: its writes so far are the newest layer.
+            open.iter().for_each(|op| apply(&mut state, op));
             for (k, then) in states.iter().enumerate() {
                 let after = &changes[k..];
                 for a in 0..12 {
                     let address = address(a);
-                    let account = after.iter().find_map(|c| c.account(&address)).unwrap_or_else(|| {
-                        state.account(&address).map(|account| AccountBefore::from(account.fields()))
-                    });
+                    let account = after
+                        .iter()
+                        .find_map(|c| c.account(&address))
+                        .or_else(|| state.open_block_account_before(&address))
+                        .unwrap_or_else(|| state.account(&address).map(|account| AccountBefore::from(account.fields())));
                     prop_assert_eq!(account, then.account(&address).map(|account| AccountBefore::from(account.fields())));
                     for slot in (0..6).chain([7]).map(U256::from) {
                         let value = after
                             .iter()
                             .find_map(|c| c.slot(&address, slot))
+                            .or_else(|| state.open_block_slot_before(&address, slot))
                             .unwrap_or_else(|| state.storage_at(&address, slot));
                         prop_assert_eq!(value, then.storage_at(&address, slot), "block {} {} slot {}", k, address, slot);
                     }

@@ -99,10 +99,10 @@ proptest! {
         let mut states = vec![state.clone()];
         {
             let store = HistoryStore::open(&path).unwrap();
+            state.keep_block_changes();
             for (i, ops) in blocks.iter().enumerate() {
-                state.keep_block_changes();
                 ops.iter().for_each(|op| apply(&mut state, op));
-                store.append(i as u64 + 1, &state.take_block_changes()).unwrap();
+                store.append(i as u64 + 1, &state.take_block_changes().expect("keeping")).unwrap();
                 states.push(state.clone());
             }
         }
