@@ -299,6 +299,183 @@ fn block_transaction_and_pool_methods_answer_as_anvil_does() {
     assert_eq!(tephra.rpc("net_peerCount", json!([])), "0x0");
 }
 
+/// A contract's creation from `contracts/NAME.bin` by dev key `key` at `nonce`.
+fn creation(name: &str, key: usize, nonce: u64, constructor: &[u8]) -> (String, Address) {
+    let code = std::fs::read_to_string(common::workspace_root().join(format!("contracts/{name}.bin"))).unwrap();
+    let mut init = hex::decode(code.trim()).unwrap();
+    init.extend_from_slice(constructor);
+    let key = DevKey::dev(key);
+    (signed(&key, nonce, TxKind::Create, init, 3_000_000), key.address().create(nonce))
+}
+
+fn call_tx(key: usize, nonce: u64, to: Address, input: Vec<u8>) -> String {
+    signed(&DevKey::dev(key), nonce, TxKind::Call(to), input, 200_000)
+}
+
+/// Rounds of transactions, each in a block of its own on both chains:
+/// contracts made, ETH and token transfers, mints, storage bumps.
+fn state_rounds() -> (Vec<Vec<String>>, Address, Address) {
+    let supply = U256::from(1_000_000).to_be_bytes::<32>();
+    let (token_creation, token) = creation("Token", 0, 0, &supply);
+    let (counter_creation, counter) = creation("Counter", 0, 1, &[]);
+    let transfer = |nonce: u64, to: u8, value: u64| {
+        let input =
+            abi::calldata("transfer(address,uint256)", &[abi::word(Address::with_last_byte(to)), U256::from(value)]);
+        call_tx(0, nonce, token, input)
+    };
+    let mint = |nonce: u64, to: u8| {
+        let input = abi::calldata("mint(address,uint256)", &[abi::word(Address::with_last_byte(to)), U256::from(50)]);
+        call_tx(3, nonce, token, input)
+    };
+    let bump = |nonce: u64| call_tx(2, nonce, counter, abi::calldata("bump()", &[]));
+    let rounds = vec![
+        vec![token_creation, counter_creation],
+        vec![transfer(2, 0xa1, 10), transfer(3, 0xa2, 20), ether_transfer(0, 1_000), bump(0)],
+        vec![transfer(4, 0xa1, 5), mint(0, 0xa3), ether_transfer(1, 2_000), bump(1), bump(2)],
+        vec![transfer(5, 0xa3, 1), mint(1, 0xa1), ether_transfer(2, 3_000)],
+    ];
+    (rounds, token, counter)
+}
+
+/// Every state read the history serves, at block `at` of `side`: balances
+/// (senders' with the fees they paid up to `at` added back: each chain's
+/// base fee is its own), nonces, code, a storage slot, calls and a gas
+/// estimate.
+fn state_reads(
+    side: &RpcClient,
+    at: u64,
+    token: Address,
+    counter: Address,
+    fees: &dyn Fn(Address) -> U256,
+) -> Vec<Value> {
+    let tag = json!(format!("{at:#x}"));
+    let accounts =
+        [DevKey::dev(0).address(), DevKey::dev(1).address(), DevKey::dev(2).address(), DevKey::dev(3).address()];
+    let others = [Address::with_last_byte(0xb0), token, counter];
+    let mut reads = Vec::new();
+    for address in accounts.iter().chain(&others) {
+        let balance = U256::from_str_radix(
+            side.rpc("eth_getBalance", json!([address, tag])).as_str().unwrap().trim_start_matches("0x"),
+            16,
+        )
+        .unwrap();
+        reads.push(json!({"balance": address, "value": (balance + fees(*address)).to_string()}));
+        reads.push(json!({"nonce": address, "value": side.rpc("eth_getTransactionCount", json!([address, tag]))}));
+        reads.push(json!({"code": address, "value": side.rpc("eth_getCode", json!([address, tag]))}));
+    }
+    reads.push(json!({"count": side.rpc("eth_getStorageAt", json!([counter, "0x0", tag]))}));
+    for holder in [DevKey::dev(0).address(), Address::with_last_byte(0xa1), Address::with_last_byte(0xa3)] {
+        let balance_of = abi::calldata("balanceOf(address)", &[abi::word(holder)]);
+        let call = json!({"to": token, "data": format!("0x{}", hex::encode(balance_of))});
+        reads.push(
+            json!({"balanceOf": holder, "value": side.call("eth_call", json!([call, tag])).unwrap_or_else(|e| e)}),
+        );
+    }
+    let transfer =
+        abi::calldata("transfer(address,uint256)", &[abi::word(Address::with_last_byte(0xa9)), U256::from(1)]);
+    let estimate =
+        json!({"from": DevKey::dev(0).address(), "to": token, "data": format!("0x{}", hex::encode(transfer))});
+    reads.push(json!({"estimate": side.call("eth_estimateGas", json!([estimate, tag])).unwrap_or_else(|e| e)}));
+    reads
+}
+
+/// The fees each sender paid in blocks up to and including `at`, from the
+/// receipts of `hashes` on `side`.
+fn fees_paid(side: &RpcClient, hashes: &[String], at: u64) -> std::collections::HashMap<Address, U256> {
+    let mut fees = std::collections::HashMap::new();
+    for hash in hashes {
+        let receipt = side.rpc("eth_getTransactionReceipt", json!([hash]));
+        if common::quantity(&receipt["blockNumber"]) > at {
+            continue;
+        }
+        let from: Address = serde_json::from_value(receipt["from"].clone()).unwrap();
+        let fee = U256::from(common::quantity(&receipt["gasUsed"]))
+            * U256::from(common::quantity(&receipt["effectiveGasPrice"]));
+        *fees.entry(from).or_insert(U256::ZERO) += fee;
+    }
+    fees
+}
+
+#[test]
+fn state_at_earlier_blocks_answers_as_anvil_does() {
+    let node = TephraNode::start("explorers-history", "");
+    let tephra = RpcClient::new(node.rpc_url.clone());
+    let anvil = Anvil::start(&["--no-mining", "--order", "fifo"]);
+    let (rounds, token, counter) = state_rounds();
+    // The block each chain was at before each round, then after the last.
+    let mut blocks = vec![(next_block(&node, &tephra), head(&anvil.client))];
+    let mut hashes = Vec::new();
+    for round in &rounds {
+        send_preconfirmed(&node, round);
+        send_mined(&anvil.client, round);
+        hashes.extend(round.iter().map(|raw| keccak_of(raw)));
+        let tephra_block =
+            common::quantity(&tephra.rpc("eth_getTransactionByHash", json!([keccak_of(&round[0])]))["blockNumber"]);
+        node.wait_for_block(tephra_block);
+        blocks.push((tephra_block, head(&anvil.client)));
+        next_block(&node, &tephra);
+    }
+    for (round, (at_tephra, at_anvil)) in blocks.iter().enumerate() {
+        let tephra_fees = fees_paid(&tephra, &hashes, *at_tephra);
+        let anvil_fees = fees_paid(&anvil.client, &hashes, *at_anvil);
+        let ours =
+            state_reads(&tephra, *at_tephra, token, counter, &|a| tephra_fees.get(&a).copied().unwrap_or_default());
+        let theirs =
+            state_reads(&anvil.client, *at_anvil, token, counter, &|a| anvil_fees.get(&a).copied().unwrap_or_default());
+        assert_eq!(ours, theirs, "after round {round} (tephra block {at_tephra}, anvil block {at_anvil})");
+    }
+    // The same reads by block hash (EIP-1898), on tephra.
+    let (at, _) = blocks[2];
+    let hash = block_hash(&tephra, at);
+    let by_number = tephra.rpc("eth_getStorageAt", json!([counter, "0x0", format!("{at:#x}")]));
+    assert_eq!(tephra.rpc("eth_getStorageAt", json!([counter, "0x0", {"blockHash": hash}])), by_number);
+    assert_eq!(tephra.rpc("eth_getStorageAt", json!([counter, "0x0", {"blockNumber": format!("{at:#x}")}])), by_number);
+}
+
+#[test]
+fn state_history_survives_a_restart_and_a_kill_9_and_names_its_window() {
+    let mut node = TephraNode::start("explorers-history-restart", "[history]\nblocks_max = 1000\n");
+    let tephra = RpcClient::new(node.rpc_url.clone());
+    let (rounds, token, counter) = state_rounds();
+    let mut blocks = vec![next_block(&node, &tephra)];
+    let mut hashes = Vec::new();
+    for round in &rounds {
+        send_preconfirmed(&node, round);
+        hashes.extend(round.iter().map(|raw| keccak_of(raw)));
+        blocks.push(next_block(&node, &tephra));
+    }
+    let reads = |tephra: &RpcClient| -> Vec<Vec<Value>> {
+        blocks.iter().map(|at| state_reads(tephra, *at, token, counter, &|_| U256::ZERO)).collect()
+    };
+    let before = reads(&tephra);
+    assert_ne!(before[0], before[before.len() - 1], "the rounds changed the state");
+    node.stop();
+    node.spawn();
+    assert_eq!(reads(&tephra), before, "after a restart");
+    node.kill9();
+    node.spawn();
+    assert_eq!(reads(&tephra), before, "after a kill -9");
+    // The history file gone: the next start replays the log from genesis
+    // to fill it again.
+    node.stop();
+    std::fs::remove_file(node.dir.join("data/history.redb")).unwrap();
+    node.spawn();
+    assert_eq!(reads(&tephra), before, "rebuilt from the batch log");
+
+    // Outside the window: an error naming it.
+    let mut small = TephraNode::start("explorers-history-window", "[history]\nblocks_max = 2\n");
+    let client = RpcClient::new(small.rpc_url.clone());
+    let first = next_block(&small, &client);
+    for _ in 0..5 {
+        next_block(&small, &client);
+    }
+    let outside = client.call("eth_getBalance", json!([DevKey::dev(0).address(), format!("{first:#x}")])).unwrap_err();
+    assert!(outside["message"].as_str().unwrap().contains("outside the state history"), "{outside}");
+    let inside = head(&client) - 1;
+    client.rpc("eth_getBalance", json!([DevKey::dev(0).address(), format!("{inside:#x}")]));
+    small.stop();
+}
+
 fn keccak_of(raw: &str) -> String {
     keccak256(hex::decode(&raw[2..]).unwrap()).to_string()
 }

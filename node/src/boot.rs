@@ -53,6 +53,10 @@ impl DataDir {
     pub fn snapshot(&self) -> PathBuf {
         self.0.join("snapshot.bin")
     }
+    /// The state history's store (`history.rs`).
+    pub fn history(&self) -> PathBuf {
+        self.0.join("history.redb")
+    }
     /// The polling filters' journal (`filters.rs`).
     pub fn filters(&self) -> PathBuf {
         self.0.join("filters.jsonl")
@@ -307,16 +311,24 @@ pub fn read_chain(log_dir: &Path) -> Result<tephra_batchlog::Chain, NodeError> {
 }
 
 /// The newest snapshot (`path`, or the one before it) whose block the
-/// chain still holds: a rewind can abandon the block of the newest.
+/// chain still holds (a rewind can abandon the block of the newest), and,
+/// with `not_after`, that is not past that block: replay from it then
+/// re-executes every block after it (the state history's, past its last
+/// stored block).
 pub fn usable_snapshot(
     path: &Path,
     chain: &tephra_batchlog::Chain,
+    not_after: Option<u64>,
 ) -> Result<Option<(tephra_exec::StateDb, snapshot::SnapshotMeta)>, NodeError> {
     for candidate in [path.to_path_buf(), previous_snapshot(path)] {
         if !candidate.exists() {
             continue;
         }
         let (state, meta) = snapshot::load(&candidate)?;
+        if not_after.is_some_and(|last| meta.block_number > last) {
+            tracing::info!(snapshot = %candidate.display(), block = meta.block_number, "snapshot past the state history's last block: not used");
+            continue;
+        }
         if chain.sealed_hash(meta.block_number) == Some(meta.block_hash) {
             return Ok(Some((state, meta)));
         }
@@ -343,5 +355,5 @@ pub fn verify_log(config: &Config) -> Result<replay::Replayed, NodeError> {
     let signer = load_key(config, &data)?;
     let records = read_chain(&data.log())?.records;
     // Verification keeps only what a signature may still refer to.
-    Ok(replay::replay(&chain, records, None, Some(signer.address()), VERIFY_HISTORY_BLOCKS)?)
+    Ok(replay::replay(&chain, records, None, Some(signer.address()), VERIFY_HISTORY_BLOCKS, None)?)
 }

@@ -23,11 +23,12 @@ use std::{
 
 use alloy_consensus::Header;
 use alloy_primitives::{B256, map::B256Map};
-use tephra_exec::{BlockParams, StateDb, Verifier, pool::Pool};
+use tephra_exec::{BlockChanges, BlockParams, StateDb, Verifier, pool::Pool};
 use tephra_hsm::Signature65;
 use tokio::sync::broadcast;
 
 use crate::{
+    history::History,
     metrics::Metrics,
     view::{OpBlockInfo, OpenBlock, StoredBlock, StoredTx, TxLocation},
 };
@@ -68,6 +69,8 @@ pub struct ChainView {
     outlets: Outlets,
     /// An OP Stack chain's batcher: the safe and finalized heads.
     batcher: Option<Arc<crate::batcher::BatcherStatus>>,
+    /// The state history (`[history] enabled`): told each sealed block's changes.
+    history: Option<Arc<History>>,
 }
 
 impl ChainView {
@@ -87,6 +90,7 @@ impl ChainView {
             blocks: VecDeque::new(),
             history_blocks_max: history_blocks_max.max(1),
             batcher: None,
+            history: None,
             tx_index: B256Map::default(),
             open: OpenBlock { params: open.params.clone(), txs: Vec::new(), gas_used: 0, op: open.op.clone() },
             outlets,
@@ -166,6 +170,17 @@ impl ChainView {
         self.batcher = Some(status);
     }
 
+    /// Keeps the state history from here on: the state keeps each block's
+    /// changes, and each seal hands them over.
+    pub fn set_history(&mut self, history: Arc<History>) {
+        self.state.keep_block_changes();
+        self.history = Some(history);
+    }
+
+    pub fn history(&self) -> Option<&Arc<History>> {
+        self.history.as_ref()
+    }
+
     /// Whether the safe and finalized heads are a batcher's.
     pub fn has_batcher(&self) -> bool {
         self.batcher.is_some()
@@ -237,8 +252,13 @@ impl ChainView {
     /// The open block sealed as `header` (whose hash is `hash`): its
     /// transactions become the block's, the oldest block past the history
     /// bound is forgotten, and subscribers hear of it.
-    pub fn seal(&mut self, header: Header, hash: B256) -> Arc<StoredBlock> {
+    /// `changes`: what the block overwrote, when the state keeps them (the
+    /// state history's input).
+    pub fn seal(&mut self, header: Header, hash: B256, changes: Option<BlockChanges>) -> Arc<StoredBlock> {
         assert_eq!(header.number, self.open.params.number, "a block seals the open block");
+        if let (Some(history), Some(changes)) = (&self.history, changes) {
+            history.sealed(header.number, changes);
+        }
         let txs = Arc::new(std::mem::take(&mut self.open.txs));
         let block = Arc::new(StoredBlock { header, hash, txs, signature: None, op: self.open.op.take() });
         // Not indexed again: `index_open` put each transaction where the
@@ -262,6 +282,13 @@ impl ChainView {
             std::mem::take(&mut self.blocks).into_iter().filter(|b| b.header.number > number).collect();
         let open_txs = std::mem::take(&mut self.open.txs);
         self.state = state;
+        if let Some(history) = &self.history {
+            // The kept blocks' changes are stored or pending already.
+            if let Err(error) = history.truncate_after(number) {
+                tracing::error!(%error, "state history: the abandoned blocks could not be dropped");
+            }
+            self.state.keep_block_changes();
+        }
         self.tx_index.clear();
         for block in blocks {
             self.index(&block);
@@ -423,7 +450,7 @@ mod tests {
             let receipts = view.open_block().txs.iter().map(|tx| ReceiptRecord::from(&tx.receipt)).collect();
             let header_rlp = Bytes::from(alloy_rlp::encode(&sealed.header));
             records.push(Record::Sealed { number, header_rlp, receipts });
-            let block = view.seal(sealed.header, sealed.hash);
+            let block = view.seal(sealed.header, sealed.hash, sealed.changes);
             records.push(Record::Signed { number, hash: block.hash, signature: [7; 65] });
             assert!(view.sign(number, block.hash, Signature65([7; 65])));
         }
@@ -471,7 +498,7 @@ mod tests {
         assert_same(&mut leader, &mut standby, "standby");
         assert_eq!(heard(&mut leader_heard), heard(&mut standby_heard), "subscribers hear the same");
 
-        let replayed = replay::replay(&chain, records, None, None, HISTORY_BLOCKS).expect("the log replays");
+        let replayed = replay::replay(&chain, records, None, None, HISTORY_BLOCKS, None).expect("the log replays");
         let open = replayed.open.expect("a block is open");
         let open_block = OpenBlock {
             params: open.builder.params().clone(),
@@ -505,7 +532,7 @@ mod tests {
         let abandoned: Vec<B256> = log_chain.abandoned.iter().map(|(_, raw)| keccak256(raw)).collect();
         assert_eq!(abandoned, abandoned_txs, "every abandoned transaction, in order");
         let replayed =
-            replay::replay(&chain, log_chain.records, None, None, HISTORY_BLOCKS).expect("the chain replays");
+            replay::replay(&chain, log_chain.records, None, None, HISTORY_BLOCKS, None).expect("the chain replays");
         assert!(replayed.open.is_none());
         let params = child_params(&chain, &target);
         leader.rewind(replayed.state, replayed.blocks, params.clone());
@@ -514,7 +541,7 @@ mod tests {
         let upto =
             records.iter().position(|r| matches!(r, Record::Signed { number, .. } if *number == target.header.number));
         let kept = records[..=upto.expect("the target was signed")].to_vec();
-        let replayed = replay::replay(&chain, kept, None, None, HISTORY_BLOCKS).expect("the log replays");
+        let replayed = replay::replay(&chain, kept, None, None, HISTORY_BLOCKS, None).expect("the log replays");
         let open = OpenBlock { params, txs: Vec::new(), gas_used: 0, op: None };
         let (outlets, _) = outlets(&chain, &open.params);
         let pool = Pool::new(PoolLimits::default());

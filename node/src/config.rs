@@ -30,6 +30,16 @@ pub struct Config {
     pub ha: HaConfig,
     pub l1: L1Config,
     pub batcher: BatcherConfig,
+    pub history: HistoryConfig,
+}
+
+/// `[history]`: the state history (`src/history.rs`, crate tephra-history).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    pub enabled: bool,
+    /// Blocks kept; 0: every block.
+    pub blocks_max: u64,
 }
 
 /// `[batcher]`: an OP Stack chain's batcher (`src/batcher/`).

@@ -36,6 +36,8 @@ pub enum NodeError {
     #[error(transparent)]
     Filters(#[from] crate::filters::FilterError),
     #[error(transparent)]
+    History(#[from] tephra_history::HistoryError),
+    #[error(transparent)]
     Dataplane(#[from] DataplaneError),
     #[error("data dir {0} is in use by another tephra process")]
     Locked(PathBuf),

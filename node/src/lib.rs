@@ -14,6 +14,7 @@ mod flashblocks;
 mod format;
 pub mod ha;
 mod health;
+mod history;
 mod leadership;
 mod metrics;
 pub mod node;

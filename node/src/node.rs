@@ -17,7 +17,7 @@ use tephra_dataplane::{
     Dataplane,
     topology::{Placement, pin_current_thread},
 };
-use tephra_exec::{BlockBuilder, ChainSpec, Verifier, VerifyRules};
+use tephra_exec::{BlockBuilder, BlockChanges, ChainSpec, Verifier, VerifyRules};
 use tephra_hsm::Signer;
 use tephra_types::rollup::{BlockId, RollupConfig};
 use tokio::sync::broadcast;
@@ -29,6 +29,7 @@ use crate::{
     error::io_error,
     ha::{Ha, Resume, Role, epoch_table},
     health::Health,
+    history::History,
     leadership::{LeadParts, OpenChain, next_block_params, open_sequencer},
     metrics::Metrics,
     op::OpSequencing,
@@ -153,6 +154,33 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     Ok(Running { shared, rpc, rpc_methods, sequencer, dataplane, _lock: lock })
 }
 
+/// The state history (`[history] enabled`), and its last stored block
+/// (0 when empty: genesis has no changes).
+fn open_history(config: &Config, data: &DataDir) -> Result<Option<(Arc<History>, u64)>, NodeError> {
+    if !config.history.enabled {
+        return Ok(None);
+    }
+    let history = History::open(&data.history(), config.history.blocks_max)?;
+    let last = history.stored()?.map_or(0, |stored| stored.last);
+    let history = Arc::new(history);
+    history.spawn_writer().map_err(io_error(Path::new("the state history thread")))?;
+    Ok(Some((history, last)))
+}
+
+/// The history made to end at the replayed head: blocks past it (the log
+/// holds less: a torn tail) dropped, re-executed blocks after its last
+/// stored one appended.
+fn catch_up_history(history: &History, head: u64, changes: Vec<(u64, BlockChanges)>) -> Result<(), NodeError> {
+    history.truncate_after(head)?;
+    let last = history.stored()?.map(|stored| stored.last);
+    for (number, changes) in changes {
+        if last.is_none_or(|last| number > last) {
+            history.append_now(number, &changes)?;
+        }
+    }
+    Ok(())
+}
+
 /// The polling filters the data dir keeps, with new ids from fresh randomness.
 fn open_filters(config: &Config, data: &DataDir) -> Result<crate::filters::Filters, NodeError> {
     let rpc = &config.rpc;
@@ -203,10 +231,13 @@ fn restore(
     let records_count = records.len() as u64;
     let epochs = epoch_table(&records);
     let log_chain = tephra_batchlog::chain_of(records)?;
-    let start = crate::boot::usable_snapshot(&data.snapshot(), &log_chain)?;
+    let history = open_history(config, data)?;
+    // The history's blocks after its last stored one are re-executed.
+    let history_last = history.as_ref().map(|(_, last)| *last);
+    let start = crate::boot::usable_snapshot(&data.snapshot(), &log_chain, history_last)?;
     let from_block = start.as_ref().map_or(0, |(_, meta)| meta.block_number);
     let tephra_batchlog::Chain { records, abandoned, .. } = log_chain;
-    let replayed = replay::replay(chain, records, start, None, config.rpc.history_blocks_max)?;
+    let replayed = replay::replay(chain, records, start, None, config.rpc.history_blocks_max, history_last)?;
     tracing::info!(
         from_snapshot_block = from_block,
         re_executed_blocks = replayed.executed_blocks,
@@ -255,7 +286,12 @@ fn restore(
     let open = OpenBlock { params, txs: open_txs, gas_used, op: open_op };
     let outlets = Outlets { events, metrics, verifier: verifier.clone() };
     let pool = tephra_exec::pool::Pool::new(config.pool.clone());
-    let view = ChainView::restore(state, pool, replayed.blocks, config.rpc.history_blocks_max, open, outlets);
+    let replayed_head = head.header.number;
+    let mut view = ChainView::restore(state, pool, replayed.blocks, config.rpc.history_blocks_max, open, outlets);
+    if let Some((history, _)) = history {
+        catch_up_history(&history, replayed_head, replayed.changes)?;
+        view.set_history(history);
+    }
     let rest = Rest { log, builder, open_logged, epoch, epochs, head: head.header, resume_txs, rebuild };
     Ok((view, verifier, rest))
 }

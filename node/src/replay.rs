@@ -10,8 +10,8 @@ use alloy_primitives::{Address, B256, Bytes, keccak256};
 use alloy_rlp::Decodable;
 use tephra_batchlog::{OpOpenRecord, OpenRecord, ReceiptRecord, Record};
 use tephra_exec::{
-    BlockBuilder, BlockChoice, BlockParams, ChainSpec, ExecutedDeposit, ExecutedTx, SequentialExecutor, StateDb,
-    TxOutcome, VerifiedTx, Verifier, VerifyRules, snapshot::SnapshotMeta,
+    BlockBuilder, BlockChanges, BlockChoice, BlockParams, ChainSpec, ExecutedDeposit, ExecutedTx, SequentialExecutor,
+    StateDb, TxOutcome, VerifiedTx, Verifier, VerifyRules, snapshot::SnapshotMeta,
 };
 use tephra_hsm::{Payload, Signature65};
 use tephra_types::deposit::Deposit;
@@ -52,6 +52,8 @@ pub struct Replayed {
     pub signatures_checked: u64,
     /// The epoch of the log's newest records (0 if no leader of a pair wrote any).
     pub epoch: u64,
+    /// Re-executed blocks' changes, after `replay`'s `changes_after`.
+    pub changes: Vec<(u64, BlockChanges)>,
 }
 
 #[derive(Debug)]
@@ -166,7 +168,9 @@ pub enum Applied {
     Batch {
         first: usize,
     },
-    Sealed(Box<StoredBlock>),
+    /// With the block's changes when it was re-executed on a state that
+    /// keeps them.
+    Sealed(Box<StoredBlock>, Option<BlockChanges>),
     Signed {
         number: u64,
         hash: B256,
@@ -332,20 +336,20 @@ impl<'c> Replayer<'c> {
     ) -> Result<Applied, ReplayError> {
         let header = Header::decode(&mut &header_rlp[..]).map_err(|e| diverged(number, e.to_string()))?;
         let hash = keccak256(header_rlp);
-        let block = match std::mem::replace(&mut self.current, Current::Idle) {
-            Current::History { open, txs } => history_block(self.chain, header, open, txs, receipts)?,
+        let (block, changes) = match std::mem::replace(&mut self.current, Current::Idle) {
+            Current::History { open, txs } => (history_block(self.chain, header, open, txs, receipts)?, None),
             Current::Exec { builder, txs, op } => {
                 let sealed = builder.seal(state);
                 if sealed.hash != hash {
                     return Err(diverged(number, format!("re-executed hash {} , logged {hash}", sealed.hash)));
                 }
                 self.executed_blocks += 1;
-                StoredBlock { header: sealed.header, hash, txs: Arc::new(txs), signature: None, op }
+                (StoredBlock { header: sealed.header, hash, txs: Arc::new(txs), signature: None, op }, sealed.changes)
             }
             Current::Idle => return Err(diverged(number, "a seal outside any block")),
         };
         self.head = block.header.clone();
-        Ok(Applied::Sealed(Box::new(block)))
+        Ok(Applied::Sealed(Box::new(block), changes))
     }
 
     /// A new leader's run: epochs only grow.
@@ -486,13 +490,13 @@ pub fn follow_record(
             let gas_used = replayer.open_builder().map_or(0, |b| b.gas_used());
             view.preconfirm(replayer.open_txs()[first..].to_vec(), gas_used);
         }
-        Applied::Sealed(block) => {
+        Applied::Sealed(block, changes) => {
             debug_assert_eq!(
                 block.txs.len(),
                 view.open_block().txs.len(),
                 "the view preconfirmed what the block holds"
             );
-            return Ok(Followed::Sealed(view.seal(block.header, block.hash)));
+            return Ok(Followed::Sealed(view.seal(block.header, block.hash, changes)));
         }
         Applied::Signed { number, hash, signature } => {
             view.sign(number, hash, signature);
@@ -504,24 +508,36 @@ pub fn follow_record(
 
 /// Replays `records` onto `start` (a snapshot, or genesis when `None`),
 /// keeping the newest `history_blocks_max` blocks. With `signer`, every
-/// signature must recover to it.
+/// signature must recover to it. With `changes_after`, the state keeps
+/// each re-executed block's changes, and those of blocks after that
+/// number are returned (`Replayed::changes`) for the state history.
 pub fn replay(
     chain: &ChainSpec,
     records: Vec<Record>,
     start: Option<(StateDb, SnapshotMeta)>,
     signer: Option<Address>,
     history_blocks_max: usize,
+    changes_after: Option<u64>,
 ) -> Result<Replayed, ReplayError> {
     let (mut state, base_number, base_hash) = starting_state(chain, start);
+    let mut changes = Vec::new();
+    if changes_after.is_some() {
+        state.keep_block_changes();
+    }
     let mut blocks = VecDeque::from([genesis_block(chain)]);
     let mut snapshot_block_seen = base_number == 0;
     let mut signatures_checked = 0;
     let mut replayer = Replayer::new(chain, base_number, chain.genesis_header().clone());
     for record in records {
         match replayer.apply(record, &mut state)? {
-            Applied::Sealed(block) => {
+            Applied::Sealed(block, block_changes) => {
                 // A snapshot carries the block hashes before it; sealing records the rest.
                 snapshot_block_seen |= block.header.number == base_number && block.hash == base_hash;
+                if let (Some(after), Some(block_changes)) = (changes_after, block_changes)
+                    && block.header.number > after
+                {
+                    changes.push((block.header.number, block_changes));
+                }
                 keep(&mut blocks, *block, history_blocks_max);
             }
             Applied::Signed { number, hash, signature } => {
@@ -543,7 +559,7 @@ pub fn replay(
     let executed_blocks = replayer.executed_blocks;
     let epoch = replayer.epoch();
     let open = replayer.finish()?;
-    Ok(Replayed { state, blocks, open, executed_blocks, signatures_checked, epoch })
+    Ok(Replayed { state, blocks, open, executed_blocks, signatures_checked, epoch, changes })
 }
 
 /// The state replay starts from, with its block's number and hash: the

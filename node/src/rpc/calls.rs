@@ -1,33 +1,68 @@
 //! eth_call and eth_estimateGas: a call executed on the preconfirmed state
 //! (what is durable: `StateDb::durable`), never committed.
 
-use jsonrpsee::types::Params;
+use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::json;
-use tephra_exec::{CallOutcome, CallRequest, EstimateError, call};
+use tephra_exec::{BlockParams, CallOutcome, CallRequest, EstimateError, call};
 use tephra_types::Reject;
 
 use super::{
     RpcResult,
-    errors::{halted_error, rejected, revert_error},
-    params::{CallObject, check_state_tag, list, param, parse_tag},
+    errors::{SERVER_ERROR, error, halted_error, rejected, revert_error},
+    params::{CallObject, StateRead, list, param, parse_tag, state_read},
+    state::with_state_at,
 };
 use crate::{format::qty, shared::Shared};
 
 pub(super) fn eth_call(params: &Params<'_>, shared: &Shared) -> RpcResult {
     let p = list(params)?;
     let object: CallObject = param(&p, 0, "transaction")?;
-    let tag = parse_tag(p.get(1))?;
-    let view = shared.view.read().expect("view lock");
-    check_state_tag(&view, tag)?;
+    let read = {
+        let view = shared.view.read().expect("view lock");
+        state_read(&view, parse_tag(p.get(1))?)?
+    };
     let request = object.into_request()?;
-    let outcome = call::call(view.state().durable(), &view.open_block().params, &request);
-    call_result(outcome.map_err(|reject| rejected(&reject))?)
+    call_result(call_at(shared, read, &request)?.map_err(|reject| rejected(&reject))?)
 }
 
 pub(super) fn eth_estimate_gas(params: &Params<'_>, shared: &Shared) -> RpcResult {
     let p = list(params)?;
     let request = param::<CallObject>(&p, 0, "transaction")?.into_request()?;
-    estimate_gas(shared, &request)
+    let read = {
+        let view = shared.view.read().expect("view lock");
+        state_read(&view, parse_tag(p.get(1))?)?
+    };
+    estimate_gas(shared, read, &request)
+}
+
+/// Executes `request` without committing: on the preconfirmed state in the
+/// open block, or on the state after block N in block N's own context
+/// (its header: number, time, base fee, as geth runs a call "at" N).
+fn call_at(
+    shared: &Shared,
+    read: StateRead,
+    request: &CallRequest,
+) -> Result<Result<CallOutcome, Reject>, ErrorObjectOwned> {
+    let view = shared.view.read().expect("view lock");
+    match read {
+        StateRead::Tip => Ok(call::call(view.state().durable(), &view.open_block().params, request)),
+        StateRead::At(n) => {
+            let block = params_of_block(shared, &view, n)?;
+            with_state_at(&view, n, |state| call::call(state, &block, request))
+        }
+    }
+}
+
+/// The parameters block `n` was built with, from its kept header.
+fn params_of_block(
+    shared: &Shared,
+    view: &crate::chain_view::ChainView,
+    n: u64,
+) -> Result<BlockParams, ErrorObjectOwned> {
+    let block = view
+        .block(n)
+        .ok_or_else(|| error(SERVER_ERROR, format!("block {n} is not kept (rpc.history_blocks_max)"), None))?;
+    Ok(BlockParams::of_header(&shared.chain, &block.header))
 }
 
 fn call_result(outcome: CallOutcome) -> RpcResult {
@@ -38,17 +73,27 @@ fn call_result(outcome: CallOutcome) -> RpcResult {
     }
 }
 
-/// Executes `request` on the preconfirmed state without committing.
-fn call_on_view(shared: &Shared, request: &CallRequest) -> Result<CallOutcome, Reject> {
-    let view = shared.view.read().expect("view lock");
-    call::call(view.state().durable(), &view.open_block().params, request)
-}
-
-fn estimate_gas(shared: &Shared, request: &CallRequest) -> RpcResult {
-    let ceiling = call::gas_ceiling(&shared.view.read().expect("view lock").open_block().params, request);
+fn estimate_gas(shared: &Shared, read: StateRead, request: &CallRequest) -> RpcResult {
+    let ceiling = {
+        let view = shared.view.read().expect("view lock");
+        match read {
+            StateRead::Tip => call::gas_ceiling(&view.open_block().params, request),
+            StateRead::At(n) => call::gas_ceiling(&params_of_block(shared, &view, n)?, request),
+        }
+    };
     // Every try reads the view afresh: the sequencer waits for one call at a
-    // time, never for the whole search.
-    match call::estimate_gas(request, ceiling, |attempt| call_on_view(shared, attempt)) {
+    // time, never for the whole search. A history that fails ends the search.
+    let mut failed = None;
+    let estimate = call::estimate_gas(request, ceiling, |attempt| {
+        call_at(shared, read, attempt).unwrap_or_else(|e| {
+            failed = Some(e);
+            Err(Reject::new(tephra_types::RejectCode::Busy, "the state history could not be read"))
+        })
+    });
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    match estimate {
         Ok(gas_limit) => Ok(json!(qty(gas_limit))),
         Err(EstimateError::Rejected(reject)) => Err(rejected(&reject)),
         Err(EstimateError::Reverted(output)) => Err(revert_error(&output)),

@@ -83,18 +83,28 @@ pub(super) fn resolve(view: &ChainView, tag: BlockTag) -> Option<u64> {
     }
 }
 
-/// State reads are served from the preconfirmed tip: tephra keeps no
-/// historical state.
-pub(super) fn check_state_tag(view: &ChainView, tag: BlockTag) -> Result<(), ErrorObjectOwned> {
+/// Where a state read is served from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum StateRead {
+    /// The preconfirmed tip (what is durable).
+    Tip,
+    /// The state after sealed block N, through the state history.
+    At(u64),
+}
+
+/// Where a state read of `tag` is served: the tip for latest and pending
+/// (and for the head itself), an earlier block through the state history.
+/// Without the history, only the tip is kept: safe and finalized without
+/// a batcher (a block or two below the tip) are then served from it.
+pub(super) fn state_read(view: &ChainView, tag: BlockTag) -> Result<StateRead, ErrorObjectOwned> {
+    let history = view.history().is_some();
     match tag {
-        BlockTag::Latest | BlockTag::Pending => Ok(()),
-        // Without a batcher they name the newest signed block, a block or
-        // two below the tip: served from the tip, as always. With one they
-        // lag by L1 blocks: only the tip's state is kept.
-        BlockTag::Safe | BlockTag::Finalized if !view.has_batcher() => Ok(()),
+        BlockTag::Latest | BlockTag::Pending => Ok(StateRead::Tip),
+        BlockTag::Safe | BlockTag::Finalized if !history && !view.has_batcher() => Ok(StateRead::Tip),
         other => match resolve(view, other) {
-            Some(n) if n >= view.head().header.number => Ok(()),
-            Some(n) => Err(error(SERVER_ERROR, format!("state at block {n} is not kept; ask for latest"), None)),
+            Some(n) if n >= view.head().header.number => Ok(StateRead::Tip),
+            Some(n) if history => Ok(StateRead::At(n)),
+            Some(n) => Err(error(SERVER_ERROR, format!("state at block {n} is not kept ([history] is off)"), None)),
             None => Err(error(SERVER_ERROR, "unknown block", None)),
         },
     }

@@ -71,10 +71,10 @@ impl Sequencer {
         self.log.commit()?;
         let rebuilt = |e: crate::error::NodeError| SequencerError::Rewind(e.to_string());
         let log_chain = crate::boot::read_chain(self.log.dir()).map_err(rebuilt)?;
-        let start = crate::boot::usable_snapshot(&self.snapshot_path, &log_chain).map_err(rebuilt)?;
+        let start = crate::boot::usable_snapshot(&self.snapshot_path, &log_chain, None).map_err(rebuilt)?;
         let tephra_batchlog::Chain { records, abandoned, .. } = log_chain;
         let history = self.shared.config.rpc.history_blocks_max;
-        let replayed = crate::replay::replay(&self.shared.chain, records, start, None, history)
+        let replayed = crate::replay::replay(&self.shared.chain, records, start, None, history, None)
             .map_err(|e| SequencerError::Rewind(e.to_string()))?;
         let new_head = replayed.blocks.back().expect("genesis at least");
         if (new_head.header.number, new_head.hash) != (number, hash) || replayed.open.is_some() {

@@ -67,9 +67,9 @@ impl Sequencer {
     fn publish_and_open_next(&mut self, sealed: SealedBlock) -> Result<Arc<StoredBlock>, SequencerError> {
         let shared = self.shared.clone();
         let mut view = shared.view.write().expect("view lock");
-        let SealedBlock { header, hash, transactions, .. } = sealed;
+        let SealedBlock { header, hash, transactions, changes, .. } = sealed;
         self.hasher().free(transactions);
-        let block = view.seal(header, hash);
+        let block = view.seal(header, hash, changes);
         if block.header.number.is_multiple_of(shared.config.block.snapshot_interval_blocks) {
             // Before the next block's system calls touch the state.
             write_snapshot(view.state(), &block, &self.snapshot_path);

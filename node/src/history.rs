@@ -1,0 +1,305 @@
+//! The state history in the node: the one owner of the history store
+//! (`tephra-history`), of the sealed blocks' changes not yet stored, and of
+//! the writer thread (`tephra-history`) that stores and prunes them off the
+//! sequencer's path. Reads of the state at an earlier block go through
+//! `StateAt`, four layers deep, newest last:
+//!
+//! ```text
+//! ChainView::seal ─> sealed(B, changes): pending, under the view's lock ─> writer: store.append (fsync), pop
+//! state at N (view read-locked): store snapshot (blocks ..=S) ─> pending (S+1..=head) ─> the open block's
+//!   writes so far ─> the state now (durable): the first layer that wrote a key after N has its value
+//! ```
+//!
+//! Invariants: pending holds every sealed block above the store's last,
+//! oldest first, without gaps; a block leaves pending only once stored; a
+//! truncation (rewind) and an append never interleave (`write_lock`).
+
+use std::{
+    cell::RefCell,
+    collections::VecDeque,
+    path::Path,
+    sync::{Arc, Condvar, Mutex},
+    thread::JoinHandle,
+};
+
+use alloy_primitives::{Address, B256, U256};
+use revm::{DatabaseRef, bytecode::Bytecode, state::AccountInfo};
+use tephra_exec::{AccountBefore, BlockChanges, StateDb};
+use tephra_history::{HistoryError, HistoryReader, HistoryStore, Stored};
+
+use crate::chain_view::ChainView;
+
+/// At most this many blocks are pruned in one transaction.
+pub const PRUNE_BLOCKS_PER_COMMIT_MAX: u64 = 1024;
+
+/// Sealed blocks waiting for the store, at most (about an hour of 1 s
+/// blocks). Past it the store is not keeping up (its disk failing or
+/// full): the history starts again from the head, older blocks answering
+/// "outside the history", rather than memory growing without end.
+pub const PENDING_BLOCKS_MAX: usize = 4096;
+
+/// The history's owner; see the module comment.
+#[derive(Debug)]
+pub struct History {
+    store: HistoryStore,
+    pending: Mutex<VecDeque<(u64, Arc<BlockChanges>)>>,
+    /// Wakes the writer: something is pending, or it should stop.
+    wake: Condvar,
+    stopping: Mutex<bool>,
+    /// Held across an append and its pop, and across a truncation.
+    write_lock: Mutex<()>,
+    /// The store must be emptied before the next append (pending overflowed).
+    reset: Mutex<bool>,
+    /// Blocks kept; 0: every block.
+    blocks_max: u64,
+}
+
+impl History {
+    pub fn open(path: &Path, blocks_max: u64) -> Result<Self, HistoryError> {
+        Ok(Self {
+            store: HistoryStore::open(path)?,
+            pending: Mutex::new(VecDeque::new()),
+            wake: Condvar::new(),
+            stopping: Mutex::new(false),
+            write_lock: Mutex::new(()),
+            reset: Mutex::new(false),
+            blocks_max,
+        })
+    }
+
+    /// The blocks stored (not those pending).
+    pub fn stored(&self) -> Result<Option<Stored>, HistoryError> {
+        self.store.stored()
+    }
+
+    /// Stores blocks replayed at start, in order, at once.
+    pub fn append_now(&self, number: u64, changes: &BlockChanges) -> Result<(), HistoryError> {
+        let _writing = self.write_lock.lock().expect("history write lock");
+        self.store.append(number, changes)
+    }
+
+    /// Block `number` sealed with `changes`: pending until the writer stores
+    /// it. Called under the view's write lock, so that reads see the block
+    /// and its changes together.
+    pub fn sealed(&self, number: u64, changes: BlockChanges) {
+        let mut pending = self.pending.lock().expect("history pending lock");
+        if pending.len() >= PENDING_BLOCKS_MAX {
+            tracing::error!(number, "state history: the store fell {PENDING_BLOCKS_MAX} blocks behind; starting again");
+            pending.clear();
+            *self.reset.lock().expect("history reset lock") = true;
+        }
+        pending.push_back((number, Arc::new(changes)));
+        self.wake.notify_one();
+    }
+
+    /// Drops every block after `number`, pending or stored (the chain was
+    /// rewound to `number`).
+    pub fn truncate_after(&self, number: u64) -> Result<(), HistoryError> {
+        let _writing = self.write_lock.lock().expect("history write lock");
+        let mut pending = self.pending.lock().expect("history pending lock");
+        pending.retain(|(n, _)| *n <= number);
+        self.store.truncate_after(number).map(drop).inspect_err(|_| {
+            // Abandoned blocks may be left in the store: it is no layer of
+            // the reads until emptied (`window`), which the writer does next.
+            pending.clear();
+            *self.reset.lock().expect("history reset lock") = true;
+        })
+    }
+
+    /// The first block whose state reads back, and whether the store is one
+    /// of the layers: the blocks with changes kept must run without a gap
+    /// up to the head (a store emptied after falling behind, or behind the
+    /// pending blocks, is not used).
+    fn window(stored: Option<Stored>, pending: &[(u64, Arc<BlockChanges>)], head: u64) -> (u64, bool) {
+        let pending_first = pending.first().map(|(n, _)| *n);
+        let covered_from = pending_first.unwrap_or(head + 1);
+        match stored {
+            Some(stored) if stored.last + 1 >= covered_from => (stored.first.saturating_sub(1), true),
+            _ => (covered_from.saturating_sub(1).min(head), false),
+        }
+    }
+
+    /// The state at block `at` (at most the view's head), read through the
+    /// layers. The view must stay read-locked while it is used.
+    pub fn state_at<'a>(&self, view: &'a ChainView, at: u64) -> Result<StateAt<'a>, HistoryWindowError> {
+        let head = view.head().header.number;
+        let (reader, pending) = {
+            let pending = self.pending.lock().expect("history pending lock");
+            // Begun while pending is held: a block the writer stores now is
+            // in the snapshot or still pending (it pops only after storing).
+            let reader = self.store.reader().map_err(HistoryWindowError::Store)?;
+            (reader, pending.iter().cloned().collect::<Vec<_>>())
+        };
+        let (earliest, use_store) = Self::window(reader.stored(), &pending, head);
+        if at < earliest || at > head {
+            return Err(HistoryWindowError::Outside { at, earliest, head });
+        }
+        let reader = use_store.then_some(reader);
+        Ok(StateAt { state: view.state(), view, reader, pending, at, failed: RefCell::new(None) })
+    }
+
+    /// The writer thread: stores pending blocks oldest first, then prunes
+    /// below the window; stops when `stop` is called.
+    pub fn spawn_writer(self: &Arc<Self>) -> std::io::Result<JoinHandle<()>> {
+        let history = self.clone();
+        std::thread::Builder::new().name("tephra-history".into()).spawn(move || history.write_until_stopped())
+    }
+
+    pub fn stop(&self) {
+        *self.stopping.lock().expect("history stop lock") = true;
+        self.wake.notify_all();
+    }
+
+    fn write_until_stopped(&self) {
+        loop {
+            match self.store_next() {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(error) => {
+                    // The store is derived data: the blocks stay pending (and
+                    // are replayed at the next start); reads still see them.
+                    tracing::error!(%error, "state history: a block could not be stored; retrying in 1 s");
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            }
+            let stopping = self.stopping.lock().expect("history stop lock");
+            if *stopping {
+                return;
+            }
+            if self.pending.lock().expect("history pending lock").is_empty() {
+                drop(self.wake.wait_timeout(stopping, std::time::Duration::from_millis(500)));
+            }
+        }
+    }
+
+    /// Stores the oldest pending block, or prunes; whether there was work.
+    fn store_next(&self) -> Result<bool, HistoryError> {
+        let _writing = self.write_lock.lock().expect("history write lock");
+        if std::mem::take(&mut *self.reset.lock().expect("history reset lock")) {
+            self.store.truncate_after(0)?;
+        }
+        let next = self.pending.lock().expect("history pending lock").front().cloned();
+        let Some((number, changes)) = next else { return self.prune() };
+        if self.store.stored()?.is_some_and(|stored| stored.last >= number) {
+            // Stored already (replayed at start): only pop it.
+        } else {
+            self.store.append(number, &changes)?;
+        }
+        let mut pending = self.pending.lock().expect("history pending lock");
+        if pending.front().is_some_and(|(n, _)| *n == number) {
+            pending.pop_front();
+        }
+        Ok(true)
+    }
+
+    /// Prunes blocks below the window (`[history] blocks_max`), a bounded
+    /// number at a time; whether any were.
+    fn prune(&self) -> Result<bool, HistoryError> {
+        let Some(stored) = self.store.stored()? else { return Ok(false) };
+        if self.blocks_max == 0 || stored.last - stored.first < self.blocks_max {
+            return Ok(false);
+        }
+        let below = stored.last + 1 - self.blocks_max;
+        Ok(self.store.prune_below(below, PRUNE_BLOCKS_PER_COMMIT_MAX)? > 0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryWindowError {
+    #[error(
+        "state at block {at} is outside the state history: blocks {earliest}..={head} are kept ([history] blocks_max)"
+    )]
+    Outside { at: u64, earliest: u64, head: u64 },
+    #[error(transparent)]
+    Store(HistoryError),
+}
+
+/// The state at an earlier block; see the module comment. A store error
+/// mid-read is kept (`failed`) and the read answers the current value: the
+/// caller must check `failure` before trusting what it read.
+pub struct StateAt<'a> {
+    state: &'a StateDb,
+    view: &'a ChainView,
+    /// `None`: the store is not a layer (see `History::window`).
+    reader: Option<HistoryReader>,
+    pending: Vec<(u64, Arc<BlockChanges>)>,
+    at: u64,
+    failed: RefCell<Option<HistoryError>>,
+}
+
+impl std::fmt::Debug for StateAt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateAt").field("at", &self.at).finish_non_exhaustive()
+    }
+}
+
+impl StateAt<'_> {
+    /// The store error a read met, if any.
+    pub fn failure(&self) -> Option<HistoryError> {
+        self.failed.borrow_mut().take()
+    }
+
+    fn fail<T>(&self, result: Result<T, HistoryError>) -> Option<T> {
+        result.map_err(|error| *self.failed.borrow_mut() = Some(error)).ok()
+    }
+
+    fn pending_after(&self) -> impl Iterator<Item = &BlockChanges> {
+        self.pending.iter().filter(|(n, _)| *n > self.at).map(|(_, changes)| &**changes)
+    }
+
+    pub fn account(&self, address: &Address) -> Option<AccountBefore> {
+        let stored = self.reader.as_ref().and_then(|r| self.fail(r.account_after(address, self.at))).flatten();
+        stored
+            .or_else(|| self.pending_after().find_map(|changes| changes.account(address)))
+            .or_else(|| self.state.open_block_account_before(address))
+            .unwrap_or_else(|| {
+                let durable = self.state.durable();
+                durable.basic_ref(*address).unwrap_or_else(|never| match never {}).map(|info| AccountBefore {
+                    nonce: info.nonce,
+                    balance: info.balance,
+                    code_hash: info.code_hash,
+                })
+            })
+    }
+
+    pub fn storage(&self, address: &Address, slot: U256) -> U256 {
+        let stored = self.reader.as_ref().and_then(|r| self.fail(r.slot_after(address, slot, self.at))).flatten();
+        stored
+            .or_else(|| self.pending_after().find_map(|changes| changes.slot(address, slot)))
+            .or_else(|| self.state.open_block_slot_before(address, slot))
+            .unwrap_or_else(|| self.state.durable().storage_at(address, slot))
+    }
+
+    pub fn code(&self, address: &Address) -> Bytecode {
+        let hash = self.account(address).map(|a| a.code_hash).unwrap_or_default();
+        self.state.code_by_hash_ref(hash).unwrap_or_else(|never| match never {})
+    }
+}
+
+impl DatabaseRef for StateAt<'_> {
+    type Error = core::convert::Infallible;
+
+    fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        Ok(self.account(&address).map(|a| AccountInfo {
+            balance: a.balance,
+            nonce: a.nonce,
+            code_hash: a.code_hash,
+            code: None,
+            account_id: None,
+        }))
+    }
+
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        self.state.code_by_hash_ref(code_hash)
+    }
+
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        Ok(self.storage(&address, index))
+    }
+
+    fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
+        // BLOCKHASH at block `at` sees the 256 blocks before it.
+        let kept = number < self.at && self.at - number <= 256;
+        Ok(kept.then(|| self.view.block(number).map(|b| b.hash)).flatten().unwrap_or_default())
+    }
+}
