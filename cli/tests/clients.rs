@@ -134,14 +134,15 @@ fn json_rpc_behaves_as_clients_expect() {
     };
     let signature = tephra_hsm::Signature65(signature.try_into().unwrap());
     assert_eq!(tephra_hsm::recover(&signature, payload.signing_hash()), Some(signer));
-    // Pending is the open block; historical state is refused with a clear
-    // error. A block has been signed, so the head is past block 0, and state
-    // at block 0 is behind the preconfirmed tip: rpc/params.rs's check_state_tag
-    // answers geth's generic server error (-32000), naming the block.
+    // Pending is the open block; the state at block 0 (genesis: 10,000 ETH)
+    // comes from the state history; a block not sealed yet is refused with
+    // geth's generic server error (-32000), naming it.
     assert!(node.rpc("eth_getBlockByNumber", json!(["pending", false]))["hash"].is_null());
-    let old = node.call("eth_getBalance", json!([&*DEV_ADDRESS_0, "0x0"])).expect_err("historical state is refused");
-    assert_eq!(old["code"], -32000, "{old}");
-    assert_eq!(old["message"], "state at block 0 is not kept; ask for latest", "{old}");
+    assert_eq!(node.rpc("eth_getBalance", json!([&*DEV_ADDRESS_0, "0x0"])), "0x21e19e0c9bab2400000");
+    let future =
+        node.call("eth_getBalance", json!([&*DEV_ADDRESS_0, "0xffffff"])).expect_err("a future block is refused");
+    assert_eq!(future["code"], -32000, "{future}");
+    assert!(future["message"].as_str().unwrap().starts_with("block 16777215 is not sealed yet"), "{future}");
     // Metrics count what happened.
     let metrics = node.metrics();
     assert!(metrics.contains("tephra_tx_rejected_total{code=\"200\"} 1"), "{metrics}");

@@ -30,7 +30,7 @@ fn row<'a>(table: &'a str, first: &str) -> Vec<&'a str> {
 #[test]
 fn the_defaults_print_every_tile_link_and_core() {
     let table = topology("topology-defaults", None);
-    for tile in ["net", "verify", "rpc", "sequencer", "hasher", "exec", "signer", "certifier"] {
+    for tile in ["net", "verify", "rpc", "sequencer", "hasher", "exec", "signer", "certifier", "history"] {
         assert!(table.lines().any(|line| line.starts_with(&format!("{tile} "))), "{tile}: {table}");
     }
     assert_eq!(row(&table, "exec")[1], "0", "{table}");
@@ -40,6 +40,7 @@ fn the_defaults_print_every_tile_link_and_core() {
         ("verify -> net", "1024 datagrams", "net.egress_ring_depth"),
         ("verify -> sequencer", "16384 transactions", "sequencer.submission_queue_depth"),
         ("sequencer -> signer", "2 blocks", "signer.unsigned_blocks_max"),
+        ("sequencer -> history", "4096 blocks", "history::PENDING_BLOCKS_MAX"),
         ("sequencer -> rpc", "1024 events", "rpc.subscription_buffer_max (next power of 2)"),
     ] {
         let line = table.lines().find(|line| line.starts_with(link) && line.contains(key)).expect(&table);

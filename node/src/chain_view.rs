@@ -414,7 +414,18 @@ mod tests {
     /// logs: blocks of two mini-blocks of transfers, each sealed and signed,
     /// and one more block left open with one mini-block in it.
     fn lead(chain: &ChainSpec) -> (ChainView, broadcast::Receiver<Event>, Vec<Record>) {
+        lead_with(chain, None)
+    }
+
+    /// `lead`, with the state history kept in `history` from genesis.
+    fn lead_with(
+        chain: &ChainSpec,
+        history: Option<Arc<History>>,
+    ) -> (ChainView, broadcast::Receiver<Event>, Vec<Record>) {
         let (mut view, heard) = at_genesis(chain);
+        if let Some(history) = history {
+            view.set_history(history);
+        }
         let mut records = Vec::new();
         let mut nonces = [0u64; 4];
         for number in 1..=SEALED_BLOCKS + 1 {
@@ -455,6 +466,42 @@ mod tests {
             assert!(view.sign(number, block.hash, Signature65([7; 65])));
         }
         unreachable!("the last block is left open")
+    }
+
+    /// The state after each sealed block reads back through each of the
+    /// history's layers: blocks pending (no writer thread here), stored in
+    /// part, stored whole; the open block's writes so far never show.
+    #[test]
+    fn the_state_at_each_block_reads_through_the_store_the_pending_blocks_and_the_open_block() {
+        let chain = ChainSpec::dev();
+        let dir = tephra_testkit::fresh_dir("chain-view-history");
+        let history = Arc::new(History::open(&dir.join("history.redb"), 0).unwrap());
+        let (view, _, _) = lead_with(&chain, Some(history.clone()));
+        let recipient = DevKey::dev(9).address();
+        let genesis_balance = chain.genesis_state().balance(&recipient);
+        // Block b sent six transfers of b wei to the recipient; the open
+        // block holds three more, and a nonce more for each of three senders.
+        let expected = |at: u64| genesis_balance + U256::from((1..=at).map(|b| 6 * b).sum::<u64>());
+        let check = |what: &str| {
+            for at in 0..=SEALED_BLOCKS {
+                let state = history.state_at(&view, at).unwrap();
+                let balance = state.account(&recipient).map(|a| a.balance).unwrap_or_default();
+                assert_eq!(balance, expected(at), "{what}: block {at}");
+                let nonces: u64 = (0..4).map(|k| state.account(&DevKey::dev(k).address()).unwrap().nonce).sum();
+                assert_eq!(nonces, 6 * at, "{what}: block {at}");
+                assert!(state.failure().is_none());
+            }
+        };
+        check("all pending");
+        for _ in 0..2 {
+            assert!(history.store_next().unwrap());
+        }
+        check("two stored, the rest pending");
+        while history.store_next().unwrap() {}
+        check("all stored");
+        assert_eq!(history.stored().unwrap().map(|s| s.last), Some(SEALED_BLOCKS));
+        let outside = history.state_at(&view, SEALED_BLOCKS + 1).unwrap_err();
+        assert!(matches!(outside, crate::history::HistoryWindowError::Outside { .. }), "{outside}");
     }
 
     /// Everything reads can see of a view.

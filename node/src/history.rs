@@ -173,7 +173,7 @@ impl History {
     }
 
     /// Stores the oldest pending block, or prunes; whether there was work.
-    fn store_next(&self) -> Result<bool, HistoryError> {
+    pub(crate) fn store_next(&self) -> Result<bool, HistoryError> {
         let _writing = self.write_lock.lock().expect("history write lock");
         if std::mem::take(&mut *self.reset.lock().expect("history reset lock")) {
             self.store.truncate_after(0)?;

@@ -184,6 +184,18 @@ impl Topology {
                     .into(),
             },
         ];
+        if config.history.enabled {
+            tiles.push(Tile {
+                name: "history",
+                count: 1,
+                on: None,
+                cores: Cores::Any,
+                thread: "tephra-history",
+                what: "the state history: stores each sealed block's changes (history.redb, fsync'd per block), \
+                       prunes below [history] blocks_max"
+                    .into(),
+            });
+        }
         if pair {
             tiles.push(Tile {
                 name: "ha",
@@ -196,7 +208,8 @@ impl Topology {
                     .into(),
             });
         }
-        let links = links_of(config, placement, sequencer);
+        let mut links = links_of(config, placement, sequencer);
+        links.retain(|link| config.history.enabled || link.to != "history");
         Self { tiles, links }
     }
 
@@ -345,6 +358,14 @@ fn links_of(config: &Config, placement: &Placement, sequencer: &'static str) -> 
             depth: 2 * unsigned,
             unit: "reports",
             key: "2 x signer.unsigned_blocks_max",
+        },
+        Link {
+            from: sequencer,
+            to: "history",
+            what: "sealed blocks' changes, pushed at each seal; full: the history starts again from the head",
+            depth: crate::history::PENDING_BLOCKS_MAX,
+            unit: "blocks",
+            key: "history::PENDING_BLOCKS_MAX",
         },
         Link {
             from: "certifier",
@@ -513,7 +534,7 @@ mod tests {
     fn the_defaults_list_every_tile_and_link_with_its_depth() {
         let (_, placement, topology) = placed("");
         let names: Vec<&str> = topology.tiles().iter().map(|tile| tile.name).collect();
-        assert_eq!(names, ["net", "verify", "rpc", "sequencer", "hasher", "exec", "signer", "certifier"]);
+        assert_eq!(names, ["net", "verify", "rpc", "sequencer", "hasher", "exec", "signer", "certifier", "history"]);
         let tile = |name| topology.tile(name).unwrap();
         assert_eq!((tile("net").count, &tile("net").cores), (1, &Cores::Pinned(vec![0])));
         assert_eq!((tile("sequencer").count, &tile("sequencer").cores), (1, &Cores::Pinned(vec![1])));
@@ -542,6 +563,7 @@ mod tests {
                 ("sequencer", "hasher", "sequencer::HASHER_QUEUE_DIFFS_MAX", 1024),
                 ("sequencer", "signer", "signer.unsigned_blocks_max", 2),
                 ("signer", "sequencer", "2 x signer.unsigned_blocks_max", 4),
+                ("sequencer", "history", "history::PENDING_BLOCKS_MAX", 4096),
                 ("certifier", "sequencer", "delegation.rs", 1),
                 ("sequencer", "rpc", "rpc.subscription_buffer_max (next power of 2)", 1024),
                 ("rpc", "clients", "rpc.subscription_buffer_max", 1024),

@@ -102,7 +102,12 @@ pub(super) fn state_read(view: &ChainView, tag: BlockTag) -> Result<StateRead, E
         BlockTag::Latest | BlockTag::Pending => Ok(StateRead::Tip),
         BlockTag::Safe | BlockTag::Finalized if !history && !view.has_batcher() => Ok(StateRead::Tip),
         other => match resolve(view, other) {
-            Some(n) if n >= view.head().header.number => Ok(StateRead::Tip),
+            Some(n) if n == view.head().header.number => Ok(StateRead::Tip),
+            Some(n) if n > view.head().header.number => Err(error(
+                SERVER_ERROR,
+                format!("block {n} is not sealed yet (the head is {}); ask for pending", view.head().header.number),
+                None,
+            )),
             Some(n) if history => Ok(StateRead::At(n)),
             Some(n) => Err(error(SERVER_ERROR, format!("state at block {n} is not kept ([history] is off)"), None)),
             None => Err(error(SERVER_ERROR, "unknown block", None)),
