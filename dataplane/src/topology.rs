@@ -116,6 +116,19 @@ pub fn set_transparent_huge_pages(enabled: bool) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Puts the calling thread in SCHED_IDLE: it runs only on CPU time no
+/// other thread of the machine wants, and yields to any of them at once
+/// (background work beside latency-critical threads).
+#[allow(unsafe_code)]
+pub fn set_current_thread_idle_priority() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` lives across the call.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Whether transparent huge pages are off for this process.
 #[allow(unsafe_code)]
 pub fn transparent_huge_pages_disabled() -> std::io::Result<bool> {
@@ -272,6 +285,21 @@ impl fmt::Display for PlacementTable<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn a_background_thread_runs_at_idle_priority_and_the_caller_does_not() {
+        // SAFETY: sched_getscheduler takes a pid (0: the calling thread) only.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        let before = policy();
+        let background = std::thread::spawn(move || {
+            set_current_thread_idle_priority().unwrap();
+            policy()
+        });
+        assert_eq!(background.join().unwrap(), libc::SCHED_IDLE);
+        assert_eq!(policy(), before, "only the thread that asked");
+        assert_ne!(before, libc::SCHED_IDLE);
+    }
 
     #[test]
     fn transparent_huge_pages_turn_off_and_on_for_the_process() {

@@ -16,6 +16,8 @@
 //! old values; `state::DurableState` reads through them.
 
 use alloy_primitives::{Address, B256, U256, map::AddressMap, map::U256Map};
+
+use crate::state::{STATE_PARTITIONS, partition_of};
 use revm::state::AccountInfo;
 
 /// An account's fields as the state trie and revm see them.
@@ -56,6 +58,12 @@ impl From<AccountFields> for AccountBefore {
     }
 }
 
+impl From<AccountBefore> for AccountFields {
+    fn from(before: AccountBefore) -> Self {
+        Self { nonce: before.nonce, balance: before.balance, code_hash: before.code_hash }
+    }
+}
+
 /// An account's storage as it was before a block wrote it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StorageBeforeBlock {
@@ -68,39 +76,108 @@ pub struct StorageBeforeBlock {
 
 /// What one block overwrote, each key as it was before the block: its
 /// reverse changes, from which the state at any earlier block is read back
-/// (`StateDb::take_block_changes`). Sorted by address.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// (`StateDb::take_block_changes`). Held as the state's partitions kept
+/// them, so that taking them at a seal moves maps and copies nothing; put in
+/// order (`sorted`) only off the sequencer's thread, where they are stored.
+#[derive(Clone, Debug, Default)]
 pub struct BlockChanges {
-    /// Each account the block wrote; `None`: it did not exist.
-    pub accounts: Vec<(Address, Option<AccountBefore>)>,
-    pub storage: Vec<(Address, StorageBeforeBlock)>,
+    /// One per state partition (`partition_of`).
+    parts: Vec<PreImages>,
 }
 
 impl BlockChanges {
+    pub(crate) fn from_partitions(parts: Vec<PreImages>) -> Self {
+        debug_assert_eq!(parts.len(), STATE_PARTITIONS);
+        Self { parts }
+    }
+
+    /// Changes as listed (a stored record read back).
+    pub fn from_parts(
+        accounts: Vec<(Address, Option<AccountBefore>)>,
+        storage: Vec<(Address, StorageBeforeBlock)>,
+    ) -> Self {
+        let mut parts = vec![PreImages::default(); STATE_PARTITIONS];
+        for (address, before) in accounts {
+            parts[partition_of(&address)].accounts.insert(address, before.map(AccountFields::from));
+        }
+        for (address, before) in storage {
+            let slots = before.slots.into_iter().collect();
+            parts[partition_of(&address)].storage.insert(address, StorageBefore { whole: before.wiped, slots });
+        }
+        Self { parts }
+    }
+
+    fn part(&self, address: &Address) -> Option<&PreImages> {
+        self.parts.get(partition_of(address))
+    }
+
     /// `address` before the block, if the block wrote it (`Some(None)`: it
     /// did not exist). The state at block N is read back by asking the
     /// blocks after N in order: the first that wrote a key has its value.
     pub fn account(&self, address: &Address) -> Option<Option<AccountBefore>> {
-        let at = self.accounts.binary_search_by_key(address, |(a, _)| *a).ok()?;
-        Some(self.accounts[at].1)
+        match self.part(address)?.account_before(address) {
+            Before::Was(before) => Some(before.map(AccountBefore::from)),
+            Before::Unwritten => None,
+        }
     }
 
     /// `slot` of `address` before the block, if the block wrote it, or
     /// wiped the storage, or made the account.
     pub fn slot(&self, address: &Address, slot: U256) -> Option<U256> {
-        if let Ok(at) = self.storage.binary_search_by_key(address, |(a, _)| *a) {
-            let before = &self.storage[at].1;
-            if let Ok(i) = before.slots.binary_search_by_key(&slot, |(s, _)| *s) {
-                return Some(before.slots[i].1);
-            }
-            if before.wiped {
-                return Some(U256::ZERO);
-            }
+        match self.part(address)?.slot_before(address, slot) {
+            Before::Was(value) => Some(value),
+            Before::Unwritten => None,
         }
-        // Made in the block: it had no storage.
-        matches!(self.account(address), Some(None)).then_some(U256::ZERO)
+    }
+
+    /// Keys written: accounts and storages.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|part| part.accounts.len() + part.storage.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every account and storage written, each sorted by address (slots by
+    /// slot): the record's order.
+    pub fn sorted(&self) -> SortedChanges {
+        let mut accounts: Vec<_> = self
+            .parts
+            .iter()
+            .flat_map(|part| part.accounts.iter().map(|(address, before)| (*address, before.map(AccountBefore::from))))
+            .collect();
+        accounts.sort_unstable_by_key(|(address, _)| *address);
+        let mut storage: Vec<_> = self
+            .parts
+            .iter()
+            .flat_map(|part| part.storage.iter())
+            .map(|(address, before)| {
+                let mut slots: Vec<(U256, U256)> = before.slots.iter().map(|(s, v)| (*s, *v)).collect();
+                slots.sort_unstable();
+                (*address, StorageBeforeBlock { wiped: before.whole, slots })
+            })
+            .collect();
+        storage.sort_unstable_by_key(|(address, _)| *address);
+        SortedChanges { accounts, storage }
     }
 }
+
+/// A block's changes in order (`BlockChanges::sorted`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SortedChanges {
+    /// Each account written; `None`: it did not exist.
+    pub accounts: Vec<(Address, Option<AccountBefore>)>,
+    pub storage: Vec<(Address, StorageBeforeBlock)>,
+}
+
+impl PartialEq for BlockChanges {
+    fn eq(&self, other: &Self) -> bool {
+        self.sorted() == other.sorted()
+    }
+}
+
+impl Eq for BlockChanges {}
 
 /// What a read of one key finds among the kept old values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,18 +215,6 @@ impl PreImages {
 
     pub(crate) fn keeping(&self) -> bool {
         self.keeping
-    }
-
-    /// Moves what was kept into `out` (as a block's reverse changes) and
-    /// stops keeping.
-    pub(crate) fn drain_into(&mut self, out: &mut BlockChanges) {
-        self.keeping = false;
-        out.accounts.extend(self.accounts.drain().map(|(address, before)| (address, before.map(AccountBefore::from))));
-        out.storage.extend(self.storage.drain().map(|(address, before)| {
-            let mut slots: Vec<(U256, U256)> = before.slots.into_iter().collect();
-            slots.sort_unstable();
-            (address, StorageBeforeBlock { wiped: before.whole, slots })
-        }));
     }
 
     /// The window is over: what was kept is dropped (its allocation stays).

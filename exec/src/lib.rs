@@ -32,7 +32,7 @@ pub use call::{CallOutcome, CallRequest, EstimateError};
 pub use chainspec::ChainSpec;
 pub use commitment::{Commitment, StateDiff};
 pub use deposit::ExecutedDeposit;
-pub use durable::{AccountBefore, BlockChanges, StorageBeforeBlock};
+pub use durable::{AccountBefore, BlockChanges, SortedChanges, StorageBeforeBlock};
 pub use executor::{ExecutedTx, Executor, SequentialExecutor, TxOutcome};
 pub use op_fees::{OpTxFees, op_tx_fees};
 /// op-revm's L1 fee parameters and OP Stack hardforks, for the crates that

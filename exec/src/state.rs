@@ -144,7 +144,7 @@ impl BlockHashes {
 /// parallel commit can write disjoint partitions from several cores.
 pub const STATE_PARTITIONS: usize = 16;
 
-fn partition_of(address: &Address) -> usize {
+pub(crate) fn partition_of(address: &Address) -> usize {
     usize::from(address[19]) % STATE_PARTITIONS
 }
 
@@ -514,14 +514,12 @@ impl StateDb {
         if !self.partitions.first().is_some_and(|partition| partition.block_before.keeping()) {
             return None;
         }
-        let mut changes = BlockChanges::default();
-        for partition in &mut self.partitions {
-            partition.block_before.drain_into(&mut changes);
-            partition.block_before.keep();
-        }
-        changes.accounts.sort_unstable_by_key(|(address, _)| *address);
-        changes.storage.sort_unstable_by_key(|(address, _)| *address);
-        Some(changes)
+        let parts = self.partitions.iter_mut().map(|partition| {
+            let mut next = PreImages::default();
+            next.keep();
+            std::mem::replace(&mut partition.block_before, next)
+        });
+        Some(BlockChanges::from_partitions(parts.collect()))
     }
 
     /// `address` before the block being built now, if its writes so far

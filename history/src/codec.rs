@@ -8,6 +8,8 @@
 //! Integers big-endian. A record that does not decode whole is corrupt.
 
 use alloy_primitives::{Address, B256, U256};
+#[cfg(test)]
+use tephra_exec::SortedChanges;
 use tephra_exec::{AccountBefore, BlockChanges, StorageBeforeBlock};
 
 pub(crate) const ACCOUNT_BYTES: usize = 8 + 32 + 32;
@@ -29,10 +31,14 @@ pub(crate) fn decode_account(bytes: &[u8]) -> Option<AccountBefore> {
     })
 }
 
-pub(crate) fn encode(changes: &BlockChanges) -> Vec<u8> {
+/// The record of `accounts` and `storage`, as `BlockChanges::sorted` lists them.
+pub(crate) fn encode(
+    accounts: &[(Address, Option<AccountBefore>)],
+    storage: &[(Address, StorageBeforeBlock)],
+) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(&(changes.accounts.len() as u64).to_be_bytes());
-    for (address, before) in &changes.accounts {
+    out.extend_from_slice(&(accounts.len() as u64).to_be_bytes());
+    for (address, before) in accounts {
         out.extend_from_slice(address.as_slice());
         match before {
             None => out.push(0),
@@ -42,8 +48,8 @@ pub(crate) fn encode(changes: &BlockChanges) -> Vec<u8> {
             }
         }
     }
-    out.extend_from_slice(&(changes.storage.len() as u64).to_be_bytes());
-    for (address, before) in &changes.storage {
+    out.extend_from_slice(&(storage.len() as u64).to_be_bytes());
+    for (address, before) in storage {
         out.extend_from_slice(address.as_slice());
         out.push(u8::from(before.wiped));
         out.extend_from_slice(&(before.slots.len() as u64).to_be_bytes());
@@ -58,7 +64,7 @@ pub(crate) fn encode(changes: &BlockChanges) -> Vec<u8> {
 /// The record, or `None` if it is not one whole.
 pub(crate) fn decode(bytes: &[u8]) -> Option<BlockChanges> {
     let mut reader = Reader(bytes);
-    let mut changes = BlockChanges::default();
+    let (mut accounts, mut storage) = (Vec::new(), Vec::new());
     for _ in 0..reader.u64()? {
         let address = Address::from_slice(reader.take(20)?);
         let before = match reader.take(1)?[0] {
@@ -66,7 +72,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<BlockChanges> {
             1 => Some(decode_account(reader.take(ACCOUNT_BYTES)?)?),
             _ => return None,
         };
-        changes.accounts.push((address, before));
+        accounts.push((address, before));
     }
     for _ in 0..reader.u64()? {
         let address = Address::from_slice(reader.take(20)?);
@@ -86,9 +92,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<BlockChanges> {
             let slot = U256::from_be_slice(reader.take(32)?);
             slots.push((slot, U256::from_be_slice(reader.take(32)?)));
         }
-        changes.storage.push((address, StorageBeforeBlock { wiped, slots }));
+        storage.push((address, StorageBeforeBlock { wiped, slots }));
     }
-    reader.0.is_empty().then_some(changes)
+    reader.0.is_empty().then(|| BlockChanges::from_parts(accounts, storage))
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -130,18 +136,25 @@ mod tests {
             proptest::collection::vec((any::<[u8; 20]>().prop_map(Address::from), account), 0..5),
             proptest::collection::vec((any::<[u8; 20]>().prop_map(Address::from), storage), 0..5),
         )
-            .prop_map(|(accounts, storage)| BlockChanges { accounts, storage })
+            .prop_map(|(accounts, storage)| {
+                // One entry per address, as a block's changes have.
+                let accounts: std::collections::BTreeMap<_, _> = accounts.into_iter().collect();
+                let storage: std::collections::BTreeMap<_, _> = storage.into_iter().collect();
+                BlockChanges::from_parts(accounts.into_iter().collect(), storage.into_iter().collect())
+            })
     }
 
     proptest! {
         #[test]
         fn a_record_decodes_to_what_was_encoded(changes in changes()) {
-            prop_assert_eq!(decode(&encode(&changes)), Some(changes));
+            let SortedChanges { accounts, storage } = changes.sorted();
+            prop_assert_eq!(decode(&encode(&accounts, &storage)), Some(changes));
         }
 
         #[test]
         fn a_cut_or_lengthened_record_is_refused_not_misread(changes in changes(), cut in any::<usize>(), extra in any::<u8>()) {
-            let bytes = encode(&changes);
+            let SortedChanges { accounts, storage } = changes.sorted();
+            let bytes = encode(&accounts, &storage);
             let at = cut % bytes.len().max(1);
             if at < bytes.len() {
                 prop_assert_eq!(decode(&bytes[..at]), None);

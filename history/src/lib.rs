@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use alloy_primitives::{Address, U256};
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
-use tephra_exec::{AccountBefore, BlockChanges};
+use tephra_exec::{AccountBefore, BlockChanges, SortedChanges};
 
 const ACCOUNTS: TableDefinition<'static, &'static [u8; 28], &'static [u8]> = TableDefinition::new("accounts");
 const SLOTS: TableDefinition<'static, &'static [u8; 60], &'static [u8; 32]> = TableDefinition::new("slots");
@@ -61,10 +61,11 @@ pub struct HistoryStore {
 }
 
 impl HistoryStore {
-    /// Opens the store at `path`, made empty if there is none.
-    pub fn open(path: &Path) -> Result<Self, HistoryError> {
+    /// Opens the store at `path`, made empty if there is none, with a page
+    /// cache of at most `cache_bytes`.
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<Self, HistoryError> {
         let store = |source: redb::Error| HistoryError::Store { path: path.into(), source: Box::new(source) };
-        let db = Database::create(path).map_err(|e| store(e.into()))?;
+        let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(|e| store(e.into()))?;
         let txn = db.begin_write().map_err(|e| store(e.into()))?;
         {
             txn.open_table(ACCOUNTS).map_err(|e| store(e.into()))?;
@@ -87,8 +88,10 @@ impl HistoryStore {
         stored_in(&txn).map_err(|e| self.error(e))
     }
 
-    /// Stores block `number`'s changes; durable when it returns.
-    pub fn append(&self, number: u64, changes: &BlockChanges) -> Result<(), HistoryError> {
+    /// Stores block `number`'s changes; durable when it returns if
+    /// `durable`, else at the next durable commit (a crash before it leaves
+    /// the store as that commit left it: consistent, only shorter).
+    pub fn append(&self, number: u64, changes: &BlockChanges, durable: bool) -> Result<(), HistoryError> {
         let stored = self.stored()?;
         if let Some(Stored { last, .. }) = stored
             && number != last + 1
@@ -96,18 +99,21 @@ impl HistoryStore {
             return Err(HistoryError::NotNext { path: self.path.clone(), number, last });
         }
         let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
-        txn.set_durability(Durability::Immediate).map_err(|e| self.error(redb::Error::from(e)))?;
+        let durability = if durable { Durability::Immediate } else { Durability::None };
+        txn.set_durability(durability).map_err(|e| self.error(redb::Error::from(e)))?;
+        // In key order: the B-tree's inserts land next to one another.
+        let SortedChanges { accounts: changed_accounts, storage: changed_storage } = changes.sorted();
         {
             let mut accounts = txn.open_table(ACCOUNTS).map_err(|e| self.error(e))?;
             let mut slots = txn.open_table(SLOTS).map_err(|e| self.error(e))?;
             let mut wipes = txn.open_table(WIPES).map_err(|e| self.error(e))?;
-            for (address, before) in &changes.accounts {
+            for (address, before) in &changed_accounts {
                 let value = before.as_ref().map(codec::encode_account);
                 accounts
                     .insert(&account_key(address, number), value.as_ref().map_or(&[][..], |v| &v[..]))
                     .map_err(|e| self.error(e))?;
             }
-            for (address, before) in &changes.storage {
+            for (address, before) in &changed_storage {
                 if before.wiped {
                     wipes.insert(&account_key(address, number), ()).map_err(|e| self.error(e))?;
                 }
@@ -118,7 +124,8 @@ impl HistoryStore {
                 }
             }
             let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.error(e))?;
-            blocks.insert(number, codec::encode(changes).as_slice()).map_err(|e| self.error(e))?;
+            let record = codec::encode(&changed_accounts, &changed_storage);
+            blocks.insert(number, record.as_slice()).map_err(|e| self.error(e))?;
             let mut meta = txn.open_table(META).map_err(|e| self.error(e))?;
             if stored.is_none() {
                 meta.insert("first", number).map_err(|e| self.error(e))?;
@@ -170,10 +177,11 @@ impl HistoryStore {
                 let changes = codec::decode(record.value())
                     .ok_or_else(|| HistoryError::Corrupt { path: self.path.clone(), number })?;
                 drop(record);
-                for (address, _) in &changes.accounts {
+                let SortedChanges { accounts: changed_accounts, storage: changed_storage } = changes.sorted();
+                for (address, _) in &changed_accounts {
                     accounts.remove(&account_key(address, number)).map_err(|e| self.error(e))?;
                 }
-                for (address, before) in &changes.storage {
+                for (address, before) in &changed_storage {
                     wipes.remove(&account_key(address, number)).map_err(|e| self.error(e))?;
                     for (slot, _) in &before.slots {
                         slots.remove(&slot_key(address, *slot, number)).map_err(|e| self.error(e))?;

@@ -13,6 +13,8 @@ use revm::{
 use tephra_exec::{AccountBefore, StateDb};
 use tephra_history::{HistoryError, HistoryStore, Stored};
 
+const CACHE_BYTES: usize = 1 << 20;
+
 #[derive(Clone, Debug)]
 enum Op {
     /// Account `a` writes slot `s` to `v` (0: removes it).
@@ -98,16 +100,16 @@ proptest! {
         // Block 0 is genesis: the blocks appended are 1..
         let mut states = vec![state.clone()];
         {
-            let store = HistoryStore::open(&path).unwrap();
+            let store = HistoryStore::open(&path, CACHE_BYTES).unwrap();
             state.keep_block_changes();
             for (i, ops) in blocks.iter().enumerate() {
                 ops.iter().for_each(|op| apply(&mut state, op));
-                store.append(i as u64 + 1, &state.take_block_changes().expect("keeping")).unwrap();
+                store.append(i as u64 + 1, &state.take_block_changes().expect("keeping"), i % 2 == 1).unwrap();
                 states.push(state.clone());
             }
         }
         let head = blocks.len() as u64;
-        let store = HistoryStore::open(&path).unwrap();
+        let store = HistoryStore::open(&path, CACHE_BYTES).unwrap();
         prop_assert_eq!(store.stored().unwrap(), Some(Stored { first: 1, last: head }));
         for (k, then) in states.iter().enumerate() {
             reads_back(&store, &state, k as u64, then)?;
@@ -134,15 +136,15 @@ proptest! {
 #[test]
 fn blocks_are_appended_in_order_only() {
     let dir = tephra_testkit::fresh_dir("history-order");
-    let store = HistoryStore::open(&dir.join("history.redb")).unwrap();
-    store.append(5, &Default::default()).unwrap();
-    store.append(6, &Default::default()).unwrap();
-    let refused = store.append(8, &Default::default()).unwrap_err();
+    let store = HistoryStore::open(&dir.join("history.redb"), CACHE_BYTES).unwrap();
+    store.append(5, &Default::default(), true).unwrap();
+    store.append(6, &Default::default(), true).unwrap();
+    let refused = store.append(8, &Default::default(), true).unwrap_err();
     assert!(matches!(refused, HistoryError::NotNext { number: 8, last: 6, .. }), "{refused}");
     assert_eq!(store.stored().unwrap(), Some(Stored { first: 5, last: 6 }));
     assert_eq!(store.prune_below(6, 10).unwrap(), 1);
     assert_eq!(store.truncate_after(2).unwrap(), 1);
     assert_eq!(store.stored().unwrap(), None);
-    store.append(9, &Default::default()).unwrap();
+    store.append(9, &Default::default(), true).unwrap();
     assert_eq!(store.stored().unwrap(), Some(Stored { first: 9, last: 9 }));
 }

@@ -475,7 +475,7 @@ mod tests {
     fn the_state_at_each_block_reads_through_the_store_the_pending_blocks_and_the_open_block() {
         let chain = ChainSpec::dev();
         let dir = tephra_testkit::fresh_dir("chain-view-history");
-        let history = Arc::new(History::open(&dir.join("history.redb"), 0).unwrap());
+        let history = Arc::new(History::open(&dir.join("history.redb"), 0, 1 << 20).unwrap());
         let (view, _, _) = lead_with(&chain, Some(history.clone()));
         let recipient = DevKey::dev(9).address();
         let genesis_balance = chain.genesis_state().balance(&recipient);

@@ -40,6 +40,8 @@ pub struct HistoryConfig {
     pub enabled: bool,
     /// Blocks kept; 0: every block.
     pub blocks_max: u64,
+    /// The store's page cache, at most.
+    pub cache_bytes: usize,
 }
 
 /// `[batcher]`: an OP Stack chain's batcher (`src/batcher/`).
@@ -423,7 +425,7 @@ impl Config {
     /// the source table while the net tile's limit is on) and each NIC
     /// backend when it starts. `[ha]` rows apply only with `ha.enabled`, as
     /// the rest of `[ha]`.
-    pub fn bounds(&self) -> [(&'static str, u64, RangeInclusive<u64>); 90] {
+    pub fn bounds(&self) -> [(&'static str, u64, RangeInclusive<u64>); 91] {
         let (rpc, udp, net, signer, ha) = (&self.rpc, &self.udp, &self.net, &self.signer, &self.ha);
         let batcher = &self.batcher;
         let highest_core = |cores: &[usize]| cores.iter().max().map_or(0, |&core| core as u64);
@@ -466,6 +468,7 @@ impl Config {
             ),
             ("rpc.send_raw_sync_timeout_ms_max", rpc.send_raw_sync_timeout_ms_max, 0..=SEND_RAW_SYNC_TIMEOUT_MS_MAX),
             ("rpc.history_blocks_max", rpc.history_blocks_max as u64, 1..=HISTORY_BLOCKS_MAX),
+            ("history.cache_bytes", self.history.cache_bytes as u64, HISTORY_CACHE_BYTES_MIN..=HISTORY_CACHE_BYTES_MAX),
             // A channel of no slots panics when the node starts.
             ("rpc.subscription_buffer_max", rpc.subscription_buffer_max.into(), 1..=SUBSCRIPTION_BUFFER_MAX),
             ("rpc.filters_max", rpc.filters_max as u64, 0..=RPC_FILTERS_MAX),

@@ -32,6 +32,12 @@ use crate::chain_view::ChainView;
 /// At most this many blocks are pruned in one transaction.
 pub const PRUNE_BLOCKS_PER_COMMIT_MAX: u64 = 1024;
 
+/// One stored block in this many is committed durably (fsync'd); the rest
+/// are not, so that the store does not contend with the batch log's group
+/// commits on the disk. A crash loses at most these last blocks of the
+/// store, which the next start re-executes from the log.
+pub const DURABLE_EVERY_BLOCKS: u64 = 16;
+
 /// Sealed blocks waiting for the store, at most (about an hour of 1 s
 /// blocks). Past it the store is not keeping up (its disk failing or
 /// full): the history starts again from the head, older blocks answering
@@ -55,9 +61,9 @@ pub struct History {
 }
 
 impl History {
-    pub fn open(path: &Path, blocks_max: u64) -> Result<Self, HistoryError> {
+    pub fn open(path: &Path, blocks_max: u64, cache_bytes: usize) -> Result<Self, HistoryError> {
         Ok(Self {
-            store: HistoryStore::open(path)?,
+            store: HistoryStore::open(path, cache_bytes)?,
             pending: Mutex::new(VecDeque::new()),
             wake: Condvar::new(),
             stopping: Mutex::new(false),
@@ -73,9 +79,9 @@ impl History {
     }
 
     /// Stores blocks replayed at start, in order, at once.
-    pub fn append_now(&self, number: u64, changes: &BlockChanges) -> Result<(), HistoryError> {
+    pub fn append_now(&self, number: u64, changes: &BlockChanges, durable: bool) -> Result<(), HistoryError> {
         let _writing = self.write_lock.lock().expect("history write lock");
-        self.store.append(number, changes)
+        self.store.append(number, changes, durable)
     }
 
     /// Block `number` sealed with `changes`: pending until the writer stores
@@ -151,6 +157,12 @@ impl History {
     }
 
     fn write_until_stopped(&self) {
+        // SCHED_IDLE: the store takes the CPU the sequencer, verify and the
+        // net tile leave, never theirs (its blocks wait in pending, where
+        // reads see them).
+        if let Err(error) = tephra_dataplane::topology::set_current_thread_idle_priority() {
+            tracing::warn!(%error, "state history thread: SCHED_IDLE not set");
+        }
         loop {
             match self.store_next() {
                 Ok(true) => continue,
@@ -183,7 +195,7 @@ impl History {
         if self.store.stored()?.is_some_and(|stored| stored.last >= number) {
             // Stored already (replayed at start): only pop it.
         } else {
-            self.store.append(number, &changes)?;
+            self.store.append(number, &changes, number.is_multiple_of(DURABLE_EVERY_BLOCKS))?;
         }
         let mut pending = self.pending.lock().expect("history pending lock");
         if pending.front().is_some_and(|(n, _)| *n == number) {

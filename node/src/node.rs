@@ -160,7 +160,7 @@ fn open_history(config: &Config, data: &DataDir) -> Result<Option<(Arc<History>,
     if !config.history.enabled {
         return Ok(None);
     }
-    let history = History::open(&data.history(), config.history.blocks_max)?;
+    let history = History::open(&data.history(), config.history.blocks_max, config.history.cache_bytes)?;
     let last = history.stored()?.map_or(0, |stored| stored.last);
     let history = Arc::new(history);
     history.spawn_writer().map_err(io_error(Path::new("the state history thread")))?;
@@ -173,9 +173,10 @@ fn open_history(config: &Config, data: &DataDir) -> Result<Option<(Arc<History>,
 fn catch_up_history(history: &History, head: u64, changes: Vec<(u64, BlockChanges)>) -> Result<(), NodeError> {
     history.truncate_after(head)?;
     let last = history.stored()?.map(|stored| stored.last);
+    let newest = changes.last().map(|(number, _)| *number);
     for (number, changes) in changes {
         if last.is_none_or(|last| number > last) {
-            history.append_now(number, &changes)?;
+            history.append_now(number, &changes, Some(number) == newest)?;
         }
     }
     Ok(())

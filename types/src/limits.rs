@@ -163,6 +163,14 @@ pub const RPC_FILTER_IDLE_TIMEOUT_S_MAX: u64 = 86_400;
 /// eth_getLogs's are.
 pub const RPC_FILTER_CHANGES_MAX: u64 = GET_LOGS_RESULTS_MAX;
 
+// [history]
+
+/// `history.cache_bytes`: redb's page cache for the state history; below a
+/// megabyte every lookup reads the disk, above 16 GiB it holds memory the
+/// node's state needs.
+pub const HISTORY_CACHE_BYTES_MIN: u64 = 1 << 20;
+pub const HISTORY_CACHE_BYTES_MAX: u64 = 16 << 30;
+
 // [udp]
 
 /// `udp.inflight_datagrams_max`: each datagram being answered holds a packet
