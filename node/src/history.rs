@@ -5,7 +5,8 @@
 //! `StateAt`, four layers deep, newest last:
 //!
 //! ```text
-//! ChainView::seal ─> sealed(B, changes): pending, under the view's lock ─> writer: store.append (fsync), pop
+//! ChainView::seal ─> sealed(B, changes): pending, under the view's lock ─> writer (SCHED_IDLE): store.append, pop
+//!   (one block in DURABLE_EVERY_BLOCKS fsync'd; a crash loses at most those, re-executed at the next start)
 //! state at N (view read-locked): store snapshot (blocks ..=S) ─> pending (S+1..=head) ─> the open block's
 //!   writes so far ─> the state now (durable): the first layer that wrote a key after N has its value
 //! ```
