@@ -25,18 +25,15 @@ const CHAIN_ID: u64 = 31337;
 /// and a sender's pooled transactions (pool.sender_txs_max).
 const BATCH: usize = 50;
 
-fn signed(key: &DevKey, nonce: u64, to: TxKind, input: Vec<u8>, gas_limit: u64) -> String {
-    let tx = TypedTransaction::Eip1559(TxEip1559 {
-        chain_id: CHAIN_ID,
-        nonce,
-        gas_limit,
-        max_fee_per_gas: 100_000_000_000,
-        max_priority_fee_per_gas: 1,
-        to,
-        input: Bytes::from(input),
-        ..Default::default()
-    });
+/// `tx` on this chain, signed by `key`, as raw bytes in hex.
+fn sign(key: &DevKey, tx: TxEip1559) -> String {
+    let tx = TypedTransaction::Eip1559(TxEip1559 { chain_id: CHAIN_ID, ..tx });
     format!("0x{}", hex::encode(key.sign(tx).encoded_2718()))
+}
+
+fn signed(key: &DevKey, nonce: u64, to: TxKind, input: Vec<u8>, gas_limit: u64) -> String {
+    let fees = TxEip1559 { max_fee_per_gas: 100_000_000_000, max_priority_fee_per_gas: 1, ..Default::default() };
+    sign(key, TxEip1559 { nonce, gas_limit, to, input: Bytes::from(input), ..fees })
 }
 
 /// The token's creation by dev key 0 at nonce 0 (a million tokens to it),
@@ -193,21 +190,13 @@ fn filters_answer_as_anvil_does_on_the_same_transactions() {
     }
 }
 
-/// Dev key 1 moving `value` wei to a fixed address at `nonce`.
+/// Dev key 1 moving `value` wei to a fixed address at `nonce`, at cast's
+/// default fees (20 gwei, a 1 gwei tip).
 fn ether_transfer(nonce: u64, value: u64) -> String {
+    let fees =
+        TxEip1559 { max_fee_per_gas: 20_000_000_000, max_priority_fee_per_gas: 1_000_000_000, ..Default::default() };
     let to = TxKind::Call(Address::with_last_byte(0xb0));
-    let key = DevKey::dev(1);
-    let tx = TypedTransaction::Eip1559(TxEip1559 {
-        chain_id: CHAIN_ID,
-        nonce,
-        gas_limit: 21_000,
-        max_fee_per_gas: 20_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
-        to,
-        value: U256::from(value),
-        ..Default::default()
-    });
-    format!("0x{}", hex::encode(key.sign(tx).encoded_2718()))
+    sign(&DevKey::dev(1), TxEip1559 { nonce, gas_limit: 21_000, to, value: U256::from(value), ..fees })
 }
 
 /// A transaction object without what differs between the chains: its

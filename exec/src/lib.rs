@@ -24,6 +24,8 @@ pub mod params;
 pub mod pool;
 pub mod snapshot;
 pub mod state;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod trie;
 pub mod verify;
 

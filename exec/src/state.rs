@@ -669,68 +669,10 @@ impl DatabaseCommit for StateDb {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
-    use revm::state::EvmStorageSlot;
 
     use super::*;
 
-    #[derive(Clone, Debug)]
-    enum Op {
-        /// Account `a` writes slot `s` to `v` (0: removes it).
-        Store(u8, u8, u8),
-        Credit(u8, u8),
-        /// Account `a` is created afresh: its storage starts from empty.
-        Create(u8),
-        SelfDestruct(u8),
-        /// A root (attached) and a diff handed over (detached).
-        Root,
-    }
-
-    fn address(a: u8) -> Address {
-        Address::with_last_byte(a % 12)
-    }
-
-    fn op() -> impl Strategy<Value = Op> {
-        prop_oneof![
-            6 => (any::<u8>(), 0u8..6, 0u8..4).prop_map(|(a, s, v)| Op::Store(a, s, v)),
-            3 => (any::<u8>(), 1u8..).prop_map(|(a, v)| Op::Credit(a, v)),
-            1 => any::<u8>().prop_map(Op::Create),
-            1 => any::<u8>().prop_map(Op::SelfDestruct),
-            2 => Just(Op::Root),
-        ]
-    }
-
-    /// revm's report of `address` as it is now, touched, with `edit` made.
-    fn change(state: &StateDb, address: Address, edit: impl FnOnce(&mut EvmAccount)) -> EvmAccount {
-        let mut change = EvmAccount::from(state.basic_ref(address).unwrap().unwrap_or_default());
-        change.mark_touch();
-        edit(&mut change);
-        change
-    }
-
-    fn apply(state: &mut StateDb, op: &Op) {
-        match *op {
-            Op::Store(a, s, v) => {
-                let (address, slot) = (address(a), U256::from(s));
-                let old = state.storage_at(&address, slot);
-                let edit = |c: &mut EvmAccount| {
-                    c.info.nonce += 1;
-                    c.storage.insert(slot, EvmStorageSlot::new_changed(old, U256::from(v), 0));
-                };
-                state.apply(address, &change(state, address, edit));
-            }
-            Op::Credit(a, v) => state.add_balance(address(a), U256::from(v)),
-            Op::Create(a) => {
-                let edit = |c: &mut EvmAccount| {
-                    c.mark_created();
-                    c.info.nonce = 1;
-                    c.storage.insert(U256::from(7), EvmStorageSlot::new_changed(U256::ZERO, U256::from(9), 0));
-                };
-                state.apply(address(a), &change(state, address(a), edit));
-            }
-            Op::SelfDestruct(a) => state.apply(address(a), &change(state, address(a), EvmAccount::mark_selfdestruct)),
-            Op::Root => {}
-        }
-    }
+    use crate::testing::{StateOp as Op, address, apply, op, slots};
 
     proptest! {
         /// Each block's reverse changes, asked in order after block k, read
@@ -761,7 +703,7 @@ mod tests {
             open.iter().for_each(|op| apply(&mut state, op));
             for (k, then) in states.iter().enumerate() {
                 let after = &changes[k..];
-                for a in 0..12 {
+                for a in 0..crate::testing::ACCOUNTS {
                     let address = address(a);
                     let account = after
                         .iter()
@@ -769,7 +711,7 @@ mod tests {
                         .or_else(|| state.open_block_account_before(&address))
                         .unwrap_or_else(|| state.account(&address).map(|account| AccountBefore::from(account.fields())));
                     prop_assert_eq!(account, then.account(&address).map(|account| AccountBefore::from(account.fields())));
-                    for slot in (0..6).chain([7]).map(U256::from) {
+                    for slot in slots() {
                         let value = after
                             .iter()
                             .find_map(|c| c.slot(&address, slot))
@@ -821,7 +763,7 @@ mod tests {
                     prop_assert_eq!(a.basic_ref(address).unwrap(), b.basic_ref(address).unwrap());
                     prop_assert_eq!(a.nonce(&address), b.nonce(&address));
                     prop_assert_eq!(a.balance(&address), b.balance(&address));
-                    for slot in (0..6).chain([7]).map(U256::from) {
+                    for slot in slots() {
                         prop_assert_eq!(a.storage_at(&address, slot), b.storage_at(&address, slot));
                     }
                 }
@@ -845,7 +787,7 @@ mod tests {
             for op in &ops {
                 apply(&mut attached, op);
                 apply(&mut detached, op);
-                if matches!(op, Op::Root) {
+                if matches!(op, Op::Look) {
                     commitment.apply(detached.take_diff());
                     prop_assert_eq!(commitment.state_root(), attached.state_root());
                 }
@@ -854,7 +796,7 @@ mod tests {
             let root = attached.state_root();
             prop_assert_eq!(commitment.state_root(), root);
             prop_assert_eq!(root_from_scratch(&attached), root);
-            for a in 0..12 {
+            for a in 0..crate::testing::ACCOUNTS {
                 let hashed = keccak256(address(a));
                 prop_assert_eq!(commitment.storage_root(&hashed), attached.storage_root_of(&address(a)));
             }

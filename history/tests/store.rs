@@ -3,67 +3,16 @@
 //! earlier block read back through the store equals a copy taken then,
 //! across a reopen, a truncation and pruning.
 
-use alloy_primitives::{Address, U256, map::AddressMap};
+use alloy_primitives::Address;
 use proptest::prelude::*;
-use revm::{
-    DatabaseCommit, DatabaseRef,
-    primitives::hardfork::SpecId,
-    state::{Account as EvmAccount, EvmStorageSlot},
+use revm::primitives::hardfork::SpecId;
+use tephra_exec::{
+    AccountBefore, StateDb,
+    testing::{ACCOUNTS, address, apply, op, slots},
 };
-use tephra_exec::{AccountBefore, StateDb};
 use tephra_history::{HistoryError, HistoryStore, Stored};
 
 const CACHE_BYTES: usize = 1 << 20;
-
-#[derive(Clone, Debug)]
-enum Op {
-    /// Account `a` writes slot `s` to `v` (0: removes it).
-    Store(u8, u8, u8),
-    Credit(u8, u8),
-    /// Account `a` is made afresh: its storage starts from empty.
-    Create(u8),
-    SelfDestruct(u8),
-}
-
-fn address(a: u8) -> Address {
-    Address::with_last_byte(a % 8)
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        6 => (any::<u8>(), 0u8..5, 0u8..4).prop_map(|(a, s, v)| Op::Store(a, s, v)),
-        3 => (any::<u8>(), 1u8..).prop_map(|(a, v)| Op::Credit(a, v)),
-        1 => any::<u8>().prop_map(Op::Create),
-        1 => any::<u8>().prop_map(Op::SelfDestruct),
-    ]
-}
-
-fn commit(state: &mut StateDb, address: Address, edit: impl FnOnce(&mut EvmAccount)) {
-    let mut change = EvmAccount::from(state.basic_ref(address).unwrap().unwrap_or_default());
-    change.mark_touch();
-    edit(&mut change);
-    state.commit(AddressMap::from_iter([(address, change)]));
-}
-
-fn apply(state: &mut StateDb, op: &Op) {
-    match *op {
-        Op::Store(a, s, v) => {
-            let (address, slot) = (address(a), U256::from(s));
-            let old = state.storage_at(&address, slot);
-            commit(state, address, |c| {
-                c.info.nonce += 1;
-                c.storage.insert(slot, EvmStorageSlot::new_changed(old, U256::from(v), 0));
-            });
-        }
-        Op::Credit(a, v) => state.add_balance(address(a), U256::from(v)),
-        Op::Create(a) => commit(state, address(a), |c| {
-            c.mark_created();
-            c.info.nonce = 1;
-            c.storage.insert(U256::from(7), EvmStorageSlot::new_changed(U256::ZERO, U256::from(9), 0));
-        }),
-        Op::SelfDestruct(a) => commit(state, address(a), EvmAccount::mark_selfdestruct),
-    }
-}
 
 fn fields(state: &StateDb, address: &Address) -> Option<AccountBefore> {
     state.account(address).map(|a| AccountBefore { nonce: a.nonce, balance: a.balance, code_hash: a.code_hash })
@@ -73,11 +22,11 @@ fn fields(state: &StateDb, address: &Address) -> Option<AccountBefore> {
 /// equals `then`.
 fn reads_back(store: &HistoryStore, now: &StateDb, k: u64, then: &StateDb) -> Result<(), TestCaseError> {
     let reader = store.reader().unwrap();
-    for a in 0..8 {
+    for a in 0..ACCOUNTS {
         let address = address(a);
         let account = reader.account_after(&address, k).unwrap().unwrap_or_else(|| fields(now, &address));
         prop_assert_eq!(account, fields(then, &address), "block {} account {}", k, address);
-        for slot in (0..5).chain([7]).map(U256::from) {
+        for slot in slots() {
             let value = reader.slot_after(&address, slot, k).unwrap().unwrap_or_else(|| now.storage_at(&address, slot));
             prop_assert_eq!(value, then.storage_at(&address, slot), "block {} {} slot {}", k, address, slot);
         }
