@@ -84,8 +84,11 @@ class FaultFs(Operations):
         return os.open(self._full(path), flags)
 
     def create(self, path, mode, fi=None):
+        # fusepy gives no open flags here: read and write, as a creator that
+        # opens its file O_RDWR (the state history's store) reads it back
+        # through this handle.
         self._fault()
-        return os.open(self._full(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        return os.open(self._full(path), os.O_RDWR | os.O_CREAT | os.O_TRUNC, mode)
 
     def read(self, path, size, offset, fh):
         self._fault()
