@@ -284,9 +284,7 @@ impl ChainView {
         self.state = state;
         if let Some(history) = &self.history {
             // The kept blocks' changes are stored or pending already.
-            if let Err(error) = history.truncate_after(number) {
-                tracing::error!(%error, "state history: the abandoned blocks could not be dropped");
-            }
+            history.truncate_after(number);
             self.state.keep_block_changes();
         }
         self.tx_index.clear();
@@ -502,6 +500,14 @@ mod tests {
         assert_eq!(history.stored().unwrap().map(|s| s.last), Some(SEALED_BLOCKS));
         let outside = history.state_at(&view, SEALED_BLOCKS + 1).unwrap_err();
         assert!(matches!(outside, crate::history::HistoryWindowError::Outside { .. }), "{outside}");
+
+        // A rewind to block 2: the store, holding abandoned blocks until the
+        // writer drops them, is no layer of reads; then it ends at 2.
+        history.truncate_after(2);
+        assert_eq!(crate::history::History::window_of(history.stored().unwrap(), &[], 2), (2, false));
+        history.store_next().unwrap();
+        assert_eq!(history.stored().unwrap().map(|s| s.last), Some(2));
+        assert_eq!(crate::history::History::window_of(history.stored().unwrap(), &[], 2), (0, true));
     }
 
     /// Everything reads can see of a view.

@@ -55,8 +55,10 @@ pub struct History {
     stopping: Mutex<bool>,
     /// Held across an append and its pop, and across a truncation.
     write_lock: Mutex<()>,
-    /// The store must be emptied before the next append (pending overflowed).
-    reset: Mutex<bool>,
+    /// Blocks after this number must leave the store before the next append
+    /// (a rewind; 0: pending overflowed). Done by the writer, so that the
+    /// sequencer never waits for it.
+    truncate: Mutex<Option<u64>>,
     /// Blocks kept; 0: every block.
     blocks_max: u64,
 }
@@ -69,7 +71,7 @@ impl History {
             wake: Condvar::new(),
             stopping: Mutex::new(false),
             write_lock: Mutex::new(()),
-            reset: Mutex::new(false),
+            truncate: Mutex::new(None),
             blocks_max,
         })
     }
@@ -93,35 +95,44 @@ impl History {
         if pending.len() >= PENDING_BLOCKS_MAX {
             tracing::error!(number, "state history: the store fell {PENDING_BLOCKS_MAX} blocks behind; starting again");
             pending.clear();
-            *self.reset.lock().expect("history reset lock") = true;
+            self.request_truncate(0);
         }
         pending.push_back((number, Arc::new(changes)));
         self.wake.notify_one();
     }
 
     /// Drops every block after `number`, pending or stored (the chain was
-    /// rewound to `number`).
-    pub fn truncate_after(&self, number: u64) -> Result<(), HistoryError> {
+    /// rewound to `number`): pending at once, the store's by the writer
+    /// before its next append. Until then the store is no layer of reads
+    /// (it ends past the head: `window`).
+    pub fn truncate_after(&self, number: u64) {
+        self.pending.lock().expect("history pending lock").retain(|(n, _)| *n <= number);
+        self.request_truncate(number);
+        self.wake.notify_one();
+    }
+
+    fn request_truncate(&self, number: u64) {
+        let mut request = self.truncate.lock().expect("history truncate lock");
+        *request = Some(request.map_or(number, |earlier| earlier.min(number)));
+    }
+
+    /// `truncate_after`, done now (at start, before anything is sealed).
+    pub fn truncate_now(&self, number: u64) -> Result<(), HistoryError> {
         let _writing = self.write_lock.lock().expect("history write lock");
-        let mut pending = self.pending.lock().expect("history pending lock");
-        pending.retain(|(n, _)| *n <= number);
-        self.store.truncate_after(number).map(drop).inspect_err(|_| {
-            // Abandoned blocks may be left in the store: it is no layer of
-            // the reads until emptied (`window`), which the writer does next.
-            pending.clear();
-            *self.reset.lock().expect("history reset lock") = true;
-        })
+        self.store.truncate_after(number).map(drop)
     }
 
     /// The first block whose state reads back, and whether the store is one
     /// of the layers: the blocks with changes kept must run without a gap
     /// up to the head (a store emptied after falling behind, or behind the
     /// pending blocks, is not used).
-    fn window(stored: Option<Stored>, pending: &[(u64, Arc<BlockChanges>)], head: u64) -> (u64, bool) {
+    pub(crate) fn window_of(stored: Option<Stored>, pending: &[(u64, Arc<BlockChanges>)], head: u64) -> (u64, bool) {
         let pending_first = pending.first().map(|(n, _)| *n);
         let covered_from = pending_first.unwrap_or(head + 1);
         match stored {
-            Some(stored) if stored.last + 1 >= covered_from => (stored.first.saturating_sub(1), true),
+            Some(stored) if stored.last + 1 >= covered_from && stored.last <= head => {
+                (stored.first.saturating_sub(1), true)
+            }
             _ => (covered_from.saturating_sub(1).min(head), false),
         }
     }
@@ -137,7 +148,7 @@ impl History {
             let reader = self.store.reader().map_err(HistoryWindowError::Store)?;
             (reader, pending.iter().cloned().collect::<Vec<_>>())
         };
-        let (earliest, use_store) = Self::window(reader.stored(), &pending, head);
+        let (earliest, use_store) = Self::window_of(reader.stored(), &pending, head);
         if at < earliest || at > head {
             return Err(HistoryWindowError::Outside { at, earliest, head });
         }
@@ -188,8 +199,9 @@ impl History {
     /// Stores the oldest pending block, or prunes; whether there was work.
     pub(crate) fn store_next(&self) -> Result<bool, HistoryError> {
         let _writing = self.write_lock.lock().expect("history write lock");
-        if std::mem::take(&mut *self.reset.lock().expect("history reset lock")) {
-            self.store.truncate_after(0)?;
+        let truncate = self.truncate.lock().expect("history truncate lock").take();
+        if let Some(number) = truncate {
+            self.store.truncate_after(number).inspect_err(|_| self.request_truncate(number))?;
         }
         let next = self.pending.lock().expect("history pending lock").front().cloned();
         let Some((number, changes)) = next else { return self.prune() };

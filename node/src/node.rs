@@ -171,7 +171,7 @@ fn open_history(config: &Config, data: &DataDir) -> Result<Option<(Arc<History>,
 /// holds less: a torn tail) dropped, re-executed blocks after its last
 /// stored one appended.
 fn catch_up_history(history: &History, head: u64, changes: Vec<(u64, BlockChanges)>) -> Result<(), NodeError> {
-    history.truncate_after(head)?;
+    history.truncate_now(head)?;
     let last = history.stored()?.map(|stored| stored.last);
     let newest = changes.last().map(|(number, _)| *number);
     for (number, changes) in changes {
