@@ -21,7 +21,7 @@ fn all_runs_every_phase_and_writes_the_report() {
         .arg("all")
         .args(["--out", out.to_str().unwrap(), "--data", data.to_str().unwrap()])
         .args(["--tephra", tephra.to_str().unwrap(), "--anvil", anvil.to_str().unwrap()])
-        .args(["--txs", "3000", "--accounts", "300", "--phase-seconds", "1", "--sustain-seconds", "1"])
+        .args(["--txs", "30000", "--accounts", "1000", "--phase-seconds", "1", "--sustain-seconds", "1"])
         .args(["--sweep", "0.5,0.75,1.0", "--sync-rate", "50", "--connections", "4"])
         .status()
         .unwrap();
