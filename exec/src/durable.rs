@@ -130,15 +130,6 @@ impl BlockChanges {
         }
     }
 
-    /// Keys written: accounts and storages.
-    pub fn len(&self) -> usize {
-        self.parts.iter().map(|part| part.accounts.len() + part.storage.len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Every account and storage written, each sorted by address (slots by
     /// slot): the record's order.
     pub fn sorted(&self) -> SortedChanges {

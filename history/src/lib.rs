@@ -282,13 +282,6 @@ impl HistoryReader {
             (None, None) => None,
         })
     }
-
-    /// Block `number`'s changes as stored.
-    pub fn block(&self, number: u64) -> Result<Option<BlockChanges>, HistoryError> {
-        let table = self.txn.open_table(BLOCKS).map_err(|e| self.error(e))?;
-        let Some(record) = table.get(number).map_err(|e| self.error(e))? else { return Ok(None) };
-        codec::decode(record.value()).map(Some).ok_or_else(|| HistoryError::Corrupt { path: self.path.clone(), number })
-    }
 }
 
 fn stored_in(txn: &ReadTransaction) -> Result<Option<Stored>, redb::Error> {
