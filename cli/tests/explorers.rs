@@ -18,7 +18,11 @@ use alloy_primitives::{Address, B256, Bytes, TxKind, U256, keccak256};
 use common::TephraNode;
 use serde_json::{Value, json};
 use tephra_exec::dev::DevKey;
-use tephra_testkit::{abi, anvil::Anvil, rpc::RpcClient};
+use tephra_testkit::{
+    abi,
+    anvil::Anvil,
+    rpc::{self, RpcClient},
+};
 
 const CHAIN_ID: u64 = 31337;
 /// eth_sendRawTransactionSync calls in one batch: within rpc.batch_size_max
@@ -57,12 +61,7 @@ fn token_transfer(token: Address, nonce: u64) -> String {
 /// transaction is durably preconfirmed.
 fn send_preconfirmed(node: &TephraNode, txs: &[String]) {
     for chunk in txs.chunks(BATCH) {
-        let calls: Vec<Value> = chunk
-            .iter()
-            .enumerate()
-            .map(|(id, raw)| json!({"jsonrpc": "2.0", "id": id, "method": "eth_sendRawTransactionSync", "params": [raw]}))
-            .collect();
-        let answers = node.post(&Value::Array(calls));
+        let answers = node.post(&rpc::batch("eth_sendRawTransactionSync", chunk.iter().map(|raw| json!([raw]))));
         for answer in answers.as_array().expect("a batch answer") {
             assert_eq!(answer["result"]["status"], "0x1", "{answer}");
         }

@@ -426,15 +426,21 @@ mod tests {
         tephra_testkit::fresh_dir(&format!("filters-{name}")).join("filters.jsonl")
     }
 
+    /// A fresh journal named `name`, now, and the (empty) filters it opens to.
+    fn opened(name: &str) -> (PathBuf, Instant, Filters) {
+        let path = journal(name);
+        let now = Instant::now();
+        let filters = Filters::open(&path, LIMITS, [1; 32], now).unwrap();
+        (path, now, filters)
+    }
+
     fn logs_spec() -> FilterSpec {
         FilterSpec::Logs { request: json!({"address": "0x00000000000000000000000000000000000000aa"}) }
     }
 
     #[test]
     fn filters_and_their_places_survive_a_reopen() {
-        let path = journal("reopen");
-        let now = Instant::now();
-        let mut filters = Filters::open(&path, LIMITS, [1; 32], now).unwrap();
+        let (path, now, mut filters) = opened("reopen");
         let logs = filters.install(ALICE, logs_spec(), Place::block(5), now).unwrap();
         let blocks = filters.install(BOB, FilterSpec::Blocks, Place::block(5), now).unwrap();
         let gone = filters.install(BOB, FilterSpec::PendingTransactions, Place { block: 5, index: 3 }, now).unwrap();
@@ -460,8 +466,7 @@ mod tests {
 
     #[test]
     fn bounds_hold_in_all_and_per_client() {
-        let now = Instant::now();
-        let mut filters = Filters::open(&journal("bounds"), LIMITS, [1; 32], now).unwrap();
+        let (_, now, mut filters) = opened("bounds");
         for client in [ALICE, BOB] {
             for _ in 0..2 {
                 filters.install(client, FilterSpec::Blocks, Place::block(1), now).unwrap();
@@ -476,9 +481,7 @@ mod tests {
 
     #[test]
     fn an_idle_filter_is_removed_and_its_place_given_back() {
-        let path = journal("idle");
-        let now = Instant::now();
-        let mut filters = Filters::open(&path, LIMITS, [1; 32], now).unwrap();
+        let (path, now, mut filters) = opened("idle");
         let polled = filters.install(ALICE, FilterSpec::Blocks, Place::block(1), now).unwrap();
         let forgotten = filters.install(ALICE, FilterSpec::Blocks, Place::block(1), now).unwrap();
         let half = now + Duration::from_secs(200);
@@ -496,9 +499,7 @@ mod tests {
 
     #[test]
     fn a_rewind_moves_filters_back_with_their_removed_logs_until_answered() {
-        let path = journal("rewind");
-        let now = Instant::now();
-        let mut filters = Filters::open(&path, LIMITS, [1; 32], now).unwrap();
+        let (path, now, mut filters) = opened("rewind");
         let ahead = filters.install(ALICE, logs_spec(), Place::block(10), now).unwrap();
         let behind = filters.install(BOB, logs_spec(), Place::block(4), now).unwrap();
         filters.rewind(Place::block(6), |_, below| vec![json!({"below": below})], now).unwrap();
@@ -514,9 +515,7 @@ mod tests {
 
     #[test]
     fn a_torn_last_line_is_dropped_and_a_bad_earlier_one_refused() {
-        let path = journal("torn");
-        let now = Instant::now();
-        let mut filters = Filters::open(&path, LIMITS, [1; 32], now).unwrap();
+        let (path, now, mut filters) = opened("torn");
         let id = filters.install(ALICE, FilterSpec::Blocks, Place::block(1), now).unwrap();
         drop(filters);
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
@@ -533,9 +532,7 @@ mod tests {
 
     #[test]
     fn the_journal_is_rewritten_when_mostly_dead() {
-        let path = journal("compact");
-        let now = Instant::now();
-        let mut filters = Filters::open(&path, LIMITS, [1; 32], now).unwrap();
+        let (path, now, mut filters) = opened("compact");
         let id = filters.install(ALICE, FilterSpec::Blocks, Place::block(0), now).unwrap();
         for block in 1..=(3 * JOURNAL_SLACK_LINES as u64) {
             filters.advance(id, Place::block(block), now).unwrap();

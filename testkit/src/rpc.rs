@@ -103,6 +103,14 @@ fn request(method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
 }
 
+/// A batch request: one call of `method` for each of `params`, with ids 0, 1, ...
+pub fn batch(method: &str, params: impl IntoIterator<Item = Value>) -> Value {
+    let calls = params.into_iter().enumerate();
+    Value::Array(
+        calls.map(|(id, params)| json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).collect(),
+    )
+}
+
 /// An agent that reads HTTP error statuses as answers.
 fn agent(limit: Duration) -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(limit)).build().new_agent()

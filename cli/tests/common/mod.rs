@@ -301,12 +301,8 @@ pub fn lost_promises(node: &TephraNode, promised: &HashMap<B256, (u64, u64)>) ->
     let hashes: Vec<&B256> = promised.keys().collect();
     let mut lost = Vec::new();
     for chunk in hashes.chunks(RECEIPT_BATCH) {
-        let batch: Vec<Value> = chunk
-            .iter()
-            .enumerate()
-            .map(|(id, hash)| json!({"jsonrpc": "2.0", "id": id, "method": "eth_getTransactionReceipt", "params": [hash]}))
-            .collect();
-        let replies = node.post(&Value::Array(batch));
+        let batch = tephra_testkit::rpc::batch("eth_getTransactionReceipt", chunk.iter().map(|hash| json!([hash])));
+        let replies = node.post(&batch);
         let replies = replies.as_array().expect("a batch reply");
         assert_eq!(replies.len(), chunk.len());
         for reply in replies {
