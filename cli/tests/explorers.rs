@@ -476,6 +476,11 @@ fn filters_are_bounded_per_client_and_expire() {
     let refused = node.call("eth_newBlockFilter", json!([])).unwrap_err();
     assert_eq!(refused["code"], -32005, "{refused}");
     assert!(refused["message"].as_str().unwrap().contains("rpc.filters_per_client_max"), "{refused}");
+    // Another client address still may.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_newBlockFilter", "params": []});
+    let other = common::post_from(&runtime, "127.0.0.2:0", &node.rpc_url, &request);
+    assert!(other["result"].is_string(), "{other}");
     // Polled within the timeout, one stays; the other expires and frees its place.
     for _ in 0..4 {
         std::thread::sleep(Duration::from_millis(400));

@@ -206,25 +206,12 @@ fn honest_transactions_are_preconfirmed_through_floods_and_memory_stays_bounded(
     assert_eq!(node.rpc("eth_chainId", json!([])), "0x7a69");
 }
 
-/// A blocking TCP connection to the node's JSON-RPC port from `source`.
-fn connect_from(runtime: &tokio::runtime::Runtime, source: &str, rpc: &str) -> std::net::TcpStream {
-    let address: std::net::SocketAddr = rpc.trim_start_matches("http://").parse().unwrap();
-    let stream = runtime.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(source.parse().unwrap()).unwrap();
-        socket.connect(address).await.unwrap().into_std().unwrap()
-    });
-    stream.set_nonblocking(false).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream
-}
-
 /// A WebSocket connection from `source` that subscribes to new heads and
 /// then never reads; `None` if the server closed it instead of upgrading.
 fn idle_subscriber(runtime: &tokio::runtime::Runtime, source: &str, rpc: &str) -> Option<std::net::TcpStream> {
     use std::io::{Read, Write};
     let address = rpc.trim_start_matches("http://");
-    let mut stream = connect_from(runtime, source, rpc);
+    let mut stream = common::connect_from(runtime, source, rpc);
     let handshake = format!(
         "GET / HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -270,29 +257,6 @@ fn websocket_subscribers_that_never_read_hold_neither_connections_nor_memory() {
     drop(held);
 }
 
-/// One HTTP POST of `body` from `source`: the reply's JSON.
-fn post_from(
-    runtime: &tokio::runtime::Runtime,
-    source: &str,
-    rpc: &str,
-    body: &serde_json::Value,
-) -> serde_json::Value {
-    use std::io::{Read, Write};
-    let mut stream = connect_from(runtime, source, rpc);
-    let body = body.to_string();
-    let request = format!(
-        "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        rpc.trim_start_matches("http://"),
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    let (_, json) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {reply}"))
-}
-
 #[test]
 fn a_json_rpc_client_over_its_rate_is_refused_while_others_are_served() {
     const RATE_PER_S: u64 = 50;
@@ -311,7 +275,7 @@ fn a_json_rpc_client_over_its_rate_is_refused_while_others_are_served() {
         let batch: Vec<_> =
             (0..calls).map(|id| json!({"jsonrpc": "2.0", "id": id, "method": "eth_chainId", "params": []})).collect();
         let body = if calls == 1 { batch[0].clone() } else { serde_json::Value::Array(batch) };
-        let reply = post_from(&runtime, "127.0.0.2:0", &node.rpc_url, &body);
+        let reply = common::post_from(&runtime, "127.0.0.2:0", &node.rpc_url, &body);
         let replies = reply.as_array().cloned().unwrap_or_else(|| vec![reply]);
         assert_eq!(replies.len(), calls, "every call is answered");
         for reply in replies {

@@ -423,3 +423,39 @@ pub fn softhsm2_token(dir: &Path, token_dir: &Path) -> Option<(String, String)> 
     );
     Some((signer, conf.to_str().unwrap().to_string()))
 }
+
+/// A blocking TCP connection to the node's JSON-RPC port from `source`.
+pub fn connect_from(runtime: &tokio::runtime::Runtime, source: &str, rpc: &str) -> std::net::TcpStream {
+    let address: std::net::SocketAddr = rpc.trim_start_matches("http://").parse().unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(source.parse().unwrap()).unwrap();
+        socket.connect(address).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+}
+
+/// One HTTP POST of `body` from `source`: the reply's JSON.
+pub fn post_from(
+    runtime: &tokio::runtime::Runtime,
+    source: &str,
+    rpc: &str,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut stream = connect_from(runtime, source, rpc);
+    let body = body.to_string();
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        rpc.trim_start_matches("http://"),
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let (_, json) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {reply}"))
+}

@@ -69,6 +69,15 @@ impl ClientBuckets {
     }
 }
 
+/// Installing a filter counts against the client's address: the method
+/// reads it from the request's extensions. Only those calls carry it, so
+/// that no other call pays the extensions' allocation.
+fn tag_client(request: &mut Request<'_>, client: IpAddr) {
+    if request.method_name().starts_with("eth_new") {
+        request.extensions_mut().insert(client);
+    }
+}
+
 fn limit_exceeded() -> ErrorObject<'static> {
     ErrorObject::owned(
         LIMIT_EXCEEDED,
@@ -101,8 +110,7 @@ where
     type BatchResponse = MethodResponse;
 
     fn call<'a>(&self, mut request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
-        // Methods that keep something per client (filters) read it here.
-        request.extensions_mut().insert(self.client);
+        tag_client(&mut request, self.client);
         if self.buckets.allow(self.client) {
             ResponseFuture::future(self.inner.call(request))
         } else {
@@ -114,7 +122,7 @@ where
         for entry in batch.iter_mut() {
             let id = match entry {
                 Ok(BatchEntry::Call(request)) => {
-                    request.extensions_mut().insert(self.client);
+                    tag_client(request, self.client);
                     request.id.clone()
                 }
                 // A notification has no id to answer to: its refusal names none.
