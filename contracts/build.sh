@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 npm install --prefix "$work" --no-audit --no-fund solc@0.8.30 >/dev/null 2>&1
-SOLC="$work/node_modules/solc" node - Token Probe Game Counter DepositPortal <<'JS'
+SOLC="$work/node_modules/solc" node - Token Probe Game Counter DepositPortal Factory <<'JS'
 const fs = require("fs");
 const solc = require(process.env.SOLC);
 for (const name of process.argv.slice(2)) {
