@@ -573,3 +573,236 @@ fn an_ethers_listener_hears_every_transfer_once_across_a_restart_and_a_kill_9() 
     assert_eq!(result["heard"], TRANSFERS, "{result}");
     assert_eq!(result["distinct"], TRANSFERS, "{result}");
 }
+
+/// Dev key 2's transaction to `to` with `value` wei, at `nonce`.
+fn valued_call(nonce: u64, to: TxKind, input: Vec<u8>, value: u64) -> String {
+    let fees = TxEip1559 { max_fee_per_gas: 100_000_000_000, max_priority_fee_per_gas: 1, ..Default::default() };
+    let tx = TxEip1559 { nonce, gas_limit: 1_000_000, to, input: Bytes::from(input), value: U256::from(value), ..fees };
+    sign(&DevKey::dev(2), tx)
+}
+
+/// The explorer workload for traces: a factory making, paying, calling and
+/// destroying children, reverts with a reason and a custom error (caught
+/// and bubbled out), a static call, a token and an ether transfer. Each is
+/// sent alone, so that each has a block of its own on both chains (anvil
+/// reports a mined transaction's gas as its block's cumulative gas).
+fn trace_workload() -> (Vec<String>, Address) {
+    let code = std::fs::read_to_string(common::workspace_root().join("contracts/Factory.bin")).unwrap();
+    let factory = DevKey::dev(2).address().create(0);
+    let string_arg = |selector: &str, text: &str| {
+        let mut data = abi::calldata(selector, &[U256::from(32), U256::from(text.len())]);
+        let mut padded = text.as_bytes().to_vec();
+        padded.resize(32, 0);
+        data.extend_from_slice(&padded);
+        data
+    };
+    let at = TxKind::Call(factory);
+    let txs = vec![
+        valued_call(0, TxKind::Create, hex::decode(code.trim()).unwrap(), 0),
+        valued_call(1, at, abi::calldata("make(bytes32)", &[U256::ZERO]), 1_000),
+        valued_call(2, at, abi::calldata("make(bytes32)", &[U256::from(7)]), 501),
+        valued_call(3, at, string_arg("tryFail(string)", "caught inside"), 0),
+        valued_call(4, at, string_arg("mustFail(string)", "denied by the child"), 0),
+        valued_call(5, at, abi::calldata("mustBeAtLeast(uint256)", &[U256::from(3)]), 0),
+        valued_call(6, at, abi::calldata("makeAndDestroy()", &[]), 7),
+        valued_call(7, at, abi::calldata("destroyLast()", &[]), 0),
+        valued_call(8, at, abi::calldata("readLast()", &[]), 0),
+        valued_call(9, TxKind::Call(Address::with_last_byte(0xb1)), Vec::new(), 12_345),
+    ];
+    (txs, factory)
+}
+
+/// A trace without what legitimately differs between the chains: block
+/// hashes and numbers, the balances of the sender and the coinbase (each
+/// chain's base fee is its own) wherever they appear, and the order of an
+/// access list's entries (a set: geth's order is a map's). anvil's
+/// callTracer gives the top call the gas left after the intrinsic gas,
+/// geth and reth (revm-inspectors' `DebugInspector`, which tephra uses)
+/// the transaction's gas limit: the test checks tephra's and drops both.
+fn normalised_trace(trace: &Value, sender: Address, coinbase: Address) -> Value {
+    let accounts = [sender.to_string().to_lowercase(), coinbase.to_string().to_lowercase()];
+    match trace {
+        Value::Object(object) => {
+            let mut out = serde_json::Map::new();
+            for (key, value) in object {
+                if ["blockHash", "blockNumber"].contains(&key.as_str()) {
+                    continue;
+                }
+                let value = if accounts.contains(&key.to_lowercase()) {
+                    let mut account = normalised_trace(value, sender, coinbase);
+                    if let Some(account) = account.as_object_mut() {
+                        account.remove("balance");
+                    }
+                    account
+                } else {
+                    normalised_trace(value, sender, coinbase)
+                };
+                out.insert(key.clone(), value);
+            }
+            if let Some(Value::Array(entries)) = out.get_mut("accessList") {
+                entries.sort_by_key(|entry| entry["address"].to_string());
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|v| normalised_trace(v, sender, coinbase)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Sends `raw` alone and waits until its block is sealed; its receipt.
+fn send_alone(node: &TephraNode, client: &RpcClient, raw: &str) -> Value {
+    let receipt = client.rpc("eth_sendRawTransactionSync", json!([raw]));
+    node.wait_for_block(common::quantity(&receipt["blockNumber"]));
+    receipt
+}
+
+#[test]
+fn traces_answer_as_anvil_does_on_the_same_transactions() {
+    let node = TephraNode::start("explorers-traces", "");
+    let tephra = RpcClient::new(node.rpc_url.clone());
+    let anvil = Anvil::start(&["--no-mining", "--order", "fifo", "--steps-tracing"]);
+    // Genesis has no beneficiary; the blocks after it have tephra's.
+    node.wait_for_block(1);
+    let coinbase: Address =
+        serde_json::from_value(tephra.rpc("eth_getBlockByNumber", json!(["0x1", false]))["miner"].clone()).unwrap();
+    anvil.client.rpc("anvil_setCoinbase", json!([coinbase]));
+    let (txs, factory) = trace_workload();
+    let sender = DevKey::dev(2).address();
+    let mut blocks = Vec::new();
+    for raw in &txs {
+        let receipt = send_alone(&node, &tephra, raw);
+        send_mined(&anvil.client, std::slice::from_ref(raw));
+        blocks.push((common::quantity(&receipt["blockNumber"]), head(&anvil.client)));
+    }
+    let tracers = [
+        json!({"tracer": "callTracer", "tracerConfig": {"withLog": true}}),
+        json!({"tracer": "callTracer", "tracerConfig": {"onlyTopCall": true}}),
+        json!({"tracer": "prestateTracer"}),
+        json!({"tracer": "prestateTracer", "tracerConfig": {"diffMode": true}}),
+        json!({"tracer": "4byteTracer"}),
+        json!({}),
+        json!({"enableMemory": true, "disableStack": true}),
+        json!({"disableStorage": true, "enableReturnData": true}),
+    ];
+    let differences = std::cell::RefCell::new(Vec::new());
+    let same = |ours: Value, theirs: Value, what: &str| {
+        let (ours, theirs) = (normalised_trace(&ours, sender, coinbase), normalised_trace(&theirs, sender, coinbase));
+        if let Some(difference) = first_difference(&ours, &theirs, "") {
+            differences.borrow_mut().push(format!("{what}: {difference}"));
+        }
+    };
+    for (raw, (at_tephra, at_anvil)) in txs.iter().zip(&blocks) {
+        let hash = keccak_of(raw);
+        for tracer in &tracers {
+            let mut ours = tephra.rpc("debug_traceTransaction", json!([hash, tracer]));
+            let mut theirs = anvil.client.rpc("debug_traceTransaction", json!([hash, tracer]));
+            if tracer["tracer"] == "callTracer" {
+                assert_eq!(ours["gas"], "0xf4240", "the top call's gas is the transaction's limit");
+                (ours["gas"], theirs["gas"]) = (Value::Null, Value::Null);
+            }
+            same(ours, theirs, &format!("debug_traceTransaction {hash} {tracer}"));
+        }
+        let by = |side: &RpcClient, at: u64| {
+            let call_tracer = json!({"tracer": "callTracer", "tracerConfig": {"withLog": true}});
+            let mut by_number = side.rpc("debug_traceBlockByNumber", json!([format!("{at:#x}"), call_tracer]));
+            let by_hash = side.rpc("debug_traceBlockByHash", json!([block_hash(side, at), call_tracer]));
+            assert_eq!(by_number, by_hash);
+            by_number[0]["result"]["gas"] = Value::Null;
+            let replayed = side
+                .rpc("trace_replayBlockTransactions", json!([format!("{at:#x}"), ["trace", "stateDiff", "vmTrace"]]));
+            json!({
+                "debug_traceBlock": by_number,
+                "trace_transaction": side.rpc("trace_transaction", json!([hash])),
+                "trace_block": side.rpc("trace_block", json!([format!("{at:#x}")])),
+                "trace_replayBlockTransactions": replayed,
+            })
+        };
+        same(by(&tephra, *at_tephra), by(&anvil.client, *at_anvil), &format!("block traces of {hash}"));
+    }
+    // Calls and access lists at earlier blocks: after the first child,
+    // after the second, and at the tip.
+    // An explicit gas limit: anvil's default is its block's, tephra's the
+    // per-transaction cap (EIP-7825).
+    let call = |input: Vec<u8>, value: u64| json!({"from": sender, "to": factory, "gas": "0x100000", "value": format!("{value:#x}"), "data": format!("0x{}", hex::encode(input))});
+    let (read_last, make) =
+        (call(abi::calldata("readLast()", &[]), 0), call(abi::calldata("make(bytes32)", &[U256::from(9)]), 16));
+    for (at_tephra, at_anvil) in [blocks[1], blocks[2], (head(&tephra), head(&anvil.client))] {
+        for call in [&read_last, &make] {
+            let tracer = json!({"tracer": "callTracer", "tracerConfig": {"withLog": true}});
+            let mut ours = tephra.rpc("debug_traceCall", json!([call, format!("{at_tephra:#x}"), tracer]));
+            let mut theirs = anvil.client.rpc("debug_traceCall", json!([call, format!("{at_anvil:#x}"), tracer]));
+            assert_eq!(ours["gas"], "0x100000", "the top call's gas is the call's limit");
+            (ours["gas"], theirs["gas"]) = (Value::Null, Value::Null);
+            same(ours, theirs, &format!("debug_traceCall at {at_tephra}/{at_anvil}: {call}"));
+            let ours = tephra.rpc("eth_createAccessList", json!([call, format!("{at_tephra:#x}")]));
+            let theirs = anvil.client.rpc("eth_createAccessList", json!([call, format!("{at_anvil:#x}")]));
+            same(ours, theirs, &format!("eth_createAccessList at {at_tephra}/{at_anvil}: {call}"));
+        }
+    }
+    let differences = differences.into_inner();
+    assert!(differences.is_empty(), "{} differences:\n{}", differences.len(), differences.join("\n"));
+}
+
+/// Where two JSON values first differ, as a path and both sides; none if
+/// they are equal.
+fn first_difference(ours: &Value, theirs: &Value, path: &str) -> Option<String> {
+    match (ours, theirs) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            keys.into_iter().find_map(|key| {
+                let (x, y) = (a.get(key).unwrap_or(&Value::Null), b.get(key).unwrap_or(&Value::Null));
+                first_difference(x, y, &format!("{path}.{key}"))
+            })
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            a.iter().zip(b).enumerate().find_map(|(i, (x, y))| first_difference(x, y, &format!("{path}[{i}]")))
+        }
+        (a, b) if a == b => None,
+        (a, b) => {
+            let cut = |v: &Value| v.to_string().chars().take(300).collect::<String>();
+            Some(format!("{path}: tephra {} / anvil {}", cut(a), cut(b)))
+        }
+    }
+}
+
+#[test]
+fn traces_are_bounded_and_a_struct_log_is_cut_at_its_limit() {
+    let node = TephraNode::start("explorers-trace-bounds", "[trace]\nsteps_max = 200\n");
+    let tephra = RpcClient::new(node.rpc_url.clone());
+    let (txs, _) = trace_workload();
+    for raw in &txs[..2] {
+        send_alone(&node, &tephra, raw);
+    }
+    // geth's `limit`: the log is cut, the rest of the answer is whole.
+    let deploy = keccak_of(&txs[0]);
+    let whole = tephra.rpc("debug_traceTransaction", json!([deploy, {}]));
+    let limit = 5;
+    assert!(whole["structLogs"].as_array().unwrap().len() > limit, "{whole}");
+    let cut = tephra.rpc("debug_traceTransaction", json!([deploy, {"limit": limit}]));
+    assert_eq!(cut["structLogs"].as_array().unwrap()[..], whole["structLogs"].as_array().unwrap()[..limit]);
+    for field in ["gas", "failed", "returnValue"] {
+        assert_eq!(cut[field], whole[field], "{field}");
+    }
+    // Past trace.steps_max: an error, and the node goes on.
+    let hash = keccak_of(&txs[1]);
+    for over in [
+        tephra.call("debug_traceTransaction", json!([hash, {}])),
+        tephra.call("debug_traceTransaction", json!([hash, {"tracer": "callTracer"}])),
+        tephra.call("trace_transaction", json!([hash])),
+    ] {
+        let over = over.unwrap_err();
+        assert_eq!(over["code"], -32005, "{over}");
+        assert!(over["message"].as_str().unwrap().contains("trace.steps_max"), "{over}");
+    }
+    // Bad input: errors, never a stalled node.
+    let unknown = tephra.call("debug_traceTransaction", json!([B256::ZERO, {}])).unwrap_err();
+    assert!(unknown["message"].as_str().unwrap().contains("not found"), "{unknown}");
+    let bad_tracer = tephra.call("debug_traceTransaction", json!([hash, {"tracer": "noSuchTracer"}])).unwrap_err();
+    assert_eq!(bad_tracer["code"], -32602, "{bad_tracer}");
+    let pending = tephra.call("trace_block", json!(["pending"])).unwrap_err();
+    assert_eq!(pending["code"], -32602, "{pending}");
+    assert_eq!(tephra.rpc("trace_block", json!(["0xffffff"])), Value::Null);
+    let genesis = tephra.call("debug_traceBlockByNumber", json!(["0x0", {}])).unwrap_err();
+    assert!(genesis["message"].as_str().unwrap().contains("genesis"), "{genesis}");
+    send_alone(&node, &tephra, &txs[2]);
+}

@@ -6,6 +6,7 @@ use alloy_primitives::{Address, Bytes, TxKind, U256};
 // Named so that callers can name a halt's reason without depending on revm.
 pub use revm::context_interface::result::HaltReason;
 use revm::{
+    DatabaseRef,
     context::TxEnv,
     context_interface::result::{ExecutionResult, Output},
 };
@@ -107,15 +108,20 @@ fn call_with_gas_limit(
     request: &CallRequest,
     gas_limit: u64,
 ) -> Result<CallOutcome, Reject> {
-    // A call that names no price pays none, as in geth.
-    let priced = request.max_fee_per_gas.is_some() || request.gas_price.is_some();
-    let result = evm::call(state, block, tx_env(state, block, request, gas_limit), priced)?;
-    Ok(outcome_of(result))
+    let request = CallRequest { gas_limit: Some(gas_limit), ..request.clone() };
+    let Ok((tx, priced)) = call_tx(&state, block, &request);
+    Ok(outcome_of(evm::call(state, block, tx, priced)?))
 }
 
-/// The transaction a call stands for: its type follows from the fields the
-/// request names, its nonce from the state unless it names one.
-fn tx_env(state: impl CallState, block: &BlockParams, request: &CallRequest, gas_limit: u64) -> TxEnv {
+/// The transaction a call stands for, and whether it names a price (a call
+/// that names none pays none, as in geth). Its type follows from the fields
+/// the request names, its nonce from the state unless it names one, its gas
+/// limit from `gas_ceiling` unless it names a lower one.
+pub(crate) fn call_tx<DB: DatabaseRef>(
+    state: &DB,
+    block: &BlockParams,
+    request: &CallRequest,
+) -> Result<(TxEnv, bool), DB::Error> {
     let tx_type = if request.max_fee_per_gas.is_some() {
         2
     } else if request.access_list.is_some() {
@@ -123,23 +129,26 @@ fn tx_env(state: impl CallState, block: &BlockParams, request: &CallRequest, gas
     } else {
         0
     };
-    TxEnv {
+    let nonce = match request.nonce {
+        Some(nonce) => nonce,
+        None => state.basic_ref(request.from)?.map_or(0, |account| account.nonce),
+    };
+    let tx = TxEnv {
         tx_type,
         caller: request.from,
-        gas_limit,
+        gas_limit: gas_ceiling(block, request),
         gas_price: request.max_fee_per_gas.or(request.gas_price).unwrap_or(0),
         kind: request.to.map_or(TxKind::Create, TxKind::Call),
         value: request.value,
         data: request.input.clone(),
-        nonce: request.nonce.unwrap_or_else(|| {
-            let Ok(account) = state.basic_ref(request.from);
-            account.map_or(0, |account| account.nonce)
-        }),
+        nonce,
         chain_id: Some(block.chain_id),
         access_list: request.access_list.clone().unwrap_or_default(),
         gas_priority_fee: request.max_priority_fee_per_gas,
         ..Default::default()
-    }
+    };
+    let priced = request.max_fee_per_gas.is_some() || request.gas_price.is_some();
+    Ok((tx, priced))
 }
 
 fn outcome_of(result: ExecutionResult<HaltReason>) -> CallOutcome {

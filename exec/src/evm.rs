@@ -4,6 +4,7 @@
 //! operator fee and the fee vaults), never on fee rules of tephra's own.
 
 use alloy_consensus::{Transaction, TxEnvelope, Typed2718};
+use alloy_eips::eip7702::{RecoveredAuthorization, SignedAuthorization};
 use alloy_eips::{eip2935::HISTORY_STORAGE_ADDRESS, eip4788::BEACON_ROOTS_ADDRESS};
 use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
 use op_revm::{
@@ -11,14 +12,16 @@ use op_revm::{
     api::builder::DefaultOpEvm, transaction::deposit::DepositTransactionParts,
 };
 use revm::{
-    Context, Database, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext, SystemCallCommitEvm, SystemCallEvm,
+    Context, Database, DatabaseCommit, ExecuteCommitEvm, ExecuteEvm, InspectEvm, Inspector, MainBuilder, MainContext,
+    SystemCallCommitEvm, SystemCallEvm,
     context::{BlockEnv, CfgEnv, ContextSetters, ContextTr, TxEnv, either::Either},
     context_interface::{
         block::BlobExcessGasAndPrice,
-        result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction},
+        result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction, ResultAndState},
     },
     database::CacheDB,
     handler::{EvmTr, FrameResult, Handler, MainnetContext, MainnetEvm, post_execution},
+    inspector::NoOpInspector,
     primitives::{KECCAK_EMPTY, hardfork::SpecId},
     state::EvmState,
 };
@@ -29,28 +32,139 @@ use tephra_types::{
 
 use crate::{params::BlockParams, state::StateDb, verify::VerifiedTx};
 
-/// An EVM for a block on the database `DB`: Ethereum's, or the OP Stack's.
-pub(crate) enum BlockEvm<DB: Database> {
-    Eth(Box<MainnetEvm<MainnetContext<DB>>>),
-    Op(Box<DefaultOpEvm<OpContext<DB>>>),
+/// An EVM for a block on the database `DB`: Ethereum's, or the OP Stack's,
+/// with the inspector `I` (none but for traces, `trace.rs`).
+pub(crate) enum BlockEvm<DB: Database, I = NoOpInspector> {
+    Eth(Box<MainnetEvm<MainnetContext<DB>, I>>),
+    Op(Box<DefaultOpEvm<OpContext<DB>, I>>),
 }
 
 /// An EVM executing straight on the state.
 pub(crate) type StateEvm<'a> = BlockEvm<&'a mut StateDb>;
 
 fn block_evm<DB: Database>(db: DB, block: &BlockParams) -> BlockEvm<DB> {
+    evm_for(db, block, Relaxed::default(), NoOpInspector)
+}
+
+/// The checks a call relaxes: it may name any nonce, and one that names no
+/// price pays no base fee.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Relaxed {
+    pub nonce: bool,
+    pub base_fee: bool,
+}
+
+impl Relaxed {
+    pub(crate) fn call(priced: bool) -> Self {
+        Self { nonce: true, base_fee: !priced }
+    }
+}
+
+/// An EVM for `block` on `db`, which runs `inspector` on what it is asked
+/// to inspect.
+pub(crate) fn evm_for<DB: Database, I>(db: DB, block: &BlockParams, relaxed: Relaxed, inspector: I) -> BlockEvm<DB, I> {
+    fn relax<S: Into<SpecId> + Copy>(mut cfg: CfgEnv<S>, relaxed: Relaxed) -> CfgEnv<S> {
+        (cfg.disable_nonce_check, cfg.disable_base_fee) = (relaxed.nonce, relaxed.base_fee);
+        cfg
+    }
+    let (chain_id, block_env) = (block.chain_id, block_env(block));
     match block.op_spec {
-        None => BlockEvm::Eth(Box::new(eth_evm(db, block, cfg_env(block.chain_id, block.spec)))),
-        Some(spec) => BlockEvm::Op(Box::new(op_evm(db, block, cfg_env(block.chain_id, spec)))),
+        None => {
+            let cfg = relax(cfg_env(chain_id, block.spec), relaxed);
+            let context = Context::mainnet().with_db(db).with_block(block_env).with_cfg(cfg);
+            BlockEvm::Eth(Box::new(context.build_mainnet_with_inspector(inspector)))
+        }
+        Some(spec) => {
+            let context =
+                Context::op().with_db(db).with_block(block_env).with_cfg(relax(cfg_env(chain_id, spec), relaxed));
+            BlockEvm::Op(Box::new(context.build_op_with_inspector(inspector)))
+        }
+    }
+}
+
+/// A transaction as a block's EVM takes it.
+pub(crate) enum BlockTx {
+    /// A user transaction and its EIP-2718 bytes, which an OP Stack chain
+    /// charges the L1 data fee on (empty for a call: no fee, as in op-geth).
+    User {
+        tx: TxEnv,
+        enveloped: Bytes,
+    },
+    Deposit(OpTransaction<TxEnv>),
+}
+
+impl BlockTx {
+    /// What Ethereum's EVM sees of it.
+    pub(crate) fn base(&self) -> &TxEnv {
+        match self {
+            Self::User { tx, .. } => tx,
+            Self::Deposit(deposit) => &deposit.base,
+        }
+    }
+}
+
+/// An outcome in the OP Stack's terms, which hold Ethereum's.
+pub(crate) type BlockOutcome = ResultAndState<OpHaltReason>;
+
+impl<DB: Database, I> BlockEvm<DB, I>
+where
+    I: Inspector<MainnetContext<DB>> + Inspector<OpContext<DB>>,
+{
+    /// Executes `tx` without committing it; under the inspector if `inspect`.
+    pub(crate) fn run(&mut self, tx: BlockTx, inspect: bool) -> Result<BlockOutcome, EVMError<DB::Error>> {
+        match (self, tx) {
+            (Self::Eth(vm), BlockTx::User { tx, .. }) => {
+                let output = if inspect { vm.inspect_tx(tx) } else { vm.transact(tx) }?;
+                Ok(ResultAndState::new(output.result.map_haltreason(OpHaltReason::Base), output.state))
+            }
+            (Self::Eth(_), BlockTx::Deposit(_)) => {
+                Err(EVMError::Custom("a deposit on an Ethereum-mode chain".to_string()))
+            }
+            (Self::Op(vm), tx) => {
+                let tx = match tx {
+                    BlockTx::User { tx, enveloped } => op_user_tx(tx, enveloped),
+                    BlockTx::Deposit(deposit) => deposit,
+                };
+                if inspect { vm.inspect_tx(tx) } else { vm.transact(tx) }.map_err(eth_error_of)
+            }
+        }
+    }
+}
+
+impl<DB: Database, I> BlockEvm<DB, I> {
+    /// The inspector, the database and the block, borrowed at once.
+    pub(crate) fn parts(&mut self) -> (&mut I, &mut DB, &BlockEnv) {
+        match self {
+            Self::Eth(vm) => (&mut vm.inspector, &mut vm.ctx.journaled_state.database, &vm.ctx.block),
+            Self::Op(vm) => (&mut vm.0.inspector, &mut vm.0.ctx.journaled_state.database, &vm.0.ctx.block),
+        }
+    }
+}
+
+impl<DB: Database + DatabaseCommit, I> BlockEvm<DB, I> {
+    pub(crate) fn commit(&mut self, state: EvmState) {
+        match self {
+            Self::Eth(vm) => vm.commit(state),
+            Self::Op(vm) => vm.commit(state),
+        }
+    }
+}
+
+/// op-revm's refusal in Ethereum's terms: the OP Stack's own reasons are
+/// told in words.
+fn eth_error_of<E>(error: EVMError<E, OpTransactionError>) -> EVMError<E> {
+    match error {
+        EVMError::Transaction(OpTransactionError::Base(invalid)) => EVMError::Transaction(invalid),
+        EVMError::Transaction(op) => EVMError::Custom(op.to_string()),
+        EVMError::Header(header) => EVMError::Header(header),
+        EVMError::Database(error) => EVMError::Database(error),
+        EVMError::Custom(message) => EVMError::Custom(message),
+        EVMError::CustomAny(any) => EVMError::CustomAny(any),
     }
 }
 
 fn eth_evm<DB: Database>(db: DB, block: &BlockParams, cfg: CfgEnv) -> MainnetEvm<MainnetContext<DB>> {
     Context::mainnet().with_db(db).with_block(block_env(block)).with_cfg(cfg).build_mainnet()
-}
-
-fn op_evm<DB: Database>(db: DB, block: &BlockParams, cfg: CfgEnv<OpSpecId>) -> DefaultOpEvm<OpContext<DB>> {
-    Context::op().with_db(db).with_block(block_env(block)).with_cfg(cfg).build_op()
 }
 
 /// An EVM for `block` executing straight on `state`.
@@ -60,7 +174,7 @@ pub(crate) fn state_evm<'a>(state: &'a mut StateDb, block: &BlockParams) -> Stat
 }
 
 /// The database an EVM executes on.
-pub(crate) fn db_of<DB: Database>(vm: &mut BlockEvm<DB>) -> &mut DB {
+pub(crate) fn db_of<DB: Database, I>(vm: &mut BlockEvm<DB, I>) -> &mut DB {
     match vm {
         BlockEvm::Eth(vm) => vm.ctx.db_mut(),
         BlockEvm::Op(vm) => vm.0.ctx.db_mut(),
@@ -105,6 +219,13 @@ pub(crate) fn transact_deposit(
     let BlockEvm::Op(vm) = vm else {
         return Err(Reject::new(RejectCode::ExecInvalid, "a deposit on an Ethereum-mode chain".to_string()));
     };
+    let output = vm.transact(deposit_tx(deposit)).map_err(reject_of_op)?;
+    vm.commit(output.state);
+    Ok(output.result)
+}
+
+/// A deposit as op-revm takes it.
+pub(crate) fn deposit_tx(deposit: &Deposit) -> OpTransaction<TxEnv> {
     let base = TxEnv {
         tx_type: DEPOSIT_TX_TYPE,
         caller: deposit.from,
@@ -122,10 +243,7 @@ pub(crate) fn transact_deposit(
         mint: Some(u128::try_from(deposit.mint).unwrap_or(u128::MAX)),
         is_system_transaction: deposit.is_system_transaction,
     };
-    let tx = OpTransaction { base, enveloped_tx: None, deposit: parts };
-    let output = vm.transact(tx).map_err(reject_of_op)?;
-    vm.commit(output.state);
-    Ok(output.result)
+    OpTransaction { base, enveloped_tx: None, deposit: parts }
 }
 
 /// A state a call reads: the state itself, or what reads may see of it
@@ -145,20 +263,8 @@ pub(crate) fn call(
     tx: TxEnv,
     priced: bool,
 ) -> Result<ExecutionResult<HaltReason>, Reject> {
-    match block.op_spec {
-        None => {
-            let mut cfg = cfg_env(block.chain_id, block.spec);
-            (cfg.disable_nonce_check, cfg.disable_base_fee) = (true, !priced);
-            let mut vm = eth_evm(CacheDB::new(state), block, cfg);
-            Ok(vm.transact(tx).map_err(reject_of)?.result)
-        }
-        Some(spec) => {
-            let mut cfg = cfg_env(block.chain_id, spec);
-            (cfg.disable_nonce_check, cfg.disable_base_fee) = (true, !priced);
-            let mut vm = op_evm(CacheDB::new(state), block, cfg);
-            user_result(vm.transact(op_user_tx(tx, Bytes::new())).map_err(reject_of_op)?.result)
-        }
-    }
+    let mut vm = evm_for(CacheDB::new(state), block, Relaxed::call(priced), NoOpInspector);
+    user_result(vm.run(BlockTx::User { tx, enveloped: Bytes::new() }, false).map_err(reject_of)?.result)
 }
 
 /// A user transaction for op-revm: the L1 data fee is charged on its
@@ -239,23 +345,40 @@ pub(crate) fn speculate<DB: RewardAware>(
 /// A system contract absent from the state is skipped, as calling it would do
 /// nothing.
 pub fn apply_pre_block_system_calls(state: &mut StateDb, block: &BlockParams) {
+    let Ok(due) = due_system_calls::<core::convert::Infallible>(block, |address| {
+        Ok(state.account(address).is_some_and(|a| a.code_hash != KECCAK_EMPTY))
+    });
+    if due.is_empty() {
+        return;
+    }
+    make_system_calls(&mut state_evm(state, block), due);
+}
+
+/// The system calls `block` opens with: (contract, input), those whose
+/// contract `has_code` says is there.
+pub(crate) fn due_system_calls<E>(
+    block: &BlockParams,
+    mut has_code: impl FnMut(&Address) -> Result<bool, E>,
+) -> Result<Vec<(Address, B256)>, E> {
     let calls: [(bool, Address, B256); 2] = [
         (block.spec.is_enabled_in(SpecId::CANCUN), BEACON_ROOTS_ADDRESS, block.parent_beacon_block_root),
         (block.spec.is_enabled_in(SpecId::PRAGUE), HISTORY_STORAGE_ADDRESS, block.parent_hash),
     ];
-    let due: Vec<(Address, B256)> = calls
-        .into_iter()
-        .filter(|(active, address, _)| *active && state.account(address).is_some_and(|a| a.code_hash != KECCAK_EMPTY))
-        .map(|(_, address, input)| (address, input))
-        .collect();
-    if due.is_empty() {
-        return;
+    let mut due = Vec::with_capacity(calls.len());
+    for (active, address, input) in calls {
+        if active && has_code(&address)? {
+            due.push((address, input));
+        }
     }
-    let mut vm = state_evm(state, block);
+    Ok(due)
+}
+
+/// Makes the system calls `due` and commits them. A failing system
+/// contract leaves the block valid, as in geth.
+pub(crate) fn make_system_calls<DB: Database + DatabaseCommit, I>(vm: &mut BlockEvm<DB, I>, due: Vec<(Address, B256)>) {
     for (address, input) in due {
         let input = Bytes::copy_from_slice(input.as_slice());
-        // A failing system contract leaves the block valid, as in geth.
-        match &mut vm {
+        match vm {
             BlockEvm::Eth(vm) => {
                 let _ = vm.system_call_commit(address, input);
             }
@@ -294,10 +417,20 @@ fn block_env(block: &BlockParams) -> BlockEnv {
 
 /// The EVM's view of a verified transaction. Authorities come pre-recovered.
 fn tx_env(tx: &VerifiedTx) -> TxEnv {
-    let envelope: &TxEnvelope = &tx.envelope;
+    let authorizations = tx.authorizations.iter().cloned().map(Either::Right).collect();
+    signed_tx_env(&tx.envelope, tx.sender, authorizations)
+}
+
+/// The EVM's view of a signed transaction from `sender`; EIP-7702
+/// authorities recovered already (`Either::Right`) or left to revm.
+pub(crate) fn signed_tx_env(
+    envelope: &TxEnvelope,
+    sender: Address,
+    authorization_list: Vec<Either<SignedAuthorization, RecoveredAuthorization>>,
+) -> TxEnv {
     TxEnv {
         tx_type: envelope.ty(),
-        caller: tx.sender,
+        caller: sender,
         gas_limit: envelope.gas_limit(),
         gas_price: envelope.max_fee_per_gas(),
         kind: envelope.kind(),
@@ -307,21 +440,18 @@ fn tx_env(tx: &VerifiedTx) -> TxEnv {
         chain_id: envelope.chain_id(),
         access_list: envelope.access_list().cloned().unwrap_or_default(),
         gas_priority_fee: envelope.max_priority_fee_per_gas(),
-        authorization_list: tx.authorizations.iter().cloned().map(Either::Right).collect(),
+        authorization_list,
         ..Default::default()
     }
 }
 
 /// Why op-revm refused a transaction before executing it, as a stable code.
 fn reject_of_op<E: core::fmt::Display>(error: EVMError<E, OpTransactionError>) -> Reject {
-    match error {
-        EVMError::Transaction(OpTransactionError::Base(invalid)) => reject_of(EVMError::<E>::Transaction(invalid)),
-        error => Reject::new(RejectCode::ExecInvalid, error.to_string()),
-    }
+    reject_of(eth_error_of(error))
 }
 
 /// Why the EVM refused a transaction before executing it, as a stable code.
-fn reject_of<E: core::fmt::Display>(error: EVMError<E>) -> Reject {
+pub(crate) fn reject_of<E: core::fmt::Display>(error: EVMError<E>) -> Reject {
     let EVMError::Transaction(invalid) = error else {
         return Reject::new(RejectCode::ExecInvalid, error.to_string());
     };

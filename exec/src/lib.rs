@@ -26,6 +26,7 @@ pub mod snapshot;
 pub mod state;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod trace;
 pub mod trie;
 pub mod verify;
 

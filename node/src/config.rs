@@ -31,6 +31,21 @@ pub struct Config {
     pub l1: L1Config,
     pub batcher: BatcherConfig,
     pub history: HistoryConfig,
+    pub trace: TraceConfig,
+}
+
+/// `[trace]`: the bounds of traces and access lists (`src/rpc/traces.rs`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceConfig {
+    /// Wall time one trace request may take.
+    pub timeout_ms: u64,
+    /// EVM steps and call frames one traced transaction may take.
+    pub steps_max: u64,
+    /// Bytes a tracer may record (call inputs, memory) per transaction.
+    pub recorded_bytes_max: u64,
+    /// Trace requests served at once; more answer "busy".
+    pub concurrent_max: u32,
 }
 
 /// `[history]`: the state history (`src/history.rs`, crate tephra-history).

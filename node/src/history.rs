@@ -328,3 +328,79 @@ impl DatabaseRef for StateAt<'_> {
         Ok(kept.then(|| self.view.block(number).map(|b| b.hash)).flatten().unwrap_or_default())
     }
 }
+
+/// Why a long read of an earlier state stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LongReadError {
+    #[error("the state history is off ([history] enabled)")]
+    Off,
+    #[error(transparent)]
+    Window(#[from] HistoryWindowError),
+    #[error("the state history could not be read: {0}")]
+    Store(#[from] HistoryError),
+    /// The chain was rewound below the block read (an OP Stack chain's L1
+    /// reorged): what was read belongs to a block no longer in the chain.
+    #[error("block {at} left the chain while it was read")]
+    Rewound { at: u64 },
+}
+
+impl revm::database::DBErrorMarker for LongReadError {}
+
+/// The state after block `at` for a long read (a trace): each read takes
+/// the view's read lock on its own, so the sequencer waits for one read,
+/// never for the whole trace. Each read sees block `at` as it was sealed
+/// (`StateAt`); one that finds block `at` gone or replaced fails.
+pub struct LongStateAt<'a> {
+    view: &'a std::sync::RwLock<ChainView>,
+    at: u64,
+    hash: B256,
+}
+
+impl std::fmt::Debug for LongStateAt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LongStateAt").field("at", &self.at).field("hash", &self.hash).finish_non_exhaustive()
+    }
+}
+
+impl<'a> LongStateAt<'a> {
+    /// The state after block `at`, which must be the block `hash`.
+    pub fn new(view: &'a std::sync::RwLock<ChainView>, at: u64, hash: B256) -> Self {
+        Self { view, at, hash }
+    }
+
+    fn read<T>(&self, read: impl FnOnce(&StateAt<'_>) -> T) -> Result<T, LongReadError> {
+        let view = self.view.read().expect("view lock");
+        // A rewind past `at` leaves another block there, or none (then
+        // `state_at` finds `at` above the head).
+        if view.block(self.at).is_some_and(|block| block.hash != self.hash) {
+            return Err(LongReadError::Rewound { at: self.at });
+        }
+        let state = view.history().ok_or(LongReadError::Off)?.state_at(&view, self.at)?;
+        let value = read(&state);
+        state.failure().map_or(Ok(value), |failure| Err(failure.into()))
+    }
+}
+
+impl DatabaseRef for LongStateAt<'_> {
+    type Error = LongReadError;
+
+    fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        self.read(|state| state.basic_ref(address).unwrap_or_else(|never| match never {}))
+    }
+
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        // Code is kept by its hash: no block changes it.
+        let view = self.view.read().expect("view lock");
+        Ok(view.state().code_by_hash_ref(code_hash).unwrap_or_else(|never| match never {}))
+    }
+
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        self.read(|state| state.storage(&address, index))
+    }
+
+    fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
+        // The EVM asks only for the 256 blocks before the one it executes.
+        let view = self.view.read().expect("view lock");
+        Ok(view.block(number).map(|block| block.hash).unwrap_or_default())
+    }
+}

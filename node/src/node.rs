@@ -120,6 +120,7 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     }
     let (submit_tx, submit_rx) = mpsc::sync_channel(config.sequencer.submission_queue_depth);
     let filters = open_filters(&config, &data)?;
+    let trace_slots = tokio::sync::Semaphore::new(config.trace.concurrent_max as usize);
     let shared = Arc::new(Shared {
         chain,
         config,
@@ -134,6 +135,7 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         op,
         batcher,
         filters: std::sync::Mutex::new(filters),
+        trace_slots,
     });
     if let Some(op) = &shared.op {
         let anchor = l1_anchor.unwrap_or_else(|| op.rollup.genesis.l1.clone());

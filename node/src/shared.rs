@@ -78,6 +78,8 @@ pub struct Shared {
     pub heartbeat: AtomicU64,
     /// An OP Stack chain's rollup config and L1 view.
     pub op: Option<Arc<crate::op::OpSequencing>>,
+    /// Trace requests running, at most `trace.concurrent_max`.
+    pub trace_slots: tokio::sync::Semaphore,
     /// An OP Stack chain's batcher (`batcher.enabled`): its heads and window alarm.
     pub batcher: Option<Arc<crate::batcher::BatcherStatus>>,
     /// The polling filters; taken before the view's lock, never after.

@@ -5,11 +5,13 @@
 use std::sync::Arc;
 
 use alloy_consensus::{Header, Receipt, Sealed, Transaction as _, TxEnvelope};
-use alloy_primitives::{Address, B256, Bloom, Log, TxKind};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, B256, Bloom, Log, TxKind, U256};
 use op_alloy_consensus::{OpTxEnvelope, TxDeposit};
-use tephra_exec::{BlockParams, ExecutedDeposit, ExecutedTx, L1BlockInfo, OpSpecId};
+use tephra_exec::{BlockParams, ExecutedDeposit, ExecutedTx, L1BlockInfo, OpSpecId, trace::ReplayTx};
 use tephra_hsm::{Certificate, MerkleTree, Signature65, SignedBatch};
 use tephra_l1::L1Block;
+use tephra_types::deposit::Deposit;
 
 /// A transaction in a sealed or open block, with its receipt. The OP
 /// Stack's envelope holds every type tephra includes: Ethereum's signed
@@ -127,6 +129,32 @@ impl StoredTx {
             first_log_index,
             preconf: None,
             deposit: Some(DepositReceipt { nonce: executed.deposit_nonce, version: executed.receipt_version }),
+        }
+    }
+
+    /// The transaction as a replay executes it again (`tephra_exec::trace`).
+    pub fn replay(&self) -> ReplayTx {
+        let user = |envelope: TxEnvelope| ReplayTx::User {
+            encoded: envelope.encoded_2718().into(),
+            envelope,
+            sender: self.sender,
+        };
+        match &self.envelope {
+            OpTxEnvelope::Legacy(tx) => user(TxEnvelope::Legacy(tx.clone())),
+            OpTxEnvelope::Eip2930(tx) => user(TxEnvelope::Eip2930(tx.clone())),
+            OpTxEnvelope::Eip1559(tx) => user(TxEnvelope::Eip1559(tx.clone())),
+            OpTxEnvelope::Eip7702(tx) => user(TxEnvelope::Eip7702(tx.clone())),
+            OpTxEnvelope::PostExec(_) => unreachable!("tephra builds no post-execution transactions"),
+            OpTxEnvelope::Deposit(deposit) => ReplayTx::Deposit(Deposit {
+                source_hash: deposit.source_hash,
+                from: deposit.from,
+                to: deposit.to.to().copied(),
+                mint: U256::from(deposit.mint),
+                value: deposit.value,
+                gas_limit: deposit.gas_limit,
+                is_system_transaction: deposit.is_system_transaction,
+                data: deposit.input.clone(),
+            }),
         }
     }
 

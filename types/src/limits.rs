@@ -171,6 +171,18 @@ pub const RPC_FILTER_CHANGES_MAX: u64 = GET_LOGS_RESULTS_MAX;
 pub const HISTORY_CACHE_BYTES_MIN: u64 = 1 << 20;
 pub const HISTORY_CACHE_BYTES_MAX: u64 = 16 << 30;
 
+// [trace]
+
+/// The most wall time a trace request may be allowed (`trace.timeout_ms`).
+pub const TRACE_TIMEOUT_MS_MAX: u64 = 10 * 60 * 1000;
+/// The most EVM steps and frames one traced transaction may be allowed
+/// (`trace.steps_max`): a block's gas buys at most a few tens of millions.
+pub const TRACE_STEPS_MAX: u64 = 100_000_000;
+/// The most bytes a tracer may be allowed to record (`trace.recorded_bytes_max`).
+pub const TRACE_RECORDED_BYTES_MAX: u64 = 16 << 30;
+/// The most trace requests that may be allowed at once (`trace.concurrent_max`).
+pub const TRACE_CONCURRENT_MAX: u64 = 64;
+
 // [udp]
 
 /// `udp.inflight_datagrams_max`: each datagram being answered holds a packet

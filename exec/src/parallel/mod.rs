@@ -360,7 +360,7 @@ impl ParallelExecutor {
                 outcomes.push(TxOutcome::BlockFull(tx));
                 continue;
             }
-            let committed: &mut StateDb = evm::db_of::<&mut StateDb>(&mut vm);
+            let committed: &mut StateDb = evm::db_of::<&mut StateDb, _>(&mut vm);
             let result = if speculation.reads.holds_on(committed) {
                 committed.commit(core::mem::take(&mut speculation.changes));
                 if let Some(fee) = speculation.fee {

@@ -18,6 +18,7 @@ mod send;
 mod server;
 mod state;
 mod subscriptions;
+mod traces;
 mod txpool;
 
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
     register_subscriptions(&mut m);
     register_filters(&mut m);
     register_txpool(&mut m);
+    register_traces(&mut m);
     if op_stack {
         register_optimism(&mut m);
     }
@@ -147,6 +149,26 @@ fn register_txpool(m: &mut RpcModule<Shared>) {
     m.register_method("txpool_status", |_, s, _| txpool::status(s)).expect("unique");
     m.register_method("txpool_content", |_, s, _| txpool::content(s)).expect("unique");
     m.register_method("txpool_inspect", |_, s, _| txpool::inspect(s)).expect("unique");
+}
+
+/// Traces and access lists: on blocking threads, `[trace]`-bounded.
+fn register_traces(m: &mut RpcModule<Shared>) {
+    m.register_blocking_method("debug_traceTransaction", |p, s, _| traces::debug_trace_transaction(&p, &s))
+        .expect("unique");
+    m.register_blocking_method("debug_traceBlockByNumber", |p, s, _| traces::debug_trace_block(&p, &s, false))
+        .expect("unique");
+    m.register_blocking_method("debug_traceBlockByHash", |p, s, _| traces::debug_trace_block(&p, &s, true))
+        .expect("unique");
+    m.register_blocking_method("debug_traceCall", |p, s, _| traces::debug_trace_call(&p, &s)).expect("unique");
+    m.register_blocking_method("trace_transaction", |p, s, _| traces::trace_transaction(&p, &s)).expect("unique");
+    m.register_blocking_method("trace_block", |p, s, _| traces::trace_block(&p, &s)).expect("unique");
+    m.register_blocking_method("trace_replayBlockTransactions", |p, s, _| {
+        traces::trace_replay_block_transactions(&p, &s)
+    })
+    .expect("unique");
+    m.register_blocking_method("trace_replayTransaction", |p, s, _| traces::trace_replay_transaction(&p, &s))
+        .expect("unique");
+    m.register_blocking_method("eth_createAccessList", |p, s, _| traces::create_access_list(&p, &s)).expect("unique");
 }
 
 fn register_subscriptions(m: &mut RpcModule<Shared>) {
