@@ -85,6 +85,7 @@ fn kona_derives_and_executes_every_block_through_a_kill_9() {
     assert_eq!(deposits, head + 3, "an L1-info deposit a block and the three user deposits");
     assert_eq!(users, l2_tx_count);
     flashblocks.check_against(&l2.client, head);
+    traces_replay_as_sealed(&l2.client, head);
 
     // kill -9 with a deposit in flight; a restart takes it, once.
     let late =
@@ -118,6 +119,26 @@ fn kona_derives_and_executes_every_block_through_a_kill_9() {
     assert_eq!(deposits, head + 4, "every user deposit exactly once across the restart");
 
     viem_op_stack(&l1, node.rpc_url(), portal);
+}
+
+/// Every block's traces replay it as it was sealed (OP Stack: the L1-info
+/// deposit, user deposits, failed ones among them, and the L1 data fee):
+/// one call trace per transaction, each with its receipt's gas and outcome.
+fn traces_replay_as_sealed(l2: &RpcClient, head: u64) {
+    let tracer = json!({"tracer": "callTracer"});
+    for n in 1..=head {
+        let number = format!("{n:#x}");
+        let traces = l2.rpc("debug_traceBlockByNumber", json!([number, tracer]));
+        let receipts = l2.rpc("eth_getBlockReceipts", json!([number]));
+        let (traces, receipts) = (traces.as_array().unwrap(), receipts.as_array().unwrap());
+        assert_eq!(traces.len(), receipts.len(), "block {n}");
+        for (trace, receipt) in traces.iter().zip(receipts) {
+            assert_eq!(trace["txHash"], receipt["transactionHash"], "block {n}");
+            assert_eq!(trace["result"]["gasUsed"], receipt["gasUsed"], "block {n}: {trace}");
+            let failed = trace["result"].get("error").is_some();
+            assert_eq!(failed, receipt["status"] == "0x0", "block {n}: {trace}");
+        }
+    }
 }
 
 /// A WebSocket client of `address` (host:port) in a thread of its own: it
