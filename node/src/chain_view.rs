@@ -22,13 +22,14 @@ use std::{
 };
 
 use alloy_consensus::Header;
-use alloy_primitives::{B256, map::B256Map};
+use alloy_primitives::{Address, B256, map::B256Map};
 use tephra_exec::{BlockChanges, BlockParams, StateDb, Verifier, pool::Pool};
 use tephra_hsm::Signature65;
 use tokio::sync::broadcast;
 
 use crate::{
     history::History,
+    log_index::LogIndex,
     metrics::Metrics,
     view::{OpBlockInfo, OpenBlock, StoredBlock, StoredTx, TxLocation},
 };
@@ -65,6 +66,8 @@ pub struct ChainView {
     blocks: VecDeque<StoredBlock>,
     history_blocks_max: usize,
     tx_index: B256Map<TxLocation>,
+    /// The kept blocks' log addresses and topics, for eth_getLogs.
+    log_index: LogIndex,
     open: OpenBlock,
     outlets: Outlets,
     /// An OP Stack chain's batcher: the safe and finalized heads.
@@ -92,6 +95,7 @@ impl ChainView {
             batcher: None,
             history: None,
             tx_index: B256Map::default(),
+            log_index: LogIndex::default(),
             open: OpenBlock { params: open.params.clone(), txs: Vec::new(), gas_used: 0, op: open.op.clone() },
             outlets,
         };
@@ -160,6 +164,13 @@ impl ChainView {
     }
 
     /// Whether a transaction is sealed or preconfirmed here.
+    /// The kept blocks in `from..=to` that may hold a log of one of
+    /// `addresses` with the topics asked (`LogIndex::candidates`); `None`
+    /// when the filter names nothing to narrow by.
+    pub fn log_candidates(&self, addresses: &[Address], topics: &[Vec<B256>], from: u64, to: u64) -> Option<Vec<u64>> {
+        self.log_index.candidates(addresses, topics, from, to)
+    }
+
     pub fn holds_tx(&self, hash: &B256) -> bool {
         self.tx_index.contains_key(hash)
     }
@@ -288,6 +299,7 @@ impl ChainView {
             self.state.keep_block_changes();
         }
         self.tx_index.clear();
+        self.log_index.clear();
         for block in blocks {
             self.index(&block);
             self.keep(block);
@@ -341,12 +353,14 @@ impl ChainView {
         if let Some(head) = self.blocks.back() {
             assert_eq!(block.header.number, head.header.number + 1, "sealed blocks are kept without gaps");
         }
+        self.log_index.keep(block.header.number, block.txs.iter().flat_map(|tx| &tx.receipt.logs));
         self.blocks.push_back(block);
         while self.blocks.len() > self.history_blocks_max {
             if let Some(old) = self.blocks.pop_front() {
                 for tx in old.txs.iter() {
                     self.tx_index.remove(&tx.hash);
                 }
+                self.log_index.forget(old.header.number, old.txs.iter().flat_map(|tx| &tx.receipt.logs));
             }
         }
     }

@@ -16,6 +16,7 @@ pub mod ha;
 mod health;
 mod history;
 mod leadership;
+mod log_index;
 mod metrics;
 pub mod node;
 mod op;

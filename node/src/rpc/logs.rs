@@ -99,20 +99,41 @@ pub(super) fn get_logs(params: &Params<'_>, shared: &Shared) -> RpcResult {
 }
 
 /// eth_getLogs's query: `[from, to]` of the kept blocks, within the range and
-/// result limits.
+/// result limits. A filter that names addresses or topics reads only the
+/// blocks the log index picks, over any range of kept blocks; one that
+/// names neither reads every block of its range. Either way at most
+/// `get_logs_block_range_max` blocks are read.
 pub(super) fn logs_in_range(view: &ChainView, filter: &LogFilter, from: u64, to: u64, limits: &RpcConfig) -> RpcResult {
     if from > to {
         return Ok(json!([]));
     }
-    if to - from >= limits.get_logs_block_range_max {
-        return Err(error(
-            LIMIT_EXCEEDED,
-            format!("query spans {} blocks, at most {} are allowed", to - from + 1, limits.get_logs_block_range_max),
-            None,
-        ));
-    }
+    let reads_max = limits.get_logs_block_range_max;
+    let blocks: Box<dyn Iterator<Item = u64>> = match view.log_candidates(&filter.addresses, &filter.topics, from, to) {
+        Some(candidates) if candidates.len() as u64 > reads_max => {
+            return Err(error(
+                LIMIT_EXCEEDED,
+                format!(
+                    "logs of this filter are in {} blocks, at most {reads_max} are read; narrow the range",
+                    candidates.len()
+                ),
+                None,
+            ));
+        }
+        Some(candidates) => Box::new(candidates.into_iter()),
+        None if to - from >= reads_max => {
+            return Err(error(
+                LIMIT_EXCEEDED,
+                format!(
+                    "query spans {} blocks, at most {reads_max} are allowed without an address or a topic",
+                    to - from + 1
+                ),
+                None,
+            ));
+        }
+        None => Box::new(from..=to),
+    };
     let mut out = Vec::new();
-    for n in from..=to {
+    for n in blocks {
         if let Some(block) = view.block(n) {
             matching_logs(filter, &block.txs, n, Some(block.hash), &mut out);
             if out.len() > limits.get_logs_results_max {
