@@ -34,6 +34,10 @@ use crate::{
     view::{OpBlockInfo, OpenBlock, StoredBlock, StoredTx, TxLocation},
 };
 
+/// Retired logs the log index forgets at each seal besides those it forgets
+/// as mini-blocks come (`LogIndex`): a few hundred microseconds at most.
+const LOGS_FORGOTTEN_PER_SEAL: usize = 2048;
+
 /// What subscribers hear.
 #[derive(Clone, Debug)]
 pub enum Event {
@@ -66,8 +70,9 @@ pub struct ChainView {
     blocks: VecDeque<StoredBlock>,
     history_blocks_max: usize,
     tx_index: B256Map<TxLocation>,
-    /// The kept blocks' log addresses and topics, for eth_getLogs.
-    log_index: LogIndex,
+    /// The kept blocks' (and the open block's) log addresses and topics,
+    /// for eth_getLogs.
+    log_index: LogIndex<Arc<Vec<StoredTx>>>,
     open: OpenBlock,
     outlets: Outlets,
     /// An OP Stack chain's batcher: the safe and finalized heads.
@@ -331,21 +336,29 @@ impl ChainView {
         );
     }
 
+    /// Indexes transactions preconfirmed into the open block, and their
+    /// logs; forgets as many retired logs as it indexed (and a few more), so
+    /// that the log index's work is spread over the mini-blocks.
     fn index_open(&mut self, txs: impl IntoIterator<Item = StoredTx>) {
         let number = self.open.params.number;
+        let mut logs = 0;
         for tx in txs {
             let location = TxLocation { block_number: number, index: self.open.txs.len() };
             self.tx_index.insert(tx.hash, location);
+            self.log_index.keep(number, &tx.receipt.logs);
+            logs += tx.receipt.logs.len() + 1;
             self.open.txs.push(tx);
         }
+        self.log_index.forget_some(logs);
     }
 
-    /// Indexes a sealed block's transactions (one read from the log, not
-    /// sealed here: `index_open` indexed those as they came).
+    /// Indexes a sealed block's transactions and logs (one read from the
+    /// log, not sealed here: `index_open` indexed those as they came).
     fn index(&mut self, block: &StoredBlock) {
         for (index, tx) in block.txs.iter().enumerate() {
             self.tx_index.insert(tx.hash, TxLocation { block_number: block.header.number, index });
         }
+        self.log_index.keep(block.header.number, block.txs.iter().flat_map(|tx| &tx.receipt.logs));
     }
 
     /// Keeps a sealed block, forgetting the oldest past the history bound.
@@ -353,16 +366,18 @@ impl ChainView {
         if let Some(head) = self.blocks.back() {
             assert_eq!(block.header.number, head.header.number + 1, "sealed blocks are kept without gaps");
         }
-        self.log_index.keep(block.header.number, block.txs.iter().flat_map(|tx| &tx.receipt.logs));
         self.blocks.push_back(block);
         while self.blocks.len() > self.history_blocks_max {
             if let Some(old) = self.blocks.pop_front() {
                 for tx in old.txs.iter() {
                     self.tx_index.remove(&tx.hash);
                 }
-                self.log_index.forget(old.header.number, old.txs.iter().flat_map(|tx| &tx.receipt.logs));
+                self.log_index.retire(old.header.number, old.txs);
             }
         }
+        // An idle chain still retires a block a block: forgotten here, a
+        // bounded share at each seal.
+        self.log_index.forget_some(LOGS_FORGOTTEN_PER_SEAL);
     }
 }
 

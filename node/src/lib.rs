@@ -1,7 +1,7 @@
 //! tephra-node: the sequencer node's parts, wired by `node::start`; the
 //! `tephra` binary (crate tephra-cli) is its command line. The parser of what
 //! comes from the operator (`config`) is public so that the fuzz targets reach
-//! it; the batch log is its own crate, tephra-batchlog.
+//! it, and the log index (`log_index`) so that its bench does; the batch log is its own crate, tephra-batchlog.
 
 mod batcher;
 mod boot;
@@ -16,7 +16,7 @@ pub mod ha;
 mod health;
 mod history;
 mod leadership;
-mod log_index;
+pub mod log_index;
 mod metrics;
 pub mod node;
 mod op;
