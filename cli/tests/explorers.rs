@@ -664,24 +664,47 @@ fn send_alone(node: &TephraNode, client: &RpcClient, raw: &str) -> Value {
     receipt
 }
 
+/// tephra and anvil (`--steps-tracing`, tephra's coinbase) with the trace
+/// workload on both, each transaction in a block of its own.
+struct TwoChains {
+    /// Running while the chains are compared.
+    _node: TephraNode,
+    tephra: RpcClient,
+    anvil: Anvil,
+    txs: Vec<String>,
+    /// Each transaction's block: (tephra's, anvil's).
+    blocks: Vec<(u64, u64)>,
+    factory: Address,
+    sender: Address,
+    coinbase: Address,
+}
+
+impl TwoChains {
+    fn start(name: &str) -> Self {
+        let node = TephraNode::start(name, "");
+        let tephra = RpcClient::new(node.rpc_url.clone());
+        let anvil = Anvil::start(&["--no-mining", "--order", "fifo", "--steps-tracing"]);
+        // Genesis has no beneficiary; the blocks after it have tephra's.
+        node.wait_for_block(1);
+        let miner = tephra.rpc("eth_getBlockByNumber", json!(["0x1", false]))["miner"].clone();
+        let coinbase: Address = serde_json::from_value(miner).unwrap();
+        anvil.client.rpc("anvil_setCoinbase", json!([coinbase]));
+        let (txs, factory) = trace_workload();
+        let mut blocks = Vec::new();
+        for raw in &txs {
+            let receipt = send_alone(&node, &tephra, raw);
+            send_mined(&anvil.client, std::slice::from_ref(raw));
+            blocks.push((common::quantity(&receipt["blockNumber"]), head(&anvil.client)));
+        }
+        Self { _node: node, tephra, anvil, txs, blocks, factory, sender: DevKey::dev(2).address(), coinbase }
+    }
+}
+
 #[test]
 fn traces_answer_as_anvil_does_on_the_same_transactions() {
-    let node = TephraNode::start("explorers-traces", "");
-    let tephra = RpcClient::new(node.rpc_url.clone());
-    let anvil = Anvil::start(&["--no-mining", "--order", "fifo", "--steps-tracing"]);
-    // Genesis has no beneficiary; the blocks after it have tephra's.
-    node.wait_for_block(1);
-    let coinbase: Address =
-        serde_json::from_value(tephra.rpc("eth_getBlockByNumber", json!(["0x1", false]))["miner"].clone()).unwrap();
-    anvil.client.rpc("anvil_setCoinbase", json!([coinbase]));
-    let (txs, factory) = trace_workload();
-    let sender = DevKey::dev(2).address();
-    let mut blocks = Vec::new();
-    for raw in &txs {
-        let receipt = send_alone(&node, &tephra, raw);
-        send_mined(&anvil.client, std::slice::from_ref(raw));
-        blocks.push((common::quantity(&receipt["blockNumber"]), head(&anvil.client)));
-    }
+    let chains = TwoChains::start("explorers-traces");
+    let TwoChains { tephra, anvil, txs, blocks, factory, sender, coinbase, .. } = &chains;
+    let (factory, sender, coinbase) = (*factory, *sender, *coinbase);
     let tracers = [
         json!({"tracer": "callTracer", "tracerConfig": {"withLog": true}}),
         json!({"tracer": "callTracer", "tracerConfig": {"onlyTopCall": true}}),
@@ -699,7 +722,7 @@ fn traces_answer_as_anvil_does_on_the_same_transactions() {
             differences.borrow_mut().push(format!("{what}: {difference}"));
         }
     };
-    for (raw, (at_tephra, at_anvil)) in txs.iter().zip(&blocks) {
+    for (raw, (at_tephra, at_anvil)) in txs.iter().zip(blocks.iter()) {
         let hash = keccak_of(raw);
         for tracer in &tracers {
             let mut ours = tephra.rpc("debug_traceTransaction", json!([hash, tracer]));
@@ -725,7 +748,7 @@ fn traces_answer_as_anvil_does_on_the_same_transactions() {
                 "trace_replayBlockTransactions": replayed,
             })
         };
-        same(by(&tephra, *at_tephra), by(&anvil.client, *at_anvil), &format!("block traces of {hash}"));
+        same(by(tephra, *at_tephra), by(&anvil.client, *at_anvil), &format!("block traces of {hash}"));
     }
     // Calls and access lists at earlier blocks: after the first child,
     // after the second, and at the tip.
@@ -734,7 +757,7 @@ fn traces_answer_as_anvil_does_on_the_same_transactions() {
     let call = |input: Vec<u8>, value: u64| json!({"from": sender, "to": factory, "gas": "0x100000", "value": format!("{value:#x}"), "data": format!("0x{}", hex::encode(input))});
     let (read_last, make) =
         (call(abi::calldata("readLast()", &[]), 0), call(abi::calldata("make(bytes32)", &[U256::from(9)]), 16));
-    for (at_tephra, at_anvil) in [blocks[1], blocks[2], (head(&tephra), head(&anvil.client))] {
+    for (at_tephra, at_anvil) in [blocks[1], blocks[2], (head(tephra), head(&anvil.client))] {
         for call in [&read_last, &make] {
             let tracer = json!({"tracer": "callTracer", "tracerConfig": {"withLog": true}});
             let mut ours = tephra.rpc("debug_traceCall", json!([call, format!("{at_tephra:#x}"), tracer]));
@@ -771,6 +794,158 @@ fn first_difference(ours: &Value, theirs: &Value, path: &str) -> Option<String> 
             Some(format!("{path}: tephra {} / anvil {}", cut(a), cut(b)))
         }
     }
+}
+
+/// A receipt, transaction or log without what differs between the chains:
+/// block hashes, numbers and times, the price (each chain's base fee), and
+/// anvil's blob gas price on every receipt (geth's, and tephra's, only on
+/// blob transactions, which tephra refuses).
+fn normalised_record(value: &Value) -> Value {
+    match value {
+        Value::Object(object) => Value::Object(
+            object
+                .iter()
+                .filter(|(key, _)| {
+                    ![
+                        "blockHash",
+                        "blockNumber",
+                        "blockTimestamp",
+                        "timestamp",
+                        "effectiveGasPrice",
+                        "gasPrice",
+                        "blobGasPrice",
+                    ]
+                    .contains(&key.as_str())
+                })
+                .map(|(key, value)| (key.clone(), normalised_record(value)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(normalised_record).collect()),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn otterscan_answers_as_anvil_does_on_the_same_transactions() {
+    let chains = TwoChains::start("explorers-otterscan");
+    let TwoChains { tephra, anvil, txs, blocks, factory, sender, .. } = &chains;
+    let anvil = &anvil.client;
+    let differences = std::cell::RefCell::new(Vec::new());
+    let same = |ours: Value, theirs: Value, what: &str| {
+        if let Some(difference) = first_difference(&ours, &theirs, "") {
+            differences.borrow_mut().push(format!("{what}: {difference}"));
+        }
+    };
+    same(tephra.rpc("ots_getApiLevel", json!([])), anvil.rpc("ots_getApiLevel", json!([])), "api level");
+    for (nonce, (raw, (at_tephra, at_anvil))) in txs.iter().zip(blocks.iter()).enumerate() {
+        let hash = keccak_of(raw);
+        for method in ["ots_getInternalOperations", "ots_getTransactionError"] {
+            same(tephra.rpc(method, json!([hash])), anvil.rpc(method, json!([hash])), &format!("{method} {hash}"));
+        }
+        // anvil lists only the calls, with a static call's value as 0;
+        // Erigon's (and tephra's) list the creations and self-destructs too,
+        // with no value for a static or delegate call.
+        let calls_only = |entries: Value| -> Value {
+            let kinds = ["CALL", "STATICCALL", "DELEGATECALL", "CALLCODE"];
+            let mut calls: Vec<Value> = entries
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| kinds.contains(&e["type"].as_str().unwrap()))
+                .cloned()
+                .collect();
+            for call in &mut calls {
+                if call["type"] == "STATICCALL" || call["type"] == "DELEGATECALL" {
+                    call["value"] = Value::Null;
+                }
+            }
+            Value::Array(calls)
+        };
+        let ours = tephra.rpc("ots_traceTransaction", json!([hash]));
+        let theirs = anvil.rpc("ots_traceTransaction", json!([hash]));
+        same(calls_only(ours), calls_only(theirs), &format!("ots_traceTransaction {hash}"));
+        let by_nonce = json!([sender, format!("{nonce:#x}")]);
+        same(
+            tephra.rpc("ots_getTransactionBySenderAndNonce", by_nonce.clone()),
+            anvil.rpc("ots_getTransactionBySenderAndNonce", by_nonce),
+            &format!("ots_getTransactionBySenderAndNonce {nonce}"),
+        );
+        let (ours, theirs) = (
+            tephra.rpc("ots_getBlockTransactions", json!([at_tephra, 0, 10])),
+            anvil.rpc("ots_getBlockTransactions", json!([at_anvil, 0, 10])),
+        );
+        same(
+            normalised_record(&ours["receipts"]),
+            normalised_record(&theirs["receipts"]),
+            &format!("receipts of {hash}"),
+        );
+        same(
+            normalised_record(&ours["fullblock"]["transactions"]),
+            normalised_record(&theirs["fullblock"]["transactions"]),
+            &format!("transactions of {hash}"),
+        );
+        same(ours["fullblock"]["transactionCount"].clone(), json!(1), "transactionCount");
+        let (ours, theirs) = (
+            tephra.rpc("ots_getBlockDetails", json!([at_tephra])),
+            anvil.rpc("ots_getBlockDetails", json!([at_anvil])),
+        );
+        same(ours["issuance"].clone(), theirs["issuance"].clone(), "issuance");
+        same(ours["block"]["transactionCount"].clone(), theirs["block"]["transactionCount"].clone(), "count");
+        let keys =
+            |v: &Value| v["block"].as_object().unwrap().keys().cloned().collect::<std::collections::BTreeSet<_>>();
+        same(
+            json!(keys(&ours).len() >= keys(&theirs).len() - 1),
+            json!(true),
+            &format!("block details' fields {:?} {:?}", keys(&ours), keys(&theirs)),
+        );
+        for (side, at) in [(tephra, at_tephra), (anvil, at_anvil)] {
+            let receipt = side.rpc("eth_getTransactionReceipt", json!([hash]));
+            let fees = U256::from(common::quantity(&receipt["gasUsed"]))
+                * U256::from(common::quantity(&receipt["effectiveGasPrice"]));
+            let details = side.rpc("ots_getBlockDetailsByHash", json!([block_hash(side, *at)]));
+            same(details["totalFees"].clone(), json!(fees), "totalFees: the block's fees");
+        }
+        for address in [*factory, *sender, Address::with_last_byte(0xb1)] {
+            same(
+                tephra.rpc("ots_hasCode", json!([address, format!("{at_tephra:#x}")])),
+                anvil.rpc("ots_hasCode", json!([address, format!("{at_anvil:#x}")])),
+                &format!("ots_hasCode {address} at {at_tephra}"),
+            );
+        }
+    }
+    // Contracts made by a key (the factory) and by a contract (its children).
+    let children: Vec<Address> =
+        (1..=2).map(|nonce| factory.create(nonce)).chain([Address::with_last_byte(0xee)]).collect();
+    for address in [*factory].into_iter().chain(children) {
+        same(
+            tephra.rpc("ots_getContractCreator", json!([address])),
+            anvil.rpc("ots_getContractCreator", json!([address])),
+            &format!("ots_getContractCreator {address}"),
+        );
+    }
+    // An address's history, a page at a time, both ways.
+    let child = factory.create(1);
+    for address in [*sender, *factory, child, Address::with_last_byte(0xb1)] {
+        for (method, from, size) in [
+            ("ots_searchTransactionsBefore", 0, 3),
+            ("ots_searchTransactionsBefore", 0, 25),
+            ("ots_searchTransactionsAfter", 0, 3),
+            ("ots_searchTransactionsAfter", 0, 25),
+        ] {
+            let (ours, theirs) =
+                (tephra.rpc(method, json!([address, from, size])), anvil.rpc(method, json!([address, from, size])));
+            let hashes =
+                |page: &Value| page["txs"].as_array().unwrap().iter().map(|t| t["hash"].clone()).collect::<Vec<_>>();
+            same(json!(hashes(&ours)), json!(hashes(&theirs)), &format!("{method} {address} {size}"));
+            same(
+                normalised_record(&ours["receipts"]),
+                normalised_record(&theirs["receipts"]),
+                &format!("{method} receipts"),
+            );
+        }
+    }
+    let differences = differences.into_inner();
+    assert!(differences.is_empty(), "{} differences:\n{}", differences.len(), differences.join("\n"));
 }
 
 #[test]

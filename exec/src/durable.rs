@@ -130,6 +130,11 @@ impl BlockChanges {
         }
     }
 
+    /// Whether the block wrote `address`: its account or its storage.
+    pub fn wrote(&self, address: &Address) -> bool {
+        self.part(address).is_some_and(|part| part.accounts.contains_key(address) || part.storage.contains_key(address))
+    }
+
     /// Every account and storage written, each sorted by address (slots by
     /// slot): the record's order.
     pub fn sorted(&self) -> SortedChanges {

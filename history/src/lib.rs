@@ -27,7 +27,9 @@ mod codec;
 use std::path::{Path, PathBuf};
 
 use alloy_primitives::{Address, U256};
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use tephra_exec::{AccountBefore, BlockChanges, SortedChanges};
 
 const ACCOUNTS: TableDefinition<'static, &'static [u8; 28], &'static [u8]> = TableDefinition::new("accounts");
@@ -35,6 +37,12 @@ const SLOTS: TableDefinition<'static, &'static [u8; 60], &'static [u8; 32]> = Ta
 const WIPES: TableDefinition<'static, &'static [u8; 28], ()> = TableDefinition::new("wipes");
 const BLOCKS: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("blocks");
 const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
+/// address | block: the block wrote some of the address's storage.
+const STORAGE_WRITES: TableDefinition<'static, &'static [u8; 28], ()> = TableDefinition::new("storage_writes");
+
+/// The store's layout, in `meta`; a store of another layout is refused
+/// (`HistoryError::Format`) and rebuilt by its owner.
+const FORMAT: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -44,6 +52,10 @@ pub enum HistoryError {
     NotNext { path: PathBuf, number: u64, last: u64 },
     #[error("history store {path}: the record of block {number} is corrupt")]
     Corrupt { path: PathBuf, number: u64 },
+    #[error("history store {path}: layout {found}, this tephra writes layout {FORMAT}; remove it to rebuild it")]
+    Format { path: PathBuf, found: u64 },
+    #[error("history store {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 /// The blocks whose changes are stored.
@@ -71,8 +83,19 @@ impl HistoryStore {
             txn.open_table(ACCOUNTS).map_err(|e| store(e.into()))?;
             txn.open_table(SLOTS).map_err(|e| store(e.into()))?;
             txn.open_table(WIPES).map_err(|e| store(e.into()))?;
-            txn.open_table(BLOCKS).map_err(|e| store(e.into()))?;
-            txn.open_table(META).map_err(|e| store(e.into()))?;
+            txn.open_table(STORAGE_WRITES).map_err(|e| store(e.into()))?;
+            let blocks = txn.open_table(BLOCKS).map_err(|e| store(e.into()))?;
+            let mut meta = txn.open_table(META).map_err(|e| store(e.into()))?;
+            // A store from before the layout was recorded holds blocks and no layout: 1.
+            let empty = blocks.is_empty().map_err(|e| store(e.into()))?;
+            let found = meta.get("format").map_err(|e| store(e.into()))?.map(|v| v.value());
+            match found {
+                Some(FORMAT) => {}
+                None if empty => {
+                    meta.insert("format", FORMAT).map_err(|e| store(e.into()))?;
+                }
+                found => return Err(HistoryError::Format { path: path.into(), found: found.unwrap_or(1) }),
+            }
         }
         txn.commit().map_err(|e| store(e.into()))?;
         Ok(Self { db, path: path.into() })
@@ -107,6 +130,7 @@ impl HistoryStore {
             let mut accounts = txn.open_table(ACCOUNTS).map_err(|e| self.error(e))?;
             let mut slots = txn.open_table(SLOTS).map_err(|e| self.error(e))?;
             let mut wipes = txn.open_table(WIPES).map_err(|e| self.error(e))?;
+            let mut storage_writes = txn.open_table(STORAGE_WRITES).map_err(|e| self.error(e))?;
             for (address, before) in &changed_accounts {
                 let value = before.as_ref().map(codec::encode_account);
                 accounts
@@ -114,6 +138,7 @@ impl HistoryStore {
                     .map_err(|e| self.error(e))?;
             }
             for (address, before) in &changed_storage {
+                storage_writes.insert(&account_key(address, number), ()).map_err(|e| self.error(e))?;
                 if before.wiped {
                     wipes.insert(&account_key(address, number), ()).map_err(|e| self.error(e))?;
                 }
@@ -171,6 +196,7 @@ impl HistoryStore {
             let mut accounts = txn.open_table(ACCOUNTS).map_err(|e| self.error(e))?;
             let mut slots = txn.open_table(SLOTS).map_err(|e| self.error(e))?;
             let mut wipes = txn.open_table(WIPES).map_err(|e| self.error(e))?;
+            let mut storage_writes = txn.open_table(STORAGE_WRITES).map_err(|e| self.error(e))?;
             for &number in numbers {
                 let record = blocks.remove(number).map_err(|e| self.error(e))?;
                 let Some(record) = record else { continue };
@@ -182,6 +208,7 @@ impl HistoryStore {
                     accounts.remove(&account_key(address, number)).map_err(|e| self.error(e))?;
                 }
                 for (address, before) in &changed_storage {
+                    storage_writes.remove(&account_key(address, number)).map_err(|e| self.error(e))?;
                     wipes.remove(&account_key(address, number)).map_err(|e| self.error(e))?;
                     for (slot, _) in &before.slots {
                         slots.remove(&slot_key(address, *slot, number)).map_err(|e| self.error(e))?;
@@ -251,6 +278,27 @@ impl HistoryReader {
         let account =
             codec::decode_account(value).ok_or_else(|| HistoryError::Corrupt { path: self.path.clone(), number })?;
         Ok(Some(Some(account)))
+    }
+
+    /// The stored blocks in `from..=to` that changed `address`: its
+    /// account (nonce, balance, code, existence) or its storage; ascending.
+    pub fn blocks_changing(&self, address: &Address, from: u64, to: u64) -> Result<Vec<u64>, HistoryError> {
+        let mut blocks = Vec::new();
+        if from > to {
+            return Ok(blocks);
+        }
+        let (first, last) = (account_key(address, from), account_key(address, to));
+        let accounts = self.txn.open_table(ACCOUNTS).map_err(|e| self.error(e))?;
+        for entry in accounts.range(&first..=&last).map_err(|e| self.error(e))? {
+            blocks.push(block_of(entry.map_err(|e| self.error(e))?.0.value()));
+        }
+        let storage_writes = self.txn.open_table(STORAGE_WRITES).map_err(|e| self.error(e))?;
+        for entry in storage_writes.range(&first..=&last).map_err(|e| self.error(e))? {
+            blocks.push(block_of(entry.map_err(|e| self.error(e))?.0.value()));
+        }
+        blocks.sort_unstable();
+        blocks.dedup();
+        Ok(blocks)
     }
 
     /// `slot` of `address` before the first stored block after `after`

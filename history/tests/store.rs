@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use revm::primitives::hardfork::SpecId;
 use tephra_exec::{
     AccountBefore, StateDb,
-    testing::{ACCOUNTS, address, apply, op, slots},
+    testing::{ACCOUNTS, StateOp, address, apply, op, slots},
 };
 use tephra_history::{HistoryError, HistoryStore, Stored};
 
@@ -63,6 +63,7 @@ proptest! {
         for (k, then) in states.iter().enumerate() {
             reads_back(&store, &state, k as u64, then)?;
         }
+        changing_blocks_are_found(&store, &blocks, &states)?;
 
         // Truncated back to block t: the chain as it was then reads back.
         let t = usize::from(cut) % (blocks.len() + 1);
@@ -80,6 +81,66 @@ proptest! {
             reads_back(&store, now, k as u64, then)?;
         }
     }
+}
+
+/// The blocks the store says changed an address: every block that changed
+/// its account or storage, and none whose writes did not name it.
+fn changing_blocks_are_found(
+    store: &HistoryStore,
+    blocks: &[Vec<StateOp>],
+    states: &[StateDb],
+) -> Result<(), TestCaseError> {
+    let reader = store.reader().unwrap();
+    let head = blocks.len() as u64;
+    for a in 0..ACCOUNTS {
+        let address = address(a);
+        let found = reader.blocks_changing(&address, 1, head).unwrap();
+        for (i, ops) in blocks.iter().enumerate() {
+            let k = i as u64 + 1;
+            let (before, after) = (&states[i], &states[i + 1]);
+            let changed = fields(before, &address) != fields(after, &address)
+                || slots().any(|slot| before.storage_at(&address, slot) != after.storage_at(&address, slot));
+            let named = ops.iter().any(|op| op_address(op) == Some(address));
+            if changed {
+                prop_assert!(found.contains(&k), "block {} changed {} and is not found: {:?}", k, address, found);
+            }
+            if !named {
+                prop_assert!(!found.contains(&k), "block {} never wrote {}: {:?}", k, address, found);
+            }
+        }
+        let (from, to) = (head / 2, head);
+        let ranged = reader.blocks_changing(&address, from, to).unwrap();
+        prop_assert_eq!(ranged, found.iter().copied().filter(|k| (from..=to).contains(k)).collect::<Vec<_>>());
+    }
+    Ok(())
+}
+
+fn op_address(op: &StateOp) -> Option<Address> {
+    match *op {
+        StateOp::Store(a, ..) | StateOp::Credit(a, _) | StateOp::Create(a) | StateOp::SelfDestruct(a) => {
+            Some(address(a))
+        }
+        StateOp::Look => None,
+    }
+}
+
+#[test]
+fn a_store_of_another_layout_is_refused_naming_it() {
+    let dir = tephra_testkit::fresh_dir("history-format");
+    let path = dir.join("history.redb");
+    {
+        // A store as the first layout left it: blocks, and no layout recorded.
+        let store = HistoryStore::open(&path, CACHE_BYTES).unwrap();
+        store.append(1, &Default::default(), true).unwrap();
+        drop(store);
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap().remove("format").unwrap();
+        txn.commit().unwrap();
+    }
+    let refused = HistoryStore::open(&path, CACHE_BYTES).unwrap_err();
+    assert!(matches!(refused, HistoryError::Format { found: 1, .. }), "{refused}");
+    assert!(refused.to_string().contains("remove it to rebuild it"), "{refused}");
 }
 
 #[test]

@@ -176,6 +176,12 @@ impl ChainView {
         self.log_index.candidates(addresses, topics, from, to)
     }
 
+    /// The kept blocks in `from..=to` whose logs or calls may mention
+    /// `address` (`LogIndex::mentions`).
+    pub fn blocks_mentioning(&self, address: &Address, from: u64, to: u64) -> Vec<u64> {
+        self.log_index.mentions(address, from, to)
+    }
+
     pub fn holds_tx(&self, hash: &B256) -> bool {
         self.tx_index.contains_key(hash)
     }
@@ -346,6 +352,9 @@ impl ChainView {
             let location = TxLocation { block_number: number, index: self.open.txs.len() };
             self.tx_index.insert(tx.hash, location);
             self.log_index.keep(number, &tx.receipt.logs);
+            if let Some(to) = alloy_consensus::Transaction::to(&tx.envelope) {
+                self.log_index.keep_recipient(number, &to);
+            }
             logs += tx.receipt.logs.len() + 1;
             self.open.txs.push(tx);
         }
@@ -358,7 +367,13 @@ impl ChainView {
         for (index, tx) in block.txs.iter().enumerate() {
             self.tx_index.insert(tx.hash, TxLocation { block_number: block.header.number, index });
         }
-        self.log_index.keep(block.header.number, block.txs.iter().flat_map(|tx| &tx.receipt.logs));
+        let number = block.header.number;
+        for tx in block.txs.iter() {
+            self.log_index.keep(number, &tx.receipt.logs);
+            if let Some(to) = alloy_consensus::Transaction::to(&tx.envelope) {
+                self.log_index.keep_recipient(number, &to);
+            }
+        }
     }
 
     /// Keeps a sealed block, forgetting the oldest past the history bound.

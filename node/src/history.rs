@@ -64,9 +64,19 @@ pub struct History {
 }
 
 impl History {
+    /// Opens the store at `path`; one of another layout (an older tephra's)
+    /// is removed, and the start's replay fills it again from the log.
     pub fn open(path: &Path, blocks_max: u64, cache_bytes: usize) -> Result<Self, HistoryError> {
+        let store = match HistoryStore::open(path, cache_bytes) {
+            Err(HistoryError::Format { found, .. }) => {
+                tracing::warn!(path = %path.display(), found, "state history of another layout: rebuilding it from the log");
+                std::fs::remove_file(path).map_err(|e| HistoryError::Io { path: path.into(), source: e })?;
+                HistoryStore::open(path, cache_bytes)?
+            }
+            opened => opened?,
+        };
         Ok(Self {
-            store: HistoryStore::open(path, cache_bytes)?,
+            store,
             pending: Mutex::new(VecDeque::new()),
             wake: Condvar::new(),
             stopping: Mutex::new(false),
@@ -135,6 +145,37 @@ impl History {
             }
             _ => (covered_from.saturating_sub(1).min(head), false),
         }
+    }
+
+    /// The earliest block whose state reads can be served now (the view
+    /// read-locked).
+    pub fn earliest(&self, view: &ChainView) -> Result<u64, HistoryError> {
+        let pending = self.pending.lock().expect("history pending lock");
+        let stored = self.store.stored()?;
+        let pending: Vec<_> = pending.iter().cloned().collect();
+        Ok(Self::window_of(stored, &pending, view.head().header.number).0)
+    }
+
+    /// The sealed blocks in `from..=to` that wrote `address` (its account or
+    /// its storage), ascending, from the store and the pending blocks: the
+    /// candidates of an address's history (ots_search*). The view must be
+    /// read-locked.
+    pub fn blocks_changing(&self, address: &Address, from: u64, to: u64) -> Result<Vec<u64>, HistoryError> {
+        let (reader, pending) = {
+            let pending = self.pending.lock().expect("history pending lock");
+            let reader = self.store.reader()?;
+            let pending: Vec<u64> = pending
+                .iter()
+                .filter(|(n, changes)| (from..=to).contains(n) && changes.wrote(address))
+                .map(|(n, _)| *n)
+                .collect();
+            (reader, pending)
+        };
+        let mut blocks = reader.blocks_changing(address, from, to)?;
+        blocks.extend(pending);
+        blocks.sort_unstable();
+        blocks.dedup();
+        Ok(blocks)
     }
 
     /// The state at block `at` (at most the view's head), read through the

@@ -34,11 +34,13 @@ use alloy_primitives::{Address, B256, Log, map::HashMap};
 /// A hashed address or (topic position, topic).
 type Key = u64;
 
-/// A block's logs, transaction by transaction, as a retired block keeps them
-/// until they are forgotten.
+/// A block's logs and recipients, transaction by transaction, as a retired
+/// block keeps them until they are forgotten.
 pub trait BlockLogs {
     fn tx_count(&self) -> usize;
     fn logs_of(&self, tx: usize) -> &[Log];
+    /// The address the transaction calls (none for a creation).
+    fn recipient_of(&self, tx: usize) -> Option<Address>;
 }
 
 impl BlockLogs for std::sync::Arc<Vec<crate::view::StoredTx>> {
@@ -48,6 +50,10 @@ impl BlockLogs for std::sync::Arc<Vec<crate::view::StoredTx>> {
 
     fn logs_of(&self, tx: usize) -> &[Log] {
         &self[tx].receipt.logs
+    }
+
+    fn recipient_of(&self, tx: usize) -> Option<Address> {
+        alloy_consensus::Transaction::to(&self[tx].envelope)
     }
 }
 
@@ -88,11 +94,17 @@ fn fold(tag: u64, bytes: &[u8]) -> Key {
     })
 }
 
-/// Tag of an address key; a topic key's is its position (0..4).
+/// Tag of an address key, and of a recipient's; a topic key's is its
+/// position (0..4) + 1.
 const ADDRESS_TAG: u64 = 0xff;
+const RECIPIENT_TAG: u64 = 0xfe;
 
 fn address_key(address: &Address) -> Key {
     fold(ADDRESS_TAG, address.as_slice())
+}
+
+fn recipient_key(address: &Address) -> Key {
+    fold(RECIPIENT_TAG, address.as_slice())
 }
 
 fn topic_key(position: usize, topic: &B256) -> Key {
@@ -110,12 +122,22 @@ impl<B: BlockLogs> LogIndex<B> {
     pub fn keep<'a>(&mut self, number: u64, logs: impl IntoIterator<Item = &'a Log>) {
         for log in logs {
             for key in keys_of(log) {
-                let postings = self.postings.entry(key).or_default();
-                debug_assert!(postings.back().is_none_or(|last| *last <= number), "blocks are kept in order");
-                if postings.back() != Some(&number) {
-                    postings.push_back(number);
-                }
+                self.keep_key(number, key);
             }
+        }
+    }
+
+    /// Indexes block `number` (no older than every block indexed) by the
+    /// address one of its transactions calls.
+    pub fn keep_recipient(&mut self, number: u64, address: &Address) {
+        self.keep_key(number, recipient_key(address));
+    }
+
+    fn keep_key(&mut self, number: u64, key: Key) {
+        let postings = self.postings.entry(key).or_default();
+        debug_assert!(postings.back().is_none_or(|last| *last <= number), "blocks are kept in order");
+        if postings.back() != Some(&number) {
+            postings.push_back(number);
         }
     }
 
@@ -137,7 +159,8 @@ impl<B: BlockLogs> LogIndex<B> {
                 self.retired.pop_front();
                 continue;
             };
-            for key in logs.iter().flat_map(keys_of) {
+            let recipient = retired.block.recipient_of(retired.tx).map(|to| recipient_key(&to));
+            for key in logs.iter().flat_map(keys_of).chain(recipient) {
                 let Some(postings) = self.postings.get_mut(&key) else { continue };
                 if postings.front() == Some(&retired.number) {
                     postings.pop_front();
@@ -146,7 +169,7 @@ impl<B: BlockLogs> LogIndex<B> {
                     self.postings.remove(&key);
                 }
             }
-            forgotten += logs.len().max(1);
+            forgotten += logs.len() + 1;
             retired.tx += 1;
         }
     }
@@ -181,6 +204,16 @@ impl<B: BlockLogs> LogIndex<B> {
         Some(blocks)
     }
 
+    /// The blocks in `from..=to` that may mention `address`: as a log's
+    /// address, as a topic (an indexed address argument), or as the address
+    /// a transaction calls; ascending.
+    pub fn mentions(&self, address: &Address, from: u64, to: u64) -> Vec<u64> {
+        let from = from.max(self.retired_below);
+        let as_topic = B256::left_padding_from(address.as_slice());
+        let topics = (0..4).map(|position| topic_key(position, &as_topic));
+        self.union([address_key(address), recipient_key(address)].into_iter().chain(topics), from, to)
+    }
+
     /// The blocks in `from..=to` in the postings of any of `keys`, ascending, once each.
     fn union(&self, keys: impl Iterator<Item = Key>, from: u64, to: u64) -> Vec<u64> {
         let mut blocks = Vec::new();
@@ -209,6 +242,10 @@ mod tests {
 
         fn logs_of(&self, tx: usize) -> &[Log] {
             std::slice::from_ref(&self[tx])
+        }
+
+        fn recipient_of(&self, tx: usize) -> Option<Address> {
+            Some(self[tx].address)
         }
     }
 
@@ -254,8 +291,12 @@ mod tests {
         ) {
             let mut index = LogIndex::default();
             let mut kept: VecDeque<(u64, &Vec<Log>)> = VecDeque::new();
-            for (number, logs) in (1u64..).zip(&blocks) {
+            let keep = |index: &mut LogIndex<Vec<Log>>, number: u64, logs: &Vec<Log>| {
                 index.keep(number, logs);
+                logs.iter().for_each(|log| index.keep_recipient(number, &log.address));
+            };
+            for (number, logs) in (1u64..).zip(&blocks) {
+                keep(&mut index, number, logs);
                 kept.push_back((number, logs));
                 if kept.len() > kept_max {
                     let (old, logs) = kept.pop_front().unwrap();
@@ -265,7 +306,7 @@ mod tests {
                 if usize::try_from(number) == Ok(rebuild_at) {
                     index.clear();
                     for (n, logs) in &kept {
-                        index.keep(*n, logs.iter());
+                        keep(&mut index, *n, logs);
                     }
                 }
             }
@@ -294,6 +335,18 @@ mod tests {
                         }
                     }
                 }
+            }
+            // An address's mentions: as a log's address (and so, here, a
+            // recipient) or as a topic, at any position.
+            for a in 0u8..7 {
+                let address = Address::with_last_byte(a);
+                let as_topic = B256::left_padding_from(address.as_slice());
+                let mentioned: Vec<u64> = kept
+                    .iter()
+                    .filter(|(_, logs)| logs.iter().any(|l| l.address == address || l.topics().contains(&as_topic)))
+                    .map(|(n, _)| *n)
+                    .collect();
+                prop_assert_eq!(index.mentions(&address, 0, u64::MAX), mentioned, "mentions of {}", address);
             }
             // Every block retired and forgotten leaves nothing behind.
             for (n, logs) in kept.drain(..) {

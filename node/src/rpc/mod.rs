@@ -13,6 +13,7 @@ mod filters;
 mod limits;
 mod logs;
 mod optimism;
+mod otterscan;
 mod params;
 mod send;
 mod server;
@@ -48,6 +49,7 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Shared> {
     register_filters(&mut m);
     register_txpool(&mut m);
     register_traces(&mut m);
+    register_otterscan(&mut m);
     if op_stack {
         register_optimism(&mut m);
     }
@@ -169,6 +171,33 @@ fn register_traces(m: &mut RpcModule<Shared>) {
     m.register_blocking_method("trace_replayTransaction", |p, s, _| traces::trace_replay_transaction(&p, &s))
         .expect("unique");
     m.register_blocking_method("eth_createAccessList", |p, s, _| traces::create_access_list(&p, &s)).expect("unique");
+}
+
+/// Otterscan's methods (API level 8); those that execute or search on
+/// blocking threads, `[trace]`-bounded.
+fn register_otterscan(m: &mut RpcModule<Shared>) {
+    m.register_method("ots_getApiLevel", |_, _, _| otterscan::api_level()).expect("unique");
+    m.register_method("ots_hasCode", |p, s, _| otterscan::has_code(&p, s)).expect("unique");
+    m.register_method("ots_getBlockDetails", |p, s, _| otterscan::block_details(&p, s, false)).expect("unique");
+    m.register_method("ots_getBlockDetailsByHash", |p, s, _| otterscan::block_details(&p, s, true)).expect("unique");
+    m.register_method("ots_getBlockTransactions", |p, s, _| otterscan::block_transactions(&p, s)).expect("unique");
+    m.register_blocking_method("ots_getTransactionError", |p, s, _| otterscan::transaction_error(&p, &s))
+        .expect("unique");
+    m.register_blocking_method("ots_getInternalOperations", |p, s, _| otterscan::internal_operations(&p, &s))
+        .expect("unique");
+    m.register_blocking_method("ots_traceTransaction", |p, s, _| otterscan::trace_transaction(&p, &s)).expect("unique");
+    m.register_blocking_method("ots_getTransactionBySenderAndNonce", |p, s, _| {
+        otterscan::transaction_by_sender_and_nonce(&p, &s)
+    })
+    .expect("unique");
+    m.register_blocking_method("ots_getContractCreator", |p, s, _| otterscan::contract_creator(&p, &s))
+        .expect("unique");
+    m.register_blocking_method("ots_searchTransactionsBefore", |p, s, _| otterscan::search(&p, &s, true))
+        .expect("unique");
+    m.register_blocking_method("ots_searchTransactionsAfter", |p, s, _| otterscan::search(&p, &s, false))
+        .expect("unique");
+    // Otterscan reads headers through Erigon's method.
+    m.register_method("erigon_getHeaderByNumber", |p, s, _| blocks::block_by_number(&p, s)).expect("unique");
 }
 
 fn register_subscriptions(m: &mut RpcModule<Shared>) {

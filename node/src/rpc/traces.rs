@@ -51,17 +51,17 @@ use crate::{
 };
 
 /// A kept block, ready to be replayed on the state before it.
-struct Replay {
-    number: u64,
+pub(super) struct Replay {
+    pub(super) number: u64,
     hash: B256,
     parent_hash: B256,
     params: BlockParams,
-    txs: Vec<ReplayTx>,
-    tx_hashes: Vec<B256>,
+    pub(super) txs: Vec<ReplayTx>,
+    pub(super) tx_hashes: Vec<B256>,
 }
 
 impl Replay {
-    fn of(shared: &Shared, number: u64) -> Result<Self, ErrorObjectOwned> {
+    pub(super) fn of(shared: &Shared, number: u64) -> Result<Self, ErrorObjectOwned> {
         if number == 0 {
             return Err(error(SERVER_ERROR, "genesis is not traceable", None));
         }
@@ -80,7 +80,7 @@ impl Replay {
     }
 
     /// Replays the block, handing `visit` each transaction of `inspect`.
-    fn run<'s, I, V: Display>(
+    pub(super) fn run<'s, I, V: Display>(
         &self,
         shared: &'s Shared,
         inspect: std::ops::Range<usize>,
@@ -98,7 +98,7 @@ impl Replay {
         TransactionContext { block_hash: Some(self.hash), tx_index: Some(index), tx_hash: Some(self.tx_hashes[index]) }
     }
 
-    fn info(&self, index: usize) -> TransactionInfo {
+    pub(super) fn info(&self, index: usize) -> TransactionInfo {
         TransactionInfo {
             hash: Some(self.tx_hashes[index]),
             index: Some(index as u64),
@@ -110,7 +110,7 @@ impl Replay {
     }
 }
 
-fn replay_error<E: Display, V: Display>(e: ReplayError<E, V>) -> ErrorObjectOwned {
+pub(super) fn replay_error<E: Display, V: Display>(e: ReplayError<E, V>) -> ErrorObjectOwned {
     match e {
         ReplayError::Stopped(why) => error(LIMIT_EXCEEDED, why, None),
         ReplayError::Diverged { .. } => {
@@ -122,7 +122,7 @@ fn replay_error<E: Display, V: Display>(e: ReplayError<E, V>) -> ErrorObjectOwne
 }
 
 /// A slot among `trace.concurrent_max`, held while a request runs.
-fn slot(shared: &Shared) -> Result<SemaphorePermit<'_>, ErrorObjectOwned> {
+pub(super) fn slot(shared: &Shared) -> Result<SemaphorePermit<'_>, ErrorObjectOwned> {
     shared
         .trace_slots
         .try_acquire()
@@ -131,7 +131,7 @@ fn slot(shared: &Shared) -> Result<SemaphorePermit<'_>, ErrorObjectOwned> {
 
 /// `inner` within `[trace]`'s steps and time; `record_steps_max` cuts a
 /// struct log (geth's `limit`).
-fn bounded<I>(inner: I, config: &TraceConfig, record_steps_max: u64) -> Bounds<I> {
+pub(super) fn bounded<I>(inner: I, config: &TraceConfig, record_steps_max: u64) -> Bounds<I> {
     let deadline = Instant::now() + std::time::Duration::from_millis(config.timeout_ms);
     Bounds::new(inner, config.steps_max, record_steps_max, Box::new(move || Instant::now() >= deadline))
 }
@@ -141,7 +141,7 @@ fn recording_limits(config: &TraceConfig) -> TraceLimits {
     TraceLimits::default().set_max_recorded_bytes(Some(bytes)).set_behavior(TraceLimitBehavior::Halt)
 }
 
-fn tracing_inspector(config: TracingInspectorConfig, bounds: &TraceConfig) -> TracingInspector {
+pub(super) fn tracing_inspector(config: TracingInspectorConfig, bounds: &TraceConfig) -> TracingInspector {
     TracingInspector::new(config).with_limits(recording_limits(bounds))
 }
 
@@ -179,7 +179,7 @@ fn options(p: &[Value], index: usize) -> Result<GethDebugTracingOptions, ErrorOb
 }
 
 /// A kept transaction's place: its block and index.
-fn locate(shared: &Shared, hash: &B256) -> Result<(u64, usize), ErrorObjectOwned> {
+pub(super) fn locate(shared: &Shared, hash: &B256) -> Result<(u64, usize), ErrorObjectOwned> {
     let view = shared.view.read().expect("view lock");
     match view.tx(hash) {
         Some((number, index, _)) if number <= view.head().header.number => Ok((number, index)),
@@ -189,7 +189,7 @@ fn locate(shared: &Shared, hash: &B256) -> Result<(u64, usize), ErrorObjectOwned
 }
 
 /// A sealed block a request names; `None` for one the chain has not.
-fn sealed_block(shared: &Shared, tag: BlockTag) -> Result<Option<u64>, ErrorObjectOwned> {
+pub(super) fn sealed_block(shared: &Shared, tag: BlockTag) -> Result<Option<u64>, ErrorObjectOwned> {
     if tag == BlockTag::Pending {
         return Err(invalid("the pending block is not traceable: it is not sealed"));
     }
@@ -197,12 +197,12 @@ fn sealed_block(shared: &Shared, tag: BlockTag) -> Result<Option<u64>, ErrorObje
     Ok(resolve(&view, tag).filter(|n| *n <= view.head().header.number))
 }
 
-fn json_of(value: impl serde::Serialize) -> RpcResult {
+pub(super) fn json_of(value: impl serde::Serialize) -> RpcResult {
     serde_json::to_value(value).map_err(|e| error(SERVER_ERROR, e.to_string(), None))
 }
 
 /// A result a visitor produced, or why it could not.
-fn taken<T>(value: Option<T>) -> Result<T, ErrorObjectOwned> {
+pub(super) fn taken<T>(value: Option<T>) -> Result<T, ErrorObjectOwned> {
     value.ok_or_else(|| error(SERVER_ERROR, "the trace produced nothing", None))
 }
 
@@ -362,7 +362,7 @@ pub(super) fn trace_block(params: &Params<'_>, shared: &Shared) -> RpcResult {
     json_of(parity_traces(shared, &replay, 0..replay.txs.len())?)
 }
 
-fn parity_traces(
+pub(super) fn parity_traces(
     shared: &Shared,
     replay: &Replay,
     inspect: std::ops::Range<usize>,
