@@ -966,6 +966,14 @@ fn traces_are_bounded_and_a_struct_log_is_cut_at_its_limit() {
     for field in ["gas", "failed", "returnValue"] {
         assert_eq!(cut[field], whole[field], "{field}");
     }
+    // geth's other built-in tracers answer too (anvil gives them no answer).
+    let flat = tephra.rpc("debug_traceTransaction", json!([deploy, {"tracer": "flatCallTracer"}]));
+    assert_eq!(flat.as_array().unwrap().len(), 1, "{flat}");
+    assert_eq!(flat[0]["type"], "create", "{flat}");
+    let mux = json!({"tracer": "muxTracer", "tracerConfig": {"callTracer": {}, "4byteTracer": null}});
+    let mux = tephra.rpc("debug_traceTransaction", json!([deploy, mux]));
+    assert_eq!(mux["callTracer"]["type"], "CREATE", "{mux}");
+    assert!(mux["4byteTracer"].is_object(), "{mux}");
     // Past trace.steps_max: an error, and the node goes on.
     let hash = keccak_of(&txs[1]);
     for over in [

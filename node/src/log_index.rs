@@ -19,8 +19,8 @@
 //! (rpc/logs.rs) then passes over, never lose a log.
 //!
 //! Cost, on the sequencer's thread under the view's lock: keeping a log and
-//! later forgetting it is about 110 ns, 2.5 % of executing the token
-//! transfer that logged it (`cargo bench -p tephra-node --bench log_index`,
+//! its transaction's call, and later forgetting them, is about 115 ns,
+//! 2.4 % of executing the token transfer that logged it (`cargo bench -p tephra-node --bench log_index`,
 //! docs/benchmarks.md), spread over the mini-blocks rather than left to the
 //! seal. Memory: one entry (8 bytes)
 //! per distinct key per block, plus a map entry per distinct key kept;
