@@ -230,6 +230,16 @@ impl HistoryStore {
         txn.commit().map_err(|e| self.error(e))
     }
 
+    /// Block `number`'s changes as stored, if it is.
+    pub fn record(&self, number: u64) -> Result<Option<BlockChanges>, HistoryError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let blocks = txn.open_table(BLOCKS).map_err(|e| self.error(e))?;
+        let Some(record) = blocks.get(number).map_err(|e| self.error(e))? else { return Ok(None) };
+        let changes =
+            codec::decode(record.value()).ok_or_else(|| HistoryError::Corrupt { path: self.path.clone(), number })?;
+        Ok(Some(changes))
+    }
+
     /// A consistent view of the store as it is now, for any number of reads.
     pub fn reader(&self) -> Result<HistoryReader, HistoryError> {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;

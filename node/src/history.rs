@@ -91,6 +91,11 @@ impl History {
         self.store.stored()
     }
 
+    /// Block `number`'s changes as stored, if it is.
+    pub fn record(&self, number: u64) -> Result<Option<BlockChanges>, HistoryError> {
+        self.store.record(number)
+    }
+
     /// Stores blocks replayed at start, in order, at once.
     pub fn append_now(&self, number: u64, changes: &BlockChanges, durable: bool) -> Result<(), HistoryError> {
         let _writing = self.write_lock.lock().expect("history write lock");

@@ -169,11 +169,26 @@ fn open_history(config: &Config, data: &DataDir) -> Result<Option<(Arc<History>,
     Ok(Some((history, last)))
 }
 
-/// The history made to end at the replayed head: blocks past it (the log
-/// holds less: a torn tail) dropped, re-executed blocks after its last
-/// stored one appended.
+/// The history made to end at the replayed head, and verified against it:
+/// blocks past it (the log holds less: a torn tail) dropped; each stored
+/// block the replay re-executed compared with what it wrote, the store
+/// rewritten from the first that differs (its chain is not the log's: a
+/// standby's blocks its new leader replaced); re-executed blocks after its
+/// last stored one appended.
 fn catch_up_history(history: &History, head: u64, changes: Vec<(u64, BlockChanges)>) -> Result<(), NodeError> {
     history.truncate_now(head)?;
+    if let Some(stored) = history.stored()? {
+        for (number, replayed) in changes.iter().filter(|(n, _)| (stored.first..=stored.last).contains(n)) {
+            if history.record(*number)?.as_ref() != Some(replayed) {
+                tracing::error!(
+                    number,
+                    "state history: block {number} differs from the log's; rewriting it from there"
+                );
+                history.truncate_now(number - 1)?;
+                break;
+            }
+        }
+    }
     let last = history.stored()?.map(|stored| stored.last);
     let newest = changes.last().map(|(number, _)| *number);
     for (number, changes) in changes {
@@ -443,5 +458,44 @@ impl Running {
     /// The sequencer loop's turn count (see `Shared::heartbeat`).
     pub fn heartbeat(&self) -> u64 {
         self.shared.heartbeat.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::{Address, U256};
+    use tephra_exec::{AccountBefore, BlockChanges};
+
+    use super::catch_up_history;
+    use crate::history::History;
+
+    /// Block changes that say `address` had `balance` before the block.
+    fn balance_before(address: u8, balance: u64) -> BlockChanges {
+        let before = AccountBefore { nonce: 0, balance: U256::from(balance), code_hash: Default::default() };
+        BlockChanges::from_parts(vec![(Address::with_last_byte(address), Some(before))], Vec::new())
+    }
+
+    #[test]
+    fn a_stored_history_is_verified_against_the_replay_and_rewritten_where_it_differs() {
+        let dir = tephra_testkit::fresh_dir("history-verify");
+        let history = History::open(&dir.join("history.redb"), 0, 1 << 20).unwrap();
+        let ours: Vec<_> = (1..=4).map(|n| (n, balance_before(1, n))).collect();
+        for (n, changes) in &ours {
+            history.append_now(*n, changes, true).unwrap();
+        }
+        // The log's chain agrees up to block 2, then holds other blocks (a
+        // standby's tail its new leader replaced), and one more.
+        let log: Vec<_> =
+            (2..=5).map(|n| (n, if n <= 2 { balance_before(1, n) } else { balance_before(2, 10 * n) })).collect();
+        catch_up_history(&history, 5, log.clone()).unwrap();
+        let stored = history.stored().unwrap().unwrap();
+        assert_eq!((stored.first, stored.last), (1, 5));
+        assert_eq!(history.record(1).unwrap().as_ref(), Some(&ours[0].1), "before the replay: kept");
+        for (n, changes) in &log {
+            assert_eq!(history.record(*n).unwrap().as_ref(), Some(changes), "block {n}");
+        }
+        // Agreeing, nothing is rewritten: a second start finds it so.
+        catch_up_history(&history, 5, log.clone()).unwrap();
+        assert_eq!(history.record(3).unwrap().as_ref(), Some(&log[1].1));
     }
 }
