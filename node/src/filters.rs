@@ -8,10 +8,10 @@
 //!
 //! ```text
 //! install ──> Install record ─┐
-//! poll: changes from the view, ├─> filters.jsonl (one JSON record a line, fdatasync'd;
+//! poll: changes from the view, ├─> filters.jsonl (one JSON record a line, written under the lock;
 //!   Advance record, answer     │    rewritten whole, atomically, when mostly dead lines)
-//! rewind: Removed record ──────┤
-//! uninstall, idle: Uninstall ──┘
+//! rewind: Removed record ──────┤  then, the lock released: Durable::wait, one fdatasync for every
+//! uninstall, idle: Uninstall ──┘    line written before it (group commit), before the answer leaves
 //! ```
 //!
 //! As with geth, delivery is at most once: a poll whose answer is lost in
@@ -29,6 +29,10 @@ use std::{
     io::{self, BufRead, BufReader, Write},
     net::IpAddr,
     path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -168,8 +172,8 @@ impl Filters {
         self.filters.is_empty()
     }
 
-    /// Installs a filter for `client`, starting at `place`; durable when it
-    /// returns.
+    /// Installs a filter for `client`, starting at `place` (durable at the
+    /// next `Durable::wait`).
     pub fn install(
         &mut self,
         client: IpAddr,
@@ -212,13 +216,21 @@ impl Filters {
         Ok(filter)
     }
 
+    /// Where the journal stands now: every change made so far is durable
+    /// once the point's `wait` returns. Taken under the filters' lock, waited
+    /// on after it, so that concurrent changes share one fdatasync.
+    pub fn durable(&self) -> Durable {
+        Durable { point: self.journal.sync.clone(), line: self.journal.sync.written.load(Ordering::Acquire) }
+    }
+
     /// A filter, without counting as a poll.
     pub fn get(&self, id: &FilterId) -> Option<&Filter> {
         self.filters.get(id)
     }
 
     /// The filter's changes up to `place` are about to be answered (and its
-    /// removed logs): durable when it returns.
+    /// removed logs): durable at the next `Durable::wait`, which the answer
+    /// waits for.
     pub fn advance(&mut self, id: FilterId, place: Place, now: Instant) -> Result<(), FilterError> {
         let filter = self.filters.get(&id).ok_or(FilterError::NotFound)?;
         if filter.place == place && filter.removed.is_empty() {
@@ -275,8 +287,8 @@ impl Filters {
         }
     }
 
-    /// Writes `record` durably, then applies it; rewrites the journal when
-    /// it has grown mostly dead.
+    /// Writes `record` (durable at the next `Durable::wait`), then applies
+    /// it; rewrites the journal when it has grown mostly dead.
     fn record(&mut self, record: Record, now: Instant) -> Result<(), FilterError> {
         self.journal.append(&record)?;
         match &record {
@@ -331,12 +343,47 @@ fn apply(filters: &mut HashMap<FilterId, Filter>, record: Record, now: Instant) 
     }
 }
 
-/// The journal file: appended a line at a time, each fdatasync'd.
+/// The journal file: appended a line at a time, fdatasync'd by groups.
 #[derive(Debug)]
 struct Journal {
     path: PathBuf,
     file: File,
     lines: usize,
+    sync: Arc<SyncPoint>,
+}
+
+/// How far a journal file is written and how far it is durable, in lines.
+#[derive(Debug)]
+struct SyncPoint {
+    path: PathBuf,
+    file: File,
+    written: AtomicU64,
+    /// Lines durable; held while an fdatasync runs, so that one waiter
+    /// syncs for all those behind it.
+    synced: Mutex<u64>,
+}
+
+/// A point of the journal (`Filters::durable`).
+#[derive(Debug)]
+#[must_use = "a change is durable only once waited on"]
+pub struct Durable {
+    point: Arc<SyncPoint>,
+    line: u64,
+}
+
+impl Durable {
+    /// Returns once every line written before the point is on disk.
+    pub fn wait(self) -> Result<(), FilterError> {
+        let point = &self.point;
+        let mut synced = point.synced.lock().expect("journal sync lock");
+        if *synced >= self.line {
+            return Ok(());
+        }
+        let target = point.written.load(Ordering::Acquire);
+        point.file.sync_data().map_err(|source| FilterError::Journal { path: point.path.clone(), source })?;
+        *synced = target;
+        Ok(())
+    }
 }
 
 impl Journal {
@@ -389,17 +436,26 @@ impl Journal {
             File::open(dir).and_then(|dir| dir.sync_all()).map_err(error)?;
         }
         let file = OpenOptions::new().append(true).open(path).map_err(error)?;
-        Ok(Self { path: path.into(), file, lines: text.lines().count() })
+        let lines = text.lines().count();
+        // What the rewrite wrote is durable already.
+        let sync = Arc::new(SyncPoint {
+            path: path.into(),
+            file: file.try_clone().map_err(error)?,
+            written: AtomicU64::new(lines as u64),
+            synced: Mutex::new(lines as u64),
+        });
+        Ok(Self { path: path.into(), file, lines, sync })
     }
 
+    /// Writes `record`'s line; durable at the next `Durable::wait`.
     fn append(&mut self, record: &Record) -> Result<(), FilterError> {
         let mut line = String::new();
         push_line(&mut line, record);
         self.file
             .write_all(line.as_bytes())
-            .and_then(|()| self.file.sync_data())
             .map_err(|source| FilterError::Journal { path: self.path.clone(), source })?;
         self.lines += 1;
+        self.sync.written.fetch_add(1, Ordering::Release);
         Ok(())
     }
 }
@@ -444,9 +500,18 @@ mod tests {
         let logs = filters.install(ALICE, logs_spec(), Place::block(5), now).unwrap();
         let blocks = filters.install(BOB, FilterSpec::Blocks, Place::block(5), now).unwrap();
         let gone = filters.install(BOB, FilterSpec::PendingTransactions, Place { block: 5, index: 3 }, now).unwrap();
+        let before_advance = filters.durable();
         filters.advance(logs, Place::block(9), now).unwrap();
         assert!(filters.uninstall(gone, now).unwrap());
         assert!(!filters.uninstall(gone, now).unwrap(), "a second uninstall finds nothing");
+        // One fdatasync for all of them: the last point's wait syncs every
+        // line written, an earlier point's then finds them synced.
+        let point = filters.durable();
+        let written = point.line;
+        point.wait().unwrap();
+        assert_eq!(*filters.journal.sync.synced.lock().unwrap(), written);
+        before_advance.wait().unwrap();
+        assert_eq!(*filters.journal.sync.synced.lock().unwrap(), written, "no sync backwards");
         drop(filters);
 
         let later = now + Duration::from_secs(1000);

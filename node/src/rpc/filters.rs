@@ -7,6 +7,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr},
+    sync::MutexGuard,
     time::Instant,
 };
 
@@ -24,7 +25,7 @@ use super::{
 };
 use crate::{
     chain_view::{ChainView, Event},
-    filters::{Filter, FilterError, FilterId, FilterSpec, Place},
+    filters::{Filter, FilterError, FilterId, FilterSpec, Filters, Place},
     shared::Shared,
     view::StoredTx,
 };
@@ -56,7 +57,16 @@ fn install(shared: &Shared, extensions: &Extensions, spec: FilterSpec) -> RpcRes
         }
     };
     let id = filters.install(client(extensions), spec, place, Instant::now()).map_err(filter_error)?;
-    Ok(json!(id))
+    durably(filters, json!(id))
+}
+
+/// `answer`, once what `filters` holds now is durable: the lock is released
+/// first, so that changes made meanwhile share the fdatasync.
+fn durably(filters: MutexGuard<'_, Filters>, answer: Value) -> RpcResult {
+    let durable = filters.durable();
+    drop(filters);
+    durable.wait().map_err(filter_error)?;
+    Ok(answer)
 }
 
 /// Just past the open block's last preconfirmed transaction.
@@ -90,8 +100,9 @@ pub(super) fn new_pending_transaction_filter(shared: &Shared, extensions: &Exten
 
 pub(super) fn uninstall_filter(params: &Params<'_>, shared: &Shared) -> RpcResult {
     let id: FilterId = param(&list(params)?, 0, "filter id")?;
-    let removed = shared.filters.lock().expect("filters lock").uninstall(id, Instant::now()).map_err(filter_error)?;
-    Ok(json!(removed))
+    let mut filters = shared.filters.lock().expect("filters lock");
+    let removed = filters.uninstall(id, Instant::now()).map_err(filter_error)?;
+    durably(filters, json!(removed))
 }
 
 /// What happened since the last poll; the filter's new place is durable
@@ -111,7 +122,7 @@ pub(super) fn filter_changes(params: &Params<'_>, shared: &Shared) -> RpcResult 
         }
     };
     filters.advance(id, place, now).map_err(filter_error)?;
-    Ok(Value::Array(changes))
+    durably(filters, Value::Array(changes))
 }
 
 /// eth_getFilterLogs: every log the filter's range holds, as eth_getLogs
@@ -251,6 +262,8 @@ pub(crate) async fn follow_rewinds(shared: std::sync::Arc<Shared>) {
             }
             out
         };
+        // Not waited on here: the next answer of any filter waits for these
+        // lines too, before it leaves.
         let mut filters = shared.filters.lock().expect("filters lock");
         if let Err(e) = filters.rewind(Place::block(number + 1), removed, Instant::now()) {
             tracing::error!(error = %e, "filters could not be moved back past a rewind");

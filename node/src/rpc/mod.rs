@@ -137,13 +137,16 @@ fn register_send(m: &mut RpcModule<Shared>) {
 /// Polling filters, for clients without subscriptions (ethers' and web3.py's
 /// event listeners over HTTP).
 fn register_filters(m: &mut RpcModule<Shared>) {
-    m.register_method("eth_newFilter", |p, s, e| filters::new_filter(&p, s, e)).expect("unique");
-    m.register_method("eth_newBlockFilter", |_, s, e| filters::new_block_filter(s, e)).expect("unique");
-    m.register_method("eth_newPendingTransactionFilter", |_, s, e| filters::new_pending_transaction_filter(s, e))
-        .expect("unique");
-    m.register_method("eth_getFilterChanges", |p, s, _| filters::filter_changes(&p, s)).expect("unique");
-    m.register_method("eth_getFilterLogs", |p, s, _| filters::filter_logs(&p, s)).expect("unique");
-    m.register_method("eth_uninstallFilter", |p, s, _| filters::uninstall_filter(&p, s)).expect("unique");
+    // Blocking threads: each change waits for the journal's fdatasync.
+    m.register_blocking_method("eth_newFilter", |p, s, e| filters::new_filter(&p, &s, &e)).expect("unique");
+    m.register_blocking_method("eth_newBlockFilter", |_, s, e| filters::new_block_filter(&s, &e)).expect("unique");
+    m.register_blocking_method("eth_newPendingTransactionFilter", |_, s, e| {
+        filters::new_pending_transaction_filter(&s, &e)
+    })
+    .expect("unique");
+    m.register_blocking_method("eth_getFilterChanges", |p, s, _| filters::filter_changes(&p, &s)).expect("unique");
+    m.register_blocking_method("eth_getFilterLogs", |p, s, _| filters::filter_logs(&p, &s)).expect("unique");
+    m.register_blocking_method("eth_uninstallFilter", |p, s, _| filters::uninstall_filter(&p, &s)).expect("unique");
 }
 
 /// geth's txpool namespace: what waits in the pool (not yet preconfirmed).
