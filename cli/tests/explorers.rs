@@ -500,6 +500,18 @@ fn filters_are_bounded_per_client_and_expire() {
     assert!(bad["message"].as_str().unwrap().contains("blockHash is for eth_getLogs"), "{bad}");
     let bad = node.call("eth_newFilter", json!([{"topics": [[], [], [], [], []]}])).unwrap_err();
     assert_eq!(bad["code"], -32602, "{bad}");
+
+    // A filter the kept blocks left behind is told so once, then goes on
+    // from the oldest kept block.
+    let short = TephraNode::start("explorers-behind", "[rpc]\nhistory_blocks_max = 2\n");
+    let id = short.rpc("eth_newBlockFilter", json!([]));
+    let installed_at = common::quantity(&short.rpc("eth_blockNumber", json!([])));
+    short.wait_for_block(installed_at + 4);
+    let behind = short.call("eth_getFilterChanges", json!([id])).unwrap_err();
+    let message = behind["message"].as_str().unwrap();
+    assert!(message.contains("fell behind") && message.contains("goes on from block"), "{behind}");
+    let hashes = short.rpc("eth_getFilterChanges", json!([id]));
+    assert!(!hashes.as_array().unwrap().is_empty(), "{hashes}");
 }
 
 /// An ethers listener started before `txs` transfers; waits for its filter.

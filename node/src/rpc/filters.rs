@@ -113,16 +113,34 @@ pub(super) fn filter_changes(params: &Params<'_>, shared: &Shared) -> RpcResult 
     let now = Instant::now();
     let filter = filters.poll(id, now).map_err(filter_error)?;
     let max = shared.config.rpc.filter_changes_max;
-    let (changes, place) = {
+    let polled = {
         let view = shared.view.read().expect("view lock");
         match &filter.spec {
             FilterSpec::Logs { request } => log_changes(&view, filter, request, max)?,
-            FilterSpec::Blocks => block_changes(&view, filter.place, max)?,
+            FilterSpec::Blocks => block_changes(&view, filter.place, max),
             FilterSpec::PendingTransactions => pending_changes(&view, filter.place, max),
         }
     };
-    filters.advance(id, place, now).map_err(filter_error)?;
-    durably(filters, Value::Array(changes))
+    match polled {
+        Polled::Changes(changes, place) => {
+            filters.advance(id, place, now).map_err(filter_error)?;
+            durably(filters, Value::Array(changes))
+        }
+        // Told once; the filter then goes on from what is kept, rather than
+        // failing every poll from then on.
+        Polled::FellBehind { oldest } => {
+            filters.advance(id, Place::block(oldest), now).map_err(filter_error)?;
+            durably(filters, Value::Null)?;
+            Err(error(
+                SERVER_ERROR,
+                format!(
+                    "filter fell behind: blocks before {oldest} are no longer kept (rpc.history_blocks_max); \
+                     it goes on from block {oldest}"
+                ),
+                None,
+            ))
+        }
+    }
 }
 
 /// eth_getFilterLogs: every log the filter's range holds, as eth_getLogs
@@ -140,17 +158,17 @@ pub(super) fn filter_logs(params: &Params<'_>, shared: &Shared) -> RpcResult {
     logs_in_range(&view, &log_filter, from, to, &shared.config.rpc)
 }
 
-/// The first kept block at or after `from`, or an error naming what is lost.
-fn check_kept(view: &ChainView, from: u64) -> Result<(), ErrorObjectOwned> {
+/// What a poll found: changes and the filter's next place, or that the
+/// blocks it is at are no longer kept.
+enum Polled {
+    Changes(Vec<Value>, Place),
+    FellBehind { oldest: u64 },
+}
+
+/// The oldest kept block, if `from` is before it.
+fn fell_behind(view: &ChainView, from: u64) -> Option<u64> {
     let oldest = view.blocks().next().map_or(0, |b| b.header.number);
-    if from < oldest {
-        return Err(error(
-            SERVER_ERROR,
-            format!("filter fell behind: blocks before {oldest} are no longer kept (rpc.history_blocks_max)"),
-            None,
-        ));
-    }
-    Ok(())
+    (from < oldest).then_some(oldest)
 }
 
 /// The blocks a log filter's object restricts it to, read at each poll: a
@@ -167,20 +185,15 @@ fn live_bounds(view: &ChainView, request: &Map<String, Value>) -> Result<(u64, u
 
 /// A log filter's new logs (after any a rewind removed), block by block, at
 /// most `max` (a block is never split), and its next place.
-fn log_changes(
-    view: &ChainView,
-    filter: &Filter,
-    request: &Value,
-    max: usize,
-) -> Result<(Vec<Value>, Place), ErrorObjectOwned> {
+fn log_changes(view: &ChainView, filter: &Filter, request: &Value, max: usize) -> Result<Polled, ErrorObjectOwned> {
     let log_filter = LogFilter::parse(Some(request))?;
     let (lower, upper) = live_bounds(view, request.as_object().unwrap_or(&Map::new()))?;
     let head = view.head().header.number;
     let mut out = filter.removed.clone();
     let mut next = filter.place.block.max(head + 1);
     let (first, last) = (filter.place.block.max(lower), head.min(upper));
-    if first <= last {
-        check_kept(view, first)?;
+    if let Some(oldest) = fell_behind(view, first).filter(|_| first <= last) {
+        return Ok(Polled::FellBehind { oldest });
     }
     for number in first..=last {
         let Some(block) = view.block(number) else { continue };
@@ -190,24 +203,26 @@ fn log_changes(
             break;
         }
     }
-    Ok((out, Place::block(next)))
+    Ok(Polled::Changes(out, Place::block(next)))
 }
 
 /// The hashes of blocks sealed since the filter's place, at most `max`.
-fn block_changes(view: &ChainView, place: Place, max: usize) -> Result<(Vec<Value>, Place), ErrorObjectOwned> {
+fn block_changes(view: &ChainView, place: Place, max: usize) -> Polled {
     let head = view.head().header.number;
     if place.block > head {
-        return Ok((Vec::new(), place));
+        return Polled::Changes(Vec::new(), place);
     }
-    check_kept(view, place.block)?;
+    if let Some(oldest) = fell_behind(view, place.block) {
+        return Polled::FellBehind { oldest };
+    }
     let last = head.min(place.block + max as u64 - 1);
     let hashes = (place.block..=last).filter_map(|n| view.block(n)).map(|b| json!(b.hash)).collect();
-    Ok((hashes, Place::block(last + 1)))
+    Polled::Changes(hashes, Place::block(last + 1))
 }
 
 /// The hashes of user transactions preconfirmed since the filter's place (a
 /// block, sealed or open, and an index in it), at most `max`.
-fn pending_changes(view: &ChainView, place: Place, max: usize) -> (Vec<Value>, Place) {
+fn pending_changes(view: &ChainView, place: Place, max: usize) -> Polled {
     let open = view.open_block();
     let mut out = Vec::new();
     let mut at = place;
@@ -221,18 +236,18 @@ fn pending_changes(view: &ChainView, place: Place, max: usize) -> (Vec<Value>, P
         let from = usize::try_from(at.index).unwrap_or(usize::MAX).min(txs.len());
         for (index, tx) in txs.iter().enumerate().skip(from) {
             if out.len() >= max {
-                return (out, Place { block: at.block, index: index as u64 });
+                return Polled::Changes(out, Place { block: at.block, index: index as u64 });
             }
             if tx.deposit.is_none() {
                 out.push(json!(tx.hash));
             }
         }
         if at.block == open.params.number {
-            return (out, Place { block: at.block, index: txs.len() as u64 });
+            return Polled::Changes(out, Place { block: at.block, index: txs.len() as u64 });
         }
         at = Place::block(at.block + 1);
     }
-    (out, at)
+    Polled::Changes(out, at)
 }
 
 /// Keeps filters right across a rewind: each placed beyond the new head goes
