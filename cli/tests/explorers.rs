@@ -677,7 +677,8 @@ fn send_alone(node: &TephraNode, client: &RpcClient, raw: &str) -> Value {
 }
 
 /// tephra and anvil (`--steps-tracing`, tephra's coinbase) with the trace
-/// workload on both, each transaction in a block of its own.
+/// workload on both, each transaction in a block of its own with the same
+/// time on both chains.
 struct TwoChains {
     /// Running while the chains are compared.
     _node: TephraNode,
@@ -705,6 +706,9 @@ impl TwoChains {
         let mut blocks = Vec::new();
         for raw in &txs {
             let receipt = send_alone(&node, &tephra, raw);
+            // anvil's block gets the time of tephra's.
+            let block = tephra.rpc("eth_getBlockByNumber", json!([receipt["blockNumber"], false]));
+            anvil.client.rpc("evm_setNextBlockTimestamp", json!([common::quantity(&block["timestamp"])]));
             send_mined(&anvil.client, std::slice::from_ref(raw));
             blocks.push((common::quantity(&receipt["blockNumber"]), head(&anvil.client)));
         }
@@ -809,7 +813,8 @@ fn first_difference(ours: &Value, theirs: &Value, path: &str) -> Option<String> 
 }
 
 /// A receipt, transaction or log without what differs between the chains:
-/// block hashes, numbers and times, the price (each chain's base fee), and
+/// block hashes and numbers, anvil's `blockTimestamp` (tephra's logs do not
+/// carry it), the price (each chain's base fee), and
 /// anvil's blob gas price on every receipt (geth's, and tephra's, only on
 /// blob transactions, which tephra refuses).
 fn normalised_record(value: &Value) -> Value {
@@ -818,16 +823,8 @@ fn normalised_record(value: &Value) -> Value {
             object
                 .iter()
                 .filter(|(key, _)| {
-                    ![
-                        "blockHash",
-                        "blockNumber",
-                        "blockTimestamp",
-                        "timestamp",
-                        "effectiveGasPrice",
-                        "gasPrice",
-                        "blobGasPrice",
-                    ]
-                    .contains(&key.as_str())
+                    !["blockHash", "blockNumber", "blockTimestamp", "effectiveGasPrice", "gasPrice", "blobGasPrice"]
+                        .contains(&key.as_str())
                 })
                 .map(|(key, value)| (key.clone(), normalised_record(value)))
                 .collect(),
@@ -902,6 +899,11 @@ fn otterscan_answers_as_anvil_does_on_the_same_transactions() {
             anvil.rpc("ots_getBlockDetails", json!([at_anvil])),
         );
         same(ours["issuance"].clone(), theirs["issuance"].clone(), "issuance");
+        // What the same transactions at the same time make the same: the
+        // roots of transactions and receipts, the bloom, time, miner and gas.
+        for key in ["transactionsRoot", "receiptsRoot", "logsBloom", "timestamp", "miner", "gasUsed"] {
+            same(ours["block"][key].clone(), theirs["block"][key].clone(), &format!("ots_getBlockDetails {key}"));
+        }
         same(ours["block"]["transactionCount"].clone(), theirs["block"]["transactionCount"].clone(), "count");
         let keys =
             |v: &Value| v["block"].as_object().unwrap().keys().cloned().collect::<std::collections::BTreeSet<_>>();
