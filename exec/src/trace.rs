@@ -239,6 +239,15 @@ impl<I> Bounds<I> {
         }
     }
 
+    /// A call or a creation begins: counted, and the clock asked; past a
+    /// bound, the execution stops with its error when the frame's first
+    /// step comes (or, for a frame without code, when it returns).
+    fn enter_frame<CTX: ContextTr>(&mut self, context: &mut CTX) {
+        if self.count(true) {
+            self.stop(context);
+        }
+    }
+
     /// Resets the counts for the next transaction of a block.
     pub fn reset(&mut self) {
         (self.steps, self.recorded_steps) = (0, 0);
@@ -291,9 +300,7 @@ impl<CTX: ContextTr, I: Inspector<CTX>> Inspector<CTX> for Bounds<I> {
     }
 
     fn call(&mut self, context: &mut CTX, inputs: &mut CallInputs) -> Option<CallOutcome> {
-        if self.count(true) {
-            self.stop(context);
-        }
+        self.enter_frame(context);
         self.inner.call(context, inputs)
     }
 
@@ -302,9 +309,7 @@ impl<CTX: ContextTr, I: Inspector<CTX>> Inspector<CTX> for Bounds<I> {
     }
 
     fn create(&mut self, context: &mut CTX, inputs: &mut CreateInputs) -> Option<CreateOutcome> {
-        if self.count(true) {
-            self.stop(context);
-        }
+        self.enter_frame(context);
         self.inner.create(context, inputs)
     }
 

@@ -36,7 +36,9 @@ use super::{
     errors::{LIMIT_EXCEEDED, SERVER_ERROR, error, invalid},
     params::{BlockTag, list, param},
     state::with_state_at,
-    traces::{Replay, bounded, json_of, locate, parity_traces, sealed_block, slot, taken, tracing_inspector},
+    traces::{
+        Replay, bounded, json_of, parity_traces, sealed_block, slot, taken, tracing_inspector, transaction_replay,
+    },
 };
 use crate::{chain_view::ChainView, format, shared::Shared};
 
@@ -59,11 +61,7 @@ pub(super) fn has_code(params: &Params<'_>, shared: &Shared) -> RpcResult {
 /// ots_getTransactionError: a failed transaction's revert data (`0x` for
 /// one that succeeded, or halted without any).
 pub(super) fn transaction_error(params: &Params<'_>, shared: &Shared) -> RpcResult {
-    let p = list(params)?;
-    let hash: B256 = param(&p, 0, "transaction hash")?;
-    let _slot = slot(shared)?;
-    let (number, index) = locate(shared, &hash)?;
-    let replay = Replay::of(shared, number)?;
+    let (replay, index, _slot) = transaction_replay(&list(params)?, shared)?;
     let mut output = None;
     replay.run(shared, index..index + 1, bounded(NoOpInspector, &shared.config.trace, u64::MAX), |seen| {
         output = Some(match &seen.outcome.result {
@@ -77,11 +75,7 @@ pub(super) fn transaction_error(params: &Params<'_>, shared: &Shared) -> RpcResu
 
 /// The frames of a kept transaction, in the order they ran.
 fn frames(params: &Params<'_>, shared: &Shared) -> Result<Vec<CallTraceNode>, ErrorObjectOwned> {
-    let p = list(params)?;
-    let hash: B256 = param(&p, 0, "transaction hash")?;
-    let _slot = slot(shared)?;
-    let (number, index) = locate(shared, &hash)?;
-    let replay = Replay::of(shared, number)?;
+    let (replay, index, _slot) = transaction_replay(&list(params)?, shared)?;
     let config = &shared.config.trace;
     let fresh = || tracing_inspector(TracingInspectorConfig::default_parity(), config);
     let mut frames = None;

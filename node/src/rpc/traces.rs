@@ -178,8 +178,20 @@ fn options(p: &[Value], index: usize) -> Result<GethDebugTracingOptions, ErrorOb
     }
 }
 
+/// The replay of the block of the kept transaction a request names first,
+/// the transaction's index in it, and a trace slot, held while it runs.
+pub(super) fn transaction_replay<'s>(
+    p: &[Value],
+    shared: &'s Shared,
+) -> Result<(Replay, usize, SemaphorePermit<'s>), ErrorObjectOwned> {
+    let hash: B256 = param(p, 0, "transaction hash")?;
+    let slot = slot(shared)?;
+    let (number, index) = locate(shared, &hash)?;
+    Ok((Replay::of(shared, number)?, index, slot))
+}
+
 /// A kept transaction's place: its block and index.
-pub(super) fn locate(shared: &Shared, hash: &B256) -> Result<(u64, usize), ErrorObjectOwned> {
+fn locate(shared: &Shared, hash: &B256) -> Result<(u64, usize), ErrorObjectOwned> {
     let view = shared.view.read().expect("view lock");
     match view.tx(hash) {
         Some((number, index, _)) if number <= view.head().header.number => Ok((number, index)),
@@ -208,11 +220,8 @@ pub(super) fn taken<T>(value: Option<T>) -> Result<T, ErrorObjectOwned> {
 
 pub(super) fn debug_trace_transaction(params: &Params<'_>, shared: &Shared) -> RpcResult {
     let p = list(params)?;
-    let hash: B256 = param(&p, 0, "transaction hash")?;
     let inspector = debug_inspector(options(&p, 1)?, &shared.config.trace)?;
-    let _slot = slot(shared)?;
-    let (number, index) = locate(shared, &hash)?;
-    let replay = Replay::of(shared, number)?;
+    let (replay, index, _slot) = transaction_replay(&p, shared)?;
     let mut trace = None;
     replay.run(shared, index..index + 1, inspector, |seen| {
         let context = Some(replay.context(seen.index));
@@ -339,11 +348,7 @@ fn with_call_state<T>(
 
 /// trace_transaction: parity's flat traces of one kept transaction.
 pub(super) fn trace_transaction(params: &Params<'_>, shared: &Shared) -> RpcResult {
-    let p = list(params)?;
-    let hash: B256 = param(&p, 0, "transaction hash")?;
-    let _slot = slot(shared)?;
-    let (number, index) = locate(shared, &hash)?;
-    let replay = Replay::of(shared, number)?;
+    let (replay, index, _slot) = transaction_replay(&list(params)?, shared)?;
     let traces = parity_traces(shared, &replay, index..index + 1)?;
     json_of(traces)
 }
@@ -402,11 +407,8 @@ pub(super) fn trace_replay_block_transactions(params: &Params<'_>, shared: &Shar
 /// trace_replayTransaction: the same for one kept transaction.
 pub(super) fn trace_replay_transaction(params: &Params<'_>, shared: &Shared) -> RpcResult {
     let p = list(params)?;
-    let hash: B256 = param(&p, 0, "transaction hash")?;
     let types = trace_types(&p, 1)?;
-    let _slot = slot(shared)?;
-    let (number, index) = locate(shared, &hash)?;
-    let replay = Replay::of(shared, number)?;
+    let (replay, index, _slot) = transaction_replay(&p, shared)?;
     let mut results = replayed(shared, &replay, index..index + 1, &types)?;
     json_of(taken(results.pop())?.full_trace)
 }
