@@ -1,0 +1,214 @@
+//! Checkpoints: a validator's statement that the origin's tree had `root`
+//! after its leaf `index`, which is `message_id`; the digests validators sign
+//! (`CheckpointLib.sol`, `ValidatorAnnounce.sol`, the agents' `Signable`),
+//! and a signed checkpoint as the checkpoint syncer stores it (the agents'
+//! `SignedType` JSON).
+
+use alloy_primitives::{Address, B256, U256, keccak256};
+use serde::{Deserialize, Serialize};
+
+/// The tree of messages dispatched on `origin`, at `index` (its last leaf).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The MerkleTreeHook's address, left-padded.
+    #[serde(rename = "merkle_tree_hook_address")]
+    pub merkle_tree_hook: B256,
+    #[serde(rename = "mailbox_domain")]
+    pub origin: u32,
+    pub root: B256,
+    pub index: u32,
+}
+
+/// A checkpoint and the message id of its last leaf: what
+/// MessageIdMultisigIsm's validators sign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointWithId {
+    pub checkpoint: Checkpoint,
+    pub message_id: B256,
+}
+
+/// `keccak256(abi.encodePacked(uint32 origin, bytes32 merkleTreeHook, "HYPERLANE"))`.
+pub fn domain_hash(origin: u32, merkle_tree_hook: B256) -> B256 {
+    let mut bytes = Vec::with_capacity(4 + 32 + 9);
+    bytes.extend_from_slice(&origin.to_be_bytes());
+    bytes.extend_from_slice(merkle_tree_hook.as_slice());
+    bytes.extend_from_slice(b"HYPERLANE");
+    keccak256(bytes)
+}
+
+/// EIP-191's hash of a 32-byte hash: what `ECDSA.toEthSignedMessageHash` gives.
+pub fn eth_signed_message_hash(hash: B256) -> B256 {
+    let mut bytes = b"\x19Ethereum Signed Message:\n32".to_vec();
+    bytes.extend_from_slice(hash.as_slice());
+    keccak256(bytes)
+}
+
+impl CheckpointWithId {
+    /// `keccak256(domainHash ‖ root ‖ uint32 index ‖ messageId)`.
+    pub fn signing_hash(&self) -> B256 {
+        let c = &self.checkpoint;
+        let mut bytes = Vec::with_capacity(32 + 32 + 4 + 32);
+        bytes.extend_from_slice(domain_hash(c.origin, c.merkle_tree_hook).as_slice());
+        bytes.extend_from_slice(c.root.as_slice());
+        bytes.extend_from_slice(&c.index.to_be_bytes());
+        bytes.extend_from_slice(self.message_id.as_slice());
+        keccak256(bytes)
+    }
+
+    /// What the validator's key signs and the ISM recovers from.
+    pub fn digest(&self) -> B256 {
+        eth_signed_message_hash(self.signing_hash())
+    }
+}
+
+/// What a validator signs to announce where its checkpoints are: the
+/// origin's domain and Mailbox, and the storage location.
+pub fn announcement_digest(origin: u32, mailbox: B256, storage_location: &str) -> B256 {
+    let mut domain = Vec::with_capacity(4 + 32 + 22);
+    domain.extend_from_slice(&origin.to_be_bytes());
+    domain.extend_from_slice(mailbox.as_slice());
+    domain.extend_from_slice(b"HYPERLANE_ANNOUNCEMENT");
+    let mut bytes = keccak256(domain).to_vec();
+    bytes.extend_from_slice(storage_location.as_bytes());
+    eth_signed_message_hash(keccak256(bytes))
+}
+
+/// An Ethereum signature as Hyperlane's contracts take it: r ‖ s ‖ v, v 27 or 28.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EthSignature(pub [u8; 65]);
+
+impl EthSignature {
+    /// From r ‖ s and a recovery id (0 or 1), as a signer gives them.
+    pub fn from_recoverable(compact: &[u8; 64], recovery_id: u8) -> Self {
+        let mut bytes = [0u8; 65];
+        bytes[..64].copy_from_slice(compact);
+        bytes[64] = 27 + (recovery_id & 1);
+        Self(bytes)
+    }
+
+    /// The address that signed `digest`, if the signature recovers.
+    pub fn signer(&self, digest: B256) -> Option<Address> {
+        let compact: &[u8; 64] = self.0[..64].try_into().expect("65 bytes hold 64");
+        let recovery_id = self.0[64].checked_sub(27).filter(|id| *id < 2)?;
+        tephra_types::crypto::recover_address(digest, compact, recovery_id)
+    }
+}
+
+/// A signed checkpoint, as the checkpoint syncer's `{index}_with_id.json`
+/// holds it (see `Stored`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    pub value: CheckpointWithId,
+    pub signature: EthSignature,
+}
+
+/// The agents' JSON of a signed value: the value, the signature as r, s
+/// (minimal hex) and v, and the 65 bytes again (`serialized_signature`,
+/// which readers ignore).
+#[derive(Serialize, Deserialize)]
+struct Stored<T> {
+    value: T,
+    signature: StoredSignature,
+    #[serde(default, skip_deserializing)]
+    serialized_signature: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSignature {
+    r: U256,
+    s: U256,
+    v: u64,
+}
+
+/// Why a stored signed checkpoint cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredError {
+    #[error("not a signed checkpoint: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("signature v is {0}; 27 or 28 expected")]
+    BadV(u64),
+}
+
+impl SignedCheckpoint {
+    /// The JSON the agents write (`serde_json::to_string_pretty` of their
+    /// `SignedType`).
+    pub fn to_json(&self) -> String {
+        let sig = &self.signature.0;
+        let stored = Stored {
+            value: self.value,
+            signature: StoredSignature {
+                r: U256::from_be_slice(&sig[..32]),
+                s: U256::from_be_slice(&sig[32..64]),
+                v: u64::from(sig[64]),
+            },
+            serialized_signature: format!("0x{}", hex_of(sig)),
+        };
+        serde_json::to_string_pretty(&stored).expect("a signed checkpoint serialises")
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, StoredError> {
+        let stored: Stored<CheckpointWithId> = serde_json::from_str(text)?;
+        let v = u8::try_from(stored.signature.v)
+            .ok()
+            .filter(|v| *v == 27 || *v == 28)
+            .ok_or(StoredError::BadV(stored.signature.v))?;
+        let mut bytes = [0u8; 65];
+        bytes[..32].copy_from_slice(&stored.signature.r.to_be_bytes::<32>());
+        bytes[32..64].copy_from_slice(&stored.signature.s.to_be_bytes::<32>());
+        bytes[64] = v;
+        Ok(Self { value: stored.value, signature: EthSignature(bytes) })
+    }
+
+    /// The validator that signed it, if the signature recovers.
+    pub fn signer(&self) -> Option<Address> {
+        self.signature.signer(self.value.digest())
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    /// Hyperlane's own vectors (`vectors/domainHash.json` at the pinned
+    /// release; its `mailbox` field is the hook's place in the hash).
+    #[test]
+    fn the_hyperlane_domain_hashes() {
+        let vectors: Vec<Value> = serde_json::from_str(include_str!("../testdata/domainHash.json")).unwrap();
+        for v in vectors {
+            let origin = u32::try_from(v["domain"].as_u64().unwrap()).unwrap();
+            let hook: B256 = v["mailbox"].as_str().unwrap().parse().unwrap();
+            assert_eq!(domain_hash(origin, hook), v["expectedDomainHash"].as_str().unwrap().parse::<B256>().unwrap());
+        }
+    }
+
+    /// A checkpoint the agents wrote (Hyperlane's relayer read it and the
+    /// ISM accepted its signature): its JSON reads back, writes back the
+    /// same, and recovers to its validator.
+    #[test]
+    fn a_stored_checkpoint_reads_back_and_recovers_to_its_signer() {
+        let text = include_str!("../testdata/checkpoint_with_id.json");
+        let signed = SignedCheckpoint::from_json(text).unwrap();
+        assert_eq!(signed.value.checkpoint.index, 0);
+        assert_eq!(signed.value.checkpoint.origin, 1000);
+        let again = SignedCheckpoint::from_json(&signed.to_json()).unwrap();
+        assert_eq!(again, signed);
+        let expected: Value = serde_json::from_str(text).unwrap();
+        let written: Value = serde_json::from_str(&signed.to_json()).unwrap();
+        assert_eq!(written, expected, "the agents' JSON, field for field");
+        let signer: Address = include_str!("../testdata/checkpoint_signer.txt").trim().parse().unwrap();
+        assert_eq!(signed.signer(), Some(signer));
+    }
+
+    #[test]
+    fn a_bad_v_or_bad_json_is_refused() {
+        assert!(matches!(SignedCheckpoint::from_json("{}"), Err(StoredError::Json(_))));
+        let text = include_str!("../testdata/checkpoint_with_id.json").replace("\"v\": 28", "\"v\": 29");
+        assert!(matches!(SignedCheckpoint::from_json(&text), Err(StoredError::BadV(29))));
+    }
+}
