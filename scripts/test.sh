@@ -148,8 +148,9 @@ unit() {
     done
   done
   cargo test --workspace --locked --doc
-  # types' tests/: the wire format's byte vectors from docs/wire.md.
-  integration types
+  # types' tests/: the wire format's byte vectors from docs/wire.md;
+  # history's: the store against the state it records (a property test).
+  integration types history
 }
 
 # The independent OP Stack verifier (oracle/: kona, its own workspace and

@@ -964,7 +964,7 @@ fn otterscan_answers_as_anvil_does_on_the_same_transactions() {
 
 #[test]
 fn traces_are_bounded_and_a_struct_log_is_cut_at_its_limit() {
-    let node = TephraNode::start("explorers-trace-bounds", "[trace]\nsteps_max = 200\n");
+    let node = TephraNode::start("explorers-trace-bounds", "[trace]\nsteps_max = 200\nrecorded_bytes_max = 2048\n");
     let tephra = RpcClient::new(node.rpc_url.clone());
     let (txs, _) = trace_workload();
     for raw in &txs[..2] {
@@ -999,6 +999,11 @@ fn traces_are_bounded_and_a_struct_log_is_cut_at_its_limit() {
         assert_eq!(over["code"], -32005, "{over}");
         assert!(over["message"].as_str().unwrap().contains("trace.steps_max"), "{over}");
     }
+    // Past trace.recorded_bytes_max (the factory's code, as a struct log's
+    // memory, passes 2 KiB): an error naming it.
+    let over = tephra.call("debug_traceTransaction", json!([deploy, {"enableMemory": true}])).unwrap_err();
+    assert_eq!(over["code"], -32005, "{over}");
+    assert!(over["message"].as_str().unwrap().contains("trace.recorded_bytes_max"), "{over}");
     // Bad input: errors, never a stalled node.
     let unknown = tephra.call("debug_traceTransaction", json!([B256::ZERO, {}])).unwrap_err();
     assert!(unknown["message"].as_str().unwrap().contains("not found"), "{unknown}");

@@ -112,6 +112,10 @@ impl Replay {
 
 pub(super) fn replay_error<E: Display, V: Display>(e: ReplayError<E, V>) -> ErrorObjectOwned {
     match e {
+        // revm-inspectors' byte budget names no key of tephra's; Bounds' do.
+        ReplayError::Stopped(why) if why == RECORDED_BYTES_EXCEEDED => {
+            error(LIMIT_EXCEEDED, "the trace passed its recorded bytes bound (trace.recorded_bytes_max)", None)
+        }
         ReplayError::Stopped(why) => error(LIMIT_EXCEEDED, why, None),
         ReplayError::Diverged { .. } => {
             tracing::error!(error = %e, "a kept block replayed differently");
@@ -120,6 +124,10 @@ pub(super) fn replay_error<E: Display, V: Display>(e: ReplayError<E, V>) -> Erro
         e => error(SERVER_ERROR, e.to_string(), None),
     }
 }
+
+/// What revm-inspectors stops a recording with past its byte budget
+/// (`TraceLimits`, with `TraceLimitBehavior::Halt`).
+const RECORDED_BYTES_EXCEEDED: &str = "trace recorded byte limit exceeded";
 
 /// A slot among `trace.concurrent_max`, held while a request runs.
 pub(super) fn slot(shared: &Shared) -> Result<SemaphorePermit<'_>, ErrorObjectOwned> {
