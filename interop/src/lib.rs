@@ -14,11 +14,16 @@
 //! ```
 
 pub mod checkpoint;
+pub mod checkpoint_store;
+pub mod events;
+pub mod follower;
 pub mod message;
 pub mod metadata;
 pub mod tree;
 
-pub use checkpoint::{Checkpoint, CheckpointWithId, SignedCheckpoint};
+pub use checkpoint::{Checkpoint, CheckpointWithId, EthSignature, SignedCheckpoint};
+pub use checkpoint_store::{CheckpointStore, StoreError};
+pub use follower::{FollowError, TreeFollower};
 pub use message::{HyperlaneMessage, MessageError};
 pub use metadata::{MetadataError, message_id_multisig_metadata};
 pub use tree::{IncrementalTree, TreeFull};
