@@ -354,11 +354,9 @@ pub(super) fn search(params: &Params<'_>, shared: &Shared, before: bool) -> RpcR
         scanned += 1;
         let replay = Replay::of(shared, number)?;
         let traces = parity_traces(shared, &replay, 0..replay.txs.len())?;
-        let mut found: Vec<B256> = traces.iter().rev().filter_map(|t| mentions(t, &address)).collect();
-        found.dedup();
+        // Newest first within the block, each transaction once.
         let mut seen = std::collections::HashSet::new();
-        found.retain(|hash| seen.insert(*hash));
-        hashes.extend(found);
+        hashes.extend(traces.iter().rev().filter_map(|t| mentions(t, &address)).filter(|hash| seen.insert(*hash)));
     }
     let exhausted = scanned == candidates.len();
     if !before {

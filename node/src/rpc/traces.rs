@@ -2,8 +2,9 @@
 //! revm-inspectors' tracers (`tephra_exec::trace`), on a blocking thread of
 //! its own. A replay reads the state before its block through the state
 //! history one key at a time (`LongStateAt`), so the sequencer never waits
-//! for a trace; a call at the tip reads the preconfirmed state under the
-//! view's lock, as eth_call does. Every request is bounded by `[trace]`:
+//! for a trace; so does a call, at the tip on the newest sealed block's
+//! state (without the history, the preconfirmed state under the view's lock,
+//! as eth_call does). Every request is bounded by `[trace]`:
 //! requests at once, wall time, steps and recorded bytes.
 //!
 //! ```text
@@ -286,8 +287,8 @@ pub(super) fn debug_trace_call(params: &Params<'_>, shared: &Shared) -> RpcResul
 }
 
 /// The state a traced call reads: the preconfirmed tip, read under the
-/// view's lock held by the caller (as eth_call), or the state after an
-/// earlier block, through the history one read at a time.
+/// view's lock held by the caller (as eth_call; without the state history),
+/// or the state after a sealed block, through the history one read at a time.
 enum CallState<'a> {
     Tip(DurableState<'a>),
     At(LongStateAt<'a>),
@@ -325,23 +326,31 @@ impl DatabaseRef for CallState<'_> {
     }
 }
 
-/// Runs `run` on the state a call at `tag` reads, in the block it runs in
-/// (the open block's for the tip; block N's own header for N, as geth).
+/// Runs `run` on the state a call at `tag` reads, in the block it runs in.
+/// At the tip: with the state history, the newest sealed block's state, read
+/// a key at a time, in the open block (so a long trace never holds the
+/// sequencer back; the open block's preconfirmed transactions, at most one
+/// block time old, are not seen); without it, the preconfirmed state under
+/// the view's lock, as eth_call. At block N: N's state, in N's own header.
 fn with_call_state<T>(
     shared: &Shared,
     tag: BlockTag,
     run: impl FnOnce(CallState<'_>, &BlockParams) -> Result<T, ErrorObjectOwned>,
 ) -> Result<T, ErrorObjectOwned> {
-    let read = {
+    let (read, open, head) = {
         let view = shared.view.read().expect("view lock");
-        state_read(&view, tag)?
+        let head = view.history().is_some().then(|| (view.head().header.number, view.head().hash));
+        (state_read(&view, tag)?, view.open_block().params.clone(), head)
     };
-    match read {
-        StateRead::Tip => {
+    match (read, head) {
+        (StateRead::Tip, Some((number, hash))) => {
+            run(CallState::At(LongStateAt::new(&shared.view, number, hash)), &open)
+        }
+        (StateRead::Tip, None) => {
             let view = shared.view.read().expect("view lock");
             run(CallState::Tip(view.state().durable()), &view.open_block().params)
         }
-        StateRead::At(n) => {
+        (StateRead::At(n), _) => {
             let (hash, block) = {
                 let view = shared.view.read().expect("view lock");
                 let block = view.block(n).ok_or_else(|| {
