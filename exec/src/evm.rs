@@ -67,16 +67,17 @@ pub(crate) fn evm_for<DB: Database, I>(db: DB, block: &BlockParams, relaxed: Rel
         (cfg.disable_nonce_check, cfg.disable_base_fee) = (relaxed.nonce, relaxed.base_fee);
         cfg
     }
-    let (chain_id, block_env) = (block.chain_id, block_env(block));
+    let chain_id = block.chain_id;
     match block.op_spec {
         None => {
-            let cfg = relax(cfg_env(chain_id, block.spec), relaxed);
-            let context = Context::mainnet().with_db(db).with_block(block_env).with_cfg(cfg);
+            let context = eth_context(db, block, relax(cfg_env(chain_id, block.spec), relaxed));
             BlockEvm::Eth(Box::new(context.build_mainnet_with_inspector(inspector)))
         }
         Some(spec) => {
-            let context =
-                Context::op().with_db(db).with_block(block_env).with_cfg(relax(cfg_env(chain_id, spec), relaxed));
+            let context = Context::op()
+                .with_db(db)
+                .with_block(block_env(block))
+                .with_cfg(relax(cfg_env(chain_id, spec), relaxed));
             BlockEvm::Op(Box::new(context.build_op_with_inspector(inspector)))
         }
     }
@@ -163,8 +164,8 @@ fn eth_error_of<E>(error: EVMError<E, OpTransactionError>) -> EVMError<E> {
     }
 }
 
-fn eth_evm<DB: Database>(db: DB, block: &BlockParams, cfg: CfgEnv) -> MainnetEvm<MainnetContext<DB>> {
-    Context::mainnet().with_db(db).with_block(block_env(block)).with_cfg(cfg).build_mainnet()
+fn eth_context<DB: Database>(db: DB, block: &BlockParams, cfg: CfgEnv) -> MainnetContext<DB> {
+    Context::mainnet().with_db(db).with_block(block_env(block)).with_cfg(cfg)
 }
 
 /// An EVM for `block` executing straight on `state`.
@@ -301,7 +302,7 @@ pub(crate) type SpeculativeEvm<DB> = MainnetEvm<MainnetContext<DB>>;
 /// An EVM for `block` executing on a speculative view of the state.
 /// Ethereum mode only: OP Stack blocks execute sequentially.
 pub(crate) fn speculative_evm<DB: RewardAware>(db: DB, block: &BlockParams) -> SpeculativeEvm<DB> {
-    eth_evm(db, block, cfg_env(block.chain_id, block.spec))
+    eth_context(db, block, cfg_env(block.chain_id, block.spec)).build_mainnet()
 }
 
 /// The database a speculative EVM executes on.

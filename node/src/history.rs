@@ -45,11 +45,14 @@ pub const DURABLE_EVERY_BLOCKS: u64 = 16;
 /// "outside the history", rather than memory growing without end.
 pub const PENDING_BLOCKS_MAX: usize = 4096;
 
+/// A sealed block not stored yet: its number and its changes.
+type PendingBlock = (u64, Arc<BlockChanges>);
+
 /// The history's owner; see the module comment.
 #[derive(Debug)]
 pub struct History {
     store: HistoryStore,
-    pending: Mutex<VecDeque<(u64, Arc<BlockChanges>)>>,
+    pending: Mutex<VecDeque<PendingBlock>>,
     /// Wakes the writer: something is pending, or it should stop.
     wake: Condvar,
     stopping: Mutex<bool>,
@@ -141,7 +144,7 @@ impl History {
     /// of the layers: the blocks with changes kept must run without a gap
     /// up to the head (a store emptied after falling behind, or behind the
     /// pending blocks, is not used).
-    pub(crate) fn window_of(stored: Option<Stored>, pending: &[(u64, Arc<BlockChanges>)], head: u64) -> (u64, bool) {
+    pub(crate) fn window_of(stored: Option<Stored>, pending: &[PendingBlock], head: u64) -> (u64, bool) {
         let pending_first = pending.first().map(|(n, _)| *n);
         let covered_from = pending_first.unwrap_or(head + 1);
         match stored {
@@ -152,13 +155,20 @@ impl History {
         }
     }
 
+    /// The store's snapshot and the pending blocks, taken together: the
+    /// reader is begun while pending is held, so that a block the writer
+    /// stores meanwhile is in one or the other (it pops only after storing).
+    fn snapshot(&self) -> Result<(HistoryReader, Vec<PendingBlock>), HistoryError> {
+        let pending = self.pending.lock().expect("history pending lock");
+        let reader = self.store.reader()?;
+        Ok((reader, pending.iter().cloned().collect()))
+    }
+
     /// The earliest block whose state reads can be served now (the view
     /// read-locked).
     pub fn earliest(&self, view: &ChainView) -> Result<u64, HistoryError> {
-        let pending = self.pending.lock().expect("history pending lock");
-        let stored = self.store.stored()?;
-        let pending: Vec<_> = pending.iter().cloned().collect();
-        Ok(Self::window_of(stored, &pending, view.head().header.number).0)
+        let (reader, pending) = self.snapshot()?;
+        Ok(Self::window_of(reader.stored(), &pending, view.head().header.number).0)
     }
 
     /// The sealed blocks in `from..=to` that wrote `address` (its account or
@@ -166,18 +176,11 @@ impl History {
     /// candidates of an address's history (ots_search*). The view must be
     /// read-locked.
     pub fn blocks_changing(&self, address: &Address, from: u64, to: u64) -> Result<Vec<u64>, HistoryError> {
-        let (reader, pending) = {
-            let pending = self.pending.lock().expect("history pending lock");
-            let reader = self.store.reader()?;
-            let pending: Vec<u64> = pending
-                .iter()
-                .filter(|(n, changes)| (from..=to).contains(n) && changes.wrote(address))
-                .map(|(n, _)| *n)
-                .collect();
-            (reader, pending)
-        };
+        let (reader, pending) = self.snapshot()?;
         let mut blocks = reader.blocks_changing(address, from, to)?;
-        blocks.extend(pending);
+        blocks.extend(
+            pending.iter().filter(|(n, changes)| (from..=to).contains(n) && changes.wrote(address)).map(|(n, _)| *n),
+        );
         blocks.sort_unstable();
         blocks.dedup();
         Ok(blocks)
@@ -187,13 +190,7 @@ impl History {
     /// layers. The view must stay read-locked while it is used.
     pub fn state_at<'a>(&self, view: &'a ChainView, at: u64) -> Result<StateAt<'a>, HistoryWindowError> {
         let head = view.head().header.number;
-        let (reader, pending) = {
-            let pending = self.pending.lock().expect("history pending lock");
-            // Begun while pending is held: a block the writer stores now is
-            // in the snapshot or still pending (it pops only after storing).
-            let reader = self.store.reader().map_err(HistoryWindowError::Store)?;
-            (reader, pending.iter().cloned().collect::<Vec<_>>())
-        };
+        let (reader, pending) = self.snapshot().map_err(HistoryWindowError::Store)?;
         let (earliest, use_store) = Self::window_of(reader.stored(), &pending, head);
         if at < earliest || at > head {
             return Err(HistoryWindowError::Outside { at, earliest, head });
@@ -293,7 +290,7 @@ pub struct StateAt<'a> {
     view: &'a ChainView,
     /// `None`: the store is not a layer (see `History::window`).
     reader: Option<HistoryReader>,
-    pending: Vec<(u64, Arc<BlockChanges>)>,
+    pending: Vec<PendingBlock>,
     at: u64,
     failed: RefCell<Option<HistoryError>>,
 }

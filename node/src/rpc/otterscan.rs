@@ -37,7 +37,7 @@ use super::{
     params::{BlockTag, list, param},
     state::with_state_at,
     traces::{
-        Replay, bounded, json_of, parity_traces, sealed_block, slot, taken, tracing_inspector, transaction_replay,
+        Replay, bounded, json_of, parity_traces, sealed_block, slot, taken, transaction_replay, with_parity_tracer,
     },
 };
 use crate::{chain_view::ChainView, format, shared::Shared};
@@ -76,11 +76,9 @@ pub(super) fn transaction_error(params: &Params<'_>, shared: &Shared) -> RpcResu
 /// The frames of a kept transaction, in the order they ran.
 fn frames(params: &Params<'_>, shared: &Shared) -> Result<Vec<CallTraceNode>, ErrorObjectOwned> {
     let (replay, index, _slot) = transaction_replay(&list(params)?, shared)?;
-    let config = &shared.config.trace;
-    let fresh = || tracing_inspector(TracingInspectorConfig::default_parity(), config);
     let mut frames = None;
-    replay.run(shared, index..index + 1, bounded(fresh(), config, u64::MAX), |seen| {
-        frames = Some(std::mem::replace(&mut seen.inspector.inner, fresh()).into_traces().into_nodes());
+    with_parity_tracer(shared, &replay, index..index + 1, TracingInspectorConfig::default_parity(), |tracer, _| {
+        frames = Some(tracer.into_traces().into_nodes());
         Ok::<_, std::convert::Infallible>(())
     })?;
     taken(frames)

@@ -373,6 +373,17 @@ pub(super) fn trace_transaction(params: &Params<'_>, shared: &Shared) -> RpcResu
 /// trace_block: parity's flat traces of every transaction of a block; null
 /// for a block the chain has not.
 pub(super) fn trace_block(params: &Params<'_>, shared: &Shared) -> RpcResult {
+    over_sealed_block(params, shared, |replay, _| json_of(parity_traces(shared, replay, 0..replay.txs.len())?))
+}
+
+/// Runs `trace` on the replay of the sealed block a trace_* request names
+/// first (with the request's parameters), holding a trace slot: null for a
+/// block the chain has not, an empty list for genesis (no transactions).
+fn over_sealed_block(
+    params: &Params<'_>,
+    shared: &Shared,
+    trace: impl FnOnce(&Replay, &[Value]) -> RpcResult,
+) -> RpcResult {
     let p = list(params)?;
     let tag = parse_tag(p.first())?;
     let _slot = slot(shared)?;
@@ -380,8 +391,26 @@ pub(super) fn trace_block(params: &Params<'_>, shared: &Shared) -> RpcResult {
     if number == 0 {
         return Ok(json!([]));
     }
-    let replay = Replay::of(shared, number)?;
-    json_of(parity_traces(shared, &replay, 0..replay.txs.len())?)
+    trace(&Replay::of(shared, number)?, &p)
+}
+
+/// Replays the transactions `inspect` of `replay` under parity's tracer set
+/// up by `config`, handing each one's finished tracer, with what the replay
+/// saw, to `take`.
+pub(super) fn with_parity_tracer<'s, V: Display>(
+    shared: &'s Shared,
+    replay: &Replay,
+    inspect: std::ops::Range<usize>,
+    config: TracingInspectorConfig,
+    mut take: impl FnMut(TracingInspector, &Inspected<'_, LongStateAt<'s>, Bounds<TracingInspector>>) -> Result<(), V>,
+) -> Result<(), ErrorObjectOwned> {
+    let bounds = &shared.config.trace;
+    let fresh = || tracing_inspector(config, bounds);
+    replay.run(shared, inspect, bounded(fresh(), bounds, u64::MAX), |seen| {
+        let tracer = std::mem::replace(&mut seen.inspector.inner, fresh());
+        seen.inspector.reset();
+        take(tracer, &seen)
+    })
 }
 
 pub(super) fn parity_traces(
@@ -389,12 +418,8 @@ pub(super) fn parity_traces(
     replay: &Replay,
     inspect: std::ops::Range<usize>,
 ) -> Result<Vec<alloy_rpc_types_trace::parity::LocalizedTransactionTrace>, ErrorObjectOwned> {
-    let config = &shared.config.trace;
-    let fresh = || tracing_inspector(TracingInspectorConfig::default_parity(), config);
     let mut traces = Vec::new();
-    replay.run(shared, inspect, bounded(fresh(), config, u64::MAX), |seen| {
-        let tracer = std::mem::replace(&mut seen.inspector.inner, fresh());
-        seen.inspector.reset();
+    with_parity_tracer(shared, replay, inspect, TracingInspectorConfig::default_parity(), |tracer, seen| {
         traces.extend(tracer.into_parity_builder().into_localized_transaction_traces(replay.info(seen.index)));
         Ok::<_, std::convert::Infallible>(())
     })?;
@@ -408,17 +433,9 @@ fn trace_types(p: &[Value], index: usize) -> Result<HashSet<TraceType, DefaultHa
 /// trace_replayBlockTransactions: parity's trace, vmTrace and stateDiff
 /// of each transaction of a block, as asked.
 pub(super) fn trace_replay_block_transactions(params: &Params<'_>, shared: &Shared) -> RpcResult {
-    let p = list(params)?;
-    let tag = parse_tag(p.first())?;
-    let types = trace_types(&p, 1)?;
-    let _slot = slot(shared)?;
-    let Some(number) = sealed_block(shared, tag)? else { return Ok(Value::Null) };
-    if number == 0 {
-        return Ok(json!([]));
-    }
-    let replay = Replay::of(shared, number)?;
-    let results = replayed(shared, &replay, 0..replay.txs.len(), &types)?;
-    json_of(results)
+    over_sealed_block(params, shared, |replay, p| {
+        json_of(replayed(shared, replay, 0..replay.txs.len(), &trace_types(p, 1)?)?)
+    })
 }
 
 /// trace_replayTransaction: the same for one kept transaction.
@@ -436,12 +453,8 @@ fn replayed(
     inspect: std::ops::Range<usize>,
     types: &HashSet<TraceType, DefaultHashBuilder>,
 ) -> Result<Vec<TraceResultsWithTransactionHash>, ErrorObjectOwned> {
-    let config = &shared.config.trace;
-    let fresh = || tracing_inspector(TracingInspectorConfig::from_parity_config(types), config);
     let mut results = Vec::new();
-    replay.run(shared, inspect, bounded(fresh(), config, u64::MAX), |seen| {
-        let tracer = std::mem::replace(&mut seen.inspector.inner, fresh());
-        seen.inspector.reset();
+    with_parity_tracer(shared, replay, inspect, TracingInspectorConfig::from_parity_config(types), |tracer, seen| {
         let full_trace =
             tracer.into_parity_builder().into_trace_results_with_state(seen.outcome, types, &*seen.state)?;
         results.push(TraceResultsWithTransactionHash { full_trace, transaction_hash: replay.tx_hashes[seen.index] });
