@@ -6,6 +6,7 @@ mod configure;
 mod devnet;
 mod ha;
 mod hsm;
+mod interop;
 mod ready;
 mod run;
 mod systemd;
@@ -121,6 +122,11 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+    /// Hyperlane interop (docs/interop.md).
+    Interop {
+        #[command(subcommand)]
+        command: InteropCommand,
+    },
     /// Fetch a transaction's preconfirmation over JSON-RPC and check it back to the block key.
     VerifyPreconf {
         #[arg(long, default_value = "http://127.0.0.1:8545")]
@@ -144,6 +150,15 @@ enum Command {
         #[arg(long)]
         signer: Option<alloy_primitives::Address>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum InteropCommand {
+    /// Deploy Hyperlane's core contracts (the pinned npm release's code) on
+    /// any chain: Mailbox, MerkleTreeHook, a MessageIdMultisigIsm of the
+    /// validators, ValidatorAnnounce and a TestRecipient. Prints where they
+    /// are as JSON, and writes it to --out.
+    Deploy(interop::DeployArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -229,6 +244,7 @@ fn main() -> ExitCode {
         Command::Configure { verb, config } => {
             load(config).and_then(|config| configure::run(&config, &verb)).map(print_line)
         }
+        Command::Interop { command: InteropCommand::Deploy(args) } => interop::deploy(&args).map(print_line),
         Command::Topology { config } => load(config).and_then(|config| topology::show(&config)).map(print_line),
         Command::Ready { config, wait_s } => {
             load(config).and_then(|config| ready::ask_ready(&config, Duration::from_secs(wait_s))).map(print_line)

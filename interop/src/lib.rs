@@ -13,17 +13,24 @@
 //!   relayer:   signatures of the validator set, in its order ─> ism_metadata ─> Mailbox.process on the destination
 //! ```
 
+pub mod chain;
 pub mod checkpoint;
 pub mod checkpoint_store;
+pub mod contracts;
+pub mod deploy;
 pub mod events;
 pub mod follower;
 pub mod message;
 pub mod metadata;
+pub mod transactor;
 pub mod tree;
 
+pub use chain::{ChainRpc, Receipt};
 pub use checkpoint::{Checkpoint, CheckpointWithId, EthSignature, SignedCheckpoint};
 pub use checkpoint_store::{CheckpointStore, StoreError};
+pub use deploy::{DeployError, Deployment, deploy};
 pub use follower::{FollowError, TreeFollower};
 pub use message::{HyperlaneMessage, MessageError};
 pub use metadata::{MetadataError, message_id_multisig_metadata};
+pub use transactor::{SendError, Transactor};
 pub use tree::{IncrementalTree, TreeFull};

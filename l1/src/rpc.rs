@@ -106,7 +106,7 @@ impl L1JsonRpc {
     }
 
     /// One call: its `result` (null included), or why not.
-    pub(crate) fn call(&self, method: &'static str, params: Value) -> Result<Value, L1Error> {
+    pub fn call(&self, method: &'static str, params: Value) -> Result<Value, L1Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let body = match &self.transport {
@@ -247,7 +247,7 @@ fn oversized(method: &'static str) -> L1Error {
     malformed(method, format!("response over {RESPONSE_BYTES_MAX} bytes"))
 }
 
-pub(crate) fn malformed(method: &'static str, reason: String) -> L1Error {
+pub fn malformed(method: &'static str, reason: String) -> L1Error {
     L1Error::Malformed { method, reason }
 }
 
@@ -334,7 +334,7 @@ fn check_log_matches(log: &L1Log, block_hash: B256, address: Address, topic0: B2
     Ok(())
 }
 
-pub(crate) fn field<'a>(object: &'a Map<String, Value>, name: &str) -> Result<&'a Value, String> {
+pub fn field<'a>(object: &'a Map<String, Value>, name: &str) -> Result<&'a Value, String> {
     object.get(name).ok_or_else(|| format!("no {name}"))
 }
 
@@ -344,7 +344,7 @@ fn hex_digits<'a>(value: &'a Value, name: &str) -> Result<&'a str, String> {
 }
 
 /// A JSON-RPC quantity that must fit a u64.
-pub(crate) fn quantity(value: &Value, name: &str) -> Result<u64, String> {
+pub fn quantity(value: &Value, name: &str) -> Result<u64, String> {
     let digits = hex_digits(value, name)?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!("{name} 0x{digits} is not a hex quantity"));
@@ -358,7 +358,7 @@ pub(crate) fn quantity(value: &Value, name: &str) -> Result<u64, String> {
 }
 
 /// An optional quantity: absent or null is None.
-pub(crate) fn optional_quantity(object: &Map<String, Value>, name: &str) -> Result<Option<u64>, String> {
+pub fn optional_quantity(object: &Map<String, Value>, name: &str) -> Result<Option<u64>, String> {
     match object.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(value) => quantity(value, name).map(Some),
@@ -366,7 +366,7 @@ pub(crate) fn optional_quantity(object: &Map<String, Value>, name: &str) -> Resu
 }
 
 /// Exactly `N` bytes of hex (a hash, an address).
-pub(crate) fn fixed<const N: usize>(value: &Value, name: &str) -> Result<[u8; N], String> {
+pub fn fixed<const N: usize>(value: &Value, name: &str) -> Result<[u8; N], String> {
     let digits = hex_digits(value, name)?;
     let mut out = [0u8; N];
     hex::decode_to_slice(digits, &mut out).map_err(|e| format!("{name} 0x{digits} is not {N} bytes of hex: {e}"))?;
@@ -374,7 +374,7 @@ pub(crate) fn fixed<const N: usize>(value: &Value, name: &str) -> Result<[u8; N]
 }
 
 /// Hex bytes of any length.
-pub(crate) fn bytes(value: &Value, name: &str) -> Result<Bytes, String> {
+pub fn bytes(value: &Value, name: &str) -> Result<Bytes, String> {
     let digits = hex_digits(value, name)?;
     hex::decode(digits).map(Bytes::from).map_err(|e| format!("{name} is not hex bytes: {e}"))
 }

@@ -1,0 +1,191 @@
+//! Hyperlane interop with the real contracts (contracts/hyperlane, the
+//! pinned npm release): `tephra interop deploy` on anvil and on tephra, a
+//! message dispatched on one and processed on the other, the origin's
+//! MerkleTreeHook and the destination's MessageIdMultisigIsm being the
+//! judges of tephra's tree, checkpoints and metadata.
+
+mod common;
+
+use std::{path::Path, process::Command, time::Duration};
+
+use alloy_primitives::{Address, B256, Bytes, Log};
+use alloy_sol_types::SolCall;
+use common::TephraNode;
+use tephra_exec::dev::{DEV_PRIVATE_KEYS, DevKey};
+use tephra_hsm::FileSigner;
+use tephra_interop::{
+    ChainRpc, CheckpointWithId, Deployment, EthSignature, HyperlaneMessage, IncrementalTree, SendError,
+    SignedCheckpoint, Transactor,
+    checkpoint::Checkpoint,
+    contracts::{IMailbox, IMerkleTreeHook, IMultisigIsm, ITestRecipient},
+    events, message_id_multisig_metadata,
+};
+use tephra_l1::{L1BatcherRpc, L1JsonRpc};
+use tephra_testkit::{anvil::Anvil, fresh_dir};
+
+/// The dev key that deploys (and owns) the contracts on both chains.
+const DEPLOYER: usize = 0;
+/// The dev key that dispatches and the one that relays.
+const SENDER: usize = 1;
+const RELAYER: usize = 2;
+/// The validators' dev keys.
+const VALIDATORS: [usize; 2] = [5, 6];
+const DOMAIN_A: u32 = 1000;
+const DOMAIN_B: u32 = 2000;
+
+fn validator_addresses() -> Vec<Address> {
+    VALIDATORS.iter().map(|i| DevKey::dev(*i).address()).collect()
+}
+
+/// `tephra interop deploy` on `rpc` for `domain`, 2-of-2.
+fn deploy(dir: &Path, rpc: &str, domain: u32) -> Deployment {
+    let key_file = dir.join("deployer.key");
+    std::fs::write(&key_file, DEV_PRIVATE_KEYS[DEPLOYER].to_string()).unwrap();
+    let out = dir.join(format!("deployment-{domain}.json"));
+    let validators: Vec<String> = validator_addresses().iter().map(ToString::to_string).collect();
+    let output = Command::new(env!("CARGO_BIN_EXE_tephra"))
+        .args(["interop", "deploy", "--rpc", rpc, "--domain", &domain.to_string(), "--threshold", "2"])
+        .args(["--validators", &validators.join(",")])
+        .arg("--key-file")
+        .arg(&key_file)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("tephra interop deploy runs");
+    assert!(output.status.success(), "deploy on {rpc}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).expect("the deployment's JSON")
+}
+
+/// A transactor of dev key `key` on `chain`.
+fn transactor<'a>(chain: &'a L1JsonRpc, signer: &'a FileSigner) -> Transactor<'a> {
+    Transactor {
+        chain,
+        signer,
+        chain_id: chain.chain_id().unwrap(),
+        gas_max: 5_000_000,
+        receipt_timeout: Duration::from_secs(30),
+    }
+}
+
+fn key(index: usize) -> FileSigner {
+    FileSigner::from_bytes(&DEV_PRIVATE_KEYS[index].0).unwrap()
+}
+
+fn view<C: SolCall>(chain: &L1JsonRpc, to: Address, call: C) -> C::Return {
+    let answer = ChainRpc::call(chain, to, &call.abi_encode()).unwrap();
+    C::abi_decode_returns(&answer).unwrap()
+}
+
+/// Each validator's signature over `checkpoint`, as its checkpoint file holds it.
+fn signed_by(checkpoint: &CheckpointWithId, validators: &[usize]) -> Vec<SignedCheckpoint> {
+    validators
+        .iter()
+        .map(|i| {
+            let signature = DevKey::dev(*i).sign_hash(checkpoint.digest());
+            let mut bytes = [0u8; 65];
+            bytes[..32].copy_from_slice(&signature.r().to_be_bytes::<32>());
+            bytes[32..64].copy_from_slice(&signature.s().to_be_bytes::<32>());
+            SignedCheckpoint {
+                value: *checkpoint,
+                signature: EthSignature::from_recoverable(&bytes[..64].try_into().unwrap(), u8::from(signature.v())),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn contracts_deployed_by_tephra_carry_a_message_from_anvil_to_tephra_checked_by_the_multisig_ism() {
+    let dir = fresh_dir("interop-deploy");
+    let anvil = Anvil::start(&[]);
+    let node = TephraNode::start("interop-deploy", "");
+    let a = deploy(&dir, &anvil.url, DOMAIN_A);
+    let b = deploy(&dir, &node.rpc_url, DOMAIN_B);
+    let (chain_a, chain_b) =
+        (L1JsonRpc::new(anvil.url.clone()).unwrap(), L1JsonRpc::new(node.rpc_url.clone()).unwrap());
+
+    // Each chain's Mailbox knows its domain; each ISM holds the validators
+    // in ascending order, 2-of-2.
+    let mut sorted = validator_addresses();
+    sorted.sort();
+    for (chain, deployment, domain) in [(&chain_a, &a, DOMAIN_A), (&chain_b, &b, DOMAIN_B)] {
+        assert_eq!(view(chain, deployment.mailbox, IMailbox::localDomainCall {}), domain);
+        let set = view(chain, deployment.ism, IMultisigIsm::validatorsAndThresholdCall { _message: Bytes::new() });
+        assert_eq!((set.validators, set.threshold), (sorted.clone(), 2));
+        assert_eq!(deployment.validators, sorted);
+    }
+
+    // Dispatch on A to B's test recipient.
+    let sender = key(SENDER);
+    let dispatch = IMailbox::dispatchCall {
+        destinationDomain: DOMAIN_B,
+        recipientAddress: b.test_recipient.into_word(),
+        messageBody: Bytes::from_static(b"hello from anvil"),
+    };
+    let receipt = transactor(&chain_a, &sender).send(Some(a.mailbox), dispatch.abi_encode().into()).unwrap();
+    let logs: Vec<Log> =
+        receipt.logs.iter().map(|l| Log::new_unchecked(l.address, l.topics.clone(), l.data.clone())).collect();
+    let message: HyperlaneMessage =
+        logs.iter().find_map(|log| events::dispatched(log, a.mailbox)).expect("a Dispatch log").unwrap();
+    let (id, index) = logs.iter().find_map(|log| events::inserted_into_tree(log, a.merkle_tree_hook)).unwrap().unwrap();
+    assert_eq!((message.id(), index, message.origin, message.destination), (id, 0, DOMAIN_A, DOMAIN_B));
+    assert_eq!(message.sender, sender_word(&sender));
+
+    // tephra's tree is the hook's.
+    let mut tree = IncrementalTree::default();
+    tree.insert(id).unwrap();
+    assert_eq!(tree.root(), view(&chain_a, a.merkle_tree_hook, IMerkleTreeHook::rootCall {}));
+    assert_eq!(view(&chain_a, a.merkle_tree_hook, IMerkleTreeHook::countCall {}), 1);
+
+    let checkpoint = CheckpointWithId {
+        checkpoint: Checkpoint {
+            merkle_tree_hook: a.merkle_tree_hook.into_word(),
+            origin: DOMAIN_A,
+            root: tree.root(),
+            index,
+        },
+        message_id: id,
+    };
+    let relayer = key(RELAYER);
+    let process = |metadata: Vec<u8>| {
+        let call = IMailbox::processCall { _metadata: metadata.into(), _message: message.encode().into() };
+        transactor(&chain_b, &relayer).send(Some(b.mailbox), call.abi_encode().into())
+    };
+
+    // One validator short, or a stranger's key: the ISM refuses, and says so.
+    let one = signed_by(&checkpoint, &VALIDATORS[..1]);
+    assert!(message_id_multisig_metadata(&checkpoint, &one, &sorted, 2).is_err());
+    let stranger = signed_by(&checkpoint, &[VALIDATORS[0], 7]);
+    let forged = forged_metadata(&checkpoint, &stranger);
+    match process(forged) {
+        Err(SendError::WouldRevert(reason)) => assert!(reason.contains("!threshold"), "{reason}"),
+        other => panic!("a stranger's signature must be refused by the ISM: {other:?}"),
+    }
+
+    // Both validators: delivered, handled by the recipient.
+    let both = signed_by(&checkpoint, &VALIDATORS);
+    let metadata = message_id_multisig_metadata(&checkpoint, &both, &sorted, 2).unwrap();
+    process(metadata.clone()).expect("Mailbox.process on tephra");
+    assert!(view(&chain_b, b.mailbox, IMailbox::deliveredCall { _id: id }));
+    assert_eq!(
+        view(&chain_b, b.test_recipient, ITestRecipient::lastDataCall {}),
+        Bytes::from_static(b"hello from anvil")
+    );
+    match process(metadata) {
+        Err(SendError::WouldRevert(reason)) => assert!(reason.contains("already delivered"), "{reason}"),
+        other => panic!("a second delivery must be refused: {other:?}"),
+    }
+}
+
+fn sender_word(signer: &FileSigner) -> B256 {
+    tephra_hsm::Signer::address(signer).into_word()
+}
+
+/// Metadata in the ISM's layout from `signed`, in the given order, whoever signed.
+fn forged_metadata(checkpoint: &CheckpointWithId, signed: &[SignedCheckpoint]) -> Vec<u8> {
+    let c = &checkpoint.checkpoint;
+    let mut metadata = [c.merkle_tree_hook.as_slice(), c.root.as_slice(), &c.index.to_be_bytes()].concat();
+    for s in signed {
+        metadata.extend_from_slice(&s.signature.0);
+    }
+    metadata
+}
