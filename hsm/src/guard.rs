@@ -12,8 +12,7 @@
 //! records the height, so that no successor that lacks the block can lead.
 
 use std::{
-    fs::{self, File},
-    io::Write,
+    fs,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
@@ -191,18 +190,7 @@ impl SignGuard {
         bytes.extend_from_slice(mark.hash.as_slice());
         bytes.extend_from_slice(&next.epoch_seen.to_le_bytes());
         bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
-        let tmp = self.path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            let mut file = File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| state(e.to_string()))
+        tephra_types::durable::replace_file(&self.path, &bytes).map_err(|e| state(e.to_string()))
     }
 }
 

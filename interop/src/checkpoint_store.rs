@@ -15,8 +15,7 @@
 //! `index.json` only moves forward.
 
 use std::{
-    fs::{self, File},
-    io::{self, Write},
+    fs, io,
     path::{Path, PathBuf},
 };
 
@@ -106,15 +105,10 @@ impl CheckpointStore {
         self.write_file("metadata_latest.json", json.as_bytes())
     }
 
-    /// `name` made `bytes` at once: written aside, fsync'd, renamed over,
-    /// the directory fsync'd.
+    /// `name` made `bytes` at once and durably.
     fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let (path, aside) = (self.path(name), self.path(&format!(".{name}.new")));
-        let io = |source| StoreError::Io { path: path.clone(), source };
-        let mut file = File::create(&aside).map_err(io)?;
-        file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io)?;
-        fs::rename(&aside, &path).map_err(io)?;
-        File::open(&self.dir).and_then(|dir| dir.sync_all()).map_err(io)
+        let path = self.path(name);
+        tephra_types::durable::replace_file(&path, bytes).map_err(|source| StoreError::Io { path, source })
     }
 }
 

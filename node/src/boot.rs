@@ -151,14 +151,7 @@ fn parse_chain(json: &str, path: &Path) -> Result<ChainSpec, NodeError> {
 }
 
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes).map_err(io_error(&tmp))?;
-    fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_error(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_error(path))?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io_error(dir))?;
-    }
-    Ok(())
+    tephra_types::durable::replace_file(path, bytes).map_err(io_error(path))
 }
 
 /// The block key named by `[signer]`, without the guard (log verify reads only its address).

@@ -4,6 +4,7 @@
 
 pub mod crypto;
 pub mod deposit;
+pub mod durable;
 pub mod limits;
 pub mod reject;
 pub mod rollup;

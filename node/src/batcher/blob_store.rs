@@ -16,7 +16,6 @@
 use std::{
     collections::{BTreeMap, HashMap},
     fs,
-    io::Write,
     path::{Path, PathBuf},
 };
 
@@ -71,12 +70,7 @@ impl BlobStore {
             return Ok(());
         }
         let path = self.dir.join(format!("{:016}-{hash}", self.next_seq));
-        let tmp = self.dir.join(format!("{hash}.tmp"));
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(payload)?;
-        file.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        fs::File::open(&self.dir)?.sync_all()?;
+        tephra_types::durable::replace_file(&path, payload)?;
         self.by_hash.insert(hash, path);
         self.by_seq.insert(self.next_seq, hash);
         self.next_seq += 1;

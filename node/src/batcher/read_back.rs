@@ -308,11 +308,7 @@ fn checkpoint_error(path: &Path, reason: impl ToString) -> BatcherError {
 /// `l2 l2_hash l1 l1_hash`, one line.
 fn write_checkpoint(path: &Path, posted: &Posted) -> Result<(), BatcherError> {
     let text = format!("{} {} {} {}\n", posted.l2, posted.l2_hash, posted.l1, posted.l1_hash);
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, text)
-        .and_then(|()| fs::File::open(&tmp)?.sync_all())
-        .and_then(|()| fs::rename(&tmp, path))
-        .map_err(|e| checkpoint_error(path, e))
+    tephra_types::durable::replace_file(path, text.as_bytes()).map_err(|e| checkpoint_error(path, e))
 }
 
 fn read_checkpoint(path: &Path) -> Result<Option<Posted>, BatcherError> {
