@@ -166,6 +166,8 @@ impl<S: Signer> Signer for AuditedSigner<S> {
             Payload::Delegation { epoch, .. } => ("delegation", epoch),
             Payload::PreconfBatch { block_number, .. } => ("preconf_batch", block_number),
             Payload::L1Transaction(tx) => ("l1_transaction", tx.nonce()),
+            Payload::HyperlaneCheckpoint { index, .. } => ("hyperlane_checkpoint", u64::from(index)),
+            Payload::HyperlaneAnnouncement { .. } => ("hyperlane_announcement", 0),
         };
         let entry = AuditEntry {
             sequence: state.1,

@@ -72,6 +72,9 @@ impl BatcherRules {
             Payload::SealedBlock { .. } => return Err(BatcherGuardError::NotATransaction("block")),
             Payload::Delegation { .. } => return Err(BatcherGuardError::NotATransaction("delegation")),
             Payload::PreconfBatch { .. } => return Err(BatcherGuardError::NotATransaction("preconfirmation")),
+            Payload::HyperlaneCheckpoint { .. } | Payload::HyperlaneAnnouncement { .. } => {
+                return Err(BatcherGuardError::NotATransaction("Hyperlane checkpoint or announcement"));
+            }
         };
         let fields = tx.as_transaction();
         if fields.chain_id() != Some(self.l1_chain_id) {

@@ -247,6 +247,10 @@ impl<S: Signer> Signer for GuardedSigner<S> {
             Payload::L1Transaction(_) => {
                 return Err(SignError::Key("the block key does not sign L1 transactions".into()));
             }
+            // Nor interop checkpoints: that is a validator key's.
+            Payload::HyperlaneCheckpoint { .. } | Payload::HyperlaneAnnouncement { .. } => {
+                return Err(SignError::Key("the block key does not sign Hyperlane checkpoints".into()));
+            }
         }
         self.inner.sign(payload)
     }

@@ -9,6 +9,7 @@ mod file;
 mod guard;
 mod pipeline;
 mod pkcs11;
+mod validator_guard;
 mod yubi;
 
 use alloy_consensus::{SignableTransaction, Transaction, TxEip1559, TxEip4844};
@@ -25,6 +26,7 @@ pub use file::FileSigner;
 pub use guard::{EpochFence, FenceError, GuardError, GuardedSigner, HighWaterMark, REWIND_BLOCKS_MAX, SignGuard};
 pub use pipeline::{BacklogFull, SignedBlock, SignerHealth, SigningPipeline};
 pub use pkcs11::{Pkcs11Config, Pkcs11Signer};
+pub use validator_guard::{ValidatorGuard, ValidatorGuardError, ValidatorRules};
 pub use yubi::{YubiConnector, YubiHsmConfig, YubiHsmSigner};
 
 /// What a signer may sign.
@@ -48,6 +50,15 @@ pub enum Payload<'a> {
     /// signer hashes the transaction itself, so that its guard
     /// (`BatcherGuard`) judges what is signed, not a digest.
     L1Transaction(L1Tx<'a>),
+    /// A Hyperlane checkpoint (validator key only): the origin's
+    /// MerkleTreeHook had `root` after its leaf `index`, the message
+    /// `message_id`. Signed as Hyperlane's validators sign it
+    /// (`CheckpointLib.digest`), so that MessageIdMultisigIsm recovers the
+    /// key; the guard (`ValidatorGuard`) never signs two roots for one index.
+    HyperlaneCheckpoint { origin: u32, merkle_tree_hook: B256, root: B256, index: u32, message_id: B256 },
+    /// A Hyperlane validator's announcement of where its checkpoints are
+    /// (validator key only; `ValidatorAnnounce.getAnnouncementDigest`).
+    HyperlaneAnnouncement { origin: u32, mailbox: B256, storage_location: &'a str },
 }
 
 /// The L1 transactions a batcher sends: frames in calldata (EIP-1559) or
@@ -115,6 +126,12 @@ impl Payload<'_> {
                 .concat(),
             ),
             Payload::L1Transaction(tx) => tx.signing_hash(),
+            Payload::HyperlaneCheckpoint { origin, merkle_tree_hook, root, index, message_id } => {
+                tephra_types::hyperlane::checkpoint_digest(origin, merkle_tree_hook, root, index, message_id)
+            }
+            Payload::HyperlaneAnnouncement { origin, mailbox, storage_location } => {
+                tephra_types::hyperlane::announcement_digest(origin, mailbox, storage_location)
+            }
         }
     }
 }
@@ -153,6 +170,8 @@ pub enum SignError {
     PinRefused(String),
     #[error("refused by the signing guard: {0}")]
     Guard(#[from] GuardError),
+    #[error("refused by the validator guard: {0}")]
+    Validator(#[from] ValidatorGuardError),
 }
 
 /// Turns an HSM's r ‖ s into an Ethereum signature: `s` normalised into the

@@ -4,7 +4,7 @@
 //! and a signed checkpoint as the checkpoint syncer stores it (the agents'
 //! `SignedType` JSON).
 
-use alloy_primitives::{Address, B256, U256, keccak256};
+use alloy_primitives::{Address, B256, U256};
 use serde::{Deserialize, Serialize};
 
 /// The tree of messages dispatched on `origin`, at `index` (its last leaf).
@@ -27,50 +27,19 @@ pub struct CheckpointWithId {
     pub message_id: B256,
 }
 
-/// `keccak256(abi.encodePacked(uint32 origin, bytes32 merkleTreeHook, "HYPERLANE"))`.
-pub fn domain_hash(origin: u32, merkle_tree_hook: B256) -> B256 {
-    let mut bytes = Vec::with_capacity(4 + 32 + 9);
-    bytes.extend_from_slice(&origin.to_be_bytes());
-    bytes.extend_from_slice(merkle_tree_hook.as_slice());
-    bytes.extend_from_slice(b"HYPERLANE");
-    keccak256(bytes)
-}
-
-/// EIP-191's hash of a 32-byte hash: what `ECDSA.toEthSignedMessageHash` gives.
-pub fn eth_signed_message_hash(hash: B256) -> B256 {
-    let mut bytes = b"\x19Ethereum Signed Message:\n32".to_vec();
-    bytes.extend_from_slice(hash.as_slice());
-    keccak256(bytes)
-}
+pub use tephra_types::hyperlane::{announcement_digest, domain_hash, eth_signed_message_hash};
 
 impl CheckpointWithId {
     /// `keccak256(domainHash ‖ root ‖ uint32 index ‖ messageId)`.
     pub fn signing_hash(&self) -> B256 {
         let c = &self.checkpoint;
-        let mut bytes = Vec::with_capacity(32 + 32 + 4 + 32);
-        bytes.extend_from_slice(domain_hash(c.origin, c.merkle_tree_hook).as_slice());
-        bytes.extend_from_slice(c.root.as_slice());
-        bytes.extend_from_slice(&c.index.to_be_bytes());
-        bytes.extend_from_slice(self.message_id.as_slice());
-        keccak256(bytes)
+        tephra_types::hyperlane::checkpoint_signing_hash(c.origin, c.merkle_tree_hook, c.root, c.index, self.message_id)
     }
 
     /// What the validator's key signs and the ISM recovers from.
     pub fn digest(&self) -> B256 {
         eth_signed_message_hash(self.signing_hash())
     }
-}
-
-/// What a validator signs to announce where its checkpoints are: the
-/// origin's domain and Mailbox, and the storage location.
-pub fn announcement_digest(origin: u32, mailbox: B256, storage_location: &str) -> B256 {
-    let mut domain = Vec::with_capacity(4 + 32 + 22);
-    domain.extend_from_slice(&origin.to_be_bytes());
-    domain.extend_from_slice(mailbox.as_slice());
-    domain.extend_from_slice(b"HYPERLANE_ANNOUNCEMENT");
-    let mut bytes = keccak256(domain).to_vec();
-    bytes.extend_from_slice(storage_location.as_bytes());
-    eth_signed_message_hash(keccak256(bytes))
 }
 
 /// An Ethereum signature as Hyperlane's contracts take it: r ‖ s ‖ v, v 27 or 28.

@@ -5,6 +5,7 @@
 pub mod crypto;
 pub mod deposit;
 pub mod durable;
+pub mod hyperlane;
 pub mod limits;
 pub mod reject;
 pub mod rollup;
