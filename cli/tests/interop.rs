@@ -189,3 +189,87 @@ fn forged_metadata(checkpoint: &CheckpointWithId, signed: &[SignedCheckpoint]) -
     }
     metadata
 }
+
+/// `[interop]` for a validator of `deployment` with dev key `key`.
+fn validator_config(dir: &Path, deployment: &Deployment, key: usize, attest: &str) -> String {
+    let key_file = dir.join(format!("validator-{key}.key"));
+    std::fs::write(&key_file, DEV_PRIVATE_KEYS[key].to_string()).unwrap();
+    format!(
+        "\n[interop]\nvalidator = true\ndomain = {}\nmailbox = \"{}\"\nmerkle_tree_hook = \"{}\"\nstart_block = {}\n\
+         attest = \"{attest}\"\n[interop.key]\nkey_file = {:?}\n",
+        deployment.domain,
+        deployment.mailbox,
+        deployment.merkle_tree_hook,
+        deployment.deployed_block,
+        key_file.display().to_string(),
+    )
+}
+
+/// The validator's checkpoint `index` over JSON-RPC, once it is there.
+fn checkpoint_of(node: &TephraNode, index: u32, within: Duration) -> SignedCheckpoint {
+    let mut answer = Err(serde_json::Value::Null);
+    tephra_testkit::wait_until(&format!("checkpoint {index}"), within, || {
+        answer = node.call("tephra_getCheckpoint", serde_json::json!([index]));
+        answer.is_ok()
+    });
+    let answer = answer.unwrap();
+    assert_eq!(answer["attested"], "preconfirmed");
+    SignedCheckpoint::from_json(&answer["checkpoint"].to_string()).unwrap()
+}
+
+#[test]
+fn tephras_validator_signs_each_message_as_it_is_preconfirmed_and_its_tree_is_the_hooks() {
+    let dir = fresh_dir("interop-validator");
+    let mut node = TephraNode::start("interop-validator", "");
+    let a = deploy(&dir, &node.rpc_url, DOMAIN_A);
+    node.stop();
+    let mut config = std::fs::read_to_string(&node.config).unwrap();
+    config.push_str(&validator_config(&dir, &a, VALIDATORS[0], "preconfirmed"));
+    std::fs::write(&node.config, config).unwrap();
+    node.spawn();
+    let chain = L1JsonRpc::new(node.rpc_url.clone()).unwrap();
+    let validator = DevKey::dev(VALIDATORS[0]).address();
+
+    // Before any message: no checkpoint, and asking beyond the tree is an error.
+    assert_eq!(node.rpc("tephra_latestCheckpoint", serde_json::json!([])), serde_json::Value::Null);
+    let beyond = node.call("tephra_getCheckpoint", serde_json::json!([0])).unwrap_err();
+    assert!(beyond["message"].as_str().unwrap().contains("beyond the tree"), "{beyond}");
+
+    let sender = key(SENDER);
+    for i in 0..12u32 {
+        if i == 6 {
+            // kill -9 mid-stream: the validator goes on from its state.
+            node.kill9();
+            node.spawn();
+        }
+        let dispatch = IMailbox::dispatchCall {
+            destinationDomain: DOMAIN_B,
+            recipientAddress: B256::repeat_byte(0xbb),
+            messageBody: Bytes::from(format!("message {i}").into_bytes()),
+        };
+        let receipt = transactor(&chain, &sender).send(Some(a.mailbox), dispatch.abi_encode().into()).unwrap();
+        let logs: Vec<Log> =
+            receipt.logs.iter().map(|l| Log::new_unchecked(l.address, l.topics.clone(), l.data.clone())).collect();
+        let (id, index) =
+            logs.iter().find_map(|log| events::inserted_into_tree(log, a.merkle_tree_hook)).unwrap().unwrap();
+        assert_eq!(index, i);
+        let signed = checkpoint_of(&node, index, Duration::from_secs(10));
+        assert_eq!(signed.value.message_id, id);
+        assert_eq!(signed.signer(), Some(validator));
+        // The hook's root now (the chain's state with this message) is the signed one.
+        let root = view(&chain, a.merkle_tree_hook, IMerkleTreeHook::rootCall {});
+        assert_eq!(signed.value.checkpoint.root, root, "checkpoint {index}");
+        assert_eq!(signed.value.checkpoint.merkle_tree_hook, a.merkle_tree_hook.into_word());
+    }
+    let latest = node.rpc("tephra_latestCheckpoint", serde_json::json!([]));
+    assert_eq!(latest["checkpoint"]["value"]["checkpoint"]["index"], 11);
+
+    // The checkpoint syncer's directory, as Hyperlane's relayer reads it.
+    let store = node.dir.join("data/hyperlane-checkpoints");
+    assert_eq!(std::fs::read_to_string(store.join("index.json")).unwrap(), "11");
+    let announcement: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(store.join("announcement.json")).unwrap()).unwrap();
+    assert_eq!(announcement["value"]["mailbox_domain"], DOMAIN_A);
+    assert!(announcement["value"]["storage_location"].as_str().unwrap().starts_with("file:///"));
+    node.stop();
+}

@@ -69,6 +69,8 @@ fn parse_line(line: &str, number: u64) -> Result<(AuditEntry, B256), AuditError>
         "delegation" => "delegation",
         "preconf_batch" => "preconf_batch",
         "l1_transaction" => "l1_transaction",
+        "hyperlane_checkpoint" => "hyperlane_checkpoint",
+        "hyperlane_announcement" => "hyperlane_announcement",
         _ => return Err(broken("unknown payload type")),
     };
     let signature: [u8; 65] = hex::decode(signature.trim_start_matches("0x"))
@@ -236,6 +238,25 @@ mod tests {
         let signer = AuditedSigner::open(FileSigner::from_bytes(&[9; 32]).unwrap(), &path).unwrap();
         signer.sign(&Payload::SelfTest { challenge: B256::repeat_byte(5) }).unwrap();
         assert_eq!(verify(&path).unwrap().0.len(), 4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_validator_keys_entries_are_read_back() {
+        let dir = tephra_testkit::fresh_dir("audit-validator");
+        let path = dir.join("audit.log");
+        let signer = AuditedSigner::open(FileSigner::from_bytes(&[9; 32]).unwrap(), &path).unwrap();
+        let (hook, root, id) = (B256::repeat_byte(1), B256::repeat_byte(2), B256::repeat_byte(3));
+        let origin = 1000;
+        signer.sign(&Payload::HyperlaneAnnouncement { origin, mailbox: hook, storage_location: "file:///v" }).unwrap();
+        signer
+            .sign(&Payload::HyperlaneCheckpoint { origin, merkle_tree_hook: hook, root, index: 7, message_id: id })
+            .unwrap();
+        drop(signer);
+        AuditedSigner::open(FileSigner::from_bytes(&[9; 32]).unwrap(), &path).expect("reopened");
+        let (entries, _) = verify(&path).unwrap();
+        let kinds: Vec<(&str, u64)> = entries.iter().map(|e| (e.payload_type, e.height)).collect();
+        assert_eq!(kinds, [("hyperlane_announcement", 0), ("hyperlane_checkpoint", 7)]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

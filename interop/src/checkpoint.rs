@@ -98,21 +98,55 @@ pub enum StoredError {
     BadV(u64),
 }
 
-impl SignedCheckpoint {
-    /// The JSON the agents write (`serde_json::to_string_pretty` of their
-    /// `SignedType`).
-    pub fn to_json(&self) -> String {
-        let sig = &self.signature.0;
-        let stored = Stored {
-            value: self.value,
+impl<T: Serialize> Stored<T> {
+    fn new(value: T, signature: &EthSignature) -> Self {
+        let sig = &signature.0;
+        Stored {
+            value,
             signature: StoredSignature {
                 r: U256::from_be_slice(&sig[..32]),
                 s: U256::from_be_slice(&sig[32..64]),
                 v: u64::from(sig[64]),
             },
             serialized_signature: format!("0x{}", hex_of(sig)),
-        };
-        serde_json::to_string_pretty(&stored).expect("a signed checkpoint serialises")
+        }
+    }
+
+    /// The JSON the agents write (`serde_json::to_string_pretty` of their
+    /// `SignedType`).
+    fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a signed value serialises")
+    }
+}
+
+/// A validator's announcement of where its checkpoints are: the agents'
+/// `Announcement`, as `announcement.json` holds it signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    pub validator: Address,
+    /// The origin's Mailbox, left-padded.
+    pub mailbox_address: B256,
+    pub mailbox_domain: u32,
+    pub storage_location: String,
+}
+
+impl Announcement {
+    /// What the validator key signs (`ValidatorAnnounce.getAnnouncementDigest`).
+    pub fn digest(&self) -> B256 {
+        announcement_digest(self.mailbox_domain, self.mailbox_address, &self.storage_location)
+    }
+
+    /// `announcement.json`: the announcement signed with `signature`.
+    pub fn signed_json(&self, signature: &EthSignature) -> String {
+        Stored::new(self.clone(), signature).to_json()
+    }
+}
+
+impl SignedCheckpoint {
+    /// The JSON the agents write (`serde_json::to_string_pretty` of their
+    /// `SignedType`).
+    pub fn to_json(&self) -> String {
+        Stored::new(self.value, &self.signature).to_json()
     }
 
     pub fn from_json(text: &str) -> Result<Self, StoredError> {

@@ -56,10 +56,19 @@ impl CheckpointStore {
     /// Writes `checkpoint` durably, then moves `index.json` to it if it is
     /// newer.
     pub fn write_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError> {
-        let index = checkpoint.value.checkpoint.index;
-        self.write_file(&format!("{index}_with_id.json"), checkpoint.to_json().as_bytes())?;
-        if self.latest_index()?.is_none_or(|latest| index > latest) {
-            self.write_file("index.json", index.to_string().as_bytes())?;
+        self.write_checkpoints(std::slice::from_ref(checkpoint))
+    }
+
+    /// Writes each of `checkpoints` durably, then moves `index.json` once,
+    /// to the newest of them if it is newer.
+    pub fn write_checkpoints(&self, checkpoints: &[SignedCheckpoint]) -> Result<(), StoreError> {
+        for checkpoint in checkpoints {
+            let index = checkpoint.value.checkpoint.index;
+            self.write_file(&format!("{index}_with_id.json"), checkpoint.to_json().as_bytes())?;
+        }
+        let Some(newest) = checkpoints.iter().map(|c| c.value.checkpoint.index).max() else { return Ok(()) };
+        if self.latest_index()?.is_none_or(|latest| newest > latest) {
+            self.write_file("index.json", newest.to_string().as_bytes())?;
         }
         Ok(())
     }

@@ -45,6 +45,20 @@ impl TreeFollower {
         Self { origin, merkle_tree_hook, tree: IncrementalTree::default(), newest: VecDeque::new() }
     }
 
+    /// A follower that goes on from `tree` (kept across a restart): the
+    /// leaves before it are passed over as replays.
+    pub fn resume(origin: u32, merkle_tree_hook: B256, tree: IncrementalTree) -> Self {
+        Self { origin, merkle_tree_hook, tree, newest: VecDeque::new() }
+    }
+
+    pub fn origin(&self) -> u32 {
+        self.origin
+    }
+
+    pub fn tree(&self) -> &IncrementalTree {
+        &self.tree
+    }
+
     /// Leaves taken.
     pub fn count(&self) -> u64 {
         self.tree.count()

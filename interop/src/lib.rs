@@ -13,6 +13,7 @@
 //!   relayer:   signatures of the validator set, in its order ─> ism_metadata ─> Mailbox.process on the destination
 //! ```
 
+pub mod attester;
 pub mod chain;
 pub mod checkpoint;
 pub mod checkpoint_store;
@@ -25,6 +26,7 @@ pub mod metadata;
 pub mod transactor;
 pub mod tree;
 
+pub use attester::{AttestError, Attester, Position};
 pub use chain::{ChainRpc, Receipt};
 pub use checkpoint::{Checkpoint, CheckpointWithId, EthSignature, SignedCheckpoint};
 pub use checkpoint_store::{CheckpointStore, StoreError};

@@ -13,6 +13,8 @@ use alloy_primitives::{B256, keccak256};
 pub const TREE_DEPTH: usize = 32;
 /// The contract's bound: `2**32 - 1` leaves.
 pub const MAX_LEAVES: u64 = (1 << TREE_DEPTH) - 1;
+/// `IncrementalTree::to_bytes`: the count and the branch.
+pub const TREE_BYTES: usize = 8 + 32 * TREE_DEPTH;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IncrementalTree {
@@ -73,6 +75,27 @@ impl IncrementalTree {
             size /= 2;
         }
         unreachable!("a count below 2**32 has a set bit in its first 32")
+    }
+
+    /// The tree as bytes, to keep across restarts: count (u64 LE), then
+    /// the branch's 32 nodes.
+    pub fn to_bytes(&self) -> [u8; TREE_BYTES] {
+        let mut bytes = [0u8; TREE_BYTES];
+        bytes[..8].copy_from_slice(&self.count.to_le_bytes());
+        for (level, node) in self.branch.iter().enumerate() {
+            bytes[8 + 32 * level..8 + 32 * (level + 1)].copy_from_slice(node.as_slice());
+        }
+        bytes
+    }
+
+    /// The tree `to_bytes` wrote; None for a count past `MAX_LEAVES`.
+    pub fn from_bytes(bytes: &[u8; TREE_BYTES]) -> Option<Self> {
+        let count = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+        let mut branch = [B256::ZERO; TREE_DEPTH];
+        for (level, node) in branch.iter_mut().enumerate() {
+            *node = B256::from_slice(&bytes[8 + 32 * level..8 + 32 * (level + 1)]);
+        }
+        (count <= MAX_LEAVES).then_some(Self { branch, count })
     }
 
     pub fn root(&self) -> B256 {
@@ -143,6 +166,8 @@ mod tests {
                 prop_assert_eq!(tree.insert(*leaf).unwrap() as usize, i);
                 prop_assert_eq!(tree.root(), full_tree_root(&leaves[..=i]));
             }
+            let kept = IncrementalTree::from_bytes(&tree.to_bytes()).unwrap();
+            prop_assert_eq!(&kept, &tree);
         }
     }
 
@@ -151,5 +176,8 @@ mod tests {
         let mut tree = IncrementalTree { count: MAX_LEAVES, ..Default::default() };
         assert_eq!(tree.insert(B256::ZERO), Err(TreeFull));
         assert_eq!(tree.count(), MAX_LEAVES);
+        let mut past = tree.to_bytes();
+        past[..8].copy_from_slice(&(MAX_LEAVES + 1).to_le_bytes());
+        assert_eq!(IncrementalTree::from_bytes(&past), None);
     }
 }

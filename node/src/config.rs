@@ -32,6 +32,92 @@ pub struct Config {
     pub batcher: BatcherConfig,
     pub history: HistoryConfig,
     pub trace: TraceConfig,
+    pub interop: InteropConfig,
+}
+
+/// `[interop]`: this chain's Hyperlane validator (`src/interop.rs`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InteropConfig {
+    pub validator: bool,
+    /// This chain's Hyperlane domain, and its contracts (`tephra interop deploy`).
+    pub domain: u32,
+    pub mailbox: alloy_primitives::Address,
+    pub merkle_tree_hook: alloy_primitives::Address,
+    /// The first block that may hold the hook's insertions (its deployment's).
+    pub start_block: u64,
+    pub attest: Attest,
+    /// The checkpoint syncer's directory (relative to data_dir).
+    pub checkpoint_dir: PathBuf,
+    /// The validator's tree and position (relative to data_dir).
+    pub state_file: PathBuf,
+    /// The validator key's guard state and audit log (relative to data_dir).
+    pub guard_file: PathBuf,
+    pub audit_file: PathBuf,
+    pub key: KeyConfig,
+}
+
+impl Config {
+    /// `[interop]` with the validator on: its contracts named, and its key
+    /// neither the block key's nor the batcher key's file, and in an HSM in
+    /// production.
+    fn validate_interop(&self) -> Result<(), ConfigError> {
+        let interop = &self.interop;
+        if !interop.validator {
+            return Ok(());
+        }
+        let invalid =
+            |key: &'static str, value: String, reason: &'static str| ConfigError::Invalid { key, value, reason };
+        if interop.domain == 0 {
+            return Err(invalid("interop.domain", "0".into(), "the validator attests a Hyperlane domain: set it"));
+        }
+        if interop.mailbox.is_zero() || interop.merkle_tree_hook.is_zero() {
+            return Err(invalid(
+                "interop.mailbox",
+                "the zero address".into(),
+                "set interop.mailbox and interop.merkle_tree_hook (tephra interop deploy writes them)",
+            ));
+        }
+        let file = &interop.key.key_file;
+        if interop.key.kind == SignerKind::File && (*file == self.signer.key_file || *file == self.batcher.key.key_file)
+        {
+            return Err(invalid(
+                "interop.key.key_file",
+                file.display().to_string(),
+                "the validator key must be its own, not the block or batcher key's file",
+            ));
+        }
+        if self.node.profile == Profile::Production
+            && interop.key.kind == SignerKind::File
+            && !interop.key.allow_file_key_in_production
+        {
+            return Err(invalid(
+                "interop.key.kind",
+                "file".into(),
+                "a production node keeps its validator key in an HSM (set interop.key.allow_file_key_in_production to override)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the validator attests.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Attest {
+    /// A message as soon as its transaction is durably preconfirmed.
+    Preconfirmed,
+    /// A message once its block is sealed and signed by the block key.
+    Sealed,
+}
+
+impl Attest {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attest::Preconfirmed => "preconfirmed",
+            Attest::Sealed => "sealed",
+        }
+    }
 }
 
 /// `[trace]`: the bounds of traces and access lists (`src/rpc/traces.rs`).
@@ -674,6 +760,7 @@ impl Config {
                 reason: "the batcher key must not be the block key's file",
             });
         }
+        self.validate_interop()?;
         if self.block.extra_data.len() > tephra_types::limits::EXTRA_DATA_MAX_BYTES {
             return Err(ConfigError::Invalid {
                 key: "block.extra_data",

@@ -37,6 +37,9 @@ pub enum NodeError {
     Filters(#[from] crate::filters::FilterError),
     #[error(transparent)]
     History(#[from] tephra_history::HistoryError),
+    /// The Hyperlane validator's store, state or thread (`[interop]`).
+    #[error("Hyperlane validator: {0}")]
+    Interop(String),
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
     #[error("data dir {0} is in use by another tephra process")]

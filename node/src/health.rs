@@ -44,11 +44,23 @@ pub enum Hold {
     /// sequencing window: blocks and preconfirmations go on while the
     /// window allows (`src/batcher/`).
     Batcher,
+    /// This chain's Hyperlane validator stopped attesting (its key fails,
+    /// or the chain changed under a signed checkpoint): the chain goes on,
+    /// its messages wait (`src/interop.rs`).
+    Validator,
 }
 
 impl Hold {
-    const ALL: [Hold; 7] =
-        [Hold::Disk, Hold::Signer, Hold::Replication, Hold::LogFailed, Hold::Deposed, Hold::L1, Hold::Batcher];
+    const ALL: [Hold; 8] = [
+        Hold::Disk,
+        Hold::Signer,
+        Hold::Replication,
+        Hold::LogFailed,
+        Hold::Deposed,
+        Hold::L1,
+        Hold::Batcher,
+        Hold::Validator,
+    ];
 
     fn bit(self) -> u32 {
         1 << self as u32

@@ -15,6 +15,7 @@ mod format;
 pub mod ha;
 mod health;
 mod history;
+mod interop;
 mod leadership;
 pub mod log_index;
 mod metrics;

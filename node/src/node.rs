@@ -136,6 +136,7 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
         batcher,
         filters: std::sync::Mutex::new(filters),
         trace_slots,
+        validator: std::sync::OnceLock::new(),
     });
     if let Some(op) = &shared.op {
         let anchor = l1_anchor.unwrap_or_else(|| op.rollup.genesis.l1.clone());
@@ -144,6 +145,10 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     }
     if let Some(status) = &shared.batcher {
         crate::batcher::spawn(shared.clone(), status.clone()).map_err(io_error(Path::new("the batcher thread")))?;
+    }
+    if shared.config.interop.validator {
+        let status = crate::interop::spawn(shared.clone(), DataDir(shared.config.node.data_dir.clone()))?;
+        shared.validator.set(status).expect("set once, at start");
     }
     let (machine, placement) = placement(&shared.config)?;
     let topology = crate::topology::Topology::of(&shared.config, &placement);

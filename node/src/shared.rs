@@ -84,6 +84,9 @@ pub struct Shared {
     pub batcher: Option<Arc<crate::batcher::BatcherStatus>>,
     /// The polling filters; taken before the view's lock, never after.
     pub filters: Mutex<Filters>,
+    /// This chain's Hyperlane validator (`[interop] validator`), set once
+    /// at start.
+    pub validator: std::sync::OnceLock<Arc<crate::interop::ValidatorStatus>>,
 }
 
 impl Shared {

@@ -10,6 +10,7 @@ mod calls;
 mod errors;
 mod fees;
 mod filters;
+mod interop;
 mod limits;
 mod logs;
 mod optimism;
@@ -82,6 +83,8 @@ fn register_chain(m: &mut RpcModule<Shared>, chain_id: u64) {
     })
     .expect("unique");
     // tephra's own: the address every block signature recovers to.
+    m.register_method("tephra_latestCheckpoint", |_, s, _| interop::latest_checkpoint(s)).expect("unique");
+    m.register_method("tephra_getCheckpoint", |p, s, _| interop::checkpoint(&p, s)).expect("unique");
     m.register_method("tephra_blockSigner", |_, s, _| -> RpcResult { Ok(json!(s.signer_address)) }).expect("unique");
 }
 
