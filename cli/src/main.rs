@@ -127,6 +127,12 @@ enum Command {
         #[command(subcommand)]
         command: InteropCommand,
     },
+    /// Carry Hyperlane messages between the chains of a relay config
+    /// (docs/interop.md): a process of its own, its queue durable.
+    Relay {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Fetch a transaction's preconfirmation over JSON-RPC and check it back to the block key.
     VerifyPreconf {
         #[arg(long, default_value = "http://127.0.0.1:8545")]
@@ -159,6 +165,14 @@ enum InteropCommand {
     /// validators, ValidatorAnnounce and a TestRecipient. Prints where they
     /// are as JSON, and writes it to --out.
     Deploy(interop::DeployArgs),
+    /// Submit a validator's signed announcement (its announcement.json) to
+    /// the origin's ValidatorAnnounce, so that relayers find its
+    /// checkpoints. Anyone may pay for it; the signature is the validator's.
+    Announce(interop::AnnounceArgs),
+    /// A Hyperlane validator of any chain over JSON-RPC (a process of its
+    /// own; tephra's own chain has the node's `[interop] validator` role):
+    /// signs each checkpoint of the origin's MerkleTreeHook into DIR.
+    Validate(interop::ValidateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -245,6 +259,9 @@ fn main() -> ExitCode {
             load(config).and_then(|config| configure::run(&config, &verb)).map(print_line)
         }
         Command::Interop { command: InteropCommand::Deploy(args) } => interop::deploy(&args).map(print_line),
+        Command::Interop { command: InteropCommand::Announce(args) } => interop::announce(&args).map(print_line),
+        Command::Interop { command: InteropCommand::Validate(args) } => interop::validate(&args),
+        Command::Relay { config } => interop::relay(&config),
         Command::Topology { config } => load(config).and_then(|config| topology::show(&config)).map(print_line),
         Command::Ready { config, wait_s } => {
             load(config).and_then(|config| ready::ask_ready(&config, Duration::from_secs(wait_s))).map(print_line)

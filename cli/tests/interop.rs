@@ -273,3 +273,223 @@ fn tephras_validator_signs_each_message_as_it_is_preconfirmed_and_its_tree_is_th
     assert!(announcement["value"]["storage_location"].as_str().unwrap().starts_with("file:///"));
     node.stop();
 }
+
+const DOMAIN_C: u32 = 3000;
+/// A domain no configured chain has.
+const DOMAIN_UNKNOWN: u32 = 9999;
+
+/// A `tephra` process of the test (a relayer, a validator), killed when dropped.
+struct Process {
+    child: std::process::Child,
+    args: Vec<String>,
+    log: std::path::PathBuf,
+}
+
+impl Process {
+    fn start(args: &[&str], log: std::path::PathBuf) -> Self {
+        let args: Vec<String> = args.iter().map(ToString::to_string).collect();
+        let child = Self::spawn(&args, &log);
+        Self { child, args, log }
+    }
+
+    fn spawn(args: &[String], log: &Path) -> std::process::Child {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_tephra"))
+            .args(args)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("tephra starts")
+    }
+
+    /// kill -9, then the same command again.
+    fn kill9_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.args, &self.log);
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tephra(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_tephra")).args(args).output().expect("tephra runs");
+    assert!(output.status.success(), "tephra {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Each id of a `ProcessId` log of `mailbox` on `chain`, as often as it was processed.
+fn processed_ids(chain: &L1JsonRpc, mailbox: Address) -> Vec<B256> {
+    let head = tephra_l1::L1Rpc::head_number(chain).unwrap();
+    chain
+        .logs_in_range(mailbox, events::PROCESS_ID_TOPIC, 0, head)
+        .unwrap()
+        .iter()
+        .map(|(_, log)| log.topics[1])
+        .collect()
+}
+
+#[test]
+fn messages_relayed_from_tephra_to_tephra_and_anvil_are_delivered_exactly_once_across_kill_9s() {
+    let dir = fresh_dir("interop-relay");
+    let mut node_a = TephraNode::start("interop-relay-a", "");
+    let mut node_b = TephraNode::start("interop-relay-b", "");
+    let anvil = Anvil::start(&[]);
+    let a = deploy(&dir, &node_a.rpc_url, DOMAIN_A);
+    let b = deploy(&dir, &node_b.rpc_url, DOMAIN_B);
+    let c = deploy(&dir, &anvil.url, DOMAIN_C);
+
+    // Chain A's two validators: tephra's own role (attesting preconfirmed),
+    // and one over JSON-RPC, a process of its own.
+    node_a.stop();
+    let mut config = std::fs::read_to_string(&node_a.config).unwrap();
+    config.push_str(&validator_config(&dir, &a, VALIDATORS[0], "preconfirmed"));
+    std::fs::write(&node_a.config, config).unwrap();
+    node_a.spawn();
+    let second_key = dir.join("validator-second.key");
+    std::fs::write(&second_key, DEV_PRIVATE_KEYS[VALIDATORS[1]].to_string()).unwrap();
+    let deployment_a = dir.join(format!("deployment-{DOMAIN_A}.json"));
+    let second_dir = dir.join("validator-second");
+    let mut second = Process::start(
+        &["interop", "validate", "--rpc", &node_a.rpc_url, "--poll-interval-ms", "100"]
+            .into_iter()
+            .chain(["--deployment", deployment_a.to_str().unwrap(), "--key-file", second_key.to_str().unwrap()])
+            .chain(["--dir", second_dir.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+        dir.join("validator-second.log"),
+    );
+
+    // Both announce where their checkpoints are, on A.
+    let payer = dir.join("payer.key");
+    std::fs::write(&payer, DEV_PRIVATE_KEYS[3].to_string()).unwrap();
+    let announcements = [
+        node_a.dir.join("data/hyperlane-checkpoints/announcement.json"),
+        second_dir.join("checkpoints/announcement.json"),
+    ];
+    for announcement in &announcements {
+        tephra_testkit::wait_until("the validator's announcement", Duration::from_secs(30), || announcement.exists());
+        tephra(
+            &[
+                "interop",
+                "announce",
+                "--rpc",
+                &node_a.rpc_url,
+                "--validator-announce",
+                &a.validator_announce.to_string(),
+            ]
+            .into_iter()
+            .chain(["--key-file", payer.to_str().unwrap(), "--announcement", announcement.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+        );
+    }
+
+    // The relayer between A, B and C (anvil).
+    let relayer_key = dir.join("relayer.key");
+    std::fs::write(&relayer_key, DEV_PRIVATE_KEYS[RELAYER].to_string()).unwrap();
+    let chain_entry = |name: &str, rpc: &str, domain: u32| {
+        format!("[[chain]]\nname = \"{name}\"\nrpc = \"{rpc}\"\ndeployment = \"deployment-{domain}.json\"\n")
+    };
+    let relay_toml = format!(
+        "data_dir = \"relay\"\nkey_file = \"relayer.key\"\npoll_interval_ms = 50\ngas_max = 3000000\n\
+         receipt_timeout_s = 30\nbackoff_initial_ms = 200\nbackoff_max_ms = 2000\n{}{}{}",
+        chain_entry("a", &node_a.rpc_url, DOMAIN_A),
+        chain_entry("b", &node_b.rpc_url, DOMAIN_B),
+        chain_entry("c", &anvil.url, DOMAIN_C),
+    );
+    std::fs::write(dir.join("relay.toml"), relay_toml).unwrap();
+    let relay_config = dir.join("relay.toml");
+    let mut relayer = Process::start(&["relay", "--config", relay_config.to_str().unwrap()], dir.join("relayer.log"));
+
+    // A stream of messages from A, to B and to C in turn, with every
+    // process killed -9 on the way.
+    let chain_a = L1JsonRpc::new(node_a.rpc_url.clone()).unwrap();
+    let sender = key(SENDER);
+    let mut sent: Vec<(B256, u32, Bytes)> = Vec::new();
+    const MESSAGES: usize = 40;
+    for i in 0..MESSAGES {
+        match i {
+            10 => relayer.kill9_and_restart(),
+            15 => second.kill9_and_restart(),
+            20 => {
+                node_a.kill9();
+                node_a.spawn();
+            }
+            30 => {
+                node_b.kill9();
+                node_b.spawn();
+            }
+            _ => {}
+        }
+        let (destination, recipient) =
+            if i % 2 == 0 { (DOMAIN_B, b.test_recipient) } else { (DOMAIN_C, c.test_recipient) };
+        let body = Bytes::from(format!("message {i}").into_bytes());
+        let dispatch = IMailbox::dispatchCall {
+            destinationDomain: destination,
+            recipientAddress: recipient.into_word(),
+            messageBody: body.clone(),
+        };
+        let receipt = transactor(&chain_a, &sender).send(Some(a.mailbox), dispatch.abi_encode().into()).unwrap();
+        let logs: Vec<Log> = receipt.logs.iter().map(events::as_log).collect();
+        let message = logs.iter().find_map(|log| events::dispatched(log, a.mailbox)).unwrap().unwrap();
+        sent.push((message.id(), destination, body));
+    }
+    // And one for a domain no chain of the relayer has.
+    let lost = IMailbox::dispatchCall {
+        destinationDomain: DOMAIN_UNKNOWN,
+        recipientAddress: B256::repeat_byte(0x77),
+        messageBody: Bytes::from_static(b"nowhere"),
+    };
+    let receipt = transactor(&chain_a, &sender).send(Some(a.mailbox), lost.abi_encode().into()).unwrap();
+    let lost_id = receipt
+        .logs
+        .iter()
+        .map(events::as_log)
+        .find_map(|log| events::dispatched(&log, a.mailbox))
+        .unwrap()
+        .unwrap()
+        .id();
+
+    let (chain_b, chain_c) =
+        (L1JsonRpc::new(node_b.rpc_url.clone()).unwrap(), L1JsonRpc::new(anvil.url.clone()).unwrap());
+    let delivered = |id: B256, destination: u32| {
+        let (chain, mailbox) = if destination == DOMAIN_B { (&chain_b, b.mailbox) } else { (&chain_c, c.mailbox) };
+        view(chain, mailbox, IMailbox::deliveredCall { _id: id })
+    };
+    tephra_testkit::wait_until("every message delivered", Duration::from_secs(120), || {
+        sent.iter().all(|(id, destination, _)| delivered(*id, *destination))
+    });
+
+    // Exactly once: each id processed once on its destination, none elsewhere.
+    let (on_b, on_c) = (processed_ids(&chain_b, b.mailbox), processed_ids(&chain_c, c.mailbox));
+    for (id, destination, _) in &sent {
+        let (here, there) = if *destination == DOMAIN_B { (&on_b, &on_c) } else { (&on_c, &on_b) };
+        assert_eq!(here.iter().filter(|p| *p == id).count(), 1, "{id} processed once");
+        assert!(!there.contains(id));
+    }
+    assert_eq!(on_b.len() + on_c.len(), MESSAGES);
+    // The last message to each recipient is what it holds.
+    let last = |destination: u32| sent.iter().rev().find(|(_, d, _)| *d == destination).unwrap().2.clone();
+    assert_eq!(view(&chain_b, b.test_recipient, ITestRecipient::lastDataCall {}), last(DOMAIN_B));
+    assert_eq!(view(&chain_c, c.test_recipient, ITestRecipient::lastDataCall {}), last(DOMAIN_C));
+
+    // The unknown destination was reported once and is not retried.
+    tephra_testkit::wait_until("the unknown destination reported", Duration::from_secs(10), || {
+        relayer.log().contains(&lost_id.to_string())
+    });
+    let journal = std::fs::read_to_string(dir.join("relay/relayer.journal")).unwrap();
+    assert!(journal.contains("unknown_destination"), "{journal}");
+    std::thread::sleep(Duration::from_secs(1));
+    let log = relayer.log();
+    assert_eq!(log.matches("does not serve").count(), 1, "{log}");
+    node_a.stop();
+    node_b.stop();
+}

@@ -119,6 +119,22 @@ impl<T: Serialize> Stored<T> {
     }
 }
 
+impl<T: serde::de::DeserializeOwned> Stored<T> {
+    /// The value and its signature from the agents' JSON.
+    fn from_json(text: &str) -> Result<(T, EthSignature), StoredError> {
+        let stored: Stored<T> = serde_json::from_str(text)?;
+        let v = u8::try_from(stored.signature.v)
+            .ok()
+            .filter(|v| *v == 27 || *v == 28)
+            .ok_or(StoredError::BadV(stored.signature.v))?;
+        let mut bytes = [0u8; 65];
+        bytes[..32].copy_from_slice(&stored.signature.r.to_be_bytes::<32>());
+        bytes[32..64].copy_from_slice(&stored.signature.s.to_be_bytes::<32>());
+        bytes[64] = v;
+        Ok((stored.value, EthSignature(bytes)))
+    }
+}
+
 /// A validator's announcement of where its checkpoints are: the agents'
 /// `Announcement`, as `announcement.json` holds it signed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +156,11 @@ impl Announcement {
     pub fn signed_json(&self, signature: &EthSignature) -> String {
         Stored::new(self.clone(), signature).to_json()
     }
+
+    /// The announcement and its signature from `announcement.json`.
+    pub fn from_signed_json(text: &str) -> Result<(Self, EthSignature), StoredError> {
+        Stored::from_json(text)
+    }
 }
 
 impl SignedCheckpoint {
@@ -150,16 +171,8 @@ impl SignedCheckpoint {
     }
 
     pub fn from_json(text: &str) -> Result<Self, StoredError> {
-        let stored: Stored<CheckpointWithId> = serde_json::from_str(text)?;
-        let v = u8::try_from(stored.signature.v)
-            .ok()
-            .filter(|v| *v == 27 || *v == 28)
-            .ok_or(StoredError::BadV(stored.signature.v))?;
-        let mut bytes = [0u8; 65];
-        bytes[..32].copy_from_slice(&stored.signature.r.to_be_bytes::<32>());
-        bytes[32..64].copy_from_slice(&stored.signature.s.to_be_bytes::<32>());
-        bytes[64] = v;
-        Ok(Self { value: stored.value, signature: EthSignature(bytes) })
+        let (value, signature) = Stored::<CheckpointWithId>::from_json(text)?;
+        Ok(Self { value, signature })
     }
 
     /// The validator that signed it, if the signature recovers.

@@ -13,6 +13,11 @@ pub const INSERTED_INTO_TREE_TOPIC: B256 = b256!("253a3a04cab70d47c1504809242d93
 /// `keccak256("ProcessId(bytes32)")`: a message delivered on the destination.
 pub const PROCESS_ID_TOPIC: B256 = b256!("1cae38cdd3d3919489272725a5ae62a4f48b2989b0dae843d3c279fee18073a9");
 
+/// A log as a chain client reads it, as the decoders below take it.
+pub fn as_log(log: &tephra_l1::L1Log) -> Log {
+    Log::new_unchecked(log.address, log.topics.clone(), log.data.clone())
+}
+
 /// Why a log that claims to be one of these events is not.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {

@@ -23,6 +23,8 @@ pub mod events;
 pub mod follower;
 pub mod message;
 pub mod metadata;
+pub mod relayer;
+pub mod rpc_follower;
 pub mod transactor;
 pub mod tree;
 

@@ -20,7 +20,7 @@ use crate::chain::{ChainRpc, Receipt};
 /// `handle`) needs more than it uses.
 const GAS_MARGIN_PERCENT: u64 = 25;
 /// How often a receipt is asked for while waiting.
-const RECEIPT_POLL: Duration = Duration::from_millis(100);
+const RECEIPT_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {

@@ -7,15 +7,15 @@ use alloy_primitives::B256;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum L1Error {
     /// No answer: no connection, a timeout, an HTTP error status.
-    #[error("L1 node unreachable: {reason}")]
+    #[error("the node is unreachable: {reason}")]
     Unreachable { reason: String },
     /// An answer that is not what `method` returns: bad JSON, a missing or
     /// mistyped field, a number out of range, a block other than the one
     /// asked for, a response over the size cap.
-    #[error("L1 node's answer to {method} is malformed: {reason}")]
+    #[error("the node's answer to {method} is malformed: {reason}")]
     Malformed { method: &'static str, reason: String },
     /// A JSON-RPC error object.
-    #[error("L1 node refused {method}: {code} {message}")]
+    #[error("the node refused {method}: {code} {message}")]
     Refused { method: &'static str, code: i64, message: String },
     /// The head fell further back than any reorg the follower accepts: a node
     /// resyncing, or another chain.
