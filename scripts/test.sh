@@ -82,6 +82,11 @@ install() {
   if [ ! -x node_modules/.bin/anvil ] || [ ! -x node_modules/.bin/cast ] || [ ! -d node_modules/viem ]; then
     npm ci --no-audit --no-fund
   fi
+  # Hyperlane's own utilities (ethers 5), the oracle of the interop tests'
+  # message ids, in their own install (oracle/hyperlane).
+  if [ ! -d oracle/hyperlane/node_modules/@hyperlane-xyz/utils ]; then
+    npm ci --no-audit --no-fund --prefix oracle/hyperlane
+  fi
   # cargo fuzz, for the fuzz phase.
   if wants fuzz && ! cargo fuzz --version 2>/dev/null | grep -q '0.13.2'; then
     cargo install cargo-fuzz --locked --version 0.13.2

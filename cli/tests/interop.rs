@@ -493,3 +493,150 @@ fn messages_relayed_from_tephra_to_tephra_and_anvil_are_delivered_exactly_once_a
     node_a.stop();
     node_b.stop();
 }
+
+/// A dispatch signed here (fixed gas and fees, nonce `nonce`) sent with
+/// eth_sendRawTransactionSync: the preconfirmed receipt.
+fn dispatch_sync(
+    node: &TephraNode,
+    chain_id: u64,
+    nonce: u64,
+    mailbox: Address,
+    call: IMailbox::dispatchCall,
+) -> serde_json::Value {
+    use alloy_consensus::{TxEip1559, TypedTransaction};
+    use alloy_eips::eip2718::Encodable2718;
+    let tx = TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit: 500_000,
+        max_fee_per_gas: 100_000_000_000,
+        max_priority_fee_per_gas: 1,
+        to: alloy_primitives::TxKind::Call(mailbox),
+        input: call.abi_encode().into(),
+        ..Default::default()
+    };
+    let raw = DevKey::dev(SENDER).sign(TypedTransaction::Eip1559(tx)).encoded_2718();
+    node.rpc("eth_sendRawTransactionSync", serde_json::json!([Bytes::from(raw), 10_000]))
+}
+
+/// A value of the chain's state with everything preconfirmed so far.
+fn pending_view<C: SolCall>(node: &TephraNode, to: Address, call: C) -> C::Return {
+    let answer =
+        node.rpc("eth_call", serde_json::json!([{"to": to, "data": Bytes::from(call.abi_encode())}, "pending"]));
+    let bytes: Bytes = serde_json::from_value(answer).unwrap();
+    C::abi_decode_returns(&bytes).unwrap()
+}
+
+#[test]
+fn two_validators_trees_equal_the_hooks_root_and_count_after_each_of_1000_messages_whose_ids_are_hyperlanes() {
+    const MESSAGES: u32 = 1000;
+    let dir = fresh_dir("interop-tree");
+    let mut node = TephraNode::start("interop-tree", "");
+    let a = deploy(&dir, &node.rpc_url, DOMAIN_A);
+    node.stop();
+    let mut config = std::fs::read_to_string(&node.config).unwrap();
+    config.push_str(&validator_config(&dir, &a, VALIDATORS[0], "preconfirmed"));
+    std::fs::write(&node.config, config).unwrap();
+    node.spawn();
+    let second_key = dir.join("validator-second.key");
+    std::fs::write(&second_key, DEV_PRIVATE_KEYS[VALIDATORS[1]].to_string()).unwrap();
+    let second_dir = dir.join("validator-second");
+    let deployment = dir.join(format!("deployment-{DOMAIN_A}.json"));
+    let _second = Process::start(
+        &["interop", "validate", "--rpc", &node.rpc_url, "--poll-interval-ms", "100"]
+            .into_iter()
+            .chain(["--deployment", deployment.to_str().unwrap(), "--key-file", second_key.to_str().unwrap()])
+            .chain(["--dir", second_dir.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+        dir.join("validator-second.log"),
+    );
+
+    // Each message, then the hook's root and count as the chain has them
+    // right after it.
+    let chain_id = L1JsonRpc::new(node.rpc_url.clone()).unwrap().chain_id().unwrap();
+    let nonce = quantity_of(
+        &node.rpc("eth_getTransactionCount", serde_json::json!([DevKey::dev(SENDER).address(), "pending"])),
+    );
+    let mut on_chain = Vec::new();
+    let mut messages = Vec::new();
+    for i in 0..MESSAGES {
+        let call = IMailbox::dispatchCall {
+            destinationDomain: DOMAIN_B + i % 3,
+            recipientAddress: B256::repeat_byte(u8::try_from(i % 251).unwrap()),
+            messageBody: Bytes::from(vec![u8::try_from(i % 256).unwrap(); (i % 97) as usize]),
+        };
+        let receipt = dispatch_sync(&node, chain_id, nonce + u64::from(i), a.mailbox, call);
+        assert_eq!(receipt["status"], "0x1", "{receipt}");
+        let logs: Vec<Log> = receipt["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|log| {
+                // A preconfirmed receipt's logs have no block hash yet.
+                let topics = serde_json::from_value(log["topics"].clone()).unwrap();
+                let address = serde_json::from_value(log["address"].clone()).unwrap();
+                Log::new_unchecked(address, topics, serde_json::from_value(log["data"].clone()).unwrap())
+            })
+            .collect();
+        messages.push(logs.iter().find_map(|log| events::dispatched(log, a.mailbox)).unwrap().unwrap());
+        let root = pending_view(&node, a.merkle_tree_hook, IMerkleTreeHook::rootCall {});
+        let count = pending_view(&node, a.merkle_tree_hook, IMerkleTreeHook::countCall {});
+        assert_eq!(count, i + 1);
+        on_chain.push(root);
+    }
+
+    // Both validators' checkpoint i holds the root the hook had after message i.
+    let first = node.dir.join("data/hyperlane-checkpoints");
+    let second = second_dir.join("checkpoints");
+    for store in [&first, &second] {
+        tephra_testkit::wait_until("the last checkpoint", Duration::from_secs(60), || {
+            std::fs::read_to_string(store.join("index.json")).is_ok_and(|index| index == (MESSAGES - 1).to_string())
+        });
+    }
+    for (i, (root, message)) in on_chain.iter().zip(&messages).enumerate() {
+        for (store, validator) in [(&first, VALIDATORS[0]), (&second, VALIDATORS[1])] {
+            let text = std::fs::read_to_string(store.join(format!("{i}_with_id.json"))).unwrap();
+            let signed = SignedCheckpoint::from_json(&text).unwrap();
+            assert_eq!(signed.value.checkpoint.root, *root, "validator {validator}, checkpoint {i}");
+            assert_eq!(signed.value.message_id, message.id());
+            assert_eq!(signed.signer(), Some(DevKey::dev(validator).address()));
+        }
+    }
+
+    // Each message's bytes and id as Hyperlane's own utilities make them.
+    let input: String = messages
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "version": m.version, "nonce": m.nonce, "origin": m.origin, "sender": m.sender,
+                "destination": m.destination, "recipient": m.recipient, "body": m.body,
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let oracle = tephra_testkit::workspace_root().join("oracle/hyperlane");
+    let mut child = Command::new("node")
+        .arg(oracle.join("message-ids.mjs"))
+        .current_dir(&oracle)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs Hyperlane's utilities");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "oracle/hyperlane: install it with npm ci --prefix oracle/hyperlane");
+    let answers: Vec<serde_json::Value> =
+        String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(answers.len(), messages.len());
+    for (message, answer) in messages.iter().zip(&answers) {
+        assert_eq!(answer["message"], format!("0x{}", alloy_primitives::hex::encode(message.encode())));
+        assert_eq!(answer["id"], message.id().to_string());
+    }
+    node.stop();
+}
+
+fn quantity_of(value: &serde_json::Value) -> u64 {
+    u64::from_str_radix(value.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
