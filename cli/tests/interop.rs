@@ -17,7 +17,9 @@ use tephra_interop::{
     ChainRpc, CheckpointWithId, Deployment, EthSignature, HyperlaneMessage, IncrementalTree, SendError,
     SignedCheckpoint, Transactor,
     checkpoint::Checkpoint,
-    contracts::{IMailbox, IMerkleTreeHook, IMultisigIsm, ITestRecipient},
+    contracts::{
+        Contract, IMailbox, IMerkleTreeHook, IMultisigIsm, IStaticMessageIdMultisigIsmFactory, ITestRecipient,
+    },
     events, message_id_multisig_metadata,
 };
 use tephra_l1::{L1BatcherRpc, L1JsonRpc};
@@ -460,6 +462,29 @@ fn messages_relayed_from_tephra_to_tephra_and_anvil_are_delivered_exactly_once_a
 
     let (chain_b, chain_c) =
         (L1JsonRpc::new(node_b.rpc_url.clone()).unwrap(), L1JsonRpc::new(anvil.url.clone()).unwrap());
+
+    // A recipient on C whose own ISM names a validator that does not attest
+    // A: the relayer says which validators it waits for.
+    let stranger = DevKey::dev(8).address();
+    let deployer = key(DEPLOYER);
+    let on_c = transactor(&chain_c, &deployer);
+    let wrong_set = IStaticMessageIdMultisigIsmFactory::getAddressCall { _values: vec![stranger], _threshold: 1 };
+    let wrong_ism = view(&chain_c, c.ism_factory, wrong_set);
+    let deploy_wrong = IStaticMessageIdMultisigIsmFactory::deployCall { _values: vec![stranger], _threshold: 1 };
+    on_c.send(Some(c.ism_factory), deploy_wrong.abi_encode().into()).unwrap();
+    let guarded = on_c.send(None, Contract::TestRecipient.creation_code()).unwrap().contract_address.unwrap();
+    let set_ism = ITestRecipient::setInterchainSecurityModuleCall { _ism: wrong_ism };
+    on_c.send(Some(guarded), set_ism.abi_encode().into()).unwrap();
+    let to_guarded = IMailbox::dispatchCall {
+        destinationDomain: DOMAIN_C,
+        recipientAddress: guarded.into_word(),
+        messageBody: Bytes::from_static(b"for a stranger's ISM"),
+    };
+    transactor(&chain_a, &sender).send(Some(a.mailbox), to_guarded.abi_encode().into()).unwrap();
+    tephra_testkit::wait_until("the wrong validator set reported", Duration::from_secs(60), || {
+        let log = relayer.log();
+        log.contains("still not signed by enough of the ISM's validators") && log.contains(&stranger.to_string())
+    });
     let delivered = |id: B256, destination: u32| {
         let (chain, mailbox) = if destination == DOMAIN_B { (&chain_b, b.mailbox) } else { (&chain_c, c.mailbox) };
         view(chain, mailbox, IMailbox::deliveredCall { _id: id })

@@ -37,6 +37,7 @@ sol! {
 
     interface ITestRecipient {
         function lastData() view returns (bytes);
+        function setInterchainSecurityModule(address _ism);
     }
 }
 

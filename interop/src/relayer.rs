@@ -330,17 +330,20 @@ impl Relayer {
         let encoded = Bytes::from(message.encode());
         let set = view(rpc, ism, IMultisigIsm::validatorsAndThresholdCall { _message: encoded.clone() })?;
         let signed = checkpoints_of(origin, &set.validators, pending.leaf_index)?;
+        let below = |signed: usize| {
+            let validators: Vec<String> = set.validators.iter().map(ToString::to_string).collect();
+            let (validators, leaf) = (validators.join(", "), pending.leaf_index);
+            Attempt::NotYet(format!(
+                "{signed} of the ISM's validators [{validators}] signed leaf {leaf}; it needs {}",
+                set.threshold
+            ))
+        };
         let Some(checkpoint) = signed.iter().map(|s| s.value).find(|value| value.message_id == id) else {
-            return Err(Attempt::NotYet(format!("no validator has signed leaf {} yet", pending.leaf_index)));
+            return Err(below(0));
         };
         let metadata = match message_id_multisig_metadata(&checkpoint, &signed, &set.validators, set.threshold.into()) {
             Ok(metadata) => metadata,
-            Err(MetadataError::BelowThreshold { signed, threshold, .. }) => {
-                return Err(Attempt::NotYet(format!(
-                    "{signed} of the ISM's validators {:?} signed leaf {}; it needs {threshold}",
-                    set.validators, pending.leaf_index
-                )));
-            }
+            Err(MetadataError::BelowThreshold { signed, .. }) => return Err(below(signed)),
             Err(error) => return Err(Attempt::Failed(error.to_string())),
         };
         let process = IMailbox::processCall { _metadata: metadata.into(), _message: encoded };
@@ -487,4 +490,48 @@ fn replay(path: &Path) -> Result<Replayed, String> {
         }
     }
     Ok((cursors, pending, lines))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(nonce: u32) -> HyperlaneMessage {
+        HyperlaneMessage {
+            version: 3,
+            nonce,
+            origin: 1000,
+            sender: B256::repeat_byte(1),
+            destination: 2000,
+            recipient: B256::repeat_byte(2),
+            body: Bytes::from_static(b"hi"),
+        }
+    }
+
+    fn line(entry: &Entry) -> String {
+        serde_json::to_string(entry).unwrap() + "\n"
+    }
+
+    #[test]
+    fn the_journal_gives_back_cursors_and_pending_and_a_cut_last_line_is_cut_off() {
+        let dir = tephra_testkit::fresh_dir("relayer-journal");
+        let path = dir.join("relayer.journal");
+        let (first, second) = (message(0), message(1));
+        let mut text = line(&Entry::Queued { message: first.encode().into(), leaf_index: 0 });
+        text += &line(&Entry::Queued { message: second.encode().into(), leaf_index: 1 });
+        text += &line(&Entry::Cursor { domain: 1000, block: 42 });
+        text += &line(&Entry::Done { id: first.id(), how: Outcome::Delivered });
+        let whole = text.len();
+        text += "{\"cursor\":{\"domain\":1000,\"blo";
+        std::fs::write(&path, &text).unwrap();
+        let (cursors, pending, lines) = replay(&path).unwrap();
+        assert_eq!((cursors[&1000], lines), (42, 4));
+        assert_eq!(pending.keys().copied().collect::<Vec<_>>(), vec![second.id()]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), whole as u64, "the cut line is gone");
+
+        // A bad line before the end is not a crash's: refused.
+        std::fs::write(&path, format!("not json\n{}", line(&Entry::Cursor { domain: 1, block: 1 }))).unwrap();
+        assert!(replay(&path).unwrap_err().contains("line 1"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
