@@ -32,6 +32,9 @@ use crate::verify::rpc;
 pub const DEVNET_L1_CHAIN_ID: u64 = 900;
 /// The L2's chain id.
 pub const DEVNET_L2_CHAIN_ID: u64 = 901;
+/// `--interop`: the second L2's chain id, and where its files go in the devnet's directory.
+pub const DEVNET_SECOND_L2_CHAIN_ID: u64 = 902;
+const SECOND_CHAIN_DIR: &str = "second";
 /// The L1's block time: anvil mines every 2 s.
 const DEVNET_L1_BLOCK_TIME_S: u64 = 2;
 /// The L2's block time.
@@ -57,6 +60,10 @@ pub struct DevnetArgs {
     pub l1_port: u16,
     /// Only write the files and deploy; do not run the node.
     pub setup_only: bool,
+    /// A second L2 on the same L1, Hyperlane's contracts on both, each
+    /// node a validator of its chain, a relayer between them, and a message
+    /// from the first to the second.
+    pub interop: bool,
 }
 
 /// An anvil this command started: stopped with it. npm's `anvil` is a
@@ -86,16 +93,17 @@ pub fn devnet(config: Config, args: DevnetArgs) -> Result<(), String> {
     };
     let agent = ureq::Agent::new_with_defaults();
     wait_answering(&agent, &l1_rpc)?;
-    let portal = deploy_portal(&agent, &l1_rpc)?;
-    let batcher = fund_batcher(&agent, &l1_rpc, &config, &args.dir.join("data"))?;
-    let l1_genesis = rpc(&agent, &l1_rpc, "eth_getBlockByNumber", json!(["latest", false]))?;
-    let config_path = write_chain(&config, &args.dir, &l1_rpc, (portal, batcher), &l1_genesis)?;
-    println!(
-        "devnet: L1 {l1_rpc} (chain {DEVNET_L1_CHAIN_ID}), deposit contract {portal}\ndevnet: batcher {batcher}, funded on the L1\n\
-         devnet: L2 chain {DEVNET_L2_CHAIN_ID}, files in {dir}; run it again with `tephra run --config {config}`",
-        dir = args.dir.display(),
-        config = config_path.display()
-    );
+    let config_path = setup_chain(&agent, &config, &args.dir, &l1_rpc, DEVNET_L2_CHAIN_ID)?;
+    if args.interop {
+        let second_dir = args.dir.join(SECOND_CHAIN_DIR);
+        let second_config = crate::devnet_interop::second_chain_config(&config);
+        std::fs::create_dir_all(&second_dir).map_err(|e| format!("{}: {e}", second_dir.display()))?;
+        let second_path = setup_chain(&agent, &second_config, &second_dir, &l1_rpc, DEVNET_SECOND_L2_CHAIN_ID)?;
+        return crate::devnet_interop::run(
+            &args.dir,
+            [(config_path, DEVNET_L2_CHAIN_ID), (second_path, DEVNET_SECOND_L2_CHAIN_ID)],
+        );
+    }
     if args.setup_only {
         // The anvil this command started stops with it: only an --l1-rpc one outlives the setup.
         return Ok(());
@@ -186,6 +194,29 @@ fn mined(agent: &ureq::Agent, url: &str, hash: &Value, what: &str) -> Result<Val
     }
 }
 
+/// An L2 chain `chain_id` on the L1 in `dir`: its deposit contract, its
+/// batcher key funded, its files; the node config's path.
+#[allow(clippy::print_stdout, reason = "the CLI reports its results on stdout")]
+fn setup_chain(
+    agent: &ureq::Agent,
+    config: &Config,
+    dir: &Path,
+    l1_rpc: &str,
+    chain_id: u64,
+) -> Result<PathBuf, String> {
+    let portal = deploy_portal(agent, l1_rpc)?;
+    let batcher = fund_batcher(agent, l1_rpc, config, &dir.join("data"))?;
+    let l1_genesis = rpc(agent, l1_rpc, "eth_getBlockByNumber", json!(["latest", false]))?;
+    let config_path = write_chain(config, dir, l1_rpc, (portal, batcher), &l1_genesis, chain_id)?;
+    println!(
+        "devnet: L1 {l1_rpc} (chain {DEVNET_L1_CHAIN_ID}), deposit contract {portal}\ndevnet: batcher {batcher}, funded on the L1\n\
+         devnet: L2 chain {chain_id}, files in {dir}; run it again with `tephra run --config {config}`",
+        dir = dir.display(),
+        config = config_path.display()
+    );
+    Ok(config_path)
+}
+
 /// Writes genesis.json, rollup.json and tephra.toml into `dir`; the config's path.
 fn write_chain(
     config: &Config,
@@ -193,11 +224,12 @@ fn write_chain(
     l1_rpc: &str,
     (portal, batcher): (Address, Address),
     l1: &Value,
+    chain_id: u64,
 ) -> Result<PathBuf, String> {
     let number = quantity(&l1["number"])?;
     let timestamp = quantity(&l1["timestamp"])?;
     let hash: B256 = serde_json::from_value(l1["hash"].clone()).map_err(|e| format!("L1 block hash: {e}"))?;
-    let genesis = l2_genesis(timestamp)?;
+    let genesis = l2_genesis(timestamp, chain_id)?;
     let chain = tephra_exec::ChainSpec::from_genesis_json(&genesis.to_string()).map_err(|e| e.to_string())?;
     let mut rollup: Value = serde_json::from_str(ROLLUP_TEMPLATE).map_err(|e| e.to_string())?;
     rollup["genesis"]["l1"] = json!({ "hash": hash, "number": number });
@@ -205,7 +237,7 @@ fn write_chain(
     rollup["genesis"]["l2_time"] = json!(timestamp);
     rollup["block_time"] = json!(DEVNET_L2_BLOCK_TIME_S);
     rollup["l1_chain_id"] = json!(DEVNET_L1_CHAIN_ID);
-    rollup["l2_chain_id"] = json!(DEVNET_L2_CHAIN_ID);
+    rollup["l2_chain_id"] = json!(chain_id);
     rollup["deposit_contract_address"] = json!(portal);
     rollup["genesis"]["system_config"]["batcherAddr"] = json!(batcher);
     let write = |name: &str, text: String| {
@@ -231,13 +263,13 @@ fn write_chain(
 
 /// The Isthmus devnet's genesis (every predeploy, testdata/op) at
 /// `timestamp`, as chain 901, with the ten standard dev accounts funded.
-fn l2_genesis(timestamp: u64) -> Result<Value, String> {
+fn l2_genesis(timestamp: u64, chain_id: u64) -> Result<Value, String> {
     let mut json = String::new();
     std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(GENESIS_L2_GZ), &mut json)
         .map_err(|e| format!("the embedded genesis: {e}"))?;
     let mut genesis: Value = serde_json::from_str(&json).map_err(|e| e.to_string())?;
     genesis["timestamp"] = json!(format!("{timestamp:#x}"));
-    genesis["config"]["chainId"] = json!(DEVNET_L2_CHAIN_ID);
+    genesis["config"]["chainId"] = json!(chain_id);
     let alloc = genesis["alloc"].as_object_mut().ok_or("the embedded genesis has no alloc")?;
     for key in tephra_exec::dev::DEV_PRIVATE_KEYS.iter() {
         let address = tephra_exec::dev::DevKey::from_bytes(key).ok_or("a dev key")?.address();

@@ -87,23 +87,33 @@ pub struct AnnounceArgs {
 }
 
 pub fn announce(args: &AnnounceArgs) -> Result<String, String> {
-    let text =
-        std::fs::read_to_string(&args.announcement).map_err(|e| format!("{}: {e}", args.announcement.display()))?;
-    let (announcement, signature) =
-        Announcement::from_signed_json(&text).map_err(|e| format!("{}: {e}", args.announcement.display()))?;
     let chain = L1JsonRpc::new(args.rpc.clone()).map_err(|e| e.to_string())?;
+    let payer = FileSigner::load(&args.key_file).map_err(|e| e.to_string())?;
+    announce_file(&chain, &payer, args.validator_announce, &args.announcement)
+}
+
+/// Submits the signed announcement at `path` to `validator_announce` on
+/// `chain`, paid by `payer`, unless that location is announced already.
+pub fn announce_file(
+    chain: &L1JsonRpc,
+    payer: &FileSigner,
+    validator_announce: Address,
+    path: &Path,
+) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (announcement, signature) =
+        Announcement::from_signed_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let call = IValidatorAnnounce::getAnnouncedStorageLocationsCall { _validators: vec![announcement.validator] };
-    let answer = ChainRpc::call(&chain, args.validator_announce, &call.abi_encode()).map_err(|e| e.to_string())?;
+    let answer = ChainRpc::call(chain, validator_announce, &call.abi_encode()).map_err(|e| e.to_string())?;
     let announced = IValidatorAnnounce::getAnnouncedStorageLocationsCall::abi_decode_returns(&answer)
         .map_err(|e| format!("getAnnouncedStorageLocations: {e}"))?;
     let location = &announcement.storage_location;
     if announced.first().is_some_and(|locations| locations.contains(location)) {
         return Ok(format!("{} already announced {location}", announcement.validator));
     }
-    let signer = FileSigner::load(&args.key_file).map_err(|e| e.to_string())?;
     let transactor = Transactor {
-        chain: &chain,
-        signer: &signer,
+        chain,
+        signer: payer,
         chain_id: chain.chain_id().map_err(|e| e.to_string())?,
         gas_max: ANNOUNCE_GAS_MAX,
         receipt_timeout: Duration::from_secs(60),
@@ -113,7 +123,7 @@ pub fn announce(args: &AnnounceArgs) -> Result<String, String> {
         _storageLocation: location.clone(),
         _signature: signature.0.to_vec().into(),
     };
-    transactor.send(Some(args.validator_announce), call.abi_encode().into()).map_err(|e| e.to_string())?;
+    transactor.send(Some(validator_announce), call.abi_encode().into()).map_err(|e| e.to_string())?;
     Ok(format!("{} announced {location}", announcement.validator))
 }
 

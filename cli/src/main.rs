@@ -4,6 +4,7 @@
 mod chain;
 mod configure;
 mod devnet;
+mod devnet_interop;
 mod ha;
 mod hsm;
 mod interop;
@@ -65,8 +66,13 @@ enum Command {
         #[arg(long, default_value_t = 8546)]
         l1_port: u16,
         /// Deploy and write the files, then exit without running the node.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "interop")]
         setup_only: bool,
+        /// Two L2 chains on the L1 with Hyperlane's contracts, each node
+        /// the validator of its chain, a relayer between them, and a
+        /// message sent across (docs/interop.md).
+        #[arg(long)]
+        interop: bool,
         /// A TOML file overriding keys of config/default.toml ([rpc] listen, ...).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -247,8 +253,9 @@ fn main() -> ExitCode {
         Command::Init { genesis, rollup_config, config } => {
             load(config).and_then(|config| chain::init(config, genesis, rollup_config)).map(print_line)
         }
-        Command::Devnet { dir, l1_rpc, l1_port, setup_only, config } => load(config)
-            .and_then(|config| devnet::devnet(config, devnet::DevnetArgs { dir, l1_rpc, l1_port, setup_only })),
+        Command::Devnet { dir, l1_rpc, l1_port, setup_only, interop, config } => load(config).and_then(|config| {
+            devnet::devnet(config, devnet::DevnetArgs { dir, l1_rpc, l1_port, setup_only, interop })
+        }),
         Command::Log { command: LogCommand::Verify { config } } => {
             load(config).and_then(|config| chain::verify_log(&config)).map(print_line)
         }

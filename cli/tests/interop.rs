@@ -665,3 +665,52 @@ fn two_validators_trees_equal_the_hooks_root_and_count_after_each_of_1000_messag
 fn quantity_of(value: &serde_json::Value) -> u64 {
     u64::from_str_radix(value.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
 }
+
+#[test]
+fn devnet_interop_shows_a_message_cross_from_one_tephra_chain_to_the_other_in_one_command() {
+    use std::io::BufRead;
+    let dir = fresh_dir("interop-devnet");
+    let l1 = Anvil::start(&["--chain-id", "900", "--block-time", "1"]);
+    let ports = dir.join("ports.toml");
+    let free = tephra_testkit::free_port;
+    std::fs::write(
+        &ports,
+        format!(
+            "[rpc]\nlisten = \"127.0.0.1:{}\"\n[udp]\nlisten = \"127.0.0.1:{}\"\n[metrics]\nlisten = \"127.0.0.1:{}\"\n",
+            free(),
+            tephra_testkit::free_udp_port(),
+            free()
+        ),
+    )
+    .unwrap();
+    let mut devnet = Command::new(env!("CARGO_BIN_EXE_tephra"))
+        .args(["devnet", "--interop", "--l1-rpc", &l1.url, "--dir"])
+        .arg(dir.join("net"))
+        .arg("--config")
+        .arg(&ports)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tephra devnet runs");
+    let (lines, stdout) = (std::sync::mpsc::channel(), devnet.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.0.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let delivered = loop {
+        match lines.1.recv_timeout(Duration::from_secs(180)) {
+            Ok(line) if line.contains("delivered on chain 902") => break line,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no delivery: {seen:#?}"),
+        }
+    };
+    let dispatched = seen.iter().find(|line| line.contains("dispatched on chain 901")).expect("the dispatch");
+    let id = |line: &str| line.split_whitespace().nth(2).map(str::to_string);
+    assert_eq!(id(dispatched), id(&delivered), "{dispatched} / {delivered}");
+    // SIGTERM stops the nodes and the relayer with it.
+    let _ = Command::new("kill").args(["-TERM", &devnet.id().to_string()]).status();
+    let status = devnet.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
