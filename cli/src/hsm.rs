@@ -1,5 +1,6 @@
 //! `tephra hsm ...`: the operator's tools for the block key and, with
-//! `--key batcher`, an OP Stack chain's batcher key.
+//! `--key batcher`, an OP Stack chain's batcher key, or with `--key
+//! validator`, the Hyperlane validator key.
 
 use std::{io::Read, time::Instant};
 
@@ -19,6 +20,8 @@ pub enum Role {
     Block,
     /// The batcher key, `[batcher.key]`: it signs and pays for the L1 batcher transactions.
     Batcher,
+    /// The Hyperlane validator key, `[interop.key]`: it signs checkpoints.
+    Validator,
 }
 
 impl Role {
@@ -26,6 +29,7 @@ impl Role {
         match self {
             Role::Block => config.signer.key(),
             Role::Batcher => config.batcher.key.clone(),
+            Role::Validator => config.interop.key.clone(),
         }
     }
 
@@ -33,6 +37,7 @@ impl Role {
         config.node.data_dir.join(match self {
             Role::Block => &config.signer.audit_file,
             Role::Batcher => &config.batcher.audit_file,
+            Role::Validator => &config.interop.audit_file,
         })
     }
 
@@ -40,6 +45,7 @@ impl Role {
         match self {
             Role::Block => "block",
             Role::Batcher => "batcher",
+            Role::Validator => "Hyperlane validator",
         }
     }
 }

@@ -88,7 +88,8 @@ enum Command {
         command: HsmCommand,
         #[arg(long, global = true)]
         config: Option<PathBuf>,
-        /// Which key: the block key ([signer]) or the batcher key ([batcher.key]).
+        /// Which key: the block key ([signer]), the batcher key
+        /// ([batcher.key]) or the Hyperlane validator key ([interop.key]).
         #[arg(long, global = true, value_enum, default_value = "block")]
         key: hsm::Role,
     },

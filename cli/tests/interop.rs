@@ -553,15 +553,45 @@ fn pending_view<C: SolCall>(node: &TephraNode, to: Address, call: C) -> C::Retur
 }
 
 #[test]
-fn two_validators_trees_equal_the_hooks_root_and_count_after_each_of_1000_messages_whose_ids_are_hyperlanes() {
+fn two_validators_one_in_an_hsm_sign_the_hooks_root_after_each_of_1000_messages_whose_ids_are_hyperlanes() {
     const MESSAGES: u32 = 1000;
     let dir = fresh_dir("interop-tree");
-    let mut node = TephraNode::start("interop-tree", "");
+    // The node's validator key is held by a real PKCS#11 token (SoftHSM2).
+    let Some((_, softhsm2_conf)) = common::softhsm2_token(&dir, &dir.join("tokens")) else { return };
+    let env = [("SOFTHSM2_CONF", softhsm2_conf.as_str())];
+    let mut node = TephraNode::start_with_env("interop-tree", "", &env);
     let a = deploy(&dir, &node.rpc_url, DOMAIN_A);
     node.stop();
     let mut config = std::fs::read_to_string(&node.config).unwrap();
-    config.push_str(&validator_config(&dir, &a, VALIDATORS[0], "preconfirmed"));
+    config.push_str(&validator_config(&dir, &a, VALIDATORS[0], "preconfirmed").replace(
+        "[interop.key]\n",
+        &format!(
+            "[interop.key]\nkind = \"pkcs11\"\npkcs11_module = \"{}\"\npkcs11_token_label = \"tephra\"\n\
+             pkcs11_pin_file = \"{}\"\npkcs11_key_label = \"hyperlane-validator\"\n",
+            common::SOFTHSM2_MODULE,
+            dir.join("pin").display()
+        ),
+    ));
     std::fs::write(&node.config, config).unwrap();
+    let hsm = |command: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_tephra"))
+            .env("SOFTHSM2_CONF", &softhsm2_conf)
+            .args(["hsm", command, "--key", "validator", "--config"])
+            .arg(&node.config)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    hsm("keygen");
+    let printed = hsm("pubkey");
+    let hsm_validator: Address = printed
+        .split("Hyperlane validator key address: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("pubkey prints the address")
+        .parse()
+        .unwrap();
     node.spawn();
     let second_key = dir.join("validator-second.key");
     std::fs::write(&second_key, DEV_PRIVATE_KEYS[VALIDATORS[1]].to_string()).unwrap();
@@ -619,12 +649,12 @@ fn two_validators_trees_equal_the_hooks_root_and_count_after_each_of_1000_messag
         });
     }
     for (i, (root, message)) in on_chain.iter().zip(&messages).enumerate() {
-        for (store, validator) in [(&first, VALIDATORS[0]), (&second, VALIDATORS[1])] {
+        for (store, validator) in [(&first, hsm_validator), (&second, DevKey::dev(VALIDATORS[1]).address())] {
             let text = std::fs::read_to_string(store.join(format!("{i}_with_id.json"))).unwrap();
             let signed = SignedCheckpoint::from_json(&text).unwrap();
             assert_eq!(signed.value.checkpoint.root, *root, "validator {validator}, checkpoint {i}");
             assert_eq!(signed.value.message_id, message.id());
-            assert_eq!(signed.signer(), Some(DevKey::dev(validator).address()));
+            assert_eq!(signed.signer(), Some(validator));
         }
     }
 
@@ -709,6 +739,28 @@ fn devnet_interop_shows_a_message_cross_from_one_tephra_chain_to_the_other_in_on
     let dispatched = seen.iter().find(|line| line.contains("dispatched on chain 901")).expect("the dispatch");
     let id = |line: &str| line.split_whitespace().nth(2).map(str::to_string);
     assert_eq!(id(dispatched), id(&delivered), "{dispatched} / {delivered}");
+    // docs/interop.md's viem example, against the devnet.
+    let rpc_of = |dir: &Path| {
+        let toml = std::fs::read_to_string(dir.join("tephra.toml")).unwrap();
+        let listen = toml.split("[rpc]\nlisten = \"").nth(1).unwrap().split('"').next().unwrap().to_string();
+        format!("http://{listen}")
+    };
+    let net = dir.join("net");
+    let output = Command::new("node")
+        .arg(tephra_testkit::workspace_root().join("examples/interop/send-message.mjs"))
+        .current_dir(tephra_testkit::workspace_root())
+        .env("ORIGIN_RPC", rpc_of(&net))
+        .env("DESTINATION_RPC", rpc_of(&net.join("second")))
+        .env("ORIGIN_DEPLOYMENT", net.join("deployment-901.json"))
+        .env("DESTINATION_DEPLOYMENT", net.join("deployment-902.json"))
+        .env("PRIVATE_KEY", DEV_PRIVATE_KEYS[4].to_string())
+        .env("BODY", "a move in the game")
+        .output()
+        .expect("node runs the viem example");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("delivered") && stdout.contains("a move in the game"), "{stdout}");
+
     // SIGTERM stops the nodes and the relayer with it.
     let _ = Command::new("kill").args(["-TERM", &devnet.id().to_string()]).status();
     let status = devnet.wait().unwrap();
