@@ -22,7 +22,7 @@
 //! judge. One that takes away none moves the position back.
 //!
 //! Limits: `REWIND_BLOCKS_KEPT` block starts remembered for rewinds; the
-//! view's kept blocks (`node.history_blocks_max`) bound how far behind the
+//! view's kept blocks (`rpc.history_blocks_max`) bound how far behind the
 //! validator may start or fall.
 
 use std::{collections::VecDeque, sync::Arc, thread, time::Duration};
@@ -63,7 +63,7 @@ pub struct ValidatorStatus {
 /// Why the validator stopped attesting.
 #[derive(Debug, thiserror::Error)]
 enum Stop {
-    #[error("block {block} is no longer kept by the node (node.history_blocks_max): the validator fell behind")]
+    #[error("block {block} is no longer kept by the node (rpc.history_blocks_max): the validator fell behind")]
     NotKept { block: u64 },
     #[error("the chain changed under the validator at block {block} while it was not listening")]
     ChainChanged { block: u64 },
