@@ -481,6 +481,28 @@ fn messages_relayed_from_tephra_to_tephra_and_anvil_are_delivered_exactly_once_a
         messageBody: Bytes::from_static(b"for a stranger's ISM"),
     };
     transactor(&chain_a, &sender).send(Some(a.mailbox), to_guarded.abi_encode().into()).unwrap();
+    // A recipient that reverts (a contract with no handle): retried with
+    // back-off, each failure reported, never delivered.
+    let reverting = IMailbox::dispatchCall {
+        destinationDomain: DOMAIN_B,
+        recipientAddress: b.pausable_hook.into_word(),
+        messageBody: Bytes::from_static(b"to a contract that cannot take it"),
+    };
+    let receipt = transactor(&chain_a, &sender).send(Some(a.mailbox), reverting.abi_encode().into()).unwrap();
+    let reverting_id = receipt
+        .logs
+        .iter()
+        .map(events::as_log)
+        .find_map(|log| events::dispatched(&log, a.mailbox))
+        .unwrap()
+        .unwrap()
+        .id();
+    tephra_testkit::wait_until("the reverting recipient retried", Duration::from_secs(60), || {
+        let log = relayer.log();
+        log.lines().filter(|line| line.contains("delivery failed") && line.contains(&reverting_id.to_string())).count()
+            >= 2
+    });
+    assert!(!view(&chain_b, b.mailbox, IMailbox::deliveredCall { _id: reverting_id }));
     tephra_testkit::wait_until("the wrong validator set reported", Duration::from_secs(60), || {
         let log = relayer.log();
         log.contains("still not signed by enough of the ISM's validators") && log.contains(&stranger.to_string())
