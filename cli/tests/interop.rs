@@ -207,15 +207,16 @@ fn validator_config(dir: &Path, deployment: &Deployment, key: usize, attest: &st
     )
 }
 
-/// The validator's checkpoint `index` over JSON-RPC, once it is there.
-fn checkpoint_of(node: &TephraNode, index: u32, within: Duration) -> SignedCheckpoint {
+/// The validator's checkpoint `index` over JSON-RPC, once it is there,
+/// attested as `attest` says.
+fn checkpoint_of(node: &TephraNode, index: u32, attest: &str) -> SignedCheckpoint {
     let mut answer = Err(serde_json::Value::Null);
-    tephra_testkit::wait_until(&format!("checkpoint {index}"), within, || {
+    tephra_testkit::wait_until(&format!("checkpoint {index}"), Duration::from_secs(10), || {
         answer = node.call("tephra_getCheckpoint", serde_json::json!([index]));
         answer.is_ok()
     });
     let answer = answer.unwrap();
-    assert_eq!(answer["attested"], "preconfirmed");
+    assert_eq!(answer["attested"], attest);
     SignedCheckpoint::from_json(&answer["checkpoint"].to_string()).unwrap()
 }
 
@@ -255,7 +256,7 @@ fn tephras_validator_signs_each_message_as_it_is_preconfirmed_and_its_tree_is_th
         let (id, index) =
             logs.iter().find_map(|log| events::inserted_into_tree(log, a.merkle_tree_hook)).unwrap().unwrap();
         assert_eq!(index, i);
-        let signed = checkpoint_of(&node, index, Duration::from_secs(10));
+        let signed = checkpoint_of(&node, index, "preconfirmed");
         assert_eq!(signed.value.message_id, id);
         assert_eq!(signed.signer(), Some(validator));
         // The hook's root now (the chain's state with this message) is the signed one.
@@ -273,6 +274,24 @@ fn tephras_validator_signs_each_message_as_it_is_preconfirmed_and_its_tree_is_th
         serde_json::from_str(&std::fs::read_to_string(store.join("announcement.json")).unwrap()).unwrap();
     assert_eq!(announcement["value"]["mailbox_domain"], DOMAIN_A);
     assert!(announcement["value"]["storage_location"].as_str().unwrap().starts_with("file:///"));
+
+    // attest = "sealed": a checkpoint only once its block is sealed and signed.
+    node.stop();
+    let config =
+        std::fs::read_to_string(&node.config).unwrap().replace("attest = \"preconfirmed\"", "attest = \"sealed\"");
+    std::fs::write(&node.config, config).unwrap();
+    node.spawn();
+    let dispatch = IMailbox::dispatchCall {
+        destinationDomain: DOMAIN_B,
+        recipientAddress: B256::repeat_byte(0xbb),
+        messageBody: Bytes::from_static(b"once sealed"),
+    };
+    let receipt = transactor(&chain, &sender).send(Some(a.mailbox), dispatch.abi_encode().into()).unwrap();
+    let signed = checkpoint_of(&node, 12, "sealed");
+    let safe = node.rpc("eth_getBlockByNumber", serde_json::json!(["safe", false]));
+    let signed_head = u64::from_str_radix(safe["number"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    assert!(signed_head >= receipt.block_number, "block {} signed by the time of its checkpoint", receipt.block_number);
+    assert_eq!(signed.value.checkpoint.root, view(&chain, a.merkle_tree_hook, IMerkleTreeHook::rootCall {}));
     node.stop();
 }
 
