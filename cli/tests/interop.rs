@@ -69,6 +69,25 @@ fn transactor<'a>(chain: &'a L1JsonRpc, signer: &'a FileSigner) -> Transactor<'a
     }
 }
 
+/// `Mailbox.dispatch` on `chain` by `sender`: the message its Dispatch log
+/// holds, and the receipt.
+fn dispatch(
+    chain: &L1JsonRpc,
+    sender: &FileSigner,
+    mailbox: Address,
+    (destination, recipient): (u32, B256),
+    body: &[u8],
+) -> (HyperlaneMessage, tephra_interop::Receipt) {
+    let call = IMailbox::dispatchCall {
+        destinationDomain: destination,
+        recipientAddress: recipient,
+        messageBody: Bytes::copy_from_slice(body),
+    };
+    let receipt = transactor(chain, sender).send(Some(mailbox), call.abi_encode().into()).unwrap();
+    let message = receipt.logs.iter().map(events::as_log).find_map(|log| events::dispatched(&log, mailbox));
+    (message.expect("a Dispatch log").unwrap(), receipt)
+}
+
 fn key(index: usize) -> FileSigner {
     FileSigner::from_bytes(&DEV_PRIVATE_KEYS[index].0).unwrap()
 }
@@ -118,16 +137,9 @@ fn contracts_deployed_by_tephra_carry_a_message_from_anvil_to_tephra_checked_by_
 
     // Dispatch on A to B's test recipient.
     let sender = key(SENDER);
-    let dispatch = IMailbox::dispatchCall {
-        destinationDomain: DOMAIN_B,
-        recipientAddress: b.test_recipient.into_word(),
-        messageBody: Bytes::from_static(b"hello from anvil"),
-    };
-    let receipt = transactor(&chain_a, &sender).send(Some(a.mailbox), dispatch.abi_encode().into()).unwrap();
-    let logs: Vec<Log> =
-        receipt.logs.iter().map(|l| Log::new_unchecked(l.address, l.topics.clone(), l.data.clone())).collect();
-    let message: HyperlaneMessage =
-        logs.iter().find_map(|log| events::dispatched(log, a.mailbox)).expect("a Dispatch log").unwrap();
+    let to_b = (DOMAIN_B, b.test_recipient.into_word());
+    let (message, receipt) = dispatch(&chain_a, &sender, a.mailbox, to_b, b"hello from anvil");
+    let logs: Vec<Log> = receipt.logs.iter().map(events::as_log).collect();
     let (id, index) = logs.iter().find_map(|log| events::inserted_into_tree(log, a.merkle_tree_hook)).unwrap().unwrap();
     assert_eq!((message.id(), index, message.origin, message.destination), (id, 0, DOMAIN_A, DOMAIN_B));
     assert_eq!(message.sender, sender_word(&sender));
@@ -207,6 +219,33 @@ fn validator_config(dir: &Path, deployment: &Deployment, key: usize, attest: &st
     )
 }
 
+/// Restarts `node` as the validator of `deployment` with dev key `key`.
+fn make_validator(node: &mut TephraNode, dir: &Path, deployment: &Deployment, key: usize) {
+    node.stop();
+    let mut config = std::fs::read_to_string(&node.config).unwrap();
+    config.push_str(&validator_config(dir, deployment, key, "preconfirmed"));
+    std::fs::write(&node.config, config).unwrap();
+    node.spawn();
+}
+
+/// `tephra interop validate` of domain A's chain at `rpc` with the second
+/// validator's key: the process and its directory.
+fn start_second_validator(dir: &Path, rpc: &str) -> (Process, std::path::PathBuf) {
+    let key_file = dir.join("validator-second.key");
+    std::fs::write(&key_file, DEV_PRIVATE_KEYS[VALIDATORS[1]].to_string()).unwrap();
+    let deployment = dir.join(format!("deployment-{DOMAIN_A}.json"));
+    let second_dir = dir.join("validator-second");
+    let process = Process::start(
+        &["interop", "validate", "--rpc", rpc, "--poll-interval-ms", "100"]
+            .into_iter()
+            .chain(["--deployment", deployment.to_str().unwrap(), "--key-file", key_file.to_str().unwrap()])
+            .chain(["--dir", second_dir.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+        dir.join("validator-second.log"),
+    );
+    (process, second_dir)
+}
+
 /// The validator's checkpoint `index` over JSON-RPC, once it is there,
 /// attested as `attest` says.
 fn checkpoint_of(node: &TephraNode, index: u32, attest: &str) -> SignedCheckpoint {
@@ -225,11 +264,7 @@ fn tephras_validator_signs_each_message_as_it_is_preconfirmed_and_its_tree_is_th
     let dir = fresh_dir("interop-validator");
     let mut node = TephraNode::start("interop-validator", "");
     let a = deploy(&dir, &node.rpc_url, DOMAIN_A);
-    node.stop();
-    let mut config = std::fs::read_to_string(&node.config).unwrap();
-    config.push_str(&validator_config(&dir, &a, VALIDATORS[0], "preconfirmed"));
-    std::fs::write(&node.config, config).unwrap();
-    node.spawn();
+    make_validator(&mut node, &dir, &a, VALIDATORS[0]);
     let chain = L1JsonRpc::new(node.rpc_url.clone()).unwrap();
     let validator = DevKey::dev(VALIDATORS[0]).address();
 
@@ -245,14 +280,9 @@ fn tephras_validator_signs_each_message_as_it_is_preconfirmed_and_its_tree_is_th
             node.kill9();
             node.spawn();
         }
-        let dispatch = IMailbox::dispatchCall {
-            destinationDomain: DOMAIN_B,
-            recipientAddress: B256::repeat_byte(0xbb),
-            messageBody: Bytes::from(format!("message {i}").into_bytes()),
-        };
-        let receipt = transactor(&chain, &sender).send(Some(a.mailbox), dispatch.abi_encode().into()).unwrap();
-        let logs: Vec<Log> =
-            receipt.logs.iter().map(|l| Log::new_unchecked(l.address, l.topics.clone(), l.data.clone())).collect();
+        let body = format!("message {i}");
+        let (_, receipt) = dispatch(&chain, &sender, a.mailbox, (DOMAIN_B, B256::repeat_byte(0xbb)), body.as_bytes());
+        let logs: Vec<Log> = receipt.logs.iter().map(events::as_log).collect();
         let (id, index) =
             logs.iter().find_map(|log| events::inserted_into_tree(log, a.merkle_tree_hook)).unwrap().unwrap();
         assert_eq!(index, i);
@@ -281,12 +311,7 @@ fn tephras_validator_signs_each_message_as_it_is_preconfirmed_and_its_tree_is_th
         std::fs::read_to_string(&node.config).unwrap().replace("attest = \"preconfirmed\"", "attest = \"sealed\"");
     std::fs::write(&node.config, config).unwrap();
     node.spawn();
-    let dispatch = IMailbox::dispatchCall {
-        destinationDomain: DOMAIN_B,
-        recipientAddress: B256::repeat_byte(0xbb),
-        messageBody: Bytes::from_static(b"once sealed"),
-    };
-    let receipt = transactor(&chain, &sender).send(Some(a.mailbox), dispatch.abi_encode().into()).unwrap();
+    let (_, receipt) = dispatch(&chain, &sender, a.mailbox, (DOMAIN_B, B256::repeat_byte(0xbb)), b"once sealed");
     let signed = checkpoint_of(&node, 12, "sealed");
     let safe = node.rpc("eth_getBlockByNumber", serde_json::json!(["safe", false]));
     let signed_head = u64::from_str_radix(safe["number"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
@@ -371,23 +396,8 @@ fn messages_relayed_from_tephra_to_tephra_and_anvil_are_delivered_exactly_once_a
 
     // Chain A's two validators: tephra's own role (attesting preconfirmed),
     // and one over JSON-RPC, a process of its own.
-    node_a.stop();
-    let mut config = std::fs::read_to_string(&node_a.config).unwrap();
-    config.push_str(&validator_config(&dir, &a, VALIDATORS[0], "preconfirmed"));
-    std::fs::write(&node_a.config, config).unwrap();
-    node_a.spawn();
-    let second_key = dir.join("validator-second.key");
-    std::fs::write(&second_key, DEV_PRIVATE_KEYS[VALIDATORS[1]].to_string()).unwrap();
-    let deployment_a = dir.join(format!("deployment-{DOMAIN_A}.json"));
-    let second_dir = dir.join("validator-second");
-    let mut second = Process::start(
-        &["interop", "validate", "--rpc", &node_a.rpc_url, "--poll-interval-ms", "100"]
-            .into_iter()
-            .chain(["--deployment", deployment_a.to_str().unwrap(), "--key-file", second_key.to_str().unwrap()])
-            .chain(["--dir", second_dir.to_str().unwrap()])
-            .collect::<Vec<_>>(),
-        dir.join("validator-second.log"),
-    );
+    make_validator(&mut node_a, &dir, &a, VALIDATORS[0]);
+    let (mut second, second_dir) = start_second_validator(&dir, &node_a.rpc_url);
 
     // Both announce where their checkpoints are, on A.
     let payer = dir.join("payer.key");
@@ -453,31 +463,12 @@ fn messages_relayed_from_tephra_to_tephra_and_anvil_are_delivered_exactly_once_a
         let (destination, recipient) =
             if i % 2 == 0 { (DOMAIN_B, b.test_recipient) } else { (DOMAIN_C, c.test_recipient) };
         let body = Bytes::from(format!("message {i}").into_bytes());
-        let dispatch = IMailbox::dispatchCall {
-            destinationDomain: destination,
-            recipientAddress: recipient.into_word(),
-            messageBody: body.clone(),
-        };
-        let receipt = transactor(&chain_a, &sender).send(Some(a.mailbox), dispatch.abi_encode().into()).unwrap();
-        let logs: Vec<Log> = receipt.logs.iter().map(events::as_log).collect();
-        let message = logs.iter().find_map(|log| events::dispatched(log, a.mailbox)).unwrap().unwrap();
+        let (message, _) = dispatch(&chain_a, &sender, a.mailbox, (destination, recipient.into_word()), &body);
         sent.push((message.id(), destination, body));
     }
     // And one for a domain no chain of the relayer has.
-    let lost = IMailbox::dispatchCall {
-        destinationDomain: DOMAIN_UNKNOWN,
-        recipientAddress: B256::repeat_byte(0x77),
-        messageBody: Bytes::from_static(b"nowhere"),
-    };
-    let receipt = transactor(&chain_a, &sender).send(Some(a.mailbox), lost.abi_encode().into()).unwrap();
-    let lost_id = receipt
-        .logs
-        .iter()
-        .map(events::as_log)
-        .find_map(|log| events::dispatched(&log, a.mailbox))
-        .unwrap()
-        .unwrap()
-        .id();
+    let unknown = (DOMAIN_UNKNOWN, B256::repeat_byte(0x77));
+    let lost_id = dispatch(&chain_a, &sender, a.mailbox, unknown, b"nowhere").0.id();
 
     let (chain_b, chain_c) =
         (L1JsonRpc::new(node_b.rpc_url.clone()).unwrap(), L1JsonRpc::new(anvil.url.clone()).unwrap());
@@ -494,28 +485,12 @@ fn messages_relayed_from_tephra_to_tephra_and_anvil_are_delivered_exactly_once_a
     let guarded = on_c.send(None, Contract::TestRecipient.creation_code()).unwrap().contract_address.unwrap();
     let set_ism = ITestRecipient::setInterchainSecurityModuleCall { _ism: wrong_ism };
     on_c.send(Some(guarded), set_ism.abi_encode().into()).unwrap();
-    let to_guarded = IMailbox::dispatchCall {
-        destinationDomain: DOMAIN_C,
-        recipientAddress: guarded.into_word(),
-        messageBody: Bytes::from_static(b"for a stranger's ISM"),
-    };
-    transactor(&chain_a, &sender).send(Some(a.mailbox), to_guarded.abi_encode().into()).unwrap();
+    dispatch(&chain_a, &sender, a.mailbox, (DOMAIN_C, guarded.into_word()), b"for a stranger's ISM");
     // A recipient that reverts (a contract with no handle): retried with
     // back-off, each failure reported, never delivered.
-    let reverting = IMailbox::dispatchCall {
-        destinationDomain: DOMAIN_B,
-        recipientAddress: b.pausable_hook.into_word(),
-        messageBody: Bytes::from_static(b"to a contract that cannot take it"),
-    };
-    let receipt = transactor(&chain_a, &sender).send(Some(a.mailbox), reverting.abi_encode().into()).unwrap();
-    let reverting_id = receipt
-        .logs
-        .iter()
-        .map(events::as_log)
-        .find_map(|log| events::dispatched(&log, a.mailbox))
-        .unwrap()
-        .unwrap()
-        .id();
+    let cannot_take_it = (DOMAIN_B, b.pausable_hook.into_word());
+    let reverting_id =
+        dispatch(&chain_a, &sender, a.mailbox, cannot_take_it, b"to a contract that cannot take it").0.id();
     tephra_testkit::wait_until("the reverting recipient retried", Duration::from_secs(60), || {
         let log = relayer.log();
         log.lines().filter(|line| line.contains("delivery failed") && line.contains(&reverting_id.to_string())).count()
@@ -634,18 +609,7 @@ fn two_validators_one_in_an_hsm_sign_the_hooks_root_after_each_of_1000_messages_
         .parse()
         .unwrap();
     node.spawn();
-    let second_key = dir.join("validator-second.key");
-    std::fs::write(&second_key, DEV_PRIVATE_KEYS[VALIDATORS[1]].to_string()).unwrap();
-    let second_dir = dir.join("validator-second");
-    let deployment = dir.join(format!("deployment-{DOMAIN_A}.json"));
-    let _second = Process::start(
-        &["interop", "validate", "--rpc", &node.rpc_url, "--poll-interval-ms", "100"]
-            .into_iter()
-            .chain(["--deployment", deployment.to_str().unwrap(), "--key-file", second_key.to_str().unwrap()])
-            .chain(["--dir", second_dir.to_str().unwrap()])
-            .collect::<Vec<_>>(),
-        dir.join("validator-second.log"),
-    );
+    let (_second, second_dir) = start_second_validator(&dir, &node.rpc_url);
 
     // Each message, then the hook's root and count as the chain has them
     // right after it.
