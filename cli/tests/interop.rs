@@ -5,6 +5,7 @@
 //! judges of tephra's tree, checkpoints and metadata.
 
 mod common;
+mod op;
 
 use std::{path::Path, process::Command, time::Duration};
 
@@ -770,4 +771,98 @@ fn devnet_interop_shows_a_message_cross_from_one_tephra_chain_to_the_other_in_on
     let _ = Command::new("kill").args(["-TERM", &devnet.id().to_string()]).status();
     let status = devnet.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// The receipt of `hash` once its block is sealed (it has a block hash).
+fn sealed_receipt(client: &tephra_testkit::rpc::RpcClient, hash: B256) -> serde_json::Value {
+    let mut receipt = serde_json::Value::Null;
+    tephra_testkit::wait_until("the block sealed", Duration::from_secs(30), || {
+        receipt = client.rpc("eth_getTransactionReceipt", serde_json::json!([hash]));
+        receipt["blockHash"].is_string()
+    });
+    receipt
+}
+
+#[test]
+fn an_l1_reorg_under_the_validator_reads_the_rebuilt_blocks_again_and_signs_no_second_root() {
+    if !op::needs() {
+        return;
+    }
+    let dir = fresh_dir("interop-reorg");
+    let l1_block_time_s = 2;
+    let l1 = op::L1::start(l1_block_time_s, &[]);
+    let (_, config) = op::setup(&dir, &l1);
+    let mut node = tephra_testkit::tephra::TephraProcess::builder(env!("CARGO_BIN_EXE_tephra"), dir.join("node"))
+        .config(&config)
+        // The L1 head is an origin at once: a reorg of anvil's newest blocks
+        // reaches the origins of the unsafe blocks.
+        .config("[l1]\nconfirmation_depth = 0\n")
+        .log_file("tephra.log")
+        .start()
+        .expect("tephra starts in OP mode");
+    let a = deploy(&dir, node.rpc_url(), DOMAIN_A);
+    node.stop();
+    let mut toml = std::fs::read_to_string(node.config_path()).unwrap();
+    toml.push_str(&validator_config(&dir, &a, VALIDATORS[0], "preconfirmed"));
+    std::fs::write(node.config_path(), toml).unwrap();
+    node.start().expect("tephra restarts as a validator");
+    let (chain, client) =
+        (L1JsonRpc::new(node.rpc_url()).unwrap(), tephra_testkit::rpc::RpcClient::new(node.rpc_url()));
+    let signed_root = |index: u32| {
+        let mut answer = Err(serde_json::Value::Null);
+        tephra_testkit::wait_until(&format!("checkpoint {index}"), Duration::from_secs(10), || {
+            answer = client.call("tephra_getCheckpoint", serde_json::json!([index]));
+            answer.is_ok()
+        });
+        let answer = answer.unwrap();
+        SignedCheckpoint::from_json(&answer["checkpoint"].to_string()).unwrap().value.checkpoint.root
+    };
+    let sender = key(SENDER);
+    let to = (DOMAIN_B, B256::repeat_byte(0xbb));
+
+    // Message 0 on an origin the reorg keeps; message 1 on one it replaces.
+    dispatch(&chain, &sender, a.mailbox, to, b"before the fork");
+    signed_root(0);
+    let fork = quantity_of(&l1.rpc("eth_blockNumber", serde_json::json!([]))) + 1;
+    op::wait_for_origin(&l1, &client, fork);
+    let (message, receipt) = dispatch(&chain, &sender, a.mailbox, to, b"after the fork");
+    let root_1 = signed_root(1);
+    let sealed = sealed_receipt(&client, receipt.transaction_hash);
+
+    // The reorg: L1 blocks fork.. replaced; tephra rewinds the L2 blocks on
+    // them and sequences their transactions again.
+    l1.rpc("evm_setIntervalMining", serde_json::json!([0]));
+    let l1_head = quantity_of(&l1.rpc("eth_blockNumber", serde_json::json!([])));
+    l1.rpc("anvil_setBlockTimestampInterval", serde_json::json!([1]));
+    l1.rpc("anvil_reorg", serde_json::json!([l1_head - fork + 1, []]));
+    l1.rpc("anvil_removeBlockTimestampInterval", serde_json::json!([]));
+    l1.rpc("evm_setIntervalMining", serde_json::json!([l1_block_time_s]));
+    tephra_testkit::wait_until("message 1 in a rebuilt block", Duration::from_secs(120), || {
+        let again = client.rpc("eth_getTransactionReceipt", serde_json::json!([receipt.transaction_hash]));
+        again["blockHash"].is_string() && again["blockHash"] != sealed["blockHash"]
+    });
+
+    // The same dispatch again is the same leaf: passed over, not signed
+    // again; the validator goes on, and its tree is still the hook's.
+    let (_, after) = dispatch(&chain, &sender, a.mailbox, to, b"after the reorg");
+    let logs: Vec<Log> = after.logs.iter().map(events::as_log).collect();
+    let (_, index) = logs.iter().find_map(|log| events::inserted_into_tree(log, a.merkle_tree_hook)).unwrap().unwrap();
+    assert_eq!(index, 2, "the third message is leaf 2: message 1 took leaf 1 again");
+    assert_eq!(signed_root(2), view(&chain, a.merkle_tree_hook, IMerkleTreeHook::rootCall {}));
+    assert_eq!(signed_root(1), root_1);
+    let mut tree = IncrementalTree::default();
+    let first = SignedCheckpoint::from_json(
+        &client.rpc("tephra_getCheckpoint", serde_json::json!([0]))["checkpoint"].to_string(),
+    );
+    tree.insert(first.unwrap().value.message_id).unwrap();
+    tree.insert(message.id()).unwrap();
+    assert_eq!(tree.root(), root_1);
+    assert!(node.log().contains("the chain changed under the validator; it reads again"), "the rewind reached it");
+    assert_eq!(op::ready(&node).0, 200, "attesting goes on: {}", op::ready(&node).1);
+    // Each index signed once: no second signature, let alone a second root.
+    let audit = std::fs::read_to_string(dir.join("chain/data/hyperlane-validator-audit.log")).unwrap();
+    let heights: Vec<&str> =
+        audit.lines().filter(|l| l.contains(" hyperlane_checkpoint ")).map(|l| l.split(' ').nth(3).unwrap()).collect();
+    assert_eq!(heights, ["0", "1", "2"], "{audit}");
+    node.stop();
 }

@@ -16,12 +16,15 @@
 //! Invariants: a checkpoint is signed only for an insertion the view holds
 //! at or below the frontier, in index order; the position is anchored to
 //! the hash of what it last read, so a chain that changed under it (a
-//! rewind) is noticed, never read past. A rewind that takes away a leaf
-//! already signed stops attesting (Hold::Validator): the signed checkpoint
-//! names a message the chain no longer has, which only an operator can
-//! judge. One that takes away none moves the position back.
+//! rewind: an OP Stack chain's L1 reorged) is noticed, never read past. The
+//! validator then goes back to the newest block it read that the chain
+//! still has and reads on from there: a leaf it took again the same (a
+//! transaction sequenced again) passes as a replay, a leaf that changed
+//! stops attesting (Hold::Validator), since a signed checkpoint names a
+//! message the chain no longer has, which only an operator can judge. The
+//! guard never lets it sign a second root for an index in any case.
 //!
-//! Limits: `REWIND_BLOCKS_KEPT` block starts remembered for rewinds; the
+//! Limits: `REWIND_BLOCKS_KEPT` blocks read remembered to go back to; the
 //! view's kept blocks (`rpc.history_blocks_max`) bound how far behind the
 //! validator may start or fall.
 
@@ -42,9 +45,8 @@ use crate::{
     view::StoredTx,
 };
 
-/// Block starts (block, leaves before it) remembered to tell whether a
-/// rewind took signed leaves away: as deep as the block key's guard lets a
-/// rewind go.
+/// Sealed blocks read (number, hash) remembered, to go back to after a
+/// rewind: as deep as the block key's guard lets a rewind go.
 const REWIND_BLOCKS_KEPT: usize = 4096;
 const _: () = assert!(REWIND_BLOCKS_KEPT as u64 == tephra_hsm::REWIND_BLOCKS_MAX);
 /// How long the validator waits for an event before it looks anyway (a
@@ -65,10 +67,8 @@ pub struct ValidatorStatus {
 enum Stop {
     #[error("block {block} is no longer kept by the node (rpc.history_blocks_max): the validator fell behind")]
     NotKept { block: u64 },
-    #[error("the chain changed under the validator at block {block} while it was not listening")]
+    #[error("the chain changed under the validator at block {block}, below every block it remembers reading")]
     ChainChanged { block: u64 },
-    #[error("a rewind to block {number} took away leaves {from}.. the validator signed")]
-    SignedLeavesRewound { number: u64, from: u64 },
     #[error(transparent)]
     Attest(AttestError),
 }
@@ -79,8 +79,8 @@ struct Validator {
     data: DataDir,
     /// Opened at the first turn, and again after it failed to open.
     attester: Option<Attester>,
-    /// (block, leaves before it), newest last, for rewinds.
-    block_starts: VecDeque<(u64, u64)>,
+    /// Sealed blocks read (number, hash), newest last, to go back to.
+    blocks_read: VecDeque<(u64, B256)>,
     stopped: bool,
 }
 
@@ -93,7 +93,7 @@ pub fn spawn(shared: Arc<Shared>, data: DataDir) -> Result<Arc<ValidatorStatus>,
     let status = Arc::new(ValidatorStatus { attest: config.attest, address, store });
     let runtime = tokio::runtime::Handle::current();
     let mut validator =
-        Validator { attester: None, block_starts: VecDeque::new(), stopped: false, shared, config, data };
+        Validator { attester: None, blocks_read: VecDeque::new(), stopped: false, shared, config, data };
     thread::Builder::new()
         .name("tephra-validator".into())
         .spawn(move || {
@@ -129,10 +129,9 @@ impl Validator {
                     health.hold(Hold::Validator, Some(format!("Hyperlane validator: {error}")));
                 }
             }
-            // Events only wake the validator; what it reads is the view.
-            if let Some(Event::Rewound { number, .. }) = wait(runtime, &mut events) {
-                self.rewound(number);
-            }
+            // Events only wake the validator; what it reads is the view
+            // (a rewind shows there as an anchor that no longer holds).
+            wait(runtime, &mut events);
         }
     }
 
@@ -147,7 +146,10 @@ impl Validator {
         let collected = {
             let shared = self.shared.clone();
             let view = shared.view.read().expect("view lock");
-            self.collect(&view)
+            match self.collect(&view) {
+                Err(Stop::ChainChanged { block }) => self.go_back(&view, block).and_then(|()| self.collect(&view)),
+                collected => collected,
+            }
         };
         let result = collected.and_then(|(insertions, position)| {
             let attester = self.attester.as_mut().expect("opened above");
@@ -174,7 +176,6 @@ impl Validator {
             Attest::Preconfirmed => view.head().header.number,
             Attest::Sealed => view.newest_signed(),
         };
-        let count = self.attester.as_ref().expect("opened").count();
         let mut position = self.attester.as_ref().expect("opened").position();
         let mut insertions = Vec::new();
         while position.block <= frontier {
@@ -182,37 +183,28 @@ impl Validator {
             if position.txs_read == 0 && position.anchor.is_some_and(|anchor| anchor != block.header.parent_hash) {
                 return Err(Stop::ChainChanged { block: position.block });
             }
-            self.read_txs(&block.txs, count, &mut position, &mut insertions)?;
+            self.read_txs(&block.txs, &mut position, &mut insertions)?;
+            self.blocks_read.push_back((block.header.number, block.hash));
+            if self.blocks_read.len() > REWIND_BLOCKS_KEPT {
+                self.blocks_read.pop_front();
+            }
             position = Position { block: position.block + 1, txs_read: 0, anchor: Some(block.hash) };
         }
         let open = view.open_block();
         if self.config.attest == Attest::Preconfirmed && open.params.number == position.block {
-            self.read_txs(&open.txs, count, &mut position, &mut insertions)?;
+            self.read_txs(&open.txs, &mut position, &mut insertions)?;
         }
         Ok((insertions, position))
     }
 
     /// The insertions of `txs` past the position's, which it moves to
-    /// their end; `count`: the leaves before them.
-    fn read_txs(
-        &mut self,
-        txs: &[StoredTx],
-        count: u64,
-        position: &mut Position,
-        out: &mut Vec<(B256, u32)>,
-    ) -> Result<(), Stop> {
+    /// their end.
+    fn read_txs(&self, txs: &[StoredTx], position: &mut Position, out: &mut Vec<(B256, u32)>) -> Result<(), Stop> {
         let read = usize::try_from(position.txs_read).expect("a block's transactions fit usize");
         if read > 0 && txs.get(read - 1).map(|tx| tx.hash) != position.anchor {
             return Err(Stop::ChainChanged { block: position.block });
         }
         let Some(last) = txs.last().filter(|_| txs.len() > read) else { return Ok(()) };
-        if read == 0 {
-            let before = count + out.len() as u64;
-            self.block_starts.push_back((position.block, before));
-            if self.block_starts.len() > REWIND_BLOCKS_KEPT {
-                self.block_starts.pop_front();
-            }
-        }
         let hook = self.config.merkle_tree_hook;
         for tx in &txs[read..] {
             // A malformed log at the hook's address would be the contract's
@@ -223,27 +215,20 @@ impl Validator {
         Ok(())
     }
 
-    /// The sealed blocks above `number` and the open block left the chain.
-    fn rewound(&mut self, number: u64) {
-        let Some(attester) = self.attester.as_mut() else { return };
-        if attester.position().block <= number || self.stopped {
-            return;
+    /// The chain changed under the position at `block`: back to just after
+    /// the newest block read that the chain still has, persisted, so that
+    /// what follows is read again (the follower passes the leaves it took
+    /// again the same as replays, and stops at one that changed).
+    fn go_back(&mut self, view: &ChainView, block: u64) -> Result<(), Stop> {
+        let still = |(number, hash): &(u64, B256)| view.block(*number).is_some_and(|b| b.hash == *hash);
+        while self.blocks_read.back().is_some_and(|read| !still(read)) {
+            self.blocks_read.pop_back();
         }
-        // Leaves before the first block above `number` that was read.
-        let before = self.block_starts.iter().find(|(block, _)| *block > number).map(|(_, count)| *count);
-        match before {
-            Some(from) if from < attester.count() => self.stop(&Stop::SignedLeavesRewound { number, from }),
-            _ => {
-                let anchor = self.shared.view.read().expect("view lock").block(number).map(|block| block.hash);
-                let position = Position { block: number + 1, txs_read: 0, anchor };
-                if let Err(error) = attester.attest(&[], position) {
-                    self.stop(&Stop::Attest(error));
-                    return;
-                }
-                self.block_starts.retain(|(block, _)| *block <= number);
-                tracing::info!(number, "the chain rewound; no signed leaf was taken away");
-            }
-        }
+        let Some(&(number, hash)) = self.blocks_read.back() else { return Err(Stop::ChainChanged { block }) };
+        let attester = self.attester.as_mut().expect("opened");
+        attester.attest(&[], Position { block: number + 1, txs_read: 0, anchor: Some(hash) }).map_err(Stop::Attest)?;
+        tracing::info!(block, from = number + 1, "the chain changed under the validator; it reads again");
+        Ok(())
     }
 
     fn stop(&mut self, stop: &Stop) {
@@ -281,16 +266,12 @@ impl Validator {
     }
 }
 
-/// The next event, or None after `IDLE_WAKE` or a lag (missed events are
-/// not needed: the view is read, not the events).
-fn wait(runtime: &tokio::runtime::Handle, events: &mut broadcast::Receiver<Event>) -> Option<Event> {
+/// Until the next event, `IDLE_WAKE` or a lag (missed events are not
+/// needed: the view is read, not the events).
+fn wait(runtime: &tokio::runtime::Handle, events: &mut broadcast::Receiver<Event>) {
     // The timer is made inside the runtime: it needs its time driver.
-    match runtime.block_on(async { tokio::time::timeout(IDLE_WAKE, events.recv()).await }) {
-        Ok(Ok(event)) => Some(event),
-        Ok(Err(RecvError::Lagged(_))) | Err(_) => None,
-        Ok(Err(RecvError::Closed)) => {
-            thread::sleep(IDLE_WAKE);
-            None
-        }
+    let woken = runtime.block_on(async { tokio::time::timeout(IDLE_WAKE, events.recv()).await });
+    if let Ok(Err(RecvError::Closed)) = woken {
+        thread::sleep(IDLE_WAKE);
     }
 }
