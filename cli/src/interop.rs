@@ -143,7 +143,35 @@ struct RelayConfig {
     receipt_timeout_s: u64,
     backoff_initial_ms: u64,
     backoff_max_ms: u64,
+    #[serde(default)]
     chain: Vec<RelayChainConfig>,
+}
+
+/// A process transaction's gas, at least: the intrinsic gas of any transaction.
+const RELAY_GAS_MIN: u64 = 21_000;
+/// The longest a relayer may wait between polls or retries: an hour.
+const RELAY_WAIT_MS_MAX: u64 = 3_600_000;
+
+impl RelayConfig {
+    /// Each number within its range, and at least one chain.
+    fn check(&self) -> Result<(), String> {
+        let ranges = [
+            ("poll_interval_ms", self.poll_interval_ms, 1..=RELAY_WAIT_MS_MAX),
+            ("gas_max", self.gas_max, RELAY_GAS_MIN..=u64::from(u32::MAX)),
+            ("receipt_timeout_s", self.receipt_timeout_s, 1..=RELAY_WAIT_MS_MAX / 1000),
+            ("backoff_initial_ms", self.backoff_initial_ms, 1..=RELAY_WAIT_MS_MAX),
+            ("backoff_max_ms", self.backoff_max_ms, self.backoff_initial_ms..=RELAY_WAIT_MS_MAX),
+        ];
+        for (key, value, range) in ranges {
+            if !range.contains(&value) {
+                return Err(format!("{key} = {value}: must be in {range:?}"));
+            }
+        }
+        if self.chain.is_empty() {
+            return Err("no [[chain]]: the relayer serves the chains it is given".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -162,6 +190,7 @@ struct RelayChainConfig {
 pub fn relay(path: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let config: RelayConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    config.check().map_err(|e| format!("{}: {e}", path.display()))?;
     init_relay_tracing();
     let relative = |p: &Path| path.parent().unwrap_or(Path::new(".")).join(p);
     let mut chains = Vec::new();
@@ -263,5 +292,40 @@ pub fn validate(args: &ValidateArgs) -> Result<(), String> {
             // The key, the store or the state failed, or the tree does not go on.
             Err(error) => return Err(error.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "data_dir = \"relay\"\nkey_file = \"k\"\npoll_interval_ms = 100\ngas_max = 3000000\n\
+                        receipt_timeout_s = 60\nbackoff_initial_ms = 200\nbackoff_max_ms = 2000\n";
+
+    fn config(extra: &str) -> Result<(), String> {
+        let config: RelayConfig = toml::from_str(&format!("{BASE}{extra}")).map_err(|e| e.to_string())?;
+        config.check()
+    }
+
+    #[test]
+    fn a_relay_config_out_of_range_is_refused_naming_the_key() {
+        let chain = "[[chain]]\nname = \"a\"\nrpc = \"http://127.0.0.1:8545\"\ndeployment = \"a.json\"\n";
+        config(chain).unwrap();
+        assert!(config("").unwrap_err().contains("no [[chain]]"));
+        let text = |key: &str, value: &str| {
+            let lines: Vec<String> = BASE
+                .lines()
+                .map(
+                    |line| if line.starts_with(&format!("{key} =")) { format!("{key} = {value}") } else { line.into() },
+                )
+                .collect();
+            let config: RelayConfig = toml::from_str(&(lines.join("\n") + "\n" + chain)).unwrap();
+            config.check().unwrap_err()
+        };
+        assert!(text("poll_interval_ms", "0").contains("poll_interval_ms"));
+        assert!(text("gas_max", "100").contains("gas_max"));
+        assert!(text("backoff_max_ms", "100").contains("backoff_max_ms"));
+        let unknown: Result<RelayConfig, _> = toml::from_str("gas = 1\n");
+        assert!(unknown.is_err(), "an unknown key is refused");
     }
 }

@@ -1030,4 +1030,25 @@ mod tests {
         Config::from_toml("[node]\nprofile = \"production\"\n[signer]\nallow_file_key_in_production = true\n").unwrap();
         Config::from_toml("[node]\nprofile = \"production\"\n[signer]\nkind = \"pkcs11\"\n").unwrap();
     }
+
+    #[test]
+    fn a_validator_needs_its_contracts_and_a_key_of_its_own() {
+        let contracts = "domain = 901\nmailbox = \"0x00000000000000000000000000000000000000aa\"\n\
+                         merkle_tree_hook = \"0x00000000000000000000000000000000000000bb\"\n";
+        let refused = |toml: &str| Config::from_toml(toml).unwrap_err().to_string();
+        let no_domain = refused("[interop]\nvalidator = true\n");
+        assert!(no_domain.contains("interop.domain"), "{no_domain}");
+        let no_mailbox = refused("[interop]\nvalidator = true\ndomain = 901\n");
+        assert!(no_mailbox.contains("interop.mailbox"), "{no_mailbox}");
+        let block_key =
+            refused(&format!("[interop]\nvalidator = true\n{contracts}[interop.key]\nkey_file = \"block.key\"\n"));
+        assert!(block_key.contains("interop.key.key_file"), "{block_key}");
+        let production = refused(&format!(
+            "[node]\nprofile = \"production\"\n[signer]\nkind = \"pkcs11\"\n[interop]\nvalidator = true\n{contracts}"
+        ));
+        assert!(production.contains("interop.key.kind"), "{production}");
+        Config::from_toml(&format!("[interop]\nvalidator = true\n{contracts}")).unwrap();
+        // Off, nothing of it is asked for.
+        Config::from_toml("[interop]\nvalidator = false\n").unwrap();
+    }
 }

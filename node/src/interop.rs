@@ -30,8 +30,8 @@
 
 use std::{collections::VecDeque, sync::Arc, thread, time::Duration};
 
-use alloy_primitives::{Address, B256};
-use tephra_hsm::{AuditedSigner, SignError, Signer, ValidatorGuard, ValidatorRules};
+use alloy_primitives::B256;
+use tephra_hsm::{AuditedSigner, SignError, ValidatorGuard, ValidatorRules};
 use tephra_interop::{AttestError, Attester, CheckpointStore, Position, events::inserted_into_tree};
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -58,7 +58,6 @@ const IDLE_WAKE: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub struct ValidatorStatus {
     pub attest: Attest,
-    pub address: Address,
     pub store: CheckpointStore,
 }
 
@@ -89,8 +88,7 @@ struct Validator {
 pub fn spawn(shared: Arc<Shared>, data: DataDir) -> Result<Arc<ValidatorStatus>, NodeError> {
     let config = shared.config.interop.clone();
     let store = open_store(&config, &data)?;
-    let address = open_key(&config.key, &data, "Hyperlane validator")?.address();
-    let status = Arc::new(ValidatorStatus { attest: config.attest, address, store });
+    let status = Arc::new(ValidatorStatus { attest: config.attest, store });
     let runtime = tokio::runtime::Handle::current();
     let mut validator =
         Validator { attester: None, blocks_read: VecDeque::new(), stopped: false, shared, config, data };

@@ -1,7 +1,7 @@
 //! The Hyperlane validator's checkpoints over JSON-RPC (`src/interop.rs`):
 //! `tephra_latestCheckpoint` and `tephra_getCheckpoint(index)`, each the
 //! signed checkpoint as the checkpoint syncer's file holds it, with what
-//! was attested (preconfirmed or sealed) and the validator's address.
+//! was attested (preconfirmed or sealed) and the validator that signed it.
 
 use jsonrpsee::types::Params;
 use serde_json::{Value, json};
@@ -50,7 +50,8 @@ fn answer(status: &ValidatorStatus, index: u32) -> RpcResult {
     let signed =
         signed.ok_or_else(|| error(SERVER_ERROR, format!("checkpoint {index} is missing from the store"), None))?;
     let checkpoint: Value = serde_json::from_str(&signed.to_json()).expect("a signed checkpoint is JSON");
-    Ok(json!({ "checkpoint": checkpoint, "attested": status.attest.as_str(), "validator": status.address }))
+    // Who signed it, as a relayer finds it: the signature recovered.
+    Ok(json!({ "checkpoint": checkpoint, "attested": status.attest.as_str(), "validator": signed.signer() }))
 }
 
 fn store_error(e: tephra_interop::StoreError) -> jsonrpsee::types::ErrorObjectOwned {
