@@ -208,7 +208,7 @@ fuzz() {
   scratch="$(mktemp -d)"
   fuzz_cargo build
   mapfile -t targets < <(cd fuzz && cargo fuzz list)
-  seconds=$(( ${TEPHRA_FUZZ_SECONDS_TOTAL:-180} / ${#targets[@]} ))
+  seconds=$(( ${TEPHRA_FUZZ_SECONDS_TOTAL:-144} / ${#targets[@]} ))
   for target in "${targets[@]}"; do
     mkdir -p "$scratch/$target"
     fuzz_cargo run "$target" "$scratch/$target" "corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048
