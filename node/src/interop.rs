@@ -144,8 +144,11 @@ impl Validator {
         let collected = {
             let shared = self.shared.clone();
             let view = shared.view.read().expect("view lock");
-            match self.collect(&view) {
-                Err(Stop::ChainChanged { block }) => self.go_back(&view, block).and_then(|()| self.collect(&view)),
+            let position = self.attester.as_ref().expect("opened above").position();
+            match self.collect(&view, position) {
+                Err(Stop::ChainChanged { block }) => {
+                    self.go_back(&view, block).and_then(|back| self.collect(&view, back))
+                }
                 collected => collected,
             }
         };
@@ -169,12 +172,12 @@ impl Validator {
 
     /// The hook's insertions from the attester's position to the frontier,
     /// and the position after them.
-    fn collect(&mut self, view: &ChainView) -> Result<(Vec<(B256, u32)>, Position), Stop> {
+    fn collect(&mut self, view: &ChainView, from: Position) -> Result<(Vec<(B256, u32)>, Position), Stop> {
         let frontier = match self.config.attest {
             Attest::Preconfirmed => view.head().header.number,
             Attest::Sealed => view.newest_signed(),
         };
-        let mut position = self.attester.as_ref().expect("opened").position();
+        let mut position = from;
         let mut insertions = Vec::new();
         while position.block <= frontier {
             let block = view.block(position.block).ok_or(Stop::NotKept { block: position.block })?;
@@ -213,20 +216,19 @@ impl Validator {
         Ok(())
     }
 
-    /// The chain changed under the position at `block`: back to just after
-    /// the newest block read that the chain still has, persisted, so that
-    /// what follows is read again (the follower passes the leaves it took
-    /// again the same as replays, and stops at one that changed).
-    fn go_back(&mut self, view: &ChainView, block: u64) -> Result<(), Stop> {
+    /// The chain changed under the position at `block`: the position just
+    /// after the newest block read that the chain still has, to read on
+    /// from (the follower passes the leaves it took again the same as
+    /// replays, and stops at one that changed). The attester persists it
+    /// with what follows, once the view's lock is let go.
+    fn go_back(&mut self, view: &ChainView, block: u64) -> Result<Position, Stop> {
         let still = |(number, hash): &(u64, B256)| view.block(*number).is_some_and(|b| b.hash == *hash);
         while self.blocks_read.back().is_some_and(|read| !still(read)) {
             self.blocks_read.pop_back();
         }
         let Some(&(number, hash)) = self.blocks_read.back() else { return Err(Stop::ChainChanged { block }) };
-        let attester = self.attester.as_mut().expect("opened");
-        attester.attest(&[], Position { block: number + 1, txs_read: 0, anchor: Some(hash) }).map_err(Stop::Attest)?;
         tracing::info!(block, from = number + 1, "the chain changed under the validator; it reads again");
-        Ok(())
+        Ok(Position { block: number + 1, txs_read: 0, anchor: Some(hash) })
     }
 
     fn stop(&mut self, stop: &Stop) {
