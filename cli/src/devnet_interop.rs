@@ -26,7 +26,7 @@ use alloy_primitives::{Address, Bytes};
 use alloy_sol_types::SolCall;
 use tephra_exec::dev::DEV_PRIVATE_KEYS;
 use tephra_hsm::{FileSigner, Signer};
-use tephra_interop::{ChainRpc, Deployment, Transactor, contracts::IMailbox, deploy::deploy};
+use tephra_interop::{Deployment, Transactor, chain::view, contracts::IMailbox, deploy::deploy};
 use tephra_l1::{L1JsonRpc, L1Rpc};
 use tephra_node::config::Config;
 
@@ -233,11 +233,7 @@ fn send_hello(chains: &[Chain; 2], deployments: &[Deployment]) -> Result<(), Str
 }
 
 fn delivered(chain: &L1JsonRpc, mailbox: Address, id: alloy_primitives::B256) -> bool {
-    let call = IMailbox::deliveredCall { _id: id };
-    ChainRpc::call(chain, mailbox, &call.abi_encode())
-        .ok()
-        .and_then(|answer| IMailbox::deliveredCall::abi_decode_returns(&answer).ok())
-        .unwrap_or(false)
+    view(chain, mailbox, &IMailbox::deliveredCall { _id: id }).unwrap_or(false)
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> Result<(), String> {

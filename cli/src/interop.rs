@@ -13,7 +13,8 @@ use alloy_primitives::Address;
 use alloy_sol_types::SolCall;
 use tephra_hsm::{AuditedSigner, FileSigner, ValidatorGuard, ValidatorRules};
 use tephra_interop::{
-    Attester, ChainRpc, CheckpointStore, Deployment, Position, Transactor,
+    Attester, CheckpointStore, Deployment, Position, Transactor,
+    chain::view,
     checkpoint::Announcement,
     contracts::IValidatorAnnounce,
     deploy::deploy as deploy_contracts,
@@ -104,9 +105,7 @@ pub fn announce_file(
     let (announcement, signature) =
         Announcement::from_signed_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let call = IValidatorAnnounce::getAnnouncedStorageLocationsCall { _validators: vec![announcement.validator] };
-    let answer = ChainRpc::call(chain, validator_announce, &call.abi_encode()).map_err(|e| e.to_string())?;
-    let announced = IValidatorAnnounce::getAnnouncedStorageLocationsCall::abi_decode_returns(&answer)
-        .map_err(|e| format!("getAnnouncedStorageLocations: {e}"))?;
+    let announced = view(chain, validator_announce, &call).map_err(|e| e.to_string())?;
     let location = &announcement.storage_location;
     if announced.first().is_some_and(|locations| locations.contains(location)) {
         return Ok(format!("{} already announced {location}", announcement.validator));

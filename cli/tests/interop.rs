@@ -94,8 +94,7 @@ fn key(index: usize) -> FileSigner {
 }
 
 fn view<C: SolCall>(chain: &L1JsonRpc, to: Address, call: C) -> C::Return {
-    let answer = ChainRpc::call(chain, to, &call.abi_encode()).unwrap();
-    C::abi_decode_returns(&answer).unwrap()
+    tephra_interop::chain::view(chain, to, &call).unwrap()
 }
 
 /// Each validator's signature over `checkpoint`, as its checkpoint file holds it.

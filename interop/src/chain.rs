@@ -7,6 +7,7 @@
 //! error, never a panic.
 
 use alloy_primitives::{Address, B256, Bytes};
+use alloy_sol_types::SolCall;
 use serde_json::{Value, json};
 use tephra_l1::{
     L1BatcherRpc, L1Error, L1JsonRpc, L1Log,
@@ -17,6 +18,14 @@ use tephra_l1::{
 /// (10,000 is geth's and most providers' cap), and a role that is behind
 /// catches up in steps of this size.
 pub const LOG_RANGE_BLOCKS_MAX: u64 = 10_000;
+
+/// A contract's view `call` on `chain` at the latest block, its return
+/// decoded: the one way the roles read the contracts. An answer that is not
+/// the function's ABI is malformed.
+pub fn view<C: SolCall>(chain: &dyn ChainRpc, to: Address, call: &C) -> Result<C::Return, L1Error> {
+    let answer = chain.call(to, &call.abi_encode())?;
+    C::abi_decode_returns(&answer).map_err(|e| malformed("eth_call", format!("{to}: {e}")))
+}
 
 /// A mined transaction's outcome, the fields the roles read.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use alloy_sol_types::{SolCall, SolValue};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    chain::ChainRpc,
+    chain::{ChainRpc, view},
     contracts::{Contract, IMailbox, IStaticMessageIdMultisigIsmFactory},
     transactor::{SendError, Transactor},
 };
@@ -103,8 +103,7 @@ pub fn deploy(
 
     let address_call =
         IStaticMessageIdMultisigIsmFactory::getAddressCall { _values: validators.clone(), _threshold: threshold };
-    let answer = chain.call(ism_factory, &address_call.abi_encode())?;
-    let ism = Address::abi_decode(&answer).map_err(|e| tephra_l1::rpc::malformed("eth_call", e.to_string()))?;
+    let ism = view(chain, ism_factory, &address_call)?;
     let deploy_call =
         IStaticMessageIdMultisigIsmFactory::deployCall { _values: validators.clone(), _threshold: threshold };
     send(transactor, "ISM", ism_factory, deploy_call.abi_encode())?;

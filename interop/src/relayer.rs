@@ -39,7 +39,7 @@ use tephra_hsm::Signer;
 use tephra_l1::L1Error;
 
 use crate::{
-    chain::{ChainRpc, LOG_RANGE_BLOCKS_MAX},
+    chain::{self, ChainRpc, LOG_RANGE_BLOCKS_MAX},
     checkpoint::SignedCheckpoint,
     contracts::{IMailbox, IMultisigIsm, IValidatorAnnounce},
     deploy::Deployment,
@@ -293,11 +293,10 @@ impl Relayer {
                 }
             }
             Err(Attempt::Failed(why)) => {
-                let entry = self.pending.get_mut(&id).expect("pending");
-                entry.attempts += 1;
-                let attempts = entry.attempts;
+                let attempts = pending.attempts + 1;
                 let wait = self.backoff(attempts);
-                self.pending.get_mut(&id).expect("pending").next_try = Instant::now() + wait;
+                let entry = self.pending.get_mut(&id).expect("pending");
+                (entry.attempts, entry.next_try) = (attempts, Instant::now() + wait);
                 tracing::warn!(%id, attempts, retry_in = ?wait, why, "delivery failed");
                 report.failed.push((id, why));
             }
@@ -317,8 +316,10 @@ impl Relayer {
         let Some(destination) = self.chains.iter().find(|c| c.deployment.domain == message.destination) else {
             return Ok(Outcome::UnknownDestination);
         };
+        // Messages are read from the chains served only, but the journal may
+        // hold one from a chain since taken out of the config: kept, and said.
         let Some(origin) = self.chains.iter().find(|c| c.deployment.domain == message.origin) else {
-            return Ok(Outcome::UnknownDestination);
+            return Err(Attempt::Failed(format!("its origin {} is no chain of this relayer", message.origin)));
         };
         let id = message.id();
         let mailbox = destination.deployment.mailbox;
@@ -424,8 +425,7 @@ impl From<L1Error> for Attempt {
 }
 
 fn view<C: SolCall>(rpc: &dyn ChainRpc, to: Address, call: C) -> Result<C::Return, Attempt> {
-    let answer = rpc.call(to, &call.abi_encode())?;
-    C::abi_decode_returns(&answer).map_err(|e| Attempt::Failed(format!("{to}: an answer that is not the ABI's: {e}")))
+    Ok(chain::view(rpc, to, &call)?)
 }
 
 /// The checkpoints of leaf `index` that `validators` wrote where they

@@ -118,7 +118,9 @@ impl Validator {
         tracing::info!(attest = self.config.attest.as_str(), "the Hyperlane validator starts");
         while !health.shutting_down() {
             match self.turn() {
-                Ok(()) if !self.stopped => {
+                // The hold's lock is taken only to lift one (a turn runs at
+                // every mini-block).
+                Ok(()) if !self.stopped && health.holds(Hold::Validator) => {
                     health.hold(Hold::Validator, None);
                 }
                 Ok(()) => {}
