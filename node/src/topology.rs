@@ -191,9 +191,11 @@ impl Topology {
                 on: None,
                 cores: Cores::Any,
                 thread: "tephra-history",
-                what: "the state history: stores each sealed block's changes (history.redb, fsync'd per block), \
-                       prunes below [history] blocks_max"
-                    .into(),
+                what: format!(
+                    "the state history (SCHED_IDLE): stores each sealed block's changes (history.redb, one block in \
+                     {} fsync'd), prunes below [history] blocks_max",
+                    crate::history::DURABLE_EVERY_BLOCKS
+                ),
             });
         }
         if pair {
