@@ -99,9 +99,15 @@ mod tests {
 
     #[test]
     fn the_affinity_drop_in_names_every_placed_core() {
-        let placement =
-            Placement { net: 0, sequencer: 1, exec: vec![2, 3], verify: vec![0, 4, 5], net_busy_poll: false };
-        assert!(affinity_drop_in(&placement).ends_with("[Service]\nCPUAffinity=0-5\n"));
+        let placement = Placement {
+            net: 0,
+            sequencer: 1,
+            exec: vec![2, 3],
+            verify: vec![0, 4, 5],
+            rpc: vec![6],
+            net_busy_poll: false,
+        };
+        assert!(affinity_drop_in(&placement).ends_with("[Service]\nCPUAffinity=0-6\n"));
     }
 
     #[test]

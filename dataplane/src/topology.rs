@@ -150,8 +150,10 @@ pub struct TopologyConfig {
     pub sequencer: Vec<usize>,
     /// Exec worker shards 1..shards, one core each.
     pub exec: Vec<usize>,
-    /// Threads that verify transactions and serve JSON-RPC.
+    /// Threads that verify UDP's transactions.
     pub verify: Vec<usize>,
+    /// The JSON-RPC server's threads (empty: the verify cores).
+    pub rpc: Vec<usize>,
 }
 
 /// Every tile's core, checked against the machine.
@@ -161,6 +163,7 @@ pub struct Placement {
     pub sequencer: usize,
     pub exec: Vec<usize>,
     pub verify: Vec<usize>,
+    pub rpc: Vec<usize>,
     /// Whether the net tile spins on its core (it must have it alone).
     pub net_busy_poll: bool,
 }
@@ -210,7 +213,8 @@ impl Placement {
         } else {
             config.verify.clone()
         };
-        let placement = Self { net, sequencer, exec, verify, net_busy_poll };
+        let rpc = if config.rpc.is_empty() { verify.clone() } else { config.rpc.clone() };
+        let placement = Self { net, sequencer, exec, verify, rpc, net_busy_poll };
         placement.check(machine)?;
         Ok(placement)
     }
@@ -221,6 +225,7 @@ impl Placement {
             .into_iter()
             .chain(self.exec.iter().map(|core| ("exec", *core)))
             .chain(self.verify.iter().map(|core| ("verify", *core)))
+            .chain(self.rpc.iter().map(|core| ("rpc", *core)))
     }
 
     fn check(&self, machine: &Machine) -> Result<(), TopologyError> {
@@ -341,6 +346,7 @@ mod tests {
         let placement = Placement::resolve(&TopologyConfig::default(), &two_cores(), 1, false).unwrap();
         assert_eq!((placement.net, placement.sequencer, placement.exec.clone()), (0, 1, vec![0]));
         assert_eq!(placement.verify, vec![0, 1]);
+        assert_eq!(placement.rpc, placement.verify);
         // Busy-polling net on core 0 cannot share it with the exec worker.
         let error = Placement::resolve(&TopologyConfig::default(), &two_cores(), 1, true).unwrap_err();
         assert!(error.to_string().contains("must have it alone"), "{error}");
@@ -359,6 +365,9 @@ mod tests {
         assert!(Placement::resolve(&twice, &server(), 2, false).unwrap_err().to_string().contains("twice"));
         let two_nets = TopologyConfig { net: vec![0, 1], ..TopologyConfig::default() };
         assert!(Placement::resolve(&two_nets, &server(), 0, false).is_err());
+        let rpc_missing = TopologyConfig { rpc: vec![7], ..TopologyConfig::default() };
+        let error = Placement::resolve(&rpc_missing, &two_cores(), 0, false).unwrap_err();
+        assert_eq!(error.to_string(), "[topology] rpc: core 7 is not one this process may run on (0,1)");
     }
 
     #[test]

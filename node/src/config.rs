@@ -526,7 +526,7 @@ impl Config {
     /// the source table while the net tile's limit is on) and each NIC
     /// backend when it starts. `[ha]` rows apply only with `ha.enabled`, as
     /// the rest of `[ha]`.
-    pub fn bounds(&self) -> [(&'static str, u64, RangeInclusive<u64>); 91] {
+    pub fn bounds(&self) -> [(&'static str, u64, RangeInclusive<u64>); 92] {
         let (rpc, udp, net, signer, ha) = (&self.rpc, &self.udp, &self.net, &self.signer, &self.ha);
         let batcher = &self.batcher;
         let highest_core = |cores: &[usize]| cores.iter().max().map_or(0, |&core| core as u64);
@@ -603,6 +603,7 @@ impl Config {
             ("topology.sequencer", highest_core(&self.topology.sequencer), 0..=CPU_INDEX_MAX),
             ("topology.exec", highest_core(&self.topology.exec), 0..=CPU_INDEX_MAX),
             ("topology.verify", highest_core(&self.topology.verify), 0..=CPU_INDEX_MAX),
+            ("topology.rpc", highest_core(&self.topology.rpc), 0..=CPU_INDEX_MAX),
             ("host.hugepages_2m", self.host.hugepages_2m.into(), 0..=HOST_HUGEPAGES_2M_MAX),
             ("host.memlock_bytes_min", self.host.memlock_bytes_min, 0..=HOST_MEMLOCK_MAX_BYTES),
             ("host.nic_channels", self.host.nic_channels.into(), 0..=NIC_QUEUES_MAX),

@@ -156,9 +156,10 @@ pub async fn start(config: Config) -> Result<Running, NodeError> {
     let sequencer_core = placement.sequencer;
     let lead = LeadParts { signer, beneficiary, placement: placement.clone(), submissions: submit_rx };
     let sequencer = spawn_role(&shared, ha, lead, rest, follower, sequencer_core)?;
-    let (rpc, rpc_methods, dataplane) = serve(&shared, &placement).await?;
+    let rpc_runtime = RpcRuntime::start(&placement.rpc).map_err(io_error(Path::new("the JSON-RPC runtime")))?;
+    let (rpc, rpc_methods, dataplane) = serve(&shared, &placement, &rpc_runtime).await?;
     shared.health.set_started();
-    Ok(Running { shared, rpc, rpc_methods, sequencer, dataplane, _lock: lock })
+    Ok(Running { shared, rpc, rpc_methods, rpc_runtime, sequencer, dataplane, _lock: lock })
 }
 
 /// The state history (`[history] enabled`), and its last stored block
@@ -362,6 +363,7 @@ fn spawn_role(
 async fn serve(
     shared: &Arc<Shared>,
     placement: &Placement,
+    rpc_runtime: &RpcRuntime,
 ) -> Result<(jsonrpsee::server::ServerHandle, jsonrpsee::Methods, Dataplane), NodeError> {
     let config = &shared.config;
     let metrics_listener =
@@ -370,9 +372,13 @@ async fn serve(
     tokio::spawn(crate::metrics::serve(metrics_listener, shared.metrics.clone(), shared.health.clone()));
     let rpc_methods: jsonrpsee::Methods = crate::rpc::module(shared.clone()).into();
     tokio::spawn(crate::rpc::follow_rewinds(shared.clone()));
-    let (rpc_address, rpc) = crate::rpc::serve(&config.rpc, rpc_methods.clone(), shared.metrics.clone())
-        .await
-        .map_err(io_error(Path::new("rpc.listen")))?;
+    // Bound on JSON-RPC's runtime, so that its connections are that
+    // runtime's I/O and tasks.
+    let serving =
+        rpc_runtime.handle().spawn(crate::rpc::serve(config.rpc.clone(), rpc_methods.clone(), shared.metrics.clone()));
+    // A join error is the bind's task panicking: an I/O failure to the caller.
+    let bound = serving.await.unwrap_or_else(|panicked| Err(std::io::Error::other(panicked)));
+    let (rpc_address, rpc) = bound.map_err(io_error(Path::new("rpc.listen")))?;
     if let Ok(address) = config.rpc.flashblocks_listen.parse::<std::net::SocketAddr>() {
         let listener =
             tokio::net::TcpListener::bind(address).await.map_err(io_error(Path::new("rpc.flashblocks_listen")))?;
@@ -396,11 +402,44 @@ async fn serve(
     Ok((rpc, rpc_methods, dataplane))
 }
 
+/// JSON-RPC's own runtime, a worker on each of `[topology] rpc`'s cores:
+/// a read waits for a free worker of its own, never behind a UDP datagram's
+/// recoveries on the verify runtime (a busy tokio worker looks for new I/O
+/// only between tasks). Shut down, its tasks dropped, with the node; never
+/// dropped in place, which tokio refuses inside a runtime.
+struct RpcRuntime(Option<tokio::runtime::Runtime>);
+
+impl RpcRuntime {
+    fn start(cores: &[usize]) -> std::io::Result<Self> {
+        let pinned = cores.to_vec();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cores.len().max(1))
+            .thread_name("tephra-rpc")
+            .on_thread_start(move || tephra_dataplane::topology::pin_current_thread(&pinned))
+            .enable_all()
+            .build()?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("running until dropped").handle()
+    }
+}
+
+impl Drop for RpcRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// A running node: its shared state and the handles to stop it.
 pub struct Running {
     pub shared: Arc<Shared>,
     rpc: jsonrpsee::server::ServerHandle,
     rpc_methods: jsonrpsee::Methods,
+    rpc_runtime: RpcRuntime,
     /// Released when the process exits.
     _lock: fs::File,
     sequencer: thread::JoinHandle<Result<(), NodeError>>,
@@ -442,6 +481,9 @@ impl Running {
         .await
         .expect("join task")
         .expect("sequencer thread panicked")?;
+        // Only now: calls in flight got their answers as the sequencer
+        // made its last records durable.
+        drop(self.rpc_runtime);
         Ok(())
     }
 

@@ -102,17 +102,18 @@ impl Topology {
                 cores: verify.clone(),
                 thread: "tokio-rt-worker",
                 what: "the tokio runtime's workers (`tephra run`): UDP datagrams decoded, limited per source, \
-                       signatures recovered, submitted, answered once preconfirmed"
+                       signatures recovered, submitted, answered once preconfirmed; /metrics, /health, /ready \
+                       (metrics.listen)"
                     .into(),
             },
             Tile {
                 name: "rpc",
-                count: 0,
-                on: Some("verify"),
-                cores: verify,
-                thread: "tokio-rt-worker",
-                what: "jsonrpsee, HTTP and WebSocket (rpc.listen), and /metrics, /health, /ready (metrics.listen): \
-                       tasks on the verify workers"
+                count: placement.rpc.len(),
+                on: None,
+                cores: Cores::Pinned(placement.rpc.clone()),
+                thread: "tephra-rpc",
+                what: "a tokio runtime of its own: jsonrpsee, HTTP and WebSocket (rpc.listen); reads answered, \
+                       eth_sendRawTransaction's signatures recovered and submitted, never behind UDP's recoveries"
                     .into(),
             },
             Tile {
@@ -315,7 +316,7 @@ fn links_of(config: &Config, placement: &Placement, sequencer: &'static str) -> 
         Link {
             from: "verify",
             to: sequencer,
-            what: "verified transactions, UDP and JSON-RPC; full: refused (code 309)",
+            what: "verified transactions, UDP's and (from the rpc tile) JSON-RPC's; full: refused (code 309)",
             depth: config.sequencer.submission_queue_depth,
             unit: "transactions",
             key: "sequencer.submission_queue_depth",
@@ -543,7 +544,10 @@ mod tests {
         assert_eq!(tile("verify").count, placement.verify.len());
         assert_eq!(tile("verify").cores, Cores::Pinned(vec![2, 3]));
         assert_eq!((tile("hasher").count, &tile("hasher").cores), (1, &Cores::Pinned(vec![2, 3])));
-        assert_eq!((tile("rpc").count, tile("rpc").on), (0, Some("verify")));
+        // JSON-RPC's runtime: a worker on each verify core unless placed.
+        assert_eq!((tile("rpc").count, &tile("rpc").cores, tile("rpc").on), (2, &Cores::Pinned(vec![2, 3]), None));
+        let (_, placed_rpc, _) = placed("[topology]\nrpc = [3]\n");
+        assert_eq!((placed_rpc.rpc, placed_rpc.verify), (vec![3], vec![2, 3]));
         // exec.shards = 1: the sequencer executes alone.
         assert_eq!((tile("exec").count, tile("exec").cores.to_string()), (0, "-".to_string()));
         assert_eq!(tile("signer").cores, Cores::Any);

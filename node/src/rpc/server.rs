@@ -136,10 +136,11 @@ impl Admission {
 /// cannot hold every connection `rpc.connections_max` allows, and gives each
 /// connection its address's rate limit (`limits`).
 pub async fn serve(
-    limits: &RpcConfig,
+    limits: RpcConfig,
     methods: Methods,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<(SocketAddr, ServerHandle)> {
+    let limits = &limits;
     let config = server_config(limits);
     let listener = TcpListener::bind(limits.listen).await?;
     let address = listener.local_addr()?;
