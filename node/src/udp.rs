@@ -89,20 +89,12 @@ fn submit(shared: &Shared, packet: &Packet) -> Pending {
         Err(error) => return Pending::Refused(error),
     };
     let mut replies = Vec::with_capacity(request.txs.len());
-    let mut waiting = Vec::with_capacity(request.txs.len());
+    let mut verified = Vec::with_capacity(request.txs.len());
     for (slot, raw) in request.txs.iter().enumerate() {
-        let verified = shared.verifier.read().expect("verifier lock").verify(raw);
-        match verified {
+        match shared.verifier.read().expect("verifier lock").verify(raw) {
             Ok(tx) => {
-                let hash = tx.hash;
-                let (reply, outcome) = oneshot::channel();
-                match shared.submit(tx, Some(reply), true) {
-                    Ok(()) => {
-                        replies.push(TxReply::Rejected { hash, code: RejectCode::Busy });
-                        waiting.push((slot, hash, outcome));
-                    }
-                    Err(reject) => replies.push(TxReply::Rejected { hash, code: reject.code }),
-                }
+                replies.push(TxReply::Rejected { hash: tx.hash, code: RejectCode::Busy });
+                verified.push((slot, tx));
             }
             Err(reject) => {
                 shared.metrics.tx_received.inc();
@@ -111,6 +103,19 @@ fn submit(shared: &Shared, packet: &Packet) -> Pending {
                 let hash = tephra_exec::verify::decode(raw).map_or(B256::ZERO, |_| keccak256(raw));
                 replies.push(TxReply::Rejected { hash, code: reject.code });
             }
+        }
+    }
+    // Every signature first, then the submissions back to back: the
+    // sequencer, blocked on its queue, wakes once for the datagram rather
+    // than once for each of its transactions, and the reply waits for the
+    // last of them anyway.
+    let mut waiting = Vec::with_capacity(verified.len());
+    for (slot, tx) in verified {
+        let hash = tx.hash;
+        let (reply, outcome) = oneshot::channel();
+        match shared.submit(tx, Some(reply), true) {
+            Ok(()) => waiting.push((slot, hash, outcome)),
+            Err(reject) => replies[slot] = TxReply::Rejected { hash, code: reject.code },
         }
     }
     let request = RequestHeader { version: request.version, id: request.id, signed: request.signed };
