@@ -136,7 +136,7 @@ impl Topology {
                 name: "hasher",
                 count: 1,
                 on: None,
-                cores: Cores::Pinned(placement.verify.clone()),
+                cores: verify,
                 thread: "tephra-hash",
                 what: format!(
                     "the state trie (account and storage tries): takes each mini-block's state diff, hashes ahead \
