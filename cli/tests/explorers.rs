@@ -834,6 +834,20 @@ fn normalised_record(value: &Value) -> Value {
     }
 }
 
+/// Block `number` once its signature is published (blocks are signed within
+/// a second or two of their seal).
+fn signed_block(client: &RpcClient, number: u64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let block = client.rpc("eth_getBlockByNumber", json!([format!("{number:#x}"), false]));
+        if block["signature"].is_string() {
+            return block;
+        }
+        assert!(std::time::Instant::now() < deadline, "block {number} not signed in time");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn otterscan_answers_as_anvil_does_on_the_same_transactions() {
     let chains = TwoChains::start("explorers-otterscan");
@@ -957,6 +971,23 @@ fn otterscan_answers_as_anvil_does_on_the_same_transactions() {
                 &format!("{method} receipts"),
             );
         }
+    }
+    // erigon_getHeaderByNumber: the header alone, as Erigon answers it (anvil
+    // answers the whole block), with tephra's block signature once made.
+    let (at_tephra, at_anvil) = *blocks.last().unwrap();
+    let block = signed_block(tephra, at_tephra);
+    let header = tephra.rpc("erigon_getHeaderByNumber", json!([at_tephra]));
+    let mut expected = block.clone();
+    for body in ["transactions", "uncles", "withdrawals", "size"] {
+        expected.as_object_mut().unwrap().remove(body);
+    }
+    same(header.clone(), expected, "erigon_getHeaderByNumber: the block's header fields and signature");
+    let theirs = anvil.rpc("erigon_getHeaderByNumber", json!([at_anvil]));
+    for key in ["transactionsRoot", "receiptsRoot", "logsBloom", "timestamp", "miner", "gasUsed"] {
+        same(header[key].clone(), theirs[key].clone(), &format!("erigon_getHeaderByNumber {key}"));
+    }
+    for side in [tephra, anvil] {
+        same(side.rpc("erigon_getHeaderByNumber", json!(["pending"])), Value::Null, "no header before the seal");
     }
     let differences = differences.into_inner();
     assert!(differences.is_empty(), "{} differences:\n{}", differences.len(), differences.join("\n"));

@@ -230,9 +230,20 @@ pub fn block(block: &StoredBlock, full: bool) -> Value {
     if block.header.withdrawals_root.is_some() {
         object.insert("withdrawals".into(), json!([]));
     }
-    // tephra's own field: the block key's signature, once made.
-    object.insert("signature".into(), json!(block.signature.map(|s| format!("0x{}", hex::encode(s.0)))));
+    insert_signature(object, block);
     value
+}
+
+/// A kept block's header alone (erigon_getHeaderByNumber), with its signature.
+pub fn signed_header(block: &StoredBlock) -> Value {
+    let mut value = header(&block.header, Some(block.hash));
+    insert_signature(value.as_object_mut().expect("an object"), block);
+    value
+}
+
+/// tephra's own field: the block key's signature, once made (null before).
+fn insert_signature(object: &mut serde_json::Map<String, Value>, block: &StoredBlock) {
+    object.insert("signature".into(), json!(block.signature.as_ref().map(signature_hex)));
 }
 
 /// The open block: numbered, parented and timed, its hash and roots not yet known.

@@ -13,31 +13,49 @@ use crate::{
     chain_view::ChainView,
     format::{self, Position, qty},
     shared::Shared,
-    view::{OpBlockInfo, StoredTx},
+    view::{OpBlockInfo, StoredBlock, StoredTx},
 };
 
 pub(super) fn block_number(shared: &Shared) -> RpcResult {
     Ok(json!(qty(shared.view.read().expect("view lock").head().header.number)))
 }
 
+/// A kept sealed block, copied out of the view: its transactions are shared,
+/// so the copy is a header and a few pointers. The JSON of a block of 10,000
+/// transactions takes milliseconds to build, and the view's lock must not be
+/// held that long: the sequencer takes it to write every mini-block.
+fn kept_block(shared: &Shared, tag: BlockTag) -> Option<StoredBlock> {
+    let view = shared.view.read().expect("view lock");
+    resolve(&view, tag).and_then(|n| view.block(n)).cloned()
+}
+
 pub(super) fn block_by_number(params: &Params<'_>, shared: &Shared) -> RpcResult {
     let p = list(params)?;
     let tag = parse_tag(p.first())?;
     let full = p.get(1).and_then(Value::as_bool).unwrap_or(false);
-    let view = shared.view.read().expect("view lock");
     if tag == BlockTag::Pending {
-        return Ok(format::pending_block(view.open_block(), full));
+        return Ok(format::pending_block(shared.view.read().expect("view lock").open_block(), full));
     }
-    let number = resolve(&view, tag);
-    Ok(number.and_then(|n| view.block(n)).map_or(Value::Null, |b| format::block(b, full)))
+    Ok(kept_block(shared, tag).map_or(Value::Null, |b| format::block(&b, full)))
 }
 
 pub(super) fn block_by_hash(params: &Params<'_>, shared: &Shared) -> RpcResult {
     let p = list(params)?;
     let hash: B256 = param(&p, 0, "blockHash")?;
     let full = p.get(1).and_then(Value::as_bool).unwrap_or(false);
-    let view = shared.view.read().expect("view lock");
-    Ok(view.block_by_hash(&hash).map_or(Value::Null, |b| format::block(b, full)))
+    Ok(kept_block(shared, BlockTag::Hash(hash)).map_or(Value::Null, |b| format::block(&b, full)))
+}
+
+/// Erigon's erigon_getHeaderByNumber, as Otterscan reads it: a kept block's
+/// header alone, with tephra's block signature (null until made); null for
+/// a block not kept, and for `pending`, which has no header until sealed.
+pub(super) fn header_by_number(params: &Params<'_>, shared: &Shared) -> RpcResult {
+    let p = list(params)?;
+    let tag = parse_tag(p.first())?;
+    if tag == BlockTag::Pending {
+        return Ok(Value::Null);
+    }
+    Ok(kept_block(shared, tag).map_or(Value::Null, |b| format::signed_header(&b)))
 }
 
 pub(super) fn transaction_by_hash(params: &Params<'_>, shared: &Shared) -> RpcResult {
@@ -73,8 +91,11 @@ impl<'a> BlockTxs<'a> {
             let open = view.open_block();
             return Some(Self { number: open.params.number, hash: None, txs: &open.txs, op: open.op.as_deref() });
         }
-        let block = resolve(view, tag).and_then(|n| view.block(n))?;
-        Some(Self { number: block.header.number, hash: Some(block.hash), txs: &block.txs, op: block.op.as_deref() })
+        resolve(view, tag).and_then(|n| view.block(n)).map(Self::kept)
+    }
+
+    fn kept(block: &'a StoredBlock) -> Self {
+        Self { number: block.header.number, hash: Some(block.hash), txs: &block.txs, op: block.op.as_deref() }
     }
 
     fn position(&self, index: usize) -> Position {
@@ -89,13 +110,19 @@ fn block_param(p: &[Value], by_hash: bool) -> Result<BlockTag, ErrorObjectOwned>
 }
 
 /// Every receipt of a block, in order; null for a block not kept.
+/// A kept block's are built with the view's lock released (see `kept_block`).
 pub(super) fn block_receipts(params: &Params<'_>, shared: &Shared) -> RpcResult {
     let p = list(params)?;
     let tag = parse_tag(p.first())?;
-    let view = shared.view.read().expect("view lock");
-    let Some(block) = BlockTxs::of(&view, tag) else { return Ok(Value::Null) };
-    let receipts = block.txs.iter().enumerate().map(|(index, tx)| format::receipt(tx, block.position(index), block.op));
-    Ok(Value::Array(receipts.collect()))
+    let receipts = |block: BlockTxs<'_>| {
+        let each = block.txs.iter().enumerate().map(|(index, tx)| format::receipt(tx, block.position(index), block.op));
+        Value::Array(each.collect())
+    };
+    if tag == BlockTag::Pending {
+        let view = shared.view.read().expect("view lock");
+        return Ok(BlockTxs::of(&view, tag).map_or(Value::Null, receipts));
+    }
+    Ok(kept_block(shared, tag).map_or(Value::Null, |b| receipts(BlockTxs::kept(&b))))
 }
 
 /// eth_getBlockTransactionCountByNumber / ByHash: null for a block not kept.
@@ -151,9 +178,8 @@ pub(super) fn receipt_of(view: &ChainView, hash: &B256, include_open: bool) -> O
 pub(super) fn raw_block(params: &Params<'_>, shared: &Shared) -> RpcResult {
     let p = list(params)?;
     let tag = parse_tag(p.first())?;
-    let view = shared.view.read().expect("view lock");
-    let Some(block) = resolve(&view, tag).and_then(|n| view.block(n)) else { return Ok(Value::Null) };
-    Ok(json!(format!("0x{}", hex::encode(format::block_rlp(block)))))
+    let Some(block) = kept_block(shared, tag) else { return Ok(Value::Null) };
+    Ok(json!(format!("0x{}", hex::encode(format::block_rlp(&block)))))
 }
 
 /// geth's debug_getRawTransaction: a kept transaction's EIP-2718 encoding.

@@ -203,7 +203,7 @@ fn register_otterscan(m: &mut RpcModule<Shared>) {
     m.register_blocking_method("ots_searchTransactionsAfter", |p, s, _| otterscan::search(&p, &s, false))
         .expect("unique");
     // Otterscan reads headers through Erigon's method.
-    m.register_method("erigon_getHeaderByNumber", |p, s, _| blocks::block_by_number(&p, s)).expect("unique");
+    m.register_method("erigon_getHeaderByNumber", |p, s, _| blocks::header_by_number(&p, s)).expect("unique");
 }
 
 fn register_subscriptions(m: &mut RpcModule<Shared>) {
