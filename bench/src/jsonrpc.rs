@@ -182,7 +182,7 @@ impl Writer {
         self.recorder.wait_for_start();
         let accounts = self.workload.manifest.accounts;
         let (connection, connections) = self.share;
-        let mut mine = (0..self.recorder.txs()).filter(|tx| (tx % accounts) % connections == connection);
+        let mut mine = connection_txs(self.recorder.txs(), accounts, connection, connections);
         let per_request = self.calls.calls_per_request.max(1);
         let (mut request, mut body) = (Vec::new(), String::new());
         loop {
@@ -253,6 +253,19 @@ impl Writer {
             body.len()
         );
     }
+}
+
+/// Transactions `0..txs` whose sender (`tx % accounts`) is this
+/// connection's (`sender % connections == connection`), in order, each found
+/// directly: filtering `0..txs` cost every call a scan past the other
+/// connections' transactions, 255 of them with 255 connections.
+fn connection_txs(txs: usize, accounts: usize, connection: usize, connections: usize) -> impl Iterator<Item = usize> {
+    let senders: Vec<usize> = (connection..accounts).step_by(connections.max(1)).collect();
+    let per_round = senders.len().max(1);
+    (0..txs).map_while(move |n| {
+        let tx = (n / per_round) * accounts + senders.get(n % per_round)?;
+        (tx < txs).then_some(tx)
+    })
 }
 
 /// One connection's answering side.
@@ -383,6 +396,22 @@ async fn read_response<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, body: &m
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_connection_takes_its_senders_transactions_in_order() {
+        for (txs, accounts, connections) in [(1000, 100, 7), (1000, 100, 255), (999, 1, 3), (10, 50, 64), (500, 64, 64)]
+        {
+            let mut all = Vec::new();
+            for connection in 0..connections {
+                let mine: Vec<usize> = connection_txs(txs, accounts, connection, connections).collect();
+                let filtered: Vec<usize> = (0..txs).filter(|tx| (tx % accounts) % connections == connection).collect();
+                assert_eq!(mine, filtered, "{txs} txs, {accounts} accounts, connection {connection} of {connections}");
+                all.extend(mine);
+            }
+            all.sort_unstable();
+            assert_eq!(all, (0..txs).collect::<Vec<_>>(), "every transaction on exactly one connection");
+        }
+    }
 
     #[test]
     fn reasons_leave_out_what_is_specific_to_one_transaction() {
