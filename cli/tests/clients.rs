@@ -282,7 +282,7 @@ fn viem_sends_waits_reads_balances_logs_and_watches_blocks() {
 
 #[test]
 fn estimates_calls_logs_and_fee_history_answer_exactly() {
-    let node = TephraNode::start("queries", "[rpc]\nget_logs_block_range_max = 4\n");
+    let node = TephraNode::start("queries", "[rpc]\nget_logs_block_range_max = 4\nget_logs_results_max = 1\n");
     let token_code = std::fs::read_to_string(common::workspace_root().join("contracts/Token.bin")).unwrap();
     let supply = common::cast(&["abi-encode", "constructor(uint256)", "1000000"]);
     let init = format!("0x{}{}", token_code.trim(), supply.trim_start_matches("0x"));
@@ -351,6 +351,12 @@ fn estimates_calls_logs_and_fee_history_answer_exactly() {
     node.wait_for_block(5);
     let too_wide = node.call("eth_getLogs", json!([{"fromBlock": "0x0", "toBlock": "latest"}])).unwrap_err();
     assert_eq!(too_wide["code"], -32005, "{too_wide}");
+    // And its result bound: the token's Transfer logs (its mint, the transfer
+    // to bob) are more than one.
+    let by_address = json!([{"fromBlock": "0x0", "toBlock": "latest", "address": token}]);
+    let too_many = node.call("eth_getLogs", by_address).unwrap_err();
+    assert_eq!(too_many["code"], -32005, "{too_many}");
+    assert!(too_many["message"].as_str().unwrap().contains("more than 1 logs match"), "{too_many}");
 
     // eth_feeHistory: one more base fee than blocks, ratios and rewards per block.
     let history = node.rpc("eth_feeHistory", json!(["0x4", "latest", [50]]));

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use super::{
     RpcResult,
     errors::{LIMIT_EXCEEDED, SERVER_ERROR, error, invalid},
-    logs::{LogFilter, block_range, logs_in_range, matching_logs},
+    logs::{LogFilter, block_range, blocks_in_range, logs_of, matching_logs},
     params::{BlockTag, list, param, parse_tag, resolve},
 };
 use crate::{
@@ -153,9 +153,12 @@ pub(super) fn filter_logs(params: &Params<'_>, shared: &Shared) -> RpcResult {
         return Err(error(SERVER_ERROR, "filter not found", None));
     };
     let log_filter = LogFilter::parse(Some(request))?;
-    let view = shared.view.read().expect("view lock");
-    let (from, to) = block_range(&view, request.as_object())?;
-    logs_in_range(&view, &log_filter, from, to, &shared.config.rpc)
+    let blocks = {
+        let view = shared.view.read().expect("view lock");
+        let (from, to) = block_range(&view, request.as_object())?;
+        blocks_in_range(&view, &log_filter, from, to, &shared.config.rpc)?
+    };
+    logs_of(&blocks, &log_filter, &shared.config.rpc)
 }
 
 /// What a poll found: changes and the filter's next place, or that the

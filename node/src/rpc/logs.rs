@@ -1,10 +1,12 @@
 //! Logs: the filter eth_getLogs and `logs` subscriptions take, and
 //! eth_getLogs over the kept blocks, bounded in range and results.
 
+use std::sync::Arc;
+
 use alloy_primitives::{Address, B256, Log};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{
     RpcResult,
@@ -93,19 +95,37 @@ pub(super) fn get_logs(params: &Params<'_>, shared: &Shared) -> RpcResult {
     let params = list(params)?;
     let request = params.first();
     let filter = LogFilter::parse(request)?;
-    let view = shared.view.read().expect("view lock");
-    let (from, to) = block_range(&view, request.and_then(Value::as_object))?;
-    logs_in_range(&view, &filter, from, to, &shared.config.rpc)
+    let blocks = {
+        let view = shared.view.read().expect("view lock");
+        let (from, to) = block_range(&view, request.and_then(Value::as_object))?;
+        blocks_in_range(&view, &filter, from, to, &shared.config.rpc)?
+    };
+    logs_of(&blocks, &filter, &shared.config.rpc)
 }
 
-/// eth_getLogs's query: `[from, to]` of the kept blocks, within the range and
-/// result limits. A filter that names addresses or topics reads only the
-/// blocks the log index picks, over any range of kept blocks; one that
-/// names neither reads every block of its range. Either way at most
+/// A kept block's transactions, shared out of the view, so that its logs
+/// are matched and their JSON built with the view's lock released (the
+/// sequencer writes every mini-block under it).
+pub(super) struct KeptTxs {
+    number: u64,
+    hash: B256,
+    txs: Arc<Vec<StoredTx>>,
+}
+
+/// The kept blocks of eth_getLogs's query `[from, to]`, within the range
+/// limit. A filter that names addresses or topics reads only the blocks
+/// the log index picks, over any range of kept blocks; one that names
+/// neither reads every block of its range. Either way at most
 /// `get_logs_block_range_max` blocks are read.
-pub(super) fn logs_in_range(view: &ChainView, filter: &LogFilter, from: u64, to: u64, limits: &RpcConfig) -> RpcResult {
+pub(super) fn blocks_in_range(
+    view: &ChainView,
+    filter: &LogFilter,
+    from: u64,
+    to: u64,
+    limits: &RpcConfig,
+) -> Result<Vec<KeptTxs>, ErrorObjectOwned> {
     if from > to {
-        return Ok(json!([]));
+        return Ok(Vec::new());
     }
     let reads_max = limits.get_logs_block_range_max;
     let blocks: Box<dyn Iterator<Item = u64>> = match view.log_candidates(&filter.addresses, &filter.topics, from, to) {
@@ -132,17 +152,21 @@ pub(super) fn logs_in_range(view: &ChainView, filter: &LogFilter, from: u64, to:
         }
         None => Box::new(from..=to),
     };
+    let kept = |n| view.block(n).map(|b| KeptTxs { number: n, hash: b.hash, txs: b.txs.clone() });
+    Ok(blocks.filter_map(kept).collect())
+}
+
+/// The logs of `blocks` that `filter` matches, at most `get_logs_results_max`.
+pub(super) fn logs_of(blocks: &[KeptTxs], filter: &LogFilter, limits: &RpcConfig) -> RpcResult {
     let mut out = Vec::new();
-    for n in blocks {
-        if let Some(block) = view.block(n) {
-            matching_logs(filter, &block.txs, n, Some(block.hash), &mut out);
-            if out.len() > limits.get_logs_results_max {
-                return Err(error(
-                    LIMIT_EXCEEDED,
-                    format!("more than {} logs match; narrow the query", limits.get_logs_results_max),
-                    None,
-                ));
-            }
+    for block in blocks {
+        matching_logs(filter, &block.txs, block.number, Some(block.hash), &mut out);
+        if out.len() > limits.get_logs_results_max {
+            return Err(error(
+                LIMIT_EXCEEDED,
+                format!("more than {} logs match; narrow the query", limits.get_logs_results_max),
+                None,
+            ));
         }
     }
     Ok(Value::Array(out))
