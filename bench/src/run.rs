@@ -80,7 +80,7 @@ impl Context {
     ) -> Result<Phase, String> {
         let txs = match load.pace {
             Pace::Open { tx_per_s } => {
-                let txs = (tx_per_s * load.seconds).ceil() as usize;
+                let txs = open_loop_txs(tx_per_s, load.seconds);
                 if txs > workload.len() {
                     return Err(format!(
                         "{name}: {txs} transactions needed, the workload has {}: generate more (--txs)",
@@ -161,4 +161,28 @@ fn wait_included(node: &Node, workload: &Workload, recorder: &Recorder) -> Optio
         std::thread::sleep(Duration::from_millis(2));
     }
     None
+}
+
+/// The transactions an open loop at `tx_per_s` sends in `seconds`. A phase
+/// cut to the workload's length has `seconds = len / tx_per_s`, whose product
+/// with the rate can come back a hair above `len` (3000.0000000004): a
+/// millionth of a transaction is none.
+fn open_loop_txs(tx_per_s: f64, seconds: f64) -> usize {
+    (tx_per_s * seconds - 1e-6).ceil().max(0.0) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phase_cut_to_the_workload_needs_exactly_the_workload() {
+        for len in [1, 3000, 99_999, 1_000_000] {
+            for rate in (1..2000).map(|i| 1.0 + f64::from(i) * 13.37) {
+                assert_eq!(open_loop_txs(rate, len as f64 / rate), len, "{len} at {rate} tx/s");
+            }
+        }
+        assert_eq!(open_loop_txs(1000.0, 2.5), 2500);
+        assert_eq!(open_loop_txs(1000.0, 0.0015), 2, "a part of a transaction is sent whole");
+    }
 }
