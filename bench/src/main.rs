@@ -49,6 +49,10 @@ const KNEE_LATENCY_FACTOR: f64 = 3.0;
 /// sweep step within it, and the sustained phase must hold it for its whole
 /// length.
 const SUSTAINED_P99_MAX_MS: f64 = 10.0;
+/// Phases probing between the knee and the sweep step above it, each
+/// halving the gap: the steps are a quarter of the maximum apart, and the
+/// sustained goal asks for the highest rate that holds, not the step below.
+const KNEE_PROBES: usize = 2;
 /// The sequencer thread's name as /proc shows it (15 characters at most).
 const SEQUENCER_THREAD: &str = "tephra-sequence";
 /// The UDP closed loop's unanswered datagrams at most (of
@@ -418,6 +422,34 @@ fn knee(results: &Results) -> Option<f64> {
         .reduce(f64::max)
 }
 
+/// Probes `KNEE_PROBES` rates between the knee and the sweep step above it,
+/// halving the gap each time; each probe joins the sweep, and the knee is
+/// taken again over all of them. Nothing to refine without a knee or a
+/// step above it.
+fn refine_knee(
+    results: &mut Results,
+    mut probe: impl FnMut(f64, usize) -> Result<Phase, String>,
+) -> Result<(), String> {
+    let Some(mut holds) = results.knee_tx_per_s else { return Ok(()) };
+    let offered = |name: &String| results.phase(name)?.label.offered_tx_per_s;
+    let Some(mut fails) = results.sweep.iter().filter_map(offered).filter(|&rate| rate > holds).reduce(f64::min) else {
+        return Ok(());
+    };
+    for n in 1..=KNEE_PROBES {
+        let rate = (holds + fails) / 2.0;
+        let phase = probe(rate, n)?;
+        results.sweep.push(phase.label.name.clone());
+        results.phases.push(phase);
+        results.knee_tx_per_s = knee(results);
+        if results.knee_tx_per_s >= Some(rate) {
+            holds = rate;
+        } else {
+            fails = rate;
+        }
+    }
+    Ok(())
+}
+
 /// A workload folder for `kind`, generated unless it already holds exactly
 /// these settings.
 fn ensure_workload(data: &Path, kind: Kind, seed: u64, txs: usize, accounts: usize) -> Result<PathBuf, String> {
@@ -634,6 +666,11 @@ fn all_command(a: &AllArgs) -> Result<(), String> {
         results.phases.push(phase);
     }
     results.knee_tx_per_s = knee(&results);
+    refine_knee(&mut results, |rate, probe| {
+        let (pace, seconds) = open(transfers, rate, a.phase_seconds);
+        let name = format!("udp knee probe {probe}");
+        context.phase(&name, PeerKind::Tephra, transfers_dir, transfers, load(Driver::Udp, pace, seconds))
+    })?;
     let max_sustained = results.knee_tx_per_s.unwrap_or(udp_max * a.sweep.iter().copied().fold(1.0, f64::min));
     let (pace, seconds) = open(transfers, max_sustained, a.sustain_seconds);
     results.phases.push(context.phase(
@@ -816,4 +853,70 @@ fn goals(results: &Results, sustain_seconds: f64) -> Vec<Goal> {
         });
     }
     goals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::{Label, LatencySummary};
+
+    /// An open-loop step at `rate` that accepted everything, with this p99.
+    fn step(name: &str, rate: f64, p99_ms: f64) -> Phase {
+        let latency =
+            LatencySummary { count: 1, p50: 2.0, p90: 2.0, p99: p99_ms, p999: p99_ms, max: p99_ms, cdf: Vec::new() };
+        let label = Label {
+            name: name.to_string(),
+            peer: "tephra".into(),
+            workload: "transfers".into(),
+            driver: Driver::Udp,
+            offered_tx_per_s: Some(rate),
+        };
+        Phase {
+            label,
+            sent: 100,
+            accepted: 100,
+            rejected: Default::default(),
+            lost: 0,
+            duration_s: 1.0,
+            achieved_tx_per_s: rate,
+            included_tx_per_s: None,
+            blocks_sealed: 1,
+            rss_mib: 0,
+            node_threads_cpu_s: Default::default(),
+            node: None,
+            preconf_ms: Some(latency),
+            sealed_ms: None,
+            signed_ms: None,
+        }
+    }
+
+    #[test]
+    fn the_knee_is_refined_between_the_step_that_holds_and_the_one_above() {
+        let mut results = Results::default();
+        for (name, rate, p99) in [("25%", 2_500.0, 4.0), ("50%", 5_000.0, 11.0), ("75%", 7_500.0, 90.0)] {
+            results.sweep.push(name.into());
+            results.phases.push(step(name, rate, p99));
+        }
+        results.knee_tx_per_s = knee(&results);
+        assert_eq!(results.knee_tx_per_s, Some(2_500.0));
+        // The p99 stays within the bound up to 4,000 tx/s.
+        let mut probed = Vec::new();
+        refine_knee(&mut results, |rate, n| {
+            probed.push(rate);
+            Ok(step(&format!("probe {n}"), rate, if rate <= 4_000.0 { 8.0 } else { 12.0 }))
+        })
+        .unwrap();
+        assert_eq!(probed, [3_750.0, 4_375.0], "halfway to the failing step, then halfway above the probe that held");
+        assert_eq!(results.knee_tx_per_s, Some(3_750.0));
+        assert_eq!(results.sweep.len(), 5, "the probes join the sweep");
+
+        // No step above the knee, or no knee: nothing to probe.
+        let mut top = Results::default();
+        top.sweep.push("100%".into());
+        top.phases.push(step("100%", 10_000.0, 3.0));
+        top.knee_tx_per_s = knee(&top);
+        refine_knee(&mut top, |_, _| panic!("no probe")).unwrap();
+        let mut none = Results::default();
+        refine_knee(&mut none, |_, _| panic!("no probe")).unwrap();
+    }
 }

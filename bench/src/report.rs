@@ -34,7 +34,8 @@ pub struct Results {
     #[serde(default)]
     pub disk_commit: Option<LatencySummary>,
     pub phases: Vec<Phase>,
-    /// The UDP sweep: names of its phases, in offered order; and the knee.
+    /// The UDP sweep: names of its phases (its steps in offered order, then
+    /// the probes that refine the knee); and the knee.
     pub sweep: Vec<String>,
     pub knee_tx_per_s: Option<f64>,
     /// JSON-RPC reads, idle and under half the UDP maximum.
@@ -267,12 +268,14 @@ fn plot_latency(results: &Results, path: &Path) -> Result<(), String> {
 fn plot_throughput(results: &Results, path: &Path) -> Result<(), String> {
     let root = SVGBackend::new(path, (800, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
-    let points: Vec<(f64, f64)> = results
+    let mut points: Vec<(f64, f64)> = results
         .sweep
         .iter()
         .filter_map(|name| results.phase(name))
         .filter_map(|p| Some((p.label.offered_tx_per_s?, p.achieved_tx_per_s)))
         .collect();
+    // The knee's probes come after the steps.
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
     let top = points.iter().map(|p| p.0.max(p.1)).fold(1.0f64, f64::max) * 1.1;
     let mut chart = ChartBuilder::on(&root)
         .caption("UDP transfers: accepted against offered", ("sans-serif", 22))
