@@ -30,8 +30,16 @@ fn all_runs_every_phase_and_writes_the_report() {
     let results: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let phases = results["phases"].as_array().unwrap();
     // Four maxima, three sweep steps, sustained, half load, three JSON-RPC
-    // maxima and tephra's batched one, two eth_sendRawTransactionSync phases.
-    assert_eq!(phases.len(), 15, "{phases:#?}");
+    // maxima and tephra's batched one, two eth_sendRawTransactionSync phases;
+    // and the knee's two probes when a step below the top one is the knee.
+    let name_of = |phase: &Value| phase["name"].as_str().unwrap().to_string();
+    let probes = phases.iter().filter(|phase| name_of(phase).starts_with("udp knee probe")).count();
+    let knee_below_top = results["knee_tx_per_s"].as_f64().is_some_and(|knee| {
+        let offered = |phase: &Value| phase["offered_tx_per_s"].as_f64();
+        phases.iter().filter(|p| name_of(p).starts_with("udp sweep")).filter_map(offered).any(|rate| rate > knee)
+    });
+    assert_eq!(probes, if knee_below_top { 2 } else { 0 }, "knee probes");
+    assert_eq!(phases.len(), 15 + probes, "{phases:#?}");
     for phase in phases {
         let name = phase["name"].as_str().unwrap();
         assert!(phase["sent"].as_u64().unwrap() > 0, "{name} sent nothing");
