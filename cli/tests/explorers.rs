@@ -681,7 +681,7 @@ fn send_alone(node: &TephraNode, client: &RpcClient, raw: &str) -> Value {
 /// time on both chains.
 struct TwoChains {
     /// Running while the chains are compared.
-    _node: TephraNode,
+    node: TephraNode,
     tephra: RpcClient,
     anvil: Anvil,
     txs: Vec<String>,
@@ -712,7 +712,7 @@ impl TwoChains {
             send_mined(&anvil.client, std::slice::from_ref(raw));
             blocks.push((common::quantity(&receipt["blockNumber"]), head(&anvil.client)));
         }
-        Self { _node: node, tephra, anvil, txs, blocks, factory, sender: DevKey::dev(2).address(), coinbase }
+        Self { node, tephra, anvil, txs, blocks, factory, sender: DevKey::dev(2).address(), coinbase }
     }
 }
 
@@ -834,24 +834,10 @@ fn normalised_record(value: &Value) -> Value {
     }
 }
 
-/// Block `number` once its signature is published (blocks are signed within
-/// a second or two of their seal).
-fn signed_block(client: &RpcClient, number: u64) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let block = client.rpc("eth_getBlockByNumber", json!([format!("{number:#x}"), false]));
-        if block["signature"].is_string() {
-            return block;
-        }
-        assert!(std::time::Instant::now() < deadline, "block {number} not signed in time");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn otterscan_answers_as_anvil_does_on_the_same_transactions() {
     let chains = TwoChains::start("explorers-otterscan");
-    let TwoChains { tephra, anvil, txs, blocks, factory, sender, .. } = &chains;
+    let TwoChains { node, tephra, anvil, txs, blocks, factory, sender, .. } = &chains;
     let anvil = &anvil.client;
     let differences = std::cell::RefCell::new(Vec::new());
     let same = |ours: Value, theirs: Value, what: &str| {
@@ -975,9 +961,9 @@ fn otterscan_answers_as_anvil_does_on_the_same_transactions() {
     // erigon_getHeaderByNumber: the header alone, as Erigon answers it (anvil
     // answers the whole block), with tephra's block signature once made.
     let (at_tephra, at_anvil) = *blocks.last().unwrap();
-    let block = signed_block(tephra, at_tephra);
+    node.wait_for_signed_block(at_tephra);
     let header = tephra.rpc("erigon_getHeaderByNumber", json!([at_tephra]));
-    let mut expected = block.clone();
+    let mut expected = tephra.rpc("eth_getBlockByNumber", json!([at_tephra, false]));
     for body in ["transactions", "uncles", "withdrawals", "size"] {
         expected.as_object_mut().unwrap().remove(body);
     }
