@@ -26,8 +26,10 @@
 //!   here) makes the prediction conservative.
 //! - Preconfirmation latency at half the rate: the mini-block's wait
 //!   (`pool.mini_block_wait_ms`, counted on the pool's millisecond clock, so
-//!   half a millisecond more on average and a whole one at most), its
-//!   execution, the commit (p50, and p99 for the tail); a seal holds mini-blocks for its
+//!   half a millisecond more on average and a whole one at most; with 0,
+//!   the rest of the mini-block in progress, half of one on average and a
+//!   whole one at most), its execution, the commit (p50, and p99 for the
+//!   tail); a seal holds mini-blocks for its
 //!   length, which grows with the block (the seal's cost per transaction
 //!   measured here times a block's transactions at that rate), and is in the
 //!   p99 once it covers more than 1% of the block time.
@@ -88,18 +90,32 @@ impl Inputs {
             (sequencer_bound, "the sequencer thread: its CPU per transaction and its share of each commit".to_string())
         };
         let half = rate / 2.0;
-        // A mini-block takes what arrived during its wait (at most a full one).
-        let batch = (half * self.mini_block_wait_ms / 1e3).clamp(1.0, self.mini_block_txs_max as f64);
+        let (batch, wait_p50_ms, wait_p99_ms) = self.mini_block_wait(half);
         let execute_ms = batch * self.sequencer_us / 1e3;
         let seal_ms = self.seal_us_per_tx * half * self.block_time_ms / 1e3 / 1e3;
         let seal_in_tail = seal_ms / self.block_time_ms > 0.01;
-        let preconf_p50_ms = self.mini_block_wait_ms + POOL_CLOCK_MS / 2.0 + execute_ms + self.commit_p50_ms;
-        let preconf_p99_ms = self.mini_block_wait_ms
-            + POOL_CLOCK_MS
-            + execute_ms
-            + self.commit_p99_ms
-            + if seal_in_tail { seal_ms } else { 0.0 };
+        let preconf_p50_ms = wait_p50_ms + execute_ms + self.commit_p50_ms;
+        let preconf_p99_ms = wait_p99_ms + execute_ms + self.commit_p99_ms + if seal_in_tail { seal_ms } else { 0.0 };
         Prediction { cores, closed_loop_tx_per_s: rate, bottleneck, preconf_p50_ms, preconf_p99_ms }
+    }
+
+    /// At `tx_per_s`: a mini-block's transactions, and how long one waits
+    /// before its mini-block is cut (p50, p99).
+    fn mini_block_wait(&self, tx_per_s: f64) -> (f64, f64, f64) {
+        let full = self.mini_block_txs_max as f64;
+        if self.mini_block_wait_ms > 0.0 {
+            // What arrived during the wait, which ends on the pool's clock.
+            let batch = (tx_per_s * self.mini_block_wait_ms / 1e3).clamp(1.0, full);
+            return (batch, self.mini_block_wait_ms + POOL_CLOCK_MS / 2.0, self.mini_block_wait_ms + POOL_CLOCK_MS);
+        }
+        // Cut at once: mini-blocks run back to back, each taking what arrived
+        // while the one before executed and committed, b = r (b s + c); a
+        // transaction waits out the rest of the one in progress.
+        let busy = tx_per_s * self.sequencer_us / 1e6;
+        let batch = if busy < 1.0 { tx_per_s * self.commit_p50_ms / 1e3 / (1.0 - busy) } else { full };
+        let batch = batch.clamp(1.0, full);
+        let execute_ms = batch * self.sequencer_us / 1e3;
+        (batch, (execute_ms + self.commit_p50_ms) / 2.0, execute_ms + self.commit_p99_ms)
     }
 }
 
@@ -234,5 +250,21 @@ mod tests {
         model.seal_us_per_tx = 0.3;
         let many = model.predict(64);
         assert!(many.preconf_p99_ms > many.preconf_p50_ms + 13.0, "{many:?}");
+    }
+
+    #[test]
+    fn cut_at_once_a_transaction_waits_out_the_mini_block_in_progress() {
+        let model = Inputs { mini_block_wait_ms: 0.0, ..inputs() };
+        // 1 core: 5,000 tx/s at half load. A mini-block takes what arrived
+        // during the last one's execution and commit: b = 5 (0.01 b + 0.256).
+        let batch = 5.0 * 0.256 / (1.0 - 5.0 * 0.01);
+        let execute_ms = batch * 10.0 / 1e3;
+        let one = model.predict(1);
+        assert!((one.preconf_p50_ms - ((execute_ms + 0.256) / 2.0 + execute_ms + 0.256)).abs() < 1e-9, "{one:?}");
+        assert!((one.preconf_p99_ms - 2.0 * (execute_ms + 1.0)).abs() < 1e-9, "{one:?}");
+        // A sequencer that cannot keep up cuts full mini-blocks.
+        let saturated = Inputs { sequencer_us: 1_000.0, ..model };
+        let (batch, _, _) = saturated.mini_block_wait(5_000.0);
+        assert_eq!(batch, 256.0);
     }
 }
