@@ -33,7 +33,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     measure::{Driver, Phase},
     peer::Programs,
-    report::{Goal, Machine, Results},
+    report::{Goal, IngressRound, Machine, Results},
     run::{Context, Load, PeerKind},
     udp::Pace,
     workload::{GENESIS_FILE, Kind, Workload},
@@ -281,6 +281,11 @@ struct AllArgs {
     sync_rate: f64,
     #[arg(long, default_value_t = 8)]
     txs_per_datagram: usize,
+    /// Goal 1's closed loops, UDP then JSON-RPC, alternating this many times
+    /// (the goal takes the median round's ratio: this VM drifts within
+    /// minutes).
+    #[arg(long, default_value_t = 3)]
+    ingress_rounds: usize,
     #[command(flatten)]
     peers: Peers,
 }
@@ -702,7 +707,18 @@ fn all_command(a: &AllArgs) -> Result<(), String> {
         connections: requests.clamp(1, RPC_CONNECTIONS_MAX),
         ..load(Driver::Rpc, closed, a.phase_seconds)
     };
-    for peer in [PeerKind::Tephra, PeerKind::AnvilAutomine, PeerKind::AnvilInterval] {
+    // Goal 1: each round a UDP closed loop, then the JSON-RPC one at once.
+    // Phases minutes apart drifted apart on this VM (one node's ratio was
+    // 78% in one run and 55% in the next), a pair seconds apart less so.
+    for round in 1..=a.ingress_rounds.max(1) {
+        let udp = load(Driver::Udp, closed, a.phase_seconds);
+        let udp = context.phase(&format!("ingress udp {round}"), PeerKind::Tephra, transfers_dir, transfers, udp)?;
+        let rpc = one_request_each(in_flight);
+        let rpc = context.phase(&format!("rpc max Tephra {round}"), PeerKind::Tephra, transfers_dir, transfers, rpc)?;
+        results.ingress.push(IngressRound { udp_tx_per_s: udp.achieved_tx_per_s, rpc_tx_per_s: rpc.achieved_tx_per_s });
+        results.phases.extend([udp, rpc]);
+    }
+    for peer in [PeerKind::AnvilAutomine, PeerKind::AnvilInterval] {
         let rpc_load = one_request_each(in_flight);
         results.phases.push(context.phase(&format!("rpc max {peer:?}"), peer, transfers_dir, transfers, rpc_load)?);
     }
@@ -716,7 +732,7 @@ fn all_command(a: &AllArgs) -> Result<(), String> {
     )?);
     // eth_sendRawTransactionSync: tephra at half its JSON-RPC maximum, anvil
     // automine (a block per transaction) at `sync_rate`.
-    let rpc_max = results.phase("rpc max Tephra").map_or(a.sync_rate, |p| p.achieved_tx_per_s);
+    let rpc_max = results.ingress_median().map_or(a.sync_rate, |round| round.rpc_tx_per_s);
     for (peer, rate) in [(PeerKind::Tephra, rpc_max / 2.0), (PeerKind::AnvilAutomine, a.sync_rate)] {
         let (pace, seconds) = open(transfers, rate.max(1.0), a.phase_seconds);
         let sync_load = Load { connections: a.connections, ..load(Driver::RpcSync, pace, seconds) };
@@ -745,23 +761,25 @@ fn goals(results: &Results, sustain_seconds: f64) -> Vec<Goal> {
     let transfers_floor = results.floors.iter().find(|f| f.workload == Kind::Transfers.name());
     let achieved = |name: &str| results.phase(name).map(|p| p.achieved_tx_per_s);
     let p99 = |name: &str| results.phase(name).and_then(|p| p.preconf_ms.as_ref()).map(|l| l.p99);
-    if let (Some(rpc), Some(batched), Some(udp)) =
-        (achieved("rpc max Tephra"), achieved("rpc max batched Tephra"), achieved("udp max transfers"))
-    {
+    if let (Some(median), Some(batched)) = (results.ingress_median(), achieved("rpc max batched Tephra")) {
+        let (rpc, udp) = (median.rpc_tx_per_s, median.udp_tx_per_s);
+        let rounds: Vec<String> = results.ingress.iter().map(|r| format!("{:.0}%", 100.0 * r.ratio())).collect();
         goals.push(Goal {
             name: "JSON-RPC eth_sendRawTransaction closed loop against the UDP closed loop".into(),
             measured: format!(
-                "single calls {rpc:.0} tx/s = {:.0}%; batches of {RPC_BATCH_CALLS} {batched:.0} tx/s = {:.0}%; UDP {udp:.0} tx/s",
-                100.0 * rpc / udp,
+                "single calls {rpc:.0} tx/s = {:.0}% (median of {} alternating rounds: {}); batches of {RPC_BATCH_CALLS} {batched:.0} tx/s = {:.0}%; UDP {udp:.0} tx/s",
+                100.0 * median.ratio(),
+                rounds.len(),
+                rounds.join(", "),
                 100.0 * batched / udp
             ),
             target: ">= 85% (single calls)".into(),
-            met: rpc >= 0.85 * udp,
+            met: median.ratio() >= 0.85,
         });
     }
     let anvil =
         [achieved("rpc max AnvilAutomine"), achieved("rpc max AnvilInterval")].into_iter().flatten().reduce(f64::max);
-    if let (Some(tephra), Some(anvil)) = (achieved("rpc max Tephra"), anvil) {
+    if let (Some(tephra), Some(anvil)) = (results.ingress_median().map(|r| r.rpc_tx_per_s), anvil) {
         goals.push(Goal {
             name: "JSON-RPC closed loop against anvil's best mode".into(),
             measured: format!("{tephra:.0} against {anvil:.0} tx/s = {:.1}x", tephra / anvil),
@@ -918,5 +936,32 @@ mod tests {
         refine_knee(&mut top, |_, _| panic!("no probe")).unwrap();
         let mut none = Results::default();
         refine_knee(&mut none, |_, _| panic!("no probe")).unwrap();
+    }
+
+    #[test]
+    fn goal_one_takes_the_round_with_the_median_ratio() {
+        let round = |udp_tx_per_s, rpc_tx_per_s| IngressRound { udp_tx_per_s, rpc_tx_per_s };
+        let mut results = Results::default();
+        assert!(results.ingress_median().is_none());
+        results.ingress = vec![round(20_000.0, 16_000.0), round(25_000.0, 13_750.0), round(18_000.0, 12_600.0)];
+        // 80%, 55%, 70%: the middle ratio is the third round's, though its
+        // JSON-RPC figure is the lowest.
+        let median = results.ingress_median().unwrap();
+        assert_eq!((median.udp_tx_per_s, median.rpc_tx_per_s), (18_000.0, 12_600.0));
+        // An even count takes the lower middle: no goal met on the better half.
+        results.ingress.truncate(2);
+        assert_eq!(results.ingress_median().unwrap().rpc_tx_per_s, 13_750.0);
+
+        let goals = goals(&results, 60.0);
+        assert!(goals.iter().all(|g| !g.name.starts_with("JSON-RPC eth_sendRawTransaction")), "no batched phase");
+        results.phases.push(step("rpc max batched Tephra", 20_000.0, 5.0));
+        results.ingress = vec![round(20_000.0, 17_000.0)];
+        let goal = goals_named(&results, "JSON-RPC eth_sendRawTransaction");
+        assert!(goal.met, "85% exactly: {goal:?}");
+        assert!(goal.measured.contains("85% (median of 1 alternating rounds: 85%)"), "{}", goal.measured);
+    }
+
+    fn goals_named(results: &Results, prefix: &str) -> Goal {
+        goals(results, 60.0).into_iter().find(|g| g.name.starts_with(prefix)).unwrap()
     }
 }

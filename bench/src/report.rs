@@ -41,7 +41,23 @@ pub struct Results {
     /// JSON-RPC reads, idle and under half the UDP maximum.
     #[serde(default)]
     pub reads: Option<crate::reads::Reads>,
+    /// Goal 1's alternating closed loops, in order.
+    #[serde(default)]
+    pub ingress: Vec<IngressRound>,
     pub goals: Vec<Goal>,
+}
+
+/// One round of goal 1: the UDP closed loop, then the JSON-RPC one.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct IngressRound {
+    pub udp_tx_per_s: f64,
+    pub rpc_tx_per_s: f64,
+}
+
+impl IngressRound {
+    pub fn ratio(&self) -> f64 {
+        self.rpc_tx_per_s / self.udp_tx_per_s.max(f64::MIN_POSITIVE)
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -75,6 +91,14 @@ pub struct Goal {
 impl Results {
     pub fn phase(&self, name: &str) -> Option<&Phase> {
         self.phases.iter().find(|p| p.label.name == name)
+    }
+
+    /// The round with the median JSON-RPC/UDP ratio (the lower middle of an
+    /// even count).
+    pub fn ingress_median(&self) -> Option<IngressRound> {
+        let mut rounds = self.ingress.clone();
+        rounds.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
+        rounds.get(rounds.len().saturating_sub(1) / 2).copied()
     }
 
     pub fn write(&self, dir: &Path) -> Result<(), String> {

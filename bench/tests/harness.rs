@@ -22,14 +22,15 @@ fn all_runs_every_phase_and_writes_the_report() {
         .args(["--out", out.to_str().unwrap(), "--data", data.to_str().unwrap()])
         .args(["--tephra", tephra.to_str().unwrap(), "--anvil", anvil.to_str().unwrap()])
         .args(["--txs", "30000", "--accounts", "1000", "--phase-seconds", "1", "--sustain-seconds", "1"])
-        .args(["--sweep", "0.5,0.75,1.0", "--sync-rate", "50", "--connections", "4"])
+        .args(["--sweep", "0.5,0.75,1.0", "--sync-rate", "50", "--connections", "4", "--ingress-rounds", "2"])
         .status()
         .unwrap();
     assert!(status.success(), "tephra-bench all failed");
 
     let results: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let phases = results["phases"].as_array().unwrap();
-    // Four maxima, three sweep steps, sustained, half load, three JSON-RPC
+    // Four maxima, three sweep steps, sustained, half load, two rounds of
+    // goal 1 (a UDP and a JSON-RPC closed loop each), anvil's two JSON-RPC
     // maxima and tephra's batched one, two eth_sendRawTransactionSync phases;
     // and the knee's two probes when a step below the top one is the knee.
     let name_of = |phase: &Value| phase["name"].as_str().unwrap().to_string();
@@ -39,7 +40,15 @@ fn all_runs_every_phase_and_writes_the_report() {
         phases.iter().filter(|p| name_of(p).starts_with("udp sweep")).filter_map(offered).any(|rate| rate > knee)
     });
     assert_eq!(probes, if knee_below_top { 2 } else { 0 }, "knee probes");
-    assert_eq!(phases.len(), 15 + probes, "{phases:#?}");
+    assert_eq!(phases.len(), 18 + probes, "{phases:#?}");
+    let rounds = results["ingress"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{rounds:?}");
+    for (round, figures) in rounds.iter().enumerate() {
+        for (side, name) in [("udp_tx_per_s", "ingress udp"), ("rpc_tx_per_s", "rpc max Tephra")] {
+            let phase = phases.iter().find(|p| name_of(p) == format!("{name} {}", round + 1)).unwrap();
+            assert_eq!(figures[side], phase["achieved_tx_per_s"], "round {round}: {figures} against {phase:#}");
+        }
+    }
     for phase in phases {
         let name = phase["name"].as_str().unwrap();
         assert!(phase["sent"].as_u64().unwrap() > 0, "{name} sent nothing");
