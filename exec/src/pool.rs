@@ -51,7 +51,7 @@ impl Default for PoolLimits {
             queued_lifetime_ms: 60_000,
             mini_block_txs_max: 256,
             mini_block_gas_max: 30_000_000,
-            mini_block_wait_ms: 0,
+            mini_block_wait_ms: 1,
         }
     }
 }
