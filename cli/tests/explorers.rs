@@ -545,14 +545,17 @@ impl Listener {
         listener
     }
 
+    /// The rest of the first line starting with `prefix`; the panic names
+    /// the last other line (its count heard, or ethers' failed poll).
     fn line_starting(&self, prefix: &str, limit: Duration) -> String {
         let deadline = std::time::Instant::now() + limit;
+        let mut last = String::new();
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.starts_with(prefix) => return line[prefix.len()..].to_string(),
-                Ok(_) => continue,
-                Err(_) => panic!("the ethers listener printed no {prefix:?} line within {limit:?}"),
+                Ok(line) => last = line,
+                Err(_) => panic!("the ethers listener printed no {prefix:?} line within {limit:?}; its last: {last:?}"),
             }
         }
     }

@@ -3,7 +3,9 @@
 // with eth_newFilter and eth_getFilterChanges at each new block.
 //
 // Prints "ready <filter id>" once its filter is installed, then counts each
-// Transfer it hears by (transaction hash, log index). After EXPECTED events,
+// Transfer it hears by (transaction hash, log index), printing "heard <n>"
+// each second while the count moves (so that a run that stops short shows
+// where it stopped). After EXPECTED events,
 // and LINGER_MS more to catch any heard twice, it prints one line
 // "result <json>" and exits. The node may restart meanwhile: ethers keeps
 // polling the same filter id, and reports failed polls on stdout ("@TODO").
@@ -33,6 +35,14 @@ function finish() {
   console.log(`result ${JSON.stringify({ heard, distinct: seen.size, duplicates: duplicates.slice(0, 20) })}`);
   process.exit(0);
 }
+
+let reported = 0;
+setInterval(() => {
+  if (heard !== reported) {
+    reported = heard;
+    console.log(`heard ${heard}`);
+  }
+}, 1000).unref();
 
 await contract.on("Transfer", (from, to, value, event) => {
   const key = `${event.log.transactionHash}:${event.log.index}`;
